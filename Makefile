@@ -1,0 +1,134 @@
+# evkit — small, fast, composable programs for real-time events.
+# `make` builds bin/; `make test` installs missing packages, builds and runs
+# every test; `make demo` runs the main job on a private bus.
+
+VERSION   := 0.1.0
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+BINDIR     = $(PREFIX)/bin
+MANDIR     = $(PREFIX)/share/man
+BASHCOMPDIR = $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR  = $(PREFIX)/share/zsh/vendor-completions
+
+CC        ?= cc
+CFLAGS    ?= -O2 -g
+EVK_CFLAGS = -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude -MMD -MP \
+             -DEVK_VERSION='"$(VERSION)"'
+# pkg-config is evaluated lazily (=), after `make deps` has installed it.
+PKG_CFLAGS = $(shell pkg-config --cflags libcjson sqlite3 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs libcjson sqlite3 2>/dev/null || echo -lcjson -lsqlite3)
+LDLIBS    += -lnng $(PKG_LIBS) -lpthread -lm
+
+# SANITIZE=1 builds everything with ASan+UBSan into build/san/ (bin too).
+ifeq ($(SANITIZE),1)
+BUILD     ?= build/san
+OUTBIN    ?= build/san/bin
+EVK_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS   += -fsanitize=address,undefined
+else
+BUILD     ?= build/obj
+OUTBIN    ?= bin
+endif
+
+ifneq ($(V),1)
+Q := @
+endif
+
+PROGRAMS  := $(patsubst cmd/%.c,%,$(wildcard cmd/*.c))
+LIB_SRC   := $(wildcard lib/*.c)
+LIB_OBJ   := $(patsubst lib/%.c,$(BUILD)/lib/%.o,$(LIB_SRC))
+LIBEVKIT  := $(BUILD)/libevkit.a
+UNIT_SRC  := $(wildcard tests/unit/test_*.c)
+UNIT_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+BIN_FILES := $(addprefix $(OUTBIN)/,$(PROGRAMS))
+
+# Debian packages: to build, to test, and (for `make bench`) the peers.
+DEPS_BUILD := gcc make pkg-config libnng-dev libcjson-dev libsqlite3-dev
+DEPS_TEST  := bats bats-support bats-assert jq sqlite3 tmux procps groff-base mandoc bash-completion
+DEPS_BENCH := redis-server redis-tools mosquitto mosquitto-clients
+
+.PHONY: all test unit bats bench demo deps deps-bench install uninstall clean check-san
+all: $(BIN_FILES) $(UNIT_BIN)
+
+$(BUILD)/lib/%.o: lib/%.c
+	@mkdir -p $(@D)
+	$(if $(Q),@echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS) $(EVK_CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
+
+$(BUILD)/cmd/%.o: cmd/%.c
+	@mkdir -p $(@D)
+	$(if $(Q),@echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS) $(EVK_CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/%.o: tests/unit/%.c
+	@mkdir -p $(@D)
+	$(if $(Q),@echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS) $(EVK_CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
+
+$(LIBEVKIT): $(LIB_OBJ)
+	$(if $(Q),@echo "  AR      $@")
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+$(OUTBIN)/%: $(BUILD)/cmd/%.o $(LIBEVKIT)
+	@mkdir -p $(@D)
+	$(if $(Q),@echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(LIBEVKIT)
+	$(if $(Q),@echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Installs the Debian packages the project needs when they are missing:
+# with apt-get when root, with `sudo -n` when that works, else prints the
+# exact command and fails.
+deps:
+	@sh tools/deps.sh $(DEPS_BUILD) $(DEPS_TEST)
+
+deps-bench:
+	@sh tools/deps.sh $(DEPS_BUILD) $(DEPS_BENCH)
+
+unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do $$t; done
+
+bats: $(BIN_FILES)
+	EVKIT_BIN=$(CURDIR)/$(OUTBIN) bats --print-output-on-failure $(BATS_FLAGS) tests/
+
+test: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)$(MAKE) --no-print-directory unit
+	$(Q)$(MAKE) --no-print-directory bats
+
+# The same unit and bats tests, built with AddressSanitizer and UBSan.
+check-san:
+	$(Q)$(MAKE) --no-print-directory SANITIZE=1 all unit bats
+
+bench: deps deps-bench
+	$(Q)$(MAKE) --no-print-directory all
+	sh bench/run.sh
+
+demo: deps
+	$(Q)$(MAKE) --no-print-directory all
+	sh examples/demo.sh
+
+install: $(BIN_FILES)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7 \
+	    $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR)
+	install -m 0755 $(BIN_FILES) $(DESTDIR)$(BINDIR)/
+	install -m 0644 $(wildcard man/*.1) $(DESTDIR)$(MANDIR)/man1/
+	$(if $(wildcard man/*.7),install -m 0644 $(wildcard man/*.7) $(DESTDIR)$(MANDIR)/man7/)
+	for f in completions/*.bash; do \
+	    install -m 0644 $$f $(DESTDIR)$(BASHCOMPDIR)/$$(basename $$f .bash); done
+	$(if $(wildcard completions/_*),install -m 0644 $(wildcard completions/_*) $(DESTDIR)$(ZSHCOMPDIR)/)
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(PROGRAMS))
+	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(wildcard man/*.1)))
+	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man7/,$(notdir $(wildcard man/*.7)))
+	rm -f $(addprefix $(DESTDIR)$(BASHCOMPDIR)/,$(basename $(notdir $(wildcard completions/*.bash))))
+	rm -f $(addprefix $(DESTDIR)$(ZSHCOMPDIR)/,$(notdir $(wildcard completions/_*)))
+
+clean:
+	rm -rf build bin
+
+.SECONDARY:
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,571 @@
+/* evbusd — the hub: accepts events, numbers them, keeps a log, fans them
+ * out, refills what subscribers missed. */
+#include "evkit/bus.h"
+#include "evkit/daemon.h"
+#include "evkit/err.h"
+#include "evkit/limits.h"
+#include "evkit/proto.h"
+#include "evkit/store.h"
+#include "evkit/utf8.h"
+
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <nng/nng.h>
+#include <nng/protocol/pubsub0/pub.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <nng/supplemental/util/platform.h>
+#include <nng/transport/ipc/ipc.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define BATCH_MSGS 64                 /* requests handled per commit */
+#define BATCH_BYTES (8 * 1024 * 1024) /* bytes handled per commit */
+#define REPLAY_BYTES (1024 * 1024)    /* bytes per replay reply */
+
+struct hub {
+	sqlite3 *db;
+	sqlite3_stmt *insert, *select, *trim, *set_head;
+	nng_socket rep, pub;
+	uint64_t head;   /* last seq assigned and committed */
+	uint64_t oldest; /* oldest retained seq; head + 1 when empty */
+	uint64_t retain;
+	const char *store;
+	char url[EVK_URL_MAX], fanout[EVK_URL_MAX];
+	time_t started;
+	/* figures for --status */
+	uint64_t events_in, frames_in, events_out, rejected_frames;
+	uint64_t replay_requests, replayed_events;
+	int subscribers, clients; /* updated from nng's pipe callbacks */
+};
+
+static volatile sig_atomic_t stopping;
+
+static void
+on_signal(int sig)
+{
+	(void)sig;
+	stopping = 1;
+}
+
+static void
+usage(FILE *out, int status)
+{
+	fprintf(out,
+		"usage: evbusd [--bus URL] [--store FILE | --memory] [--retain N]\n"
+		"              [--daemon] [--pidfile FILE]\n"
+		"       evbusd --status [--bus URL]\n"
+		"\n"
+		"The evkit hub: numbers events, keeps them in a SQLite log, fans\n"
+		"them out to subscribers and refills what a slow one missed.\n"
+		"\n"
+		"  --bus URL       listen here (default $EVBUS_URL, else a private ipc path)\n"
+		"  --store FILE    the event log (default $XDG_STATE_HOME/evkit/bus.db)\n"
+		"  --memory        keep the log in memory only (lost when the hub stops)\n"
+		"  --retain N      events the log keeps (default %d)\n"
+		"  --daemon        go to the background once accepting connections\n"
+		"  --pidfile FILE  write the hub's pid to FILE\n"
+		"  --status        print the running hub's figures as JSON\n"
+		"  --help, --version\n",
+		EVK_RETAIN_DEFAULT);
+	exit(status);
+}
+
+static void
+pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	(void)p;
+	__atomic_add_fetch((int *)arg, ev == NNG_PIPE_EV_ADD_POST ? 1 : -1,
+			   __ATOMIC_RELAXED);
+}
+
+static void
+hub_open_store(struct hub *h, const char *path)
+{
+	static const char *const migrations[] = {
+		"CREATE TABLE events (seq INTEGER PRIMARY KEY, line BLOB NOT NULL);"
+		"CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+		"INSERT INTO meta VALUES ('head', 0);",
+	};
+	const char *why;
+	sqlite3_stmt *st;
+
+	if (evk_store_open(path, &h->db, &why) != EVK_OK)
+		evk_die(EVK_EX_UNAVAILABLE, "cannot open store '%s': %s",
+			path ? path : ":memory:", why);
+	if (evk_store_migrate(h->db, migrations, 1) != EVK_OK)
+		evk_die(EVK_EX_IOERR, "cannot set up store '%s': %s",
+			path ? path : ":memory:", sqlite3_errmsg(h->db));
+	if (sqlite3_prepare_v2(h->db,
+			       "SELECT max((SELECT value FROM meta WHERE key='head'),"
+			       " coalesce((SELECT max(seq) FROM events), 0)),"
+			       " coalesce((SELECT min(seq) FROM events), 0)",
+			       -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_ROW)
+		evk_die(EVK_EX_IOERR, "cannot read store: %s", sqlite3_errmsg(h->db));
+	h->head = (uint64_t)sqlite3_column_int64(st, 0);
+	h->oldest = sqlite3_column_int64(st, 1) ? (uint64_t)sqlite3_column_int64(st, 1)
+						: h->head + 1;
+	sqlite3_finalize(st);
+	if (sqlite3_prepare_v3(h->db, "INSERT INTO events (seq, line) VALUES (?, ?)",
+			       -1, SQLITE_PREPARE_PERSISTENT, &h->insert, NULL) ||
+	    sqlite3_prepare_v3(h->db,
+			       "SELECT seq, line FROM events WHERE seq >= ? "
+			       "ORDER BY seq LIMIT ?",
+			       -1, SQLITE_PREPARE_PERSISTENT, &h->select, NULL) ||
+	    sqlite3_prepare_v3(h->db, "DELETE FROM events WHERE seq < ?", -1,
+			       SQLITE_PREPARE_PERSISTENT, &h->trim, NULL) ||
+	    sqlite3_prepare_v3(h->db, "UPDATE meta SET value = ? WHERE key = 'head'",
+			       -1, SQLITE_PREPARE_PERSISTENT, &h->set_head, NULL))
+		evk_die(EVK_EX_IOERR, "cannot prepare store: %s", sqlite3_errmsg(h->db));
+}
+
+static void
+hub_listen(struct hub *h)
+{
+	nng_listener l;
+	int rv;
+
+	if ((rv = nng_rep0_open_raw(&h->rep)) != 0 || (rv = nng_pub0_open(&h->pub)) != 0)
+		evk_die(EVK_EX_FAIL, "cannot open sockets: %s", nng_strerror(rv));
+	nng_socket_set_size(h->rep, NNG_OPT_RECVMAXSZ, EVK_FRAME_MAX);
+	nng_socket_set_int(h->pub, NNG_OPT_SENDBUF, EVK_SUB_QUEUE_FRAMES);
+	nng_socket_set_int(h->rep, NNG_OPT_RECVBUF, BATCH_MSGS);
+	nng_pipe_notify(h->pub, NNG_PIPE_EV_ADD_POST, pipe_event, &h->subscribers);
+	nng_pipe_notify(h->pub, NNG_PIPE_EV_REM_POST, pipe_event, &h->subscribers);
+	nng_pipe_notify(h->rep, NNG_PIPE_EV_ADD_POST, pipe_event, &h->clients);
+	nng_pipe_notify(h->rep, NNG_PIPE_EV_REM_POST, pipe_event, &h->clients);
+
+	const char *urls[2] = { h->url, h->fanout };
+	nng_socket socks[2] = { h->rep, h->pub };
+	for (int i = 0; i < 2; i++) {
+		if ((rv = nng_listener_create(&l, socks[i], urls[i])) != 0)
+			evk_die(EVK_EX_USAGE, "cannot listen on '%s': %s", urls[i],
+				nng_strerror(rv));
+		if (strncmp(urls[i], "ipc://", 6) == 0)
+			nng_listener_set_int(l, NNG_OPT_IPC_PERMISSIONS, 0600);
+		if ((rv = nng_listener_start(l, 0)) != 0)
+			evk_die(EVK_EX_UNAVAILABLE, "cannot listen on '%s': %s%s",
+				urls[i], nng_strerror(rv),
+				rv == NNG_EADDRINUSE ? " (is another evbusd running?)" : "");
+	}
+}
+
+/* True when a publish frame's lines all look like canonical events without
+ * seq; sets *count. The hub trusts no client: this is cheap, and keeps a
+ * stray writer from storing lines that subscribers cannot read. */
+static bool
+frame_valid(const char *b, size_t n, uint32_t *count)
+{
+	uint32_t c = 0;
+
+	if (n == 0 || b[n - 1] != '\n' || memchr(b, '\0', n) || !evk_utf8_valid(b, n))
+		return false;
+	for (const char *p = b, *end = b + n; p < end;) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t len = (size_t)(nl - p);
+		if (len < 9 || memcmp(p, "{\"ts\":\"", 7) != 0 || p[len - 1] != '}')
+			return false;
+		c++;
+		p = nl + 1;
+	}
+	*count = c;
+	return c > 0;
+}
+
+/* Numbers and stores one publish frame, building its fan-out message.
+ * Called inside the batch's transaction. */
+static int
+hub_publish(struct hub *h, nng_msg *req, nng_msg **fan, uint32_t *count)
+{
+	const char *b = (const char *)nng_msg_body(req) + 1;
+	size_t n = nng_msg_len(req) - 1;
+	nng_msg *m;
+
+	if (!frame_valid(b, n, count))
+		return EVK_EINVAL;
+	if (nng_msg_alloc(&m, EVK_EVENTS_HDR + n + (size_t)*count * 28) != 0)
+		return EVK_ENOMEM;
+	unsigned char *out = nng_msg_body(m), *w = out + EVK_EVENTS_HDR;
+	uint64_t seq = h->head;
+	for (const char *p = b, *end = b + n; p < end;) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t len = (size_t)(nl - p);
+		unsigned char *line = w;
+		memcpy(w, "{\"seq\":", 7);
+		w += 7;
+		w += sprintf((char *)w, "%llu,", (unsigned long long)++seq);
+		memcpy(w, p + 1, len - 1);
+		w += len - 1;
+		sqlite3_bind_int64(h->insert, 1, (sqlite3_int64)seq);
+		sqlite3_bind_blob(h->insert, 2, line, (int)(w - line), SQLITE_STATIC);
+		int rc = sqlite3_step(h->insert);
+		sqlite3_reset(h->insert);
+		if (rc != SQLITE_DONE) {
+			nng_msg_free(m);
+			return EVK_EIO;
+		}
+		*w++ = '\n';
+		p = nl + 1;
+	}
+	out[0] = EVK_MSG_EVENTS;
+	evk_put_u64(out + 1, h->head + 1);
+	evk_put_u32(out + 9, *count);
+	evk_put_u64(out + 13, seq);
+	evk_put_u64(out + 21, h->oldest);
+	nng_msg_chop(m, nng_msg_len(m) - (size_t)(w - out));
+	h->head = seq;
+	*fan = m;
+	return EVK_OK;
+}
+
+/* Deletes events beyond the retention bound, with some slack so that the
+ * delete runs once per many commits. */
+static int
+hub_trim(struct hub *h)
+{
+	uint64_t slack = h->retain / 16;
+	if (h->head - h->oldest + 1 <= h->retain + slack)
+		return EVK_OK;
+	uint64_t keep_from = h->head - h->retain + 1;
+	sqlite3_bind_int64(h->trim, 1, (sqlite3_int64)keep_from);
+	int rc = sqlite3_step(h->trim);
+	sqlite3_reset(h->trim);
+	if (rc != SQLITE_DONE)
+		return EVK_EIO;
+	h->oldest = keep_from;
+	return EVK_OK;
+}
+
+/* Turns req into a reply of kind with an optional text body, keeping the
+ * routing header, and sends it. */
+static void
+reply_text(struct hub *h, nng_msg *req, char kind, const char *text)
+{
+	nng_msg_clear(req);
+	if (nng_msg_append(req, &kind, 1) != 0 ||
+	    (text && nng_msg_append(req, text, strlen(text)) != 0) ||
+	    nng_sendmsg(h->rep, req, 0) != 0)
+		nng_msg_free(req);
+}
+
+static void
+hub_replay(struct hub *h, nng_msg *req)
+{
+	const unsigned char *b = nng_msg_body(req);
+	unsigned char hdr[EVK_EVENTS_HDR];
+	uint64_t from, first = 0;
+	uint32_t max, count = 0;
+
+	if (nng_msg_len(req) != 13) {
+		reply_text(h, req, EVK_MSG_ERROR, "bad replay request");
+		return;
+	}
+	from = evk_get_u64(b + 1);
+	max = evk_get_u32(b + 9);
+	if (max > EVK_REFILL_EVENTS)
+		max = EVK_REFILL_EVENTS;
+	h->replay_requests++;
+	nng_msg_clear(req);
+	if (nng_msg_append(req, hdr, sizeof(hdr)) != 0)
+		goto fail;
+	if (max > 0 && from <= h->head) {
+		size_t bytes = 0;
+		sqlite3_bind_int64(h->select, 1, (sqlite3_int64)(from < h->oldest ? h->oldest : from));
+		sqlite3_bind_int64(h->select, 2, max);
+		while (bytes < REPLAY_BYTES && sqlite3_step(h->select) == SQLITE_ROW) {
+			const void *line = sqlite3_column_blob(h->select, 1);
+			int len = sqlite3_column_bytes(h->select, 1);
+			if (count == 0)
+				first = (uint64_t)sqlite3_column_int64(h->select, 0);
+			if (nng_msg_append(req, line, (size_t)len) != 0 ||
+			    nng_msg_append(req, "\n", 1) != 0) {
+				sqlite3_reset(h->select);
+				goto fail;
+			}
+			bytes += (size_t)len + 1;
+			count++;
+		}
+		sqlite3_reset(h->select);
+	}
+	unsigned char *out = nng_msg_body(req);
+	out[0] = EVK_MSG_EVENTS;
+	evk_put_u64(out + 1, first);
+	evk_put_u32(out + 9, count);
+	evk_put_u64(out + 13, h->head);
+	evk_put_u64(out + 21, h->oldest);
+	h->replayed_events += count;
+	if (nng_sendmsg(h->rep, req, 0) != 0)
+		nng_msg_free(req);
+	return;
+fail:
+	reply_text(h, req, EVK_MSG_ERROR, "out of memory");
+}
+
+static void
+hub_status(struct hub *h, nng_msg *req)
+{
+	cJSON *o = cJSON_CreateObject();
+	char *text = NULL;
+
+	if (o && cJSON_AddStringToObject(o, "version", EVK_VERSION) &&
+	    cJSON_AddStringToObject(o, "bus", h->url) &&
+	    cJSON_AddStringToObject(o, "store", h->store ? h->store : ":memory:") &&
+	    cJSON_AddNumberToObject(o, "pid", (double)getpid()) &&
+	    cJSON_AddNumberToObject(o, "uptime_s", (double)(time(NULL) - h->started)) &&
+	    cJSON_AddNumberToObject(o, "head_seq", (double)h->head) &&
+	    cJSON_AddNumberToObject(o, "oldest_seq", (double)h->oldest) &&
+	    cJSON_AddNumberToObject(o, "retain", (double)h->retain) &&
+	    cJSON_AddNumberToObject(o, "subscribers",
+				    __atomic_load_n(&h->subscribers, __ATOMIC_RELAXED)) &&
+	    cJSON_AddNumberToObject(o, "clients",
+				    __atomic_load_n(&h->clients, __ATOMIC_RELAXED)) &&
+	    cJSON_AddNumberToObject(o, "events_in", (double)h->events_in) &&
+	    cJSON_AddNumberToObject(o, "frames_in", (double)h->frames_in) &&
+	    cJSON_AddNumberToObject(o, "events_out", (double)h->events_out) &&
+	    cJSON_AddNumberToObject(o, "rejected_frames", (double)h->rejected_frames) &&
+	    cJSON_AddNumberToObject(o, "refill_requests", (double)h->replay_requests) &&
+	    cJSON_AddNumberToObject(o, "refilled_events", (double)h->replayed_events))
+		text = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	reply_text(h, req, text ? EVK_MSG_STATUS : EVK_MSG_ERROR,
+		   text ? text : "out of memory");
+	cJSON_free(text);
+}
+
+static void
+hub_heartbeat(struct hub *h)
+{
+	nng_msg *m;
+	unsigned char b[9];
+
+	b[0] = EVK_MSG_HEARTBEAT;
+	evk_put_u64(b + 1, h->head);
+	if (nng_msg_alloc(&m, 0) != 0)
+		return;
+	if (nng_msg_append(m, b, sizeof(b)) != 0 || nng_sendmsg(h->pub, m, 0) != 0)
+		nng_msg_free(m);
+}
+
+/* Handles one batch of requests: all publishes in one transaction, then
+ * fan-out and acks (only after the commit), then replays and status. */
+static void
+hub_batch(struct hub *h, nng_msg **reqs, int n)
+{
+	nng_msg *fan[BATCH_MSGS] = { 0 };
+	uint32_t counts[BATCH_MSGS] = { 0 };
+	int errs[BATCH_MSGS] = { 0 };
+	uint64_t head0 = h->head, oldest0 = h->oldest;
+	bool any = false, ok = true;
+
+	for (int i = 0; i < n; i++) {
+		if (nng_msg_len(reqs[i]) > 1 &&
+		    ((char *)nng_msg_body(reqs[i]))[0] == EVK_MSG_PUBLISH)
+			any = true;
+	}
+	if (any) {
+		ok = evk_store_exec(h->db, "BEGIN") == EVK_OK;
+		for (int i = 0; ok && i < n; i++) {
+			const char *b = nng_msg_body(reqs[i]);
+			if (nng_msg_len(reqs[i]) < 2 || b[0] != EVK_MSG_PUBLISH)
+				continue;
+			errs[i] = hub_publish(h, reqs[i], &fan[i], &counts[i]);
+			if (errs[i] == EVK_EIO || errs[i] == EVK_ENOMEM)
+				ok = false;
+		}
+		if (ok && h->head != head0) {
+			sqlite3_bind_int64(h->set_head, 1, (sqlite3_int64)h->head);
+			ok = sqlite3_step(h->set_head) == SQLITE_DONE;
+			sqlite3_reset(h->set_head);
+		}
+		if (ok)
+			ok = hub_trim(h) == EVK_OK;
+		if (ok)
+			ok = evk_store_exec(h->db, "COMMIT") == EVK_OK;
+		if (!ok) {
+			evk_warn("cannot store events: %s", sqlite3_errmsg(h->db));
+			evk_store_exec(h->db, "ROLLBACK");
+			h->head = head0;
+			h->oldest = oldest0;
+		}
+	}
+	for (int i = 0; i < n; i++) {
+		nng_msg *req = reqs[i];
+		const char *b = nng_msg_body(req);
+		char kind = nng_msg_len(req) ? b[0] : 0;
+
+		if (kind == EVK_MSG_PUBLISH && nng_msg_len(req) > 1) {
+			if (!ok || errs[i] != EVK_OK) {
+				if (fan[i])
+					nng_msg_free(fan[i]);
+				h->rejected_frames++;
+				reply_text(h, req, EVK_MSG_ERROR,
+					   !ok ? "store failed" : "malformed frame");
+				continue;
+			}
+			h->frames_in++;
+			h->events_in += counts[i];
+			h->events_out += (uint64_t)counts[i] *
+					 (uint64_t)__atomic_load_n(&h->subscribers,
+								   __ATOMIC_RELAXED);
+			/* Acks first: the publisher waits on them. */
+			uint64_t first = evk_get_u64((unsigned char *)nng_msg_body(fan[i]) + 1);
+			unsigned char ack[13];
+			ack[0] = EVK_MSG_ACK;
+			evk_put_u64(ack + 1, first);
+			evk_put_u32(ack + 9, counts[i]);
+			nng_msg_clear(req);
+			if (nng_msg_append(req, ack, sizeof(ack)) != 0 ||
+			    nng_sendmsg(h->rep, req, 0) != 0)
+				nng_msg_free(req);
+			if (nng_sendmsg(h->pub, fan[i], 0) != 0)
+				nng_msg_free(fan[i]);
+		} else if (kind == EVK_MSG_REPLAY) {
+			hub_replay(h, req);
+		} else if (kind == EVK_MSG_STATUS) {
+			hub_status(h, req);
+		} else {
+			reply_text(h, req, EVK_MSG_ERROR, "unknown request");
+		}
+	}
+}
+
+static void
+hub_run(struct hub *h)
+{
+	nng_msg *reqs[BATCH_MSGS];
+	nng_time next_beat = nng_clock() + EVK_HEARTBEAT_MS;
+
+	while (!stopping) {
+		nng_time now = nng_clock();
+		if (now >= next_beat) {
+			hub_heartbeat(h);
+			next_beat = now + EVK_HEARTBEAT_MS;
+		}
+		nng_socket_set_ms(h->rep, NNG_OPT_RECVTIMEO,
+				  (nng_duration)(next_beat - now));
+		int rv = nng_recvmsg(h->rep, &reqs[0], 0);
+		if (rv == NNG_ETIMEDOUT)
+			continue;
+		if (rv != 0) {
+			evk_warn("receive failed: %s", nng_strerror(rv));
+			break;
+		}
+		int n = 1;
+		size_t bytes = nng_msg_len(reqs[0]);
+		while (n < BATCH_MSGS && bytes < BATCH_BYTES &&
+		       nng_recvmsg(h->rep, &reqs[n], NNG_FLAG_NONBLOCK) == 0)
+			bytes += nng_msg_len(reqs[n++]);
+		hub_batch(h, reqs, n);
+	}
+}
+
+static uint64_t
+parse_count(const char *s, const char *flag)
+{
+	char *end;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (*s == '\0' || *s == '-' || *end != '\0' || v == 0)
+		evk_die(EVK_EX_USAGE, "%s wants a positive whole number, not '%s'", flag, s);
+	return v;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "bus", required_argument, NULL, 'b' },
+		{ "store", required_argument, NULL, 's' },
+		{ "memory", no_argument, NULL, 'm' },
+		{ "retain", required_argument, NULL, 'r' },
+		{ "daemon", no_argument, NULL, 'd' },
+		{ "pidfile", required_argument, NULL, 'p' },
+		{ "status", no_argument, NULL, 'S' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ 0 },
+	};
+	struct hub h = { .retain = EVK_RETAIN_DEFAULT };
+	const char *bus = NULL, *store = NULL, *pidfile = NULL, *why;
+	char default_store[4096];
+	bool memory = false, daemonize = false, status = false;
+	int c;
+
+	evk_set_progname(argv[0]);
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'b': bus = optarg; break;
+		case 's': store = optarg; break;
+		case 'm': memory = true; break;
+		case 'r': h.retain = parse_count(optarg, "--retain"); break;
+		case 'd': daemonize = true; break;
+		case 'p': pidfile = optarg; break;
+		case 'S': status = true; break;
+		case 'h': usage(stdout, 0); break;
+		case 'V': printf("evbusd %s\n", EVK_VERSION); return 0;
+		default: usage(stderr, EVK_EX_USAGE);
+		}
+	}
+	if (optind < argc)
+		evk_die(EVK_EX_USAGE, "unexpected argument '%s'", argv[optind]);
+	if (memory && store)
+		evk_die(EVK_EX_USAGE, "--store and --memory exclude each other");
+	if (evk_bus_resolve(bus, h.url, sizeof(h.url), &why) != EVK_OK)
+		evk_die(EVK_EX_USAGE, "bad bus address '%s': %s",
+			bus ? bus : getenv("EVBUS_URL") ? getenv("EVBUS_URL") : "(default)", why);
+	if (evk_bus_fanout_url(h.url, h.fanout, sizeof(h.fanout)) != EVK_OK)
+		evk_die(EVK_EX_USAGE, "bad bus address '%s'", h.url);
+
+	if (status) {
+		char *json;
+		int rv = evk_bus_status(h.url, &json);
+		if (rv != EVK_OK)
+			evk_die(evk_err_exit(rv) == EVK_EX_DATAERR ? EVK_EX_UNAVAILABLE
+								    : evk_err_exit(rv),
+				"no hub at '%s': %s", h.url, evk_strerror(rv));
+		printf("%s\n", json);
+		free(json);
+		return fclose(stdout) == 0 ? 0 : EVK_EX_IOERR;
+	}
+	if (!memory && store == NULL) {
+		if (evk_store_default_path("bus.db", default_store,
+					   sizeof(default_store)) != EVK_OK)
+			evk_die(EVK_EX_USAGE, "no --store given and no HOME or XDG_STATE_HOME");
+		store = default_store;
+	}
+	h.store = memory ? NULL : store;
+	if (daemonize && evk_daemon_start() != EVK_OK)
+		evk_die(EVK_EX_FAIL, "cannot go to the background");
+
+	struct sigaction sa = { .sa_handler = on_signal };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	h.started = time(NULL);
+	hub_open_store(&h, h.store);
+	hub_listen(&h);
+	if (pidfile && evk_pidfile_write(pidfile) != EVK_OK)
+		evk_die(EVK_EX_IOERR, "cannot write pid file '%s'", pidfile);
+	evk_daemon_ready(0);
+	hub_run(&h);
+
+	/* Every ack was sent after its commit; give the pipes a moment to
+	 * carry the last ones out before closing. */
+	nng_msleep(20);
+	nng_close(h.rep);
+	nng_close(h.pub);
+	sqlite3_finalize(h.insert);
+	sqlite3_finalize(h.select);
+	sqlite3_finalize(h.trim);
+	sqlite3_finalize(h.set_head);
+	if (sqlite3_close(h.db) != SQLITE_OK)
+		evk_warn("closing the store: %s", sqlite3_errmsg(h.db));
+	if (pidfile)
+		unlink(pidfile);
+	return 0;
+}

@@ -1,0 +1,226 @@
+/* evpub — publish events from arguments or JSON lines; exits 0 only when
+ * the hub acknowledged (stored) every one. */
+#include "evkit/bus.h"
+#include "evkit/err.h"
+#include "evkit/event.h"
+#include "evkit/lines.h"
+#include "evkit/topic.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct opts {
+	const char *bus;
+	const char *file;
+	const char *topic;
+	const char *event;
+	size_t max_line;
+	bool strict;
+	bool echo;
+};
+
+static void
+usage(FILE *out, int status)
+{
+	fprintf(out,
+		"usage: evpub [options] TOPIC EVENT [PAYLOAD_JSON]\n"
+		"       evpub [options] [-f FILE]            (JSON lines: full events)\n"
+		"       evpub [options] -t TOPIC -e EVENT [-f FILE]  (JSON lines: payloads)\n"
+		"\n"
+		"Publishes events to the evkit hub; exits 0 once every event was\n"
+		"acknowledged, that is numbered and stored.\n"
+		"\n"
+		"  --bus URL         the hub (default $EVBUS_URL, else a private ipc path)\n"
+		"  -f, --file FILE   read JSON lines from FILE instead of stdin\n"
+		"  -t, --topic TOPIC each input line is a payload for this topic\n"
+		"  -e, --event NAME  ... and this event name\n"
+		"  --strict          stop at the first bad line (earlier lines stay published)\n"
+		"  --echo            print each acknowledged event, with its seq\n"
+		"  --max-line BYTES  longest input line (default 1048576)\n"
+		"  -h, --help, --version\n"
+		"\n"
+		"Exit: 0 all published, 2 usage, 65 bad input lines (the good ones were\n"
+		"published), 69 no hub, 74 read error.\n");
+	exit(status);
+}
+
+static void
+echo_acked(void *arg, uint64_t first, const char *lines, size_t len, uint32_t count)
+{
+	(void)arg;
+	(void)count;
+	for (const char *p = lines, *end = lines + len; p < end;) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		printf("{\"seq\":%llu,", (unsigned long long)first++);
+		fwrite(p + 1, 1, (size_t)(nl - p), stdout);
+		p = nl + 1;
+	}
+	if (fflush(stdout) != 0 && errno == EPIPE)
+		exit(EVK_EX_IOERR);
+}
+
+/* Reports a failure of the hub link and exits with its status. */
+static void
+link_failed(struct evk_pub *p, const char *url, int rv)
+{
+	uint64_t acked = p ? evk_pub_acked(p) : 0;
+	if (rv == EVK_EUNAVAIL)
+		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s'", url);
+	if (rv == EVK_ECLOSED || rv == EVK_ETIMEDOUT)
+		evk_die(EVK_EX_UNAVAILABLE,
+			"lost the hub at '%s' (%s): %llu events acknowledged, "
+			"later ones may not be stored",
+			url, evk_strerror(rv), (unsigned long long)acked);
+	evk_die(evk_err_exit(rv), "publishing to '%s': %s", url, evk_strerror(rv));
+}
+
+static int
+publish_lines(struct evk_pub *pub, const struct opts *o, const char *url)
+{
+	struct evk_lines r;
+	struct evk_buf line = EVK_BUF_INIT(0);
+	const char *name = o->file ? o->file : "stdin";
+	char why[256];
+	int fd = 0, bad = 0, rv;
+
+	if (o->file && (fd = open(o->file, O_RDONLY | O_CLOEXEC)) < 0)
+		evk_die(EVK_EX_IOERR,
+			"cannot open '%s': %s", o->file, strerror(errno));
+	if (evk_lines_init(&r, fd, o->max_line) != EVK_OK)
+		evk_die(EVK_EX_FAIL, "out of memory");
+	for (;;) {
+		char *text;
+		size_t len;
+
+		/* The input is idle: send what is queued now and wait for
+		 * its ack, so that a single event is never held back. */
+		if (!evk_lines_ready(&r) && evk_lines_wait(&r, 0) == 0 &&
+		    (rv = evk_pub_sync(pub)) != EVK_OK)
+			link_failed(pub, url, rv);
+		int st = evk_lines_next(&r, &text, &len);
+		if (st == EVK_LINE_EOF)
+			break;
+		if (st == EVK_LINE_ERR)
+			evk_die(EVK_EX_IOERR, "%s: read error: %s", name, strerror(errno));
+		if (st == EVK_LINE_OK && len == 0)
+			continue; /* blank lines are allowed, as in jq */
+		if (st == EVK_LINE_TOOLONG)
+			snprintf(why, sizeof(why), "line longer than %zu bytes", o->max_line);
+		else if (st == EVK_LINE_NUL)
+			snprintf(why, sizeof(why), "NUL byte in line");
+		evk_buf_reset(&line);
+		if (st == EVK_LINE_OK &&
+		    (o->topic ? evk_event_from_payload(&line, o->topic, o->event, text,
+						       len, why, sizeof(why))
+			      : evk_event_from_json(&line, text, len, why,
+						    sizeof(why))) == EVK_OK) {
+			if ((rv = evk_pub_add(pub, line.p, line.len)) != EVK_OK)
+				link_failed(pub, url, rv);
+			continue;
+		}
+		evk_warn("%s:%lu: %s", name, r.lineno, why);
+		bad++;
+		if (o->strict)
+			break;
+	}
+	evk_buf_release(&line);
+	evk_lines_release(&r);
+	if (fd > 0)
+		close(fd);
+	return bad;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "bus", required_argument, NULL, 'b' },
+		{ "file", required_argument, NULL, 'f' },
+		{ "topic", required_argument, NULL, 't' },
+		{ "event", required_argument, NULL, 'e' },
+		{ "strict", no_argument, NULL, 's' },
+		{ "echo", no_argument, NULL, 'E' },
+		{ "max-line", required_argument, NULL, 'L' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ 0 },
+	};
+	struct opts o = { .max_line = EVK_MAX_LINE_DEFAULT };
+	struct evk_pub *pub = NULL;
+	char url[EVK_URL_MAX];
+	const char *why;
+	int c, rv, bad = 0;
+
+	evk_set_progname(argv[0]);
+	while ((c = getopt_long(argc, argv, "+f:t:e:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'b': o.bus = optarg; break;
+		case 'f': o.file = optarg; break;
+		case 't': o.topic = optarg; break;
+		case 'e': o.event = optarg; break;
+		case 's': o.strict = true; break;
+		case 'E': o.echo = true; break;
+		case 'L': {
+			char *end;
+			unsigned long long v = strtoull(optarg, &end, 10);
+			if (*optarg == '-' || *end != '\0' || v == 0 || v > (1ULL << 30))
+				evk_die(EVK_EX_USAGE, "--max-line wants 1 to 1073741824, not '%s'",
+					optarg);
+			o.max_line = (size_t)v;
+			break;
+		}
+		case 'h': usage(stdout, 0); break;
+		case 'V': printf("evpub %s\n", EVK_VERSION); return 0;
+		default: usage(stderr, EVK_EX_USAGE);
+		}
+	}
+	int nargs = argc - optind;
+	if ((o.topic == NULL) != (o.event == NULL))
+		evk_die(EVK_EX_USAGE, "-t and -e go together");
+	if (o.topic && !evk_topic_valid(o.topic, strlen(o.topic)))
+		evk_die(EVK_EX_USAGE, "invalid topic '%s'", o.topic);
+	if (o.event && !evk_event_name_valid(o.event, strlen(o.event)))
+		evk_die(EVK_EX_USAGE, "invalid event name '%s'", o.event);
+	if (nargs != 0 && (nargs < 2 || nargs > 3 || o.topic || o.file))
+		usage(stderr, EVK_EX_USAGE);
+
+	/* An event from the arguments is checked before connecting. */
+	struct evk_buf one = EVK_BUF_INIT(0);
+	if (nargs > 0) {
+		const char *payload = nargs == 3 ? argv[optind + 2] : "{}";
+		char reason[256];
+		if (!evk_topic_valid(argv[optind], strlen(argv[optind])))
+			evk_die(EVK_EX_USAGE, "invalid topic '%s'", argv[optind]);
+		if (!evk_event_name_valid(argv[optind + 1], strlen(argv[optind + 1])))
+			evk_die(EVK_EX_USAGE, "invalid event name '%s'", argv[optind + 1]);
+		if (evk_event_from_payload(&one, argv[optind], argv[optind + 1], payload,
+					   strlen(payload), reason, sizeof(reason)) != EVK_OK)
+			evk_die(EVK_EX_DATAERR, "payload: %s", reason);
+	}
+	if (evk_bus_resolve(o.bus, url, sizeof(url), &why) != EVK_OK)
+		evk_die(EVK_EX_USAGE, "bad bus address: %s", why);
+	if ((rv = evk_pub_open(&pub, url, o.echo ? echo_acked : NULL, NULL)) != EVK_OK)
+		link_failed(NULL, url, rv);
+	if (nargs > 0) {
+		if ((rv = evk_pub_add(pub, one.p, one.len)) != EVK_OK)
+			link_failed(pub, url, rv);
+	} else {
+		bad = publish_lines(pub, &o, url);
+	}
+	evk_buf_release(&one);
+	if ((rv = evk_pub_sync(pub)) != EVK_OK)
+		link_failed(pub, url, rv);
+	evk_pub_close(pub);
+	if (fclose(stdout) != 0)
+		evk_die(EVK_EX_IOERR, "writing stdout: %s", strerror(errno));
+	if (bad)
+		evk_warn("%d bad line%s skipped", bad, bad == 1 ? "" : "s");
+	return bad ? EVK_EX_DATAERR : 0;
+}

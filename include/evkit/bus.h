@@ -1,0 +1,98 @@
+/* The client side of the bus: where the hub is, publishing with
+ * acknowledgements, and subscribing with gap refill. */
+#ifndef EVKIT_BUS_H
+#define EVKIT_BUS_H
+
+#include "evkit/event.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define EVK_URL_MAX 512
+
+/* Resolves the hub's address: opt (from --bus) when not NULL, else
+ * $EVBUS_URL, else ipc://$XDG_RUNTIME_DIR/evkit/bus, else
+ * ipc:///tmp/evkit-$UID/bus. The default directory is created with mode
+ * 0700 and refused when another user owns it or others may write to it.
+ * EVK_EINVAL when the address is unusable (why says how). */
+int evk_bus_resolve(const char *opt, char *url, size_t n, const char **why);
+
+/* The fan-out address that belongs to a hub address: an ipc path with
+ * ".pub" appended, or a tcp port plus one. */
+int evk_bus_fanout_url(const char *url, char *out, size_t n);
+
+/* ---- publishing ---- */
+
+struct evk_pub;
+
+/* Called for every acknowledged frame, in seq order: count canonical lines
+ * without seq (each '\n'-terminated) in lines[0..len), numbered from
+ * first_seq. */
+typedef void (*evk_ack_fn)(void *arg, uint64_t first_seq, const char *lines,
+			   size_t len, uint32_t count);
+
+/* Connects to the hub at url. EVK_EUNAVAIL when nothing answers there.
+ * On success *out is the caller's, to release with evk_pub_close. */
+int evk_pub_open(struct evk_pub **out, const char *url, evk_ack_fn on_ack,
+		 void *arg);
+
+/* Queues one canonical line without seq (no '\n'); sends a frame when it
+ * is full. The line is copied. Errors are those of the hub link. */
+int evk_pub_add(struct evk_pub *p, const char *line, size_t len);
+
+/* Builds and queues one event (see evk_event_build). */
+int evk_pub_event(struct evk_pub *p, const char *topic, const char *event,
+		  const struct cJSON *payload);
+
+/* Sends what is queued and waits until the hub acknowledged every event.
+ * EVK_ECLOSED when the hub went away: events since the last acknowledged
+ * frame may or may not be stored. */
+int evk_pub_sync(struct evk_pub *p);
+
+/* Events acknowledged so far, and the last seq acknowledged. */
+uint64_t evk_pub_acked(const struct evk_pub *p);
+uint64_t evk_pub_last_seq(const struct evk_pub *p);
+
+/* Closes the connection without waiting; p is freed. */
+void evk_pub_close(struct evk_pub *p);
+
+/* One-shot: connect, publish one event, wait for its ack, close.
+ * *seq (when not NULL) receives its seq. */
+int evk_publish(const char *url, const char *topic, const char *event,
+		const struct cJSON *payload, uint64_t *seq);
+
+/* ---- subscribing ---- */
+
+struct evk_sub;
+
+#define EVK_SINCE_LIVE INT64_MIN /* no replay: events after the head */
+
+/* Subscribes to every event of the hub at url. since >= 0 replays the
+ * retained events with seq > since first; EVK_SINCE_LIVE starts after
+ * the hub's current head. On return the subscription is in place: no
+ * event published after this call returns is missed. */
+int evk_sub_open(struct evk_sub **out, const char *url, int64_t since);
+
+/* The next event in seq order, each once, refilled from the hub's log
+ * where the fan-out dropped some. Waits up to timeout_ms (-1: forever).
+ * Returns EVK_OK with *ev filled (valid until the next call),
+ * EVK_ETIMEDOUT, EVK_EGAP when a range was no longer retained (see
+ * evk_sub_gap; the next call goes on after it), or a link error. */
+int evk_sub_next(struct evk_sub *s, struct evk_event *ev, int timeout_ms);
+
+/* The range of the last EVK_EGAP. */
+void evk_sub_gap(const struct evk_sub *s, uint64_t *from, uint64_t *to);
+
+/* The hub's head seq when subscribed. */
+uint64_t evk_sub_start_head(const struct evk_sub *s);
+
+/* Lines that failed evk_event_scan (skipped), refilled events. */
+uint64_t evk_sub_malformed(const struct evk_sub *s);
+uint64_t evk_sub_refilled(const struct evk_sub *s);
+
+void evk_sub_close(struct evk_sub *s);
+
+/* Asks the hub for its figures (a JSON object, malloc'ed, caller frees). */
+int evk_bus_status(const char *url, char **json);
+
+#endif

@@ -1,0 +1,52 @@
+/* Error codes of lib/, exit statuses (SPEC §7) and the programs' message
+ * helpers, which prefix every message with the program's name. */
+#ifndef EVKIT_ERR_H
+#define EVKIT_ERR_H
+
+#include <stdarg.h>
+
+/* Exit statuses, SPEC §7. */
+enum evk_exit {
+	EVK_EX_OK = 0,
+	EVK_EX_FAIL = 1,
+	EVK_EX_USAGE = 2,
+	EVK_EX_DATAERR = 65,
+	EVK_EX_UNAVAILABLE = 69,
+	EVK_EX_IOERR = 74,
+	EVK_EX_TEMPFAIL = 75,
+	EVK_EX_NOPERM = 77,
+	EVK_EX_TIMEOUT = 124,
+};
+
+/* Error codes returned by lib/ functions (0 is success). */
+enum evk_err {
+	EVK_OK = 0,
+	EVK_ENOMEM,      /* out of memory */
+	EVK_EINVAL,      /* invalid argument or input */
+	EVK_EUNAVAIL,    /* hub not reachable */
+	EVK_ETIMEDOUT,   /* deadline passed */
+	EVK_EPROTO,      /* peer spoke something else */
+	EVK_EIO,         /* read, write or database failure */
+	EVK_EGAP,        /* events no longer retained */
+	EVK_ECLOSED,     /* connection lost */
+	EVK_ETOOLONG,    /* over a size limit */
+	EVK_EINTR,       /* interrupted by a signal */
+};
+
+/* A static description of an evk_err code. */
+const char *evk_strerror(int err);
+
+/* The exit status (SPEC §7) that suits an evk_err code. */
+int evk_err_exit(int err);
+
+/* The program name used as message prefix; set once from main. */
+void evk_set_progname(const char *name);
+const char *evk_progname(void);
+
+/* Print "prog: message\n" on stderr. The format has no trailing newline. */
+void evk_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Print like evk_warn, then exit with status. */
+void evk_die(int status, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3), noreturn));
+
+#endif

@@ -1,0 +1,66 @@
+/* The event envelope (SPEC §2): parse and validate input, build the
+ * canonical line, and scan canonical lines fast.
+ *
+ * The canonical line, as the hub stores and sends it, is
+ *   {"seq":N,"ts":"…","topic":"…","event":"…","payload":…}
+ * Publishers build it without the "seq" member; the hub prepends that. */
+#ifndef EVKIT_EVENT_H
+#define EVKIT_EVENT_H
+
+#include "evkit/buf.h"
+#include "evkit/limits.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct cJSON;
+
+/* A view of one canonical line. Pointers refer into the line, except
+ * topic, which may refer to topic_buf when the topic needed unescaping. */
+struct evk_event {
+	uint64_t seq;
+	const char *ts;        /* EVK_TS_LEN bytes, not NUL-terminated */
+	const char *topic;
+	size_t topic_len;
+	const char *event;
+	size_t event_len;
+	const char *payload;   /* JSON text */
+	size_t payload_len;
+	const char *line;      /* the whole line, without '\n' */
+	size_t line_len;
+	char topic_buf[EVK_TOPIC_MAX + 1];
+};
+
+/* Writes the current UTC time as RFC 3339 with microseconds into
+ * ts[EVK_TS_LEN + 1]. */
+void evk_ts_now(char *ts);
+
+/* Checks ts[0..n) is an RFC 3339 UTC time ("Z" or "+00:00", fraction
+ * optional) and writes its normalised form (microseconds, "Z") to out. */
+int evk_ts_normalise(const char *ts, size_t n, char *out);
+
+/* Appends the canonical line without seq and without '\n' to out.
+ * ts NULL means now. payload NULL means {}. Topic and event are checked;
+ * on failure *why (if given) names the problem and out is unchanged. */
+int evk_event_build(struct evk_buf *out, const char *ts, const char *topic,
+		    const char *event, const struct cJSON *payload,
+		    const char **why);
+
+/* Parses one input line (a JSON object with topic, event, optional
+ * payload, ts and seq; no other member) and appends the canonical line
+ * without seq to out. On failure returns EVK_EINVAL and writes a reason
+ * to why[0..whylen). */
+int evk_event_from_json(struct evk_buf *out, const char *line, size_t len,
+			char *why, size_t whylen);
+
+/* Parses line[0..len) as a payload and appends the canonical line with
+ * the given topic and event (already validated) to out. */
+int evk_event_from_payload(struct evk_buf *out, const char *topic,
+			   const char *event, const char *line, size_t len,
+			   char *why, size_t whylen);
+
+/* Fills ev from a canonical line with seq, without copying or parsing
+ * the payload. EVK_EINVAL when the line is not canonical. */
+int evk_event_scan(struct evk_event *ev, const char *line, size_t len);
+
+#endif

@@ -1,0 +1,26 @@
+/* SQLite helpers shared by the hub, the worker, cases and widgets. */
+#ifndef EVKIT_STORE_H
+#define EVKIT_STORE_H
+
+#include <sqlite3.h>
+#include <stddef.h>
+
+/* Opens (creating) the database at path, or an in-memory one for NULL or
+ * ":memory:", with WAL, synchronous=NORMAL (durable against a killed
+ * process), foreign keys and a busy timeout. Creates the file's parent
+ * directory when missing. On failure *db is NULL and *why (a static or
+ * sqlite string valid until the next call) names the problem. */
+int evk_store_open(const char *path, sqlite3 **db, const char **why);
+
+/* Runs sql (no parameters, no rows). */
+int evk_store_exec(sqlite3 *db, const char *sql);
+
+/* Applies migrations: migrations[i] brings the schema from version i to
+ * i+1 (PRAGMA user_version), each in its own transaction. */
+int evk_store_migrate(sqlite3 *db, const char *const *migrations, int n);
+
+/* The default database path $XDG_STATE_HOME/evkit/name, else
+ * ~/.local/state/evkit/name, written to out. */
+int evk_store_default_path(const char *name, char *out, size_t n);
+
+#endif

@@ -1,0 +1,693 @@
+#include "evkit/bus.h"
+
+#include "evkit/err.h"
+#include "evkit/limits.h"
+#include "evkit/proto.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <nng/nng.h>
+#include <nng/protocol/pubsub0/sub.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <nng/supplemental/util/platform.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- addresses ---- */
+
+/* Creates dir with mode 0700, or checks that an existing one is ours and
+ * private. */
+static int
+private_dir(const char *dir, const char **why)
+{
+	struct stat st;
+
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+		*why = "cannot create the bus directory";
+		return EVK_EINVAL;
+	}
+	if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		*why = "the bus directory is not a directory";
+		return EVK_EINVAL;
+	}
+	if (st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
+		*why = "the bus directory is not private (owner or mode)";
+		return EVK_EINVAL;
+	}
+	return EVK_OK;
+}
+
+int
+evk_bus_resolve(const char *opt, char *url, size_t n, const char **why)
+{
+	const char *env = getenv("EVBUS_URL");
+	const char *rt = getenv("XDG_RUNTIME_DIR");
+	char dir[EVK_URL_MAX];
+	const char *dummy;
+	int rv;
+
+	if (why == NULL)
+		why = &dummy;
+	*why = "address too long";
+	if (opt == NULL && env != NULL && *env != '\0')
+		opt = env;
+	if (opt != NULL) {
+		if (strncmp(opt, "ipc://", 6) != 0 && strncmp(opt, "tcp://", 6) != 0 &&
+		    strncmp(opt, "inproc://", 9) != 0) {
+			*why = "address must start with ipc://, tcp:// or inproc://";
+			return EVK_EINVAL;
+		}
+		if (strlen(opt) + 5 >= n)
+			return EVK_EINVAL;
+		strcpy(url, opt);
+		return EVK_OK;
+	}
+	if (rt != NULL && *rt == '/') {
+		if ((size_t)snprintf(dir, sizeof(dir), "%s/evkit", rt) >= sizeof(dir))
+			return EVK_EINVAL;
+	} else {
+		snprintf(dir, sizeof(dir), "/tmp/evkit-%u", (unsigned)geteuid());
+	}
+	if ((rv = private_dir(dir, why)) != EVK_OK)
+		return rv;
+	if ((size_t)snprintf(url, n, "ipc://%s/bus", dir) >= n - 5)
+		return EVK_EINVAL;
+	return EVK_OK;
+}
+
+int
+evk_bus_fanout_url(const char *url, char *out, size_t n)
+{
+	if (strncmp(url, "tcp://", 6) == 0) {
+		const char *colon = strrchr(url, ':');
+		char *end;
+		long port = colon ? strtol(colon + 1, &end, 10) : -1;
+		if (colon == NULL || colon < url + 6 || *end != '\0' || port <= 0 ||
+		    port >= 65535)
+			return EVK_EINVAL;
+		if ((size_t)snprintf(out, n, "%.*s:%ld", (int)(colon - url), url,
+				     port + 1) >= n)
+			return EVK_EINVAL;
+		return EVK_OK;
+	}
+	if ((size_t)snprintf(out, n, "%s.pub", url) >= n)
+		return EVK_EINVAL;
+	return EVK_OK;
+}
+
+/* Maps an nng error to ours. */
+static int
+from_nng(int rv)
+{
+	switch (rv) {
+	case 0: return EVK_OK;
+	case NNG_ENOMEM: return EVK_ENOMEM;
+	case NNG_ETIMEDOUT: return EVK_ETIMEDOUT;
+	case NNG_ECONNREFUSED:
+	case NNG_ENOENT:
+	case NNG_EADDRINVAL:
+	case NNG_EUNREACHABLE: return EVK_EUNAVAIL;
+	case NNG_ECONNRESET:
+	case NNG_ECONNSHUT:
+	case NNG_ECLOSED: return EVK_ECLOSED;
+	case NNG_EINVAL: return EVK_EINVAL;
+	default: return EVK_EIO;
+	}
+}
+
+/* Opens a REQ socket to the hub: no resend (a lost hub fails the request
+ * instead of publishing it twice), large frames allowed. */
+static int
+req_open(nng_socket *s, const char *url)
+{
+	int rv;
+
+	if ((rv = nng_req0_open(s)) != 0)
+		return from_nng(rv);
+	if ((rv = nng_socket_set_ms(*s, NNG_OPT_REQ_RESENDTIME,
+				    NNG_DURATION_INFINITE)) != 0 ||
+	    (rv = nng_socket_set_size(*s, NNG_OPT_RECVMAXSZ, EVK_FRAME_MAX)) != 0 ||
+	    (rv = nng_socket_set_ms(*s, NNG_OPT_RECVTIMEO, EVK_ACK_TIMEOUT_MS)) != 0 ||
+	    (rv = nng_socket_set_ms(*s, NNG_OPT_SENDTIMEO, EVK_ACK_TIMEOUT_MS)) != 0 ||
+	    (rv = nng_dial(*s, url, NULL, 0)) != 0) {
+		nng_close(*s);
+		return from_nng(rv) == EVK_EIO ? EVK_EUNAVAIL : from_nng(rv);
+	}
+	return EVK_OK;
+}
+
+/* Sends one request and waits for its reply. */
+static int
+request(nng_socket s, nng_msg *req, nng_msg **reply)
+{
+	int rv = nng_sendmsg(s, req, 0);
+	if (rv != 0) {
+		nng_msg_free(req);
+		return from_nng(rv);
+	}
+	if ((rv = nng_recvmsg(s, reply, 0)) != 0)
+		return from_nng(rv);
+	return EVK_OK;
+}
+
+/* ---- publishing ---- */
+
+struct slot {
+	nng_ctx ctx;
+	nng_aio *aio;
+	struct evk_buf lines; /* the frame, kept until acknowledged */
+	uint32_t count;
+	bool in_flight;
+};
+
+struct evk_pub {
+	nng_socket sock;
+	struct slot slots[EVK_PUB_WINDOW];
+	unsigned cur;      /* slot being filled */
+	unsigned oldest;   /* oldest slot in flight */
+	unsigned in_flight;
+	evk_ack_fn on_ack;
+	void *arg;
+	uint64_t acked;
+	uint64_t last_seq;
+	struct evk_buf scratch;
+	int failed;        /* sticky link error */
+};
+
+int
+evk_pub_open(struct evk_pub **out, const char *url, evk_ack_fn on_ack, void *arg)
+{
+	struct evk_pub *p = calloc(1, sizeof(*p));
+	int rv;
+
+	if (p == NULL)
+		return EVK_ENOMEM;
+	if ((rv = req_open(&p->sock, url)) != EVK_OK) {
+		free(p);
+		return rv;
+	}
+	for (unsigned i = 0; i < EVK_PUB_WINDOW; i++) {
+		struct slot *sl = &p->slots[i];
+		sl->lines = (struct evk_buf)EVK_BUF_INIT(EVK_FRAME_MAX - 64);
+		if ((rv = nng_ctx_open(&sl->ctx, p->sock)) != 0 ||
+		    (rv = nng_aio_alloc(&sl->aio, NULL, NULL)) != 0) {
+			p->failed = from_nng(rv);
+			evk_pub_close(p);
+			return from_nng(rv);
+		}
+		nng_aio_set_timeout(sl->aio, EVK_ACK_TIMEOUT_MS);
+	}
+	p->scratch = (struct evk_buf)EVK_BUF_INIT(EVK_FRAME_MAX - 64);
+	p->on_ack = on_ack;
+	p->arg = arg;
+	*out = p;
+	return EVK_OK;
+}
+
+/* Waits for the ack of the oldest frame in flight and reports it. */
+static int
+complete_oldest(struct evk_pub *p)
+{
+	struct slot *sl = &p->slots[p->oldest];
+	nng_msg *reply;
+	int rv;
+
+	nng_aio_wait(sl->aio);
+	sl->in_flight = false;
+	p->in_flight--;
+	p->oldest = (p->oldest + 1) % EVK_PUB_WINDOW;
+	if ((rv = nng_aio_result(sl->aio)) != 0)
+		return p->failed = from_nng(rv);
+	reply = nng_aio_get_msg(sl->aio);
+	const unsigned char *b = nng_msg_body(reply);
+	size_t n = nng_msg_len(reply);
+	if (n >= 13 && b[0] == EVK_MSG_ACK && evk_get_u32(b + 9) == sl->count) {
+		uint64_t first = evk_get_u64(b + 1);
+		p->acked += sl->count;
+		p->last_seq = first + sl->count - 1;
+		if (p->on_ack)
+			p->on_ack(p->arg, first, sl->lines.p, sl->lines.len, sl->count);
+		rv = EVK_OK;
+	} else {
+		rv = p->failed = EVK_EPROTO;
+	}
+	nng_msg_free(reply);
+	evk_buf_reset(&sl->lines);
+	sl->count = 0;
+	return rv;
+}
+
+/* Sends the slot being filled, then moves to the next free slot. */
+static int
+send_current(struct evk_pub *p)
+{
+	struct slot *sl = &p->slots[p->cur];
+	nng_msg *msg;
+	int rv;
+
+	if (sl->count == 0)
+		return EVK_OK;
+	if ((rv = nng_msg_alloc(&msg, 0)) != 0 ||
+	    (rv = nng_msg_append(msg, "P", 1)) != 0 ||
+	    (rv = nng_msg_append(msg, sl->lines.p, sl->lines.len)) != 0) {
+		if (rv != NNG_ENOMEM)
+			nng_msg_free(msg);
+		return p->failed = EVK_ENOMEM;
+	}
+	nng_aio_set_msg(sl->aio, msg);
+	nng_ctx_send(sl->ctx, sl->aio);
+	nng_aio_wait(sl->aio);
+	if ((rv = nng_aio_result(sl->aio)) != 0) {
+		nng_msg_free(msg);
+		return p->failed = from_nng(rv) == EVK_ETIMEDOUT ? EVK_ECLOSED
+								  : from_nng(rv);
+	}
+	nng_ctx_recv(sl->ctx, sl->aio);
+	sl->in_flight = true;
+	p->in_flight++;
+	p->cur = (p->cur + 1) % EVK_PUB_WINDOW;
+	if (p->slots[p->cur].in_flight)
+		return complete_oldest(p);
+	return EVK_OK;
+}
+
+int
+evk_pub_add(struct evk_pub *p, const char *line, size_t len)
+{
+	struct slot *sl = &p->slots[p->cur];
+	int rv;
+
+	if (p->failed)
+		return p->failed;
+	if (sl->count > 0 && sl->lines.len + len + 1 > EVK_FRAME_TARGET) {
+		if ((rv = send_current(p)) != EVK_OK)
+			return rv;
+		sl = &p->slots[p->cur];
+	}
+	if ((rv = evk_buf_add(&sl->lines, line, len)) != EVK_OK ||
+	    (rv = evk_buf_addch(&sl->lines, '\n')) != EVK_OK)
+		return rv;
+	sl->count++;
+	if (sl->lines.len >= EVK_FRAME_TARGET)
+		return send_current(p);
+	return EVK_OK;
+}
+
+int
+evk_pub_event(struct evk_pub *p, const char *topic, const char *event,
+	      const cJSON *payload)
+{
+	evk_buf_reset(&p->scratch);
+	int rv = evk_event_build(&p->scratch, NULL, topic, event, payload, NULL);
+	if (rv != EVK_OK)
+		return rv;
+	return evk_pub_add(p, p->scratch.p, p->scratch.len);
+}
+
+int
+evk_pub_sync(struct evk_pub *p)
+{
+	int rv;
+
+	if (p->failed)
+		return p->failed;
+	if ((rv = send_current(p)) != EVK_OK)
+		return rv;
+	while (p->in_flight > 0)
+		if ((rv = complete_oldest(p)) != EVK_OK)
+			return rv;
+	return EVK_OK;
+}
+
+uint64_t
+evk_pub_acked(const struct evk_pub *p)
+{
+	return p->acked;
+}
+
+uint64_t
+evk_pub_last_seq(const struct evk_pub *p)
+{
+	return p->last_seq;
+}
+
+void
+evk_pub_close(struct evk_pub *p)
+{
+	if (p == NULL)
+		return;
+	nng_close(p->sock); /* fails whatever is in flight */
+	for (unsigned i = 0; i < EVK_PUB_WINDOW; i++) {
+		struct slot *sl = &p->slots[i];
+		if (sl->aio) {
+			nng_aio_wait(sl->aio);
+			if (sl->in_flight && nng_aio_result(sl->aio) == 0)
+				nng_msg_free(nng_aio_get_msg(sl->aio));
+			nng_aio_free(sl->aio);
+		}
+		evk_buf_release(&sl->lines);
+	}
+	evk_buf_release(&p->scratch);
+	free(p);
+}
+
+int
+evk_publish(const char *url, const char *topic, const char *event,
+	    const cJSON *payload, uint64_t *seq)
+{
+	struct evk_pub *p;
+	int rv = evk_pub_open(&p, url, NULL, NULL);
+	if (rv != EVK_OK)
+		return rv;
+	if ((rv = evk_pub_event(p, topic, event, payload)) == EVK_OK &&
+	    (rv = evk_pub_sync(p)) == EVK_OK && seq)
+		*seq = p->last_seq;
+	evk_pub_close(p);
+	return rv;
+}
+
+/* ---- subscribing ---- */
+
+struct evk_sub {
+	nng_socket sub;
+	nng_socket req;
+	nng_msg *frame;        /* frame being read, or NULL */
+	const char *cursor;    /* next line in frame */
+	const char *frame_end;
+	uint64_t next;         /* seq of the next event to deliver */
+	uint64_t known_head;   /* highest seq known to exist */
+	uint64_t start_head;
+	uint64_t gap_from, gap_to;
+	uint64_t malformed, refilled;
+	bool frame_is_refill;  /* frame came from the log, not the fan-out */
+	nng_duration recv_timeout;
+};
+
+/* Asks the hub for up to max events from seq `from` on. */
+static int
+replay(struct evk_sub *s, uint64_t from, uint32_t max, nng_msg **reply)
+{
+	nng_msg *req;
+	int rv;
+
+	if ((rv = nng_msg_alloc(&req, 0)) != 0)
+		return EVK_ENOMEM;
+	if ((rv = nng_msg_append(req, "R", 1)) != 0 ||
+	    (rv = nng_msg_append_u64(req, from)) != 0 ||
+	    (rv = nng_msg_append_u32(req, max)) != 0) {
+		nng_msg_free(req);
+		return EVK_ENOMEM;
+	}
+	if ((rv = request(s->req, req, reply)) != EVK_OK)
+		return rv;
+	if (nng_msg_len(*reply) < EVK_EVENTS_HDR ||
+	    ((unsigned char *)nng_msg_body(*reply))[0] != EVK_MSG_EVENTS) {
+		nng_msg_free(*reply);
+		return EVK_EPROTO;
+	}
+	return EVK_OK;
+}
+
+int
+evk_sub_open(struct evk_sub **out, const char *url, int64_t since)
+{
+	char fanout[EVK_URL_MAX];
+	struct evk_sub *s = calloc(1, sizeof(*s));
+	nng_msg *reply;
+	int rv;
+
+	if (s == NULL)
+		return EVK_ENOMEM;
+	if (evk_bus_fanout_url(url, fanout, sizeof(fanout)) != EVK_OK) {
+		free(s);
+		return EVK_EINVAL;
+	}
+	if ((rv = nng_sub0_open(&s->sub)) != 0) {
+		free(s);
+		return from_nng(rv);
+	}
+	if ((rv = nng_socket_set(s->sub, NNG_OPT_SUB_SUBSCRIBE, "", 0)) != 0 ||
+	    (rv = nng_socket_set_int(s->sub, NNG_OPT_RECVBUF, EVK_SUB_QUEUE_FRAMES)) != 0 ||
+	    (rv = nng_socket_set_size(s->sub, NNG_OPT_RECVMAXSZ, EVK_FRAME_MAX)) != 0 ||
+	    (rv = nng_dial(s->sub, fanout, NULL, 0)) != 0) {
+		nng_close(s->sub);
+		free(s);
+		return from_nng(rv) == EVK_EIO ? EVK_EUNAVAIL : from_nng(rv);
+	}
+	if ((rv = req_open(&s->req, url)) != EVK_OK) {
+		nng_close(s->sub);
+		free(s);
+		return rv;
+	}
+	/* The head now: every later event has a larger seq, and reaches us
+	 * live or through refill. */
+	if ((rv = replay(s, UINT64_MAX, 0, &reply)) != EVK_OK) {
+		evk_sub_close(s);
+		return rv;
+	}
+	s->start_head = evk_get_u64((unsigned char *)nng_msg_body(reply) + 13);
+	nng_msg_free(reply);
+	s->known_head = s->start_head;
+	if (since == EVK_SINCE_LIVE)
+		s->next = s->start_head + 1;
+	else
+		s->next = (uint64_t)(since < 0 ? 0 : since) + 1;
+	s->recv_timeout = -2;
+	*out = s;
+	return EVK_OK;
+}
+
+static void
+drop_frame(struct evk_sub *s)
+{
+	if (s->frame)
+		nng_msg_free(s->frame);
+	s->frame = NULL;
+	s->cursor = s->frame_end = NULL;
+}
+
+/* Takes an events frame (live or replayed) as the one to read, skipping
+ * the events already delivered. Returns EVK_EGAP when the frame starts
+ * past s->next and the events between are not retained. */
+static void
+use_frame(struct evk_sub *s, nng_msg *m)
+{
+	const unsigned char *b = nng_msg_body(m);
+	drop_frame(s);
+	s->frame = m;
+	s->cursor = (const char *)b + EVK_EVENTS_HDR;
+	s->frame_end = (const char *)b + nng_msg_len(m);
+	s->frame_is_refill = false;
+}
+
+/* Fetches the next stretch of events from the log into s->frame. */
+static int
+refill(struct evk_sub *s)
+{
+	nng_msg *reply;
+	int rv = replay(s, s->next, EVK_REFILL_EVENTS, &reply);
+	if (rv != EVK_OK)
+		return rv;
+	const unsigned char *b = nng_msg_body(reply);
+	uint64_t first = evk_get_u64(b + 1);
+	uint32_t count = evk_get_u32(b + 9);
+	uint64_t head = evk_get_u64(b + 13);
+	uint64_t oldest = evk_get_u64(b + 21);
+
+	if (head > s->known_head)
+		s->known_head = head;
+	if (count == 0) {
+		nng_msg_free(reply);
+		if (head >= s->next) {
+			/* Everything from next to head is gone. */
+			s->gap_from = s->next;
+			s->gap_to = head;
+			s->next = head + 1;
+			return EVK_EGAP;
+		}
+		s->known_head = head;
+		return EVK_OK;
+	}
+	(void)oldest;
+	s->refilled += count;
+	use_frame(s, reply);
+	s->frame_is_refill = true;
+	if (first > s->next) {
+		s->gap_from = s->next;
+		s->gap_to = first - 1;
+		s->next = first;
+		return EVK_EGAP;
+	}
+	return EVK_OK;
+}
+
+int
+evk_sub_next(struct evk_sub *s, struct evk_event *ev, int timeout_ms)
+{
+	nng_time deadline = timeout_ms < 0 ? 0 : nng_clock() + (nng_time)timeout_ms;
+	int rv;
+
+	for (;;) {
+		/* Lines left in the current frame. */
+		while (s->cursor && s->cursor < s->frame_end) {
+			const char *line = s->cursor;
+			const char *nl = memchr(line, '\n', (size_t)(s->frame_end - line));
+			size_t len = nl ? (size_t)(nl - line) : (size_t)(s->frame_end - line);
+			s->cursor = line + len + 1;
+			if (evk_event_scan(ev, line, len) != EVK_OK) {
+				s->malformed++;
+				continue;
+			}
+			if (ev->seq < s->next)
+				continue; /* already delivered */
+			if (ev->seq > s->next) {
+				s->cursor = line; /* deliver it after the gap */
+				if (s->frame_is_refill) {
+					/* The log itself lacks the stretch. */
+					s->gap_from = s->next;
+					s->gap_to = ev->seq - 1;
+					s->next = ev->seq;
+					return EVK_EGAP;
+				}
+				/* A live frame skips ahead: refill first. */
+				drop_frame(s);
+				if (s->known_head < ev->seq)
+					s->known_head = ev->seq;
+				break;
+			}
+			s->next++;
+			return EVK_OK;
+		}
+		drop_frame(s);
+		if (s->known_head >= s->next) {
+			if ((rv = refill(s)) != EVK_OK)
+				return rv;
+			continue;
+		}
+
+		/* Live: wait for the fan-out. */
+		nng_duration wait = -1;
+		if (timeout_ms >= 0) {
+			nng_time now = nng_clock();
+			if (now >= deadline)
+				return EVK_ETIMEDOUT;
+			wait = (nng_duration)(deadline - now);
+		}
+		if (wait != s->recv_timeout) {
+			nng_socket_set_ms(s->sub, NNG_OPT_RECVTIMEO, wait);
+			s->recv_timeout = wait;
+		}
+		nng_msg *m;
+		if ((rv = nng_recvmsg(s->sub, &m, 0)) != 0) {
+			if (rv == NNG_ETIMEDOUT)
+				return EVK_ETIMEDOUT;
+			return from_nng(rv);
+		}
+		const unsigned char *b = nng_msg_body(m);
+		size_t n = nng_msg_len(m);
+		if (n >= 9 && b[0] == EVK_MSG_HEARTBEAT) {
+			uint64_t head = evk_get_u64(b + 1);
+			nng_msg_free(m);
+			if (head + 1 < s->next) {
+				/* A hub with a new log: its seqs start over. */
+				s->next = head + 1;
+			}
+			if (head > s->known_head)
+				s->known_head = head;
+			continue;
+		}
+		if (n < EVK_EVENTS_HDR || b[0] != EVK_MSG_EVENTS) {
+			nng_msg_free(m);
+			continue;
+		}
+		uint64_t first = evk_get_u64(b + 1);
+		uint32_t count = evk_get_u32(b + 9);
+		uint64_t last = first + count - 1;
+		if (count == 0 || last < s->next) {
+			nng_msg_free(m);
+			continue;
+		}
+		if (last > s->known_head)
+			s->known_head = last;
+		if (first > s->next) {
+			nng_msg_free(m); /* missed some: the log has them all */
+			continue;
+		}
+		use_frame(s, m);
+	}
+}
+
+void
+evk_sub_gap(const struct evk_sub *s, uint64_t *from, uint64_t *to)
+{
+	*from = s->gap_from;
+	*to = s->gap_to;
+}
+
+uint64_t
+evk_sub_start_head(const struct evk_sub *s)
+{
+	return s->start_head;
+}
+
+uint64_t
+evk_sub_malformed(const struct evk_sub *s)
+{
+	return s->malformed;
+}
+
+uint64_t
+evk_sub_refilled(const struct evk_sub *s)
+{
+	return s->refilled;
+}
+
+void
+evk_sub_close(struct evk_sub *s)
+{
+	if (s == NULL)
+		return;
+	drop_frame(s);
+	nng_close(s->sub);
+	nng_close(s->req);
+	free(s);
+}
+
+int
+evk_bus_status(const char *url, char **json)
+{
+	nng_socket s;
+	nng_msg *req, *reply;
+	int rv = req_open(&s, url);
+
+	if (rv != EVK_OK)
+		return rv;
+	if (nng_msg_alloc(&req, 0) != 0) {
+		nng_close(s);
+		return EVK_ENOMEM;
+	}
+	if (nng_msg_append(req, "S", 1) != 0) {
+		nng_msg_free(req);
+		nng_close(s);
+		return EVK_ENOMEM;
+	}
+	if ((rv = request(s, req, &reply)) == EVK_OK) {
+		size_t n = nng_msg_len(reply);
+		const char *b = nng_msg_body(reply);
+		if (n < 1 || b[0] != EVK_MSG_STATUS) {
+			rv = EVK_EPROTO;
+		} else if ((*json = malloc(n)) == NULL) {
+			rv = EVK_ENOMEM;
+		} else {
+			memcpy(*json, b + 1, n - 1);
+			(*json)[n - 1] = '\0';
+		}
+		nng_msg_free(reply);
+	}
+	nng_close(s);
+	return rv;
+}

@@ -1,0 +1,341 @@
+#include "evkit/event.h"
+
+#include "evkit/err.h"
+#include "evkit/topic.h"
+#include "evkit/utf8.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+/* Writes v as exactly width decimal digits. */
+static void
+put_digits(char *out, long v, int width)
+{
+	for (int i = width - 1; i >= 0; i--, v /= 10)
+		out[i] = (char)('0' + v % 10);
+}
+
+void
+evk_ts_now(char *ts)
+{
+	struct timespec now;
+	struct tm tm;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	gmtime_r(&now.tv_sec, &tm);
+	memcpy(ts, "0000-00-00T00:00:00.000000Z", EVK_TS_LEN + 1);
+	put_digits(ts, tm.tm_year + 1900, 4);
+	put_digits(ts + 5, tm.tm_mon + 1, 2);
+	put_digits(ts + 8, tm.tm_mday, 2);
+	put_digits(ts + 11, tm.tm_hour, 2);
+	put_digits(ts + 14, tm.tm_min, 2);
+	put_digits(ts + 17, tm.tm_sec, 2);
+	put_digits(ts + 20, now.tv_nsec / 1000, 6);
+}
+
+static int
+digits(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return 0;
+	return 1;
+}
+
+static int
+num(const char *s, size_t n)
+{
+	int v = 0;
+	for (size_t i = 0; i < n; i++)
+		v = v * 10 + (s[i] - '0');
+	return v;
+}
+
+int
+evk_ts_normalise(const char *ts, size_t n, char *out)
+{
+	static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	char frac[7] = "000000";
+	size_t i = 19;
+
+	if (n < 20 || !digits(ts, 4) || ts[4] != '-' || !digits(ts + 5, 2) ||
+	    ts[7] != '-' || !digits(ts + 8, 2) || (ts[10] != 'T' && ts[10] != 't') ||
+	    !digits(ts + 11, 2) || ts[13] != ':' || !digits(ts + 14, 2) ||
+	    ts[16] != ':' || !digits(ts + 17, 2))
+		return EVK_EINVAL;
+	int mon = num(ts + 5, 2), day = num(ts + 8, 2);
+	if (mon < 1 || mon > 12 || day < 1 || day > mdays[mon - 1] ||
+	    num(ts + 11, 2) > 23 || num(ts + 14, 2) > 59 || num(ts + 17, 2) > 60)
+		return EVK_EINVAL;
+	if (ts[i] == '.') {
+		size_t k = 0;
+		for (i++; i < n && ts[i] >= '0' && ts[i] <= '9'; i++)
+			if (k < 6)
+				frac[k++] = ts[i];
+		if (k == 0)
+			return EVK_EINVAL;
+	}
+	if (!((n - i == 1 && (ts[i] == 'Z' || ts[i] == 'z')) ||
+	      (n - i == 6 && (memcmp(ts + i, "+00:00", 6) == 0 ||
+			      memcmp(ts + i, "-00:00", 6) == 0))))
+		return EVK_EINVAL;
+	memcpy(out, ts, 19);
+	out[10] = 'T';
+	out[19] = '.';
+	memcpy(out + 20, frac, 6);
+	out[26] = 'Z';
+	out[27] = '\0';
+	return EVK_OK;
+}
+
+/* Appends the payload's JSON text; prints into the buffer directly when
+ * it fits, which avoids an allocation per event. */
+static int
+add_payload(struct evk_buf *out, const cJSON *payload)
+{
+	if (payload == NULL)
+		return evk_buf_add(out, "{}", 2);
+	size_t guess = 256;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		int rv = evk_buf_reserve(out, guess);
+		if (rv != EVK_OK)
+			break;
+		size_t room = out->cap - out->len - 1;
+		if (cJSON_PrintPreallocated((cJSON *)payload, out->p + out->len,
+					    (int)(room > 0x7fffffff ? 0x7fffffff : room),
+					    0)) {
+			out->len += strlen(out->p + out->len);
+			return EVK_OK;
+		}
+		guess = room * 4 + 4096;
+	}
+	char *text = cJSON_PrintUnformatted(payload);
+	if (text == NULL)
+		return EVK_ENOMEM;
+	int rv = evk_buf_addstr(out, text);
+	cJSON_free(text);
+	return rv;
+}
+
+int
+evk_event_build(struct evk_buf *out, const char *ts, const char *topic,
+		const char *event, const cJSON *payload, const char **why)
+{
+	char now[EVK_TS_LEN + 1];
+	size_t mark = out->len;
+	int rv;
+
+	if (!evk_topic_valid(topic, strlen(topic))) {
+		if (why)
+			*why = "invalid topic";
+		return EVK_EINVAL;
+	}
+	if (!evk_event_name_valid(event, strlen(event))) {
+		if (why)
+			*why = "invalid event name";
+		return EVK_EINVAL;
+	}
+	if (ts == NULL) {
+		evk_ts_now(now);
+		ts = now;
+	}
+	if ((rv = evk_buf_add(out, "{\"ts\":\"", 7)) ||
+	    (rv = evk_buf_add(out, ts, EVK_TS_LEN)) ||
+	    (rv = evk_buf_add(out, "\",\"topic\":", 10)) ||
+	    (rv = evk_buf_add_json_string(out, topic, strlen(topic))) ||
+	    (rv = evk_buf_add(out, ",\"event\":\"", 10)) ||
+	    (rv = evk_buf_addstr(out, event)) ||
+	    (rv = evk_buf_add(out, "\",\"payload\":", 12)) ||
+	    (rv = add_payload(out, payload)) || (rv = evk_buf_addch(out, '}'))) {
+		out->len = mark;
+		if (why)
+			*why = rv == EVK_ETOOLONG ? "event too long" : "out of memory";
+		return rv;
+	}
+	return EVK_OK;
+}
+
+/* Parses line[0..len) as one JSON value with nothing but white space
+ * after it. */
+static cJSON *
+parse_value(const char *line, size_t len, char *why, size_t whylen)
+{
+	const char *end = NULL;
+
+	if (!evk_utf8_valid(line, len)) {
+		snprintf(why, whylen, "invalid UTF-8");
+		return NULL;
+	}
+	cJSON *v = cJSON_ParseWithLengthOpts(line, len, &end, 0);
+	if (v == NULL) {
+		const char *at = cJSON_GetErrorPtr();
+		if (at && at >= line && at <= line + len)
+			snprintf(why, whylen, "invalid JSON at column %zu",
+				 (size_t)(at - line) + 1);
+		else
+			snprintf(why, whylen, "invalid JSON");
+		return NULL;
+	}
+	while (end && end < line + len &&
+	       (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n'))
+		end++;
+	if (end && end < line + len) {
+		snprintf(why, whylen, "invalid JSON: trailing data at column %zu",
+			 (size_t)(end - line) + 1);
+		cJSON_Delete(v);
+		return NULL;
+	}
+	return v;
+}
+
+int
+evk_event_from_json(struct evk_buf *out, const char *line, size_t len,
+		    char *why, size_t whylen)
+{
+	const cJSON *topic = NULL, *event = NULL, *payload = NULL, *ts = NULL,
+		    *seq = NULL;
+	char tsbuf[EVK_TS_LEN + 1];
+	const char *reason = NULL;
+	int rv = EVK_EINVAL;
+
+	cJSON *obj = parse_value(line, len, why, whylen);
+	if (obj == NULL)
+		return EVK_EINVAL;
+	if (!cJSON_IsObject(obj)) {
+		snprintf(why, whylen, "not a JSON object");
+		goto out;
+	}
+	for (const cJSON *m = obj->child; m; m = m->next) {
+		const cJSON **slot = NULL;
+		if (strcmp(m->string, "topic") == 0)
+			slot = &topic;
+		else if (strcmp(m->string, "event") == 0)
+			slot = &event;
+		else if (strcmp(m->string, "payload") == 0)
+			slot = &payload;
+		else if (strcmp(m->string, "ts") == 0)
+			slot = &ts;
+		else if (strcmp(m->string, "seq") == 0)
+			slot = &seq; /* the hub sets seq; an input one is ignored */
+		if (slot == NULL) {
+			snprintf(why, whylen, "unknown field '%.64s'", m->string);
+			goto out;
+		}
+		if (*slot != NULL) {
+			snprintf(why, whylen, "duplicate field '%s'", m->string);
+			goto out;
+		}
+		*slot = m;
+	}
+	if (!cJSON_IsString(topic) || !cJSON_IsString(event)) {
+		snprintf(why, whylen, "missing or non-string '%s'",
+			 cJSON_IsString(topic) ? "event" : "topic");
+		goto out;
+	}
+	if (ts != NULL) {
+		if (!cJSON_IsString(ts) ||
+		    evk_ts_normalise(ts->valuestring, strlen(ts->valuestring),
+				     tsbuf) != EVK_OK) {
+			snprintf(why, whylen, "'ts' is not an RFC 3339 UTC time");
+			goto out;
+		}
+	}
+	rv = evk_event_build(out, ts ? tsbuf : NULL, topic->valuestring,
+			     event->valuestring, payload, &reason);
+	if (rv != EVK_OK) {
+		if (rv == EVK_EINVAL)
+			snprintf(why, whylen, "%s '%.300s'", reason,
+				 strcmp(reason, "invalid topic") == 0
+					 ? topic->valuestring
+					 : event->valuestring);
+		else
+			snprintf(why, whylen, "%s", reason);
+	}
+out:
+	cJSON_Delete(obj);
+	return rv;
+}
+
+int
+evk_event_from_payload(struct evk_buf *out, const char *topic,
+		       const char *event, const char *line, size_t len,
+		       char *why, size_t whylen)
+{
+	const char *reason = NULL;
+	cJSON *payload = parse_value(line, len, why, whylen);
+	if (payload == NULL)
+		return EVK_EINVAL;
+	int rv = evk_event_build(out, NULL, topic, event, payload, &reason);
+	if (rv != EVK_OK)
+		snprintf(why, whylen, "%s", reason);
+	cJSON_Delete(payload);
+	return rv;
+}
+
+/* Checks that *p starts with the literal lit and steps past it. */
+static int
+expect(const char **p, const char *end, const char *lit, size_t n)
+{
+	if ((size_t)(end - *p) < n || memcmp(*p, lit, n) != 0)
+		return 0;
+	*p += n;
+	return 1;
+}
+
+int
+evk_event_scan(struct evk_event *ev, const char *line, size_t len)
+{
+	const char *p = line, *end = line + len;
+	uint64_t seq = 0;
+
+	if (!expect(&p, end, "{\"seq\":", 7))
+		return EVK_EINVAL;
+	const char *digits_start = p;
+	while (p < end && *p >= '0' && *p <= '9' && p - digits_start < 20)
+		seq = seq * 10 + (uint64_t)(*p++ - '0');
+	if (p == digits_start || !expect(&p, end, ",\"ts\":\"", 7) ||
+	    end - p < EVK_TS_LEN)
+		return EVK_EINVAL;
+	ev->ts = p;
+	p += EVK_TS_LEN;
+	if (!expect(&p, end, "\",\"topic\":\"", 11))
+		return EVK_EINVAL;
+	/* The topic: printable ASCII, where only '"' and '\' are escaped. */
+	const char *t = p;
+	size_t tl = 0;
+	int escaped = 0;
+	while (p < end && *p != '"') {
+		if (*p == '\\') {
+			if (end - p < 2 || (p[1] != '"' && p[1] != '\\' && p[1] != '/'))
+				return EVK_EINVAL;
+			escaped = 1;
+			p++;
+		}
+		if (tl >= EVK_TOPIC_MAX)
+			return EVK_EINVAL;
+		ev->topic_buf[tl++] = *p++;
+	}
+	if (p == end)
+		return EVK_EINVAL;
+	ev->topic_buf[tl] = '\0';
+	ev->topic = escaped ? ev->topic_buf : t;
+	ev->topic_len = tl;
+	p++;
+	if (!expect(&p, end, ",\"event\":\"", 10))
+		return EVK_EINVAL;
+	ev->event = p;
+	while (p < end && *p != '"')
+		p++;
+	ev->event_len = (size_t)(p - ev->event);
+	if (!expect(&p, end, "\",\"payload\":", 12) || end - p < 2 ||
+	    end[-1] != '}')
+		return EVK_EINVAL;
+	ev->payload = p;
+	ev->payload_len = (size_t)(end - 1 - p);
+	ev->seq = seq;
+	ev->line = line;
+	ev->line_len = len;
+	return EVK_OK;
+}
