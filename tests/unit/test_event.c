@@ -1,0 +1,135 @@
+/* The envelope: input validation, canonical form, fast scan, timestamps. */
+#include "evkit/event.h"
+
+#include "evkit/err.h"
+#include "evkit/utf8.h"
+
+#include "check.h"
+
+#include <string.h>
+
+static const struct {
+	const char *input;
+	const char *error; /* NULL: accepted; else a substring of the reason */
+} inputs[] = {
+	{ "{\"topic\":\"a:b\",\"event\":\"e\"}", NULL },
+	{ "{\"topic\":\"a:b\",\"event\":\"e\",\"payload\":[1,\"x\"]}", NULL },
+	{ "{\"seq\":5,\"topic\":\"a\",\"event\":\"e\",\"payload\":null}", NULL },
+	{ "{\"topic\":\"a\",\"event\":\"e\",\"ts\":\"2026-11-22T22:01:02.345678Z\"}", NULL },
+	{ "  {\"topic\":\"a\",\"event\":\"e\"}  ", NULL },
+	{ "{\"topic\":\"a\",\"event\":\"e\",\"extra\":1}", "unknown field 'extra'" },
+	{ "{\"topic\":\"a\",\"topic\":\"b\",\"event\":\"e\"}", "duplicate field" },
+	{ "{\"topic\":\"a::b\",\"event\":\"e\"}", "invalid topic" },
+	{ "{\"topic\":\"a\",\"event\":\"e e\"}", "invalid event name" },
+	{ "{\"event\":\"e\"}", "topic" },
+	{ "{\"topic\":\"a\"}", "event" },
+	{ "{\"topic\":1,\"event\":\"e\"}", "topic" },
+	{ "[1,2]", "not a JSON object" },
+	{ "{\"topic\":\"a\",", "invalid JSON" },
+	{ "{\"topic\":\"a\",\"event\":\"e\"} x", "trailing data" },
+	{ "{\"topic\":\"a\",\"event\":\"e\",\"ts\":\"yesterday\"}", "RFC 3339" },
+	{ "{\"topic\":\"a\",\"event\":\"e\",\"ts\":\"2026-11-22T22:01:02+01:00\"}", "RFC 3339" },
+	{ "{\"topic\":\"a\",\"event\":\"e\",\"payload\":\"\xff\"}", "UTF-8" },
+	{ "", "invalid JSON" },
+};
+
+static const struct {
+	const char *in;
+	const char *out; /* NULL: rejected */
+} stamps[] = {
+	{ "2026-11-22T22:01:02.345678Z", "2026-11-22T22:01:02.345678Z" },
+	{ "2026-11-22T22:01:02Z", "2026-11-22T22:01:02.000000Z" },
+	{ "2026-11-22t22:01:02.3z", "2026-11-22T22:01:02.300000Z" },
+	{ "2026-11-22T22:01:02.123456789Z", "2026-11-22T22:01:02.123456Z" },
+	{ "2026-11-22T22:01:02+00:00", "2026-11-22T22:01:02.000000Z" },
+	{ "2026-13-22T22:01:02Z", NULL },
+	{ "2026-02-30T22:01:02Z", NULL },
+	{ "2026-11-22T24:01:02Z", NULL },
+	{ "2026-11-22T22:01:02.Z", NULL },
+	{ "2026-11-22 22:01:02Z", NULL },
+	{ "2026-11-22T22:01:02", NULL },
+};
+
+int
+main(void)
+{
+	struct evk_buf out = EVK_BUF_INIT(0);
+	char why[256], ts[EVK_TS_LEN + 1];
+
+	for (size_t i = 0; i < sizeof(inputs) / sizeof(inputs[0]); i++) {
+		evk_buf_reset(&out);
+		why[0] = '\0';
+		int rv = evk_event_from_json(&out, inputs[i].input, strlen(inputs[i].input),
+					     why, sizeof(why));
+		if (inputs[i].error == NULL) {
+			CHECK(rv == EVK_OK, "accepts %s (%s)", inputs[i].input, why);
+		} else {
+			CHECK(rv != EVK_OK, "rejects %s", inputs[i].input);
+			CHECK(strstr(why, inputs[i].error) != NULL,
+			      "reason for %s: want '%s', got '%s'", inputs[i].input,
+			      inputs[i].error, why);
+			CHECK(out.len == 0, "nothing written for %s", inputs[i].input);
+		}
+	}
+	for (size_t i = 0; i < sizeof(stamps) / sizeof(stamps[0]); i++) {
+		int rv = evk_ts_normalise(stamps[i].in, strlen(stamps[i].in), ts);
+		if (stamps[i].out)
+			CHECK(rv == EVK_OK && strcmp(ts, stamps[i].out) == 0,
+			      "ts %s -> %s", stamps[i].in, stamps[i].out);
+		else
+			CHECK(rv != EVK_OK, "ts %s rejected", stamps[i].in);
+	}
+
+	/* The canonical form keeps the given ts and orders the members. */
+	evk_buf_reset(&out);
+	const char *in = "{\"payload\":{\"b\":[1,2]},\"event\":\"sync\",\"ts\":"
+			 "\"2026-11-22T22:01:02.345678Z\",\"topic\":\"case:synced:7\"}";
+	CHECK(evk_event_from_json(&out, in, strlen(in), why, sizeof(why)) == EVK_OK,
+	      "canonical input");
+	CHECK(strcmp(out.p, "{\"ts\":\"2026-11-22T22:01:02.345678Z\",\"topic\":"
+			    "\"case:synced:7\",\"event\":\"sync\",\"payload\":{\"b\":[1,2]}}") == 0,
+	      "canonical form: %s", out.p);
+
+	/* Scan of a stored line (with seq), including an escaped topic. */
+	struct evk_event ev;
+	const char *line = "{\"seq\":42,\"ts\":\"2026-11-22T22:01:02.345678Z\",\"topic\":"
+			   "\"process:9f2c\",\"event\":\"step_started\",\"payload\":{\"step\":\"v\"}}";
+	CHECK(evk_event_scan(&ev, line, strlen(line)) == EVK_OK, "scan");
+	CHECK(ev.seq == 42, "seq %llu", (unsigned long long)ev.seq);
+	CHECK(ev.topic_len == 12 && memcmp(ev.topic, "process:9f2c", 12) == 0, "topic");
+	CHECK(ev.event_len == 12 && memcmp(ev.event, "step_started", 12) == 0, "event");
+	CHECK(ev.payload_len == 12 && memcmp(ev.payload, "{\"step\":\"v\"}", 12) == 0,
+	      "payload %.*s", (int)ev.payload_len, ev.payload);
+	const char *esc = "{\"seq\":1,\"ts\":\"2026-11-22T22:01:02.345678Z\",\"topic\":"
+			  "\"a\\\"b\",\"event\":\"e\",\"payload\":1}";
+	CHECK(evk_event_scan(&ev, esc, strlen(esc)) == EVK_OK && ev.topic_len == 3 &&
+		      memcmp(ev.topic, "a\"b", 3) == 0,
+	      "escaped topic unescaped");
+	const char *bad[] = { "", "{}", "{\"seq\":x}", "{\"seq\":1,\"ts\":\"short\"}",
+			      "{\"seq\":1,\"ts\":\"2026-11-22T22:01:02.345678Z\",\"topic\":\"a" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		CHECK(evk_event_scan(&ev, bad[i], strlen(bad[i])) == EVK_EINVAL,
+		      "scan rejects %s", bad[i]);
+
+	/* Payload mode; a built event round-trips through scan. */
+	evk_buf_reset(&out);
+	const char *pl = "{\"q\":\"a\\\"b\\n\"}";
+	CHECK(evk_event_from_payload(&out, "t:1", "e", pl, strlen(pl), why,
+				     sizeof(why)) == EVK_OK,
+	      "payload mode: %s", why);
+	char with_seq[512];
+	snprintf(with_seq, sizeof(with_seq), "{\"seq\":7,%s", out.p + 1);
+	CHECK(evk_event_scan(&ev, with_seq, strlen(with_seq)) == EVK_OK && ev.seq == 7,
+	      "built line scans");
+
+	/* UTF-8 */
+	CHECK(evk_utf8_valid("plain ascii text, long enough", 29), "ascii");
+	CHECK(evk_utf8_valid("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 9), "multi-byte");
+	CHECK(!evk_utf8_valid("\xc0\xaf", 2), "overlong");
+	CHECK(!evk_utf8_valid("\xed\xa0\x80", 3), "surrogate");
+	CHECK(!evk_utf8_valid("\xf4\x90\x80\x80", 4), "above U+10FFFF");
+	CHECK(!evk_utf8_valid("abcdefg\xc3", 8), "truncated");
+
+	evk_buf_release(&out);
+	return check_done("test_event");
+}
