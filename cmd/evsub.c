@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -222,6 +223,15 @@ touch_ready(const char *path)
 			strerror(errno));
 }
 
+/* True when stdout is a pipe whose reader has gone: noticed while idle,
+ * so that `evsub ... | head -1` ends without waiting for another event. */
+static bool
+reader_gone(void)
+{
+	struct pollfd pfd = { .fd = STDOUT_FILENO, .events = 0 };
+	return poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLERR);
+}
+
 static long long
 now_ms(void)
 {
@@ -272,8 +282,11 @@ main(int argc, char **argv)
 				wait = (int)left;
 		}
 		rv = evk_sub_next(sub, &ev, wait);
-		if (rv == EVK_ETIMEDOUT)
+		if (rv == EVK_ETIMEDOUT) {
+			if (reader_gone())
+				break;
 			continue;
+		}
 		if (rv == EVK_EGAP) {
 			uint64_t from, to;
 			evk_sub_gap(sub, &from, &to);

@@ -10,8 +10,7 @@ teardown() { stop_all; }
 collect() {
 	local n=$1; shift
 	rm -f "$BATS_TEST_TMPDIR/ready"
-	bg evsub --ready-file "$BATS_TEST_TMPDIR/ready" -n "$n" -W 30 "$@" '**' \
-		>"$BATS_TEST_TMPDIR/got"
+	bg_to "$BATS_TEST_TMPDIR/got" evsub --ready-file "$BATS_TEST_TMPDIR/ready" -n "$n" -W 30 "$@" '**'
 	SUB_PID=${BG_PIDS[-1]}
 	wait_file "$BATS_TEST_TMPDIR/ready"
 }

@@ -46,6 +46,13 @@ bg() {
 	BG_PIDS+=("$!")
 }
 
+# bg_to FILE CMD... — like bg, with CMD's stdout going to FILE.
+bg_to() {
+	local out=$1; shift
+	"$@" >"$out" &
+	BG_PIDS+=("$!")
+}
+
 # stop_all — stops every process started with bg and the hub.
 stop_all() {
 	local p

@@ -1,0 +1,142 @@
+#!/usr/bin/env bats
+# evsub: patterns, filters, counts, timeouts, replay, and no missed event.
+load helpers
+
+setup() { start_hub; }
+teardown() { stop_all; }
+
+# sub OUT ARGS... — starts evsub in the background writing to OUT and waits
+# until it is subscribed.
+sub() {
+	local out=$1; shift
+	rm -f "$BATS_TEST_TMPDIR/ready"
+	bg_to "$out" evsub --ready-file "$BATS_TEST_TMPDIR/ready" "$@"
+	SUB_PID=${BG_PIDS[-1]}
+	wait_file "$BATS_TEST_TMPDIR/ready"
+}
+
+# publish TOPIC... — publishes one event per topic, event name "e".
+publish() {
+	local t
+	for t in "$@"; do printf '{"topic":"%s","event":"e"}\n' "$t"; done | evpub
+}
+
+@test "evsub prints the events whose topic matches any pattern, per SPEC's pattern table" {
+	sub "$BATS_TEST_TMPDIR/out" -n 5 -W 20 'case:created:*' 'case:*:7' 'wf:**'
+	publish case:created case:created:7 case:created:7:x case:synced:7 case:synced:8 \
+		wf cases:x wf:1:2 case:created:9
+	wait "$SUB_PID"
+	run jq -r .topic "$BATS_TEST_TMPDIR/out"
+	assert_output "$(printf '%s\n' case:created:7 case:synced:7 wf wf:1:2 case:created:9)"
+}
+
+@test "evsub rejects invalid patterns with exit 2" {
+	for p in 'a:**:b' 'c*' 'a::b' '' ':a'; do
+		run -2 --separate-stderr evsub "$p"
+		[[ $stderr == "evsub: invalid pattern '$p'" ]] || fail "$p: $stderr"
+	done
+	run -2 evsub
+}
+
+@test "evsub --exclude drops matching topics" {
+	sub "$BATS_TEST_TMPDIR/out" -n 2 -W 20 --exclude 'a:secret:*' 'a:**'
+	publish a:1 a:secret:1 a:2
+	wait "$SUB_PID"
+	assert_equal "$(jq -r .topic "$BATS_TEST_TMPDIR/out" | tr '\n' ' ')" "a:1 a:2 "
+}
+
+@test "evsub --event keeps only the named events (repeatable)" {
+	sub "$BATS_TEST_TMPDIR/out" -n 2 -W 20 --event create --event sync '**'
+	printf '{"topic":"c","event":"%s"}\n' create update sync destroy | evpub
+	wait "$SUB_PID"
+	assert_equal "$(jq -r .event "$BATS_TEST_TMPDIR/out" | tr '\n' ' ')" "create sync "
+}
+
+@test "evsub --until prints the first such event and exits 0" {
+	sub "$BATS_TEST_TMPDIR/out" --until workflow_completed -W 20 'workflow:*'
+	printf '{"topic":"workflow:1","event":"%s"}\n' step workflow_completed after | evpub
+	wait "$SUB_PID"
+	assert_equal "$(jq -r .event "$BATS_TEST_TMPDIR/out" | tr '\n' ' ')" "step workflow_completed "
+}
+
+@test "evsub -n exits 0 after N events" {
+	sub "$BATS_TEST_TMPDIR/out" -n 2 '**'
+	publish a b c
+	wait "$SUB_PID"
+	[ "$(wc -l <"$BATS_TEST_TMPDIR/out")" = 2 ]
+}
+
+@test "evsub -W exits 124 when --count was not reached, 0 when no count was asked" {
+	run -124 evsub -n 1 -W 0.3 '**'
+	run -0 evsub -W 0.3 '**'
+	run -124 evsub --until never -W 0.3 '**'
+	run -2 evsub -W soon '**'
+}
+
+@test "evsub --since replays retained events then continues live, no gap and no duplicate at the seam" {
+	for i in $(seq 50); do echo "{\"topic\":\"s\",\"event\":\"e\",\"payload\":$i}"; done | evpub
+	sub "$BATS_TEST_TMPDIR/out" --since 20 -n 60 -W 30 '**'
+	for i in $(seq 51 80); do echo "{\"topic\":\"s\",\"event\":\"e\",\"payload\":$i}"; done | evpub
+	wait "$SUB_PID"
+	run jq -s -c 'map(.payload) == [range(21;81)]' "$BATS_TEST_TMPDIR/out"
+	assert_output true
+}
+
+@test "evsub --ready-file is created once subscribed: an event published right after is received" {
+	for i in 1 2 3 4 5; do
+		sub "$BATS_TEST_TMPDIR/out$i" -n 1 -W 10 "r:$i"
+		publish "r:$i"
+		wait "$SUB_PID"
+		assert_equal "$(jq -r .topic "$BATS_TEST_TMPDIR/out$i")" "r:$i"
+	done
+}
+
+@test "evsub -o payload prints the payload JSON, -o text topic, event and payload" {
+	evpub a:1 step '{"pct":50}'
+	run -0 evsub --since 0 -n 1 -o payload '**'
+	assert_output '{"pct":50}'
+	run -0 evsub --since 0 -n 1 -o text '**'
+	assert_output 'a:1 step {"pct":50}'
+	run -2 evsub -o yaml '**'
+}
+
+@test "evsub --since rejects a negative or non-numeric seq" {
+	run -2 evsub --since -1 '**'
+	run -2 evsub --since x '**'
+}
+
+@test "a subscriber stopped during a 200,000-event burst receives all of them in order, once each" {
+	seq 200000 | awk '{printf "{\"topic\":\"burst:%d\",\"event\":\"e\",\"payload\":{\"i\":%d,\"pad\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}}\n", $1 % 97, $1}' \
+		>"$BATS_TEST_TMPDIR/burst"
+	sub "$BATS_TEST_TMPDIR/out" -n 200000 -W 120 -o payload '**'
+	kill -STOP "$SUB_PID"
+	evpub -f "$BATS_TEST_TMPDIR/burst"
+	kill -CONT "$SUB_PID"
+	wait "$SUB_PID"
+	run -0 jq -s -c 'map(.i) == [range(1;200001)]' "$BATS_TEST_TMPDIR/out"
+	assert_output true
+	# The fan-out dropped frames while it was stopped; the log filled them in.
+	(($(hub_status_field refilled_events) > 0))
+}
+
+@test "evsub reports a range no longer retained once on stderr and goes on" {
+	stop_hub
+	rm -f "$HUB_STORE"*
+	start_hub --retain 10
+	for i in $(seq 100); do echo "{\"topic\":\"g\",\"event\":\"e\",\"payload\":$i}"; done | evpub
+	run -0 --separate-stderr evsub --since 0 -n 10 -o payload '**'
+	assert_equal "$(echo $output)" "$(echo $(seq 91 100))"
+	[[ $stderr == "evsub: gap: events 1-90 are no longer retained" ]] || fail "$stderr"
+}
+
+@test "evsub exits 69 naming the address when no hub is running" {
+	stop_hub
+	run -69 --separate-stderr evsub '**'
+	[[ $stderr == "evsub: no hub at '$EVBUS_URL'"* ]]
+}
+
+@test "evsub exits promptly when its reader goes away" {
+	for i in $(seq 20); do echo '{"topic":"p","event":"e"}'; done | evpub
+	run -0 timeout 10 bash -c 'evsub --since 0 "**" | head -n 1 | wc -l; exit "${PIPESTATUS[0]}"'
+	assert_output 1
+}
