@@ -9,6 +9,8 @@
 #include "evkit/utf8.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <nng/nng.h>
 #include <nng/protocol/pubsub0/pub.h>
@@ -20,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
 
 #define BATCH_MSGS 64                 /* requests handled per commit */
@@ -123,6 +126,41 @@ hub_open_store(struct hub *h, const char *path)
 		evk_die(EVK_EX_IOERR, "cannot prepare store: %s", sqlite3_errmsg(h->db));
 }
 
+/* Refuses to start beside a hub that already answers on our address or
+ * owns our store.  Asking the hub itself (a full request) also spares it
+ * nng's own liveness probe, a bare connect-and-close that wedges the ipc
+ * poller of nng 1.5.2.  The store lock stays held (fd kept open) until
+ * exit: two hubs numbering into one log would reuse seqs. */
+static void
+hub_refuse_second(struct hub *h)
+{
+	char *json = NULL;
+
+	if (evk_bus_status(h->url, &json) == EVK_OK) {
+		free(json);
+		evk_die(EVK_EX_UNAVAILABLE,
+			"another evbusd is already running at '%s'", h->url);
+	}
+	if (h->store == NULL)
+		return;
+	char lock[4096];
+	if (snprintf(lock, sizeof(lock), "%s.lock", h->store) >= (int)sizeof(lock))
+		evk_die(EVK_EX_USAGE, "store path too long: '%s'", h->store);
+	if (evk_store_make_parents(h->store) != EVK_OK)
+		evk_die(EVK_EX_UNAVAILABLE, "cannot open store '%s': %s", h->store,
+			"cannot create its directory");
+	int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		evk_die(EVK_EX_UNAVAILABLE, "cannot open store '%s': %s", h->store,
+			strerror(errno));
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0)
+		evk_die(EVK_EX_UNAVAILABLE,
+			errno == EWOULDBLOCK ? "store '%s' is in use by another evbusd"
+					     : "cannot lock store '%s'",
+			h->store);
+	/* fd stays open: the lock lives as long as this process. */
+}
+
 static void
 hub_listen(struct hub *h)
 {
@@ -131,13 +169,18 @@ hub_listen(struct hub *h)
 
 	if ((rv = nng_rep0_open_raw(&h->rep)) != 0 || (rv = nng_pub0_open(&h->pub)) != 0)
 		evk_die(EVK_EX_FAIL, "cannot open sockets: %s", nng_strerror(rv));
-	nng_socket_set_size(h->rep, NNG_OPT_RECVMAXSZ, EVK_FRAME_MAX);
-	nng_socket_set_int(h->pub, NNG_OPT_SENDBUF, EVK_SUB_QUEUE_FRAMES);
-	nng_socket_set_int(h->rep, NNG_OPT_RECVBUF, BATCH_MSGS);
-	nng_pipe_notify(h->pub, NNG_PIPE_EV_ADD_POST, pipe_event, &h->subscribers);
-	nng_pipe_notify(h->pub, NNG_PIPE_EV_REM_POST, pipe_event, &h->subscribers);
-	nng_pipe_notify(h->rep, NNG_PIPE_EV_ADD_POST, pipe_event, &h->clients);
-	nng_pipe_notify(h->rep, NNG_PIPE_EV_REM_POST, pipe_event, &h->clients);
+	if ((rv = nng_socket_set_size(h->rep, NNG_OPT_RECVMAXSZ, EVK_FRAME_MAX)) != 0 ||
+	    (rv = nng_socket_set_int(h->pub, NNG_OPT_SENDBUF, EVK_SUB_QUEUE_FRAMES)) != 0 ||
+	    (rv = nng_socket_set_int(h->rep, NNG_OPT_RECVBUF, BATCH_MSGS)) != 0 ||
+	    (rv = nng_pipe_notify(h->pub, NNG_PIPE_EV_ADD_POST, pipe_event,
+				  &h->subscribers)) != 0 ||
+	    (rv = nng_pipe_notify(h->pub, NNG_PIPE_EV_REM_POST, pipe_event,
+				  &h->subscribers)) != 0 ||
+	    (rv = nng_pipe_notify(h->rep, NNG_PIPE_EV_ADD_POST, pipe_event,
+				  &h->clients)) != 0 ||
+	    (rv = nng_pipe_notify(h->rep, NNG_PIPE_EV_REM_POST, pipe_event,
+				  &h->clients)) != 0)
+		evk_die(EVK_EX_FAIL, "cannot set up sockets: %s", nng_strerror(rv));
 
 	const char *urls[2] = { h->url, h->fanout };
 	nng_socket socks[2] = { h->rep, h->pub };
@@ -547,6 +590,7 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	h.started = time(NULL);
+	hub_refuse_second(&h);
 	hub_open_store(&h, h.store);
 	hub_listen(&h);
 	if (pidfile && evk_pidfile_write(pidfile) != EVK_OK)

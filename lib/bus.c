@@ -176,7 +176,46 @@ struct evk_pub {
 	uint64_t last_seq;
 	struct evk_buf scratch;
 	int failed;        /* sticky link error */
+	nng_mtx *mtx;      /* orders starting an aio against on_pipe_lost */
+	bool lost;         /* the connection to the hub went away */
 };
+
+/* The hub's connection is gone: whatever is in flight will never be
+ * acknowledged, so fail it now instead of at the ack timeout.  Runs on an
+ * nng thread. */
+static void
+on_pipe_lost(nng_pipe pipe, nng_pipe_ev ev, void *arg)
+{
+	struct evk_pub *p = arg;
+
+	(void)pipe;
+	(void)ev;
+	nng_mtx_lock(p->mtx);
+	p->lost = true;
+	for (unsigned i = 0; i < EVK_PUB_WINDOW; i++)
+		if (p->slots[i].aio)
+			nng_aio_abort(p->slots[i].aio, NNG_ECONNRESET);
+	nng_mtx_unlock(p->mtx);
+}
+
+/* Starts sending (or receiving on) a slot's context unless the hub is
+ * already lost; false when it is. */
+static bool
+slot_start(struct evk_pub *p, struct slot *sl, bool send)
+{
+	bool ok;
+
+	nng_mtx_lock(p->mtx);
+	ok = !p->lost;
+	if (ok) {
+		if (send)
+			nng_ctx_send(sl->ctx, sl->aio);
+		else
+			nng_ctx_recv(sl->ctx, sl->aio);
+	}
+	nng_mtx_unlock(p->mtx);
+	return ok;
+}
 
 int
 evk_pub_open(struct evk_pub **out, const char *url, evk_ack_fn on_ack, void *arg)
@@ -186,7 +225,12 @@ evk_pub_open(struct evk_pub **out, const char *url, evk_ack_fn on_ack, void *arg
 
 	if (p == NULL)
 		return EVK_ENOMEM;
+	if ((rv = nng_mtx_alloc(&p->mtx)) != 0) {
+		free(p);
+		return from_nng(rv);
+	}
 	if ((rv = req_open(&p->sock, url)) != EVK_OK) {
+		nng_mtx_free(p->mtx);
 		free(p);
 		return rv;
 	}
@@ -200,6 +244,12 @@ evk_pub_open(struct evk_pub **out, const char *url, evk_ack_fn on_ack, void *arg
 			return from_nng(rv);
 		}
 		nng_aio_set_timeout(sl->aio, EVK_ACK_TIMEOUT_MS);
+	}
+	if ((rv = nng_pipe_notify(p->sock, NNG_PIPE_EV_REM_POST, on_pipe_lost,
+				  p)) != 0) {
+		p->failed = from_nng(rv);
+		evk_pub_close(p);
+		return from_nng(rv);
 	}
 	p->scratch = (struct evk_buf)EVK_BUF_INIT(EVK_FRAME_MAX - 64);
 	p->on_ack = on_ack;
@@ -259,14 +309,18 @@ send_current(struct evk_pub *p)
 		return p->failed = EVK_ENOMEM;
 	}
 	nng_aio_set_msg(sl->aio, msg);
-	nng_ctx_send(sl->ctx, sl->aio);
+	if (!slot_start(p, sl, true)) {
+		nng_msg_free(msg);
+		return p->failed = EVK_ECLOSED;
+	}
 	nng_aio_wait(sl->aio);
 	if ((rv = nng_aio_result(sl->aio)) != 0) {
 		nng_msg_free(msg);
 		return p->failed = from_nng(rv) == EVK_ETIMEDOUT ? EVK_ECLOSED
 								  : from_nng(rv);
 	}
-	nng_ctx_recv(sl->ctx, sl->aio);
+	if (!slot_start(p, sl, false))
+		return p->failed = EVK_ECLOSED;
 	sl->in_flight = true;
 	p->in_flight++;
 	p->cur = (p->cur + 1) % EVK_PUB_WINDOW;
@@ -340,7 +394,7 @@ evk_pub_close(struct evk_pub *p)
 {
 	if (p == NULL)
 		return;
-	nng_close(p->sock); /* fails whatever is in flight */
+	nng_close(p->sock); /* fails whatever is in flight; no more callbacks */
 	for (unsigned i = 0; i < EVK_PUB_WINDOW; i++) {
 		struct slot *sl = &p->slots[i];
 		if (sl->aio) {
@@ -352,6 +406,7 @@ evk_pub_close(struct evk_pub *p)
 		evk_buf_release(&sl->lines);
 	}
 	evk_buf_release(&p->scratch);
+	nng_mtx_free(p->mtx);
 	free(p);
 }
 

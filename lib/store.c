@@ -11,8 +11,8 @@
 #define BUSY_TIMEOUT_MS 10000
 
 /* Creates every missing directory above path's last slash. */
-static int
-make_parents(const char *path)
+int
+evk_store_make_parents(const char *path)
 {
 	char dir[4096];
 	size_t n = strlen(path);
@@ -37,7 +37,7 @@ evk_store_open(const char *path, sqlite3 **db, const char **why)
 	int memory = path == NULL || strcmp(path, ":memory:") == 0;
 
 	*db = NULL;
-	if (!memory && make_parents(path) != EVK_OK) {
+	if (!memory && evk_store_make_parents(path) != EVK_OK) {
 		*why = "cannot create its directory";
 		return EVK_EIO;
 	}

@@ -23,11 +23,14 @@ wait_for() {
 wait_file() { wait_for test -e "$1"; }
 
 # start_hub [ARGS...] — starts evbusd in the background on a private ipc
-# path in the test's directory; sets EVBUS_URL, HUB_PID, HUB_STORE.
+# path in the test's directory; sets EVBUS_URL, HUB_PID, HUB_STORE.  With
+# --memory among ARGS no store is given.
 start_hub() {
 	export EVBUS_URL="ipc://$BATS_TEST_TMPDIR/bus"
 	HUB_STORE=${HUB_STORE:-$BATS_TEST_TMPDIR/bus.db}
-	evbusd --store "$HUB_STORE" --daemon --pidfile "$BATS_TEST_TMPDIR/hub.pid" "$@"
+	local store=(--store "$HUB_STORE")
+	[[ " $* " == *" --memory "* ]] && store=()
+	evbusd "${store[@]}" --daemon --pidfile "$BATS_TEST_TMPDIR/hub.pid" "$@"
 	HUB_PID=$(cat "$BATS_TEST_TMPDIR/hub.pid")
 }
 

@@ -12,6 +12,9 @@
  * sqlite string valid until the next call) names the problem. */
 int evk_store_open(const char *path, sqlite3 **db, const char **why);
 
+/* Creates the missing directories above PATH, each mode 0700. */
+int evk_store_make_parents(const char *path);
+
 /* Runs sql (no parameters, no rows). */
 int evk_store_exec(sqlite3 *db, const char *sql);
 

@@ -1,0 +1,209 @@
+#!/usr/bin/env bats
+# evbusd: the hub — numbering, the durable log, retention, daemon life cycle.
+load helpers
+
+teardown() { stop_all; }
+
+# events N [TOPIC] — N JSON-lines events on stdout.
+events() {
+	local i
+	for ((i = 1; i <= $1; i++)); do
+		printf '{"topic":"%s","event":"tick","payload":{"i":%d}}\n' "${2:-t:a}" "$i"
+	done
+}
+
+@test "evbusd --daemon returns once accepting; the pidfile names it; SIGTERM removes it" {
+	start_hub
+	run -0 evpub a b
+	[ "$HUB_PID" -gt 1 ]
+	kill -0 "$HUB_PID"
+	kill -TERM "$HUB_PID"
+	wait_for bash -c "! kill -0 $HUB_PID 2>/dev/null"
+	HUB_PID=
+	[ ! -e "$BATS_TEST_TMPDIR/hub.pid" ]
+}
+
+@test "evbusd in the foreground exits 0 on SIGTERM and on SIGINT" {
+	export EVBUS_URL="ipc://$BATS_TEST_TMPDIR/bus"
+	local sig
+	for sig in TERM INT; do
+		evbusd --store "$BATS_TEST_TMPDIR/bus.db" &
+		local pid=$!
+		WAIT_SECS=10 wait_for evbusd --status
+		kill "-$sig" "$pid"
+		local rc=0
+		wait "$pid" || rc=$?
+		[ "$rc" -eq 0 ]
+	done
+}
+
+@test "evbusd --status prints the hub's figures as JSON" {
+	start_hub
+	events 3 | evpub
+	run -0 evbusd --status
+	run jq -c '[.head_seq, .oldest_seq, .events_in, (.subscribers|type)]' <<<"$output"
+	assert_output '[3,1,3,"number"]'
+}
+
+@test "evbusd --status exits 69 naming the address when no hub runs" {
+	run -69 --separate-stderr evbusd --status --bus "ipc://$BATS_TEST_TMPDIR/none"
+	assert [ -z "$output" ]
+	[[ $stderr == *"ipc://$BATS_TEST_TMPDIR/none"* ]]
+}
+
+@test "seq goes on after a restart on the same store, and --since 0 replays the old events" {
+	start_hub
+	events 5 | evpub
+	stop_hub
+	start_hub
+	run -0 evpub --echo a b
+	[ "$(jq .seq <<<"$output")" -eq 6 ]
+	run -0 evsub --since 0 -n 6 -W 10 '**'
+	run jq -s -c 'map(.seq)' <<<"$output"
+	assert_output '[1,2,3,4,5,6]'
+}
+
+@test "evbusd --memory keeps no file and starts from seq 1 each time" {
+	start_hub --memory
+	events 4 | evpub
+	[ "$(hub_status_field head_seq)" -eq 4 ]
+	stop_hub
+	start_hub --memory
+	run -0 evpub --echo a b
+	[ "$(jq .seq <<<"$output")" -eq 1 ]
+	run ls "$BATS_TEST_TMPDIR"
+	refute_output --partial bus.db
+}
+
+@test "evbusd --retain N keeps about the newest N events" {
+	start_hub --retain 100
+	events 1000 | evpub
+	local head oldest
+	head=$(hub_status_field head_seq)
+	oldest=$(hub_status_field oldest_seq)
+	[ "$head" -eq 1000 ]
+	# At least N, and at most N plus the trim slack (N/16).
+	(( head - oldest + 1 >= 100 && head - oldest + 1 <= 100 + 100 / 16 + 1 ))
+}
+
+@test "evbusd --retain and --bus reject bad values with 2" {
+	run -2 --separate-stderr evbusd --memory --retain 0
+	[[ $stderr == *"--retain"* ]]
+	run -2 evbusd --memory --retain x
+	run -2 --separate-stderr evbusd --memory --bus foo://x
+	[[ $stderr == *"foo://x"* ]]
+	run -2 evbusd --memory --store x.db
+}
+
+@test "a second hub on the same address is refused with 69" {
+	start_hub
+	run -69 --separate-stderr evbusd --memory
+	[[ $stderr == *"$EVBUS_URL"* ]]
+	run -0 evpub a b # the first one still serves
+}
+
+@test "a second hub on the same store is refused with 69" {
+	start_hub
+	run -69 --separate-stderr evbusd --bus "ipc://$BATS_TEST_TMPDIR/other" --store "$HUB_STORE"
+	[[ $stderr == *"in use"* ]]
+	run -0 evpub a b
+}
+
+@test "evbusd exits 69 naming the store when it cannot be opened" {
+	: >"$BATS_TEST_TMPDIR/file"
+	run -69 --separate-stderr evbusd --bus "ipc://$BATS_TEST_TMPDIR/bus" \
+		--store "$BATS_TEST_TMPDIR/file/bus.db"
+	[[ $stderr == *"$BATS_TEST_TMPDIR/file/bus.db"* ]]
+}
+
+@test "without --bus or EVBUS_URL the hub uses a private 0700 directory" {
+	unset EVBUS_URL
+	export XDG_RUNTIME_DIR="$BATS_TEST_TMPDIR/run" XDG_STATE_HOME="$BATS_TEST_TMPDIR/state"
+	mkdir -m 0700 "$XDG_RUNTIME_DIR"
+	evbusd --daemon --pidfile "$BATS_TEST_TMPDIR/hub.pid"
+	HUB_PID=$(cat "$BATS_TEST_TMPDIR/hub.pid")
+	[ "$(stat -c %a "$XDG_RUNTIME_DIR/evkit")" = 700 ]
+	[ -S "$XDG_RUNTIME_DIR/evkit/bus" ]
+	[ -f "$XDG_STATE_HOME/evkit/bus.db" ]
+	run -0 evpub --echo a b
+	[ "$(jq .seq <<<"$output")" -eq 1 ]
+}
+
+@test "SIGTERM while a publisher streams: every acknowledged event is in the log" {
+	start_hub
+	events 50000 >"$BATS_TEST_TMPDIR/in"
+	bg_to "$BATS_TEST_TMPDIR/echoed" evpub --echo -f "$BATS_TEST_TMPDIR/in"
+	wait_for test -s "$BATS_TEST_TMPDIR/echoed"
+	stop_hub TERM
+	wait "${BG_PIDS[-1]}" || true
+	start_hub
+	check_echoed_in_log
+}
+
+# check_echoed_in_log — after a restart: each event evpub echoed is in the
+# log with the same seq and content, and the next seq is larger than all.
+check_echoed_in_log() {
+	local echoed=$BATS_TEST_TMPDIR/echoed n last mark
+	n=$(wc -l <"$echoed")
+	[ "$n" -gt 0 ]
+	last=$(tail -n 1 "$echoed" | jq .seq)
+	mark=$(evpub --echo end:mark done | jq .seq)
+	((mark > last))
+	evsub --since 0 --until done -W 30 '**' >"$BATS_TEST_TMPDIR/log"
+	jq -c . "$echoed" | sort >"$BATS_TEST_TMPDIR/a"
+	jq -c . "$BATS_TEST_TMPDIR/log" | sort >"$BATS_TEST_TMPDIR/b"
+	run comm -23 "$BATS_TEST_TMPDIR/a" "$BATS_TEST_TMPDIR/b"
+	assert_output ''
+}
+
+# gen_halves N GATE — N events, then waits for the file GATE, then N more.
+gen_halves() {
+	events "$1"
+	WAIT_SECS=60 wait_file "$2"
+	events "$1"
+}
+
+@test "kill -9 of the hub under evpub --echo of 100,000 events loses no acknowledged event" {
+	start_hub
+	mkfifo "$BATS_TEST_TMPDIR/in"
+	bg_to "$BATS_TEST_TMPDIR/in" gen_halves 50000 "$BATS_TEST_TMPDIR/killed"
+	bg_to "$BATS_TEST_TMPDIR/echoed" evpub --echo -f "$BATS_TEST_TMPDIR/in"
+	local pub=${BG_PIDS[-1]}
+	wait_for test -s "$BATS_TEST_TMPDIR/echoed"
+	stop_hub KILL
+	touch "$BATS_TEST_TMPDIR/killed"
+	local rc=0
+	wait "$pub" || rc=$?
+	[ "$rc" -eq 69 ]
+	start_hub
+	check_echoed_in_log
+}
+
+@test "evpub learns at once that the hub died: exit 69, not a wait for the ack timeout" {
+	start_hub
+	mkfifo "$BATS_TEST_TMPDIR/in"
+	bg_to "$BATS_TEST_TMPDIR/in" yes '{"topic":"t:a","event":"tick","payload":{"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}}'
+	bg evpub -f "$BATS_TEST_TMPDIR/in"
+	local pub=${BG_PIDS[-1]}
+	wait_for bash -c "(( \$(evbusd --status | jq .events_in) > 0 ))"
+	stop_hub KILL
+	# Well inside the 10 s ack timeout; a hang fails this wait_for.
+	WAIT_SECS=5 wait_for bash -c "! kill -0 $pub 2>/dev/null"
+	local rc=0
+	wait "$pub" || rc=$?
+	[ "$rc" -eq 69 ]
+}
+
+@test "a subscriber outlives a hub restart and gets the events published after it" {
+	start_hub
+	bg_to "$BATS_TEST_TMPDIR/got" evsub --ready-file "$BATS_TEST_TMPDIR/ready" -n 2 -W 30 '**'
+	local sub=${BG_PIDS[-1]}
+	wait_file "$BATS_TEST_TMPDIR/ready"
+	evpub a before
+	stop_hub
+	start_hub
+	evpub a after
+	wait "$sub"
+	run jq -c '[.seq, .event]' "$BATS_TEST_TMPDIR/got"
+	assert_output $'[1,"before"]\n[2,"after"]'
+}
