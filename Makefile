@@ -40,6 +40,9 @@ LIB_OBJ   := $(patsubst lib/%.c,$(BUILD)/lib/%.o,$(LIB_SRC))
 LIBEVKIT  := $(BUILD)/libevkit.a
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+# Test-only tools (hostile clients and the like), never installed.
+TOOL_SRC  := $(wildcard tests/tools/*.c)
+TOOL_BIN  := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(TOOL_SRC))
 BIN_FILES := $(addprefix $(OUTBIN)/,$(PROGRAMS))
 
 # Debian packages: to build, to test, and (for `make bench`) the peers.
@@ -48,7 +51,7 @@ DEPS_TEST  := bats bats-support bats-assert jq sqlite3 tmux procps groff-base ma
 DEPS_BENCH := redis-server redis-tools mosquitto mosquitto-clients
 
 .PHONY: all test unit bats bench demo deps deps-bench install uninstall clean check-san
-all: $(BIN_FILES) $(UNIT_BIN)
+all: $(BIN_FILES) $(UNIT_BIN) $(TOOL_BIN)
 
 $(BUILD)/lib/%.o: lib/%.c
 	@mkdir -p $(@D)
@@ -64,6 +67,11 @@ $(BUILD)/tests/%.o: tests/unit/%.c
 	@mkdir -p $(@D)
 	$(if $(Q),@echo "  CC      $<")
 	$(Q)$(CC) $(CFLAGS) $(EVK_CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/tools/%: tests/tools/%.c
+	@mkdir -p $(@D)
+	$(if $(Q),@echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS) $(EVK_CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS)
 
 $(LIBEVKIT): $(LIB_OBJ)
 	$(if $(Q),@echo "  AR      $@")
@@ -90,8 +98,8 @@ deps-bench:
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do $$t; done
 
-bats: $(BIN_FILES)
-	EVKIT_BIN=$(CURDIR)/$(OUTBIN) bats --print-output-on-failure $(BATS_FLAGS) tests/
+bats: $(BIN_FILES) $(TOOL_BIN)
+	EVKIT_BIN=$(CURDIR)/$(OUTBIN) EVKIT_TOOLS=$(CURDIR)/$(BUILD)/tests/tools bats --print-output-on-failure $(BATS_FLAGS) tests/
 
 test: deps
 	$(Q)$(MAKE) --no-print-directory all

@@ -207,3 +207,51 @@ gen_halves() {
 	run jq -c '[.seq, .event]' "$BATS_TEST_TMPDIR/got"
 	assert_output $'[1,"before"]\n[2,"after"]'
 }
+
+# raw BYTES... — sends printf-formatted BYTES to the hub as one request.
+raw() {
+	printf "$@" >"$BATS_TEST_TMPDIR/req"
+	"$EVKIT_TOOLS/rawreq" "$EVBUS_URL" "$BATS_TEST_TMPDIR/req"
+}
+
+@test "evbusd answers hostile requests with an error and keeps serving" {
+	start_hub
+	run -0 raw ''
+	assert_output --partial 'E '
+	run -0 raw 'Z'
+	assert_output 'E unknown request'
+	run -0 raw 'R\001'
+	assert_output --partial 'E '
+	run -0 raw 'P'
+	assert_output --partial 'E '
+	run -0 raw 'Pnot json\n'
+	assert_output --partial 'E '
+	run -0 raw 'P{"ts":"x","topic":"a","event":"b","payload":{}}' # no newline
+	assert_output --partial 'E '
+	run -0 raw 'P{"ts":"x"\000,"topic":"a"}\n'
+	assert_output --partial 'E '
+	run -0 raw 'P{"ts":"\377\376"}\n'
+	assert_output --partial 'E '
+	# A whole 4 MiB frame of junk is refused by size or content, not stored.
+	{ printf P; head -c 4194000 /dev/zero | tr '\0' 'x'; } >"$BATS_TEST_TMPDIR/big"
+	run -0 "$EVKIT_TOOLS/rawreq" "$EVBUS_URL" "$BATS_TEST_TMPDIR/big"
+	assert_output 'E malformed frame'
+	# A frame beyond the hub's limit is dropped by nng with its connection.
+	{ printf P; head -c 5000000 /dev/zero | tr '\0' 'x'; } >"$BATS_TEST_TMPDIR/huge"
+	run -69 "$EVKIT_TOOLS/rawreq" "$EVBUS_URL" "$BATS_TEST_TMPDIR/huge" 1000
+	# Nothing of it reached the log; the hub still numbers good events.
+	[ "$(hub_status_field head_seq)" -eq 0 ]
+	[ "$(hub_status_field rejected_frames)" -eq 5 ]
+	run -0 evpub --echo a b
+	[ "$(jq .seq <<<"$output")" -eq 1 ]
+}
+
+@test "a replay request for a huge count is served in bounded pieces" {
+	start_hub
+	yes '{"topic":"t","event":"e","payload":{}}' | head -n 5000 | evpub
+	run -0 raw 'R\000\000\000\000\000\000\000\000\377\377\377\377'
+	[[ $output == "D "* ]]
+	local bytes=${output#D }
+	bytes=${bytes% bytes}
+	((bytes < 8 * 1024 * 1024))
+}

@@ -6,6 +6,7 @@ load '/usr/lib/bats/bats-support/load'
 load '/usr/lib/bats/bats-assert/load'
 
 EVKIT_BIN=${EVKIT_BIN:-$BATS_TEST_DIRNAME/../bin}
+EVKIT_TOOLS=${EVKIT_TOOLS:-$BATS_TEST_DIRNAME/../build/obj/tests/tools}
 PATH="$EVKIT_BIN:$PATH"
 export LC_ALL=C.UTF-8
 
