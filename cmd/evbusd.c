@@ -317,7 +317,10 @@ hub_replay(struct hub *h, nng_msg *req)
 		max = EVK_REFILL_EVENTS;
 	h->replay_requests++;
 	nng_msg_clear(req);
-	if (nng_msg_append(req, hdr, sizeof(hdr)) != 0)
+	/* One allocation up front: appending line by line to a message that
+	 * grows as it goes copies it over and over (nng 1.5). */
+	if (nng_msg_reserve(req, sizeof(hdr) + REPLAY_BYTES + 64 * 1024) != 0 ||
+	    nng_msg_append(req, hdr, sizeof(hdr)) != 0)
 		goto fail;
 	if (max > 0 && from <= h->head) {
 		size_t bytes = 0;

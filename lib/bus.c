@@ -301,13 +301,11 @@ send_current(struct evk_pub *p)
 
 	if (sl->count == 0)
 		return EVK_OK;
-	if ((rv = nng_msg_alloc(&msg, 0)) != 0 ||
-	    (rv = nng_msg_append(msg, "P", 1)) != 0 ||
-	    (rv = nng_msg_append(msg, sl->lines.p, sl->lines.len)) != 0) {
-		if (rv != NNG_ENOMEM)
-			nng_msg_free(msg);
+	if (nng_msg_alloc(&msg, 1 + sl->lines.len) != 0)
 		return p->failed = EVK_ENOMEM;
-	}
+	unsigned char *body = nng_msg_body(msg);
+	body[0] = EVK_MSG_PUBLISH;
+	memcpy(body + 1, sl->lines.p, sl->lines.len);
 	nng_aio_set_msg(sl->aio, msg);
 	if (!slot_start(p, sl, true)) {
 		nng_msg_free(msg);
