@@ -270,6 +270,10 @@ main(int argc, char **argv)
 	if (o.ready_file)
 		touch_ready(o.ready_file);
 
+	static char outbuf[64 * 1024];
+	bool dirty = false;
+	if (setvbuf(stdout, outbuf, _IOFBF, sizeof(outbuf)) != 0)
+		evk_die(EVK_EX_FAIL, "cannot buffer stdout");
 	while (!stopping) {
 		int wait = 200; /* wake up now and then to notice signals */
 		if (deadline >= 0) {
@@ -303,17 +307,26 @@ main(int argc, char **argv)
 			status = EVK_EX_UNAVAILABLE;
 			break;
 		}
-		if (!wanted(&o, &ev))
-			continue;
-		print_event(&o, &ev);
-		if (fflush(stdout) != 0) {
-			if (errno == EPIPE)
-				break; /* the reader is gone: a clean end */
-			evk_warn("writing stdout: %s", strerror(errno));
-			status = EVK_EX_IOERR;
-			break;
+		bool show = wanted(&o, &ev);
+		if (show) {
+			print_event(&o, &ev);
+			printed++;
+			dirty = true;
 		}
-		printed++;
+		/* Flush once the events at hand are printed, not per line: as
+		 * prompt for the reader, a write per frame instead of per event. */
+		if (dirty && !evk_sub_buffered(sub)) {
+			dirty = false;
+			if (fflush(stdout) != 0) {
+				if (errno == EPIPE)
+					break; /* the reader is gone: a clean end */
+				evk_warn("writing stdout: %s", strerror(errno));
+				status = EVK_EX_IOERR;
+				break;
+			}
+		}
+		if (!show)
+			continue;
 		if (o.until && strlen(o.until) == ev.event_len &&
 		    memcmp(o.until, ev.event, ev.event_len) == 0)
 			break;

@@ -674,6 +674,12 @@ evk_sub_next(struct evk_sub *s, struct evk_event *ev, int timeout_ms)
 	}
 }
 
+bool
+evk_sub_buffered(const struct evk_sub *s)
+{
+	return s->cursor && s->cursor < s->frame_end;
+}
+
 void
 evk_sub_gap(const struct evk_sub *s, uint64_t *from, uint64_t *to)
 {

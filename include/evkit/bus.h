@@ -5,6 +5,7 @@
 
 #include "evkit/event.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -81,6 +82,11 @@ int evk_sub_open(struct evk_sub **out, const char *url, int64_t since);
 int evk_sub_next(struct evk_sub *s, struct evk_event *ev, int timeout_ms);
 
 /* The range of the last EVK_EGAP. */
+/* True while events already received wait to be read: the next
+ * evk_sub_next returns without waiting on the hub. Lets a printer flush
+ * once per frame instead of once per event. */
+bool evk_sub_buffered(const struct evk_sub *s);
+
 void evk_sub_gap(const struct evk_sub *s, uint64_t *from, uint64_t *to);
 
 /* The hub's head seq when subscribed. */
