@@ -119,9 +119,12 @@ add_payload(struct evk_buf *out, const cJSON *payload)
 	return rv;
 }
 
-int
-evk_event_build(struct evk_buf *out, const char *ts, const char *topic,
-		const char *event, const cJSON *payload, const char **why)
+/* Appends one canonical event line; the payload is either printed from
+ * the tree or, when raw is not NULL, copied as the raw JSON text the input
+ * already holds (validated by the caller's parse). */
+static int
+build(struct evk_buf *out, const char *ts, const char *topic, const char *event,
+      const cJSON *payload, const char *raw, size_t rawlen, const char **why)
 {
 	char now[EVK_TS_LEN + 1];
 	size_t mark = out->len;
@@ -148,13 +151,75 @@ evk_event_build(struct evk_buf *out, const char *ts, const char *topic,
 	    (rv = evk_buf_add(out, ",\"event\":\"", 10)) ||
 	    (rv = evk_buf_addstr(out, event)) ||
 	    (rv = evk_buf_add(out, "\",\"payload\":", 12)) ||
-	    (rv = add_payload(out, payload)) || (rv = evk_buf_addch(out, '}'))) {
+	    (rv = raw ? evk_buf_add(out, raw, rawlen) : add_payload(out, payload)) ||
+	    (rv = evk_buf_addch(out, '}'))) {
 		out->len = mark;
 		if (why)
 			*why = rv == EVK_ETOOLONG ? "event too long" : "out of memory";
 		return rv;
 	}
 	return EVK_OK;
+}
+
+int
+evk_event_build(struct evk_buf *out, const char *ts, const char *topic,
+		const char *event, const cJSON *payload, const char **why)
+{
+	return build(out, ts, topic, event, payload, NULL, 0, why);
+}
+
+static bool
+json_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* Trims JSON white space from both ends of [*p, *p + *n). */
+static void
+trim(const char **p, size_t *n)
+{
+	while (*n > 0 && json_space(**p))
+		(*p)++, (*n)--;
+	while (*n > 0 && json_space((*p)[*n - 1]))
+		(*n)--;
+}
+
+/* When a valid event line is laid out exactly as
+ * {"topic":"T","event":"E","payload":P} with T and E written without
+ * escapes, sets the raw payload text P: copying it is much cheaper than
+ * printing the parsed payload again, and keeps the publisher's spelling
+ * of numbers. The caller has checked that these are the only fields. */
+static bool
+raw_payload(const char *line, size_t len, const char *topic, const char *event,
+	    const char **raw, size_t *rawlen)
+{
+	const char *p = line, *end;
+	size_t tl = strlen(topic), el = strlen(event);
+
+	trim(&p, &len);
+	end = p + len;
+#define LIT(s) (sizeof(s) - 1)
+	if (len < LIT("{\"topic\":\"\",\"event\":\"\",\"payload\":}") + tl + el + 1 ||
+	    end[-1] != '}' || memcmp(p, "{\"topic\":\"", LIT("{\"topic\":\"")) != 0)
+		return false;
+	p += LIT("{\"topic\":\"");
+	if (memcmp(p, topic, tl) != 0)
+		return false;
+	p += tl;
+	if (memcmp(p, "\",\"event\":\"", LIT("\",\"event\":\"")) != 0)
+		return false;
+	p += LIT("\",\"event\":\"");
+	if ((size_t)(end - p) < el + LIT("\",\"payload\":}") + 1 || memcmp(p, event, el) != 0)
+		return false;
+	p += el;
+	if (memcmp(p, "\",\"payload\":", LIT("\",\"payload\":")) != 0)
+		return false;
+	p += LIT("\",\"payload\":");
+#undef LIT
+	*rawlen = (size_t)(end - 1 - p);
+	*raw = p;
+	trim(raw, rawlen);
+	return *rawlen > 0;
 }
 
 /* Parses line[0..len) as one JSON value with nothing but white space
@@ -242,8 +307,13 @@ evk_event_from_json(struct evk_buf *out, const char *line, size_t len,
 			goto out;
 		}
 	}
-	rv = evk_event_build(out, ts ? tsbuf : NULL, topic->valuestring,
-			     event->valuestring, payload, &reason);
+	const char *raw = NULL;
+	size_t rawlen = 0;
+	if (ts == NULL && seq == NULL && payload != NULL)
+		raw_payload(line, len, topic->valuestring, event->valuestring, &raw,
+			    &rawlen);
+	rv = build(out, ts ? tsbuf : NULL, topic->valuestring, event->valuestring,
+		   payload, raw, rawlen, &reason);
 	if (rv != EVK_OK) {
 		if (rv == EVK_EINVAL)
 			snprintf(why, whylen, "%s '%.300s'", reason,
@@ -267,7 +337,11 @@ evk_event_from_payload(struct evk_buf *out, const char *topic,
 	cJSON *payload = parse_value(line, len, why, whylen);
 	if (payload == NULL)
 		return EVK_EINVAL;
-	int rv = evk_event_build(out, NULL, topic, event, payload, &reason);
+	/* The line is the payload: valid JSON, one line, valid UTF-8. */
+	const char *raw = line;
+	size_t rawlen = len;
+	trim(&raw, &rawlen);
+	int rv = build(out, NULL, topic, event, payload, raw, rawlen, &reason);
 	if (rv != EVK_OK)
 		snprintf(why, whylen, "%s", reason);
 	cJSON_Delete(payload);

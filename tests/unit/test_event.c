@@ -33,6 +33,31 @@ static const struct {
 	{ "", "invalid JSON" },
 };
 
+/* What follows "ts" in the canonical line: the payload is copied as
+ * written when the input is laid out canonically, printed otherwise. */
+static const struct {
+	const char *input;
+	const char *tail;
+} tails[] = {
+	{ "{\"topic\":\"a\",\"event\":\"e\",\"payload\":{\"n\":1.0}}",
+	  ",\"topic\":\"a\",\"event\":\"e\",\"payload\":{\"n\":1.0}}" },
+	{ "{\"topic\":\"a\",\"event\":\"e\",\"payload\": [ {\"x\":\"}\"} ] } \r",
+	  ",\"topic\":\"a\",\"event\":\"e\",\"payload\":[ {\"x\":\"}\"} ]}" },
+	{ "{\"topic\":\"a\",\"event\":\"e\",\"payload\":\"q\\\"\\n\"}",
+	  ",\"topic\":\"a\",\"event\":\"e\",\"payload\":\"q\\\"\\n\"}" },
+	/* Not canonical: printed from the parse. */
+	{ "{ \"topic\":\"a\",\"event\":\"e\",\"payload\":{\"n\":1.0}}",
+	  ",\"topic\":\"a\",\"event\":\"e\",\"payload\":{\"n\":1}}" },
+	{ "{\"event\":\"e\",\"topic\":\"a\",\"payload\":2}",
+	  ",\"topic\":\"a\",\"event\":\"e\",\"payload\":2}" },
+	{ "{\"topic\":\"a\\/b\",\"event\":\"e\",\"payload\":3}",
+	  ",\"topic\":\"a/b\",\"event\":\"e\",\"payload\":3}" },
+	{ "{\"topic\":\"a\",\"event\":\"e\"}",
+	  ",\"topic\":\"a\",\"event\":\"e\",\"payload\":{}}" },
+	{ "{\"seq\":1,\"topic\":\"a\",\"event\":\"e\",\"payload\":4}",
+	  ",\"topic\":\"a\",\"event\":\"e\",\"payload\":4}" },
+};
+
 static const struct {
 	const char *in;
 	const char *out; /* NULL: rejected */
@@ -70,6 +95,17 @@ main(void)
 			      inputs[i].error, why);
 			CHECK(out.len == 0, "nothing written for %s", inputs[i].input);
 		}
+	}
+	for (size_t i = 0; i < sizeof(tails) / sizeof(tails[0]); i++) {
+		evk_buf_reset(&out);
+		int rv = evk_event_from_json(&out, tails[i].input, strlen(tails[i].input),
+					     why, sizeof(why));
+		const char *tail = rv == EVK_OK && out.len > 7 + EVK_TS_LEN + 1
+					   ? out.p + 7 + EVK_TS_LEN + 1
+					   : "";
+		CHECK(rv == EVK_OK && strlen(tail) == out.len - (size_t)(tail - out.p) &&
+			      strcmp(tail, tails[i].tail) == 0,
+		      "canonical %s: got %s", tails[i].input, tail);
 	}
 	for (size_t i = 0; i < sizeof(stamps) / sizeof(stamps[0]); i++) {
 		int rv = evk_ts_normalise(stamps[i].in, strlen(stamps[i].in), ts);
