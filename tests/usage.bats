@@ -27,3 +27,48 @@ programs() { ls "$EVKIT_BIN"; }
 		assert_output "$p $want"
 	done
 }
+
+# complete PROG WORDS... — what PROG's bash completion offers for the last word.
+complete_words() {
+	local prog=$1; shift
+	source "$BATS_TEST_DIRNAME/../completions/$prog.bash"
+	COMP_WORDS=("$prog" "$@")
+	COMP_CWORD=$(($# ))
+	COMPREPLY=()
+	"_$prog"
+	printf '%s\n' "${COMPREPLY[@]}"
+}
+
+@test "every program has a man page that renders without warnings" {
+	local root=$BATS_TEST_DIRNAME/..
+	for p in $(programs); do
+		[ -f "$root/man/$p.1" ] || fail "no man page for $p"
+		run -0 --separate-stderr mandoc -T lint "$root/man/$p.1"
+		[ -z "$output$stderr" ] || fail "$p.1: $output$stderr"
+		run -0 --separate-stderr groff -ww -t -man -Tutf8 "$root/man/$p.1"
+		[ -z "$stderr" ] || fail "$p.1: $stderr"
+	done
+	run -0 --separate-stderr mandoc -T lint "$root/man/evkit.7"
+	[ -z "$output$stderr" ]
+}
+
+@test "every long flag in a program's --help is offered by its bash completion" {
+	for p in $(programs); do
+		[ -f "$BATS_TEST_DIRNAME/../completions/$p.bash" ] || fail "no completion for $p"
+		local offered flag
+		offered=$(complete_words "$p" --)
+		for flag in $("$p" --help | grep -o -- '--[a-z][a-z-]*' | sort -u); do
+			grep -qx -- "$flag" <<<"$offered" || fail "$p: completion lacks $flag"
+		done
+	done
+}
+
+@test "every long flag in a program's --help is in its man page" {
+	for p in $(programs); do
+		local page flag
+		page=$(MANWIDTH=200 man -l "$BATS_TEST_DIRNAME/../man/$p.1" 2>/dev/null)
+		for flag in $("$p" --help | grep -o -- '--[a-z][a-z-]*' | sort -u); do
+			grep -q -- "$flag" <<<"$page" || fail "$p: man page lacks $flag"
+		done
+	done
+}

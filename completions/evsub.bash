@@ -1,0 +1,31 @@
+# bash completion for evsub(1)
+_evsub() {
+	local cur prev
+	cur=${COMP_WORDS[COMP_CWORD]}
+	prev=${COMP_WORDS[COMP_CWORD - 1]}
+	case $prev in
+	--ready-file)
+		COMPREPLY=($(compgen -f -- "$cur"))
+		return
+		;;
+	--bus)
+		COMPREPLY=($(compgen -W 'ipc:// tcp://127.0.0.1:' -- "$cur"))
+		return
+		;;
+	-o | --format)
+		COMPREPLY=($(compgen -W 'json payload text' -- "$cur"))
+		return
+		;;
+	--exclude | --event | --until | -n | --count | -W | --timeout | --since)
+		return
+		;;
+	esac
+	if [[ $cur == -* ]]; then
+		COMPREPLY=($(compgen -W '--bus --exclude --event --until --count
+			--timeout --since --ready-file --format --help --version' -- "$cur"))
+	else
+		COMPREPLY=($(compgen -W 'workflow:** process:** resource:** case:**
+			widget:** **' -- "$cur"))
+	fi
+}
+complete -F _evsub evsub
