@@ -40,6 +40,9 @@ LIB_OBJ   := $(patsubst lib/%.c,$(BUILD)/lib/%.o,$(LIB_SRC))
 LIBEVKIT  := $(BUILD)/libevkit.a
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+# Benchmark tools, built by `make bench` only.
+BENCH_SRC := $(wildcard bench/*.c)
+BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 # Test-only tools (hostile clients and the like), never installed.
 TOOL_SRC  := $(wildcard tests/tools/*.c)
 TOOL_BIN  := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(TOOL_SRC))
@@ -67,6 +70,11 @@ $(BUILD)/tests/%.o: tests/unit/%.c
 	@mkdir -p $(@D)
 	$(if $(Q),@echo "  CC      $<")
 	$(Q)$(CC) $(CFLAGS) $(EVK_CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
+
+$(BUILD)/bench/%: bench/%.c $(LIBEVKIT)
+	@mkdir -p $(@D)
+	$(if $(Q),@echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS) $(EVK_CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBEVKIT) $(LDLIBS)
 
 $(BUILD)/tests/tools/%: tests/tools/%.c
 	@mkdir -p $(@D)
@@ -111,8 +119,8 @@ check-san:
 	$(Q)$(MAKE) --no-print-directory SANITIZE=1 all unit bats
 
 bench: deps deps-bench
-	$(Q)$(MAKE) --no-print-directory all
-	sh bench/run.sh
+	$(Q)$(MAKE) --no-print-directory all $(BENCH_BIN)
+	EVKIT_BIN=$(CURDIR)/$(OUTBIN) EVKIT_BENCH_TOOLS=$(CURDIR)/$(BUILD)/bench sh bench/run.sh
 
 demo: deps
 	$(Q)$(MAKE) --no-print-directory all
