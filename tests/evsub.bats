@@ -140,3 +140,19 @@ publish() {
 	run -0 timeout 10 bash -c 'evsub --since 0 "**" | head -n 1 | wc -l; exit "${PIPESTATUS[0]}"'
 	assert_output 1
 }
+
+@test "--bus overrides EVBUS_URL, and a hub on loopback tcp serves evpub and evsub" {
+	local port=$((20000 + RANDOM % 20000)) url
+	url="tcp://127.0.0.1:$port"
+	evbusd --bus "$url" --memory --daemon --pidfile "$BATS_TEST_TMPDIR/tcp.pid"
+	BG_PIDS+=("$(cat "$BATS_TEST_TMPDIR/tcp.pid")")
+	export EVBUS_URL="ipc://$BATS_TEST_TMPDIR/nothing-here"
+	bg_to "$BATS_TEST_TMPDIR/got" evsub --bus "$url" --ready-file "$BATS_TEST_TMPDIR/ready" -n 1 -W 10 '**'
+	local sub=${BG_PIDS[-1]}
+	wait_file "$BATS_TEST_TMPDIR/ready"
+	run -0 evpub --bus "$url" over tcp '{"ok":true}'
+	wait "$sub"
+	run jq -c '[.topic, .payload.ok]' "$BATS_TEST_TMPDIR/got"
+	assert_output '["over",true]'
+	run -69 evpub a b # EVBUS_URL: nothing there
+}
