@@ -3,6 +3,9 @@
 #include "evkit/bus.h"
 #include "evkit/err.h"
 #include "evkit/event.h"
+#include "evkit/fmt.h"
+#include "evkit/gate.h"
+#include "evkit/limits.h"
 #include "evkit/topic.h"
 
 #include <errno.h>
@@ -19,7 +22,8 @@
 
 #define MAX_LIST 256 /* patterns, excludes or event names on one command line */
 
-enum format { FMT_JSON, FMT_PAYLOAD, FMT_TEXT };
+enum format { FMT_JSON, FMT_PAYLOAD, FMT_TEXT, FMT_TSV, FMT_TEMPLATE };
+enum tkey { KEY_TOPIC_EVENT, KEY_TOPIC, KEY_EVENT };
 
 struct opts {
 	const char *bus;
@@ -35,15 +39,25 @@ struct opts {
 	uint64_t count;       /* 0: no limit */
 	double timeout_s;     /* < 0: none */
 	enum format format;
+	const char *template;  /* -F */
+	long long throttle_ms; /* 0: off */
+	long long debounce_ms; /* 0: off */
+	enum tkey key;
+	long long batch_ms;    /* 0: off */
+	uint64_t batch_size;   /* 0: off */
+	bool latest;
+	bool stats;
 };
 
-static volatile sig_atomic_t stopping;
+static volatile sig_atomic_t stopping, stats_wanted;
 
 static void
 on_signal(int sig)
 {
-	(void)sig;
-	stopping = 1;
+	if (sig == SIGUSR1)
+		stats_wanted = 1;
+	else
+		stopping = 1;
 }
 
 static void
@@ -65,8 +79,21 @@ usage(FILE *out, int status)
 		"                      else exit 0 after SEC\n"
 		"  --since SEQ         first replay retained events with seq > SEQ\n"
 		"  --ready-file PATH   create PATH once subscribed: no later event is missed\n"
-		"  -o, --format FMT    json (default), payload (the payload JSON) or\n"
-		"                      text (topic, event and payload, space-separated)\n"
+		"  -o, --format FMT    json (default), payload (the payload JSON),\n"
+		"                      text (topic event payload) or tsv (seq, ts,\n"
+		"                      topic, event, payload)\n"
+		"  -F, --template T    print T per event: %%s seq, %%t topic, %%e event,\n"
+		"                      %%p payload, %%T ts, %%{payload.a.b} one field, %%%%,\n"
+		"                      \\t \\n\n"
+		"  --throttle MS       per key at most one event per MS window, the\n"
+		"                      latest; a burst's last event comes at window end\n"
+		"  --throttle-key K    topic+event (default), topic or event\n"
+		"  --debounce MS       per key, the latest event after MS of quiet\n"
+		"  --batch MS          print one JSON array of the events of each MS\n"
+		"  --batch-size N      ... or of each N events (never an empty array)\n"
+		"  --latest            replay only the newest retained event per topic\n"
+		"                      (from --since, default 0), then go on live\n"
+		"  --stats             on exit or SIGUSR1, figures as JSON on stderr\n"
 		"  -h, --help, --version\n"
 		"\n"
 		"Exit: 0 done, 2 usage, 69 no hub, 124 timeout.\n");
@@ -117,13 +144,21 @@ parse_args(struct opts *o, int argc, char **argv)
 		{ "since", required_argument, NULL, 's' },
 		{ "ready-file", required_argument, NULL, 'r' },
 		{ "format", required_argument, NULL, 'o' },
+		{ "template", required_argument, NULL, 'F' },
+		{ "throttle", required_argument, NULL, 'T' },
+		{ "throttle-key", required_argument, NULL, 'K' },
+		{ "debounce", required_argument, NULL, 'D' },
+		{ "batch", required_argument, NULL, 'B' },
+		{ "batch-size", required_argument, NULL, 'Z' },
+		{ "latest", no_argument, NULL, 'L' },
+		{ "stats", no_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "n:W:o:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "n:W:o:F:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'b': o->bus = optarg; break;
 		case 'x': list_add(o->excludes, &o->nexcludes, optarg, "--exclude"); break;
@@ -140,10 +175,34 @@ parse_args(struct opts *o, int argc, char **argv)
 				o->format = FMT_PAYLOAD;
 			else if (strcmp(optarg, "text") == 0)
 				o->format = FMT_TEXT;
+			else if (strcmp(optarg, "tsv") == 0)
+				o->format = FMT_TSV;
 			else
-				evk_die(EVK_EX_USAGE, "unknown format '%s' (json, payload, text)",
+				evk_die(EVK_EX_USAGE,
+					"unknown format '%s' (json, payload, text, tsv)", optarg);
+			break;
+		case 'F':
+			o->template = optarg;
+			o->format = FMT_TEMPLATE;
+			break;
+		case 'T': o->throttle_ms = (long long)parse_u64(optarg, "--throttle", false); break;
+		case 'D': o->debounce_ms = (long long)parse_u64(optarg, "--debounce", false); break;
+		case 'B': o->batch_ms = (long long)parse_u64(optarg, "--batch", false); break;
+		case 'Z': o->batch_size = parse_u64(optarg, "--batch-size", false); break;
+		case 'K':
+			if (strcmp(optarg, "topic+event") == 0)
+				o->key = KEY_TOPIC_EVENT;
+			else if (strcmp(optarg, "topic") == 0)
+				o->key = KEY_TOPIC;
+			else if (strcmp(optarg, "event") == 0)
+				o->key = KEY_EVENT;
+			else
+				evk_die(EVK_EX_USAGE,
+					"unknown --throttle-key '%s' (topic+event, topic, event)",
 					optarg);
 			break;
+		case 'L': o->latest = true; break;
+		case 'S': o->stats = true; break;
 		case 'h': usage(stdout, 0); break;
 		case 'V': printf("evsub %s\n", EVK_VERSION); exit(0);
 		default: usage(stderr, EVK_EX_USAGE);
@@ -166,6 +225,13 @@ parse_args(struct opts *o, int argc, char **argv)
 			evk_die(EVK_EX_USAGE, "invalid event name '%s'", o->events[i]);
 	if (o->until && !evk_event_name_valid(o->until, strlen(o->until)))
 		evk_die(EVK_EX_USAGE, "invalid event name '%s'", o->until);
+	if (o->throttle_ms && o->debounce_ms)
+		evk_die(EVK_EX_USAGE, "--throttle and --debounce exclude each other");
+	if ((o->batch_ms || o->batch_size) && o->format != FMT_JSON &&
+	    o->format != FMT_PAYLOAD)
+		evk_die(EVK_EX_USAGE, "--batch prints JSON arrays: use -o json or -o payload");
+	if (o->latest && o->since == EVK_SINCE_LIVE)
+		o->since = 0;
 }
 
 static bool
@@ -192,25 +258,183 @@ wanted(const struct opts *o, const struct evk_event *ev)
 	return false;
 }
 
+/* What happens to the events that pass the filters: held by the
+ * --latest and --throttle/--debounce gates, gathered by --batch, printed. */
+struct out {
+	const struct opts *o;
+	struct evk_fmt *fmt;
+	struct evk_gate *latest, *gate;
+	struct evk_buf text;    /* -F rendering */
+	struct evk_buf batch;   /* the array being gathered */
+	uint64_t batch_n;
+	long long batch_due;
+	uint64_t received, filtered, printed, batches, gaps;
+	bool dirty;             /* printed but not flushed */
+	bool done;              /* --count or --until met */
+};
+
+#define BATCH_BYTES_MAX (4u * 1024 * 1024) /* an array is cut at this size */
+
+static long long now_ms(void);
+
 static void
-print_event(const struct opts *o, const struct evk_event *ev)
+write_out(const void *p, size_t n)
 {
-	switch (o->format) {
+	fwrite(p, 1, n, stdout);
+}
+
+static void
+print_event(struct out *w, const struct evk_event *ev)
+{
+	switch (w->o->format) {
 	case FMT_JSON:
-		fwrite(ev->line, 1, ev->line_len, stdout);
+		write_out(ev->line, ev->line_len);
 		break;
 	case FMT_PAYLOAD:
-		fwrite(ev->payload, 1, ev->payload_len, stdout);
+		write_out(ev->payload, ev->payload_len);
 		break;
 	case FMT_TEXT:
-		fwrite(ev->topic, 1, ev->topic_len, stdout);
+		write_out(ev->topic, ev->topic_len);
 		putchar(' ');
-		fwrite(ev->event, 1, ev->event_len, stdout);
+		write_out(ev->event, ev->event_len);
 		putchar(' ');
-		fwrite(ev->payload, 1, ev->payload_len, stdout);
+		write_out(ev->payload, ev->payload_len);
+		break;
+	case FMT_TSV:
+		printf("%llu\t%.*s\t", (unsigned long long)ev->seq, EVK_TS_LEN, ev->ts);
+		write_out(ev->topic, ev->topic_len);
+		putchar('\t');
+		write_out(ev->event, ev->event_len);
+		putchar('\t');
+		write_out(ev->payload, ev->payload_len);
+		break;
+	case FMT_TEMPLATE:
+		evk_buf_reset(&w->text);
+		if (evk_fmt_render(w->fmt, ev, &w->text) != EVK_OK)
+			evk_die(EVK_EX_FAIL, "out of memory");
+		write_out(w->text.p, w->text.len);
 		break;
 	}
 	putchar('\n');
+	w->dirty = true;
+}
+
+static void
+batch_flush(struct out *w)
+{
+	if (w->batch_n == 0)
+		return;
+	if (evk_buf_add(&w->batch, "]\n", 2) != EVK_OK)
+		evk_die(EVK_EX_FAIL, "out of memory");
+	write_out(w->batch.p, w->batch.len);
+	evk_buf_reset(&w->batch);
+	w->batch_n = 0;
+	w->batches++;
+	w->dirty = true;
+}
+
+/* The last stage: into the batch or printed. Returns DONE once --count
+ * or --until is met, which stops the gates from emitting more. */
+#define DONE (-1)
+static int
+deliver(struct out *w, const struct evk_event *ev)
+{
+	const struct opts *o = w->o;
+
+	if (w->done)
+		return DONE;
+	if (o->batch_ms || o->batch_size) {
+		const char *v = o->format == FMT_PAYLOAD ? ev->payload : ev->line;
+		size_t n = o->format == FMT_PAYLOAD ? ev->payload_len : ev->line_len;
+		if (w->batch_n > 0 && w->batch.len + n + 3 > BATCH_BYTES_MAX)
+			batch_flush(w);
+		if (evk_buf_addch(&w->batch, w->batch_n ? ',' : '[') != EVK_OK ||
+		    evk_buf_add(&w->batch, v, n) != EVK_OK)
+			evk_die(EVK_EX_FAIL, "out of memory");
+		if (w->batch_n++ == 0 && o->batch_ms)
+			w->batch_due = now_ms() + o->batch_ms;
+		if (o->batch_size && w->batch_n >= o->batch_size)
+			batch_flush(w);
+	} else {
+		print_event(w, ev);
+	}
+	w->printed++;
+	if ((o->count && w->printed >= o->count) ||
+	    (o->until && strlen(o->until) == ev->event_len &&
+	     memcmp(o->until, ev->event, ev->event_len) == 0)) {
+		w->done = true;
+		return DONE;
+	}
+	return 0;
+}
+
+/* A gate lets a held line through: back to an event, then on. */
+static int gated(struct out *w, const struct evk_event *ev);
+
+static int
+from_gate(void *arg, const char *line, size_t len, bool next_gate)
+{
+	struct out *w = arg;
+	struct evk_event ev;
+
+	if (evk_event_scan(&ev, line, len) != EVK_OK)
+		return 0; /* cannot happen: the line scanned before */
+	return next_gate ? gated(w, &ev) : deliver(w, &ev);
+}
+
+static int
+from_throttle(void *arg, const char *line, size_t len)
+{
+	return from_gate(arg, line, len, false);
+}
+
+static int
+from_latest(void *arg, const char *line, size_t len)
+{
+	return from_gate(arg, line, len, true);
+}
+
+/* Through --throttle or --debounce when asked, keyed as asked. */
+static int
+gated(struct out *w, const struct evk_event *ev)
+{
+	char key[EVK_TOPIC_MAX + 1 + EVK_EVENT_MAX + 1];
+	size_t kl = 0;
+
+	if (w->gate == NULL)
+		return deliver(w, ev);
+	if (w->o->key != KEY_EVENT) {
+		memcpy(key, ev->topic, ev->topic_len);
+		kl = ev->topic_len;
+	}
+	if (w->o->key != KEY_TOPIC) {
+		key[kl++] = '\0';
+		memcpy(key + kl, ev->event, ev->event_len);
+		kl += ev->event_len;
+	}
+	int rv = evk_gate_offer(w->gate, key, kl, ev->seq, ev->line, ev->line_len,
+				now_ms(), from_throttle, w);
+	if (rv > 0)
+		evk_die(EVK_EX_FAIL, "out of memory");
+	return rv;
+}
+
+static void
+print_stats(const struct out *w, const struct evk_sub *sub)
+{
+	uint64_t dropped = (w->gate ? evk_gate_dropped(w->gate) : 0) +
+			   (w->latest ? evk_gate_dropped(w->latest) : 0);
+	uint64_t pending = (w->gate ? evk_gate_pending(w->gate) : 0) +
+			   (w->latest ? evk_gate_pending(w->latest) : 0);
+	fprintf(stderr,
+		"{\"received\":%llu,\"filtered\":%llu,\"printed\":%llu,"
+		"\"throttled\":%llu,\"pending\":%llu,\"batches\":%llu,"
+		"\"refilled\":%llu,\"gaps\":%llu}\n",
+		(unsigned long long)w->received, (unsigned long long)w->filtered,
+		(unsigned long long)w->printed, (unsigned long long)dropped,
+		(unsigned long long)pending, (unsigned long long)w->batches,
+		(unsigned long long)(sub ? evk_sub_refilled(sub) : 0),
+		(unsigned long long)w->gaps);
 }
 
 /* Creates the ready file (empty) atomically enough for a poller. */
@@ -248,7 +472,6 @@ main(int argc, char **argv)
 	struct evk_event ev;
 	char url[EVK_URL_MAX];
 	const char *why;
-	uint64_t printed = 0;
 	int rv, status = 0;
 
 	evk_set_progname(argv[0]);
@@ -271,21 +494,70 @@ main(int argc, char **argv)
 		touch_ready(o.ready_file);
 
 	static char outbuf[64 * 1024];
-	bool dirty = false;
 	if (setvbuf(stdout, outbuf, _IOFBF, sizeof(outbuf)) != 0)
 		evk_die(EVK_EX_FAIL, "cannot buffer stdout");
-	while (!stopping) {
-		int wait = 200; /* wake up now and then to notice signals */
+
+	struct out w = { .o = &o, .text = EVK_BUF_INIT(0),
+			 .batch = EVK_BUF_INIT(BATCH_BYTES_MAX + EVK_MAX_LINE_DEFAULT) };
+	const char *fwhy;
+	if (o.template && (w.fmt = evk_fmt_new(o.template, &fwhy)) == NULL)
+		evk_die(EVK_EX_USAGE, "bad template '%s': %s", o.template, fwhy);
+	if ((o.throttle_ms &&
+	     !(w.gate = evk_gate_new(EVK_GATE_THROTTLE, o.throttle_ms, EVK_GATE_MAX_KEYS,
+				     EVK_GATE_MAX_BYTES))) ||
+	    (o.debounce_ms &&
+	     !(w.gate = evk_gate_new(EVK_GATE_DEBOUNCE, o.debounce_ms, EVK_GATE_MAX_KEYS,
+				     EVK_GATE_MAX_BYTES))))
+		evk_die(EVK_EX_FAIL, "out of memory");
+	/* --latest holds the replay (seq up to the head at subscription). */
+	uint64_t replay_end = evk_sub_start_head(sub);
+	if (o.latest && (uint64_t)o.since < replay_end &&
+	    !(w.latest = evk_gate_new(EVK_GATE_LATEST, 0, EVK_GATE_MAX_KEYS,
+				      EVK_GATE_MAX_BYTES)))
+		evk_die(EVK_EX_FAIL, "out of memory");
+	sigaction(SIGUSR1, &sa, NULL);
+
+	while (!stopping && !w.done) {
+		long long now = now_ms();
+		long long wait = 200; /* wake up now and then to notice signals */
 		if (deadline >= 0) {
-			long long left = deadline - now_ms();
-			if (left <= 0) {
+			if (deadline - now <= 0) {
 				status = o.count || o.until ? EVK_EX_TIMEOUT : 0;
 				break;
 			}
-			if (left < wait)
-				wait = (int)left;
+			if (deadline - now < wait)
+				wait = deadline - now;
 		}
-		rv = evk_sub_next(sub, &ev, wait);
+		if (w.gate) {
+			if (evk_gate_tick(w.gate, now, from_throttle, &w) > 0)
+				evk_die(EVK_EX_FAIL, "out of memory");
+			long long due = evk_gate_next_due(w.gate);
+			if (due >= 0 && due - now < wait)
+				wait = due > now ? due - now : 0;
+		}
+		if (w.batch_n && o.batch_ms) {
+			if (w.batch_due <= now)
+				batch_flush(&w);
+			else if (w.batch_due - now < wait)
+				wait = w.batch_due - now;
+		}
+		if (stats_wanted) {
+			stats_wanted = 0;
+			print_stats(&w, sub);
+		}
+		if (w.done)
+			break;
+		if (w.dirty && !evk_sub_buffered(sub)) {
+			w.dirty = false;
+			if (fflush(stdout) != 0) {
+				if (errno == EPIPE)
+					break; /* the reader is gone: a clean end */
+				evk_warn("writing stdout: %s", strerror(errno));
+				status = EVK_EX_IOERR;
+				break;
+			}
+		}
+		rv = evk_sub_next(sub, &ev, (int)wait);
 		if (rv == EVK_ETIMEDOUT) {
 			if (reader_gone())
 				break;
@@ -294,6 +566,7 @@ main(int argc, char **argv)
 		if (rv == EVK_EGAP) {
 			uint64_t from, to;
 			evk_sub_gap(sub, &from, &to);
+			w.gaps++;
 			if (from == to)
 				evk_warn("gap: event %llu is no longer retained",
 					 (unsigned long long)from);
@@ -307,32 +580,49 @@ main(int argc, char **argv)
 			status = EVK_EX_UNAVAILABLE;
 			break;
 		}
-		bool show = wanted(&o, &ev);
-		if (show) {
-			print_event(&o, &ev);
-			printed++;
-			dirty = true;
-		}
-		/* Flush once the events at hand are printed, not per line: as
-		 * prompt for the reader, a write per frame instead of per event. */
-		if (dirty && !evk_sub_buffered(sub)) {
-			dirty = false;
-			if (fflush(stdout) != 0) {
-				if (errno == EPIPE)
-					break; /* the reader is gone: a clean end */
-				evk_warn("writing stdout: %s", strerror(errno));
-				status = EVK_EX_IOERR;
+		if (w.latest && ev.seq > replay_end) {
+			/* Caught up: the newest of each topic, then live. */
+			evk_gate_flush(w.latest, from_latest, &w);
+			evk_gate_free(w.latest);
+			w.latest = NULL;
+			if (w.done)
 				break;
+		}
+		if (!wanted(&o, &ev)) {
+			w.filtered++;
+		} else {
+			w.received++;
+			if (w.latest) {
+				if (evk_gate_offer(w.latest, ev.topic, ev.topic_len, ev.seq,
+						   ev.line, ev.line_len, now, from_latest,
+						   &w) > 0)
+					evk_die(EVK_EX_FAIL, "out of memory");
+			} else {
+				gated(&w, &ev);
 			}
 		}
-		if (!show)
-			continue;
-		if (o.until && strlen(o.until) == ev.event_len &&
-		    memcmp(o.until, ev.event, ev.event_len) == 0)
-			break;
-		if (o.count && printed >= o.count)
-			break;
+		if (w.latest && ev.seq >= replay_end) {
+			evk_gate_flush(w.latest, from_latest, &w);
+			evk_gate_free(w.latest);
+			w.latest = NULL;
+		}
 	}
+	/* Stopped (signal or -W): what the gates hold is still delivered, as a
+	 * throttle's last event always is; then the partial batch. */
+	if (!w.done && (stopping || status == 0 || status == EVK_EX_TIMEOUT)) {
+		if (w.latest)
+			evk_gate_flush(w.latest, from_latest, &w);
+		if (w.gate)
+			evk_gate_flush(w.gate, from_throttle, &w);
+	}
+	batch_flush(&w);
+	if (o.stats)
+		print_stats(&w, sub);
+	evk_gate_free(w.latest);
+	evk_gate_free(w.gate);
+	evk_fmt_free(w.fmt);
+	evk_buf_release(&w.text);
+	evk_buf_release(&w.batch);
 	evk_sub_close(sub);
 	if (fclose(stdout) != 0 && errno != EPIPE && status == 0)
 		evk_die(EVK_EX_IOERR, "writing stdout: %s", strerror(errno));

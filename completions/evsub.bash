@@ -13,16 +13,23 @@ _evsub() {
 		return
 		;;
 	-o | --format)
-		COMPREPLY=($(compgen -W 'json payload text' -- "$cur"))
+		COMPREPLY=($(compgen -W 'json payload text tsv' -- "$cur"))
 		return
 		;;
-	--exclude | --event | --until | -n | --count | -W | --timeout | --since)
+	--throttle-key)
+		COMPREPLY=($(compgen -W 'topic+event topic event' -- "$cur"))
+		return
+		;;
+	--exclude | --event | --until | -n | --count | -W | --timeout | --since | \
+		-F | --template | --throttle | --debounce | --batch | --batch-size)
 		return
 		;;
 	esac
 	if [[ $cur == -* ]]; then
 		COMPREPLY=($(compgen -W '--bus --exclude --event --until --count
-			--timeout --since --ready-file --format --help --version' -- "$cur"))
+			--timeout --since --ready-file --format --template --throttle
+			--throttle-key --debounce --batch --batch-size --latest --stats
+			--help --version' -- "$cur"))
 	else
 		COMPREPLY=($(compgen -W 'workflow:** process:** resource:** case:**
 			widget:** **' -- "$cur"))
