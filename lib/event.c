@@ -168,6 +168,14 @@ evk_event_build(struct evk_buf *out, const char *ts, const char *topic,
 	return build(out, ts, topic, event, payload, NULL, 0, why);
 }
 
+int
+evk_event_build_raw(struct evk_buf *out, const char *ts, const char *topic,
+		    const char *event, const char *payload, size_t len,
+		    const char **why)
+{
+	return build(out, ts, topic, event, NULL, payload, len, why);
+}
+
 static bool
 json_space(char c)
 {

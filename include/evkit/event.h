@@ -46,6 +46,12 @@ int evk_event_build(struct evk_buf *out, const char *ts, const char *topic,
 		    const char *event, const struct cJSON *payload,
 		    const char **why);
 
+/* Like evk_event_build, with the payload given as JSON text the caller
+ * vouches for (valid JSON, one line, valid UTF-8). */
+int evk_event_build_raw(struct evk_buf *out, const char *ts, const char *topic,
+			const char *event, const char *payload, size_t len,
+			const char **why);
+
 /* Parses one input line (a JSON object with topic, event, optional
  * payload, ts and seq; no other member) and appends the canonical line
  * without seq to out. On failure returns EVK_EINVAL and writes a reason

@@ -1,0 +1,1307 @@
+/* casectl — the enforcement `case` resource in SQLite; every committed
+ * action is announced on the bus through an outbox written in the same
+ * transaction (Ash resource + Ash.Notifier.PubSub). */
+#include "evkit/buf.h"
+#include "evkit/bus.h"
+#include "evkit/err.h"
+#include "evkit/event.h"
+#include "evkit/gate.h"
+#include "evkit/lines.h"
+#include "evkit/store.h"
+#include "evkit/topic.h"
+
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#define FIELD_MAX (1024 * 1024)       /* bytes in one text field */
+#define LINE_MAX_DEFAULT (4u << 20)   /* one input line */
+#define INGEST_TXN 1000               /* cases per ingest transaction */
+#define OUTBOX_CHUNK 4096             /* notifications per delivery round */
+
+enum role { ROLE_NONE, ROLE_VIEWER, ROLE_EDITOR, ROLE_ADMIN };
+
+struct ctx {
+	sqlite3 *db;
+	const char *db_path;
+	char url[EVK_URL_MAX];
+	const char *bus;
+	char actor[256];
+	enum role role;
+	size_t max_line;
+	bool strict;
+	/* list/watch filters */
+	const char *agency, *offender, *since, *sort;
+	long limit;
+	long long refetch_ms;
+	long count; /* watch: exit after this many results */
+};
+
+static volatile sig_atomic_t stopping;
+
+static void
+on_signal(int sig)
+{
+	(void)sig;
+	stopping = 1;
+}
+
+static void
+usage(FILE *out, int status)
+{
+	fprintf(out,
+		"usage: casectl [--db FILE] [--bus URL] [--actor NAME] COMMAND [ARGS]\n"
+		"\n"
+		"The enforcement case resource; every change is announced on the bus\n"
+		"(case:{created,synced,updated,destroyed} and ...:{id}).\n"
+		"\n"
+		"  init --admin NAME           create the database and its first admin\n"
+		"  user add NAME --role ROLE   add an actor: admin, editor or viewer\n"
+		"  user list\n"
+		"  create [JSON]               create a case (or JSON lines on stdin)\n"
+		"  get ID                      print one case\n"
+		"  list [filters]              print cases as JSON lines\n"
+		"  update ID JSON              change fields of a case\n"
+		"  sync ID                     mark a case synced\n"
+		"  destroy ID                  delete a case (admin)\n"
+		"  ingest [--strict]           upsert JSON lines by (agency, case_reference)\n"
+		"  outbox list|flush           notifications not yet delivered\n"
+		"  watch [filters] [--refetch-window MS] [-n N]\n"
+		"                              print the list as one JSON array, again\n"
+		"                              after case events (at most once per window)\n"
+		"\n"
+		"filters: --agency CODE --offender TEXT --since TS --sort FIELD --limit N\n"
+		"\n"
+		"  --db FILE        the database (default $XDG_STATE_HOME/evkit/cases.db)\n"
+		"  --bus URL        the hub (default $EVBUS_URL, else a private ipc path)\n"
+		"  --actor NAME     act as NAME (default $CASECTL_ACTOR, else the login)\n"
+		"  --max-line BYTES longest input line (default 4194304)\n"
+		"  -h, --help, --version\n"
+		"\n"
+		"Exit: 0 ok, 1 no such case, 2 usage, 65 bad input, 69 database\n"
+		"unavailable, 77 not allowed.\n");
+	exit(status);
+}
+
+/* ---- small helpers ---- */
+
+static void
+now_ts(char out[EVK_TS_LEN + 1])
+{
+	evk_ts_now(out);
+}
+
+static void
+new_uuid(char out[37])
+{
+	unsigned char b[16];
+	size_t got = 0;
+	while (got < sizeof(b)) {
+		ssize_t n = getrandom(b + got, sizeof(b) - got, 0);
+		if (n < 0 && errno != EINTR)
+			evk_die(EVK_EX_FAIL, "no random bytes: %s", strerror(errno));
+		if (n > 0)
+			got += (size_t)n;
+	}
+	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+	snprintf(out, 37,
+		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+		 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11],
+		 b[12], b[13], b[14], b[15]);
+}
+
+static void
+db_die(struct ctx *c, const char *what)
+{
+	evk_die(EVK_EX_UNAVAILABLE, "%s: %s", what, sqlite3_errmsg(c->db));
+}
+
+/* Statements are prepared once and kept: an ingest runs the same dozen
+ * statements for every case. */
+#define MAX_STMTS 64
+static sqlite3_stmt *stmts[MAX_STMTS];
+static int nstmts;
+
+static sqlite3_stmt *
+prepare(struct ctx *c, const char *sql)
+{
+	sqlite3_stmt *st;
+	for (int i = 0; i < nstmts; i++) {
+		if (strcmp(sqlite3_sql(stmts[i]), sql) == 0) {
+			sqlite3_reset(stmts[i]);
+			sqlite3_clear_bindings(stmts[i]);
+			return stmts[i];
+		}
+	}
+	if (nstmts == MAX_STMTS)
+		evk_die(EVK_EX_FAIL, "too many distinct queries");
+	if (sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) !=
+	    SQLITE_OK)
+		db_die(c, "cannot prepare a query");
+	return stmts[nstmts++] = st;
+}
+
+/* Done with a statement for now (it stays prepared). */
+static void
+done(sqlite3_stmt *st)
+{
+	sqlite3_reset(st);
+}
+
+static void
+finalize_all(void)
+{
+	while (nstmts > 0)
+		sqlite3_finalize(stmts[--nstmts]);
+}
+
+static void
+bind_text(struct ctx *c, sqlite3_stmt *st, int i, const char *s)
+{
+	int rc = s ? sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT)
+		   : sqlite3_bind_null(st, i);
+	if (rc != SQLITE_OK)
+		db_die(c, "cannot bind a value");
+}
+
+static void
+exec(struct ctx *c, const char *sql)
+{
+	if (evk_store_exec(c->db, sql) != EVK_OK)
+		db_die(c, sql);
+}
+
+/* BEGIN IMMEDIATE, retried while another casectl holds the lock beyond the
+ * busy timeout. */
+static void
+begin(struct ctx *c)
+{
+	for (int i = 0; i < 50; i++) {
+		if (evk_store_exec(c->db, "BEGIN IMMEDIATE") == EVK_OK)
+			return;
+		if (sqlite3_errcode(c->db) != SQLITE_BUSY)
+			break;
+	}
+	db_die(c, "cannot start a transaction");
+}
+
+/* ---- schema ---- */
+
+static const char *const migrations[] = {
+	"CREATE TABLE agencies (id INTEGER PRIMARY KEY, code TEXT NOT NULL UNIQUE,"
+	" name TEXT NOT NULL);"
+	"CREATE TABLE offenders (id INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+	" postcode TEXT, match_key TEXT NOT NULL UNIQUE);"
+	"CREATE TABLE cases (id TEXT PRIMARY KEY,"
+	" agency_id INTEGER NOT NULL REFERENCES agencies(id),"
+	" case_reference TEXT NOT NULL,"
+	" offender_id INTEGER REFERENCES offenders(id),"
+	" offence_action_date TEXT, offence_fine REAL, offence_costs REAL,"
+	" offence_result TEXT, inserted_at TEXT NOT NULL, updated_at TEXT NOT NULL,"
+	" last_synced_at TEXT, UNIQUE (agency_id, case_reference));"
+	"CREATE INDEX cases_updated ON cases(updated_at);"
+	"CREATE TABLE users (name TEXT PRIMARY KEY,"
+	" role TEXT NOT NULL CHECK (role IN ('admin','editor','viewer')));"
+	"CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, ts TEXT NOT NULL,"
+	" action TEXT NOT NULL, past TEXT NOT NULL, case_id TEXT NOT NULL,"
+	" payload TEXT NOT NULL);",
+};
+
+static void
+open_db(struct ctx *c, bool create)
+{
+	char def[4096];
+	const char *why;
+
+	if (c->db_path == NULL) {
+		if (evk_store_default_path("cases.db", def, sizeof(def)) != EVK_OK)
+			evk_die(EVK_EX_USAGE, "no --db given and no HOME or XDG_STATE_HOME");
+		c->db_path = strdup(def);
+		if (c->db_path == NULL)
+			evk_die(EVK_EX_FAIL, "out of memory");
+	}
+	if (!create && access(c->db_path, F_OK) != 0)
+		evk_die(EVK_EX_UNAVAILABLE, "no database at '%s' (run: casectl init --admin NAME)",
+			c->db_path);
+	if (evk_store_open(c->db_path, &c->db, &why) != EVK_OK)
+		evk_die(EVK_EX_UNAVAILABLE, "cannot open database '%s': %s", c->db_path, why);
+	if (evk_store_migrate(c->db, migrations, 1) != EVK_OK)
+		db_die(c, "cannot set up the database");
+}
+
+static enum role
+role_of(struct ctx *c, const char *name)
+{
+	sqlite3_stmt *st = prepare(c, "SELECT role FROM users WHERE name = ?");
+	enum role r = ROLE_NONE;
+	bind_text(c, st, 1, name);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		const char *s = (const char *)sqlite3_column_text(st, 0);
+		r = strcmp(s, "admin") == 0    ? ROLE_ADMIN
+		    : strcmp(s, "editor") == 0 ? ROLE_EDITOR
+					       : ROLE_VIEWER;
+	}
+	done(st);
+	return r;
+}
+
+static void
+require(struct ctx *c, enum role need, const char *action)
+{
+	if (c->role == ROLE_NONE)
+		evk_die(EVK_EX_NOPERM, "unknown actor '%s' (casectl user add)", c->actor);
+	if (c->role < need)
+		evk_die(EVK_EX_NOPERM, "actor '%s' may not %s", c->actor, action);
+}
+
+/* ---- cases as JSON ---- */
+
+#define CASE_SELECT                                                                   \
+	"SELECT c.id, a.id, a.code, a.name, c.case_reference, o.id, o.name, o.postcode," \
+	" c.offence_action_date, c.offence_fine, c.offence_costs, c.offence_result,"    \
+	" c.inserted_at, c.updated_at, c.last_synced_at"                                \
+	" FROM cases c JOIN agencies a ON a.id = c.agency_id"                           \
+	" LEFT JOIN offenders o ON o.id = c.offender_id"
+
+static cJSON *
+add_col(cJSON *o, const char *name, sqlite3_stmt *st, int i)
+{
+	cJSON *v;
+	switch (sqlite3_column_type(st, i)) {
+	case SQLITE_NULL: v = cJSON_CreateNull(); break;
+	case SQLITE_INTEGER: v = cJSON_CreateNumber((double)sqlite3_column_int64(st, i)); break;
+	case SQLITE_FLOAT: v = cJSON_CreateNumber(sqlite3_column_double(st, i)); break;
+	default: v = cJSON_CreateString((const char *)sqlite3_column_text(st, i)); break;
+	}
+	if (v == NULL || !cJSON_AddItemToObject(o, name, v)) {
+		cJSON_Delete(v);
+		return NULL;
+	}
+	return v;
+}
+
+/* The case at the current row of a CASE_SELECT, agency and offender loaded. */
+static cJSON *
+case_from_row(sqlite3_stmt *st)
+{
+	cJSON *c = cJSON_CreateObject(), *a = cJSON_CreateObject(), *o = NULL;
+	bool ok = c && a && add_col(c, "id", st, 0) && add_col(a, "id", st, 1) &&
+		  add_col(a, "code", st, 2) && add_col(a, "name", st, 3) &&
+		  cJSON_AddItemToObject(c, "agency", a);
+	if (!ok) {
+		if (c && a && !cJSON_GetObjectItemCaseSensitive(c, "agency"))
+			cJSON_Delete(a);
+		cJSON_Delete(c);
+		return NULL;
+	}
+	if (sqlite3_column_type(st, 5) == SQLITE_NULL) {
+		ok = cJSON_AddNullToObject(c, "offender") != NULL;
+	} else {
+		o = cJSON_CreateObject();
+		ok = o && add_col(o, "id", st, 5) && add_col(o, "name", st, 6) &&
+		     add_col(o, "postcode", st, 7) && cJSON_AddItemToObject(c, "offender", o);
+		if (!ok && o && !cJSON_GetObjectItemCaseSensitive(c, "offender"))
+			cJSON_Delete(o);
+	}
+	ok = ok && add_col(c, "case_reference", st, 4) &&
+	     add_col(c, "offence_action_date", st, 8) && add_col(c, "offence_fine", st, 9) &&
+	     add_col(c, "offence_costs", st, 10) && add_col(c, "offence_result", st, 11) &&
+	     add_col(c, "inserted_at", st, 12) && add_col(c, "updated_at", st, 13) &&
+	     add_col(c, "last_synced_at", st, 14);
+	if (!ok) {
+		cJSON_Delete(c);
+		return NULL;
+	}
+	return c;
+}
+
+static cJSON *
+case_get(struct ctx *c, const char *id)
+{
+	sqlite3_stmt *st = prepare(c, CASE_SELECT " WHERE c.id = ?");
+	cJSON *j = NULL;
+	bind_text(c, st, 1, id);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW && (j = case_from_row(st)) == NULL)
+		evk_die(EVK_EX_FAIL, "out of memory");
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		db_die(c, "cannot read a case");
+	done(st);
+	return j;
+}
+
+static void
+print_json(cJSON *j)
+{
+	char *s = cJSON_PrintUnformatted(j);
+	if (s == NULL)
+		evk_die(EVK_EX_FAIL, "out of memory");
+	if (puts(s) == EOF)
+		evk_die(EVK_EX_IOERR, "writing stdout: %s", strerror(errno));
+	cJSON_free(s);
+}
+
+/* ---- notifications: outbox inside the transaction, delivered after ---- */
+
+/* Queues the notification of one action, inside the caller's transaction:
+ * one outbox row, sent later as case:{past} and case:{past}:{id}. */
+static void
+notify(struct ctx *c, const char *action, const char *past, cJSON *data)
+{
+	cJSON *p = cJSON_CreateObject();
+	const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(data, "id"));
+	char ts[EVK_TS_LEN + 1];
+
+	if (p == NULL || id == NULL || !cJSON_AddStringToObject(p, "resource", "case") ||
+	    !cJSON_AddStringToObject(p, "action", action) ||
+	    !cJSON_AddStringToObject(p, "actor", c->actor) ||
+	    !cJSON_AddItemReferenceToObject(p, "data", data))
+		evk_die(EVK_EX_FAIL, "out of memory");
+	char *text = cJSON_PrintUnformatted(p);
+	if (text == NULL)
+		evk_die(EVK_EX_FAIL, "out of memory");
+	now_ts(ts);
+	sqlite3_stmt *st = prepare(c, "INSERT INTO outbox (ts, action, past, case_id, payload)"
+				      " VALUES (?, ?, ?, ?, ?)");
+	bind_text(c, st, 1, ts);
+	bind_text(c, st, 2, action);
+	bind_text(c, st, 3, past);
+	bind_text(c, st, 4, id);
+	if (sqlite3_bind_text(st, 5, text, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_DONE)
+		db_die(c, "cannot write the outbox");
+	done(st);
+	cJSON_free(text);
+	cJSON_Delete(p);
+}
+
+/* The two event lines of an outbox row at the current row of st
+ * (ts, action, past, case_id, payload), each followed by a newline. */
+static void
+outbox_lines(sqlite3_stmt *st, int col, struct evk_buf *out)
+{
+	const char *ts = (const char *)sqlite3_column_text(st, col);
+	const char *action = (const char *)sqlite3_column_text(st, col + 1);
+	const char *past = (const char *)sqlite3_column_text(st, col + 2);
+	const char *id = (const char *)sqlite3_column_text(st, col + 3);
+	const char *payload = (const char *)sqlite3_column_text(st, col + 4);
+	size_t plen = (size_t)sqlite3_column_bytes(st, col + 4);
+
+	for (int i = 0; i < 2; i++) {
+		char topic[EVK_TOPIC_MAX + 1];
+		const char *why = NULL;
+		snprintf(topic, sizeof(topic), i ? "case:%s:%s" : "case:%s", past, id);
+		if (evk_event_build_raw(out, ts, topic, action, payload, plen, &why) != EVK_OK ||
+		    evk_buf_addch(out, '\n') != EVK_OK)
+			evk_die(EVK_EX_FAIL, "cannot build a notification: %s", why ? why : "");
+	}
+}
+
+/* Delivers the outbox, oldest first, each once: rows are deleted in the
+ * same write transaction that published them (another casectl waits), so
+ * two processes never send the same row. Returns how many stay pending;
+ * quiet == true when the hub being down is not worth a warning. */
+static long
+outbox_flush(struct ctx *c, bool quiet)
+{
+	struct evk_pub *pub = NULL;
+	struct evk_buf lines = EVK_BUF_INIT(0);
+	long sent = 0, pending = 0;
+	int rv;
+
+	for (;;) {
+		begin(c);
+		sqlite3_stmt *st = prepare(c, "SELECT id, ts, action, past, case_id, payload"
+					      " FROM outbox ORDER BY id LIMIT ?");
+		sqlite3_bind_int(st, 1, OUTBOX_CHUNK);
+		sqlite3_int64 last = 0;
+		int n = 0;
+		int rc;
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			if (pub == NULL && (rv = evk_pub_open(&pub, c->url, NULL, NULL)) != EVK_OK) {
+				pub = NULL;
+				break;
+			}
+			last = sqlite3_column_int64(st, 0);
+			evk_buf_reset(&lines);
+			outbox_lines(st, 1, &lines);
+			char *nl = memchr(lines.p, '\n', lines.len);
+			if (evk_pub_add(pub, lines.p, (size_t)(nl - lines.p)) != EVK_OK ||
+			    evk_pub_add(pub, nl + 1, lines.len - (size_t)(nl - lines.p) - 2) != EVK_OK)
+				break;
+			n++;
+		}
+		done(st);
+		if (n > 0 && (rc != SQLITE_ROW && rc != SQLITE_DONE))
+			n = 0;
+		if (n > 0 && pub && evk_pub_sync(pub) == EVK_OK) {
+			st = prepare(c, "DELETE FROM outbox WHERE id <= ?");
+			sqlite3_bind_int64(st, 1, last);
+			if (sqlite3_step(st) != SQLITE_DONE)
+				db_die(c, "cannot clear the outbox");
+			done(st);
+			sent += n;
+		} else {
+			n = 0;
+		}
+		exec(c, "COMMIT");
+		if (n < OUTBOX_CHUNK)
+			break;
+	}
+	evk_pub_close(pub);
+	evk_buf_release(&lines);
+	sqlite3_stmt *st = prepare(c, "SELECT count(*) FROM outbox");
+	if (sqlite3_step(st) == SQLITE_ROW)
+		pending = sqlite3_column_int(st, 0);
+	done(st);
+	if (pending > 0 && !quiet)
+		evk_warn("hub at '%s' unavailable: %ld notifications kept in the outbox "
+			 "(delivered by the next casectl command or 'casectl outbox flush')",
+			 c->url, pending);
+	(void)sent;
+	return pending;
+}
+
+/* ---- input cases ---- */
+
+struct input {
+	const char *agency, *reference, *off_name, *off_postcode, *date, *result;
+	bool has_fine, has_costs;
+	double fine, costs;
+	bool has_offender, has_date, has_result;
+};
+
+static bool
+text_field(const cJSON *o, const char *name, const char **out, bool *has, char *why,
+	   size_t wl)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+	if (v == NULL || cJSON_IsNull(v)) {
+		*out = NULL;
+		if (has)
+			*has = v != NULL;
+		return true;
+	}
+	if (!cJSON_IsString(v)) {
+		snprintf(why, wl, "'%s' must be a string", name);
+		return false;
+	}
+	if (strlen(v->valuestring) > FIELD_MAX) {
+		snprintf(why, wl, "'%s' longer than %d bytes", name, FIELD_MAX);
+		return false;
+	}
+	*out = v->valuestring;
+	if (has)
+		*has = true;
+	return true;
+}
+
+/* Validates one input case. Unknown fields are refused, as evpub does. */
+static bool
+parse_input(const cJSON *o, struct input *in, bool partial, char *why, size_t wl)
+{
+	static const char *const known[] = { "agency", "case_reference", "offender",
+					     "offence_action_date", "offence_fine",
+					     "offence_costs", "offence_result", NULL };
+	memset(in, 0, sizeof(*in));
+	if (!cJSON_IsObject(o)) {
+		snprintf(why, wl, "a case is a JSON object");
+		return false;
+	}
+	for (const cJSON *m = o->child; m; m = m->next) {
+		int k = 0;
+		while (known[k] && strcmp(known[k], m->string) != 0)
+			k++;
+		if (known[k] == NULL) {
+			snprintf(why, wl, "unknown field '%.64s'", m->string);
+			return false;
+		}
+	}
+	if (!text_field(o, "agency", &in->agency, NULL, why, wl) ||
+	    !text_field(o, "case_reference", &in->reference, NULL, why, wl) ||
+	    !text_field(o, "offence_action_date", &in->date, &in->has_date, why, wl) ||
+	    !text_field(o, "offence_result", &in->result, &in->has_result, why, wl))
+		return false;
+	if (!partial && (in->agency == NULL || in->reference == NULL || !*in->agency ||
+			 !*in->reference)) {
+		snprintf(why, wl, "'agency' and 'case_reference' are required");
+		return false;
+	}
+	if (partial && (in->agency || in->reference)) {
+		snprintf(why, wl, "'agency' and 'case_reference' cannot change");
+		return false;
+	}
+	const cJSON *off = cJSON_GetObjectItemCaseSensitive(o, "offender");
+	if (off && !cJSON_IsNull(off)) {
+		if (!cJSON_IsObject(off) ||
+		    !text_field(off, "name", &in->off_name, NULL, why, wl) ||
+		    !text_field(off, "postcode", &in->off_postcode, NULL, why, wl) ||
+		    in->off_name == NULL || !*in->off_name) {
+			if (!*why)
+				snprintf(why, wl, "'offender' needs a 'name'");
+			return false;
+		}
+		in->has_offender = true;
+	}
+	static const char *const money[2] = { "offence_fine", "offence_costs" };
+	for (int i = 0; i < 2; i++) {
+		const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, money[i]);
+		if (v == NULL || cJSON_IsNull(v))
+			continue;
+		if (!cJSON_IsNumber(v) || v->valuedouble < 0) {
+			snprintf(why, wl, "'%s' must be a number, not negative", money[i]);
+			return false;
+		}
+		*(i ? &in->costs : &in->fine) = v->valuedouble;
+		*(i ? &in->has_costs : &in->has_fine) = true;
+	}
+	return true;
+}
+
+/* Offenders are one row per normalised name + postcode: case, spacing
+ * and punctuation of the name, and spacing of the postcode, do not count. */
+static void
+match_key(const char *name, const char *postcode, struct evk_buf *out)
+{
+	bool space = false;
+	evk_buf_reset(out);
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+		if (isalnum(*p) || *p >= 0x80) {
+			if (space && out->len)
+				evk_buf_addch(out, ' ');
+			space = false;
+			evk_buf_addch(out, (char)tolower(*p));
+		} else if (isspace(*p)) {
+			space = true;
+		}
+	}
+	evk_buf_addch(out, '|');
+	for (const unsigned char *p = (const unsigned char *)(postcode ? postcode : ""); *p; p++)
+		if (!isspace(*p))
+			evk_buf_addch(out, (char)toupper(*p));
+	evk_buf_addch(out, '\0');
+}
+
+static sqlite3_int64
+upsert_id(struct ctx *c, const char *insert, const char *select, const char *a,
+	  const char *b, const char *d)
+{
+	sqlite3_stmt *st = prepare(c, insert);
+	bind_text(c, st, 1, a);
+	bind_text(c, st, 2, b);
+	if (d)
+		bind_text(c, st, 3, d);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		db_die(c, "cannot write");
+	done(st);
+	st = prepare(c, select);
+	bind_text(c, st, 1, d ? d : a);
+	if (sqlite3_step(st) != SQLITE_ROW)
+		db_die(c, "cannot read back");
+	sqlite3_int64 id = sqlite3_column_int64(st, 0);
+	done(st);
+	return id;
+}
+
+static sqlite3_int64
+agency_id(struct ctx *c, const char *code)
+{
+	return upsert_id(c, "INSERT OR IGNORE INTO agencies (code, name) VALUES (?, ?)",
+			 "SELECT id FROM agencies WHERE code = ?", code, code, NULL);
+}
+
+static sqlite3_int64
+offender_id(struct ctx *c, const struct input *in)
+{
+	struct evk_buf key = EVK_BUF_INIT(0);
+	match_key(in->off_name, in->off_postcode, &key);
+	if (key.p == NULL)
+		evk_die(EVK_EX_FAIL, "out of memory");
+	sqlite3_int64 id = upsert_id(
+		c, "INSERT OR IGNORE INTO offenders (name, postcode, match_key) VALUES (?, ?, ?)",
+		"SELECT id FROM offenders WHERE match_key = ?", in->off_name,
+		in->off_postcode, key.p);
+	evk_buf_release(&key);
+	return id;
+}
+
+/* The id of the case (agency, reference), or "" when there is none. */
+static void
+find_case(struct ctx *c, sqlite3_int64 agency, const char *ref, char id[37])
+{
+	sqlite3_stmt *st = prepare(c, "SELECT id FROM cases WHERE agency_id = ? AND case_reference = ?");
+	sqlite3_bind_int64(st, 1, agency);
+	bind_text(c, st, 2, ref);
+	id[0] = '\0';
+	if (sqlite3_step(st) == SQLITE_ROW)
+		snprintf(id, 37, "%s", (const char *)sqlite3_column_text(st, 0));
+	done(st);
+}
+
+/* Sets the fields the input carries on case id; sync also stamps
+ * last_synced_at. */
+static void
+apply_fields(struct ctx *c, const char *id, const struct input *in, bool sync)
+{
+	char now[EVK_TS_LEN + 1];
+	now_ts(now);
+	sqlite3_stmt *st = prepare(
+		c, "UPDATE cases SET"
+		   " offender_id = CASE WHEN ?1 THEN ?2 ELSE offender_id END,"
+		   " offence_action_date = CASE WHEN ?3 THEN ?4 ELSE offence_action_date END,"
+		   " offence_fine = CASE WHEN ?5 THEN ?6 ELSE offence_fine END,"
+		   " offence_costs = CASE WHEN ?7 THEN ?8 ELSE offence_costs END,"
+		   " offence_result = CASE WHEN ?9 THEN ?10 ELSE offence_result END,"
+		   " updated_at = ?11,"
+		   " last_synced_at = CASE WHEN ?12 THEN ?11 ELSE last_synced_at END"
+		   " WHERE id = ?13");
+	sqlite3_bind_int(st, 1, in->has_offender);
+	if (in->has_offender)
+		sqlite3_bind_int64(st, 2, offender_id(c, in));
+	sqlite3_bind_int(st, 3, in->has_date);
+	bind_text(c, st, 4, in->date);
+	sqlite3_bind_int(st, 5, in->has_fine);
+	sqlite3_bind_double(st, 6, in->fine);
+	sqlite3_bind_int(st, 7, in->has_costs);
+	sqlite3_bind_double(st, 8, in->costs);
+	sqlite3_bind_int(st, 9, in->has_result);
+	bind_text(c, st, 10, in->result);
+	bind_text(c, st, 11, now);
+	sqlite3_bind_int(st, 12, sync);
+	bind_text(c, st, 13, id);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		db_die(c, "cannot update a case");
+	done(st);
+}
+
+static void
+insert_case(struct ctx *c, sqlite3_int64 agency, const struct input *in, char id[37])
+{
+	char now[EVK_TS_LEN + 1];
+	now_ts(now);
+	new_uuid(id);
+	sqlite3_stmt *st = prepare(
+		c, "INSERT INTO cases (id, agency_id, case_reference, offender_id,"
+		   " offence_action_date, offence_fine, offence_costs, offence_result,"
+		   " inserted_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+	bind_text(c, st, 1, id);
+	sqlite3_bind_int64(st, 2, agency);
+	bind_text(c, st, 3, in->reference);
+	if (in->has_offender)
+		sqlite3_bind_int64(st, 4, offender_id(c, in));
+	bind_text(c, st, 5, in->date);
+	if (in->has_fine)
+		sqlite3_bind_double(st, 6, in->fine);
+	if (in->has_costs)
+		sqlite3_bind_double(st, 7, in->costs);
+	bind_text(c, st, 8, in->result);
+	bind_text(c, st, 9, now);
+	bind_text(c, st, 10, now);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		db_die(c, "cannot insert a case");
+	done(st);
+}
+
+/* Runs one action on a case and queues its notifications; in a transaction. */
+static void
+act_and_notify(struct ctx *c, const char *id, const char *action, const char *past)
+{
+	cJSON *data = case_get(c, id);
+	if (data == NULL)
+		db_die(c, "cannot read the case back");
+	notify(c, action, past, data);
+	cJSON_Delete(data);
+}
+
+/* ---- JSON-lines input (create, ingest) ---- */
+
+enum upsert { UP_CREATE_ONLY, UP_INGEST };
+
+static int
+read_cases(struct ctx *c, enum upsert mode, long *created, long *synced, long *bad)
+{
+	struct evk_lines r;
+	char *text, why[512];
+	size_t len;
+	int in_txn = 0;
+
+	if (evk_lines_init(&r, STDIN_FILENO, c->max_line) != EVK_OK)
+		evk_die(EVK_EX_FAIL, "out of memory");
+	for (;;) {
+		int s = evk_lines_next(&r, &text, &len);
+		if (s == EVK_LINE_EOF)
+			break;
+		if (s == EVK_LINE_ERR)
+			evk_die(EVK_EX_IOERR, "stdin: read error: %s", strerror(errno));
+		if (s == EVK_LINE_OK && len == 0)
+			continue;
+		why[0] = '\0';
+		struct input in;
+		cJSON *o = NULL;
+		if (s == EVK_LINE_TOOLONG)
+			snprintf(why, sizeof(why), "line longer than %zu bytes", c->max_line);
+		else if (s == EVK_LINE_NUL)
+			snprintf(why, sizeof(why), "NUL byte in line");
+		else if ((o = cJSON_ParseWithLength(text, len)) == NULL)
+			snprintf(why, sizeof(why), "invalid JSON");
+		if (why[0] == '\0' && parse_input(o, &in, false, why, sizeof(why))) {
+			if (!in_txn)
+				begin(c);
+			in_txn++;
+			sqlite3_int64 ag = agency_id(c, in.agency);
+			char id[37];
+			find_case(c, ag, in.reference, id);
+			if (id[0] && mode == UP_CREATE_ONLY) {
+				snprintf(why, sizeof(why), "case %s of %s exists (id %s)",
+					 in.reference, in.agency, id);
+			} else if (id[0]) {
+				apply_fields(c, id, &in, true);
+				act_and_notify(c, id, "sync", "synced");
+				(*synced)++;
+			} else {
+				insert_case(c, ag, &in, id);
+				act_and_notify(c, id, "create", "created");
+				(*created)++;
+				if (mode == UP_CREATE_ONLY) {
+					cJSON *j = case_get(c, id);
+					print_json(j);
+					cJSON_Delete(j);
+				}
+			}
+		}
+		cJSON_Delete(o);
+		if (why[0]) {
+			evk_warn("stdin:%lu: %s", r.lineno, why);
+			(*bad)++;
+			if (c->strict)
+				break;
+		}
+		if (in_txn >= INGEST_TXN) {
+			exec(c, "COMMIT");
+			in_txn = 0;
+		}
+	}
+	if (in_txn)
+		exec(c, "COMMIT");
+	evk_lines_release(&r);
+	return 0;
+}
+
+/* ---- commands ---- */
+
+static int
+cmd_create(struct ctx *c, int argc, char **argv)
+{
+	long created = 0, synced = 0, bad = 0;
+	require(c, ROLE_EDITOR, "create cases");
+	if (argc > 1)
+		usage(stderr, EVK_EX_USAGE);
+	if (argc == 1) {
+		char why[512] = "";
+		struct input in;
+		cJSON *o = cJSON_Parse(argv[0]);
+		if (o == NULL)
+			evk_die(EVK_EX_DATAERR, "the case is not valid JSON");
+		if (!parse_input(o, &in, false, why, sizeof(why)))
+			evk_die(EVK_EX_DATAERR, "%s", why);
+		begin(c);
+		sqlite3_int64 ag = agency_id(c, in.agency);
+		char id[37];
+		find_case(c, ag, in.reference, id);
+		if (id[0])
+			evk_die(EVK_EX_DATAERR, "case %s of %s exists (id %s)", in.reference,
+				in.agency, id);
+		insert_case(c, ag, &in, id);
+		act_and_notify(c, id, "create", "created");
+		cJSON *j = case_get(c, id);
+		exec(c, "COMMIT");
+		print_json(j);
+		cJSON_Delete(j);
+		cJSON_Delete(o);
+	} else {
+		read_cases(c, UP_CREATE_ONLY, &created, &synced, &bad);
+	}
+	fflush(stdout);
+	outbox_flush(c, false);
+	return bad ? EVK_EX_DATAERR : 0;
+}
+
+static int
+cmd_ingest(struct ctx *c, int argc, char **argv)
+{
+	long created = 0, synced = 0, bad = 0;
+	(void)argv;
+	require(c, ROLE_EDITOR, "ingest cases");
+	if (argc > 0)
+		usage(stderr, EVK_EX_USAGE);
+	read_cases(c, UP_INGEST, &created, &synced, &bad);
+	fprintf(stderr, "casectl: ingested %ld: %ld created, %ld synced, %ld rejected\n",
+		created + synced, created, synced, bad);
+	outbox_flush(c, false);
+	return bad ? EVK_EX_DATAERR : 0;
+}
+
+static int
+cmd_get(struct ctx *c, int argc, char **argv)
+{
+	require(c, ROLE_VIEWER, "read cases");
+	if (argc != 1)
+		usage(stderr, EVK_EX_USAGE);
+	cJSON *j = case_get(c, argv[0]);
+	if (j == NULL)
+		evk_die(EVK_EX_FAIL, "no case '%s'", argv[0]);
+	print_json(j);
+	cJSON_Delete(j);
+	outbox_flush(c, true);
+	return 0;
+}
+
+static const char *
+sort_column(const char *f)
+{
+	static const char *const ok[] = { "inserted_at", "updated_at", "offence_action_date",
+					  "offence_fine", "offence_costs", "case_reference",
+					  "last_synced_at", NULL };
+	for (int i = 0; ok[i]; i++)
+		if (strcmp(ok[i], f) == 0)
+			return ok[i];
+	return NULL;
+}
+
+/* The list query as a JSON array, newest change first unless sorted. */
+static cJSON *
+query(struct ctx *c)
+{
+	char sql[1024];
+	const char *col = c->sort ? sort_column(c->sort) : "updated_at";
+	snprintf(sql, sizeof(sql),
+		 CASE_SELECT " WHERE (?1 IS NULL OR a.code = ?1)"
+			     " AND (?2 IS NULL OR o.name LIKE '%%' || ?2 || '%%' ESCAPE '\\')"
+			     " AND (?3 IS NULL OR c.updated_at >= ?3)"
+			     " ORDER BY c.%s %s, c.id LIMIT ?4",
+		 col, c->sort ? "ASC" : "DESC");
+	sqlite3_stmt *st = prepare(c, sql);
+	struct evk_buf esc = EVK_BUF_INIT(0);
+	if (c->offender) {
+		for (const char *p = c->offender; *p; p++) {
+			if (*p == '%' || *p == '_' || *p == '\\')
+				evk_buf_addch(&esc, '\\');
+			evk_buf_addch(&esc, *p);
+		}
+		evk_buf_addch(&esc, '\0');
+		if (esc.p == NULL)
+			evk_die(EVK_EX_FAIL, "out of memory");
+	}
+	bind_text(c, st, 1, c->agency);
+	bind_text(c, st, 2, c->offender ? esc.p : NULL);
+	bind_text(c, st, 3, c->since);
+	sqlite3_bind_int64(st, 4, c->limit);
+	cJSON *arr = cJSON_CreateArray();
+	int rc;
+	while (arr && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		cJSON *j = case_from_row(st);
+		if (j == NULL || !cJSON_AddItemToArray(arr, j))
+			evk_die(EVK_EX_FAIL, "out of memory");
+	}
+	if (arr == NULL)
+		evk_die(EVK_EX_FAIL, "out of memory");
+	done(st);
+	evk_buf_release(&esc);
+	return arr;
+}
+
+static int
+cmd_list(struct ctx *c, int argc, char **argv)
+{
+	(void)argv;
+	require(c, ROLE_VIEWER, "read cases");
+	if (argc > 0)
+		usage(stderr, EVK_EX_USAGE);
+	cJSON *arr = query(c);
+	for (cJSON *j = arr->child; j; j = j->next)
+		print_json(j);
+	cJSON_Delete(arr);
+	outbox_flush(c, true);
+	return 0;
+}
+
+static int
+cmd_update(struct ctx *c, int argc, char **argv)
+{
+	char why[512] = "";
+	struct input in;
+
+	require(c, ROLE_EDITOR, "update cases");
+	if (argc != 1 && argc != 2)
+		usage(stderr, EVK_EX_USAGE);
+	bool sync = argc == 1;
+	cJSON *o = sync ? cJSON_CreateObject() : cJSON_Parse(argv[1]);
+	if (o == NULL)
+		evk_die(EVK_EX_DATAERR, "the changes are not valid JSON");
+	if (!parse_input(o, &in, true, why, sizeof(why)))
+		evk_die(EVK_EX_DATAERR, "%s", why);
+	begin(c);
+	cJSON *before = case_get(c, argv[0]);
+	if (before == NULL)
+		evk_die(EVK_EX_FAIL, "no case '%s'", argv[0]);
+	cJSON_Delete(before);
+	apply_fields(c, argv[0], &in, sync);
+	act_and_notify(c, argv[0], sync ? "sync" : "update", sync ? "synced" : "updated");
+	cJSON *j = case_get(c, argv[0]);
+	exec(c, "COMMIT");
+	print_json(j);
+	cJSON_Delete(j);
+	cJSON_Delete(o);
+	fflush(stdout);
+	outbox_flush(c, false);
+	return 0;
+}
+
+static int
+cmd_destroy(struct ctx *c, int argc, char **argv)
+{
+	require(c, ROLE_ADMIN, "destroy cases");
+	if (argc != 1)
+		usage(stderr, EVK_EX_USAGE);
+	begin(c);
+	cJSON *data = case_get(c, argv[0]);
+	if (data == NULL)
+		evk_die(EVK_EX_FAIL, "no case '%s'", argv[0]);
+	notify(c, "destroy", "destroyed", data);
+	sqlite3_stmt *st = prepare(c, "DELETE FROM cases WHERE id = ?");
+	bind_text(c, st, 1, argv[0]);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		db_die(c, "cannot delete the case");
+	done(st);
+	exec(c, "COMMIT");
+	print_json(data);
+	cJSON_Delete(data);
+	fflush(stdout);
+	outbox_flush(c, false);
+	return 0;
+}
+
+static int
+cmd_outbox(struct ctx *c, int argc, char **argv)
+{
+	if (argc != 1)
+		usage(stderr, EVK_EX_USAGE);
+	if (strcmp(argv[0], "list") == 0) {
+		require(c, ROLE_VIEWER, "read the outbox");
+		struct evk_buf lines = EVK_BUF_INIT(0);
+		sqlite3_stmt *st = prepare(c, "SELECT ts, action, past, case_id, payload"
+					      " FROM outbox ORDER BY id");
+		while (sqlite3_step(st) == SQLITE_ROW) {
+			evk_buf_reset(&lines);
+			outbox_lines(st, 0, &lines);
+			fwrite(lines.p, 1, lines.len, stdout);
+		}
+		done(st);
+		evk_buf_release(&lines);
+		return 0;
+	}
+	if (strcmp(argv[0], "flush") == 0) {
+		require(c, ROLE_EDITOR, "flush the outbox");
+		return outbox_flush(c, false) ? EVK_EX_UNAVAILABLE : 0;
+	}
+	usage(stderr, EVK_EX_USAGE);
+	return EVK_EX_USAGE;
+}
+
+static int
+cmd_user(struct ctx *c, int argc, char **argv, const char *role)
+{
+	require(c, ROLE_ADMIN, "manage users");
+	if (argc == 1 && strcmp(argv[0], "list") == 0) {
+		sqlite3_stmt *st = prepare(c, "SELECT name, role FROM users ORDER BY name");
+		while (sqlite3_step(st) == SQLITE_ROW) {
+			cJSON *u = cJSON_CreateObject();
+			if (!u || !add_col(u, "name", st, 0) || !add_col(u, "role", st, 1))
+				evk_die(EVK_EX_FAIL, "out of memory");
+			print_json(u);
+			cJSON_Delete(u);
+		}
+		done(st);
+		return 0;
+	}
+	if (argc != 2 || strcmp(argv[0], "add") != 0 || role == NULL)
+		usage(stderr, EVK_EX_USAGE);
+	if (strcmp(role, "admin") && strcmp(role, "editor") && strcmp(role, "viewer"))
+		evk_die(EVK_EX_USAGE, "unknown role '%s' (admin, editor, viewer)", role);
+	sqlite3_stmt *st = prepare(c, "INSERT INTO users (name, role) VALUES (?, ?)"
+				      " ON CONFLICT (name) DO UPDATE SET role = excluded.role");
+	bind_text(c, st, 1, argv[1]);
+	bind_text(c, st, 2, role);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		db_die(c, "cannot add the user");
+	done(st);
+	return 0;
+}
+
+static int
+cmd_init(struct ctx *c, const char *admin)
+{
+	if (admin == NULL)
+		evk_die(EVK_EX_USAGE, "init needs --admin NAME");
+	sqlite3_stmt *st = prepare(c, "SELECT count(*) FROM users");
+	int users = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
+	done(st);
+	if (users > 0)
+		require(c, ROLE_ADMIN, "add an admin to an existing database");
+	st = prepare(c, "INSERT OR IGNORE INTO users (name, role) VALUES (?, 'admin')");
+	bind_text(c, st, 1, admin);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		db_die(c, "cannot add the admin");
+	done(st);
+	cJSON *o = cJSON_CreateObject();
+	if (o == NULL || !cJSON_AddStringToObject(o, "db", c->db_path) ||
+	    !cJSON_AddStringToObject(o, "admin", admin))
+		evk_die(EVK_EX_FAIL, "out of memory");
+	print_json(o);
+	cJSON_Delete(o);
+	return 0;
+}
+
+/* watch: the list, then again after case events, at most once per window,
+ * the last change always included (a throttle with a trailing edge). */
+struct watch {
+	struct ctx *c;
+	long printed;
+};
+
+static int
+rerun(void *arg, const char *line, size_t len)
+{
+	struct watch *w = arg;
+	(void)line;
+	(void)len;
+	cJSON *arr = query(w->c);
+	print_json(arr);
+	cJSON_Delete(arr);
+	if (fflush(stdout) != 0)
+		return -1;
+	w->printed++;
+	return w->c->count && w->printed >= w->c->count ? -1 : 0;
+}
+
+static long long
+mono_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static int
+cmd_watch(struct ctx *c, int argc, char **argv)
+{
+	struct evk_sub *sub;
+	struct evk_event ev;
+	struct watch w = { .c = c };
+	int rv;
+
+	(void)argv;
+	require(c, ROLE_VIEWER, "watch cases");
+	if (argc > 0)
+		usage(stderr, EVK_EX_USAGE);
+	/* Subscribe first: no change after the first result is missed. */
+	if ((rv = evk_sub_open(&sub, c->url, EVK_SINCE_LIVE)) != EVK_OK)
+		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", c->url, evk_strerror(rv));
+	struct evk_gate *g = evk_gate_new(EVK_GATE_THROTTLE, c->refetch_ms, 1, 4096);
+	if (g == NULL)
+		evk_die(EVK_EX_FAIL, "out of memory");
+	if (rerun(&w, NULL, 0) != 0)
+		goto out;
+	while (!stopping) {
+		long long now = mono_ms(), due = evk_gate_next_due(g);
+		if (evk_gate_tick(g, now, rerun, &w) != 0)
+			break;
+		int wait = due < 0 ? 200 : due > now ? (int)(due - now) : 0;
+		if (wait > 200)
+			wait = 200;
+		rv = evk_sub_next(sub, &ev, wait);
+		if (rv == EVK_ETIMEDOUT || rv == EVK_EGAP)
+			continue;
+		if (rv != EVK_OK) {
+			evk_warn("lost the hub at '%s': %s", c->url, evk_strerror(rv));
+			break;
+		}
+		if (!evk_pattern_match("case:*", ev.topic, ev.topic_len))
+			continue;
+		if (evk_gate_offer(g, "case", 4, ev.seq, "x", 1, mono_ms(), rerun, &w) != 0)
+			break;
+	}
+out:
+	evk_gate_free(g);
+	evk_sub_close(sub);
+	return 0;
+}
+
+static void
+default_actor(struct ctx *c)
+{
+	const char *a = getenv("CASECTL_ACTOR");
+	if (a == NULL || !*a) {
+		struct passwd *pw = getpwuid(geteuid());
+		a = pw ? pw->pw_name : "unknown";
+	}
+	snprintf(c->actor, sizeof(c->actor), "%s", a);
+}
+
+static const struct option longopts[] = {
+	{ "db", required_argument, NULL, 'd' },
+	{ "bus", required_argument, NULL, 'b' },
+	{ "actor", required_argument, NULL, 'a' },
+	{ "admin", required_argument, NULL, 'A' },
+	{ "role", required_argument, NULL, 'r' },
+	{ "agency", required_argument, NULL, 'g' },
+	{ "offender", required_argument, NULL, 'o' },
+	{ "since", required_argument, NULL, 's' },
+	{ "sort", required_argument, NULL, 'S' },
+	{ "limit", required_argument, NULL, 'l' },
+	{ "refetch-window", required_argument, NULL, 'w' },
+	{ "count", required_argument, NULL, 'n' },
+	{ "strict", no_argument, NULL, 'T' },
+	{ "max-line", required_argument, NULL, 'm' },
+	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, 'V' },
+	{ 0 },
+};
+
+struct extra {
+	const char *admin, *role;
+};
+
+/* Options go before or after the command: `casectl --db F list --agency hse`. */
+static void
+parse_opts(struct ctx *c, struct extra *x, int argc, char **argv, const char *spec)
+{
+	int ch;
+	while ((ch = getopt_long(argc, argv, spec, longopts, NULL)) != -1) {
+		char *end;
+		long long v;
+		switch (ch) {
+		case 'd': c->db_path = optarg; break;
+		case 'b': c->bus = optarg; break;
+		case 'a': snprintf(c->actor, sizeof(c->actor), "%s", optarg); break;
+		case 'A': x->admin = optarg; break;
+		case 'r': x->role = optarg; break;
+		case 'g': c->agency = optarg; break;
+		case 'o': c->offender = optarg; break;
+		case 's': c->since = optarg; break;
+		case 'S':
+			if (sort_column(optarg) == NULL)
+				evk_die(EVK_EX_USAGE, "cannot sort by '%s'", optarg);
+			c->sort = optarg;
+			break;
+		case 'l':
+		case 'w':
+		case 'n':
+		case 'm':
+			errno = 0;
+			v = strtoll(optarg, &end, 10);
+			if (*optarg == '\0' || *end || errno || v <= 0)
+				evk_die(EVK_EX_USAGE, "'%s' is not a positive whole number", optarg);
+			if (ch == 'l')
+				c->limit = (long)v;
+			else if (ch == 'w')
+				c->refetch_ms = v;
+			else if (ch == 'n')
+				c->count = (long)v;
+			else
+				c->max_line = (size_t)v;
+			break;
+		case 'T': c->strict = true; break;
+		case 'h': usage(stdout, 0); break;
+		case 'V': printf("casectl %s\n", EVK_VERSION); exit(0);
+		default: usage(stderr, EVK_EX_USAGE);
+		}
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	struct ctx c = { .limit = 100, .refetch_ms = 5000, .max_line = LINE_MAX_DEFAULT };
+	struct extra x = { 0 };
+	const char *why;
+
+	evk_set_progname(argv[0]);
+	default_actor(&c);
+	parse_opts(&c, &x, argc, argv, "+n:h");
+	if (optind >= argc) {
+		evk_warn("no command given");
+		usage(stderr, EVK_EX_USAGE);
+	}
+	const char *cmd = argv[optind];
+	/* The command's own arguments and options: argv[optind..] with the
+	 * command in the place of the program name. */
+	int sub_argc = argc - optind;
+	char **sub_argv = argv + optind;
+	optind = 0; /* glibc: start over, permuting again */
+	parse_opts(&c, &x, sub_argc, sub_argv, "n:h");
+	char **args = sub_argv + optind;
+	int nargs = sub_argc - optind;
+
+	if (evk_bus_resolve(c.bus, c.url, sizeof(c.url), &why) != EVK_OK)
+		evk_die(EVK_EX_USAGE, "bad bus address: %s", why);
+
+	struct sigaction sa = { .sa_handler = on_signal };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	static const char *const known[] = { "init", "user", "create", "get", "list",
+					     "update", "sync", "destroy", "ingest",
+					     "outbox", "watch", NULL };
+	int k = 0;
+	while (known[k] && strcmp(known[k], cmd) != 0)
+		k++;
+	if (known[k] == NULL)
+		evk_die(EVK_EX_USAGE, "unknown command '%s' (see casectl --help)", cmd);
+
+	open_db(&c, strcmp(cmd, "init") == 0);
+	c.role = role_of(&c, c.actor);
+	int status;
+	if (strcmp(cmd, "init") == 0)
+		status = cmd_init(&c, x.admin);
+	else if (strcmp(cmd, "user") == 0)
+		status = cmd_user(&c, nargs, args, x.role);
+	else if (strcmp(cmd, "create") == 0)
+		status = cmd_create(&c, nargs, args);
+	else if (strcmp(cmd, "get") == 0)
+		status = cmd_get(&c, nargs, args);
+	else if (strcmp(cmd, "list") == 0)
+		status = cmd_list(&c, nargs, args);
+	else if (strcmp(cmd, "update") == 0 || strcmp(cmd, "sync") == 0) {
+		if (nargs != (strcmp(cmd, "update") == 0 ? 2 : 1))
+			usage(stderr, EVK_EX_USAGE);
+		status = cmd_update(&c, nargs, args);
+	} else if (strcmp(cmd, "destroy") == 0)
+		status = cmd_destroy(&c, nargs, args);
+	else if (strcmp(cmd, "ingest") == 0)
+		status = cmd_ingest(&c, nargs, args);
+	else if (strcmp(cmd, "outbox") == 0)
+		status = cmd_outbox(&c, nargs, args);
+	else
+		status = cmd_watch(&c, nargs, args);
+	finalize_all();
+	if (sqlite3_close(c.db) != SQLITE_OK)
+		evk_warn("closing the database: %s", sqlite3_errmsg(c.db));
+	if (fclose(stdout) != 0 && status == 0)
+		evk_die(EVK_EX_IOERR, "writing stdout: %s", strerror(errno));
+	return status;
+}

@@ -1,0 +1,174 @@
+#!/usr/bin/env bats
+# casectl: the case resource; each committed action is announced on the bus.
+load helpers
+
+setup() {
+	start_hub
+	export CASECTL_ACTOR=ann
+	DB=$BATS_TEST_TMPDIR/cases.db
+	casectl --db "$DB" init --admin ann >/dev/null
+	casectl --db "$DB" user add ed --role editor
+	casectl --db "$DB" user add vic --role viewer
+}
+teardown() { stop_all; }
+
+cc() { casectl --db "$DB" "$@"; }
+
+# listen N — collects N case events into $BATS_TEST_TMPDIR/events.
+listen() {
+	rm -f "$BATS_TEST_TMPDIR/ready"
+	bg_to "$BATS_TEST_TMPDIR/events" evsub --ready-file "$BATS_TEST_TMPDIR/ready" -n "$1" -W 30 'case:**'
+	LISTENER=${BG_PIDS[-1]}
+	wait_file "$BATS_TEST_TMPDIR/ready"
+}
+
+# cases N [FIRST] — N input cases as JSON lines, references R<FIRST>...
+cases() {
+	local i
+	for ((i = ${2:-1}; i < ${2:-1} + $1; i++)); do
+		printf '{"agency":"hse","case_reference":"R%d","offender":{"name":"Firm %d Ltd","postcode":"LS%d 1AA"},"offence_action_date":"2024-03-%02d","offence_fine":%d,"offence_result":"Guilty"}\n' \
+			"$i" $((i % 7)) $((i % 3)) $((i % 28 + 1)) $((i * 100))
+	done
+}
+
+@test "casectl create publishes exactly case:created and case:created:{id} with the stored case loaded" {
+	listen 2
+	run -0 cc create '{"agency":"hse","case_reference":"HSE/2024/017","offender":{"name":"Acme Ltd","postcode":"LS1 4AP"},"offence_action_date":"2024-03-01","offence_fine":12000,"offence_costs":1450.5,"offence_result":"Guilty"}'
+	local id stored
+	id=$(jq -r .id <<<"$output")
+	stored=$(cc get "$id" | jq -c .)
+	wait "$LISTENER"
+	run jq -c '[.topic, .event, .payload.resource, .payload.action, .payload.actor]' "$BATS_TEST_TMPDIR/events"
+	assert_output "[\"case:created\",\"create\",\"case\",\"create\",\"ann\"]
+[\"case:created:$id\",\"create\",\"case\",\"create\",\"ann\"]"
+	run jq -c '.payload.data' "$BATS_TEST_TMPDIR/events"
+	assert_output "$stored
+$stored"
+	[ "$(jq -r '.agency.code + " " + .offender.name' <<<"$stored")" = "hse Acme Ltd" ]
+}
+
+@test "casectl ingest of 30 cases of which 6 exist gives 24 create and 6 sync notifications and 30 rows" {
+	cases 6 | cc --actor ed ingest
+	listen 60
+	cases 30 >"$BATS_TEST_TMPDIR/in"
+	run -0 --separate-stderr cc --actor ed ingest <"$BATS_TEST_TMPDIR/in"
+	[ "$stderr" = "casectl: ingested 30: 24 created, 6 synced, 0 rejected" ]
+	wait "$LISTENER"
+	run jq -r '.topic | split(":")[0:2] | join(":")' "$BATS_TEST_TMPDIR/events"
+	[ "$(grep -c '^case:created$' <<<"$output")" -eq 48 ]
+	[ "$(grep -c '^case:synced$' <<<"$output")" -eq 12 ]
+	[ "$(cc list --limit 1000 | wc -l)" -eq 30 ]
+	# Offenders are matched: 7 firms x 3 postcodes at most, not 30 rows.
+	[ "$(cc list --limit 1000 | jq -r .offender.id | sort -u | wc -l)" -le 21 ]
+}
+
+@test "a viewer's create exits 77, writes nothing and publishes nothing; an unknown actor cannot list" {
+	run -77 --separate-stderr cc --actor vic create '{"agency":"hse","case_reference":"X1"}'
+	[[ $stderr == *"vic"* ]]
+	run -77 cc --actor nobody list
+	[ "$(cc list | wc -l)" -eq 0 ]
+	[ "$(cc outbox list | wc -l)" -eq 0 ]
+	[ "$(hub_status_field head_seq)" -eq 0 ]
+	run -0 cc --actor vic list
+	run -77 cc --actor ed destroy nothing
+	run -77 cc --actor ed user add x --role admin
+}
+
+@test "with the hub down create succeeds; the next command delivers the notifications once each, in order" {
+	stop_hub
+	run -0 --separate-stderr cc create '{"agency":"ea","case_reference":"E1"}'
+	[[ $stderr == *"outbox"* ]]
+	run -0 --separate-stderr cc create '{"agency":"ea","case_reference":"E2"}'
+	[ "$(cc outbox list | wc -l)" -eq 4 ]
+	start_hub
+	run -0 cc list
+	[ "$(cc outbox list | wc -l)" -eq 0 ]
+	run -0 evsub --since 0 -n 4 -W 10 -o text 'case:**'
+	run awk '{ print $1 }' <<<"$output"
+	[ "${lines[0]}" = case:created ] && [ "${lines[2]}" = case:created ]
+	run cc outbox flush
+	[ "$(hub_status_field head_seq)" -eq 4 ]
+}
+
+@test "four concurrent ingests over overlapping references store each case exactly once" {
+	cases 300 1 >"$BATS_TEST_TMPDIR/a"
+	cases 300 101 >"$BATS_TEST_TMPDIR/b"
+	cases 300 201 >"$BATS_TEST_TMPDIR/c"
+	cases 300 51 >"$BATS_TEST_TMPDIR/d"
+	local p pids=()
+	for p in a b c d; do
+		cc --actor ed ingest <"$BATS_TEST_TMPDIR/$p" 2>"$BATS_TEST_TMPDIR/$p.err" &
+		pids+=($!)
+	done
+	for p in "${pids[@]}"; do wait "$p"; done
+	run -0 cc list --limit 10000
+	[ "${#lines[@]}" -eq 500 ]
+	[ "$(jq -r .case_reference <<<"$output" | sort -u | wc -l)" -eq 500 ]
+	# Every notification went out: 500 creates and 700 syncs, two topics each.
+	wait_for bash -c "[ \"\$(evbusd --status | jq .head_seq)\" -eq 2400 ]"
+}
+
+@test "hostile values are stored and returned byte for byte; over-long fields are refused clearly" {
+	local nasty='x'"'"'); DROP TABLE cases; -- "quoted" \\ é ☃ 𝄞'
+	local json
+	json=$(jq -cn --arg r "$nasty" '{agency:"hse", case_reference:$r, offence_result:$r, offender:{name:$r}}')
+	run -0 cc create "$json"
+	local id
+	id=$(jq -r .id <<<"$output")
+	run -0 cc get "$id"
+	[ "$(jq -r .case_reference <<<"$output")" = "$nasty" ]
+	[ "$(jq -r .offender.name <<<"$output")" = "$nasty" ]
+	# 1 MiB fields fit; one byte more is refused with the limit named.
+	head -c 1048576 /dev/zero | tr '\0' 'a' >"$BATS_TEST_TMPDIR/mib"
+	jq -cn --rawfile r "$BATS_TEST_TMPDIR/mib" '{agency:"hse", case_reference:"BIG", offence_result:$r}' |
+		cc create >/dev/null
+	[ "$(cc list --agency hse --sort case_reference --limit 1 | jq -r '.offence_result | length')" -eq 1048576 ]
+	printf a >>"$BATS_TEST_TMPDIR/mib"
+	run -65 --separate-stderr bash -c "jq -cn --rawfile r '$BATS_TEST_TMPDIR/mib' '{agency:\"hse\", case_reference:\"BIG2\", offence_result:\$r}' | casectl --db '$DB' create"
+	[[ $stderr == *"longer than 1048576 bytes"* ]]
+	run -65 --separate-stderr bash -c "printf '{\"agency\":\"hse\",\"case_reference\":\"B\",\"evil\":1}\nnot json\n' | casectl --db '$DB' create"
+	[[ $stderr == *"stdin:1: unknown field 'evil'"* ]]
+	[[ $stderr == *"stdin:2: invalid JSON"* ]]
+	[ "$(cc list --limit 100 | wc -l)" -eq 2 ]
+}
+
+@test "casectl watch --refetch-window 500 over a burst of 20 creates prints 2 to 8 results, the last with the last case" {
+	bg_to "$BATS_TEST_TMPDIR/watch" cc watch --refetch-window 500 --limit 100
+	wait_for test -s "$BATS_TEST_TMPDIR/watch"
+	cases 20 >"$BATS_TEST_TMPDIR/in"
+	local i
+	for ((i = 1; i <= 20; i++)); do sed -n "${i}p" "$BATS_TEST_TMPDIR/in" | cc create >/dev/null; done
+	wait_for bash -c "tail -n 1 '$BATS_TEST_TMPDIR/watch' | jq -e 'map(.case_reference) | index(\"R20\")' >/dev/null"
+	local n
+	n=$(wc -l <"$BATS_TEST_TMPDIR/watch")
+	((n >= 2 && n <= 8)) || fail "$n results"
+	[ "$(tail -n 1 "$BATS_TEST_TMPDIR/watch" | jq length)" -eq 20 ]
+}
+
+@test "casectl update, sync and destroy announce case:updated, case:synced and case:destroyed" {
+	local id
+	id=$(cc create '{"agency":"hse","case_reference":"U1","offence_fine":5}' | jq -r .id)
+	listen 6
+	run -0 cc update "$id" '{"offence_fine":7,"offence_result":"Appeal"}'
+	[ "$(jq .offence_fine <<<"$output")" = 7 ]
+	run -0 cc sync "$id"
+	[ "$(jq -r .last_synced_at <<<"$output")" != null ]
+	run -0 cc destroy "$id"
+	wait "$LISTENER"
+	run jq -r '(.topic | sub(":" + "'"$id"'"; ":ID")) + " " + .event' "$BATS_TEST_TMPDIR/events"
+	assert_output $'case:updated update\ncase:updated:ID update\ncase:synced sync\ncase:synced:ID sync\ncase:destroyed destroy\ncase:destroyed:ID destroy'
+	run -1 cc get "$id"
+	run -65 cc update "$id" '{"agency":"x"}'
+}
+
+@test "casectl list filters by agency and offender and sorts by a known field only" {
+	cases 10 | cc ingest 2>/dev/null
+	cc create '{"agency":"ea","case_reference":"E%_","offender":{"name":"100% Pure_Water"}}' >/dev/null
+	[ "$(cc list --agency ea | jq -r .case_reference)" = "E%_" ]
+	[ "$(cc list --offender '0% Pure_' | wc -l)" -eq 1 ]
+	[ "$(cc list --offender '%' | wc -l)" -eq 1 ]
+	run -0 cc list --sort offence_fine --limit 3
+	run jq -s -c 'map(.offence_fine)' <<<"$output"
+	assert_output '[null,100,200]'
+	run -2 cc list --sort 'id; DROP TABLE cases'
+}
