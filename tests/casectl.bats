@@ -133,7 +133,7 @@ $stored"
 }
 
 @test "casectl watch --refetch-window 500 over a burst of 20 creates prints 2 to 8 results, the last with the last case" {
-	bg_to "$BATS_TEST_TMPDIR/watch" cc watch --refetch-window 500 --limit 100
+	bg_to "$BATS_TEST_TMPDIR/watch" casectl --db "$DB" watch --refetch-window 500 --limit 100
 	wait_for test -s "$BATS_TEST_TMPDIR/watch"
 	cases 20 >"$BATS_TEST_TMPDIR/in"
 	local i
