@@ -128,29 +128,13 @@ db_die(struct ctx *c, const char *what)
 	evk_die(EVK_EX_UNAVAILABLE, "%s: %s", what, sqlite3_errmsg(c->db));
 }
 
-/* Statements are prepared once and kept: an ingest runs the same dozen
- * statements for every case. */
-#define MAX_STMTS 64
-static sqlite3_stmt *stmts[MAX_STMTS];
-static int nstmts;
-
 static sqlite3_stmt *
 prepare(struct ctx *c, const char *sql)
 {
-	sqlite3_stmt *st;
-	for (int i = 0; i < nstmts; i++) {
-		if (strcmp(sqlite3_sql(stmts[i]), sql) == 0) {
-			sqlite3_reset(stmts[i]);
-			sqlite3_clear_bindings(stmts[i]);
-			return stmts[i];
-		}
-	}
-	if (nstmts == MAX_STMTS)
-		evk_die(EVK_EX_FAIL, "too many distinct queries");
-	if (sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) !=
-	    SQLITE_OK)
+	sqlite3_stmt *st = evk_store_stmt(c->db, sql);
+	if (st == NULL)
 		db_die(c, "cannot prepare a query");
-	return stmts[nstmts++] = st;
+	return st;
 }
 
 /* Done with a statement for now (it stays prepared). */
@@ -158,13 +142,6 @@ static void
 done(sqlite3_stmt *st)
 {
 	sqlite3_reset(st);
-}
-
-static void
-finalize_all(void)
-{
-	while (nstmts > 0)
-		sqlite3_finalize(stmts[--nstmts]);
 }
 
 static void
@@ -1298,7 +1275,7 @@ main(int argc, char **argv)
 		status = cmd_outbox(&c, nargs, args);
 	else
 		status = cmd_watch(&c, nargs, args);
-	finalize_all();
+	evk_store_stmt_release_all();
 	if (sqlite3_close(c.db) != SQLITE_OK)
 		evk_warn("closing the database: %s", sqlite3_errmsg(c.db));
 	if (fclose(stdout) != 0 && status == 0)

@@ -119,3 +119,40 @@ evk_store_default_path(const char *name, char *out, size_t n)
 		return EVK_EINVAL;
 	return w > 0 && (size_t)w < n ? EVK_OK : EVK_EINVAL;
 }
+
+/* Prepared statements kept for the life of the process, found by their
+ * SQL text: a busy command runs the same few statements many times. */
+#define STMT_CACHE 64
+static struct {
+	sqlite3 *db;
+	sqlite3_stmt *st;
+} cache[STMT_CACHE];
+static int ncache;
+
+sqlite3_stmt *
+evk_store_stmt(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *st;
+
+	for (int i = 0; i < ncache; i++) {
+		if (cache[i].db == db && strcmp(sqlite3_sql(cache[i].st), sql) == 0) {
+			sqlite3_reset(cache[i].st);
+			sqlite3_clear_bindings(cache[i].st);
+			return cache[i].st;
+		}
+	}
+	if (ncache == STMT_CACHE ||
+	    sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK)
+		return NULL;
+	cache[ncache].db = db;
+	cache[ncache].st = st;
+	ncache++;
+	return st;
+}
+
+void
+evk_store_stmt_release_all(void)
+{
+	while (ncache > 0)
+		sqlite3_finalize(cache[--ncache].st);
+}

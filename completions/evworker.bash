@@ -1,0 +1,39 @@
+# bash completion for evworker(1)
+_evworker() {
+	local cur prev cmd i
+	cur=${COMP_WORDS[COMP_CWORD]}
+	prev=${COMP_WORDS[COMP_CWORD - 1]}
+	for ((i = 1; i < COMP_CWORD; i++)); do
+		case ${COMP_WORDS[i]} in
+		enqueue | run | list | show | cancel | retry | prune | stats)
+			cmd=${COMP_WORDS[i]}
+			break
+			;;
+		--) return ;;
+		esac
+	done
+	case $prev in
+	--db | --steps)
+		COMPREPLY=($(compgen -f -- "$cur"))
+		return
+		;;
+	--state)
+		COMPREPLY=($(compgen -W 'available scheduled executing retryable completed
+			discarded cancelled' -- "$cur"))
+		return
+		;;
+	--bus | --queue | --priority | --max-attempts | --backoff | --timeout | --in | \
+		--at | --unique-for | --workflow | --resource | --concurrency | --grace | \
+		--older-than)
+		return
+		;;
+	esac
+	if [[ $cur == -* ]]; then
+		COMPREPLY=($(compgen -W '--db --bus --queue --priority --max-attempts
+			--backoff --timeout --in --at --unique-for --workflow --resource --steps
+			--concurrency --drain --grace --state --older-than --help --version' -- "$cur"))
+	elif [[ -z $cmd ]]; then
+		COMPREPLY=($(compgen -W 'enqueue run list show cancel retry prune stats' -- "$cur"))
+	fi
+}
+complete -F _evworker evworker

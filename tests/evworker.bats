@@ -1,0 +1,146 @@
+#!/usr/bin/env bats
+# evworker: durable jobs and workflows whose every step is broadcast.
+load helpers
+
+setup() {
+	start_hub
+	DB=$BATS_TEST_TMPDIR/jobs.db
+	T=$BATS_TEST_TMPDIR
+}
+teardown() { stop_all; }
+
+ew() { evworker --db "$DB" "$@"; }
+
+@test "a two-step workflow broadcasts its steps in order, on the topics SPEC names" {
+	cat >"$T/steps.json" <<-'EOF'
+	[{"name":"validate","run":["sh","-c","echo '50 half' >&$EVWORKER_PROGRESS_FD; echo checking >&$EVWORKER_PROGRESS_FD"]},
+	 {"name":"process","run":["true"]}]
+	EOF
+	bg_to "$T/events" evsub --ready-file "$T/ready" -n 8 -W 30 'workflow:**' 'process:**'
+	local sub=${BG_PIDS[-1]}
+	wait_file "$T/ready"
+	run -0 ew enqueue --steps "$T/steps.json" --workflow wf1
+	[ "$(jq -r .state <<<"$output")" = available ]
+	run -0 ew run --drain
+	wait "$sub"
+	local pid
+	pid=$(jq -r 'select(.event == "process_created") | .payload.process_id' "$T/events")
+	run jq -r '[.topic, .event, (.payload.percentage // "")] | map(tostring) | join(" ")' "$T/events"
+	assert_output "workflow:wf1 process_created 
+process:$pid step_started 0
+process:$pid step_progress 25
+process:$pid progress_update 
+process:$pid step_completed 50
+process:$pid step_started 50
+process:$pid step_completed 100
+workflow:wf1 workflow_completed "
+	[ "$(jq -r 'select(.event == "step_progress") | .payload.content' "$T/events")" = half ]
+	[ "$(jq -r 'select(.event == "progress_update") | .payload.content' "$T/events")" = checking ]
+	[ "$(ew show 1 | jq -r .state)" = completed ]
+}
+
+@test "a job exiting 3 with --max-attempts 3 --backoff 0 runs 3 times, fails each time, ends discarded" {
+	bg_to "$T/events" evsub --ready-file "$T/ready" --event workflow_failed -n 3 -W 30 'workflow:**'
+	local sub=${BG_PIDS[-1]}
+	wait_file "$T/ready"
+	ew enqueue --max-attempts 3 --backoff 0 -- sh -c 'exit 3' >/dev/null
+	run -1 ew run --drain
+	wait "$sub"
+	run jq -c '[.payload.attempt, .payload.error, .payload.will_retry]' "$T/events"
+	assert_output $'[1,"exit 3",true]\n[2,"exit 3",true]\n[3,"exit 3",false]'
+	run ew show 1
+	[ "$(jq -c '[.state, .attempt]' <<<"$output")" = '["discarded",3]' ]
+}
+
+@test "exit 75 snoozes: the job runs again without an attempt counted" {
+	ew enqueue --backoff 0 -- sh -c '[ -e "$0" ] && exit 0; touch "$0"; exit 75' "$T/marker" >/dev/null
+	run -0 ew run --drain
+	run ew show 1
+	[ "$(jq -c '[.state, .attempt]' <<<"$output")" = '["completed",1]' ]
+}
+
+@test "--timeout 1 kills the job's whole process group and marks it failed by timeout" {
+	ew enqueue --timeout 1 --max-attempts 1 -- sh -c 'sleep 30.4242 & sleep 30.4242' >/dev/null
+	run -1 ew run --drain
+	run ew show 1
+	[ "$(jq -r .last_error <<<"$output")" = "timeout after 1 s" ]
+	[ "$(jq -r .state <<<"$output")" = discarded ]
+	run pgrep -f 'sleep 30.4242'
+	assert_failure
+}
+
+@test "two workers with --concurrency 3 run 200 quick jobs, each exactly once" {
+	local i
+	for ((i = 1; i <= 200; i++)); do
+		ew enqueue -- sh -c 'echo "$EVWORKER_JOB_ID" >>"$0"' "$T/ran" >/dev/null
+	done
+	ew run --drain --concurrency 3 2>/dev/null &
+	local a=$!
+	ew run --drain --concurrency 3 2>/dev/null &
+	local b=$!
+	wait "$a"
+	wait "$b"
+	[ "$(wc -l <"$T/ran")" -eq 200 ]
+	[ "$(sort -u "$T/ran" | wc -l)" -eq 200 ]
+	[ "$(ew list --state completed | wc -l)" -eq 200 ]
+}
+
+@test "a job whose worker was killed -9 is rescued and completes on the next run, never twice at once" {
+	ew enqueue -- sh -c 'echo run >>"$0.log"; [ -e "$0" ] && exit 0; touch "$0"; sleep 30.4343' "$T/once" >/dev/null
+	evworker --db "$DB" run 2>/dev/null &
+	local w=$!
+	wait_file "$T/once"
+	kill -9 "$w"
+	wait "$w" || true
+	run -0 ew run --drain
+	[ "$(ew show 1 | jq -r .state)" = completed ]
+	[ "$(wc -l <"$T/once.log")" -eq 2 ]
+	run pgrep -f 'sleep 30.4343'
+	assert_failure
+}
+
+@test "scheduled jobs wait, cancelled jobs never run, --unique-for returns the existing job" {
+	ew enqueue --in 3600 -- touch "$T/later" >/dev/null
+	ew enqueue -- touch "$T/cancelled" >/dev/null
+	run -0 ew cancel 2
+	[ "$(jq -r .state <<<"$output")" = cancelled ]
+	run -0 ew enqueue --unique-for 60 -- touch "$T/unique"
+	local id
+	id=$(jq .id <<<"$output")
+	run -0 ew enqueue --unique-for 60 -- touch "$T/unique"
+	[ "$(jq .id <<<"$output")" -eq "$id" ]
+	run -0 ew run --drain
+	[ ! -e "$T/later" ] && [ ! -e "$T/cancelled" ] && [ -e "$T/unique" ]
+	[ "$(ew show 1 | jq -r .state)" = scheduled ]
+	[ "$(ew list | wc -l)" -eq 3 ]
+}
+
+@test "arguments with ; \$( ) quotes and newlines reach the job unchanged" {
+	local nasty1='a; rm -rf / $(touch pwned) `id`' nasty2=$'two\nlines "q" \'s\''
+	ew enqueue -- sh -c 'printf "%s\0" "$@" >"$0"' "$T/args" "$nasty1" "$nasty2" >/dev/null
+	run -0 ew run --drain
+	run bash -c "tr '\\0' '|' <'$T/args'"
+	assert_output "$nasty1|$nasty2|"
+	[ ! -e pwned ] && [ ! -e "$T/pwned" ]
+}
+
+@test "with the hub down the job still runs; its events are delivered in order once the hub is back" {
+	stop_hub
+	ew enqueue --workflow wf9 -- sh -c 'echo "10 a" >&$EVWORKER_PROGRESS_FD; echo "90 b" >&$EVWORKER_PROGRESS_FD' >/dev/null
+	run -0 --separate-stderr ew run --drain
+	[[ $stderr == *"outbox"* ]]
+	[ "$(ew show 1 | jq -r .state)" = completed ]
+	start_hub
+	run -0 ew run --drain
+	run evsub --since 0 -n 6 -W 10 -F '%e %{payload.percentage}' '**'
+	assert_output $'process_created \nstep_started 0\nstep_progress 10\nstep_progress 90\nstep_completed 100\nworkflow_completed '
+}
+
+@test "evworker rejects bad usage with 2 and unknown jobs with 1" {
+	run -2 ew enqueue
+	run -2 ew enqueue --priority 12 -- true
+	run -2 ew frobnicate
+	run -1 ew show 999
+	echo '[{"name":"a"}]' >"$T/bad.json"
+	run -65 ew enqueue --steps "$T/bad.json"
+}
