@@ -39,12 +39,24 @@ struct opts {
 };
 
 static volatile sig_atomic_t stopping;
+static int child_pipe[2] = { -1, -1 }; /* SIGCHLD wakes the run loop */
 
 static void
 on_signal(int sig)
 {
 	(void)sig;
 	stopping = 1;
+}
+
+static void
+on_child(int sig)
+{
+	int e = errno;
+	(void)sig;
+	if (write(child_pipe[1], "c", 1) < 0) {
+		/* full: the loop is awake anyway */
+	}
+	errno = e;
 }
 
 static void
@@ -203,6 +215,7 @@ open_db(const char *path)
 
 static struct evk_pub *pub;
 static bool hub_warned;
+static bool outbox_dirty; /* rows added since the last delivery */
 
 static void
 outbox_add(const char *topic, const char *event, cJSON *payload)
@@ -216,6 +229,7 @@ outbox_add(const char *topic, const char *event, cJSON *payload)
 		db_die("cannot bind");
 	step_done(st);
 	evk_buf_release(&line);
+	outbox_dirty = true;
 }
 
 /* Publishes the outbox, oldest first; rows go in the same write
@@ -223,6 +237,7 @@ outbox_add(const char *topic, const char *event, cJSON *payload)
 static void
 outbox_flush(void)
 {
+	outbox_dirty = false;
 	for (;;) {
 		int n = 0;
 		sqlite3_int64 last = 0;
@@ -553,36 +568,57 @@ start_step(struct job *j)
 	    !cJSON_AddNumberToObject(p, "percentage", overall(j, 0)))
 		evk_die(EVK_EX_FAIL, "out of memory");
 	emit_on(j, "process", "step_started", p);
-	outbox_flush();
 
-	char env[6][160];
-	snprintf(env[0], sizeof(env[0]), "%lld", (long long)j->id);
-	snprintf(env[1], sizeof(env[1]), "%d", j->attempt);
-	snprintf(env[2], sizeof(env[2]), "%d", PROGRESS_FD);
+	/* Everything the child needs is built before fork: the worker may
+	 * have nng threads, so the child only calls async-signal-safe
+	 * functions before exec. */
+	extern char **environ;
+	char vars[6][200];
+	snprintf(vars[0], sizeof(vars[0]), "EVWORKER_JOB_ID=%lld", (long long)j->id);
+	snprintf(vars[1], sizeof(vars[1]), "EVWORKER_ATTEMPT=%d", j->attempt);
+	snprintf(vars[2], sizeof(vars[2]), "EVWORKER_PROGRESS_FD=%d", PROGRESS_FD);
+	snprintf(vars[3], sizeof(vars[3]), "EVWORKER_PROCESS_ID=%s", j->process_id);
+	snprintf(vars[4], sizeof(vars[4]), "EVWORKER_WORKFLOW_ID=%s", j->wf);
+	snprintf(vars[5], sizeof(vars[5]), "EVWORKER_STEP=%s", step_name(j));
+	size_t ne = 0;
+	while (environ[ne])
+		ne++;
+	char **envp = calloc(ne + 7, sizeof(char *));
+	if (envp == NULL)
+		evk_die(EVK_EX_FAIL, "out of memory");
+	size_t k = 0;
+	for (size_t i = 0; i < ne; i++)
+		if (strncmp(environ[i], "EVWORKER_", 9) != 0)
+			envp[k++] = environ[i];
+	for (int i = 0; i < 6; i++)
+		envp[k++] = vars[i];
+	int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	pid_t pid = fork();
 	if (pid < 0)
 		evk_die(EVK_EX_FAIL, "cannot fork: %s", strerror(errno));
 	if (pid == 0) {
+		static const char msg[] = "evworker: cannot run the step's command\n";
 		setpgid(0, 0);
 		signal(SIGPIPE, SIG_DFL);
 		signal(SIGTERM, SIG_DFL);
 		signal(SIGINT, SIG_DFL);
-		if (dup2(prog[1], PROGRESS_FD) < 0 || dup2(out[1], STDOUT_FILENO) < 0 ||
-		    dup2(out[1], STDERR_FILENO) < 0)
+		signal(SIGCHLD, SIG_DFL);
+		/* dup2 onto itself keeps close-on-exec: clear it then. */
+		if ((prog[1] == PROGRESS_FD ? fcntl(PROGRESS_FD, F_SETFD, 0)
+					    : dup2(prog[1], PROGRESS_FD)) < 0 ||
+		    dup2(out[1], STDOUT_FILENO) < 0 ||
+		    dup2(out[1], STDERR_FILENO) < 0 ||
+		    (devnull >= 0 && dup2(devnull, STDIN_FILENO) < 0))
 			_exit(127);
-		int devnull = open("/dev/null", O_RDONLY);
-		if (devnull >= 0)
-			dup2(devnull, STDIN_FILENO);
-		setenv("EVWORKER_JOB_ID", env[0], 1);
-		setenv("EVWORKER_ATTEMPT", env[1], 1);
-		setenv("EVWORKER_PROGRESS_FD", env[2], 1);
-		setenv("EVWORKER_PROCESS_ID", j->process_id, 1);
-		setenv("EVWORKER_WORKFLOW_ID", j->wf, 1);
-		setenv("EVWORKER_STEP", step_name(j), 1);
-		execvp(argv[0], argv);
-		dprintf(STDERR_FILENO, "evworker: cannot run '%s': %s\n", argv[0], strerror(errno));
+		execvpe(argv[0], argv, envp);
+		if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0) {
+			/* nothing more to say */
+		}
 		_exit(127);
 	}
+	free(envp);
+	if (devnull >= 0)
+		close(devnull);
 	setpgid(pid, pid);
 	free(argv);
 	close(prog[1]);
@@ -759,7 +795,6 @@ step_ended(struct job *j, int status)
 	emit_on(j, "process", "step_completed", p);
 	if (ok && j->step + 1 < j->nsteps) {
 		j->step++;
-		outbox_flush();
 		return start_step(j);
 	}
 
@@ -803,7 +838,6 @@ step_ended(struct job *j, int status)
 			evk_die(EVK_EX_FAIL, "out of memory");
 		emit_on(j, "workflow", ok ? "workflow_completed" : "workflow_failed", p);
 	}
-	outbox_flush();
 	log_state(j, ok ? "completed" : snooze ? "snoozed" : retry ? "failed, will retry"
 							      : "failed, discarded");
 	return false;
@@ -929,6 +963,11 @@ cmd_run(struct opts *o)
 {
 	int failed = 0;
 	long long grace_end = -1;
+	if (pipe2(child_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
+		evk_die(EVK_EX_FAIL, "cannot make a pipe: %s", strerror(errno));
+	struct sigaction sc = { .sa_handler = on_child, .sa_flags = SA_RESTART | SA_NOCLDSTOP };
+	sigemptyset(&sc.sa_mask);
+	sigaction(SIGCHLD, &sc, NULL);
 	outbox_flush(); /* what an earlier run could not deliver */
 	for (;;) {
 		if (stopping && grace_end < 0)
@@ -937,7 +976,6 @@ cmd_run(struct opts *o)
 			struct job *j = claim(o->queue);
 			if (j == NULL)
 				break;
-			outbox_flush();
 			log_state(j, "started");
 			if (j->timeout_ms > 0)
 				j->deadline = mono_ms() + j->timeout_ms;
@@ -953,15 +991,24 @@ cmd_run(struct opts *o)
 			}
 			break;
 		}
-		struct pollfd pfd[2 * MAX_CONCURRENCY];
+		if (outbox_dirty)
+			outbox_flush();
+		struct pollfd pfd[2 * MAX_CONCURRENCY + 1];
 		int np = 0;
+		pfd[np++] = (struct pollfd){ .fd = child_pipe[0], .events = POLLIN };
 		for (int i = 0; i < nrunning; i++) {
 			if (running[i]->progress_fd >= 0)
 				pfd[np++] = (struct pollfd){ .fd = running[i]->progress_fd, .events = POLLIN };
 			if (running[i]->output_fd >= 0)
 				pfd[np++] = (struct pollfd){ .fd = running[i]->output_fd, .events = POLLIN };
 		}
-		poll(pfd, (nfds_t)np, np ? 50 : 100);
+		/* Wake for output, a child's end, a due job or a timeout. */
+		poll(pfd, (nfds_t)np, 100);
+		if (pfd[0].revents & POLLIN) {
+			char b[64];
+			while (read(child_pipe[0], b, sizeof(b)) > 0) {
+			}
+		}
 		for (int i = 0; i < nrunning; i++) {
 			struct job *j = running[i];
 			drain_fds(j);
@@ -982,8 +1029,9 @@ cmd_run(struct opts *o)
 				}
 			}
 		}
-		outbox_flush();
 	}
+	if (outbox_dirty)
+		outbox_flush();
 	evk_pub_close(pub);
 	pub = NULL;
 	return o->drain && failed ? EVK_EX_FAIL : 0;
