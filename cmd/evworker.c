@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -35,6 +36,7 @@ struct opts {
 	int priority, max_attempts, concurrency;
 	long long backoff, timeout, in_s, unique_for, grace, older_than;
 	const char *at;
+	const char *name, *ready_file;
 	bool drain;
 };
 
@@ -79,6 +81,9 @@ usage(FILE *out, int status)
 		"  cancel ID | retry ID             stop (kill) a job | run it again\n"
 		"  prune --older-than SEC           forget finished jobs\n"
 		"  stats                            counts per queue and state\n"
+		"  on [--name N] [--ready-file F] [opts] PATTERN... -- CMD [ARG...]\n"
+		"                                   a job per matching event, the event\n"
+		"                                   on the job's stdin\n"
 		"\n"
 		"  --db FILE   the queue (default $XDG_STATE_HOME/evkit/jobs.db)\n"
 		"  --bus URL   the hub (default $EVBUS_URL, else a private ipc path)\n"
@@ -193,6 +198,10 @@ static const char *const migrations[] = {
 	"CREATE INDEX jobs_fetch ON jobs (queue, state, priority, scheduled_at, id);"
 	"CREATE INDEX jobs_unique ON jobs (unique_key) WHERE unique_key IS NOT NULL;"
 	"CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, line TEXT NOT NULL);",
+	/* 2: jobs fed an event on stdin by `evworker on`, and where each
+	 * `on` subscription stands. */
+	"ALTER TABLE jobs ADD COLUMN stdin TEXT;"
+	"CREATE TABLE cursors (name TEXT PRIMARY KEY, last_seq INTEGER NOT NULL);",
 };
 
 static void
@@ -207,7 +216,7 @@ open_db(const char *path)
 	}
 	if (evk_store_open(path, &db, &why) != EVK_OK)
 		evk_die(EVK_EX_UNAVAILABLE, "cannot open queue '%s': %s", path, why);
-	if (evk_store_migrate(db, migrations, 1) != EVK_OK)
+	if (evk_store_migrate(db, migrations, 2) != EVK_OK)
 		db_die("cannot set up the queue");
 }
 
@@ -318,11 +327,11 @@ read_steps(const char *file)
 static void
 print_job(sqlite3_int64 id, bool with_output);
 
-static int
-cmd_enqueue(struct opts *o, int argc, char **argv)
+/* The steps of a command job, or of the workflow in --steps. */
+static char *
+steps_of(struct opts *o, int argc, char **argv)
 {
 	cJSON *steps;
-	char wf[37];
 	if (o->steps_file) {
 		if (argc > 0)
 			usage(stderr, EVK_EX_USAGE);
@@ -337,11 +346,21 @@ cmd_enqueue(struct opts *o, int argc, char **argv)
 		    !cJSON_AddItemToObject(step, "run", run) || !cJSON_AddItemToArray(steps, step))
 			evk_die(EVK_EX_FAIL, "out of memory");
 	}
+	char *text = cJSON_PrintUnformatted(steps);
+	if (text == NULL)
+		evk_die(EVK_EX_FAIL, "out of memory");
+	cJSON_Delete(steps);
+	return text;
+}
+
+/* Inserts one job (or finds the one --unique-for names); the caller
+ * holds a write transaction. */
+static sqlite3_int64
+insert_job(struct opts *o, const char *steps_text, const char *input, size_t ilen)
+{
+	char wf[37];
 	if (o->workflow == NULL)
 		new_uuid(wf);
-	char *steps_text = cJSON_PrintUnformatted(steps);
-	if (steps_text == NULL)
-		evk_die(EVK_EX_FAIL, "out of memory");
 	long long due = now_ms() + o->in_s * 1000;
 	if (o->at) {
 		char ts[EVK_TS_LEN + 1];
@@ -354,7 +373,6 @@ cmd_enqueue(struct opts *o, int argc, char **argv)
 	char ins[EVK_TS_LEN + 1];
 	evk_ts_now(ins);
 	struct evk_buf key = EVK_BUF_INIT(0);
-	begin();
 	sqlite3_int64 id = 0;
 	if (o->unique_for > 0) {
 		/* Checked and inserted in one write transaction: two racing
@@ -375,13 +393,13 @@ cmd_enqueue(struct opts *o, int argc, char **argv)
 		sqlite3_stmt *st = stmt(
 			"INSERT INTO jobs (queue, priority, state, steps, workflow_id, resource_id,"
 			" max_attempts, backoff, timeout, scheduled_at, unique_key, unique_until,"
-			" inserted_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)");
+			" inserted_at, stdin) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
 		sqlite3_bind_text(st, 1, o->queue, -1, SQLITE_STATIC);
 		sqlite3_bind_int(st, 2, o->priority);
 		sqlite3_bind_text(st, 3, due > now_ms() ? "scheduled" : "available", -1,
 				  SQLITE_STATIC);
 		sqlite3_bind_text(st, 4, steps_text, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 5, o->workflow ? o->workflow : wf, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 5, o->workflow ? o->workflow : wf, -1, SQLITE_TRANSIENT);
 		if (o->resource)
 			sqlite3_bind_text(st, 6, o->resource, -1, SQLITE_STATIC);
 		sqlite3_bind_int(st, 7, o->max_attempts);
@@ -394,14 +412,112 @@ cmd_enqueue(struct opts *o, int argc, char **argv)
 			sqlite3_bind_int64(st, 12, now_ms() + o->unique_for * 1000);
 		}
 		sqlite3_bind_text(st, 13, ins, -1, SQLITE_STATIC);
+		if (input)
+			sqlite3_bind_text(st, 14, input, (int)ilen, SQLITE_STATIC);
 		step_done(st);
 		id = sqlite3_last_insert_rowid(db);
 	}
-	exec("COMMIT");
 	evk_buf_release(&key);
+	return id;
+}
+
+static int
+cmd_enqueue(struct opts *o, int argc, char **argv)
+{
+	char *steps_text = steps_of(o, argc, argv);
+	begin();
+	sqlite3_int64 id = insert_job(o, steps_text, NULL, 0);
+	exec("COMMIT");
 	cJSON_free(steps_text);
-	cJSON_Delete(steps);
 	print_job(id, false);
+	return 0;
+}
+
+/* on PATTERN... -- CMD: one job per matching event, the event on the job's
+ * stdin. The job and the subscription's position are written in one
+ * transaction, and a restart resumes after that position: no event is
+ * enqueued twice or missed (while the hub retains it). */
+static int
+cmd_on(struct opts *o, int argc, char **argv)
+{
+	int np = 0;
+	while (np < argc && strcmp(argv[np], "--") != 0)
+		np++;
+	if (np == 0 || np >= argc - 1)
+		evk_die(EVK_EX_USAGE, "usage: evworker on PATTERN... -- CMD [ARG...]");
+	for (int i = 0; i < np; i++)
+		if (!evk_pattern_valid(argv[i]))
+			evk_die(EVK_EX_USAGE, "invalid pattern '%s'", argv[i]);
+	char *steps_text = steps_of(o, argc - np - 1, argv + np + 1);
+	struct evk_buf name = EVK_BUF_INIT(0);
+	if (o->name)
+		evk_buf_addstr(&name, o->name);
+	for (int i = 0; !o->name && i < np; i++)
+		evk_buf_addstr(&name, argv[i]), evk_buf_addch(&name, ' ');
+	if (!o->name)
+		evk_buf_addstr(&name, steps_text);
+	if (evk_buf_addch(&name, '\0') != EVK_OK)
+		evk_die(EVK_EX_FAIL, "out of memory");
+
+	int64_t since = EVK_SINCE_LIVE;
+	sqlite3_stmt *st = stmt("SELECT last_seq FROM cursors WHERE name = ?");
+	sqlite3_bind_text(st, 1, name.p, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		since = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+
+	struct evk_sub *sub;
+	int rv = evk_sub_open(&sub, url, since);
+	if (rv != EVK_OK)
+		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", url, evk_strerror(rv));
+	if (since == EVK_SINCE_LIVE) {
+		/* First start: from now on, and remember it. */
+		begin();
+		st = stmt("INSERT OR IGNORE INTO cursors (name, last_seq) VALUES (?, ?)");
+		sqlite3_bind_text(st, 1, name.p, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, (sqlite3_int64)evk_sub_start_head(sub));
+		step_done(st);
+		exec("COMMIT");
+	}
+	if (o->ready_file) {
+		int fd = open(o->ready_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (fd < 0 || close(fd) != 0)
+			evk_die(EVK_EX_IOERR, "cannot create ready file '%s'", o->ready_file);
+	}
+	struct evk_event ev;
+	while (!stopping) {
+		rv = evk_sub_next(sub, &ev, 200);
+		if (rv == EVK_ETIMEDOUT)
+			continue;
+		if (rv == EVK_EGAP) {
+			uint64_t from, to;
+			evk_sub_gap(sub, &from, &to);
+			evk_warn("gap: events %llu-%llu are no longer retained",
+				 (unsigned long long)from, (unsigned long long)to);
+			continue;
+		}
+		if (rv != EVK_OK) {
+			evk_warn("lost the hub at '%s': %s", url, evk_strerror(rv));
+			break;
+		}
+		bool match = false;
+		for (int i = 0; i < np && !match; i++)
+			match = evk_pattern_match(argv[i], ev.topic, ev.topic_len);
+		begin();
+		if (match) {
+			sqlite3_int64 id = insert_job(o, steps_text, ev.line, ev.line_len);
+			fprintf(stderr, "evworker: event %llu enqueued as job %lld\n",
+				(unsigned long long)ev.seq, (long long)id);
+		}
+		st = stmt("UPDATE cursors SET last_seq = ? WHERE name = ?");
+		sqlite3_bind_int64(st, 1, (sqlite3_int64)ev.seq);
+		sqlite3_bind_text(st, 2, name.p, -1, SQLITE_STATIC);
+		step_done(st);
+		exec("COMMIT");
+	}
+	evk_sub_close(sub);
+	evk_buf_release(&name);
+	cJSON_free(steps_text);
 	return 0;
 }
 
@@ -492,6 +608,8 @@ struct job {
 	char tail[OUTPUT_TAIL];
 	size_t tlen;             /* bytes in tail (ring not needed: slide) */
 	bool timed_out;
+	char *input;             /* the job's stdin, or NULL */
+	size_t input_len;
 };
 
 static struct job *running[MAX_CONCURRENCY];
@@ -592,7 +710,17 @@ start_step(struct job *j)
 			envp[k++] = environ[i];
 	for (int i = 0; i < 6; i++)
 		envp[k++] = vars[i];
-	int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	/* The job's input (an event from `evworker on`) or nothing. */
+	int devnull;
+	if (j->input) {
+		devnull = memfd_create("evworker-stdin", MFD_CLOEXEC);
+		if (devnull < 0 ||
+		    write(devnull, j->input, j->input_len) != (ssize_t)j->input_len ||
+		    lseek(devnull, 0, SEEK_SET) != 0)
+			evk_die(EVK_EX_FAIL, "cannot give the job its input: %s", strerror(errno));
+	} else {
+		devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	}
 	pid_t pid = fork();
 	if (pid < 0)
 		evk_die(EVK_EX_FAIL, "cannot fork: %s", strerror(errno));
@@ -742,6 +870,7 @@ job_free(struct job *j)
 	if (j->output_fd >= 0)
 		close(j->output_fd);
 	cJSON_Delete(j->steps);
+	free(j->input);
 	free(j);
 }
 
@@ -890,7 +1019,7 @@ claim(const char *queue)
 	rescue();
 	sqlite3_stmt *st = stmt(
 		"SELECT id, steps, workflow_id, resource_id, attempt, max_attempts, backoff,"
-		" timeout FROM jobs WHERE queue = ? AND state IN ('available','scheduled','retryable')"
+		" timeout, stdin FROM jobs WHERE queue = ? AND state IN ('available','scheduled','retryable')"
 		" AND scheduled_at <= ? ORDER BY priority, scheduled_at, id LIMIT 1");
 	sqlite3_bind_text(st, 1, queue, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, now_ms());
@@ -912,6 +1041,12 @@ claim(const char *queue)
 		j->backoff = sqlite3_column_int64(st, 6);
 		j->timeout_ms = sqlite3_column_int64(st, 7) * 1000;
 		j->progress_fd = j->output_fd = -1;
+		if (sqlite3_column_type(st, 8) != SQLITE_NULL) {
+			j->input_len = (size_t)sqlite3_column_bytes(st, 8);
+			if ((j->input = malloc(j->input_len + 1)) == NULL)
+				evk_die(EVK_EX_FAIL, "out of memory");
+			memcpy(j->input, sqlite3_column_blob(st, 8), j->input_len);
+		}
 	}
 	sqlite3_reset(st);
 	if (j) {
@@ -1175,6 +1310,8 @@ main(int argc, char **argv)
 		{ "grace", required_argument, NULL, 'g' },
 		{ "state", required_argument, NULL, 'S' },
 		{ "older-than", required_argument, NULL, 'o' },
+		{ "name", required_argument, NULL, 'N' },
+		{ "ready-file", required_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
@@ -1217,6 +1354,8 @@ main(int argc, char **argv)
 			case 'g': o.grace = num(optarg, "--grace", 0, 86400); break;
 			case 'S': o.state = optarg; break;
 			case 'o': o.older_than = num(optarg, "--older-than", 1, 86400LL * 36500); break;
+			case 'N': o.name = optarg; break;
+			case 'R': o.ready_file = optarg; break;
 			case 'h': usage(stdout, 0); break;
 			case 'V': printf("evworker %s\n", EVK_VERSION); return 0;
 			default: usage(stderr, EVK_EX_USAGE);
@@ -1232,7 +1371,7 @@ main(int argc, char **argv)
 	}
 	const char *cmd = argv[cmd_at];
 	static const char *const cmds[] = { "enqueue", "run", "list", "show", "cancel",
-					    "retry", "prune", "stats", NULL };
+					    "retry", "prune", "stats", "on", NULL };
 	int k = 0;
 	while (cmds[k] && strcmp(cmds[k], cmd) != 0)
 		k++;
@@ -1256,6 +1395,8 @@ main(int argc, char **argv)
 	int status = 0;
 	if (strcmp(cmd, "enqueue") == 0)
 		status = cmd_enqueue(&o, nargs, args);
+	else if (strcmp(cmd, "on") == 0)
+		status = cmd_on(&o, nargs, args);
 	else if (strcmp(cmd, "run") == 0)
 		status = nargs ? (usage(stderr, 2), 2) : cmd_run(&o);
 	else if (strcmp(cmd, "list") == 0) {

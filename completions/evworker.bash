@@ -5,7 +5,7 @@ _evworker() {
 	prev=${COMP_WORDS[COMP_CWORD - 1]}
 	for ((i = 1; i < COMP_CWORD; i++)); do
 		case ${COMP_WORDS[i]} in
-		enqueue | run | list | show | cancel | retry | prune | stats)
+		enqueue | run | list | show | cancel | retry | prune | stats | on)
 			cmd=${COMP_WORDS[i]}
 			break
 			;;
@@ -13,7 +13,7 @@ _evworker() {
 		esac
 	done
 	case $prev in
-	--db | --steps)
+	--db | --steps | --ready-file)
 		COMPREPLY=($(compgen -f -- "$cur"))
 		return
 		;;
@@ -24,16 +24,17 @@ _evworker() {
 		;;
 	--bus | --queue | --priority | --max-attempts | --backoff | --timeout | --in | \
 		--at | --unique-for | --workflow | --resource | --concurrency | --grace | \
-		--older-than)
+		--older-than | --name)
 		return
 		;;
 	esac
 	if [[ $cur == -* ]]; then
 		COMPREPLY=($(compgen -W '--db --bus --queue --priority --max-attempts
 			--backoff --timeout --in --at --unique-for --workflow --resource --steps
-			--concurrency --drain --grace --state --older-than --help --version' -- "$cur"))
+			--concurrency --drain --grace --state --older-than --name --ready-file
+			--help --version' -- "$cur"))
 	elif [[ -z $cmd ]]; then
-		COMPREPLY=($(compgen -W 'enqueue run list show cancel retry prune stats' -- "$cur"))
+		COMPREPLY=($(compgen -W 'enqueue run list show cancel retry prune stats on' -- "$cur"))
 	fi
 }
 complete -F _evworker evworker

@@ -144,3 +144,30 @@ workflow:wf1 workflow_completed "
 	echo '[{"name":"a"}]' >"$T/bad.json"
 	run -65 ew enqueue --steps "$T/bad.json"
 }
+
+@test "evworker on enqueues exactly one job per matching event, across a restart, the event on stdin" {
+	evworker --db "$DB" on --ready-file "$T/ready" 'case:created' -- sh -c 'jq -r .payload.n >>"$0"' "$T/seen" 2>"$T/on.err" &
+	local on=$!
+	BG_PIDS+=("$on")
+	wait_file "$T/ready"
+	local i
+	for i in 1 2 3; do evpub case:created create "{\"n\":$i}"; done
+	evpub case:synced sync '{"n":99}'
+	wait_for bash -c "[ \"\$(evworker --db '$DB' list | wc -l)\" -eq 3 ]"
+	kill -TERM "$on"
+	wait "$on"
+	# Published while `on` is down: picked up after the restart.
+	for i in 4 5; do evpub case:created create "{\"n\":$i}"; done
+	rm -f "$T/ready"
+	evworker --db "$DB" on --ready-file "$T/ready" 'case:created' -- sh -c 'jq -r .payload.n >>"$0"' "$T/seen" 2>>"$T/on.err" &
+	on=$!
+	BG_PIDS+=("$on")
+	wait_file "$T/ready"
+	evpub case:created create '{"n":6}'
+	wait_for bash -c "[ \"\$(evworker --db '$DB' list | wc -l)\" -eq 6 ]"
+	kill -TERM "$on"
+	wait "$on"
+	run -0 ew run --drain
+	run sort -n "$T/seen"
+	assert_output $'1\n2\n3\n4\n5\n6'
+}
