@@ -1,0 +1,281 @@
+#include "evkit/fold.h"
+
+#include "evkit/err.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+cJSON *
+evk_fold_find(const cJSON *widgets, const char *id)
+{
+	cJSON *w;
+	cJSON_ArrayForEach(w, widgets) {
+		const char *wid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(w, "id"));
+		if (wid && strcmp(wid, id) == 0)
+			return w;
+	}
+	return NULL;
+}
+
+static const char *
+str(const cJSON *o, const char *name)
+{
+	return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, name));
+}
+
+/* The seed's describe_step/1 and estimate_progress/1. */
+static const char *
+describe(const char *step, char *buf, size_t n)
+{
+	if (strcmp(step, "validate") == 0)
+		return "Validating input";
+	if (strcmp(step, "process") == 0)
+		return "Processing data";
+	snprintf(buf, n, "Running %s", step);
+	return buf;
+}
+
+static double
+estimate(const char *step)
+{
+	return strcmp(step, "validate") == 0 ? 30 : strcmp(step, "process") == 0 ? 60 : 50;
+}
+
+/* Sets (replacing) member name of o; false when out of memory. */
+static bool
+put(cJSON *o, const char *name, cJSON *v)
+{
+	if (v == NULL)
+		return false;
+	if (cJSON_GetObjectItemCaseSensitive(o, name))
+		return cJSON_ReplaceItemInObjectCaseSensitive(o, name, v);
+	return cJSON_AddItemToObject(o, name, v);
+}
+
+/* Prepends item to the array name of w, keeping at most max. */
+static bool
+prepend(cJSON *w, const char *name, cJSON *item, size_t max)
+{
+	cJSON *list = cJSON_GetObjectItemCaseSensitive(w, name);
+	if (!cJSON_IsArray(list)) {
+		if ((list = cJSON_CreateArray()) == NULL || !put(w, name, list)) {
+			cJSON_Delete(item);
+			return false;
+		}
+	}
+	if (!cJSON_InsertItemInArray(list, 0, item)) {
+		cJSON_Delete(item);
+		return false;
+	}
+	while ((size_t)cJSON_GetArraySize(list) > max)
+		cJSON_DeleteItemFromArray(list, cJSON_GetArraySize(list) - 1);
+	return true;
+}
+
+static cJSON *
+ts_string(const struct evk_event *ev)
+{
+	char ts[EVK_TS_LEN + 1];
+	memcpy(ts, ev->ts, EVK_TS_LEN);
+	ts[EVK_TS_LEN] = '\0';
+	return cJSON_CreateString(ts);
+}
+
+/* The progress widget an event of a process belongs to: the one that
+ * holds its process_id, else progress-{workflow_id}. */
+static cJSON *
+progress_of(cJSON *widgets, const cJSON *p)
+{
+	const char *pid = str(p, "process_id"), *wf = str(p, "workflow_id");
+	cJSON *w;
+	if (pid) {
+		cJSON_ArrayForEach(w, widgets) {
+			const char *t = str(w, "type"), *wp = str(w, "process_id");
+			if (t && wp && strcmp(t, "progress") == 0 && strcmp(wp, pid) == 0)
+				return w;
+		}
+	}
+	if (wf) {
+		char id[256];
+		snprintf(id, sizeof(id), "progress-%s", wf);
+		return evk_fold_find(widgets, id);
+	}
+	return NULL;
+}
+
+static cJSON *
+new_progress(cJSON *widgets, const char *wf)
+{
+	char id[256];
+	snprintf(id, sizeof(id), "progress-%s", wf);
+	cJSON *w = cJSON_CreateObject();
+	if (w == NULL || !put(w, "id", cJSON_CreateString(id)) ||
+	    !put(w, "type", cJSON_CreateString("progress")) ||
+	    !put(w, "workflow_id", cJSON_CreateString(wf)) ||
+	    !put(w, "is_live", cJSON_CreateTrue()) ||
+	    !put(w, "percentage", cJSON_CreateNumber(0)) ||
+	    !put(w, "activities", cJSON_CreateArray()) ||
+	    !put(w, "updates", cJSON_CreateArray()) || !cJSON_AddItemToArray(widgets, w)) {
+		cJSON_Delete(w);
+		return NULL;
+	}
+	return w;
+}
+
+#define EV(name) (ev->event_len == sizeof(name) - 1 && memcmp(ev->event, name, sizeof(name) - 1) == 0)
+#define FAIL(msg) do { *why = msg; rv = EVK_EINVAL; goto out; } while (0)
+#define OOM() do { rv = EVK_ENOMEM; goto out; } while (0)
+
+int
+evk_fold_apply(cJSON *widgets, const struct evk_event *ev, const struct evk_fold_opts *o,
+	       evk_fold_note_fn note, void *arg, const char **why)
+{
+	size_t max = o && o->list_max ? o->list_max : EVK_FOLD_LIST_MAX;
+	cJSON *p = NULL, *w;
+	const char *wf, *step;
+	char desc[160];
+	int rv = EVK_OK;
+	static const char *none = "";
+
+	*why = none;
+	if (!(EV("process_created") || EV("step_started") || EV("step_progress") ||
+	      EV("progress_update") || EV("step_completed") || EV("workflow_completed") ||
+	      EV("workflow_failed")))
+		return EVK_OK; /* not a widget event */
+	p = cJSON_ParseWithLength(ev->payload, ev->payload_len);
+	if (!cJSON_IsObject(p))
+		FAIL("payload is not an object");
+	wf = str(p, "workflow_id");
+
+	if (EV("process_created")) {
+		const char *pid = str(p, "process_id");
+		if (!pid || !wf)
+			FAIL("process_created without process_id and workflow_id");
+		char id[256];
+		snprintf(id, sizeof(id), "progress-%s", wf);
+		if ((w = evk_fold_find(widgets, id)) == NULL && (w = new_progress(widgets, wf)) == NULL)
+			OOM();
+		if (!put(w, "process_id", cJSON_CreateString(pid)))
+			OOM();
+		if (note) note(arg, id, EVK_FOLD_UPDATED);
+		goto out;
+	}
+	if (EV("workflow_completed")) {
+		if (!wf)
+			FAIL("workflow_completed without workflow_id");
+		char pid_id[256], rid[256];
+		snprintf(pid_id, sizeof(pid_id), "progress-%s", wf);
+		snprintf(rid, sizeof(rid), "result-%s", wf);
+		cJSON *r = cJSON_CreateObject();
+		const char *status = str(p, "status");
+		if (r == NULL || !put(r, "id", cJSON_CreateString(rid)) ||
+		    !put(r, "type", cJSON_CreateString("result")) ||
+		    !put(r, "workflow_id", cJSON_CreateString(wf)) ||
+		    !put(r, "status", cJSON_CreateString(status ? status : "completed")) ||
+		    !put(r, "percentage", cJSON_CreateNumber(100)) ||
+		    !put(r, "completed_at", ts_string(ev))) {
+			cJSON_Delete(r);
+			OOM();
+		}
+		cJSON *old = evk_fold_find(widgets, rid);
+		if (old)
+			cJSON_Delete(cJSON_DetachItemViaPointer(widgets, old));
+		if ((w = evk_fold_find(widgets, pid_id)) != NULL) {
+			cJSON_Delete(cJSON_DetachItemViaPointer(widgets, w));
+			if (note) note(arg, pid_id, EVK_FOLD_REMOVED);
+		}
+		if (!cJSON_AddItemToArray(widgets, r)) {
+			cJSON_Delete(r);
+			OOM();
+		}
+		if (note) note(arg, rid, EVK_FOLD_UPDATED);
+		goto out;
+	}
+	/* The rest act on the event's progress widget; check the event whole
+	 * before touching anything. */
+	step = str(p, "step");
+	const cJSON *pct = cJSON_GetObjectItemCaseSensitive(p, "percentage");
+	if (pct && !cJSON_IsNumber(pct))
+		FAIL("percentage is not a number");
+	if ((EV("step_started") || EV("step_completed")) && !step)
+		FAIL("step event without step");
+	if (EV("step_progress") && !pct)
+		FAIL("step_progress without percentage");
+	if (EV("progress_update") && !str(p, "content"))
+		FAIL("progress_update without content");
+	if ((w = progress_of(widgets, p)) == NULL) {
+		if (EV("step_completed"))
+			FAIL("step_completed without a running activity of that step");
+		if (!wf)
+			FAIL("no process_id or workflow_id to find the widget by");
+		if ((w = new_progress(widgets, wf)) == NULL)
+			OOM();
+	}
+	const char *id = str(w, "id");
+
+	if (EV("step_started")) {
+		if (!step)
+			FAIL("step_started without step");
+		cJSON *a = cJSON_CreateObject();
+		if (a == NULL || !put(a, "step", cJSON_CreateString(step)) ||
+		    !put(a, "status", cJSON_CreateString("running")) ||
+		    !put(a, "timestamp", ts_string(ev)) ||
+		    !put(a, "description", cJSON_CreateString(describe(step, desc, sizeof(desc))))) {
+			cJSON_Delete(a);
+			OOM();
+		}
+		if (!prepend(w, "activities", a, max) ||
+		    !put(w, "percentage", cJSON_CreateNumber(pct ? pct->valuedouble : estimate(step))))
+			OOM();
+	} else if (EV("step_progress")) {
+		if (!pct)
+			FAIL("step_progress without percentage");
+		if (!put(w, "percentage", cJSON_CreateNumber(pct->valuedouble)))
+			OOM();
+	} else if (EV("progress_update")) {
+		const char *content = str(p, "content");
+		if (!content)
+			FAIL("progress_update without content");
+		cJSON *u = cJSON_CreateObject();
+		if (u == NULL || !put(u, "content", cJSON_CreateString(content)) ||
+		    !put(u, "timestamp", ts_string(ev))) {
+			cJSON_Delete(u);
+			OOM();
+		}
+		if (!prepend(w, "updates", u, max))
+			OOM();
+	} else if (EV("step_completed")) {
+		if (!step)
+			FAIL("step_completed without step");
+		const cJSON *err = cJSON_GetObjectItemCaseSensitive(p, "error");
+		const cJSON *res = cJSON_GetObjectItemCaseSensitive(p, "result");
+		cJSON *a, *found = NULL;
+		cJSON_ArrayForEach(a, cJSON_GetObjectItemCaseSensitive(w, "activities")) {
+			const char *s = str(a, "step"), *st = str(a, "status");
+			if (s && st && strcmp(s, step) == 0 && strcmp(st, "running") == 0) {
+				found = a; /* the most recent: the list is newest first */
+				break;
+			}
+		}
+		if (found == NULL)
+			FAIL("step_completed without a running activity of that step");
+		if (!put(found, "status", cJSON_CreateString(err ? "failed" : "completed")) ||
+		    (err && !put(found, "error", cJSON_Duplicate(err, true))) ||
+		    (res && !put(found, "result", cJSON_Duplicate(res, true))))
+			OOM();
+		if (pct && !put(w, "percentage", cJSON_CreateNumber(pct->valuedouble)))
+			OOM();
+	} else { /* workflow_failed */
+		const char *err = str(p, "error");
+		const cJSON *retry = cJSON_GetObjectItemCaseSensitive(p, "will_retry");
+		if (!put(w, "status", cJSON_CreateString("failed")) ||
+		    !put(w, "error", cJSON_CreateString(err ? err : "failed")) ||
+		    !put(w, "will_retry", cJSON_CreateBool(cJSON_IsTrue(retry))))
+			OOM();
+	}
+	if (note) note(arg, id, EVK_FOLD_UPDATED);
+out:
+	cJSON_Delete(p);
+	return rv;
+}

@@ -1,0 +1,157 @@
+/* The widget fold, clause by clause against the seed's handle_info. */
+#include "evkit/err.h"
+#include "evkit/fold.h"
+
+#include "check.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static char notes[1024];
+
+static void
+note(void *arg, const char *id, enum evk_fold_change c)
+{
+	(void)arg;
+	size_t n = strlen(notes);
+	snprintf(notes + n, sizeof(notes) - n, "%s%s%s", n ? " " : "",
+		 c == EVK_FOLD_REMOVED ? "-" : "+", id);
+}
+
+/* Folds one event (topic, name, payload JSON) with ts second s. */
+static int
+fold(cJSON *widgets, const char *event, const char *payload, int s, const char **why)
+{
+	char line[2048];
+	struct evk_event ev;
+	snprintf(line, sizeof(line),
+		 "{\"seq\":1,\"ts\":\"2026-11-24T10:00:%02d.000000Z\",\"topic\":\"process:p1\","
+		 "\"event\":\"%s\",\"payload\":%s}",
+		 s, event, payload);
+	if (evk_event_scan(&ev, line, strlen(line)) != EVK_OK)
+		return -1;
+	notes[0] = '\0';
+	struct evk_fold_opts o = { .list_max = 3 };
+	return evk_fold_apply(widgets, &ev, &o, note, NULL, why);
+}
+
+/* A value of the widget id, as compact JSON, or "" */
+static const char *
+get(const cJSON *widgets, const char *id, const char *path)
+{
+	static char out[1024];
+	const cJSON *v = evk_fold_find(widgets, id);
+	char name[64];
+	for (const char *p = path; v && *p;) {
+		const char *dot = strchr(p, '.');
+		size_t n = dot ? (size_t)(dot - p) : strlen(p);
+		snprintf(name, sizeof(name), "%.*s", (int)n, p);
+		v = (name[0] >= '0' && name[0] <= '9') ? cJSON_GetArrayItem(v, name[0] - '0')
+						       : cJSON_GetObjectItemCaseSensitive(v, name);
+		p += n + (dot ? 1 : 0);
+	}
+	char *s = v ? cJSON_PrintUnformatted(v) : NULL;
+	snprintf(out, sizeof(out), "%s", s ? s : "");
+	cJSON_free(s);
+	return out;
+}
+
+#define IDS "\"process_id\":\"p1\",\"workflow_id\":\"wf\""
+
+int
+main(void)
+{
+	cJSON *w = cJSON_CreateArray();
+	const char *why;
+
+	/* process_created attaches process_id to progress-{wf}. */
+	CHECK(fold(w, "process_created", "{" IDS "}", 0, &why) == EVK_OK, "process_created");
+	CHECK(strcmp(get(w, "progress-wf", "process_id"), "\"p1\"") == 0, "process id attached");
+	CHECK(strcmp(notes, "+progress-wf") == 0, "noted: %s", notes);
+
+	/* step_started adds a running activity and the percentage. */
+	fold(w, "step_started", "{" IDS ",\"step\":\"validate\"}", 1, &why);
+	CHECK(strcmp(get(w, "progress-wf", "activities.0.status"), "\"running\"") == 0, "running");
+	CHECK(strcmp(get(w, "progress-wf", "activities.0.description"), "\"Validating input\"") == 0,
+	      "described as the seed does");
+	CHECK(strcmp(get(w, "progress-wf", "activities.0.timestamp"),
+		     "\"2026-11-24T10:00:01.000000Z\"") == 0, "timestamp from the event");
+	CHECK(strcmp(get(w, "progress-wf", "percentage"), "30") == 0,
+	      "seed's estimate without a percentage: %s", get(w, "progress-wf", "percentage"));
+	fold(w, "step_started", "{" IDS ",\"step\":\"other\",\"percentage\":40}", 2, &why);
+	CHECK(strcmp(get(w, "progress-wf", "percentage"), "40") == 0, "given percentage wins");
+	CHECK(strcmp(get(w, "progress-wf", "activities.0.description"), "\"Running other\"") == 0,
+	      "generic description");
+
+	/* step_progress updates the percentage. */
+	fold(w, "step_progress", "{" IDS ",\"step\":\"other\",\"percentage\":55.5}", 3, &why);
+	CHECK(strcmp(get(w, "progress-wf", "percentage"), "55.5") == 0, "progress");
+
+	/* progress_update prepends an update; lists are capped (3 here). */
+	for (int i = 0; i < 5; i++) {
+		char pl[128];
+		snprintf(pl, sizeof(pl), "{" IDS ",\"content\":\"u%d\"}", i);
+		fold(w, "progress_update", pl, 4 + i, &why);
+	}
+	CHECK(strcmp(get(w, "progress-wf", "updates.0.content"), "\"u4\"") == 0, "newest first");
+	CHECK(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(
+		      evk_fold_find(w, "progress-wf"), "updates")) == 3, "capped at 3");
+
+	/* step_completed marks the most recent running activity of the step. */
+	fold(w, "step_completed", "{" IDS ",\"step\":\"validate\",\"result\":{\"status\":\"success\"}}",
+	     10, &why);
+	CHECK(strcmp(get(w, "progress-wf", "activities.1.status"), "\"completed\"") == 0,
+	      "validate completed: %s", get(w, "progress-wf", "activities.1.status"));
+	CHECK(strcmp(get(w, "progress-wf", "activities.1.result.status"), "\"success\"") == 0,
+	      "with its result");
+	CHECK(strcmp(get(w, "progress-wf", "activities.0.status"), "\"running\"") == 0,
+	      "other still running");
+	fold(w, "step_completed", "{" IDS ",\"step\":\"other\",\"error\":\"exit 3\"}", 11, &why);
+	CHECK(strcmp(get(w, "progress-wf", "activities.0.status"), "\"failed\"") == 0, "failed");
+	CHECK(strcmp(get(w, "progress-wf", "activities.0.error"), "\"exit 3\"") == 0, "its error");
+	CHECK(fold(w, "step_completed", "{" IDS ",\"step\":\"other\"}", 12, &why) == EVK_EINVAL,
+	      "no running activity left: malformed, skipped");
+
+	/* workflow_failed shows the error. */
+	fold(w, "workflow_failed", "{" IDS ",\"error\":\"exit 3\",\"will_retry\":true}", 13, &why);
+	CHECK(strcmp(get(w, "progress-wf", "error"), "\"exit 3\"") == 0 &&
+		      strcmp(get(w, "progress-wf", "will_retry"), "true") == 0,
+	      "failure shown");
+
+	/* workflow_completed replaces progress-{wf} with result-{wf}. */
+	CHECK(fold(w, "workflow_completed", "{" IDS ",\"status\":\"completed\"}", 20, &why) == EVK_OK,
+	      "completed");
+	CHECK(evk_fold_find(w, "progress-wf") == NULL, "progress gone");
+	CHECK(strcmp(get(w, "result-wf", "type"), "\"result\"") == 0 &&
+		      strcmp(get(w, "result-wf", "status"), "\"completed\"") == 0,
+	      "result widget");
+	CHECK(strcmp(notes, "-progress-wf +result-wf") == 0, "noted: %s", notes);
+
+	/* Malformed and unexpected events change nothing. */
+	char *before = cJSON_PrintUnformatted(w);
+	static const struct {
+		const char *event, *payload;
+	} bad[] = {
+		{ "process_created", "{\"process_id\":\"p2\"}" },
+		{ "step_started", "{\"workflow_id\":\"wf2\"}" },
+		{ "step_progress", "{\"workflow_id\":\"wf2\",\"percentage\":\"x\"}" },
+		{ "step_progress", "{\"workflow_id\":\"wf2\"}" },
+		{ "progress_update", "{\"workflow_id\":\"wf2\",\"content\":5}" },
+		{ "step_completed", "{\"workflow_id\":\"wf2\",\"step\":\"a\"}" },
+		{ "workflow_completed", "{}" },
+		{ "step_started", "[1,2]" },
+		{ "step_started", "\"text\"" },
+		{ "step_started", "{\"step\":\"a\"}" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		CHECK(fold(w, bad[i].event, bad[i].payload, 30, &why) == EVK_EINVAL && why[0],
+		      "%s %s rejected", bad[i].event, bad[i].payload);
+	}
+	CHECK(fold(w, "something_else", "{}", 31, &why) == EVK_OK, "unrelated events pass");
+	char *after = cJSON_PrintUnformatted(w);
+	CHECK(strcmp(before, after) == 0, "nothing changed:\n%s\n%s", before, after);
+	cJSON_free(before);
+	cJSON_free(after);
+	cJSON_Delete(w);
+	return check_done("test_fold");
+}
