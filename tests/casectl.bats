@@ -138,7 +138,7 @@ $stored"
 	cases 20 >"$BATS_TEST_TMPDIR/in"
 	local i
 	for ((i = 1; i <= 20; i++)); do sed -n "${i}p" "$BATS_TEST_TMPDIR/in" | cc create >/dev/null; done
-	wait_for bash -c "tail -n 1 '$BATS_TEST_TMPDIR/watch' | jq -e 'map(.case_reference) | index(\"R20\")' >/dev/null"
+	wait_for bash -c "tail -n 1 '$BATS_TEST_TMPDIR/watch' | json_true 'map(.case_reference) | index(\"R20\")'"
 	local n
 	n=$(wc -l <"$BATS_TEST_TMPDIR/watch")
 	((n >= 2 && n <= 8)) || fail "$n results"

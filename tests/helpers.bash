@@ -70,5 +70,10 @@ stop_all() {
 }
 BG_PIDS=()
 
+# json_true FILTER — true when stdin holds JSON whose last value passes
+# FILTER (jq -e alone also succeeds on empty input).
+json_true() { jq -e -s "length > 0 and (last | $1)" >/dev/null 2>&1; }
+export -f json_true
+
 # hub_status_field NAME — one figure from evbusd --status.
 hub_status_field() { evbusd --status | jq -r ".$1"; }

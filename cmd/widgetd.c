@@ -1,0 +1,708 @@
+/* widgetd — folds the bus's events into widget state (the seed's LiveView
+ * widgets), keeps it durably, publishes each change on widget:{id}, and
+ * shows it (widgetd get, widgetd view). */
+#include "evkit/buf.h"
+#include "evkit/bus.h"
+#include "evkit/daemon.h"
+#include "evkit/err.h"
+#include "evkit/event.h"
+#include "evkit/fold.h"
+#include "evkit/gate.h"
+#include "evkit/store.h"
+#include "evkit/topic.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SAVE_EVERY 1000 /* events folded between saves while busy */
+
+struct opts {
+	const char *bus, *config, *cases_db, *state, *pidfile;
+	long long throttle_ms;
+	bool daemon;
+};
+
+static volatile sig_atomic_t stopping;
+
+static void
+on_signal(int sig)
+{
+	(void)sig;
+	stopping = 1;
+}
+
+static void
+usage(FILE *out, int status)
+{
+	fprintf(out,
+		"usage: widgetd [--bus URL] [--config FILE] [--cases-db FILE] [--state FILE]\n"
+		"               [--throttle MS] [--daemon] [--pidfile FILE]\n"
+		"       widgetd get [ID]\n"
+		"       widgetd view\n"
+		"\n"
+		"Folds workflow and case events into widgets: progress-{wf} (replaced by\n"
+		"result-{wf}), keep_live lists re-queried from casectl's database, session\n"
+		"lists and counters. Publishes each change on widget:{id} (widget_updated,\n"
+		"at most once per --throttle window, the last state always sent).\n"
+		"\n"
+		"  --bus URL        the hub (default $EVBUS_URL, else a private ipc path)\n"
+		"  --config FILE    widgets to keep (JSON; default: the seed's widgets)\n"
+		"  --cases-db FILE  casectl's database, for keep_live lists\n"
+		"  --state FILE     state and last applied seq (default\n"
+		"                   $XDG_STATE_HOME/evkit/widgets.db)\n"
+		"  --throttle MS    per widget publishing window (default 500)\n"
+		"  --daemon         go to the background once subscribed\n"
+		"  --pidfile FILE   write the daemon's pid to FILE\n"
+		"  -h, --help, --version\n"
+		"\n"
+		"get prints one widget (exit 1 if unknown) or all, as JSON lines; view is\n"
+		"a live terminal dashboard (q or Ctrl-C quits), plain lines when piped.\n"
+		"\n"
+		"Exit: 0 ok, 1 unknown widget, 2 usage, 65 bad config, 69 no hub or state.\n");
+	exit(status);
+}
+
+static long long
+mono_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* ---- configured widgets ---- */
+
+enum kind { K_KEEP_LIVE, K_SESSION, K_COUNTER };
+
+struct decl {
+	enum kind kind;
+	char id[128];
+	char pattern[256]; /* counter: topics; keep_live: events that refetch */
+	char event[EVK_EVENT_MAX + 1];
+	long limit;
+	long long window_ms;
+	struct evk_gate *refetch; /* keep_live */
+	long long queries;
+};
+
+static struct decl decls[64];
+static int ndecls;
+static size_t list_max = EVK_FOLD_LIST_MAX;
+
+static const char *default_config =
+	"{\"widgets\":["
+	"{\"id\":\"recent-cases\",\"type\":\"keep_live\",\"limit\":100,\"refetch_window\":5000},"
+	"{\"id\":\"session-cases\",\"type\":\"session\",\"limit\":50},"
+	"{\"id\":\"case-events\",\"type\":\"counter\",\"pattern\":\"case:*\"}"
+	"]}";
+
+static void
+load_config(const struct opts *o)
+{
+	char *text = NULL;
+	if (o->config) {
+		FILE *f = fopen(o->config, "r");
+		if (f == NULL)
+			evk_die(EVK_EX_IOERR, "cannot read config '%s': %s", o->config, strerror(errno));
+		text = calloc(1, 1 << 20);
+		if (text == NULL)
+			evk_die(EVK_EX_FAIL, "out of memory");
+		if (fread(text, 1, (1 << 20) - 1, f) == 0 && ferror(f))
+			evk_die(EVK_EX_IOERR, "cannot read config '%s'", o->config);
+		fclose(f);
+	}
+	const char *name = o->config ? o->config : "the built-in config";
+	cJSON *c = cJSON_Parse(text ? text : default_config);
+	free(text);
+	const cJSON *ws = cJSON_GetObjectItemCaseSensitive(c, "widgets");
+	if (!cJSON_IsObject(c) || !cJSON_IsArray(ws))
+		evk_die(EVK_EX_DATAERR, "%s: want {\"widgets\": [...]}", name);
+	const cJSON *lm = cJSON_GetObjectItemCaseSensitive(c, "list_max");
+	if (lm && (!cJSON_IsNumber(lm) || lm->valuedouble < 1 || lm->valuedouble > 10000))
+		evk_die(EVK_EX_DATAERR, "%s: list_max is a number from 1 to 10000", name);
+	if (lm)
+		list_max = (size_t)lm->valuedouble;
+	const cJSON *w;
+	cJSON_ArrayForEach(w, ws) {
+		if (ndecls == (int)(sizeof(decls) / sizeof(decls[0])))
+			evk_die(EVK_EX_DATAERR, "%s: too many widgets", name);
+		struct decl *d = &decls[ndecls];
+		const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(w, "id"));
+		const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(w, "type"));
+		const cJSON *limit = cJSON_GetObjectItemCaseSensitive(w, "limit");
+		const cJSON *win = cJSON_GetObjectItemCaseSensitive(w, "refetch_window");
+		const char *pat = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(w, "pattern"));
+		const char *ev = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(w, "event"));
+		if (id == NULL || !evk_topic_valid(id, strlen(id)) || strchr(id, ':') ||
+		    strlen(id) >= sizeof(d->id))
+			evk_die(EVK_EX_DATAERR, "%s: widget %d needs an id (no ':')", name, ndecls + 1);
+		snprintf(d->id, sizeof(d->id), "%s", id);
+		if (type && strcmp(type, "keep_live") == 0)
+			d->kind = K_KEEP_LIVE;
+		else if (type && strcmp(type, "session") == 0)
+			d->kind = K_SESSION;
+		else if (type && strcmp(type, "counter") == 0)
+			d->kind = K_COUNTER;
+		else
+			evk_die(EVK_EX_DATAERR, "%s: widget '%s': unknown type '%s' (keep_live, session,"
+						" counter; progress and result widgets come by themselves)",
+				name, id, type ? type : "");
+		d->limit = cJSON_IsNumber(limit) && limit->valuedouble >= 1 ? (long)limit->valuedouble
+									     : d->kind == K_KEEP_LIVE ? 100 : 50;
+		d->window_ms = cJSON_IsNumber(win) && win->valuedouble >= 1 ? (long long)win->valuedouble
+									   : 5000;
+		snprintf(d->pattern, sizeof(d->pattern), "%s",
+			 pat ? pat : d->kind == K_COUNTER ? "**" : "case:*");
+		if (!evk_pattern_valid(d->pattern))
+			evk_die(EVK_EX_DATAERR, "%s: widget '%s': invalid pattern '%s'", name, id, d->pattern);
+		if (ev && !evk_event_name_valid(ev, strlen(ev)))
+			evk_die(EVK_EX_DATAERR, "%s: widget '%s': invalid event '%s'", name, id, ev);
+		snprintf(d->event, sizeof(d->event), "%s", ev ? ev : "");
+		if (d->kind == K_KEEP_LIVE &&
+		    !(d->refetch = evk_gate_new(EVK_GATE_THROTTLE, d->window_ms, 1, 4096)))
+			evk_die(EVK_EX_FAIL, "out of memory");
+		ndecls++;
+	}
+	cJSON_Delete(c);
+}
+
+/* ---- the daemon ---- */
+
+static cJSON *widgets;
+static sqlite3 *state_db, *cases_db;
+static struct evk_gate *publish_gate;
+static struct evk_pub *pub;
+static uint64_t last_seq;
+
+static cJSON *
+widget_or_new(const char *id, const char *type)
+{
+	cJSON *w = evk_fold_find(widgets, id);
+	if (w)
+		return w;
+	w = cJSON_CreateObject();
+	if (w == NULL || !cJSON_AddStringToObject(w, "id", id) ||
+	    !cJSON_AddStringToObject(w, "type", type) || !cJSON_AddItemToArray(widgets, w))
+		evk_die(EVK_EX_FAIL, "out of memory");
+	return w;
+}
+
+static int publish_now(void *arg, const char *line, size_t len);
+
+static void
+changed(void *arg, const char *id, enum evk_fold_change c)
+{
+	(void)arg;
+	(void)c;
+	/* Throttled per widget: the gate holds the id, the state is read
+	 * when it is published, so the last state always goes out. */
+	if (evk_gate_offer(publish_gate, id, strlen(id), last_seq, id, strlen(id), mono_ms(),
+			   publish_now, NULL) > 0)
+		evk_die(EVK_EX_FAIL, "out of memory");
+}
+
+static int
+publish(void *arg, const char *id_, size_t len)
+{
+	char id[160], topic[EVK_TOPIC_MAX + 1];
+	struct evk_buf line = EVK_BUF_INIT(0);
+	const char *why = NULL;
+	(void)arg;
+	snprintf(id, sizeof(id), "%.*s", (int)len, id_);
+	snprintf(topic, sizeof(topic), "widget:%s", id);
+	cJSON *w = evk_fold_find(widgets, id);
+	cJSON *gone = NULL;
+	if (w == NULL && (gone = cJSON_CreateObject()) != NULL)
+		cJSON_AddStringToObject(gone, "id", id);
+	if (evk_event_build(&line, NULL, topic, w ? "widget_updated" : "widget_removed",
+			    w ? w : gone, &why) == EVK_OK && pub)
+		evk_pub_add(pub, line.p, line.len);
+	cJSON_Delete(gone);
+	evk_buf_release(&line);
+	return 0;
+}
+
+static int publish_now(void *arg, const char *line, size_t len) { return publish(arg, line, len); }
+
+/* keep_live: the list re-queried from casectl's database. */
+static int
+refetch(void *arg, const char *line, size_t len)
+{
+	struct decl *d = arg;
+	(void)line;
+	(void)len;
+	cJSON *w = widget_or_new(d->id, "keep_live");
+	cJSON *items = cJSON_CreateArray();
+	d->queries++;
+	if (cases_db && items) {
+		sqlite3_stmt *st = evk_store_stmt(
+			cases_db,
+			"SELECT json_object('id', c.id, 'agency', a.code, 'case_reference',"
+			" c.case_reference, 'offender', o.name, 'offence_fine', c.offence_fine,"
+			" 'updated_at', c.updated_at) FROM cases c JOIN agencies a ON a.id = c.agency_id"
+			" LEFT JOIN offenders o ON o.id = c.offender_id ORDER BY c.updated_at DESC, c.id"
+			" LIMIT ?");
+		if (st) {
+			sqlite3_bind_int64(st, 1, d->limit);
+			while (sqlite3_step(st) == SQLITE_ROW) {
+				cJSON *it = cJSON_Parse((const char *)sqlite3_column_text(st, 0));
+				if (it)
+					cJSON_AddItemToArray(items, it);
+			}
+			sqlite3_reset(st);
+		} else {
+			evk_warn("keep_live '%s': %s", d->id, sqlite3_errmsg(cases_db));
+		}
+	}
+	if (items == NULL || !cJSON_ReplaceItemInObjectCaseSensitive(w, "items", items)) {
+		if (items && !cJSON_AddItemToObject(w, "items", items))
+			evk_die(EVK_EX_FAIL, "out of memory");
+	}
+	cJSON *q = cJSON_GetObjectItemCaseSensitive(w, "queries");
+	if (q)
+		cJSON_SetNumberValue(q, (double)d->queries);
+	else
+		cJSON_AddNumberToObject(w, "queries", (double)d->queries);
+	changed(NULL, d->id, EVK_FOLD_UPDATED);
+	return 0;
+}
+
+static void
+apply_decls(const struct evk_event *ev, long long now)
+{
+	for (int i = 0; i < ndecls; i++) {
+		struct decl *d = &decls[i];
+		if (!evk_pattern_match(d->pattern, ev->topic, ev->topic_len))
+			continue;
+		if (d->event[0] && (strlen(d->event) != ev->event_len ||
+				    memcmp(d->event, ev->event, ev->event_len) != 0))
+			continue;
+		if (d->kind == K_COUNTER) {
+			cJSON *w = widget_or_new(d->id, "counter");
+			cJSON *counts = cJSON_GetObjectItemCaseSensitive(w, "counts");
+			if (counts == NULL)
+				counts = cJSON_AddObjectToObject(w, "counts");
+			char key[EVK_EVENT_MAX + 1];
+			snprintf(key, sizeof(key), "%.*s", (int)ev->event_len, ev->event);
+			cJSON *n = cJSON_GetObjectItemCaseSensitive(counts, key);
+			if (n)
+				cJSON_SetNumberValue(n, n->valuedouble + 1);
+			else if (!counts || !cJSON_AddNumberToObject(counts, key, 1))
+				evk_die(EVK_EX_FAIL, "out of memory");
+			changed(NULL, d->id, EVK_FOLD_UPDATED);
+		} else if (d->kind == K_KEEP_LIVE) {
+			if (evk_gate_offer(d->refetch, "k", 1, ev->seq, "k", 1, now, refetch, d) > 0)
+				evk_die(EVK_EX_FAIL, "out of memory");
+		} else if (d->kind == K_SESSION &&
+			   ((ev->event_len == 6 && memcmp(ev->event, "create", 6) == 0) ||
+			    (ev->event_len == 4 && memcmp(ev->event, "sync", 4) == 0))) {
+			cJSON *p = cJSON_ParseWithLength(ev->payload, ev->payload_len);
+			cJSON *data = cJSON_DetachItemFromObjectCaseSensitive(p, "data");
+			cJSON_Delete(p);
+			if (!cJSON_IsObject(data)) {
+				cJSON_Delete(data);
+				continue;
+			}
+			cJSON *w = widget_or_new(d->id, "session");
+			cJSON *items = cJSON_GetObjectItemCaseSensitive(w, "items");
+			if (items == NULL)
+				items = cJSON_AddArrayToObject(w, "items");
+			if (items == NULL || !cJSON_InsertItemInArray(items, 0, data))
+				evk_die(EVK_EX_FAIL, "out of memory");
+			while (cJSON_GetArraySize(items) > d->limit)
+				cJSON_DeleteItemFromArray(items, cJSON_GetArraySize(items) - 1);
+			changed(NULL, d->id, EVK_FOLD_UPDATED);
+		}
+	}
+}
+
+static void
+save_state(void)
+{
+	char *text = cJSON_PrintUnformatted(widgets);
+	if (text == NULL)
+		evk_die(EVK_EX_FAIL, "out of memory");
+	sqlite3_stmt *st = evk_store_stmt(state_db, "INSERT INTO state (id, widgets, last_seq)"
+						    " VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE"
+						    " SET widgets = excluded.widgets,"
+						    " last_seq = excluded.last_seq");
+	if (st == NULL || sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 2, (sqlite3_int64)last_seq) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_DONE)
+		evk_die(EVK_EX_UNAVAILABLE, "cannot save state: %s", sqlite3_errmsg(state_db));
+	sqlite3_reset(st);
+	cJSON_free(text);
+}
+
+static int
+run_daemon(struct opts *o, const char *url)
+{
+	static const char *const migrations[] = {
+		"CREATE TABLE state (id INTEGER PRIMARY KEY CHECK (id = 1), widgets TEXT NOT NULL,"
+		" last_seq INTEGER NOT NULL);",
+	};
+	char def[4096];
+	const char *why;
+	const char *path = o->state;
+	if (path == NULL) {
+		if (evk_store_default_path("widgets.db", def, sizeof(def)) != EVK_OK)
+			evk_die(EVK_EX_USAGE, "no --state given and no HOME or XDG_STATE_HOME");
+		path = def;
+	}
+	load_config(o);
+	if (evk_store_open(path, &state_db, &why) != EVK_OK ||
+	    evk_store_migrate(state_db, migrations, 1) != EVK_OK)
+		evk_die(EVK_EX_UNAVAILABLE, "cannot open state '%s': %s", path,
+			state_db ? sqlite3_errmsg(state_db) : why);
+	if (o->cases_db) {
+		if (sqlite3_open_v2(o->cases_db, &cases_db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+			evk_die(EVK_EX_UNAVAILABLE, "cannot open cases database '%s'", o->cases_db);
+		sqlite3_busy_timeout(cases_db, 5000);
+	}
+	/* The saved state and the seq it includes. */
+	int64_t since = EVK_SINCE_LIVE;
+	sqlite3_stmt *st = evk_store_stmt(state_db, "SELECT widgets, last_seq FROM state WHERE id = 1");
+	if (st && sqlite3_step(st) == SQLITE_ROW) {
+		widgets = cJSON_Parse((const char *)sqlite3_column_text(st, 0));
+		last_seq = (uint64_t)sqlite3_column_int64(st, 1);
+		since = (int64_t)last_seq;
+	}
+	if (st)
+		sqlite3_reset(st);
+	if (!cJSON_IsArray(widgets)) {
+		cJSON_Delete(widgets);
+		widgets = cJSON_CreateArray();
+	}
+	if (widgets == NULL || !(publish_gate = evk_gate_new(EVK_GATE_THROTTLE, o->throttle_ms,
+							     EVK_GATE_MAX_KEYS, 1 << 20)))
+		evk_die(EVK_EX_FAIL, "out of memory");
+	if (o->daemon && evk_daemon_start() != EVK_OK)
+		evk_die(EVK_EX_FAIL, "cannot go to the background");
+	/* Subscribe, then load what the lists need: events newer than the
+	 * snapshot are replayed by the subscription, none falls between. */
+	struct evk_sub *sub;
+	int rv = evk_sub_open(&sub, url, since);
+	if (rv != EVK_OK)
+		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", url, evk_strerror(rv));
+	if ((rv = evk_pub_open(&pub, url, NULL, NULL)) != EVK_OK)
+		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", url, evk_strerror(rv));
+	for (int i = 0; i < ndecls; i++)
+		if (decls[i].kind == K_KEEP_LIVE)
+			refetch(&decls[i], NULL, 0);
+	if (o->pidfile && evk_pidfile_write(o->pidfile) != EVK_OK)
+		evk_die(EVK_EX_IOERR, "cannot write pid file '%s'", o->pidfile);
+	evk_daemon_ready(0);
+
+	struct evk_event ev;
+	int unsaved = 0;
+	while (!stopping) {
+		long long now = mono_ms();
+		long long due = evk_gate_next_due(publish_gate);
+		for (int i = 0; i < ndecls; i++) {
+			if (decls[i].refetch) {
+				evk_gate_tick(decls[i].refetch, now, refetch, &decls[i]);
+				long long d = evk_gate_next_due(decls[i].refetch);
+				if (d >= 0 && (due < 0 || d < due))
+					due = d;
+			}
+		}
+		evk_gate_tick(publish_gate, now, publish_now, NULL);
+		int wait = 200;
+		if (due >= 0 && due - now < wait)
+			wait = due > now ? (int)(due - now) : 0;
+		if (unsaved && !evk_sub_buffered(sub)) {
+			save_state();
+			unsaved = 0;
+		}
+		if (pub && evk_pub_sync(pub) != EVK_OK) {
+			evk_pub_close(pub);
+			pub = NULL;
+			evk_pub_open(&pub, url, NULL, NULL);
+		}
+		rv = evk_sub_next(sub, &ev, wait);
+		if (rv == EVK_ETIMEDOUT)
+			continue;
+		if (rv == EVK_EGAP) {
+			uint64_t from, to;
+			evk_sub_gap(sub, &from, &to);
+			evk_warn("gap: events %llu-%llu are no longer retained",
+				 (unsigned long long)from, (unsigned long long)to);
+			continue;
+		}
+		if (rv != EVK_OK) {
+			evk_warn("lost the hub at '%s': %s", url, evk_strerror(rv));
+			break;
+		}
+		if (ev.seq <= last_seq)
+			continue; /* folded before the snapshot */
+		last_seq = ev.seq;
+		if (!(ev.topic_len > 7 && memcmp(ev.topic, "widget:", 7) == 0)) {
+			struct evk_fold_opts fo = { .list_max = list_max };
+			if (evk_fold_apply(widgets, &ev, &fo, changed, NULL, &why) == EVK_EINVAL)
+				evk_warn("event %llu (%.*s): %s; skipped", (unsigned long long)ev.seq,
+					 (int)ev.event_len, ev.event, why);
+			apply_decls(&ev, now);
+		}
+		if (++unsaved >= SAVE_EVERY) {
+			save_state();
+			unsaved = 0;
+		}
+	}
+	evk_gate_flush(publish_gate, publish_now, NULL);
+	if (pub)
+		evk_pub_sync(pub);
+	save_state();
+	evk_sub_close(sub);
+	evk_pub_close(pub);
+	evk_gate_free(publish_gate);
+	for (int i = 0; i < ndecls; i++)
+		evk_gate_free(decls[i].refetch);
+	cJSON_Delete(widgets);
+	evk_store_stmt_release_all();
+	sqlite3_close(state_db);
+	if (cases_db)
+		sqlite3_close(cases_db);
+	if (o->pidfile)
+		unlink(o->pidfile);
+	return 0;
+}
+
+/* ---- get and view: the widgets as the bus last announced them ---- */
+
+/* Folds the widget:* announcements retained by the hub into id -> widget
+ * (removed ones dropped); returns the head it read up to. */
+static uint64_t
+read_widgets(struct evk_sub *sub, cJSON *map, bool wait_head)
+{
+	struct evk_event ev;
+	uint64_t head = evk_sub_start_head(sub), seen = 0;
+	while (!stopping) {
+		if (!wait_head && !evk_sub_buffered(sub) && seen >= head)
+			break;
+		int rv = evk_sub_next(sub, &ev, wait_head ? 200 : 2000);
+		if (rv == EVK_ETIMEDOUT) {
+			if (!wait_head)
+				break;
+			return seen;
+		}
+		if (rv == EVK_EGAP)
+			continue;
+		if (rv != EVK_OK)
+			evk_die(EVK_EX_UNAVAILABLE, "lost the hub: %s", evk_strerror(rv));
+		seen = ev.seq;
+		if (!(ev.topic_len > 7 && memcmp(ev.topic, "widget:", 7) == 0))
+			continue;
+		char id[160];
+		snprintf(id, sizeof(id), "%.*s", (int)(ev.topic_len - 7), ev.topic + 7);
+		cJSON_DeleteItemFromObjectCaseSensitive(map, id);
+		if (ev.event_len == 14 && memcmp(ev.event, "widget_updated", 14) == 0) {
+			cJSON *w = cJSON_ParseWithLength(ev.payload, ev.payload_len);
+			if (w)
+				cJSON_AddItemToObject(map, id, w);
+		}
+		if (wait_head)
+			return seen;
+	}
+	return seen;
+}
+
+static int
+cmd_get(const char *url, const char *id)
+{
+	struct evk_sub *sub;
+	int rv = evk_sub_open(&sub, url, 0);
+	if (rv != EVK_OK)
+		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", url, evk_strerror(rv));
+	cJSON *map = cJSON_CreateObject();
+	if (map == NULL)
+		evk_die(EVK_EX_FAIL, "out of memory");
+	read_widgets(sub, map, false);
+	evk_sub_close(sub);
+	int status = 0;
+	cJSON *w;
+	if (id) {
+		w = cJSON_GetObjectItemCaseSensitive(map, id);
+		if (w == NULL) {
+			evk_warn("no widget '%s'", id);
+			status = EVK_EX_FAIL;
+		} else {
+			char *s = cJSON_PrintUnformatted(w);
+			puts(s ? s : "");
+			cJSON_free(s);
+		}
+	} else {
+		cJSON_ArrayForEach(w, map) {
+			char *s = cJSON_PrintUnformatted(w);
+			puts(s ? s : "");
+			cJSON_free(s);
+		}
+	}
+	cJSON_Delete(map);
+	return status;
+}
+
+static void
+draw(const cJSON *map, bool tty)
+{
+	const cJSON *w;
+	if (tty)
+		fputs("\033[H\033[2J\033[1mevkit widgets\033[0m  (q quits)\n\n", stdout);
+	cJSON_ArrayForEach(w, map) {
+		const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(w, "type"));
+		const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(w, "id"));
+		const cJSON *pct = cJSON_GetObjectItemCaseSensitive(w, "percentage");
+		if (!type || !id)
+			continue;
+		if (strcmp(type, "progress") == 0 || strcmp(type, "result") == 0) {
+			double p = cJSON_IsNumber(pct) ? pct->valuedouble : 0;
+			int fill = (int)(p / 100 * 30 + 0.5);
+			char bar[31];
+			for (int i = 0; i < 30; i++)
+				bar[i] = i < fill ? '#' : '.';
+			bar[30] = '\0';
+			const char *st = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(w, "status"));
+			printf("%-28s [%s] %5.1f%% %s\n", id, bar, p, st ? st : "");
+			const cJSON *a;
+			int n = 0;
+			cJSON_ArrayForEach(a, cJSON_GetObjectItemCaseSensitive(w, "activities")) {
+				if (n++ == 5)
+					break;
+				const char *as = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(a, "status"));
+				const char *step = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(a, "step"));
+				printf("    %s %s\n", as && strcmp(as, "completed") == 0 ? "[x]"
+						  : as && strcmp(as, "failed") == 0   ? "[!]"
+										      : "[ ]",
+				       step ? step : "");
+			}
+		} else if (strcmp(type, "counter") == 0) {
+			char *s = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(w, "counts"));
+			printf("%-28s %s\n", id, s ? s : "{}");
+			cJSON_free(s);
+		} else {
+			const cJSON *items = cJSON_GetObjectItemCaseSensitive(w, "items"), *it;
+			printf("%-28s %d items\n", id, cJSON_GetArraySize(items));
+			int n = 0;
+			cJSON_ArrayForEach(it, items) {
+				if (n++ == 5)
+					break;
+				const char *ref = cJSON_GetStringValue(
+					cJSON_GetObjectItemCaseSensitive(it, "case_reference"));
+				printf("    %s\n", ref ? ref : "-");
+			}
+		}
+	}
+	if (tty)
+		putchar('\n');
+	fflush(stdout);
+}
+
+static int
+cmd_view(const char *url)
+{
+	struct evk_sub *sub;
+	bool tty = isatty(STDOUT_FILENO) && isatty(STDIN_FILENO);
+	struct termios saved, raw;
+	int rv = evk_sub_open(&sub, url, 0);
+	if (rv != EVK_OK)
+		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", url, evk_strerror(rv));
+	cJSON *map = cJSON_CreateObject();
+	if (map == NULL)
+		evk_die(EVK_EX_FAIL, "out of memory");
+	if (tty && tcgetattr(STDIN_FILENO, &saved) == 0) {
+		raw = saved;
+		raw.c_lflag &= ~(tcflag_t)(ICANON | ECHO);
+		tcsetattr(STDIN_FILENO, TCSANOW, &raw);
+		fputs("\033[?25l", stdout);
+	}
+	read_widgets(sub, map, false);
+	draw(map, tty);
+	while (!stopping) {
+		uint64_t before = read_widgets(sub, map, true);
+		if (before)
+			draw(map, tty);
+		if (tty) {
+			struct pollfd p = { .fd = STDIN_FILENO, .events = POLLIN };
+			char c;
+			if (poll(&p, 1, 0) == 1 && read(STDIN_FILENO, &c, 1) == 1 && (c == 'q' || c == 3))
+				break;
+		}
+	}
+	if (tty) {
+		tcsetattr(STDIN_FILENO, TCSANOW, &saved);
+		fputs("\033[?25h", stdout);
+	}
+	evk_sub_close(sub);
+	cJSON_Delete(map);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "bus", required_argument, NULL, 'b' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "cases-db", required_argument, NULL, 'C' },
+		{ "state", required_argument, NULL, 's' },
+		{ "throttle", required_argument, NULL, 't' },
+		{ "daemon", no_argument, NULL, 'd' },
+		{ "pidfile", required_argument, NULL, 'p' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ 0 },
+	};
+	struct opts o = { .throttle_ms = 500 };
+	char url[EVK_URL_MAX];
+	const char *why;
+	int c;
+
+	evk_set_progname(argv[0]);
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		char *end;
+		switch (c) {
+		case 'b': o.bus = optarg; break;
+		case 'c': o.config = optarg; break;
+		case 'C': o.cases_db = optarg; break;
+		case 's': o.state = optarg; break;
+		case 't':
+			o.throttle_ms = strtoll(optarg, &end, 10);
+			if (*optarg == '\0' || *end || o.throttle_ms < 1)
+				evk_die(EVK_EX_USAGE, "--throttle wants milliseconds, not '%s'", optarg);
+			break;
+		case 'd': o.daemon = true; break;
+		case 'p': o.pidfile = optarg; break;
+		case 'h': usage(stdout, 0); break;
+		case 'V': printf("widgetd %s\n", EVK_VERSION); return 0;
+		default: usage(stderr, EVK_EX_USAGE);
+		}
+	}
+	if (evk_bus_resolve(o.bus, url, sizeof(url), &why) != EVK_OK)
+		evk_die(EVK_EX_USAGE, "bad bus address: %s", why);
+	struct sigaction sa = { .sa_handler = on_signal };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (optind < argc && strcmp(argv[optind], "get") == 0) {
+		if (argc - optind > 2)
+			usage(stderr, EVK_EX_USAGE);
+		return cmd_get(url, argc - optind == 2 ? argv[optind + 1] : NULL);
+	}
+	if (optind < argc && strcmp(argv[optind], "view") == 0 && argc - optind == 1)
+		return cmd_view(url);
+	if (optind < argc)
+		evk_die(EVK_EX_USAGE, "unknown command '%s' (get, view)", argv[optind]);
+	return run_daemon(&o, url);
+}

@@ -1,0 +1,22 @@
+# bash completion for widgetd(1)
+_widgetd() {
+	local cur prev
+	cur=${COMP_WORDS[COMP_CWORD]}
+	prev=${COMP_WORDS[COMP_CWORD - 1]}
+	case $prev in
+	--config | --cases-db | --state | --pidfile)
+		COMPREPLY=($(compgen -f -- "$cur"))
+		return
+		;;
+	--bus | --throttle)
+		return
+		;;
+	esac
+	if [[ $cur == -* ]]; then
+		COMPREPLY=($(compgen -W '--bus --config --cases-db --state --throttle
+			--daemon --pidfile --help --version' -- "$cur"))
+	else
+		COMPREPLY=($(compgen -W 'get view' -- "$cur"))
+	fi
+}
+complete -F _widgetd widgetd

@@ -1,0 +1,138 @@
+#!/usr/bin/env bats
+# widgetd: the fold of live events into widgets, published and shown.
+load helpers
+
+setup() {
+	start_hub
+	T=$BATS_TEST_TMPDIR
+}
+teardown() {
+	[[ -n ${TMUX_SESSION:-} ]] && tmux kill-session -t "$TMUX_SESSION" 2>/dev/null
+	stop_all
+}
+
+# start_widgetd ARGS... — the daemon, back once subscribed; WPID.
+start_widgetd() {
+	widgetd --state "$T/widgets.db" --daemon --pidfile "$T/w.pid" "$@"
+	WPID=$(cat "$T/w.pid")
+	BG_PIDS+=("$WPID")
+}
+
+# progress EVENT PAYLOAD-FIELDS — one workflow event of process p1 of wf1.
+progress() {
+	evpub "process:p1" "$1" "{\"process_id\":\"p1\",\"workflow_id\":\"wf1\"${2:+,$2}}"
+}
+
+@test "a real evworker workflow ends in result-{wf}; progress-{wf} is gone; both changes are published" {
+	start_widgetd --throttle 100
+	bg_to "$T/wev" evsub --ready-file "$T/ready" --until widget_removed -W 30 'widget:*'
+	local sub=${BG_PIDS[-1]}
+	wait_file "$T/ready"
+	cat >"$T/steps.json" <<-'EOF'
+	[{"name":"validate","run":["sh","-c","echo 50 half >&$EVWORKER_PROGRESS_FD"]},
+	 {"name":"process","run":["true"]}]
+	EOF
+	evworker --db "$T/jobs.db" enqueue --steps "$T/steps.json" --workflow wf7 >/dev/null
+	evworker --db "$T/jobs.db" run --drain 2>/dev/null
+	wait "$sub"
+	run jq -r '.topic + " " + .event' "$T/wev"
+	assert_line 'widget:progress-wf7 widget_updated'
+	assert_line 'widget:result-wf7 widget_updated'
+	assert_line 'widget:progress-wf7 widget_removed'
+	wait_for widgetd get result-wf7
+	run -0 widgetd get result-wf7
+	[ "$(jq -r '.type + " " + .status' <<<"$output")" = "result completed" ]
+	run -1 widgetd get progress-wf7
+}
+
+@test "100 step_progress events in a burst with --throttle 100 give at most 20 updates, the last at 100%" {
+	start_widgetd --throttle 100
+	progress process_created
+	progress step_started '"step":"work"'
+	bg_to "$T/wev" evsub --ready-file "$T/ready" --event widget_updated 'widget:progress-wf1'
+	wait_file "$T/ready"
+	seq 1 100 | awk '{ print "{\"process_id\":\"p1\",\"workflow_id\":\"wf1\",\"step\":\"work\",\"percentage\":" $1 "}" }' |
+		evpub -t process:p1 -e step_progress
+	wait_for bash -c "tail -n 1 '$T/wev' | json_true '.payload.percentage == 100'"
+	local n
+	n=$(wc -l <"$T/wev")
+	((n >= 1 && n <= 20)) || fail "$n widget_updated events: $(cut -c1-100 "$T/wev")"
+}
+
+@test "after kill -9 and a restart each event is folded once: nothing twice, nothing skipped" {
+	start_widgetd --throttle 50
+	progress process_created
+	local i
+	for i in 1 2 3 4 5; do progress progress_update "\"content\":\"u$i\""; done
+	wait_for bash -c "widgetd get progress-wf1 | json_true '.updates | length == 5'"
+	kill -9 "$WPID"
+	for i in 6 7 8; do progress progress_update "\"content\":\"u$i\""; done
+	start_widgetd --throttle 50
+	wait_for bash -c "widgetd get progress-wf1 | json_true '.updates | length == 8'"
+	run widgetd get progress-wf1
+	[ "$(jq -c '[.updates[].content]' <<<"$output")" = '["u8","u7","u6","u5","u4","u3","u2","u1"]' ]
+}
+
+@test "keep_live recent cases follow casectl within a refetch window, at most one query per window" {
+	export CASECTL_ACTOR=ann
+	casectl --db "$T/cases.db" init --admin ann >/dev/null
+	echo '{"widgets":[{"id":"recent","type":"keep_live","limit":5,"refetch_window":500}]}' >"$T/conf.json"
+	start_widgetd --config "$T/conf.json" --cases-db "$T/cases.db" --throttle 50
+	local t0=$SECONDS
+	seq 1 1000 | awk '{ printf "{\"agency\":\"hse\",\"case_reference\":\"R%d\"}\n", $1 }' |
+		casectl --db "$T/cases.db" ingest 2>/dev/null
+	wait_for bash -c "widgetd get recent | json_true '.items | map(.case_reference) | index(\"R1000\")'"
+	local elapsed=$((SECONDS - t0 + 1)) q
+	q=$(widgetd get recent | jq .queries)
+	# One query at start, then at most one per 500 ms window (plus the trailing one).
+	((q >= 2 && q <= 2 + elapsed * 2)) || fail "$q queries in ${elapsed}s"
+	[ "$(widgetd get recent | jq '.items | length')" -eq 5 ]
+}
+
+@test "widgetd counts events and lists the session's cases, newest first" {
+	start_widgetd --throttle 50
+	evpub case:created create '{"resource":"case","action":"create","data":{"case_reference":"A1"}}'
+	evpub case:synced sync '{"resource":"case","action":"sync","data":{"case_reference":"A2"}}'
+	wait_for bash -c "widgetd get session-cases | json_true '.items | length == 2'"
+	run widgetd get session-cases
+	[ "$(jq -c '[.items[].case_reference]' <<<"$output")" = '["A2","A1"]' ]
+	wait_for bash -c "widgetd get case-events | json_true '.counts.create == 1 and .counts.sync == 1'"
+}
+
+@test "malformed workflow events are skipped with a message; the daemon goes on" {
+	widgetd --state "$T/widgets.db" --throttle 50 2>"$T/err" &
+	WPID=$!
+	BG_PIDS+=("$WPID")
+	wait_for bash -c "evbusd --status | json_true '.subscribers >= 1'"
+	evpub process:x step_started '"not an object"'
+	evpub process:x step_progress '{"workflow_id":"wfz","percentage":"lots"}'
+	progress process_created
+	wait_for widgetd get progress-wf1
+	kill -0 "$WPID"
+	grep -q "step_started.*skipped" "$T/err"
+	grep -q "percentage is not a number" "$T/err"
+}
+
+@test "widgetd refuses an unknown widget type or a bad config with 65" {
+	echo '{"widgets":[{"id":"x","type":"pie"}]}' >"$T/bad.json"
+	run -65 --separate-stderr widgetd --state "$T/w.db" --config "$T/bad.json"
+	[[ $stderr == *"unknown type 'pie'"* ]]
+	echo '[1]' >"$T/bad2.json"
+	run -65 widgetd --state "$T/w.db" --config "$T/bad2.json"
+	run -2 widgetd frob
+}
+
+@test "widgetd view in tmux shows a progress bar moving and finishing" {
+	start_widgetd --throttle 50
+	TMUX_SESSION=evkit-view-$$
+	tmux new-session -d -s "$TMUX_SESSION" -x 100 -y 30 "EVBUS_URL=$EVBUS_URL PATH=$PATH widgetd view"
+	progress process_created
+	progress step_started '"step":"work","percentage":0'
+	progress step_progress '"step":"work","percentage":50'
+	wait_for bash -c "tmux capture-pane -p -t '$TMUX_SESSION' | grep -q 'progress-wf1 .*###.*50.0%'"
+	progress workflow_completed '"status":"completed"'
+	wait_for bash -c "tmux capture-pane -p -t '$TMUX_SESSION' | grep -q 'result-wf1 .*100.0% completed'"
+	tmux send-keys -t "$TMUX_SESSION" q
+	wait_for bash -c "! tmux has-session -t '$TMUX_SESSION' 2>/dev/null"
+	TMUX_SESSION=
+}
