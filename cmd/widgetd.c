@@ -184,6 +184,7 @@ static sqlite3 *state_db, *cases_db;
 static struct evk_gate *publish_gate;
 static struct evk_pub *pub;
 static uint64_t last_seq;
+static long long loop_now; /* the monotonic clock, read once per event */
 
 static cJSON *
 widget_or_new(const char *id, const char *type)
@@ -207,7 +208,7 @@ changed(void *arg, const char *id, enum evk_fold_change c)
 	(void)c;
 	/* Throttled per widget: the gate holds the id, the state is read
 	 * when it is published, so the last state always goes out. */
-	if (evk_gate_offer(publish_gate, id, strlen(id), last_seq, id, strlen(id), mono_ms(),
+	if (evk_gate_offer(publish_gate, id, strlen(id), last_seq, id, strlen(id), loop_now,
 			   publish_now, NULL) > 0)
 		evk_die(EVK_EX_FAIL, "out of memory");
 }
@@ -406,8 +407,9 @@ run_daemon(struct opts *o, const char *url)
 
 	struct evk_event ev;
 	int unsaved = 0;
+	loop_now = mono_ms();
 	while (!stopping) {
-		long long now = mono_ms();
+		long long now = loop_now = mono_ms();
 		long long due = evk_gate_next_due(publish_gate);
 		for (int i = 0; i < ndecls; i++) {
 			if (decls[i].refetch) {

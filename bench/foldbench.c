@@ -1,0 +1,60 @@
+/* foldbench: events/s through the widget fold, in process.
+ *
+ *   foldbench N   folds N events of a 4-step workflow (step_started,
+ *                 step_progress, progress_update, step_completed) */
+#include "evkit/err.h"
+#include "evkit/event.h"
+#include "evkit/fold.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void
+ignore(void *arg, const char *id, enum evk_fold_change c)
+{
+	(void)arg;
+	(void)id;
+	(void)c;
+}
+
+int
+main(int argc, char **argv)
+{
+	long n = argc > 1 ? atol(argv[1]) : 1000000;
+	static const char *const kinds[4][2] = {
+		{ "step_started", "\"step\":\"s%ld\",\"percentage\":%ld" },
+		{ "step_progress", "\"step\":\"s%ld\",\"percentage\":%ld" },
+		{ "progress_update", "\"step\":\"s%ld\",\"content\":\"at %ld\"" },
+		{ "step_completed", "\"step\":\"s%ld\",\"percentage\":%ld,\"result\":{\"status\":\"success\"}" },
+	};
+	char (*lines)[512] = malloc(4000 * sizeof(*lines));
+	struct evk_event *evs = malloc(4000 * sizeof(*evs));
+	cJSON *w = cJSON_CreateArray();
+	const char *why;
+	if (!lines || !evs || !w)
+		return 1;
+	for (long i = 0; i < 4000; i++) {
+		char fields[200];
+		snprintf(fields, sizeof(fields), kinds[i % 4][1], i / 4, (i / 4) % 100);
+		snprintf(lines[i], sizeof(lines[i]),
+			 "{\"seq\":%ld,\"ts\":\"2026-11-24T10:00:00.000000Z\",\"topic\":\"process:p1\","
+			 "\"event\":\"%s\",\"payload\":{\"process_id\":\"p1\",\"workflow_id\":\"wf\",%s}}",
+			 i + 1, kinds[i % 4][0], fields);
+		if (evk_event_scan(&evs[i], lines[i], strlen(lines[i])) != EVK_OK)
+			return 1;
+	}
+	struct timespec a, b;
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	for (long i = 0; i < n; i++)
+		if (evk_fold_apply(w, &evs[i % 4000], NULL, ignore, NULL, &why) != EVK_OK)
+			return 1;
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	double s = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+	printf("{\"events\":%ld,\"seconds\":%.3f,\"events_per_s\":%.0f}\n", n, s, (double)n / s);
+	cJSON_Delete(w);
+	free(lines);
+	free(evs);
+	return 0;
+}

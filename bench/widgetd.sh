@@ -1,0 +1,67 @@
+#!/bin/bash
+# bench/widgetd.sh — the widget fold: in process (bench/foldbench.c), and
+# end to end: 200,000 workflow events through evpub -> evbusd -> widgetd,
+# timed until widgetd announces the final widget, beside plain evsub
+# receiving the same events (the bus's own pace), in one run.
+set -euo pipefail
+
+N=${1:-200000}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+export PATH="${EVKIT_BIN:-$ROOT/bin}:$PATH" LC_ALL=C
+TOOLS=${EVKIT_BENCH_TOOLS:-$ROOT/build/obj/bench}
+dir=$(mktemp -d "${TMPDIR:-/tmp}/evkit-widgetd.XXXXXX")
+pids=()
+cleanup() {
+	local p
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	rm -rf "$dir"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+inproc=$("$TOOLS/foldbench" 1000000)
+
+# One workflow: process_created, N-2 step events, workflow_completed.
+awk -v n="$N" 'BEGIN {
+	ids = "\"process_id\":\"p1\",\"workflow_id\":\"wfb\""
+	printf "{\"topic\":\"workflow:wfb\",\"event\":\"process_created\",\"payload\":{%s}}\n", ids
+	for (i = 1; i <= n - 2; i++) {
+		k = i % 4; s = int(i / 4)
+		if (k == 0) printf "{\"topic\":\"process:p1\",\"event\":\"step_started\",\"payload\":{%s,\"step\":\"s%d\",\"percentage\":%d}}\n", ids, s, s % 100
+		if (k == 1) printf "{\"topic\":\"process:p1\",\"event\":\"step_progress\",\"payload\":{%s,\"step\":\"s%d\",\"percentage\":%d}}\n", ids, s, s % 100
+		if (k == 2) printf "{\"topic\":\"process:p1\",\"event\":\"progress_update\",\"payload\":{%s,\"content\":\"at %d\"}}\n", ids, i
+		if (k == 3) printf "{\"topic\":\"process:p1\",\"event\":\"step_completed\",\"payload\":{%s,\"step\":\"s%d\",\"result\":{\"status\":\"success\"}}}\n", ids, s
+	}
+	printf "{\"topic\":\"workflow:wfb\",\"event\":\"workflow_completed\",\"payload\":{%s,\"status\":\"completed\"}}\n", ids
+}' >"$dir/events"
+
+export EVBUS_URL="ipc://$dir/bus"
+evbusd --store "$dir/bus.db" --daemon --pidfile "$dir/hub.pid"
+pids+=("$(cat "$dir/hub.pid")")
+
+# The bus alone: plain evsub.
+evsub --ready-file "$dir/r1" -n "$N" -W 120 '**' >/dev/null &
+sub=$!
+while [ ! -e "$dir/r1" ]; do sleep 0.01; done
+t0=$(date +%s.%N)
+evpub -f "$dir/events"
+wait "$sub"
+t1=$(date +%s.%N)
+
+# widgetd folding the same stream, until it announces result-wfb.
+widgetd --state "$dir/w.db" --throttle 500 --daemon --pidfile "$dir/w.pid"
+pids+=("$(cat "$dir/w.pid")")
+evsub --ready-file "$dir/r2" --until widget_removed -W 120 'widget:progress-wfb' >/dev/null &
+sub=$!
+while [ ! -e "$dir/r2" ]; do sleep 0.01; done
+t2=$(date +%s.%N)
+evpub -f "$dir/events"
+wait "$sub"
+t3=$(date +%s.%N)
+
+echo "widgetd fold: $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg)"
+printf '%-44s %12s\n' run events/s
+printf '%-44s %12.0f\n' "fold in process (foldbench, 1,000,000)" "$(jq .events_per_s <<<"$inproc")"
+awk -v n="$N" -v a="$t0" -v b="$t1" 'BEGIN { printf "%-44s %12.0f\n", "bus alone: evpub -> evbusd -> evsub", n / (b - a) }'
+awk -v n="$N" -v a="$t2" -v b="$t3" 'BEGIN { printf "%-44s %12.0f\n", "evpub -> evbusd -> widgetd (fold, save, publish)", n / (b - a) }'
+awk -v a="$t0" -v b="$t1" -v c="$t2" -v d="$t3" 'BEGIN { printf "widgetd/bus throughput %.2f (goal: keeps up, 1.0)\n", (b - a) / (d - c) }'
