@@ -124,7 +124,7 @@ bench: deps deps-bench
 
 demo: deps
 	$(Q)$(MAKE) --no-print-directory all
-	sh examples/demo.sh
+	bash examples/demo.sh
 
 install: $(BIN_FILES)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7 \
