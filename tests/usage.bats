@@ -72,3 +72,14 @@ complete_words() {
 		done
 	done
 }
+
+@test "every program's --help fits one screen: at most 40 lines of at most 80 columns" {
+	for p in $(programs); do
+		run -0 "$p" --help
+		((${#lines[@]} <= 40)) || fail "$p: ${#lines[@]} lines"
+		local l
+		for l in "${lines[@]}"; do
+			((${#l} <= 80)) || fail "$p: a line of ${#l} columns: $l"
+		done
+	done
+}
