@@ -105,21 +105,8 @@ now_ts(char out[EVK_TS_LEN + 1])
 static void
 new_uuid(char out[37])
 {
-	unsigned char b[16];
-	size_t got = 0;
-	while (got < sizeof(b)) {
-		ssize_t n = getrandom(b + got, sizeof(b) - got, 0);
-		if (n < 0 && errno != EINTR)
-			evk_die(EVK_EX_FAIL, "no random bytes: %s", strerror(errno));
-		if (n > 0)
-			got += (size_t)n;
-	}
-	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-	snprintf(out, 37,
-		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-		 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11],
-		 b[12], b[13], b[14], b[15]);
+	if (evk_uuid4(out) != EVK_OK)
+		evk_die(EVK_EX_FAIL, "no random bytes: %s", strerror(errno));
 }
 
 static void
@@ -165,13 +152,8 @@ exec(struct ctx *c, const char *sql)
 static void
 begin(struct ctx *c)
 {
-	for (int i = 0; i < 50; i++) {
-		if (evk_store_exec(c->db, "BEGIN IMMEDIATE") == EVK_OK)
-			return;
-		if (sqlite3_errcode(c->db) != SQLITE_BUSY)
-			break;
-	}
-	db_die(c, "cannot start a transaction");
+	if (evk_store_begin(c->db) != EVK_OK)
+		db_die(c, "cannot start a transaction");
 }
 
 /* ---- schema ---- */

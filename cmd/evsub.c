@@ -564,15 +564,8 @@ main(int argc, char **argv)
 			continue;
 		}
 		if (rv == EVK_EGAP) {
-			uint64_t from, to;
-			evk_sub_gap(sub, &from, &to);
 			w.gaps++;
-			if (from == to)
-				evk_warn("gap: event %llu is no longer retained",
-					 (unsigned long long)from);
-			else
-				evk_warn("gap: events %llu-%llu are no longer retained",
-					 (unsigned long long)from, (unsigned long long)to);
+			evk_sub_report_gap(sub);
 			continue;
 		}
 		if (rv != EVK_OK) {

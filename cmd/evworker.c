@@ -118,21 +118,8 @@ mono_ms(void)
 static void
 new_uuid(char out[37])
 {
-	unsigned char b[16];
-	size_t got = 0;
-	while (got < sizeof(b)) {
-		ssize_t n = getrandom(b + got, sizeof(b) - got, 0);
-		if (n < 0 && errno != EINTR)
-			evk_die(EVK_EX_FAIL, "no random bytes: %s", strerror(errno));
-		if (n > 0)
-			got += (size_t)n;
-	}
-	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-	snprintf(out, 37,
-		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-		 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11],
-		 b[12], b[13], b[14], b[15]);
+	if (evk_uuid4(out) != EVK_OK)
+		evk_die(EVK_EX_FAIL, "no random bytes: %s", strerror(errno));
 }
 
 /* ---- the database ---- */
@@ -166,13 +153,8 @@ exec(const char *sql)
 static void
 begin(void)
 {
-	for (int i = 0; i < 50; i++) {
-		if (evk_store_exec(db, "BEGIN IMMEDIATE") == EVK_OK)
-			return;
-		if (sqlite3_errcode(db) != SQLITE_BUSY)
-			break;
-	}
-	db_die("cannot start a transaction");
+	if (evk_store_begin(db) != EVK_OK)
+		db_die("cannot start a transaction");
 }
 
 static void
@@ -490,10 +472,7 @@ cmd_on(struct opts *o, int argc, char **argv)
 		if (rv == EVK_ETIMEDOUT)
 			continue;
 		if (rv == EVK_EGAP) {
-			uint64_t from, to;
-			evk_sub_gap(sub, &from, &to);
-			evk_warn("gap: events %llu-%llu are no longer retained",
-				 (unsigned long long)from, (unsigned long long)to);
+			evk_sub_report_gap(sub);
 			continue;
 		}
 		if (rv != EVK_OK) {

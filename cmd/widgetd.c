@@ -436,10 +436,7 @@ run_daemon(struct opts *o, const char *url)
 		if (rv == EVK_ETIMEDOUT)
 			continue;
 		if (rv == EVK_EGAP) {
-			uint64_t from, to;
-			evk_sub_gap(sub, &from, &to);
-			evk_warn("gap: events %llu-%llu are no longer retained",
-				 (unsigned long long)from, (unsigned long long)to);
+			evk_sub_report_gap(sub);
 			continue;
 		}
 		if (rv != EVK_OK) {

@@ -750,3 +750,15 @@ evk_bus_status(const char *url, char **json)
 	nng_close(s);
 	return rv;
 }
+
+void
+evk_sub_report_gap(const struct evk_sub *s)
+{
+	uint64_t from, to;
+	evk_sub_gap(s, &from, &to);
+	if (from == to)
+		evk_warn("gap: event %llu is no longer retained", (unsigned long long)from);
+	else
+		evk_warn("gap: events %llu-%llu are no longer retained",
+			 (unsigned long long)from, (unsigned long long)to);
+}

@@ -6,7 +6,9 @@
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
+#include <errno.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 /* Writes v as exactly width decimal digits. */
@@ -419,5 +421,26 @@ evk_event_scan(struct evk_event *ev, const char *line, size_t len)
 	ev->seq = seq;
 	ev->line = line;
 	ev->line_len = len;
+	return EVK_OK;
+}
+
+int
+evk_uuid4(char out[37])
+{
+	unsigned char b[16];
+	size_t got = 0;
+	while (got < sizeof(b)) {
+		ssize_t n = getrandom(b + got, sizeof(b) - got, 0);
+		if (n < 0 && errno != EINTR)
+			return EVK_EIO;
+		if (n > 0)
+			got += (size_t)n;
+	}
+	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+	snprintf(out, 37,
+		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+		 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11],
+		 b[12], b[13], b[14], b[15]);
 	return EVK_OK;
 }

@@ -156,3 +156,17 @@ evk_store_stmt_release_all(void)
 	while (ncache > 0)
 		sqlite3_finalize(cache[--ncache].st);
 }
+
+int
+evk_store_begin(sqlite3 *db)
+{
+	/* The busy timeout waits inside each attempt; a writer that holds the
+	 * lock for long gets a few more chances before giving up. */
+	for (int i = 0; i < 50; i++) {
+		if (evk_store_exec(db, "BEGIN IMMEDIATE") == EVK_OK)
+			return EVK_OK;
+		if (sqlite3_errcode(db) != SQLITE_BUSY)
+			break;
+	}
+	return EVK_EIO;
+}

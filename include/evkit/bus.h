@@ -85,6 +85,10 @@ int evk_sub_next(struct evk_sub *s, struct evk_event *ev, int timeout_ms);
 /* True while events already received wait to be read: the next
  * evk_sub_next returns without waiting on the hub. Lets a printer flush
  * once per frame instead of once per event. */
+/* Says on stderr, once, which stretch evk_sub_next's EVK_EGAP skipped:
+ * "PROG: gap: events A-B are no longer retained". */
+void evk_sub_report_gap(const struct evk_sub *s);
+
 bool evk_sub_buffered(const struct evk_sub *s);
 
 void evk_sub_gap(const struct evk_sub *s, uint64_t *from, uint64_t *to);

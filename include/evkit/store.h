@@ -12,6 +12,10 @@
  * sqlite string valid until the next call) names the problem. */
 int evk_store_open(const char *path, sqlite3 **db, const char **why);
 
+/* BEGIN IMMEDIATE (a write transaction now), retried while other
+ * processes hold the write lock. */
+int evk_store_begin(sqlite3 *db);
+
 /* Creates the missing directories above PATH, each mode 0700. */
 int evk_store_make_parents(const char *path);
 
