@@ -15,7 +15,12 @@ pids=()
 cleanup() {
 	local p
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	# The daemons are not our children: wait until they are gone.
+	local deadline=$((SECONDS + 10))
+	for p in "${pids[@]}"; do
+		wait "$p" 2>/dev/null || true
+		while kill -0 "$p" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.02; done
+	done
 	[ -t 1 ] && printf '\033[?25h' || true
 	rm -rf "$dir"
 }

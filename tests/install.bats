@@ -20,6 +20,8 @@ setup() {
 		[ -f "$STAGE/usr/local/share/bash-completion/completions/$p" ]
 	done
 	[ -f "$STAGE/usr/local/share/man/man7/evkit.7" ]
+	grep -q '^#compdef evbusd evpub evsub evworker casectl widgetd$' \
+		"$STAGE/usr/local/share/zsh/vendor-completions/_evkit"
 	[ "$(find "$STAGE/usr/local/share/man" -type f | wc -l)" -eq 7 ]
 }
 
