@@ -172,3 +172,15 @@ $stored"
 	assert_output '[null,100,200]'
 	run -2 cc list --sort 'id; DROP TABLE cases'
 }
+
+@test "casectl ingest --strict stops at the first bad line; --since filters by change time" {
+	printf '%s\n' '{"agency":"hse","case_reference":"S1"}' 'oops' '{"agency":"hse","case_reference":"S2"}' >"$BATS_TEST_TMPDIR/in"
+	run -65 --separate-stderr cc --strict ingest <"$BATS_TEST_TMPDIR/in"
+	[[ $stderr == *"stdin:2: invalid JSON"* ]]
+	[ "$(cc list | jq -r .case_reference)" = S1 ]
+	run -0 cc list --since 2999-01-01T00:00:00Z
+	assert_output ''
+	[ "$(cc list --since 2000-01-01T00:00:00Z | wc -l)" -eq 1 ]
+	run -65 --separate-stderr cc --max-line 20 create <"$BATS_TEST_TMPDIR/in"
+	[[ $stderr == *"stdin:1: line longer than 20 bytes"* ]]
+}

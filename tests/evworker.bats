@@ -171,3 +171,43 @@ workflow:wf1 workflow_completed "
 	run sort -n "$T/seen"
 	assert_output $'1\n2\n3\n4\n5\n6'
 }
+
+@test "jobs run by priority, then due time, then id; --resource also broadcasts on resource:{id}" {
+	ew enqueue --priority 5 -- sh -c 'echo low >>"$0"' "$T/order" >/dev/null
+	ew enqueue --priority 0 --resource r1 -- sh -c 'echo high >>"$0"' "$T/order" >/dev/null
+	ew enqueue --at 2020-01-01T00:00:00Z --priority 5 -- sh -c 'echo old >>"$0"' "$T/order" >/dev/null
+	bg_to "$T/events" evsub --ready-file "$T/ready" -n 2 -W 30 'resource:r1'
+	local sub=${BG_PIDS[-1]}
+	wait_file "$T/ready"
+	run -0 ew run --drain
+	run cat "$T/order"
+	assert_output $'high\nold\nlow'
+	wait "$sub"
+	run jq -r .event "$T/events"
+	assert_output $'process_created\nworkflow_completed'
+}
+
+@test "evworker stats counts jobs per queue and state; prune forgets finished ones" {
+	ew enqueue -- true >/dev/null
+	ew enqueue --queue other -- true >/dev/null
+	ew enqueue --in 3600 -- true >/dev/null
+	ew run --drain 2>/dev/null
+	run -0 ew stats
+	[ "$(jq -c . <<<"$output")" = '{"default":{"completed":1,"scheduled":1},"other":{"available":1}}' ]
+	run -0 ew prune --older-than 1
+	[ "$(jq .pruned <<<"$output")" -eq 0 ]
+	run -2 ew prune
+}
+
+@test "SIGTERM stops claiming, lets a running job finish within --grace, then exits" {
+	ew enqueue -- sh -c 'sleep 0.5; touch "$0"' "$T/finished" >/dev/null
+	ew enqueue -- touch "$T/never" >/dev/null
+	evworker --db "$DB" run --grace 10 2>"$T/log" &
+	local w=$!
+	wait_for grep -q "job 1 started" "$T/log"
+	kill -TERM "$w"
+	wait "$w"
+	[ -e "$T/finished" ] && [ ! -e "$T/never" ]
+	[ "$(ew show 1 | jq -r .state)" = completed ]
+	[ "$(ew show 2 | jq -r .state)" = available ]
+}
