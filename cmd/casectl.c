@@ -181,15 +181,13 @@ static const char *const migrations[] = {
 static void
 open_db(struct ctx *c, bool create)
 {
-	char def[4096];
+	static char def[4096]; /* the default path lives as long as c */
 	const char *why;
 
 	if (c->db_path == NULL) {
 		if (evk_store_default_path("cases.db", def, sizeof(def)) != EVK_OK)
 			evk_die(EVK_EX_USAGE, "no --db given and no HOME or XDG_STATE_HOME");
-		c->db_path = strdup(def);
-		if (c->db_path == NULL)
-			evk_die(EVK_EX_FAIL, "out of memory");
+		c->db_path = def;
 	}
 	if (!create && access(c->db_path, F_OK) != 0)
 		evk_die(EVK_EX_UNAVAILABLE, "no database at '%s' (run: casectl init --admin NAME)",
