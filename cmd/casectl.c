@@ -375,7 +375,7 @@ outbox_flush(struct ctx *c, bool quiet)
 {
 	struct evk_pub *pub = NULL;
 	struct evk_buf lines = EVK_BUF_INIT(0);
-	long sent = 0, pending = 0;
+	long pending = 0;
 	int rv;
 
 	for (;;) {
@@ -409,7 +409,6 @@ outbox_flush(struct ctx *c, bool quiet)
 			if (sqlite3_step(st) != SQLITE_DONE)
 				db_die(c, "cannot clear the outbox");
 			done(st);
-			sent += n;
 		} else {
 			n = 0;
 		}
@@ -427,7 +426,6 @@ outbox_flush(struct ctx *c, bool quiet)
 		evk_warn("hub at '%s' unavailable: %ld notifications kept in the outbox "
 			 "(delivered by the next casectl command or 'casectl outbox flush')",
 			 c->url, pending);
-	(void)sent;
 	return pending;
 }
 
@@ -1053,14 +1051,6 @@ rerun(void *arg, const char *line, size_t len)
 	return w->c->count && w->printed >= w->c->count ? -1 : 0;
 }
 
-static long long
-mono_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 static int
 cmd_watch(struct ctx *c, int argc, char **argv)
 {
@@ -1082,7 +1072,7 @@ cmd_watch(struct ctx *c, int argc, char **argv)
 	if (rerun(&w, NULL, 0) != 0)
 		goto out;
 	while (!stopping) {
-		long long now = mono_ms(), due = evk_gate_next_due(g);
+		long long now = evk_mono_ms(), due = evk_gate_next_due(g);
 		if (evk_gate_tick(g, now, rerun, &w) != 0)
 			break;
 		int wait = due < 0 ? 200 : due > now ? (int)(due - now) : 0;
@@ -1097,7 +1087,7 @@ cmd_watch(struct ctx *c, int argc, char **argv)
 		}
 		if (!evk_pattern_match("case:*", ev.topic, ev.topic_len))
 			continue;
-		if (evk_gate_offer(g, "case", 4, ev.seq, "x", 1, mono_ms(), rerun, &w) != 0)
+		if (evk_gate_offer(g, "case", 4, ev.seq, "x", 1, evk_mono_ms(), rerun, &w) != 0)
 			break;
 	}
 out:

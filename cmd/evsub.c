@@ -275,7 +275,6 @@ struct out {
 
 #define BATCH_BYTES_MAX (4u * 1024 * 1024) /* an array is cut at this size */
 
-static long long now_ms(void);
 
 static void
 write_out(const void *p, size_t n)
@@ -352,7 +351,7 @@ deliver(struct out *w, const struct evk_event *ev)
 		    evk_buf_add(&w->batch, v, n) != EVK_OK)
 			evk_die(EVK_EX_FAIL, "out of memory");
 		if (w->batch_n++ == 0 && o->batch_ms)
-			w->batch_due = now_ms() + o->batch_ms;
+			w->batch_due = evk_mono_ms() + o->batch_ms;
 		if (o->batch_size && w->batch_n >= o->batch_size)
 			batch_flush(w);
 	} else {
@@ -413,7 +412,7 @@ gated(struct out *w, const struct evk_event *ev)
 		kl += ev->event_len;
 	}
 	int rv = evk_gate_offer(w->gate, key, kl, ev->seq, ev->line, ev->line_len,
-				now_ms(), from_throttle, w);
+				evk_mono_ms(), from_throttle, w);
 	if (rv > 0)
 		evk_die(EVK_EX_FAIL, "out of memory");
 	return rv;
@@ -456,14 +455,6 @@ reader_gone(void)
 	return poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLERR);
 }
 
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int
 main(int argc, char **argv)
 {
@@ -484,7 +475,7 @@ main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 
-	long long deadline = o.timeout_s >= 0 ? now_ms() + (long long)(o.timeout_s * 1000) : -1;
+	long long deadline = o.timeout_s >= 0 ? evk_mono_ms() + (long long)(o.timeout_s * 1000) : -1;
 	if ((rv = evk_sub_open(&sub, url, o.since)) != EVK_OK)
 		evk_die(rv == EVK_EUNAVAIL || rv == EVK_ECLOSED || rv == EVK_ETIMEDOUT
 				? EVK_EX_UNAVAILABLE
@@ -518,7 +509,7 @@ main(int argc, char **argv)
 	sigaction(SIGUSR1, &sa, NULL);
 
 	while (!stopping && !w.done) {
-		long long now = now_ms();
+		long long now = evk_mono_ms();
 		long long wait = 200; /* wake up now and then to notice signals */
 		if (deadline >= 0) {
 			if (deadline - now <= 0) {

@@ -107,14 +107,6 @@ now_ms(void)
 	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
-static long long
-mono_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 static void
 new_uuid(char out[37])
 {
@@ -782,7 +774,8 @@ progress_line(struct job *j, char *line)
 	emit_on(j, "process", "progress_update", p);
 }
 
-/* Reads what the step wrote; false at end of both descriptors. */
+/* Reads what the step wrote so far: progress lines become events, output
+ * goes to the job's tail; closes each descriptor at its end. */
 static void
 drain_fds(struct job *j)
 {
@@ -1085,20 +1078,20 @@ cmd_run(struct opts *o)
 	outbox_flush(); /* what an earlier run could not deliver */
 	for (;;) {
 		if (stopping && grace_end < 0)
-			grace_end = mono_ms() + o->grace * 1000;
+			grace_end = evk_mono_ms() + o->grace * 1000;
 		while (!stopping && nrunning < o->concurrency) {
 			struct job *j = claim(o->queue);
 			if (j == NULL)
 				break;
 			log_state(j, "started");
 			if (j->timeout_ms > 0)
-				j->deadline = mono_ms() + j->timeout_ms;
+				j->deadline = evk_mono_ms() + j->timeout_ms;
 			start_step(j);
 			running[nrunning++] = j;
 		}
 		if (nrunning == 0 && (stopping || o->drain))
 			break;
-		if (stopping && mono_ms() >= grace_end) {
+		if (stopping && evk_mono_ms() >= grace_end) {
 			while (nrunning > 0) {
 				abandon(running[0]);
 				remove_running(0);
@@ -1126,7 +1119,7 @@ cmd_run(struct opts *o)
 		for (int i = 0; i < nrunning; i++) {
 			struct job *j = running[i];
 			drain_fds(j);
-			if (j->deadline > 0 && !j->timed_out && mono_ms() >= j->deadline) {
+			if (j->deadline > 0 && !j->timed_out && evk_mono_ms() >= j->deadline) {
 				j->timed_out = true;
 				kill(-j->child, SIGKILL);
 			}

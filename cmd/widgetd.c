@@ -73,14 +73,6 @@ usage(FILE *out, int status)
 	exit(status);
 }
 
-static long long
-mono_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 /* ---- configured widgets ---- */
 
 enum kind { K_KEEP_LIVE, K_SESSION, K_COUNTER };
@@ -199,7 +191,7 @@ widget_or_new(const char *id, const char *type)
 	return w;
 }
 
-static int publish_now(void *arg, const char *line, size_t len);
+static int publish(void *arg, const char *id_, size_t len);
 
 static void
 changed(void *arg, const char *id, enum evk_fold_change c)
@@ -209,32 +201,37 @@ changed(void *arg, const char *id, enum evk_fold_change c)
 	/* Throttled per widget: the gate holds the id, the state is read
 	 * when it is published, so the last state always goes out. */
 	if (evk_gate_offer(publish_gate, id, strlen(id), last_seq, id, strlen(id), loop_now,
-			   publish_now, NULL) > 0)
+			   publish, NULL) > 0)
 		evk_die(EVK_EX_FAIL, "out of memory");
 }
 
+/* Announces the widget's current state (or its removal) on widget:{id}.
+ * A failure is said on stderr; the state itself is kept and saved, and the
+ * widget's next change announces it again. */
 static int
 publish(void *arg, const char *id_, size_t len)
 {
 	char id[160], topic[EVK_TOPIC_MAX + 1];
 	struct evk_buf line = EVK_BUF_INIT(0);
-	const char *why = NULL;
+	const char *why = "out of memory";
 	(void)arg;
 	snprintf(id, sizeof(id), "%.*s", (int)len, id_);
 	snprintf(topic, sizeof(topic), "widget:%s", id);
 	cJSON *w = evk_fold_find(widgets, id);
 	cJSON *gone = NULL;
-	if (w == NULL && (gone = cJSON_CreateObject()) != NULL)
-		cJSON_AddStringToObject(gone, "id", id);
-	if (evk_event_build(&line, NULL, topic, w ? "widget_updated" : "widget_removed",
-			    w ? w : gone, &why) == EVK_OK && pub)
-		evk_pub_add(pub, line.p, line.len);
+	if (w == NULL && ((gone = cJSON_CreateObject()) == NULL ||
+			  !cJSON_AddStringToObject(gone, "id", id)))
+		evk_die(EVK_EX_FAIL, "out of memory");
+	int rv = evk_event_build(&line, NULL, topic, w ? "widget_updated" : "widget_removed",
+				 w ? w : gone, &why);
+	if (rv != EVK_OK)
+		evk_warn("cannot announce widget '%s': %s", id, why);
+	else if (pub && (rv = evk_pub_add(pub, line.p, line.len)) != EVK_OK)
+		evk_warn("cannot announce widget '%s': %s", id, evk_strerror(rv));
 	cJSON_Delete(gone);
 	evk_buf_release(&line);
 	return 0;
 }
-
-static int publish_now(void *arg, const char *line, size_t len) { return publish(arg, line, len); }
 
 /* keep_live: the list re-queried from casectl's database. */
 static int
@@ -266,10 +263,11 @@ refetch(void *arg, const char *line, size_t len)
 			evk_warn("keep_live '%s': %s", d->id, sqlite3_errmsg(cases_db));
 		}
 	}
-	if (items == NULL || !cJSON_ReplaceItemInObjectCaseSensitive(w, "items", items)) {
-		if (items && !cJSON_AddItemToObject(w, "items", items))
-			evk_die(EVK_EX_FAIL, "out of memory");
-	}
+	if (items == NULL ||
+	    !(cJSON_GetObjectItemCaseSensitive(w, "items")
+		      ? cJSON_ReplaceItemInObjectCaseSensitive(w, "items", items)
+		      : cJSON_AddItemToObject(w, "items", items)))
+		evk_die(EVK_EX_FAIL, "out of memory");
 	cJSON *q = cJSON_GetObjectItemCaseSensitive(w, "queries");
 	if (q)
 		cJSON_SetNumberValue(q, (double)d->queries);
@@ -407,9 +405,9 @@ run_daemon(struct opts *o, const char *url)
 
 	struct evk_event ev;
 	int unsaved = 0;
-	loop_now = mono_ms();
+	loop_now = evk_mono_ms();
 	while (!stopping) {
-		long long now = loop_now = mono_ms();
+		long long now = loop_now = evk_mono_ms();
 		long long due = evk_gate_next_due(publish_gate);
 		for (int i = 0; i < ndecls; i++) {
 			if (decls[i].refetch) {
@@ -419,7 +417,7 @@ run_daemon(struct opts *o, const char *url)
 					due = d;
 			}
 		}
-		evk_gate_tick(publish_gate, now, publish_now, NULL);
+		evk_gate_tick(publish_gate, now, publish, NULL);
 		int wait = 200;
 		if (due >= 0 && due - now < wait)
 			wait = due > now ? (int)(due - now) : 0;
@@ -427,10 +425,12 @@ run_daemon(struct opts *o, const char *url)
 			save_state();
 			unsaved = 0;
 		}
-		if (pub && evk_pub_sync(pub) != EVK_OK) {
+		if (pub && (rv = evk_pub_sync(pub)) != EVK_OK) {
+			evk_warn("widget announcements not acknowledged by '%s': %s;"
+				 " reconnecting", url, evk_strerror(rv));
 			evk_pub_close(pub);
-			pub = NULL;
-			evk_pub_open(&pub, url, NULL, NULL);
+			if (evk_pub_open(&pub, url, NULL, NULL) != EVK_OK)
+				pub = NULL;
 		}
 		rv = evk_sub_next(sub, &ev, wait);
 		if (rv == EVK_ETIMEDOUT)
@@ -458,7 +458,7 @@ run_daemon(struct opts *o, const char *url)
 			unsaved = 0;
 		}
 	}
-	evk_gate_flush(publish_gate, publish_now, NULL);
+	evk_gate_flush(publish_gate, publish, NULL);
 	if (pub)
 		evk_pub_sync(pub);
 	save_state();

@@ -444,3 +444,11 @@ evk_uuid4(char out[37])
 		 b[12], b[13], b[14], b[15]);
 	return EVK_OK;
 }
+
+long long
+evk_mono_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}

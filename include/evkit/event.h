@@ -35,6 +35,9 @@ struct evk_event {
  * ts[EVK_TS_LEN + 1]. */
 void evk_ts_now(char *ts);
 
+/* Milliseconds on the monotonic clock: for windows, timeouts and deadlines. */
+long long evk_mono_ms(void);
+
 /* Checks ts[0..n) is an RFC 3339 UTC time ("Z" or "+00:00", fraction
  * optional) and writes its normalised form (microseconds, "Z") to out. */
 int evk_ts_normalise(const char *ts, size_t n, char *out);
