@@ -35,7 +35,7 @@ hub=$(cat "$dir/hub.pid")
 casectl --db "$dir/cases.db" init --admin bench >/dev/null
 
 t0=$(date +%s.%N)
-casectl --db "$dir/cases.db" ingest <"$dir/cases.jsonl" 2>"$dir/ingest.err"
+/usr/bin/time -o "$dir/ingest.time" -f "%U %S" casectl --db "$dir/cases.db" ingest <"$dir/cases.jsonl" 2>"$dir/ingest.err"
 t1=$(date +%s.%N)
 sqlite3 "$dir/floor.db" <<SQL
 PRAGMA journal_mode=WAL;
@@ -52,10 +52,13 @@ COMMIT;
 SQL
 t3=$(date +%s.%N)
 notes=$(evbusd --status | jq .head_seq)
+hub_cpu=$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$hub/stat")
 
 echo "casectl ingest: $N cases, $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg)"
 printf '%-40s %10s %12s\n' run seconds cases/s
 awk -v n="$N" -v a="$t0" -v b="$t1" 'BEGIN { printf "%-40s %10.2f %12.0f\n", "casectl ingest (+ notifications)", b - a, n / (b - a) }'
 awk -v n="$N" -v a="$t2" -v b="$t3" 'BEGIN { printf "%-40s %10.2f %12.0f\n", "sqlite3 shell .import, one transaction", b - a, n / (b - a) }'
 awk -v a="$t0" -v b="$t1" -v c="$t2" -v d="$t3" 'BEGIN { printf "casectl/sqlite3 time ratio %.2f (goal <= 3)\n", (b - a) / (d - c) }'
+read -r user sys <"$dir/ingest.time"
+echo "cpu seconds: casectl $user user + $sys system (with its checkpoint thread), hub $hub_cpu"
 echo "notifications on the bus: $notes ($(sed 's/^casectl: //' "$dir/ingest.err"))"

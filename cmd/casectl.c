@@ -15,6 +15,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
+#include <math.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -29,6 +31,8 @@
 #define LINE_MAX_DEFAULT (4u << 20)   /* one input line */
 #define INGEST_TXN 1000               /* cases per ingest transaction */
 #define OUTBOX_CHUNK 4096             /* notifications per delivery round */
+#define BATCH_BYTES (8u << 20)        /* ingest commits past this much to announce */
+#define AGENCY_CACHE 64               /* agencies a process remembers */
 
 enum role { ROLE_NONE, ROLE_VIEWER, ROLE_EDITOR, ROLE_ADMIN };
 
@@ -46,6 +50,25 @@ struct ctx {
 	long limit;
 	long long refetch_ms;
 	long count; /* watch: exit after this many results */
+	/* scratch for the case being written */
+	struct evk_buf out, payload, key;
+	struct agency {
+		sqlite3_int64 id;
+		char *code, *name;
+	} agencies[AGENCY_CACHE];
+	size_t n_agencies;
+	struct offender {
+		sqlite3_int64 id;
+		struct evk_buf name, postcode; /* NUL-terminated */
+		bool has_postcode;
+	} off;
+	/* ingest: a write transaction is open; delivering as we go (live)
+	 * with the open transaction's notifications in batch, and those of
+	 * the last commit sent and awaiting their acks */
+	bool in_txn, live;
+	struct evk_pub *pub;
+	struct evk_buf batch;
+	sqlite3_int64 batch_n, sent_row;
 };
 
 static volatile sig_atomic_t stopping;
@@ -105,7 +128,7 @@ now_ts(char out[EVK_TS_LEN + 1])
 static void
 new_uuid(char out[37])
 {
-	if (evk_uuid4(out) != EVK_OK)
+	if (evk_uuid7(out) != EVK_OK)
 		evk_die(EVK_EX_FAIL, "no random bytes: %s", strerror(errno));
 }
 
@@ -176,6 +199,19 @@ static const char *const migrations[] = {
 	"CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, ts TEXT NOT NULL,"
 	" action TEXT NOT NULL, past TEXT NOT NULL, case_id TEXT NOT NULL,"
 	" payload TEXT NOT NULL);",
+	/* 2: an outbox row holds the ready event lines of one transaction
+	 * (count of them, each ending in a newline): a long ingest writes one
+	 * row per batch instead of one per case. */
+	"CREATE TABLE outbox2 (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" count INTEGER NOT NULL, lines BLOB NOT NULL);"
+	"INSERT INTO outbox2 (count, lines) SELECT 2,"
+	" '{\"ts\":\"' || ts || '\",\"topic\":\"case:' || past || '\",\"event\":\"' || action"
+	" || '\",\"payload\":' || payload || '}' || char(10) ||"
+	" '{\"ts\":\"' || ts || '\",\"topic\":\"case:' || past || ':' || case_id"
+	" || '\",\"event\":\"' || action || '\",\"payload\":' || payload || '}' || char(10)"
+	" FROM outbox ORDER BY id;"
+	"DROP TABLE outbox;"
+	"ALTER TABLE outbox2 RENAME TO outbox;",
 };
 
 static void
@@ -194,7 +230,7 @@ open_db(struct ctx *c, bool create)
 			c->db_path);
 	if (evk_store_open(c->db_path, &c->db, &why) != EVK_OK)
 		evk_die(EVK_EX_UNAVAILABLE, "cannot open database '%s': %s", c->db_path, why);
-	if (evk_store_migrate(c->db, migrations, 1) != EVK_OK)
+	if (evk_store_migrate(c->db, migrations, 2) != EVK_OK)
 		db_die(c, "cannot set up the database");
 }
 
@@ -232,71 +268,137 @@ require(struct ctx *c, enum role need, const char *action)
 	" FROM cases c JOIN agencies a ON a.id = c.agency_id"                           \
 	" LEFT JOIN offenders o ON o.id = c.offender_id"
 
-static cJSON *
-add_col(cJSON *o, const char *name, sqlite3_stmt *st, int i)
+/* One case as casectl shows it, agency and offender loaded: the fields of a
+ * CASE_SELECT row, or of a case just written (no read-back). A NULL
+ * string is JSON null; offender_id 0 means no offender. */
+struct case_view {
+	const char *id, *reference, *agency_code, *agency_name;
+	sqlite3_int64 agency_id, offender_id;
+	const char *off_name, *off_postcode, *date, *result;
+	bool has_fine, has_costs;
+	double fine, costs;
+	const char *inserted, *updated, *synced;
+};
+
+static void
+view_from_row(sqlite3_stmt *st, struct case_view *v)
 {
-	cJSON *v;
-	switch (sqlite3_column_type(st, i)) {
-	case SQLITE_NULL: v = cJSON_CreateNull(); break;
-	case SQLITE_INTEGER: v = cJSON_CreateNumber((double)sqlite3_column_int64(st, i)); break;
-	case SQLITE_FLOAT: v = cJSON_CreateNumber(sqlite3_column_double(st, i)); break;
-	default: v = cJSON_CreateString((const char *)sqlite3_column_text(st, i)); break;
-	}
-	if (v == NULL || !cJSON_AddItemToObject(o, name, v)) {
-		cJSON_Delete(v);
-		return NULL;
-	}
-	return v;
+#define TEXT(i) ((const char *)sqlite3_column_text(st, (i)))
+	*v = (struct case_view){
+		.id = TEXT(0), .agency_id = sqlite3_column_int64(st, 1),
+		.agency_code = TEXT(2), .agency_name = TEXT(3), .reference = TEXT(4),
+		.offender_id = sqlite3_column_int64(st, 5), .off_name = TEXT(6),
+		.off_postcode = TEXT(7), .date = TEXT(8),
+		.has_fine = sqlite3_column_type(st, 9) != SQLITE_NULL,
+		.fine = sqlite3_column_double(st, 9),
+		.has_costs = sqlite3_column_type(st, 10) != SQLITE_NULL,
+		.costs = sqlite3_column_double(st, 10), .result = TEXT(11),
+		.inserted = TEXT(12), .updated = TEXT(13), .synced = TEXT(14),
+	};
+#undef TEXT
 }
 
-/* The case at the current row of a CASE_SELECT, agency and offender loaded. */
-static cJSON *
-case_from_row(sqlite3_stmt *st)
+static int
+add_text(struct evk_buf *b, const char *s)
 {
-	cJSON *c = cJSON_CreateObject(), *a = cJSON_CreateObject(), *o = NULL;
-	bool ok = c && a && add_col(c, "id", st, 0) && add_col(a, "id", st, 1) &&
-		  add_col(a, "code", st, 2) && add_col(a, "name", st, 3) &&
-		  cJSON_AddItemToObject(c, "agency", a);
-	if (!ok) {
-		if (c && a && !cJSON_GetObjectItemCaseSensitive(c, "agency"))
-			cJSON_Delete(a);
-		cJSON_Delete(c);
-		return NULL;
-	}
-	if (sqlite3_column_type(st, 5) == SQLITE_NULL) {
-		ok = cJSON_AddNullToObject(c, "offender") != NULL;
+	return s ? evk_buf_add_json_string(b, s, strlen(s)) : evk_buf_add(b, "null", 4);
+}
+
+/* A number printed as cJSON prints it, so every output agrees: whole
+ * numbers within int as integers, else the shortest of 15 or 17 digits
+ * that reads back the same. */
+static int
+add_number(struct evk_buf *b, bool has, double d)
+{
+	char s[32];
+	if (!has || isnan(d) || isinf(d))
+		return evk_buf_add(b, "null", 4);
+	if (d >= INT_MIN && d <= INT_MAX && d == (double)(int)d) {
+		snprintf(s, sizeof(s), "%d", (int)d);
 	} else {
-		o = cJSON_CreateObject();
-		ok = o && add_col(o, "id", st, 5) && add_col(o, "name", st, 6) &&
-		     add_col(o, "postcode", st, 7) && cJSON_AddItemToObject(c, "offender", o);
-		if (!ok && o && !cJSON_GetObjectItemCaseSensitive(c, "offender"))
-			cJSON_Delete(o);
+		double back;
+		snprintf(s, sizeof(s), "%1.15g", d);
+		if (sscanf(s, "%lg", &back) != 1 || back != d)
+			snprintf(s, sizeof(s), "%1.17g", d);
 	}
-	ok = ok && add_col(c, "case_reference", st, 4) &&
-	     add_col(c, "offence_action_date", st, 8) && add_col(c, "offence_fine", st, 9) &&
-	     add_col(c, "offence_costs", st, 10) && add_col(c, "offence_result", st, 11) &&
-	     add_col(c, "inserted_at", st, 12) && add_col(c, "updated_at", st, 13) &&
-	     add_col(c, "last_synced_at", st, 14);
-	if (!ok) {
-		cJSON_Delete(c);
-		return NULL;
-	}
-	return c;
+	return evk_buf_addstr(b, s);
 }
 
-static cJSON *
-case_get(struct ctx *c, const char *id)
+/* Appends the case as one JSON object. */
+static void
+case_write(struct evk_buf *b, const struct case_view *v)
+{
+	bool ok = !evk_buf_add(b, "{\"id\":", 6) && !add_text(b, v->id) &&
+		  !evk_buf_add(b, ",\"agency\":{\"id\":", 16) &&
+		  !evk_buf_add_u64(b, (uint64_t)v->agency_id) &&
+		  !evk_buf_add(b, ",\"code\":", 8) && !add_text(b, v->agency_code) &&
+		  !evk_buf_add(b, ",\"name\":", 8) && !add_text(b, v->agency_name) &&
+		  !evk_buf_add(b, "},\"offender\":", 13);
+	if (ok && v->offender_id == 0)
+		ok = !evk_buf_add(b, "null", 4);
+	else if (ok)
+		ok = !evk_buf_add(b, "{\"id\":", 6) &&
+		     !evk_buf_add_u64(b, (uint64_t)v->offender_id) &&
+		     !evk_buf_add(b, ",\"name\":", 8) && !add_text(b, v->off_name) &&
+		     !evk_buf_add(b, ",\"postcode\":", 12) && !add_text(b, v->off_postcode) &&
+		     !evk_buf_addch(b, '}');
+	ok = ok && !evk_buf_add(b, ",\"case_reference\":", 18) && !add_text(b, v->reference) &&
+	     !evk_buf_add(b, ",\"offence_action_date\":", 23) && !add_text(b, v->date) &&
+	     !evk_buf_add(b, ",\"offence_fine\":", 16) && !add_number(b, v->has_fine, v->fine) &&
+	     !evk_buf_add(b, ",\"offence_costs\":", 17) &&
+	     !add_number(b, v->has_costs, v->costs) &&
+	     !evk_buf_add(b, ",\"offence_result\":", 18) && !add_text(b, v->result) &&
+	     !evk_buf_add(b, ",\"inserted_at\":", 15) && !add_text(b, v->inserted) &&
+	     !evk_buf_add(b, ",\"updated_at\":", 14) && !add_text(b, v->updated) &&
+	     !evk_buf_add(b, ",\"last_synced_at\":", 18) && !add_text(b, v->synced) &&
+	     !evk_buf_addch(b, '}');
+	if (!ok)
+		evk_die(EVK_EX_FAIL, "out of memory");
+}
+
+/* Runs fn on the case id inside a CASE_SELECT; false when there is none. */
+static bool
+case_with(struct ctx *c, const char *id, void (*fn)(struct ctx *, const struct case_view *,
+						    void *),
+	  void *arg)
 {
 	sqlite3_stmt *st = prepare(c, CASE_SELECT " WHERE c.id = ?");
-	cJSON *j = NULL;
+	struct case_view v;
 	bind_text(c, st, 1, id);
 	int rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW && (j = case_from_row(st)) == NULL)
-		evk_die(EVK_EX_FAIL, "out of memory");
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+	if (rc == SQLITE_ROW) {
+		view_from_row(st, &v);
+		fn(c, &v, arg);
+	} else if (rc != SQLITE_DONE) {
 		db_die(c, "cannot read a case");
+	}
 	done(st);
-	return j;
+	return rc == SQLITE_ROW;
+}
+
+static void
+put_text(const struct evk_buf *b)
+{
+	if (b->len && fwrite(b->p, 1, b->len, stdout) != b->len)
+		evk_die(EVK_EX_IOERR, "writing stdout: %s", strerror(errno));
+}
+
+/* Leaves the case in c->out as one JSON line. */
+static void
+print_case_to(struct ctx *c, const struct case_view *v)
+{
+	evk_buf_reset(&c->out);
+	case_write(&c->out, v);
+	if (evk_buf_addch(&c->out, '\n'))
+		evk_die(EVK_EX_FAIL, "out of memory");
+}
+
+static void
+print_case(struct ctx *c, const struct case_view *v, void *arg)
+{
+	(void)arg;
+	print_case_to(c, v);
+	put_text(&c->out);
 }
 
 static void
@@ -310,123 +412,228 @@ print_json(cJSON *j)
 	cJSON_free(s);
 }
 
-/* ---- notifications: outbox inside the transaction, delivered after ---- */
+/* ---- notifications: outbox inside the transaction, delivered after ----
+ *
+ * The notifications of a transaction are collected in c->batch as ready
+ * event lines and written, just before COMMIT, as one outbox row. */
 
-/* Queues the notification of one action, inside the caller's transaction:
- * one outbox row, sent later as case:{past} and case:{past}:{id}. */
+/* Queues the notification of one action on case v: the event lines
+ * case:{past} and case:{past}:{id}, payload {resource, action, actor, data}. */
 static void
-notify(struct ctx *c, const char *action, const char *past, cJSON *data)
+notify(struct ctx *c, const char *action, const char *past, const struct case_view *v)
 {
-	cJSON *p = cJSON_CreateObject();
-	const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(data, "id"));
+	struct evk_buf *p = &c->payload;
 	char ts[EVK_TS_LEN + 1];
 
-	if (p == NULL || id == NULL || !cJSON_AddStringToObject(p, "resource", "case") ||
-	    !cJSON_AddStringToObject(p, "action", action) ||
-	    !cJSON_AddStringToObject(p, "actor", c->actor) ||
-	    !cJSON_AddItemReferenceToObject(p, "data", data))
+	evk_buf_reset(p);
+	if (evk_buf_add(p, "{\"resource\":\"case\",\"action\":", 28) || add_text(p, action) ||
+	    evk_buf_add(p, ",\"actor\":", 9) || add_text(p, c->actor) ||
+	    evk_buf_add(p, ",\"data\":", 8))
 		evk_die(EVK_EX_FAIL, "out of memory");
-	char *text = cJSON_PrintUnformatted(p);
-	if (text == NULL)
+	case_write(p, v);
+	if (evk_buf_addch(p, '}'))
 		evk_die(EVK_EX_FAIL, "out of memory");
 	now_ts(ts);
-	sqlite3_stmt *st = prepare(c, "INSERT INTO outbox (ts, action, past, case_id, payload)"
-				      " VALUES (?, ?, ?, ?, ?)");
-	bind_text(c, st, 1, ts);
-	bind_text(c, st, 2, action);
-	bind_text(c, st, 3, past);
-	bind_text(c, st, 4, id);
-	if (sqlite3_bind_text(st, 5, text, -1, SQLITE_STATIC) != SQLITE_OK ||
-	    sqlite3_step(st) != SQLITE_DONE)
-		db_die(c, "cannot write the outbox");
-	done(st);
-	cJSON_free(text);
-	cJSON_Delete(p);
-}
-
-/* The two event lines of an outbox row at the current row of st
- * (ts, action, past, case_id, payload), each followed by a newline. */
-static void
-outbox_lines(sqlite3_stmt *st, int col, struct evk_buf *out)
-{
-	const char *ts = (const char *)sqlite3_column_text(st, col);
-	const char *action = (const char *)sqlite3_column_text(st, col + 1);
-	const char *past = (const char *)sqlite3_column_text(st, col + 2);
-	const char *id = (const char *)sqlite3_column_text(st, col + 3);
-	const char *payload = (const char *)sqlite3_column_text(st, col + 4);
-	size_t plen = (size_t)sqlite3_column_bytes(st, col + 4);
-
 	for (int i = 0; i < 2; i++) {
 		char topic[EVK_TOPIC_MAX + 1];
 		const char *why = NULL;
-		snprintf(topic, sizeof(topic), i ? "case:%s:%s" : "case:%s", past, id);
-		if (evk_event_build_raw(out, ts, topic, action, payload, plen, &why) != EVK_OK ||
-		    evk_buf_addch(out, '\n') != EVK_OK)
+		snprintf(topic, sizeof(topic), i ? "case:%s:%s" : "case:%s", past, v->id);
+		if (evk_event_build_raw(&c->batch, ts, topic, action, p->p, p->len, &why) ||
+		    evk_buf_addch(&c->batch, '\n'))
 			evk_die(EVK_EX_FAIL, "cannot build a notification: %s", why ? why : "");
 	}
+	c->batch_n += 2;
+}
+
+/* notify_row's argument: the action, its past tense, and whether to keep
+ * the case as a JSON line in c->out, to print once committed. */
+struct announcement {
+	const char *action, *past;
+	bool keep;
+};
+
+static void
+notify_row(struct ctx *c, const struct case_view *v, void *arg)
+{
+	const struct announcement *a = arg;
+	notify(c, a->action, a->past, v);
+	if (a->keep)
+		print_case_to(c, v);
+}
+
+/* Publishes each '\n'-terminated line of lines[0..len). */
+static int
+send_lines(struct evk_pub *pub, const char *lines, size_t len)
+{
+	for (const char *p = lines, *end = lines + len; p < end;) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		if (nl == NULL)
+			return EVK_EPROTO;
+		int rv = evk_pub_add(pub, p, (size_t)(nl - p));
+		if (rv != EVK_OK)
+			return rv;
+		p = nl + 1;
+	}
+	return EVK_OK;
 }
 
 /* Delivers the outbox, oldest first, each once: rows are deleted in the
  * same write transaction that published them (another casectl waits), so
- * two processes never send the same row. Returns how many stay pending;
- * quiet == true when the hub being down is not worth a warning. */
+ * two processes never send the same row. Returns how many notifications
+ * stay pending; quiet == true when the hub being down is not worth a
+ * warning. */
 static long
 outbox_flush(struct ctx *c, bool quiet)
 {
 	struct evk_pub *pub = NULL;
-	struct evk_buf lines = EVK_BUF_INIT(0);
 	long pending = 0;
-	int rv;
+	bool more = true;
 
-	for (;;) {
+	while (more) {
 		begin(c);
-		sqlite3_stmt *st = prepare(c, "SELECT id, ts, action, past, case_id, payload"
-					      " FROM outbox ORDER BY id LIMIT ?");
-		sqlite3_bind_int(st, 1, OUTBOX_CHUNK);
+		sqlite3_stmt *st = prepare(c, "SELECT id, lines FROM outbox ORDER BY id");
 		sqlite3_int64 last = 0;
-		int n = 0;
+		long n = 0;
 		int rc;
-		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-			if (pub == NULL && (rv = evk_pub_open(&pub, c->url, NULL, NULL)) != EVK_OK) {
+		bool ok = true;
+		while (n < OUTBOX_CHUNK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+			if (pub == NULL && evk_pub_open(&pub, c->url, NULL, NULL) != EVK_OK) {
 				pub = NULL;
+				ok = false;
+				break;
+			}
+			if (send_lines(pub, sqlite3_column_blob(st, 1),
+				       (size_t)sqlite3_column_bytes(st, 1)) != EVK_OK) {
+				ok = false;
 				break;
 			}
 			last = sqlite3_column_int64(st, 0);
-			evk_buf_reset(&lines);
-			outbox_lines(st, 1, &lines);
-			char *nl = memchr(lines.p, '\n', lines.len);
-			if (evk_pub_add(pub, lines.p, (size_t)(nl - lines.p)) != EVK_OK ||
-			    evk_pub_add(pub, nl + 1, lines.len - (size_t)(nl - lines.p) - 2) != EVK_OK)
-				break;
 			n++;
 		}
+		more = ok && n == OUTBOX_CHUNK;
+		if (ok && n < OUTBOX_CHUNK && rc != SQLITE_DONE)
+			ok = false;
 		done(st);
-		if (n > 0 && (rc != SQLITE_ROW && rc != SQLITE_DONE))
-			n = 0;
-		if (n > 0 && pub && evk_pub_sync(pub) == EVK_OK) {
+		if (ok && n > 0 && evk_pub_sync(pub) == EVK_OK) {
 			st = prepare(c, "DELETE FROM outbox WHERE id <= ?");
 			sqlite3_bind_int64(st, 1, last);
 			if (sqlite3_step(st) != SQLITE_DONE)
 				db_die(c, "cannot clear the outbox");
 			done(st);
 		} else {
-			n = 0;
+			more = false;
 		}
 		exec(c, "COMMIT");
-		if (n < OUTBOX_CHUNK)
-			break;
 	}
 	evk_pub_close(pub);
-	evk_buf_release(&lines);
-	sqlite3_stmt *st = prepare(c, "SELECT count(*) FROM outbox");
+	sqlite3_stmt *st = prepare(c, "SELECT coalesce(sum(count), 0) FROM outbox");
 	if (sqlite3_step(st) == SQLITE_ROW)
-		pending = sqlite3_column_int(st, 0);
+		pending = (long)sqlite3_column_int64(st, 0);
 	done(st);
 	if (pending > 0 && !quiet)
 		evk_warn("hub at '%s' unavailable: %ld notifications kept in the outbox "
 			 "(delivered by the next casectl command or 'casectl outbox flush')",
 			 c->url, pending);
 	return pending;
+}
+
+/* ---- committing, and delivering while ingesting ----
+ *
+ * A long ingest hands each committed transaction's notifications to the
+ * hub while it works on the next one, so the hub stores them while casectl
+ * writes cases. Each step runs inside the next write transaction: no other
+ * casectl can flush the outbox in between, so a row goes out once.
+ *   COMMIT batch k; BEGIN; live_send(k); ...cases of k+1...;
+ *   live_settle(k) (wait for the acks, delete k's row); COMMIT k+1. */
+
+/* Stops delivering as we go; what is left goes through outbox_flush. */
+static void
+live_stop(struct ctx *c)
+{
+	evk_pub_close(c->pub);
+	c->pub = NULL;
+	c->live = false;
+	c->sent_row = 0;
+}
+
+/* Starts delivering as we go when the outbox is empty (so nothing older
+ * would be overtaken) and the hub answers. */
+static void
+live_start(struct ctx *c)
+{
+	if (outbox_flush(c, true) == 0 && evk_pub_open(&c->pub, c->url, NULL, NULL) == EVK_OK)
+		c->live = true;
+	else
+		c->pub = NULL;
+}
+
+/* In the transaction after the batch's commit: sends the batch when its
+ * row is still the oldest in the outbox (another casectl may have flushed
+ * it in between, or left older ones). */
+static void
+live_send(struct ctx *c, sqlite3_int64 row)
+{
+	sqlite3_stmt *st = prepare(c, "SELECT count(*), min(id) FROM outbox WHERE id <= ?");
+	sqlite3_bind_int64(st, 1, row);
+	bool ours = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) == 1 &&
+		    sqlite3_column_int64(st, 1) == row;
+	done(st);
+	if (ours && send_lines(c->pub, c->batch.p, c->batch.len) == EVK_OK &&
+	    evk_pub_flush(c->pub) == EVK_OK)
+		c->sent_row = row;
+	else
+		live_stop(c);
+}
+
+/* Before the commit: once the hub acknowledged what live_send sent, its
+ * row leaves the outbox in this transaction. */
+static void
+live_settle(struct ctx *c)
+{
+	if (c->sent_row == 0)
+		return;
+	if (evk_pub_sync(c->pub) != EVK_OK) {
+		live_stop(c);
+		return;
+	}
+	sqlite3_stmt *st = prepare(c, "DELETE FROM outbox WHERE id = ?");
+	sqlite3_bind_int64(st, 1, c->sent_row);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		db_die(c, "cannot clear the outbox");
+	done(st);
+	c->sent_row = 0;
+}
+
+/* Commits the open transaction with its notifications as one outbox row
+ * (settling the batch sent within it) and, while delivering as we go,
+ * opens the next transaction and sends this batch. more == false: no
+ * transaction is left open. */
+static void
+commit(struct ctx *c, bool more)
+{
+	sqlite3_int64 row = 0;
+	if (c->batch_n > 0) {
+		sqlite3_stmt *st = prepare(c, "INSERT INTO outbox (count, lines) VALUES (?, ?)");
+		sqlite3_bind_int64(st, 1, c->batch_n);
+		if (sqlite3_bind_blob64(st, 2, c->batch.p, c->batch.len, SQLITE_STATIC) !=
+			    SQLITE_OK ||
+		    sqlite3_step(st) != SQLITE_DONE)
+			db_die(c, "cannot write the outbox");
+		done(st);
+		row = sqlite3_last_insert_rowid(c->db);
+	}
+	live_settle(c);
+	exec(c, "COMMIT");
+	c->in_txn = false;
+	if (c->live && row) {
+		begin(c);
+		c->in_txn = true;
+		live_send(c, row);
+	}
+	c->batch_n = 0;
+	evk_buf_reset(&c->batch);
+	if (c->in_txn && !more)
+		commit(c, false);
 }
 
 /* ---- input cases ---- */
@@ -549,47 +756,91 @@ match_key(const char *name, const char *postcode, struct evk_buf *out)
 	evk_buf_addch(out, '\0');
 }
 
-static sqlite3_int64
-upsert_id(struct ctx *c, const char *insert, const char *select, const char *a,
-	  const char *b, const char *d)
+/* The agency with this code, created when new. Agencies are few and never
+ * change, so each process keeps the ones it met. */
+static const struct agency *
+agency_get(struct ctx *c, const char *code)
 {
-	sqlite3_stmt *st = prepare(c, insert);
-	bind_text(c, st, 1, a);
-	bind_text(c, st, 2, b);
-	if (d)
-		bind_text(c, st, 3, d);
-	if (sqlite3_step(st) != SQLITE_DONE)
-		db_die(c, "cannot write");
+	for (size_t i = 0; i < c->n_agencies; i++)
+		if (strcmp(c->agencies[i].code, code) == 0)
+			return &c->agencies[i];
+	struct agency a = { 0 };
+	sqlite3_stmt *st = prepare(c, "SELECT id, name FROM agencies WHERE code = ?");
+	bind_text(c, st, 1, code);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		a.id = sqlite3_column_int64(st, 0);
+		a.name = strdup((const char *)sqlite3_column_text(st, 1));
+	} else if (rc != SQLITE_DONE) {
+		db_die(c, "cannot read an agency");
+	}
 	done(st);
-	st = prepare(c, select);
-	bind_text(c, st, 1, d ? d : a);
-	if (sqlite3_step(st) != SQLITE_ROW)
-		db_die(c, "cannot read back");
-	sqlite3_int64 id = sqlite3_column_int64(st, 0);
-	done(st);
-	return id;
-}
-
-static sqlite3_int64
-agency_id(struct ctx *c, const char *code)
-{
-	return upsert_id(c, "INSERT OR IGNORE INTO agencies (code, name) VALUES (?, ?)",
-			 "SELECT id FROM agencies WHERE code = ?", code, code, NULL);
-}
-
-static sqlite3_int64
-offender_id(struct ctx *c, const struct input *in)
-{
-	struct evk_buf key = EVK_BUF_INIT(0);
-	match_key(in->off_name, in->off_postcode, &key);
-	if (key.p == NULL)
+	if (rc == SQLITE_DONE) {
+		st = prepare(c, "INSERT INTO agencies (code, name) VALUES (?1, ?1)");
+		bind_text(c, st, 1, code);
+		if (sqlite3_step(st) != SQLITE_DONE)
+			db_die(c, "cannot add an agency");
+		done(st);
+		a.id = sqlite3_last_insert_rowid(c->db);
+		a.name = strdup(code);
+	}
+	a.code = strdup(code);
+	if (a.code == NULL || a.name == NULL)
 		evk_die(EVK_EX_FAIL, "out of memory");
-	sqlite3_int64 id = upsert_id(
-		c, "INSERT OR IGNORE INTO offenders (name, postcode, match_key) VALUES (?, ?, ?)",
-		"SELECT id FROM offenders WHERE match_key = ?", in->off_name,
-		in->off_postcode, key.p);
-	evk_buf_release(&key);
-	return id;
+	if (c->n_agencies == AGENCY_CACHE) {
+		/* Past the cache, the oldest entry makes room. */
+		free(c->agencies[0].code);
+		free(c->agencies[0].name);
+		memmove(c->agencies, c->agencies + 1, sizeof(a) * (AGENCY_CACHE - 1));
+		c->n_agencies--;
+	}
+	c->agencies[c->n_agencies] = a;
+	return &c->agencies[c->n_agencies++];
+}
+
+/* The offender of the input (matched by normalised name and postcode),
+ * created when new; its stored name and postcode are left in c->off. */
+static sqlite3_int64
+offender_get(struct ctx *c, const struct input *in)
+{
+	struct offender *o = &c->off;
+	match_key(in->off_name, in->off_postcode, &c->key);
+	if (c->key.p == NULL)
+		evk_die(EVK_EX_FAIL, "out of memory");
+	sqlite3_stmt *st =
+		prepare(c, "SELECT id, name, postcode FROM offenders WHERE match_key = ?");
+	bind_text(c, st, 1, c->key.p);
+	int rc = sqlite3_step(st);
+	evk_buf_reset(&o->name);
+	evk_buf_reset(&o->postcode);
+	o->has_postcode = false;
+	if (rc == SQLITE_ROW) {
+		o->id = sqlite3_column_int64(st, 0);
+		const char *pc = (const char *)sqlite3_column_text(st, 2);
+		if (evk_buf_add(&o->name, sqlite3_column_text(st, 1),
+				(size_t)sqlite3_column_bytes(st, 1) + 1) ||
+		    (pc && evk_buf_add(&o->postcode, pc, strlen(pc) + 1)))
+			evk_die(EVK_EX_FAIL, "out of memory");
+		o->has_postcode = pc != NULL;
+	} else if (rc != SQLITE_DONE) {
+		db_die(c, "cannot read an offender");
+	}
+	done(st);
+	if (rc == SQLITE_ROW)
+		return o->id;
+	st = prepare(c, "INSERT INTO offenders (name, postcode, match_key) VALUES (?, ?, ?)");
+	bind_text(c, st, 1, in->off_name);
+	bind_text(c, st, 2, in->off_postcode);
+	bind_text(c, st, 3, c->key.p);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		db_die(c, "cannot add an offender");
+	done(st);
+	if (evk_buf_add(&o->name, in->off_name, strlen(in->off_name) + 1) ||
+	    (in->off_postcode &&
+	     evk_buf_add(&o->postcode, in->off_postcode, strlen(in->off_postcode) + 1)))
+		evk_die(EVK_EX_FAIL, "out of memory");
+	o->has_postcode = in->off_postcode != NULL;
+	return o->id = sqlite3_last_insert_rowid(c->db);
 }
 
 /* The id of the case (agency, reference), or "" when there is none. */
@@ -624,7 +875,7 @@ apply_fields(struct ctx *c, const char *id, const struct input *in, bool sync)
 		   " WHERE id = ?13");
 	sqlite3_bind_int(st, 1, in->has_offender);
 	if (in->has_offender)
-		sqlite3_bind_int64(st, 2, offender_id(c, in));
+		sqlite3_bind_int64(st, 2, offender_get(c, in));
 	sqlite3_bind_int(st, 3, in->has_date);
 	bind_text(c, st, 4, in->date);
 	sqlite3_bind_int(st, 5, in->has_fine);
@@ -641,21 +892,25 @@ apply_fields(struct ctx *c, const char *id, const struct input *in, bool sync)
 	done(st);
 }
 
+/* Inserts a new case of agency a and announces it; v describes it after,
+ * built from what was written rather than read back. */
 static void
-insert_case(struct ctx *c, sqlite3_int64 agency, const struct input *in, char id[37])
+create_case(struct ctx *c, const struct agency *a, const struct input *in, char id[37],
+	    struct case_view *v)
 {
 	char now[EVK_TS_LEN + 1];
 	now_ts(now);
 	new_uuid(id);
+	sqlite3_int64 off = in->has_offender ? offender_get(c, in) : 0;
 	sqlite3_stmt *st = prepare(
 		c, "INSERT INTO cases (id, agency_id, case_reference, offender_id,"
 		   " offence_action_date, offence_fine, offence_costs, offence_result,"
-		   " inserted_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+		   " inserted_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?9)");
 	bind_text(c, st, 1, id);
-	sqlite3_bind_int64(st, 2, agency);
+	sqlite3_bind_int64(st, 2, a->id);
 	bind_text(c, st, 3, in->reference);
-	if (in->has_offender)
-		sqlite3_bind_int64(st, 4, offender_id(c, in));
+	if (off)
+		sqlite3_bind_int64(st, 4, off);
 	bind_text(c, st, 5, in->date);
 	if (in->has_fine)
 		sqlite3_bind_double(st, 6, in->fine);
@@ -663,21 +918,28 @@ insert_case(struct ctx *c, sqlite3_int64 agency, const struct input *in, char id
 		sqlite3_bind_double(st, 7, in->costs);
 	bind_text(c, st, 8, in->result);
 	bind_text(c, st, 9, now);
-	bind_text(c, st, 10, now);
 	if (sqlite3_step(st) != SQLITE_DONE)
 		db_die(c, "cannot insert a case");
 	done(st);
+	*v = (struct case_view){
+		.id = id, .reference = in->reference, .agency_code = a->code,
+		.agency_name = a->name, .agency_id = a->id, .offender_id = off,
+		.off_name = off ? c->off.name.p : NULL,
+		.off_postcode = off && c->off.has_postcode ? c->off.postcode.p : NULL,
+		.date = in->date, .result = in->result, .has_fine = in->has_fine,
+		.has_costs = in->has_costs, .fine = in->fine, .costs = in->costs,
+		.inserted = now, .updated = now, .synced = NULL,
+	};
+	notify(c, "create", "created", v);
 }
 
-/* Runs one action on a case and queues its notifications; in a transaction. */
-static void
-act_and_notify(struct ctx *c, const char *id, const char *action, const char *past)
+/* Announces an action on case id from its stored row (keep: and leaves
+ * the row in c->out); false when there is no such case. */
+static bool
+announce(struct ctx *c, const char *id, const char *action, const char *past, bool keep)
 {
-	cJSON *data = case_get(c, id);
-	if (data == NULL)
-		db_die(c, "cannot read the case back");
-	notify(c, action, past, data);
-	cJSON_Delete(data);
+	struct announcement a = { action, past, keep };
+	return case_with(c, id, notify_row, &a);
 }
 
 /* ---- JSON-lines input (create, ingest) ---- */
@@ -690,7 +952,7 @@ read_cases(struct ctx *c, enum upsert mode, long *created, long *synced, long *b
 	struct evk_lines r;
 	char *text, why[512];
 	size_t len;
-	int in_txn = 0;
+	int n_txn = 0;
 
 	if (evk_lines_init(&r, STDIN_FILENO, c->max_line) != EVK_OK)
 		evk_die(EVK_EX_FAIL, "out of memory");
@@ -712,28 +974,28 @@ read_cases(struct ctx *c, enum upsert mode, long *created, long *synced, long *b
 		else if ((o = cJSON_ParseWithLength(text, len)) == NULL)
 			snprintf(why, sizeof(why), "invalid JSON");
 		if (why[0] == '\0' && parse_input(o, &in, false, why, sizeof(why))) {
-			if (!in_txn)
+			if (!c->in_txn) {
 				begin(c);
-			in_txn++;
-			sqlite3_int64 ag = agency_id(c, in.agency);
+				c->in_txn = true;
+			}
+			n_txn++;
+			const struct agency *ag = agency_get(c, in.agency);
 			char id[37];
-			find_case(c, ag, in.reference, id);
+			find_case(c, ag->id, in.reference, id);
 			if (id[0] && mode == UP_CREATE_ONLY) {
 				snprintf(why, sizeof(why), "case %s of %s exists (id %s)",
 					 in.reference, in.agency, id);
 			} else if (id[0]) {
 				apply_fields(c, id, &in, true);
-				act_and_notify(c, id, "sync", "synced");
+				if (!announce(c, id, "sync", "synced", false))
+					db_die(c, "cannot read the case back");
 				(*synced)++;
 			} else {
-				insert_case(c, ag, &in, id);
-				act_and_notify(c, id, "create", "created");
+				struct case_view v;
+				create_case(c, ag, &in, id, &v);
 				(*created)++;
-				if (mode == UP_CREATE_ONLY) {
-					cJSON *j = case_get(c, id);
-					print_json(j);
-					cJSON_Delete(j);
-				}
+				if (mode == UP_CREATE_ONLY)
+					print_case(c, &v, NULL);
 			}
 		}
 		cJSON_Delete(o);
@@ -743,15 +1005,31 @@ read_cases(struct ctx *c, enum upsert mode, long *created, long *synced, long *b
 			if (c->strict)
 				break;
 		}
-		if (in_txn >= INGEST_TXN) {
-			exec(c, "COMMIT");
-			in_txn = 0;
+		if (c->in_txn && (n_txn >= INGEST_TXN || c->batch.len >= BATCH_BYTES)) {
+			commit(c, true);
+			n_txn = 0;
 		}
 	}
-	if (in_txn)
-		exec(c, "COMMIT");
+	if (c->in_txn)
+		commit(c, false);
 	evk_lines_release(&r);
 	return 0;
+}
+
+/* Reads cases from stdin in batched transactions, delivering their
+ * notifications as it goes, with checkpoints off the writer's path. */
+static void
+ingest(struct ctx *c, enum upsert mode, long *created, long *synced, long *bad)
+{
+	const char *why;
+	struct evk_checkpointer *ck = evk_checkpointer_start(c->db, c->db_path, &why);
+	/* Room for a whole batch in the page cache: pages spilled before the
+	 * commit would be written to the WAL twice. */
+	exec(c, "PRAGMA cache_size=-32768");
+	live_start(c);
+	read_cases(c, mode, created, synced, bad);
+	live_stop(c);
+	evk_checkpointer_stop(ck);
 }
 
 /* ---- commands ---- */
@@ -772,21 +1050,19 @@ cmd_create(struct ctx *c, int argc, char **argv)
 		if (!parse_input(o, &in, false, why, sizeof(why)))
 			evk_die(EVK_EX_DATAERR, "%s", why);
 		begin(c);
-		sqlite3_int64 ag = agency_id(c, in.agency);
+		const struct agency *ag = agency_get(c, in.agency);
 		char id[37];
-		find_case(c, ag, in.reference, id);
+		find_case(c, ag->id, in.reference, id);
 		if (id[0])
 			evk_die(EVK_EX_DATAERR, "case %s of %s exists (id %s)", in.reference,
 				in.agency, id);
-		insert_case(c, ag, &in, id);
-		act_and_notify(c, id, "create", "created");
-		cJSON *j = case_get(c, id);
-		exec(c, "COMMIT");
-		print_json(j);
-		cJSON_Delete(j);
+		struct case_view v;
+		create_case(c, ag, &in, id, &v);
+		commit(c, false);
+		print_case(c, &v, NULL);
 		cJSON_Delete(o);
 	} else {
-		read_cases(c, UP_CREATE_ONLY, &created, &synced, &bad);
+		ingest(c, UP_CREATE_ONLY, &created, &synced, &bad);
 	}
 	fflush(stdout);
 	outbox_flush(c, false);
@@ -801,7 +1077,7 @@ cmd_ingest(struct ctx *c, int argc, char **argv)
 	require(c, ROLE_EDITOR, "ingest cases");
 	if (argc > 0)
 		usage(stderr, EVK_EX_USAGE);
-	read_cases(c, UP_INGEST, &created, &synced, &bad);
+	ingest(c, UP_INGEST, &created, &synced, &bad);
 	fprintf(stderr, "casectl: ingested %ld: %ld created, %ld synced, %ld rejected\n",
 		created + synced, created, synced, bad);
 	outbox_flush(c, false);
@@ -814,11 +1090,8 @@ cmd_get(struct ctx *c, int argc, char **argv)
 	require(c, ROLE_VIEWER, "read cases");
 	if (argc != 1)
 		usage(stderr, EVK_EX_USAGE);
-	cJSON *j = case_get(c, argv[0]);
-	if (j == NULL)
+	if (!case_with(c, argv[0], print_case, NULL))
 		evk_die(EVK_EX_FAIL, "no case '%s'", argv[0]);
-	print_json(j);
-	cJSON_Delete(j);
 	outbox_flush(c, true);
 	return 0;
 }
@@ -835,9 +1108,10 @@ sort_column(const char *f)
 	return NULL;
 }
 
-/* The list query as a JSON array, newest change first unless sorted. */
-static cJSON *
-query(struct ctx *c)
+/* Runs the list query, newest change first unless sorted, and appends
+ * each case to c->out: as JSON lines, or as one JSON array when array. */
+static void
+query(struct ctx *c, bool array)
 {
 	char sql[1024];
 	const char *col = c->sort ? sort_column(c->sort) : "updated_at";
@@ -863,18 +1137,23 @@ query(struct ctx *c)
 	bind_text(c, st, 2, c->offender ? esc.p : NULL);
 	bind_text(c, st, 3, c->since);
 	sqlite3_bind_int64(st, 4, c->limit);
-	cJSON *arr = cJSON_CreateArray();
-	int rc;
-	while (arr && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		cJSON *j = case_from_row(st);
-		if (j == NULL || !cJSON_AddItemToArray(arr, j))
+	int rc, n = 0;
+	evk_buf_reset(&c->out);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct case_view v;
+		view_from_row(st, &v);
+		if (array && evk_buf_addch(&c->out, n++ == 0 ? '[' : ','))
+			evk_die(EVK_EX_FAIL, "out of memory");
+		case_write(&c->out, &v);
+		if (!array && evk_buf_addch(&c->out, '\n'))
 			evk_die(EVK_EX_FAIL, "out of memory");
 	}
-	if (arr == NULL)
+	if (rc != SQLITE_DONE)
+		db_die(c, "cannot list cases");
+	if (array && evk_buf_add(&c->out, n ? "]\n" : "[]\n", n ? 2 : 3))
 		evk_die(EVK_EX_FAIL, "out of memory");
 	done(st);
 	evk_buf_release(&esc);
-	return arr;
 }
 
 static int
@@ -884,10 +1163,8 @@ cmd_list(struct ctx *c, int argc, char **argv)
 	require(c, ROLE_VIEWER, "read cases");
 	if (argc > 0)
 		usage(stderr, EVK_EX_USAGE);
-	cJSON *arr = query(c);
-	for (cJSON *j = arr->child; j; j = j->next)
-		print_json(j);
-	cJSON_Delete(arr);
+	query(c, false);
+	put_text(&c->out);
 	outbox_flush(c, true);
 	return 0;
 }
@@ -908,16 +1185,12 @@ cmd_update(struct ctx *c, int argc, char **argv)
 	if (!parse_input(o, &in, true, why, sizeof(why)))
 		evk_die(EVK_EX_DATAERR, "%s", why);
 	begin(c);
-	cJSON *before = case_get(c, argv[0]);
-	if (before == NULL)
-		evk_die(EVK_EX_FAIL, "no case '%s'", argv[0]);
-	cJSON_Delete(before);
 	apply_fields(c, argv[0], &in, sync);
-	act_and_notify(c, argv[0], sync ? "sync" : "update", sync ? "synced" : "updated");
-	cJSON *j = case_get(c, argv[0]);
-	exec(c, "COMMIT");
-	print_json(j);
-	cJSON_Delete(j);
+	/* No row, no change: exiting leaves the transaction uncommitted. */
+	if (!announce(c, argv[0], sync ? "sync" : "update", sync ? "synced" : "updated", true))
+		evk_die(EVK_EX_FAIL, "no case '%s'", argv[0]);
+	commit(c, false);
+	put_text(&c->out);
 	cJSON_Delete(o);
 	fflush(stdout);
 	outbox_flush(c, false);
@@ -931,18 +1204,15 @@ cmd_destroy(struct ctx *c, int argc, char **argv)
 	if (argc != 1)
 		usage(stderr, EVK_EX_USAGE);
 	begin(c);
-	cJSON *data = case_get(c, argv[0]);
-	if (data == NULL)
+	if (!announce(c, argv[0], "destroy", "destroyed", true))
 		evk_die(EVK_EX_FAIL, "no case '%s'", argv[0]);
-	notify(c, "destroy", "destroyed", data);
 	sqlite3_stmt *st = prepare(c, "DELETE FROM cases WHERE id = ?");
 	bind_text(c, st, 1, argv[0]);
 	if (sqlite3_step(st) != SQLITE_DONE)
 		db_die(c, "cannot delete the case");
 	done(st);
-	exec(c, "COMMIT");
-	print_json(data);
-	cJSON_Delete(data);
+	commit(c, false);
+	put_text(&c->out);
 	fflush(stdout);
 	outbox_flush(c, false);
 	return 0;
@@ -955,16 +1225,13 @@ cmd_outbox(struct ctx *c, int argc, char **argv)
 		usage(stderr, EVK_EX_USAGE);
 	if (strcmp(argv[0], "list") == 0) {
 		require(c, ROLE_VIEWER, "read the outbox");
-		struct evk_buf lines = EVK_BUF_INIT(0);
-		sqlite3_stmt *st = prepare(c, "SELECT ts, action, past, case_id, payload"
-					      " FROM outbox ORDER BY id");
+		sqlite3_stmt *st = prepare(c, "SELECT lines FROM outbox ORDER BY id");
 		while (sqlite3_step(st) == SQLITE_ROW) {
-			evk_buf_reset(&lines);
-			outbox_lines(st, 0, &lines);
-			fwrite(lines.p, 1, lines.len, stdout);
+			size_t n = (size_t)sqlite3_column_bytes(st, 0);
+			if (n && fwrite(sqlite3_column_blob(st, 0), 1, n, stdout) != n)
+				evk_die(EVK_EX_IOERR, "writing stdout: %s", strerror(errno));
 		}
 		done(st);
-		evk_buf_release(&lines);
 		return 0;
 	}
 	if (strcmp(argv[0], "flush") == 0) {
@@ -982,11 +1249,14 @@ cmd_user(struct ctx *c, int argc, char **argv, const char *role)
 	if (argc == 1 && strcmp(argv[0], "list") == 0) {
 		sqlite3_stmt *st = prepare(c, "SELECT name, role FROM users ORDER BY name");
 		while (sqlite3_step(st) == SQLITE_ROW) {
-			cJSON *u = cJSON_CreateObject();
-			if (!u || !add_col(u, "name", st, 0) || !add_col(u, "role", st, 1))
+			evk_buf_reset(&c->out);
+			if (evk_buf_add(&c->out, "{\"name\":", 8) ||
+			    add_text(&c->out, (const char *)sqlite3_column_text(st, 0)) ||
+			    evk_buf_add(&c->out, ",\"role\":", 8) ||
+			    add_text(&c->out, (const char *)sqlite3_column_text(st, 1)) ||
+			    evk_buf_add(&c->out, "}\n", 2))
 				evk_die(EVK_EX_FAIL, "out of memory");
-			print_json(u);
-			cJSON_Delete(u);
+			put_text(&c->out);
 		}
 		done(st);
 		return 0;
@@ -1042,9 +1312,8 @@ rerun(void *arg, const char *line, size_t len)
 	struct watch *w = arg;
 	(void)line;
 	(void)len;
-	cJSON *arr = query(w->c);
-	print_json(arr);
-	cJSON_Delete(arr);
+	query(w->c, true);
+	put_text(&w->c->out);
 	if (fflush(stdout) != 0)
 		return -1;
 	w->printed++;
@@ -1245,6 +1514,16 @@ main(int argc, char **argv)
 		status = cmd_outbox(&c, nargs, args);
 	else
 		status = cmd_watch(&c, nargs, args);
+	for (size_t i = 0; i < c.n_agencies; i++) {
+		free(c.agencies[i].code);
+		free(c.agencies[i].name);
+	}
+	evk_buf_release(&c.out);
+	evk_buf_release(&c.payload);
+	evk_buf_release(&c.key);
+	evk_buf_release(&c.batch);
+	evk_buf_release(&c.off.name);
+	evk_buf_release(&c.off.postcode);
 	evk_store_stmt_release_all();
 	if (sqlite3_close(c.db) != SQLITE_OK)
 		evk_warn("closing the database: %s", sqlite3_errmsg(c.db));

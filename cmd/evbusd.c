@@ -43,107 +43,8 @@ struct hub {
 	uint64_t events_in, frames_in, events_out, rejected_frames;
 	uint64_t replay_requests, replayed_events;
 	int subscribers, clients; /* updated from nng's pipe callbacks */
-	struct checkpointer *ckpt; /* NULL with --memory */
+	struct evk_checkpointer *ckpt; /* NULL with --memory */
 };
-
-/* ---- checkpoints off the hot path ----
- *
- * SQLite's automatic checkpoint runs inside the committing call and
- * fsyncs: with it, a burst spends a third of its time waiting on the disk.
- * Instead a thread with its own connection copies the WAL back into the
- * database (PASSIVE: never blocks the writer) whenever the WAL has grown
- * by CKPT_WAKE_PAGES. Should a long burst outrun it, the writer itself
- * forces a RESTART checkpoint at CKPT_FORCE_PAGES, which bounds the WAL
- * (about 64 MiB with 4 KiB pages). */
-#define CKPT_WAKE_PAGES 1000
-#define CKPT_FORCE_PAGES 16384
-
-struct checkpointer {
-	sqlite3 *db;
-	nng_thread *thread;
-	nng_mtx *mtx;
-	nng_cv *cv;
-	bool wanted, stop;
-};
-
-static void
-checkpointer_run(void *arg)
-{
-	struct checkpointer *c = arg;
-
-	for (;;) {
-		nng_mtx_lock(c->mtx);
-		while (!c->wanted && !c->stop)
-			nng_cv_wait(c->cv);
-		bool stop = c->stop;
-		c->wanted = false;
-		nng_mtx_unlock(c->mtx);
-		if (stop)
-			return;
-		int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE,
-						   NULL, NULL);
-		if (rc != SQLITE_OK && rc != SQLITE_BUSY)
-			evk_warn("checkpoint: %s", sqlite3_errmsg(c->db));
-	}
-}
-
-/* Called by SQLite after each commit on the hub's connection. */
-static int
-on_wal_commit(void *arg, sqlite3 *db, const char *name, int pages)
-{
-	struct checkpointer *c = arg;
-
-	if (pages >= CKPT_FORCE_PAGES) {
-		int rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_RESTART,
-						   NULL, NULL);
-		if (rc != SQLITE_OK && rc != SQLITE_BUSY)
-			evk_warn("checkpoint: %s", sqlite3_errmsg(db));
-	} else if (pages >= CKPT_WAKE_PAGES) {
-		nng_mtx_lock(c->mtx);
-		c->wanted = true;
-		nng_cv_wake(c->cv);
-		nng_mtx_unlock(c->mtx);
-	}
-	return SQLITE_OK;
-}
-
-static void
-checkpointer_start(struct hub *h)
-{
-	struct checkpointer *c = calloc(1, sizeof(*c));
-	const char *why;
-
-	if (c == NULL)
-		evk_die(EVK_EX_FAIL, "out of memory");
-	if (evk_store_open(h->store, &c->db, &why) != EVK_OK)
-		evk_die(EVK_EX_UNAVAILABLE, "cannot open store '%s': %s", h->store, why);
-	if (nng_mtx_alloc(&c->mtx) != 0 || nng_cv_alloc(&c->cv, c->mtx) != 0 ||
-	    nng_thread_create(&c->thread, checkpointer_run, c) != 0)
-		evk_die(EVK_EX_FAIL, "cannot start the checkpoint thread");
-	sqlite3_wal_hook(h->db, on_wal_commit, c); /* replaces autocheckpoint */
-	h->ckpt = c;
-}
-
-static void
-checkpointer_stop(struct hub *h)
-{
-	struct checkpointer *c = h->ckpt;
-
-	if (c == NULL)
-		return;
-	sqlite3_wal_hook(h->db, NULL, NULL);
-	nng_mtx_lock(c->mtx);
-	c->stop = true;
-	nng_cv_wake(c->cv);
-	nng_mtx_unlock(c->mtx);
-	nng_thread_destroy(c->thread); /* joins */
-	if (sqlite3_close(c->db) != SQLITE_OK)
-		evk_warn("closing the checkpoint connection: %s", sqlite3_errmsg(c->db));
-	nng_cv_free(c->cv);
-	nng_mtx_free(c->mtx);
-	free(c);
-	h->ckpt = NULL;
-}
 
 static volatile sig_atomic_t stopping;
 
@@ -708,8 +609,8 @@ main(int argc, char **argv)
 	h.started = time(NULL);
 	hub_refuse_second(&h);
 	hub_open_store(&h, h.store);
-	if (h.store)
-		checkpointer_start(&h);
+	if (h.store && (h.ckpt = evk_checkpointer_start(h.db, h.store, &why)) == NULL)
+		evk_warn("checkpoints stay in the writer: %s", why);
 	hub_listen(&h);
 	if (pidfile && evk_pidfile_write(pidfile) != EVK_OK)
 		evk_die(EVK_EX_IOERR, "cannot write pid file '%s'", pidfile);
@@ -725,7 +626,7 @@ main(int argc, char **argv)
 	sqlite3_finalize(h.select);
 	sqlite3_finalize(h.trim);
 	sqlite3_finalize(h.set_head);
-	checkpointer_stop(&h);
+	evk_checkpointer_stop(h.ckpt);
 	if (sqlite3_close(h.db) != SQLITE_OK)
 		evk_warn("closing the store: %s", sqlite3_errmsg(h.db));
 	if (pidfile)

@@ -110,7 +110,7 @@ now_ms(void)
 static void
 new_uuid(char out[37])
 {
-	if (evk_uuid4(out) != EVK_OK)
+	if (evk_uuid7(out) != EVK_OK)
 		evk_die(EVK_EX_FAIL, "no random bytes: %s", strerror(errno));
 }
 

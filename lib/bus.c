@@ -361,6 +361,12 @@ evk_pub_event(struct evk_pub *p, const char *topic, const char *event,
 }
 
 int
+evk_pub_flush(struct evk_pub *p)
+{
+	return p->failed ? p->failed : send_current(p);
+}
+
+int
 evk_pub_sync(struct evk_pub *p)
 {
 	int rv;

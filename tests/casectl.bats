@@ -91,10 +91,12 @@ $stored"
 }
 
 @test "four concurrent ingests over overlapping references store each case exactly once" {
-	cases 300 1 >"$BATS_TEST_TMPDIR/a"
-	cases 300 101 >"$BATS_TEST_TMPDIR/b"
-	cases 300 201 >"$BATS_TEST_TMPDIR/c"
-	cases 300 51 >"$BATS_TEST_TMPDIR/d"
+	# 2500 cases each, more than one ingest transaction, so the
+	# processes deliver batches while the others write and flush.
+	cases 2500 1 >"$BATS_TEST_TMPDIR/a"
+	cases 2500 1001 >"$BATS_TEST_TMPDIR/b"
+	cases 2500 2001 >"$BATS_TEST_TMPDIR/c"
+	cases 2500 501 >"$BATS_TEST_TMPDIR/d"
 	local p pids=()
 	for p in a b c d; do
 		cc --actor ed ingest <"$BATS_TEST_TMPDIR/$p" 2>"$BATS_TEST_TMPDIR/$p.err" &
@@ -102,10 +104,60 @@ $stored"
 	done
 	for p in "${pids[@]}"; do wait "$p"; done
 	run -0 cc list --limit 10000
-	[ "${#lines[@]}" -eq 500 ]
-	[ "$(jq -r .case_reference <<<"$output" | sort -u | wc -l)" -eq 500 ]
-	# Every notification went out: 500 creates and 700 syncs, two topics each.
-	wait_for bash -c "[ \"\$(evbusd --status | jq .head_seq)\" -eq 2400 ]"
+	[ "${#lines[@]}" -eq 4500 ]
+	[ "$(jq -r .case_reference <<<"$output" | sort -u | wc -l)" -eq 4500 ]
+	# Every notification went out once: 4500 creates and 5500 syncs, two
+	# topics each, and each created case announced exactly twice.
+	run -0 cc outbox flush
+	[ "$(hub_status_field head_seq)" -eq 20000 ]
+	evsub --since 0 -n 20000 -W 10 'case:**' >"$BATS_TEST_TMPDIR/events"
+	run -0 jq -r 'select(.event == "create") | .payload.data.id' "$BATS_TEST_TMPDIR/events"
+	[ "${#lines[@]}" -eq 9000 ]
+	[ "$(printf '%s\n' "${lines[@]}" | sort | uniq -c | awk '$1 != 2' | wc -l)" -eq 0 ]
+}
+
+@test "a long ingest delivers each batch once, both topics of a case together, and empties the outbox" {
+	cases 2500 1 | cc ingest 2>/dev/null
+	[ "$(cc outbox list | wc -l)" -eq 0 ]
+	[ "$(hub_status_field head_seq)" -eq 5000 ]
+	run -0 evsub --since 0 -n 5000 -W 10 -o tsv 'case:**'
+	# Lines 2k-1 and 2k: case:created, then case:created:{the same id}.
+	run awk -F'\t' 'NR % 2 { if ($3 != "case:created") bad++
+			match($5, /"data":\{"id":"[^"]*"/); id = substr($5, RSTART + 14, RLENGTH - 15); next }
+		$3 != "case:created:" id { bad++ }
+		END { print NR, bad + 0 }' <<<"$output"
+	[ "$output" = "5000 0" ]
+}
+
+@test "a database of casectl 0.1 is upgraded and its pending notifications still go out" {
+	local old=$BATS_TEST_TMPDIR/old.db
+	sqlite3 "$old" <<-'SQL'
+		CREATE TABLE agencies (id INTEGER PRIMARY KEY, code TEXT NOT NULL UNIQUE, name TEXT NOT NULL);
+		CREATE TABLE offenders (id INTEGER PRIMARY KEY, name TEXT NOT NULL, postcode TEXT, match_key TEXT NOT NULL UNIQUE);
+		CREATE TABLE cases (id TEXT PRIMARY KEY, agency_id INTEGER NOT NULL REFERENCES agencies(id),
+		  case_reference TEXT NOT NULL, offender_id INTEGER REFERENCES offenders(id),
+		  offence_action_date TEXT, offence_fine REAL, offence_costs REAL, offence_result TEXT,
+		  inserted_at TEXT NOT NULL, updated_at TEXT NOT NULL, last_synced_at TEXT,
+		  UNIQUE (agency_id, case_reference));
+		CREATE INDEX cases_updated ON cases(updated_at);
+		CREATE TABLE users (name TEXT PRIMARY KEY, role TEXT NOT NULL CHECK (role IN ('admin','editor','viewer')));
+		CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, ts TEXT NOT NULL, action TEXT NOT NULL,
+		  past TEXT NOT NULL, case_id TEXT NOT NULL, payload TEXT NOT NULL);
+		INSERT INTO users VALUES ('ann', 'admin');
+		INSERT INTO outbox (ts, action, past, case_id, payload) VALUES
+		  ('2026-01-02T03:04:05.000006Z', 'create', 'created', 'c-1', '{"resource":"case","action":"create","actor":"ann","data":{"id":"c-1"}}'),
+		  ('2026-01-02T03:04:06.000000Z', 'sync', 'synced', 'c-1', '{"resource":"case","action":"sync","actor":"ann","data":{"id":"c-1"}}');
+		PRAGMA user_version = 1;
+	SQL
+	run -0 casectl --db "$old" list
+	[ "$(sqlite3 "$old" 'PRAGMA user_version')" -eq 2 ]
+	run -0 evsub --since 0 -n 4 -W 10 -o tsv 'case:**'
+	run cut -f2,3 <<<"$output"
+	[ "${lines[0]}" = "case:created	create" ] && [ "${lines[1]}" = "case:created:c-1	create" ]
+	[ "${lines[2]}" = "case:synced	sync" ] && [ "${lines[3]}" = "case:synced:c-1	sync" ]
+	run -0 evsub --since 0 -n 1 -W 10 'case:created'
+	[ "$(jq -c '[.ts, .payload.data.id]' <<<"$output")" = '["2026-01-02T03:04:05.000006Z","c-1"]' ]
+	[ "$(casectl --db "$old" outbox list | wc -l)" -eq 0 ]
 }
 
 @test "hostile values are stored and returned byte for byte; over-long fields are refused clearly" {

@@ -45,6 +45,11 @@ int evk_pub_add(struct evk_pub *p, const char *line, size_t len);
 int evk_pub_event(struct evk_pub *p, const char *topic, const char *event,
 		  const struct cJSON *payload);
 
+/* Sends the frame being filled without waiting for acknowledgements
+ * (frames are otherwise sent when full), so the hub can store it while
+ * the caller goes on. */
+int evk_pub_flush(struct evk_pub *p);
+
 /* Sends what is queued and waits until the hub acknowledged every event.
  * EVK_ECLOSED when the hub went away: events since the last acknowledged
  * frame may or may not be stored. */

@@ -72,8 +72,9 @@ int evk_event_from_payload(struct evk_buf *out, const char *topic,
  * the payload. EVK_EINVAL when the line is not canonical. */
 int evk_event_scan(struct evk_event *ev, const char *line, size_t len);
 
-/* A random (version 4) UUID, as 36 characters and a NUL; EVK_EIO when
- * the system has no random bytes to give. */
-int evk_uuid4(char out[37]);
+/* A time-ordered (version 7, RFC 9562) UUID, as 36 characters and a NUL:
+ * ids made later sort later, so an index on them grows at its end.
+ * EVK_EIO when the system has no random bytes to give. */
+int evk_uuid7(char out[37]);
 
 #endif

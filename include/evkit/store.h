@@ -19,6 +19,19 @@ int evk_store_begin(sqlite3 *db);
 /* Creates the missing directories above PATH, each mode 0700. */
 int evk_store_make_parents(const char *path);
 
+/* Checkpoints off the writer's path: a thread with its own connection to
+ * path copies db's WAL back into the database (PASSIVE) whenever it grew
+ * by 4 MiB; past 64 MiB the writer itself forces a RESTART, which bounds
+ * the WAL. Replaces SQLite's automatic checkpoint, which runs inside the
+ * committing call and fsyncs. NULL (automatic checkpoints stay) when the
+ * thread cannot start; *why says why. */
+struct evk_checkpointer;
+struct evk_checkpointer *evk_checkpointer_start(sqlite3 *db, const char *path,
+						const char **why);
+/* Stops the thread (waiting for a checkpoint under way) and restores the
+ * automatic checkpoint. NULL is allowed. */
+void evk_checkpointer_stop(struct evk_checkpointer *c);
+
 /* Runs sql (no parameters, no rows). */
 int evk_store_exec(sqlite3 *db, const char *sql);
 
