@@ -26,6 +26,8 @@
 #include <unistd.h>
 
 #define SAVE_EVERY 1000 /* events folded between saves while busy */
+#define SESSION_TOPIC "widgetd:session" /* widgetd session start|stop */
+#define SESSION_TOPIC_LEN (sizeof(SESSION_TOPIC) - 1)
 
 struct opts {
 	const char *bus, *config, *cases_db, *state, *pidfile;
@@ -50,6 +52,7 @@ usage(FILE *out, int status)
 		"               [--throttle MS] [--daemon] [--pidfile FILE]\n"
 		"       widgetd get [ID]\n"
 		"       widgetd view\n"
+		"       widgetd session start|stop [ID]\n"
 		"\n"
 		"Folds workflow and case events into widgets: progress-{wf} (replaced by\n"
 		"result-{wf}), keep_live lists re-queried from casectl's database, session\n"
@@ -68,6 +71,8 @@ usage(FILE *out, int status)
 		"\n"
 		"get prints one widget (exit 1 if unknown) or all, as JSON lines; view is\n"
 		"a live terminal dashboard (q or Ctrl-C quits), plain lines when piped.\n"
+		"session start empties a session list and collects from then on; session\n"
+		"stop freezes it (all session widgets, or ID only).\n"
 		"\n"
 		"Exit: 0 ok, 1 unknown widget, 2 usage, 65 bad config, 69 no hub or state.\n");
 	exit(status);
@@ -197,7 +202,13 @@ static void
 changed(void *arg, const char *id, enum evk_fold_change c)
 {
 	(void)arg;
-	(void)c;
+	/* A removal is the widget's last word: it goes at once, and replaces
+	 * an update the throttle still held. */
+	if (c == EVK_FOLD_REMOVED) {
+		evk_gate_forget(publish_gate, id, strlen(id));
+		publish(NULL, id, strlen(id));
+		return;
+	}
 	/* Throttled per widget: the gate holds the id, the state is read
 	 * when it is published, so the last state always goes out. */
 	if (evk_gate_offer(publish_gate, id, strlen(id), last_seq, id, strlen(id), loop_now,
@@ -277,6 +288,8 @@ refetch(void *arg, const char *line, size_t len)
 	return 0;
 }
 
+static void session_add(struct decl *d, const struct evk_event *ev);
+
 static void
 apply_decls(const struct evk_event *ev, long long now)
 {
@@ -306,24 +319,107 @@ apply_decls(const struct evk_event *ev, long long now)
 		} else if (d->kind == K_SESSION &&
 			   ((ev->event_len == 6 && memcmp(ev->event, "create", 6) == 0) ||
 			    (ev->event_len == 4 && memcmp(ev->event, "sync", 4) == 0))) {
-			cJSON *p = cJSON_ParseWithLength(ev->payload, ev->payload_len);
-			cJSON *data = cJSON_DetachItemFromObjectCaseSensitive(p, "data");
-			cJSON_Delete(p);
-			if (!cJSON_IsObject(data)) {
-				cJSON_Delete(data);
-				continue;
-			}
-			cJSON *w = widget_or_new(d->id, "session");
-			cJSON *items = cJSON_GetObjectItemCaseSensitive(w, "items");
-			if (items == NULL)
-				items = cJSON_AddArrayToObject(w, "items");
-			if (items == NULL || !cJSON_InsertItemInArray(items, 0, data))
-				evk_die(EVK_EX_FAIL, "out of memory");
-			while (cJSON_GetArraySize(items) > d->limit)
-				cJSON_DeleteItemFromArray(items, cJSON_GetArraySize(items) - 1);
-			changed(NULL, d->id, EVK_FOLD_UPDATED);
+			session_add(d, ev);
 		}
 	}
+}
+
+/* A session list: the cases created or synced since the session started,
+ * newest first, each once, capped at the widget's limit. */
+static cJSON *
+session_widget(const struct decl *d, const char *ts, size_t tslen)
+{
+	cJSON *w = evk_fold_find(widgets, d->id);
+	if (w)
+		return w;
+	w = widget_or_new(d->id, "session");
+	char started[EVK_TS_LEN + 1];
+	snprintf(started, sizeof(started), "%.*s", (int)tslen, ts);
+	if (!cJSON_AddTrueToObject(w, "active") || !cJSON_AddStringToObject(w, "started_at", started) ||
+	    !cJSON_AddArrayToObject(w, "items"))
+		evk_die(EVK_EX_FAIL, "out of memory");
+	return w;
+}
+
+static void
+session_add(struct decl *d, const struct evk_event *ev)
+{
+	cJSON *w = session_widget(d, ev->ts, EVK_TS_LEN);
+	if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(w, "active")))
+		return;
+	cJSON *p = cJSON_ParseWithLength(ev->payload, ev->payload_len);
+	cJSON *data = cJSON_DetachItemFromObjectCaseSensitive(p, "data");
+	cJSON_Delete(p);
+	const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(data, "id"));
+	if (!cJSON_IsObject(data) || id == NULL) {
+		cJSON_Delete(data);
+		return;
+	}
+	cJSON *items = cJSON_GetObjectItemCaseSensitive(w, "items"), *it;
+	if (!cJSON_IsArray(items))
+		evk_die(EVK_EX_FAIL, "session '%s' has no items", d->id);
+	int i = 0;
+	cJSON_ArrayForEach(it, items) {
+		const char *other = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "id"));
+		if (other && strcmp(other, id) == 0) {
+			cJSON_DeleteItemFromArray(items, i);
+			break;
+		}
+		i++;
+	}
+	if (!cJSON_InsertItemInArray(items, 0, data))
+		evk_die(EVK_EX_FAIL, "out of memory");
+	while (cJSON_GetArraySize(items) > d->limit)
+		cJSON_DeleteItemFromArray(items, cJSON_GetArraySize(items) - 1);
+	changed(NULL, d->id, EVK_FOLD_UPDATED);
+}
+
+/* widgetd session start|stop [ID], as it comes through the bus: start
+ * begins a new session (the list emptied), stop freezes the list. Both
+ * take effect at the event's place in the stream. */
+static void
+session_command(const struct evk_event *ev)
+{
+	bool start = ev->event_len == 13 && memcmp(ev->event, "session_start", 13) == 0;
+	bool stop = ev->event_len == 12 && memcmp(ev->event, "session_stop", 12) == 0;
+	cJSON *p = cJSON_ParseWithLength(ev->payload, ev->payload_len);
+	const cJSON *target = cJSON_GetObjectItemCaseSensitive(p, "widget");
+	const char *only = cJSON_GetStringValue(target);
+	char ts[EVK_TS_LEN + 1];
+	bool found = false;
+
+	snprintf(ts, sizeof(ts), "%.*s", EVK_TS_LEN, ev->ts);
+	if ((!start && !stop) || !cJSON_IsObject(p) || (target && only == NULL)) {
+		evk_warn("event %llu (%.*s): not a session command; skipped",
+			 (unsigned long long)ev->seq, (int)ev->event_len, ev->event);
+		cJSON_Delete(p);
+		return;
+	}
+	for (int i = 0; i < ndecls; i++) {
+		struct decl *d = &decls[i];
+		if (d->kind != K_SESSION || (only && strcmp(only, d->id) != 0))
+			continue;
+		found = true;
+		cJSON *w = session_widget(d, ev->ts, EVK_TS_LEN);
+		cJSON_DeleteItemFromObjectCaseSensitive(w, "active");
+		cJSON_DeleteItemFromObjectCaseSensitive(w, "stopped_at");
+		bool ok = cJSON_AddBoolToObject(w, "active", start) != NULL;
+		if (start) {
+			cJSON_DeleteItemFromObjectCaseSensitive(w, "started_at");
+			cJSON_DeleteItemFromObjectCaseSensitive(w, "items");
+			ok = ok && cJSON_AddStringToObject(w, "started_at", ts) &&
+			     cJSON_AddArrayToObject(w, "items");
+		} else {
+			ok = ok && cJSON_AddStringToObject(w, "stopped_at", ts);
+		}
+		if (!ok)
+			evk_die(EVK_EX_FAIL, "out of memory");
+		changed(NULL, d->id, EVK_FOLD_UPDATED);
+	}
+	if (!found)
+		evk_warn("event %llu: no session widget '%s'", (unsigned long long)ev->seq,
+			 only ? only : "");
+	cJSON_Delete(p);
 }
 
 static void
@@ -396,9 +492,16 @@ run_daemon(struct opts *o, const char *url)
 		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", url, evk_strerror(rv));
 	if ((rv = evk_pub_open(&pub, url, NULL, NULL)) != EVK_OK)
 		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", url, evk_strerror(rv));
-	for (int i = 0; i < ndecls; i++)
+	char now_ts[EVK_TS_LEN + 1];
+	evk_ts_now(now_ts);
+	for (int i = 0; i < ndecls; i++) {
 		if (decls[i].kind == K_KEEP_LIVE)
 			refetch(&decls[i], NULL, 0);
+		if (decls[i].kind == K_SESSION && evk_fold_find(widgets, decls[i].id) == NULL) {
+			session_widget(&decls[i], now_ts, EVK_TS_LEN);
+			changed(NULL, decls[i].id, EVK_FOLD_UPDATED);
+		}
+	}
 	if (o->pidfile && evk_pidfile_write(o->pidfile) != EVK_OK)
 		evk_die(EVK_EX_IOERR, "cannot write pid file '%s'", o->pidfile);
 	evk_daemon_ready(0);
@@ -446,7 +549,10 @@ run_daemon(struct opts *o, const char *url)
 		if (ev.seq <= last_seq)
 			continue; /* folded before the snapshot */
 		last_seq = ev.seq;
-		if (!(ev.topic_len > 7 && memcmp(ev.topic, "widget:", 7) == 0)) {
+		if (ev.topic_len == SESSION_TOPIC_LEN &&
+		    memcmp(ev.topic, SESSION_TOPIC, SESSION_TOPIC_LEN) == 0) {
+			session_command(&ev);
+		} else if (!(ev.topic_len > 7 && memcmp(ev.topic, "widget:", 7) == 0)) {
 			struct evk_fold_opts fo = { .list_max = list_max };
 			if (evk_fold_apply(widgets, &ev, &fo, changed, NULL, &why) == EVK_EINVAL)
 				evk_warn("event %llu (%.*s): %s; skipped", (unsigned long long)ev.seq,
@@ -549,6 +655,23 @@ cmd_get(const char *url, const char *id)
 	}
 	cJSON_Delete(map);
 	return status;
+}
+
+/* Asks the daemon, through the bus, to start or stop the session of
+ * widget id (every session widget when NULL). */
+static int
+cmd_session(const char *url, const char *what, const char *id)
+{
+	char event[16];
+	cJSON *p = cJSON_CreateObject();
+	if (p == NULL || (id && !cJSON_AddStringToObject(p, "widget", id)))
+		evk_die(EVK_EX_FAIL, "out of memory");
+	snprintf(event, sizeof(event), "session_%s", what);
+	int rv = evk_publish(url, SESSION_TOPIC, event, p, NULL);
+	cJSON_Delete(p);
+	if (rv != EVK_OK)
+		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", url, evk_strerror(rv));
+	return 0;
 }
 
 static void
@@ -701,7 +824,13 @@ main(int argc, char **argv)
 	}
 	if (optind < argc && strcmp(argv[optind], "view") == 0 && argc - optind == 1)
 		return cmd_view(url);
+	if (optind < argc && strcmp(argv[optind], "session") == 0) {
+		if (argc - optind < 2 || argc - optind > 3 ||
+		    (strcmp(argv[optind + 1], "start") && strcmp(argv[optind + 1], "stop")))
+			usage(stderr, EVK_EX_USAGE);
+		return cmd_session(url, argv[optind + 1], argc - optind == 3 ? argv[optind + 2] : NULL);
+	}
 	if (optind < argc)
-		evk_die(EVK_EX_USAGE, "unknown command '%s' (get, view)", argv[optind]);
+		evk_die(EVK_EX_USAGE, "unknown command '%s' (get, view, session)", argv[optind]);
 	return run_daemon(&o, url);
 }

@@ -15,8 +15,10 @@ _widgetd() {
 	if [[ $cur == -* ]]; then
 		COMPREPLY=($(compgen -W '--bus --config --cases-db --state --throttle
 			--daemon --pidfile --help --version' -- "$cur"))
+	elif [[ $prev == session ]]; then
+		COMPREPLY=($(compgen -W 'start stop' -- "$cur"))
 	else
-		COMPREPLY=($(compgen -W 'get view' -- "$cur"))
+		COMPREPLY=($(compgen -W 'get view session' -- "$cur"))
 	fi
 }
 complete -F _widgetd widgetd

@@ -153,17 +153,32 @@ hold(struct evk_gate *g, struct entry *e, uint64_t seq, const char *line,
 	return 0;
 }
 
+static struct entry *
+find(const struct evk_gate *g, const char *key, size_t klen, uint32_t h)
+{
+	struct entry *e = g->buckets[h & (g->nbuckets - 1)];
+	while (e && !(e->hash == h && e->klen == klen && memcmp(e->key, key, klen) == 0))
+		e = e->hnext;
+	return e;
+}
+
+void
+evk_gate_forget(struct evk_gate *g, const char *key, size_t klen)
+{
+	struct entry *e = find(g, key, klen, hash_key(key, klen));
+	if (e)
+		entry_remove(g, e);
+}
+
 int
 evk_gate_offer(struct evk_gate *g, const char *key, size_t klen, uint64_t seq,
 	       const char *line, size_t len, long long now,
 	       evk_gate_emit_fn emit, void *arg)
 {
 	uint32_t h = hash_key(key, klen);
-	struct entry *e = g->buckets[h & (g->nbuckets - 1)];
+	struct entry *e = find(g, key, klen, h);
 	int rv;
 
-	while (e && !(e->hash == h && e->klen == klen && memcmp(e->key, key, klen) == 0))
-		e = e->hnext;
 	if (e == NULL) {
 		while (g->nkeys >= g->max_keys)
 			if ((rv = evict_one(g, emit, arg)) != 0)

@@ -91,12 +91,34 @@ progress() {
 
 @test "widgetd counts events and lists the session's cases, newest first" {
 	start_widgetd --throttle 50
-	evpub case:created create '{"resource":"case","action":"create","data":{"case_reference":"A1"}}'
-	evpub case:synced sync '{"resource":"case","action":"sync","data":{"case_reference":"A2"}}'
+	evpub case:created create '{"resource":"case","action":"create","data":{"id":"c1","case_reference":"A1"}}'
+	evpub case:synced sync '{"resource":"case","action":"sync","data":{"id":"c2","case_reference":"A2"}}'
 	wait_for bash -c "widgetd get session-cases | json_true '.items | length == 2'"
 	run widgetd get session-cases
 	[ "$(jq -c '[.items[].case_reference]' <<<"$output")" = '["A2","A1"]' ]
 	wait_for bash -c "widgetd get case-events | json_true '.counts.create == 1 and .counts.sync == 1'"
+}
+
+@test "widgetd session stop freezes the session list; session start begins an empty one" {
+	start_widgetd --throttle 50
+	wait_for bash -c "widgetd get session-cases | json_true '.active and (.items | length == 0)'"
+	c() { evpub "case:$1" "$2" "{\"resource\":\"case\",\"action\":\"$2\",\"data\":{\"id\":\"$3\",\"case_reference\":\"$4\"}}"; }
+	c created create c1 R1
+	c created create c2 R2
+	# A case synced again moves to the top instead of appearing twice.
+	c synced sync c1 R1b
+	wait_for bash -c "widgetd get session-cases | json_true '[.items[].case_reference] == [\"R1b\",\"R2\"]'"
+	run -0 widgetd session stop
+	c created create c3 R3
+	wait_for bash -c "widgetd get case-events | json_true '.counts.create == 3'"
+	run -0 widgetd get session-cases
+	json_true '(.active | not) and .stopped_at != null and [.items[].case_reference] == ["R1b","R2"]' <<<"$output"
+	run -0 widgetd session start session-cases
+	c created create c4 R4
+	wait_for bash -c "widgetd get session-cases | json_true '.active and [.items[].case_reference] == [\"R4\"]'"
+	# An unknown session widget is named on stderr; the daemon goes on.
+	run -0 widgetd session stop nosuch
+	run -2 widgetd session pause
 }
 
 @test "malformed workflow events are skipped with a message; the daemon goes on" {

@@ -36,6 +36,10 @@ int evk_gate_offer(struct evk_gate *g, const char *key, size_t klen,
 		   uint64_t seq, const char *line, size_t len, long long now,
 		   evk_gate_emit_fn emit, void *arg);
 
+/* Forgets key: its pending event is dropped unsent, and its next offer
+ * starts afresh (under THROTTLE: goes at once). */
+void evk_gate_forget(struct evk_gate *g, const char *key, size_t klen);
+
 /* Emits what is due at now. */
 int evk_gate_tick(struct evk_gate *g, long long now, evk_gate_emit_fn emit,
 		  void *arg);

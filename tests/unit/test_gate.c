@@ -50,6 +50,20 @@ main(void)
 	CHECK(evk_gate_next_due(g) == -1 && evk_gate_pending(g) == 0, "idle keys forgotten");
 	evk_gate_free(g);
 
+	/* Forget: the held event is dropped, the next offer goes at once. */
+	g = evk_gate_new(EVK_GATE_THROTTLE, 100, 16, 1 << 20);
+	seen[0] = '\0';
+	OFFER(g, "a", 1, "a1", 0);
+	OFFER(g, "a", 2, "a2", 10);
+	OFFER(g, "b", 3, "b3", 20);
+	evk_gate_forget(g, "a", 1);
+	evk_gate_forget(g, "zz", 2); /* unknown: nothing happens */
+	CHECK(evk_gate_pending(g) == 0, "a2 dropped by forget");
+	OFFER(g, "a", 4, "a4", 30);
+	evk_gate_tick(g, 1000, record, NULL);
+	CHECK(strcmp(seen, "a1 b3 a4") == 0, "forgotten key starts afresh: %s", seen);
+	evk_gate_free(g);
+
 	/* Debounce: only after quiet, the latest. */
 	g = evk_gate_new(EVK_GATE_DEBOUNCE, 100, 16, 1 << 20);
 	seen[0] = '\0';
