@@ -178,18 +178,20 @@ evk_fold_apply(cJSON *widgets, const struct evk_event *ev, const struct evk_fold
 			cJSON_Delete(r);
 			OOM();
 		}
+		/* The result first, then the progress widget goes: a watcher
+		 * never sees the workflow with neither. */
 		cJSON *old = evk_fold_find(widgets, rid);
 		if (old)
 			cJSON_Delete(cJSON_DetachItemViaPointer(widgets, old));
-		if ((w = evk_fold_find(widgets, pid_id)) != NULL) {
-			cJSON_Delete(cJSON_DetachItemViaPointer(widgets, w));
-			if (note) note(arg, pid_id, EVK_FOLD_REMOVED);
-		}
 		if (!cJSON_AddItemToArray(widgets, r)) {
 			cJSON_Delete(r);
 			OOM();
 		}
 		if (note) note(arg, rid, EVK_FOLD_UPDATED);
+		if ((w = evk_fold_find(widgets, pid_id)) != NULL) {
+			cJSON_Delete(cJSON_DetachItemViaPointer(widgets, w));
+			if (note) note(arg, pid_id, EVK_FOLD_REMOVED);
+		}
 		goto out;
 	}
 	/* The rest act on the event's progress widget; check the event whole
