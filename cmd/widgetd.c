@@ -25,7 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SAVE_EVERY 1000 /* events folded between saves while busy */
+#define SAVE_EVERY 1000     /* events folded between saves while busy */
+#define HOUSEKEEP_EVERY 256 /* events between timer checks while busy */
 #define SESSION_TOPIC "widgetd:session" /* widgetd session start|stop */
 #define SESSION_TOPIC_LEN (sizeof(SESSION_TOPIC) - 1)
 
@@ -440,6 +441,41 @@ save_state(void)
 	cJSON_free(text);
 }
 
+/* Runs what is due: refetches, throttled announcements, a save when the
+ * stream paused, the acknowledgement of what was announced. Returns how
+ * long the next wait for an event may be (ms). */
+static int
+housekeeping(struct evk_sub *sub, const char *url, int *unsaved)
+{
+	long long now = loop_now = evk_mono_ms();
+	long long due = evk_gate_next_due(publish_gate);
+	int rv;
+
+	for (int i = 0; i < ndecls; i++) {
+		if (decls[i].refetch) {
+			evk_gate_tick(decls[i].refetch, now, refetch, &decls[i]);
+			long long d = evk_gate_next_due(decls[i].refetch);
+			if (d >= 0 && (due < 0 || d < due))
+				due = d;
+		}
+	}
+	evk_gate_tick(publish_gate, now, publish, NULL);
+	if (*unsaved && !evk_sub_buffered(sub)) {
+		save_state();
+		*unsaved = 0;
+	}
+	if (pub && (rv = evk_pub_sync(pub)) != EVK_OK) {
+		evk_warn("widget announcements not acknowledged by '%s': %s;"
+			 " reconnecting", url, evk_strerror(rv));
+		evk_pub_close(pub);
+		if (evk_pub_open(&pub, url, NULL, NULL) != EVK_OK)
+			pub = NULL;
+	}
+	if (due < 0 || due - now >= 200)
+		return 200;
+	return due > now ? (int)(due - now) : 0;
+}
+
 static int
 run_daemon(struct opts *o, const char *url)
 {
@@ -507,35 +543,17 @@ run_daemon(struct opts *o, const char *url)
 	evk_daemon_ready(0);
 
 	struct evk_event ev;
-	int unsaved = 0;
+	int unsaved = 0, burst = 0, wait = 0;
 	loop_now = evk_mono_ms();
 	while (!stopping) {
-		long long now = loop_now = evk_mono_ms();
-		long long due = evk_gate_next_due(publish_gate);
-		for (int i = 0; i < ndecls; i++) {
-			if (decls[i].refetch) {
-				evk_gate_tick(decls[i].refetch, now, refetch, &decls[i]);
-				long long d = evk_gate_next_due(decls[i].refetch);
-				if (d >= 0 && (due < 0 || d < due))
-					due = d;
-			}
+		/* Timers, saving and acknowledgements between frames, or every
+		 * HOUSEKEEP_EVERY events of a long one; not per event. */
+		bool idle = !evk_sub_buffered(sub);
+		if (idle || ++burst >= HOUSEKEEP_EVERY) {
+			burst = 0;
+			wait = housekeeping(sub, url, &unsaved);
 		}
-		evk_gate_tick(publish_gate, now, publish, NULL);
-		int wait = 200;
-		if (due >= 0 && due - now < wait)
-			wait = due > now ? (int)(due - now) : 0;
-		if (unsaved && !evk_sub_buffered(sub)) {
-			save_state();
-			unsaved = 0;
-		}
-		if (pub && (rv = evk_pub_sync(pub)) != EVK_OK) {
-			evk_warn("widget announcements not acknowledged by '%s': %s;"
-				 " reconnecting", url, evk_strerror(rv));
-			evk_pub_close(pub);
-			if (evk_pub_open(&pub, url, NULL, NULL) != EVK_OK)
-				pub = NULL;
-		}
-		rv = evk_sub_next(sub, &ev, wait);
+		rv = evk_sub_next(sub, &ev, idle ? wait : 0);
 		if (rv == EVK_ETIMEDOUT)
 			continue;
 		if (rv == EVK_EGAP) {
@@ -557,7 +575,7 @@ run_daemon(struct opts *o, const char *url)
 			if (evk_fold_apply(widgets, &ev, &fo, changed, NULL, &why) == EVK_EINVAL)
 				evk_warn("event %llu (%.*s): %s; skipped", (unsigned long long)ev.seq,
 					 (int)ev.event_len, ev.event, why);
-			apply_decls(&ev, now);
+			apply_decls(&ev, loop_now);
 		}
 		if (++unsaved >= SAVE_EVERY) {
 			save_state();

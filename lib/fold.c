@@ -48,9 +48,30 @@ put(cJSON *o, const char *name, cJSON *v)
 {
 	if (v == NULL)
 		return false;
-	if (cJSON_GetObjectItemCaseSensitive(o, name))
-		return cJSON_ReplaceItemInObjectCaseSensitive(o, name, v);
-	return cJSON_AddItemToObject(o, name, v);
+	cJSON *old = cJSON_GetObjectItemCaseSensitive(o, name);
+	if (old == NULL)
+		return cJSON_AddItemToObject(o, name, v);
+	/* In place: the new item takes over the old one's name. */
+	v->string = old->string;
+	v->type |= old->type & cJSON_StringIsConst;
+	old->string = NULL;
+	old->type &= ~cJSON_StringIsConst;
+	return cJSON_ReplaceItemViaPointer(o, old, v);
+}
+
+/* prefix + name into out (n bytes), cut short if need be: a widget id. */
+static const char *
+widget_id(char *out, size_t n, const char *prefix, const char *name)
+{
+	size_t a = strlen(prefix), b = strlen(name);
+	if (a >= n)
+		a = n - 1;
+	if (b > n - 1 - a)
+		b = n - 1 - a;
+	memcpy(out, prefix, a);
+	memcpy(out + a, name, b);
+	out[a + b] = '\0';
+	return out;
 }
 
 /* Prepends item to the array name of w, keeping at most max. */
@@ -68,8 +89,12 @@ prepend(cJSON *w, const char *name, cJSON *item, size_t max)
 		cJSON_Delete(item);
 		return false;
 	}
-	while ((size_t)cJSON_GetArraySize(list) > max)
-		cJSON_DeleteItemFromArray(list, cJSON_GetArraySize(list) - 1);
+	/* One walk to the cap, then whatever lies past it goes. */
+	cJSON *last = list->child;
+	for (size_t n = 1; last && n < max; n++)
+		last = last->next;
+	while (last && last->next)
+		cJSON_Delete(cJSON_DetachItemViaPointer(list, last->next));
 	return true;
 }
 
@@ -88,7 +113,17 @@ static cJSON *
 progress_of(cJSON *widgets, const cJSON *p)
 {
 	const char *pid = str(p, "process_id"), *wf = str(p, "workflow_id");
+	char id[256];
 	cJSON *w;
+	if (wf) {
+		/* Usually the event names both: progress-{wf} holding the
+		 * process is the answer without looking at every widget. */
+		widget_id(id, sizeof(id), "progress-", wf);
+		w = evk_fold_find(widgets, id);
+		const char *wp = w ? str(w, "process_id") : NULL;
+		if (w && (pid == NULL || (wp && strcmp(wp, pid) == 0)))
+			return w;
+	}
 	if (pid) {
 		cJSON_ArrayForEach(w, widgets) {
 			const char *t = str(w, "type"), *wp = str(w, "process_id");
@@ -96,19 +131,14 @@ progress_of(cJSON *widgets, const cJSON *p)
 				return w;
 		}
 	}
-	if (wf) {
-		char id[256];
-		snprintf(id, sizeof(id), "progress-%s", wf);
-		return evk_fold_find(widgets, id);
-	}
-	return NULL;
+	return wf ? evk_fold_find(widgets, id) : NULL;
 }
 
 static cJSON *
 new_progress(cJSON *widgets, const char *wf)
 {
 	char id[256];
-	snprintf(id, sizeof(id), "progress-%s", wf);
+	widget_id(id, sizeof(id), "progress-", wf);
 	cJSON *w = cJSON_CreateObject();
 	if (w == NULL || !put(w, "id", cJSON_CreateString(id)) ||
 	    !put(w, "type", cJSON_CreateString("progress")) ||
@@ -153,7 +183,7 @@ evk_fold_apply(cJSON *widgets, const struct evk_event *ev, const struct evk_fold
 		if (!pid || !wf)
 			FAIL("process_created without process_id and workflow_id");
 		char id[256];
-		snprintf(id, sizeof(id), "progress-%s", wf);
+		widget_id(id, sizeof(id), "progress-", wf);
 		if ((w = evk_fold_find(widgets, id)) == NULL && (w = new_progress(widgets, wf)) == NULL)
 			OOM();
 		if (!put(w, "process_id", cJSON_CreateString(pid)))
@@ -165,8 +195,8 @@ evk_fold_apply(cJSON *widgets, const struct evk_event *ev, const struct evk_fold
 		if (!wf)
 			FAIL("workflow_completed without workflow_id");
 		char pid_id[256], rid[256];
-		snprintf(pid_id, sizeof(pid_id), "progress-%s", wf);
-		snprintf(rid, sizeof(rid), "result-%s", wf);
+		widget_id(pid_id, sizeof(pid_id), "progress-", wf);
+		widget_id(rid, sizeof(rid), "result-", wf);
 		cJSON *r = cJSON_CreateObject();
 		const char *status = str(p, "status");
 		if (r == NULL || !put(r, "id", cJSON_CreateString(rid)) ||
