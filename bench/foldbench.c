@@ -1,7 +1,8 @@
 /* foldbench: events/s through the widget fold, in process.
  *
  *   foldbench N   folds N events of a 4-step workflow (step_started,
- *                 step_progress, progress_update, step_completed) */
+ *                 step_progress, progress_update, step_completed) after
+ *                 its process_created, as evworker sends them */
 #include "evkit/err.h"
 #include "evkit/event.h"
 #include "evkit/fold.h"
@@ -45,6 +46,14 @@ main(int argc, char **argv)
 		if (evk_event_scan(&evs[i], lines[i], strlen(lines[i])) != EVK_OK)
 			return 1;
 	}
+	/* The workflow's first event, as evworker sends it. */
+	static const char created[] =
+		"{\"seq\":0,\"ts\":\"2026-11-24T10:00:00.000000Z\",\"topic\":\"workflow:wf\","
+		"\"event\":\"process_created\",\"payload\":{\"process_id\":\"p1\",\"workflow_id\":\"wf\"}}";
+	struct evk_event ev0;
+	if (evk_event_scan(&ev0, created, sizeof(created) - 1) != EVK_OK ||
+	    evk_fold_apply(w, &ev0, NULL, ignore, NULL, &why) != EVK_OK)
+		return 1;
 	struct timespec a, b;
 	clock_gettime(CLOCK_MONOTONIC, &a);
 	for (long i = 0; i < n; i++)

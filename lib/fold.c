@@ -24,16 +24,17 @@ str(const cJSON *o, const char *name)
 	return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, name));
 }
 
-/* The seed's describe_step/1 and estimate_progress/1. */
-static const char *
+/* The seed's describe_step/1 and estimate_progress/1; the fixed texts
+ * are referenced, not copied. */
+static cJSON *
 describe(const char *step, char *buf, size_t n)
 {
 	if (strcmp(step, "validate") == 0)
-		return "Validating input";
+		return cJSON_CreateStringReference("Validating input");
 	if (strcmp(step, "process") == 0)
-		return "Processing data";
+		return cJSON_CreateStringReference("Processing data");
 	snprintf(buf, n, "Running %s", step);
-	return buf;
+	return cJSON_CreateString(buf);
 }
 
 static double
@@ -42,7 +43,8 @@ estimate(const char *step)
 	return strcmp(step, "validate") == 0 ? 30 : strcmp(step, "process") == 0 ? 60 : 50;
 }
 
-/* Sets (replacing) member name of o; false when out of memory. */
+/* Sets (replacing) member name of o; false when out of memory. name is
+ * a string literal: a new member keeps the pointer instead of a copy. */
 static bool
 put(cJSON *o, const char *name, cJSON *v)
 {
@@ -50,13 +52,25 @@ put(cJSON *o, const char *name, cJSON *v)
 		return false;
 	cJSON *old = cJSON_GetObjectItemCaseSensitive(o, name);
 	if (old == NULL)
-		return cJSON_AddItemToObject(o, name, v);
+		return cJSON_AddItemToObjectCS(o, name, v);
 	/* In place: the new item takes over the old one's name. */
 	v->string = old->string;
 	v->type |= old->type & cJSON_StringIsConst;
 	old->string = NULL;
 	old->type &= ~cJSON_StringIsConst;
 	return cJSON_ReplaceItemViaPointer(o, old, v);
+}
+
+/* Sets number member name of o, in place when it is a number already. */
+static bool
+put_number(cJSON *o, const char *name, double v)
+{
+	cJSON *old = cJSON_GetObjectItemCaseSensitive(o, name);
+	if (cJSON_IsNumber(old)) {
+		cJSON_SetNumberHelper(old, v);
+		return true;
+	}
+	return put(o, name, cJSON_CreateNumber(v));
 }
 
 /* prefix + name into out (n bytes), cut short if need be: a widget id. */
@@ -251,19 +265,19 @@ evk_fold_apply(cJSON *widgets, const struct evk_event *ev, const struct evk_fold
 			FAIL("step_started without step");
 		cJSON *a = cJSON_CreateObject();
 		if (a == NULL || !put(a, "step", cJSON_CreateString(step)) ||
-		    !put(a, "status", cJSON_CreateString("running")) ||
+		    !put(a, "status", cJSON_CreateStringReference("running")) ||
 		    !put(a, "timestamp", ts_string(ev)) ||
-		    !put(a, "description", cJSON_CreateString(describe(step, desc, sizeof(desc))))) {
+		    !put(a, "description", describe(step, desc, sizeof(desc)))) {
 			cJSON_Delete(a);
 			OOM();
 		}
 		if (!prepend(w, "activities", a, max) ||
-		    !put(w, "percentage", cJSON_CreateNumber(pct ? pct->valuedouble : estimate(step))))
+		    !put_number(w, "percentage", pct ? pct->valuedouble : estimate(step)))
 			OOM();
 	} else if (EV("step_progress")) {
 		if (!pct)
 			FAIL("step_progress without percentage");
-		if (!put(w, "percentage", cJSON_CreateNumber(pct->valuedouble)))
+		if (!put_number(w, "percentage", pct->valuedouble))
 			OOM();
 	} else if (EV("progress_update")) {
 		const char *content = str(p, "content");
@@ -292,11 +306,11 @@ evk_fold_apply(cJSON *widgets, const struct evk_event *ev, const struct evk_fold
 		}
 		if (found == NULL)
 			FAIL("step_completed without a running activity of that step");
-		if (!put(found, "status", cJSON_CreateString(err ? "failed" : "completed")) ||
+		if (!put(found, "status", cJSON_CreateStringReference(err ? "failed" : "completed")) ||
 		    (err && !put(found, "error", cJSON_Duplicate(err, true))) ||
 		    (res && !put(found, "result", cJSON_Duplicate(res, true))))
 			OOM();
-		if (pct && !put(w, "percentage", cJSON_CreateNumber(pct->valuedouble)))
+		if (pct && !put_number(w, "percentage", pct->valuedouble))
 			OOM();
 	} else { /* workflow_failed */
 		const char *err = str(p, "error");
