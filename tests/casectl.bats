@@ -79,7 +79,16 @@ $stored"
 	run -0 --separate-stderr cc create '{"agency":"ea","case_reference":"E1"}'
 	[[ $stderr == *"outbox"* ]]
 	run -0 --separate-stderr cc create '{"agency":"ea","case_reference":"E2"}'
-	[ "$(cc outbox list | wc -l)" -eq 4 ]
+	# The pending notifications, as the event lines they will be.
+	run -0 cc outbox list
+	[ "${#lines[@]}" -eq 4 ]
+	run jq -r '[.topic, .event, .payload.data.case_reference, .payload.data.id] | @tsv' <<<"$output"
+	local id1 id2
+	id1=$(cut -f4 <<<"${lines[0]}") id2=$(cut -f4 <<<"${lines[2]}")
+	[ "${lines[0]}" = "case:created	create	E1	$id1" ]
+	[ "${lines[1]}" = "case:created:$id1	create	E1	$id1" ]
+	[ "${lines[2]}" = "case:created	create	E2	$id2" ]
+	[ "${lines[3]}" = "case:created:$id2	create	E2	$id2" ]
 	start_hub
 	run -0 cc list
 	[ "$(cc outbox list | wc -l)" -eq 0 ]
@@ -150,7 +159,7 @@ $stored"
 		PRAGMA user_version = 1;
 	SQL
 	run -0 casectl --db "$old" list
-	[ "$(sqlite3 "$old" 'PRAGMA user_version')" -eq 2 ]
+	[ "$(sqlite3 "$old" 'PRAGMA user_version')" -eq 3 ]
 	run -0 evsub --since 0 -n 4 -W 10 -o tsv 'case:**'
 	run cut -f2,3 <<<"$output"
 	[ "${lines[0]}" = "case:created	create" ] && [ "${lines[1]}" = "case:created:c-1	create" ]
