@@ -972,8 +972,9 @@ apply_fields(struct ctx *c, const char *id, const struct input *in, bool sync)
 }
 
 /* Inserts a new case of agency a and announces it; v describes it after,
- * built from what was written rather than read back. */
-static void
+ * built from what was written rather than read back. false: the agency
+ * has a case of that reference already, nothing was written. */
+static bool
 create_case(struct ctx *c, const struct agency *a, const struct input *in, char id[37],
 	    struct case_view *v)
 {
@@ -984,7 +985,8 @@ create_case(struct ctx *c, const struct agency *a, const struct input *in, char 
 	sqlite3_stmt *st = prepare(
 		c, "INSERT INTO cases (id, agency_id, case_reference, offender_id,"
 		   " offence_action_date, offence_fine, offence_costs, offence_result,"
-		   " inserted_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?9)");
+		   " inserted_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?9)"
+		   " ON CONFLICT (agency_id, case_reference) DO NOTHING");
 	bind_text(c, st, 1, id);
 	sqlite3_bind_int64(st, 2, a->id);
 	bind_text(c, st, 3, in->reference);
@@ -1000,6 +1002,8 @@ create_case(struct ctx *c, const struct agency *a, const struct input *in, char 
 	if (sqlite3_step(st) != SQLITE_DONE)
 		db_die(c, "cannot insert a case");
 	done(st);
+	if (sqlite3_changes(c->db) == 0)
+		return false; /* (agency, reference) is taken */
 	*v = (struct case_view){
 		.id = id, .reference = in->reference, .agency_code = a->code,
 		.agency_name = a->name, .agency_id = a->id, .offender_id = off,
@@ -1010,6 +1014,7 @@ create_case(struct ctx *c, const struct agency *a, const struct input *in, char 
 		.inserted = now, .updated = now, .synced = NULL,
 	};
 	notify(c, "create", "created", v);
+	return true;
 }
 
 /* Announces an action on case id from its stored row (keep: and leaves
@@ -1060,21 +1065,22 @@ read_cases(struct ctx *c, enum upsert mode, long *created, long *synced, long *b
 			n_txn++;
 			const struct agency *ag = agency_get(c, in.agency);
 			char id[37];
-			find_case(c, ag->id, in.reference, id);
-			if (id[0] && mode == UP_CREATE_ONLY) {
-				snprintf(why, sizeof(why), "case %s of %s exists (id %s)",
-					 in.reference, in.agency, id);
-			} else if (id[0]) {
-				apply_fields(c, id, &in, true);
-				if (!announce(c, id, "sync", "synced", false))
-					db_die(c, "cannot read the case back");
-				(*synced)++;
-			} else {
-				struct case_view v;
-				create_case(c, ag, &in, id, &v);
+			struct case_view v;
+			if (create_case(c, ag, &in, id, &v)) {
 				(*created)++;
 				if (mode == UP_CREATE_ONLY)
 					print_case(c, &v, NULL);
+			} else {
+				find_case(c, ag->id, in.reference, id);
+				if (mode == UP_CREATE_ONLY) {
+					snprintf(why, sizeof(why), "case %s of %s exists (id %s)",
+						 in.reference, in.agency, id);
+				} else {
+					apply_fields(c, id, &in, true);
+					if (!announce(c, id, "sync", "synced", false))
+						db_die(c, "cannot read the case back");
+					(*synced)++;
+				}
 			}
 		}
 		cJSON_Delete(o);
@@ -1136,7 +1142,9 @@ cmd_create(struct ctx *c, int argc, char **argv)
 			evk_die(EVK_EX_DATAERR, "case %s of %s exists (id %s)", in.reference,
 				in.agency, id);
 		struct case_view v;
-		create_case(c, ag, &in, id, &v);
+		if (!create_case(c, ag, &in, id, &v))
+			evk_die(EVK_EX_FAIL, "case %s of %s appeared while being created",
+				in.reference, in.agency);
 		commit(c, false);
 		print_case(c, &v, NULL);
 		cJSON_Delete(o);

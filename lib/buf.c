@@ -6,7 +6,7 @@
 #include <string.h>
 
 int
-evk_buf_reserve(struct evk_buf *b, size_t n)
+evk_buf_grow(struct evk_buf *b, size_t n)
 {
 	size_t need = b->len + n + 1; /* room for a NUL */
 	if (need <= b->cap)
@@ -45,15 +45,10 @@ evk_buf_addstr(struct evk_buf *b, const char *s)
 }
 
 int
-evk_buf_addch(struct evk_buf *b, char c)
-{
-	return evk_buf_add(b, &c, 1);
-}
-
-int
 evk_buf_add_json_string(struct evk_buf *b, const char *s, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
+	size_t plain = 0; /* start of the run of bytes copied as they are */
 	int rv = evk_buf_reserve(b, n + 2);
 	if (rv != EVK_OK)
 		return rv;
@@ -61,28 +56,28 @@ evk_buf_add_json_string(struct evk_buf *b, const char *s, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
 		char esc[7];
-		size_t elen = 0;
+		size_t elen = 2;
 		switch (c) {
-		case '"': memcpy(esc, "\\\"", 2); elen = 2; break;
-		case '\\': memcpy(esc, "\\\\", 2); elen = 2; break;
-		case '\n': memcpy(esc, "\\n", 2); elen = 2; break;
-		case '\r': memcpy(esc, "\\r", 2); elen = 2; break;
-		case '\t': memcpy(esc, "\\t", 2); elen = 2; break;
+		case '"': memcpy(esc, "\\\"", 2); break;
+		case '\\': memcpy(esc, "\\\\", 2); break;
+		case '\n': memcpy(esc, "\\n", 2); break;
+		case '\r': memcpy(esc, "\\r", 2); break;
+		case '\t': memcpy(esc, "\\t", 2); break;
 		default:
-			if (c < 0x20 || c == 0x7f) {
-				memcpy(esc, "\\u00", 4);
-				esc[4] = hex[c >> 4];
-				esc[5] = hex[c & 15];
-				elen = 6;
-			}
+			if (c >= 0x20 && c != 0x7f)
+				continue;
+			memcpy(esc, "\\u00", 4);
+			esc[4] = hex[c >> 4];
+			esc[5] = hex[c & 15];
+			elen = 6;
 		}
-		if (elen) {
-			if ((rv = evk_buf_add(b, esc, elen)) != EVK_OK)
-				return rv;
-		} else if ((rv = evk_buf_addch(b, (char)c)) != EVK_OK) {
+		if ((rv = evk_buf_add(b, s + plain, i - plain)) != EVK_OK ||
+		    (rv = evk_buf_add(b, esc, elen)) != EVK_OK)
 			return rv;
-		}
+		plain = i + 1;
 	}
+	if ((rv = evk_buf_add(b, s + plain, n - plain)) != EVK_OK)
+		return rv;
 	return evk_buf_addch(b, '"');
 }
 

@@ -47,6 +47,25 @@ $stored"
 	[ "$(jq -r '.agency.code + " " + .offender.name' <<<"$stored")" = "hse Acme Ltd" ]
 }
 
+@test "casectl create refuses a reference its agency has, alone or among new ones, and announces only what it made" {
+	run -0 cc create '{"agency":"hse","case_reference":"D1","offence_fine":1}'
+	local id
+	id=$(jq -r .id <<<"$output")
+	run -65 --separate-stderr cc create '{"agency":"hse","case_reference":"D1","offence_fine":2}'
+	[ "$stderr" = "casectl: case D1 of hse exists (id $id)" ]
+	# From stdin: the taken line is reported by number and skipped.
+	run -65 --separate-stderr cc create <<-'IN'
+		{"agency":"hse","case_reference":"D2"}
+		{"agency":"hse","case_reference":"D1"}
+		{"agency":"hse","case_reference":"D3"}
+	IN
+	[[ $stderr == *"stdin:2: case D1 of hse exists (id $id)"* ]]
+	[ "$(jq -r .case_reference <<<"$output" | paste -sd,)" = D2,D3 ]
+	[ "$(cc get "$id" | jq .offence_fine)" = 1 ]
+	[ "$(cc list | wc -l)" -eq 3 ]
+	[ "$(hub_status_field head_seq)" -eq 6 ]
+}
+
 @test "casectl ingest of 30 cases of which 6 exist gives 24 create and 6 sync notifications and 30 rows" {
 	cases 6 | cc --actor ed ingest
 	listen 60

@@ -166,6 +166,41 @@ main(void)
 	CHECK(!evk_utf8_valid("\xf4\x90\x80\x80", 4), "above U+10FFFF");
 	CHECK(!evk_utf8_valid("abcdefg\xc3", 8), "truncated");
 
+	/* JSON strings: runs copied whole, each escape in place. */
+	static const struct {
+		const char *in;
+		size_t n;
+		const char *want;
+	} js[] = {
+		{ "", 0, "\"\"" },
+		{ "plain text", 10, "\"plain text\"" },
+		{ "a\"b\\c", 5, "\"a\\\"b\\\\c\"" },
+		{ "\n\r\t", 3, "\"\\n\\r\\t\"" },
+		{ "x\x01y\x7f", 4, "\"x\\u0001y\\u007f\"" },
+		{ "nul\0end", 7, "\"nul\\u0000end\"" },
+		{ "\xc3\xa9t\xc3\xa9\"", 6, "\"\xc3\xa9t\xc3\xa9\\\"\"" },
+	};
+	for (size_t i = 0; i < sizeof(js) / sizeof(js[0]); i++) {
+		evk_buf_reset(&out);
+		CHECK(evk_buf_add_json_string(&out, js[i].in, js[i].n) == EVK_OK &&
+			      strcmp(out.p, js[i].want) == 0 && out.len == strlen(js[i].want),
+		      "json string %zu: got %s, want %s", i, out.p, js[i].want);
+	}
+	struct evk_buf small = EVK_BUF_INIT(8);
+	CHECK(evk_buf_add_json_string(&small, "abc\"", 4) == EVK_OK &&
+		      strcmp(small.p, "\"abc\\\"\"") == 0,
+	      "json string fills a capped buffer to the byte");
+	evk_buf_reset(&small);
+	CHECK(evk_buf_add_json_string(&small, "abcde\"", 6) == EVK_ETOOLONG,
+	      "json string past the cap is refused");
+	evk_buf_reset(&small);
+	for (int i = 0; i < 8; i++)
+		CHECK(evk_buf_addch(&small, 'a') == EVK_OK, "addch %d", i);
+	CHECK(evk_buf_addch(&small, 'a') == EVK_ETOOLONG && small.len == 8 &&
+		      strcmp(small.p, "aaaaaaaa") == 0,
+	      "addch stops at the cap");
+	evk_buf_release(&small);
+
 	evk_buf_release(&out);
 	return check_done("test_event");
 }
