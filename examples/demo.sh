@@ -12,6 +12,14 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export PATH="$ROOT/bin:$PATH"
 dir=$(mktemp -d "${TMPDIR:-/tmp}/evkit-demo.XXXXXX")
 pids=()
+# gone PID — PID has exited: no such process, or a zombie init has not
+# reaped yet (it holds nothing any more).
+gone() {
+	local stat
+	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+	stat=${stat##*) }
+	[[ ${stat:0:1} == Z ]]
+}
 cleanup() {
 	local p
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -19,7 +27,7 @@ cleanup() {
 	local deadline=$((SECONDS + 10))
 	for p in "${pids[@]}"; do
 		wait "$p" 2>/dev/null || true
-		while kill -0 "$p" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.02; done
+		while ! gone "$p" && ((SECONDS < deadline)); do sleep 0.02; done
 	done
 	[ -t 1 ] && printf '\033[?25h' || true
 	rm -rf "$dir"

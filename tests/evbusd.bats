@@ -6,10 +6,11 @@ teardown() { stop_all; }
 
 # events N [TOPIC] — N JSON-lines events on stdout.
 events() {
-	local i
-	for ((i = 1; i <= $1; i++)); do
-		printf '{"topic":"%s","event":"tick","payload":{"i":%d}}\n' "${2:-t:a}" "$i"
-	done
+	# awk: a bash loop under bats' debug trap takes seconds per 10,000 lines
+	awk -v n="$1" -v t="${2:-t:a}" 'BEGIN {
+		for (i = 1; i <= n; i++)
+			printf "{\"topic\":\"%s\",\"event\":\"tick\",\"payload\":{\"i\":%d}}\n", t, i
+	}'
 }
 
 @test "evbusd --daemon returns once accepting; the pidfile names it; SIGTERM removes it" {
@@ -18,7 +19,7 @@ events() {
 	[ "$HUB_PID" -gt 1 ]
 	kill -0 "$HUB_PID"
 	kill -TERM "$HUB_PID"
-	wait_for bash -c "! kill -0 $HUB_PID 2>/dev/null"
+	wait_for gone "$HUB_PID"
 	HUB_PID=
 	[ ! -e "$BATS_TEST_TMPDIR/hub.pid" ]
 }

@@ -23,6 +23,16 @@ wait_for() {
 # wait_file PATH — waits until PATH exists.
 wait_file() { wait_for test -e "$1"; }
 
+# gone PID — true once PID has exited: no such process, or a zombie its
+# parent has not reaped yet (a daemon's parent is init, which may be slow
+# to reap; a zombie holds no file, socket or lock any more).
+gone() {
+	local stat
+	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+	stat=${stat##*) }
+	[[ ${stat:0:1} == Z ]]
+}
+
 # start_hub [ARGS...] — starts evbusd in the background on a private ipc
 # path in the test's directory; sets EVBUS_URL, HUB_PID, HUB_STORE.  With
 # --memory among ARGS no store is given.
@@ -40,7 +50,7 @@ start_hub() {
 stop_hub() {
 	[[ -n ${HUB_PID:-} ]] || return 0
 	kill "-${1:-TERM}" "$HUB_PID" 2>/dev/null || true
-	wait_for bash -c "! kill -0 $HUB_PID 2>/dev/null"
+	wait_for gone "$HUB_PID"
 	HUB_PID=
 }
 
