@@ -2,7 +2,11 @@
 # bench/widgetd.sh — the widget fold: in process (bench/foldbench.c), and
 # end to end: 200,000 workflow events through evpub -> evbusd -> widgetd,
 # timed until widgetd announces the final widget, beside plain evsub
-# receiving the same events (the bus's own pace), in one run.
+# receiving the same events (the bus's own pace), in one run. Then the
+# catch-up: a widgetd whose state predates the stream resumes from the
+# hub's log, beside evsub --since 0 reading the same log: how fast each
+# consumer takes what the bus can hand it, without a publisher sharing
+# the cores.
 set -euo pipefail
 
 N=${1:-200000}
@@ -35,6 +39,13 @@ awk -v n="$N" 'BEGIN {
 	printf "{\"topic\":\"workflow:wfb\",\"event\":\"workflow_completed\",\"payload\":{%s,\"status\":\"completed\"}}\n", ids
 }' >"$dir/events"
 
+# stop_by_pidfile FILE — TERM to the daemon FILE names; returns once it
+# has removed FILE on its way out.
+stop_by_pidfile() {
+	kill "$(cat "$1")"
+	while [ -e "$1" ]; do sleep 0.01; done
+}
+
 # Each run on a fresh hub, so neither pays for the other's log.
 hub() {
 	export EVBUS_URL="ipc://$dir/$1"
@@ -55,6 +66,9 @@ t1=$(date +%s.%N)
 # widgetd folding the same stream, until it announces that progress-wfb
 # is gone (replaced by result-wfb on the last event).
 hub bus2
+# First a state from before the stream, for the catch-up run.
+widgetd --state "$dir/w0.db" --daemon --pidfile "$dir/w0.pid"
+stop_by_pidfile "$dir/w0.pid"
 widgetd --state "$dir/w.db" --throttle 500 --daemon --pidfile "$dir/w.pid"
 pids+=("$(cat "$dir/w.pid")")
 evsub --ready-file "$dir/r2" --until widget_removed -W 120 'widget:progress-wfb' >/dev/null &
@@ -64,10 +78,27 @@ t2=$(date +%s.%N)
 evpub -f "$dir/events"
 wait "$sub"
 t3=$(date +%s.%N)
+stop_by_pidfile "$dir/w.pid"
+
+# Catch-up from the log of the run above.
+t4=$(date +%s.%N)
+evsub --since 0 -n "$N" -W 120 '**' >/dev/null
+t5=$(date +%s.%N)
+evsub --ready-file "$dir/r3" --until widget_removed -W 120 'widget:progress-wfb' >/dev/null &
+sub=$!
+while [ ! -e "$dir/r3" ]; do sleep 0.01; done
+t6=$(date +%s.%N)
+widgetd --state "$dir/w0.db" --throttle 500 --daemon --pidfile "$dir/w0.pid"
+pids+=("$(cat "$dir/w0.pid")")
+wait "$sub"
+t7=$(date +%s.%N)
 
 echo "widgetd fold: $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg)"
 printf '%-44s %12s\n' run events/s
 printf '%-44s %12.0f\n' "fold in process (foldbench, 1,000,000)" "$(jq .events_per_s <<<"$inproc")"
 awk -v n="$N" -v a="$t0" -v b="$t1" 'BEGIN { printf "%-44s %12.0f\n", "bus alone: evpub -> evbusd -> evsub", n / (b - a) }'
 awk -v n="$N" -v a="$t2" -v b="$t3" 'BEGIN { printf "%-44s %12.0f\n", "evpub -> evbusd -> widgetd (fold, save, publish)", n / (b - a) }'
-awk -v a="$t0" -v b="$t1" -v c="$t2" -v d="$t3" 'BEGIN { printf "widgetd/bus throughput %.2f (goal: keeps up, 1.0)\n", (b - a) / (d - c) }'
+awk -v a="$t0" -v b="$t1" -v c="$t2" -v d="$t3" 'BEGIN { printf "live: widgetd/bus throughput %.2f (goal: keeps up, 1.0)\n", (b - a) / (d - c) }'
+awk -v n="$N" -v a="$t4" -v b="$t5" 'BEGIN { printf "%-44s %12.0f\n", "catch-up from the log: evsub --since 0", n / (b - a) }'
+awk -v n="$N" -v a="$t6" -v b="$t7" 'BEGIN { printf "%-44s %12.0f\n", "catch-up from the log: widgetd resuming", n / (b - a) }'
+awk -v a="$t4" -v b="$t5" -v c="$t6" -v d="$t7" 'BEGIN { printf "catch-up: widgetd/evsub throughput %.2f\n", (b - a) / (d - c) }'

@@ -25,7 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SAVE_EVERY 1000     /* events folded between saves while busy */
+#define SAVE_EVERY 10000    /* events folded between saves while busy */
 #define HOUSEKEEP_EVERY 256 /* events between timer checks while busy */
 #define SESSION_TOPIC "widgetd:session" /* widgetd session start|stop */
 #define SESSION_TOPIC_LEN (sizeof(SESSION_TOPIC) - 1)

@@ -11,7 +11,11 @@ evk_fold_find(const cJSON *widgets, const char *id)
 {
 	cJSON *w;
 	cJSON_ArrayForEach(w, widgets) {
-		const char *wid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(w, "id"));
+		/* "id" comes first in every widget the fold or widgetd makes */
+		const cJSON *m = w->child;
+		if (m == NULL || m->string == NULL || strcmp(m->string, "id") != 0)
+			m = cJSON_GetObjectItemCaseSensitive(w, "id");
+		const char *wid = cJSON_GetStringValue(m);
 		if (wid && strcmp(wid, id) == 0)
 			return w;
 	}
@@ -61,11 +65,11 @@ put(cJSON *o, const char *name, cJSON *v)
 	return cJSON_ReplaceItemViaPointer(o, old, v);
 }
 
-/* Sets number member name of o, in place when it is a number already. */
+/* Sets number member name of o, whose current member is old (or NULL):
+ * in place when that is a number. */
 static bool
-put_number(cJSON *o, const char *name, double v)
+set_number(cJSON *o, const char *name, cJSON *old, double v)
 {
-	cJSON *old = cJSON_GetObjectItemCaseSensitive(o, name);
 	if (cJSON_IsNumber(old)) {
 		cJSON_SetNumberHelper(old, v);
 		return true;
@@ -88,11 +92,11 @@ widget_id(char *out, size_t n, const char *prefix, const char *name)
 	return out;
 }
 
-/* Prepends item to the array name of w, keeping at most max. */
+/* Prepends item to list, the array name of w (NULL or not an array: a
+ * new one), keeping at most max. */
 static bool
-prepend(cJSON *w, const char *name, cJSON *item, size_t max)
+prepend(cJSON *w, const char *name, cJSON *list, cJSON *item, size_t max)
 {
-	cJSON *list = cJSON_GetObjectItemCaseSensitive(w, name);
 	if (!cJSON_IsArray(list)) {
 		if ((list = cJSON_CreateArray()) == NULL || !put(w, name, list)) {
 			cJSON_Delete(item);
@@ -121,31 +125,98 @@ ts_string(const struct evk_event *ev)
 	return cJSON_CreateString(ts);
 }
 
-/* The progress widget an event of a process belongs to: the one that
- * holds its process_id, else progress-{workflow_id}. */
-static cJSON *
-progress_of(cJSON *widgets, const cJSON *p)
+/* The payload members the fold reads, found in one walk; the first of a
+ * name counts, as with cJSON_GetObjectItemCaseSensitive. */
+struct fields {
+	const cJSON *wf, *pid, *step, *pct, *content, *status, *error, *result, *retry;
+};
+
+static bool
+is(const char *k, const char *name)
 {
-	const char *pid = str(p, "process_id"), *wf = str(p, "workflow_id");
+	return strcmp(k, name) == 0;
+}
+
+static void
+scan_payload(const cJSON *p, struct fields *f)
+{
+	*f = (struct fields){ 0 };
+	for (const cJSON *m = p->child; m; m = m->next) {
+		const char *k = m->string;
+		const cJSON **slot = NULL;
+		if (k == NULL)
+			continue;
+		switch (k[0]) {
+		case 'w': slot = is(k, "workflow_id") ? &f->wf : is(k, "will_retry") ? &f->retry : NULL; break;
+		case 'p': slot = is(k, "process_id") ? &f->pid : is(k, "percentage") ? &f->pct : NULL; break;
+		case 's': slot = is(k, "step") ? &f->step : is(k, "status") ? &f->status : NULL; break;
+		case 'c': slot = is(k, "content") ? &f->content : NULL; break;
+		case 'e': slot = is(k, "error") ? &f->error : NULL; break;
+		case 'r': slot = is(k, "result") ? &f->result : NULL; break;
+		}
+		if (slot && *slot == NULL)
+			*slot = m;
+	}
+}
+
+/* The members of a progress widget the fold touches, found in one walk. */
+struct progress {
+	cJSON *w, *id, *pid, *pct, *activities, *updates;
+};
+
+static void
+scan_progress(cJSON *w, struct progress *pw)
+{
+	*pw = (struct progress){ .w = w };
+	for (cJSON *m = w->child; m; m = m->next) {
+		const char *k = m->string;
+		cJSON **slot = NULL;
+		if (k == NULL)
+			continue;
+		switch (k[0]) {
+		case 'i': slot = is(k, "id") ? &pw->id : NULL; break;
+		case 'p': slot = is(k, "process_id") ? &pw->pid : is(k, "percentage") ? &pw->pct : NULL; break;
+		case 'a': slot = is(k, "activities") ? &pw->activities : NULL; break;
+		case 'u': slot = is(k, "updates") ? &pw->updates : NULL; break;
+		}
+		if (slot && *slot == NULL)
+			*slot = m;
+	}
+}
+
+/* The progress widget an event of process pid (or NULL) of workflow wf
+ * (or NULL) belongs to: the one that holds its process_id, else
+ * progress-{wf}. false when there is none. */
+static bool
+progress_of(cJSON *widgets, const char *pid, const char *wf, struct progress *pw)
+{
 	char id[256];
 	cJSON *w;
 	if (wf) {
 		/* Usually the event names both: progress-{wf} holding the
 		 * process is the answer without looking at every widget. */
 		widget_id(id, sizeof(id), "progress-", wf);
-		w = evk_fold_find(widgets, id);
-		const char *wp = w ? str(w, "process_id") : NULL;
-		if (w && (pid == NULL || (wp && strcmp(wp, pid) == 0)))
-			return w;
+		if ((w = evk_fold_find(widgets, id)) != NULL) {
+			scan_progress(w, pw);
+			const char *wp = cJSON_GetStringValue(pw->pid);
+			if (pid == NULL || (wp && strcmp(wp, pid) == 0))
+				return true;
+		}
 	}
 	if (pid) {
 		cJSON_ArrayForEach(w, widgets) {
 			const char *t = str(w, "type"), *wp = str(w, "process_id");
-			if (t && wp && strcmp(t, "progress") == 0 && strcmp(wp, pid) == 0)
-				return w;
+			if (t && wp && strcmp(t, "progress") == 0 && strcmp(wp, pid) == 0) {
+				scan_progress(w, pw);
+				return true;
+			}
 		}
 	}
-	return wf ? evk_fold_find(widgets, id) : NULL;
+	if (wf && (w = evk_fold_find(widgets, id)) != NULL) {
+		scan_progress(w, pw);
+		return true;
+	}
+	return false;
 }
 
 static cJSON *
@@ -177,7 +248,9 @@ evk_fold_apply(cJSON *widgets, const struct evk_event *ev, const struct evk_fold
 {
 	size_t max = o && o->list_max ? o->list_max : EVK_FOLD_LIST_MAX;
 	cJSON *p = NULL, *w;
-	const char *wf, *step;
+	struct fields f;
+	struct progress pw;
+	const char *wf, *pid, *step;
 	char desc[160];
 	int rv = EVK_OK;
 	static const char *none = "";
@@ -190,10 +263,11 @@ evk_fold_apply(cJSON *widgets, const struct evk_event *ev, const struct evk_fold
 	p = cJSON_ParseWithLength(ev->payload, ev->payload_len);
 	if (!cJSON_IsObject(p))
 		FAIL("payload is not an object");
-	wf = str(p, "workflow_id");
+	scan_payload(p, &f);
+	wf = cJSON_GetStringValue(f.wf);
+	pid = cJSON_GetStringValue(f.pid);
 
 	if (EV("process_created")) {
-		const char *pid = str(p, "process_id");
 		if (!pid || !wf)
 			FAIL("process_created without process_id and workflow_id");
 		char id[256];
@@ -212,7 +286,7 @@ evk_fold_apply(cJSON *widgets, const struct evk_event *ev, const struct evk_fold
 		widget_id(pid_id, sizeof(pid_id), "progress-", wf);
 		widget_id(rid, sizeof(rid), "result-", wf);
 		cJSON *r = cJSON_CreateObject();
-		const char *status = str(p, "status");
+		const char *status = cJSON_GetStringValue(f.status);
 		if (r == NULL || !put(r, "id", cJSON_CreateString(rid)) ||
 		    !put(r, "type", cJSON_CreateString("result")) ||
 		    !put(r, "workflow_id", cJSON_CreateString(wf)) ||
@@ -240,29 +314,29 @@ evk_fold_apply(cJSON *widgets, const struct evk_event *ev, const struct evk_fold
 	}
 	/* The rest act on the event's progress widget; check the event whole
 	 * before touching anything. */
-	step = str(p, "step");
-	const cJSON *pct = cJSON_GetObjectItemCaseSensitive(p, "percentage");
+	step = cJSON_GetStringValue(f.step);
+	const cJSON *pct = f.pct;
+	const char *content = cJSON_GetStringValue(f.content);
 	if (pct && !cJSON_IsNumber(pct))
 		FAIL("percentage is not a number");
 	if ((EV("step_started") || EV("step_completed")) && !step)
 		FAIL("step event without step");
 	if (EV("step_progress") && !pct)
 		FAIL("step_progress without percentage");
-	if (EV("progress_update") && !str(p, "content"))
+	if (EV("progress_update") && !content)
 		FAIL("progress_update without content");
-	if ((w = progress_of(widgets, p)) == NULL) {
+	if (!progress_of(widgets, pid, wf, &pw)) {
 		if (EV("step_completed"))
 			FAIL("step_completed without a running activity of that step");
 		if (!wf)
 			FAIL("no process_id or workflow_id to find the widget by");
 		if ((w = new_progress(widgets, wf)) == NULL)
 			OOM();
+		scan_progress(w, &pw);
 	}
-	const char *id = str(w, "id");
+	w = pw.w;
 
 	if (EV("step_started")) {
-		if (!step)
-			FAIL("step_started without step");
 		cJSON *a = cJSON_CreateObject();
 		if (a == NULL || !put(a, "step", cJSON_CreateString(step)) ||
 		    !put(a, "status", cJSON_CreateStringReference("running")) ||
@@ -271,35 +345,27 @@ evk_fold_apply(cJSON *widgets, const struct evk_event *ev, const struct evk_fold
 			cJSON_Delete(a);
 			OOM();
 		}
-		if (!prepend(w, "activities", a, max) ||
-		    !put_number(w, "percentage", pct ? pct->valuedouble : estimate(step)))
+		if (!prepend(w, "activities", pw.activities, a, max) ||
+		    !set_number(w, "percentage", pw.pct, pct ? pct->valuedouble : estimate(step)))
 			OOM();
 	} else if (EV("step_progress")) {
-		if (!pct)
-			FAIL("step_progress without percentage");
-		if (!put_number(w, "percentage", pct->valuedouble))
+		if (!set_number(w, "percentage", pw.pct, pct->valuedouble))
 			OOM();
 	} else if (EV("progress_update")) {
-		const char *content = str(p, "content");
-		if (!content)
-			FAIL("progress_update without content");
 		cJSON *u = cJSON_CreateObject();
 		if (u == NULL || !put(u, "content", cJSON_CreateString(content)) ||
 		    !put(u, "timestamp", ts_string(ev))) {
 			cJSON_Delete(u);
 			OOM();
 		}
-		if (!prepend(w, "updates", u, max))
+		if (!prepend(w, "updates", pw.updates, u, max))
 			OOM();
 	} else if (EV("step_completed")) {
-		if (!step)
-			FAIL("step_completed without step");
-		const cJSON *err = cJSON_GetObjectItemCaseSensitive(p, "error");
-		const cJSON *res = cJSON_GetObjectItemCaseSensitive(p, "result");
+		const cJSON *err = f.error, *res = f.result;
 		cJSON *a, *found = NULL;
-		cJSON_ArrayForEach(a, cJSON_GetObjectItemCaseSensitive(w, "activities")) {
-			const char *s = str(a, "step"), *st = str(a, "status");
-			if (s && st && strcmp(s, step) == 0 && strcmp(st, "running") == 0) {
+		cJSON_ArrayForEach(a, pw.activities) {
+			const char *as = str(a, "step"), *st = str(a, "status");
+			if (as && st && strcmp(as, step) == 0 && strcmp(st, "running") == 0) {
 				found = a; /* the most recent: the list is newest first */
 				break;
 			}
@@ -310,17 +376,16 @@ evk_fold_apply(cJSON *widgets, const struct evk_event *ev, const struct evk_fold
 		    (err && !put(found, "error", cJSON_Duplicate(err, true))) ||
 		    (res && !put(found, "result", cJSON_Duplicate(res, true))))
 			OOM();
-		if (pct && !put_number(w, "percentage", pct->valuedouble))
+		if (pct && !set_number(w, "percentage", pw.pct, pct->valuedouble))
 			OOM();
 	} else { /* workflow_failed */
-		const char *err = str(p, "error");
-		const cJSON *retry = cJSON_GetObjectItemCaseSensitive(p, "will_retry");
+		const char *err = cJSON_GetStringValue(f.error);
 		if (!put(w, "status", cJSON_CreateString("failed")) ||
 		    !put(w, "error", cJSON_CreateString(err ? err : "failed")) ||
-		    !put(w, "will_retry", cJSON_CreateBool(cJSON_IsTrue(retry))))
+		    !put(w, "will_retry", cJSON_CreateBool(cJSON_IsTrue(f.retry))))
 			OOM();
 	}
-	if (note) note(arg, id, EVK_FOLD_UPDATED);
+	if (note) note(arg, cJSON_GetStringValue(pw.id), EVK_FOLD_UPDATED);
 out:
 	cJSON_Delete(p);
 	return rv;
