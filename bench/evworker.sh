@@ -26,7 +26,7 @@ for ((i = 0; i < N; i++)); do evworker --db "$dir/jobs.db" enqueue -- true; done
 t0=$(date +%s.%N)
 evworker --db "$dir/jobs.db" run --drain --concurrency 2 2>/dev/null
 t1=$(date +%s.%N)
-xargs -P2 -n1 <"$dir/cmds"
+xargs -P2 -n1 true <"$dir/cmds"
 t2=$(date +%s.%N)
 done=$(evworker --db "$dir/jobs.db" list --state completed | wc -l)
 events=$(evbusd --status | jq .head_seq)
