@@ -28,7 +28,11 @@
 #define SAVE_EVERY 10000    /* events folded between saves while busy */
 #define HOUSEKEEP_EVERY 256 /* events between timer checks while busy */
 #define SESSION_TOPIC "widgetd:session" /* widgetd session start|stop */
-#define SESSION_TOPIC_LEN (sizeof(SESSION_TOPIC) - 1)
+#define GET_TOPIC "widgetd:get"         /* widgetd get and view ask here */
+#define REPLY_PREFIX "widgetd:reply:"   /* ... for answers on REPLY_PREFIX{nonce} */
+#define ANSWER_MS 5000                  /* how long get waits for the daemon */
+
+static long long answer_ms = ANSWER_MS; /* -W: how long get and view wait */
 
 struct opts {
 	const char *bus, *config, *cases_db, *state, *pidfile;
@@ -51,8 +55,8 @@ usage(FILE *out, int status)
 	fprintf(out,
 		"usage: widgetd [--bus URL] [--config FILE] [--cases-db FILE] [--state FILE]\n"
 		"               [--throttle MS] [--daemon] [--pidfile FILE]\n"
-		"       widgetd get [ID]\n"
-		"       widgetd view\n"
+		"       widgetd [-W SECS] get [ID]\n"
+		"       widgetd [-W SECS] view\n"
 		"       widgetd session start|stop [ID]\n"
 		"\n"
 		"Folds workflow and case events into widgets: progress-{wf} (replaced by\n"
@@ -68,14 +72,17 @@ usage(FILE *out, int status)
 		"  --throttle MS    per widget publishing window (default 500)\n"
 		"  --daemon         go to the background once subscribed\n"
 		"  --pidfile FILE   write the daemon's pid to FILE\n"
+		"  -W, --wait SECS  get, view: wait this long for the daemon (default 5)\n"
 		"  -h, --help, --version\n"
 		"\n"
-		"get prints one widget (exit 1 if unknown) or all, as JSON lines; view is\n"
-		"a live terminal dashboard (q or Ctrl-C quits), plain lines when piped.\n"
+		"get asks the running daemon for one widget (exit 1 if unknown) or all,\n"
+		"as JSON lines, as of every event published before it; view is a live\n"
+		"terminal dashboard (q or Ctrl-C quits), plain lines when piped.\n"
 		"session start empties a session list and collects from then on; session\n"
 		"stop freezes it (all session widgets, or ID only).\n"
 		"\n"
-		"Exit: 0 ok, 1 unknown widget, 2 usage, 65 bad config, 69 no hub or state.\n");
+		"Exit: 0 ok, 1 unknown widget, 2 usage, 65 bad config, 69 no hub, no\n"
+		"daemon answering or no state.\n");
 	exit(status);
 }
 
@@ -476,6 +483,81 @@ housekeeping(struct evk_sub *sub, const char *url, int *unsaved)
 	return due > now ? (int)(due - now) : 0;
 }
 
+static bool
+topic_is(const struct evk_event *ev, const char *topic)
+{
+	return ev->topic_len == strlen(topic) && memcmp(ev->topic, topic, ev->topic_len) == 0;
+}
+
+static bool
+topic_has_prefix(const struct evk_event *ev, const char *prefix)
+{
+	size_t n = strlen(prefix);
+	return ev->topic_len >= n && memcmp(ev->topic, prefix, n) == 0;
+}
+
+/* Milliseconds since the epoch: a get's deadline, shared by both ends. */
+static long long
+wall_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_REALTIME, &t);
+	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* Publishes one answer event on topic, payload v; false when it cannot. */
+static bool
+answer_event(const char *topic, const char *event, const cJSON *v)
+{
+	struct evk_buf line = EVK_BUF_INIT(0);
+	const char *why = "out of memory";
+	int rv = evk_event_build(&line, NULL, topic, event, v, &why);
+	if (rv != EVK_OK)
+		evk_warn("cannot answer on '%s': %s", topic, why);
+	else if ((rv = evk_pub_add(pub, line.p, line.len)) != EVK_OK)
+		evk_warn("cannot answer on '%s': %s", topic, evk_strerror(rv));
+	evk_buf_release(&line);
+	return rv == EVK_OK;
+}
+
+/* Answers a get (payload {"reply": REPLY_PREFIX..., "widget"?: ID,
+ * "until"?: epoch ms}) at its place in the stream: each widget asked for,
+ * as event "widget" on the reply topic, then "end" with their count. A
+ * request past its deadline (replayed after a restart) is let be. */
+static void
+answer(const struct evk_event *ev)
+{
+	cJSON *p = cJSON_ParseWithLength(ev->payload, ev->payload_len);
+	const char *reply = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(p, "reply"));
+	const cJSON *want = cJSON_GetObjectItemCaseSensitive(p, "widget");
+	const cJSON *until = cJSON_GetObjectItemCaseSensitive(p, "until");
+	if (reply == NULL || strncmp(reply, REPLY_PREFIX, strlen(REPLY_PREFIX)) != 0 ||
+	    !evk_topic_valid(reply, strlen(reply)) || (want && !cJSON_IsString(want))) {
+		evk_warn("event %llu: a get without a reply topic under '%s'; skipped",
+			 (unsigned long long)ev->seq, REPLY_PREFIX);
+	} else if (pub && !(cJSON_IsNumber(until) && until->valuedouble < (double)wall_ms())) {
+		const char *id = cJSON_GetStringValue(want);
+		cJSON *w, *end = cJSON_CreateObject();
+		long n = 0;
+		bool ok = true;
+		cJSON_ArrayForEach(w, widgets) {
+			const char *wid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(w, "id"));
+			if (id && (wid == NULL || strcmp(wid, id) != 0))
+				continue;
+			if (!(ok = answer_event(reply, "widget", w)))
+				break;
+			n++;
+		}
+		if (end == NULL || !cJSON_AddNumberToObject(end, "count", (double)n))
+			evk_die(EVK_EX_FAIL, "out of memory");
+		int rv;
+		if (ok && answer_event(reply, "end", end) && (rv = evk_pub_flush(pub)) != EVK_OK)
+			evk_warn("cannot answer on '%s': %s", reply, evk_strerror(rv));
+		cJSON_Delete(end);
+	}
+	cJSON_Delete(p);
+}
+
 static int
 run_daemon(struct opts *o, const char *url)
 {
@@ -567,10 +649,12 @@ run_daemon(struct opts *o, const char *url)
 		if (ev.seq <= last_seq)
 			continue; /* folded before the snapshot */
 		last_seq = ev.seq;
-		if (ev.topic_len == SESSION_TOPIC_LEN &&
-		    memcmp(ev.topic, SESSION_TOPIC, SESSION_TOPIC_LEN) == 0) {
+		if (topic_is(&ev, SESSION_TOPIC)) {
 			session_command(&ev);
-		} else if (!(ev.topic_len > 7 && memcmp(ev.topic, "widget:", 7) == 0)) {
+		} else if (topic_is(&ev, GET_TOPIC)) {
+			answer(&ev);
+		} else if (!topic_has_prefix(&ev, "widget:") && !topic_has_prefix(&ev, "widgetd:")) {
+			/* widgets' own announcements and widgetd's talk aside */
 			struct evk_fold_opts fo = { .list_max = list_max };
 			if (evk_fold_apply(widgets, &ev, &fo, changed, NULL, &why) == EVK_EINVAL)
 				evk_warn("event %llu (%.*s): %s; skipped", (unsigned long long)ev.seq,
@@ -601,78 +685,126 @@ run_daemon(struct opts *o, const char *url)
 	return 0;
 }
 
-/* ---- get and view: the widgets as the bus last announced them ---- */
+/* ---- get and view: the widgets from the running daemon ----
+ *
+ * A client subscribes, then publishes a get on GET_TOPIC naming a reply
+ * topic of its own; the daemon answers at the request's place in the
+ * stream, so the answer includes every event published before it. */
 
-/* Folds the widget:* announcements retained by the hub into id -> widget
- * (removed ones dropped); returns the head it read up to. */
-static uint64_t
-read_widgets(struct evk_sub *sub, cJSON *map, bool wait_head)
+/* Asks the daemon for its widgets (only widget id when not NULL) through
+ * sub, opened live before; calls fn on each widget's JSON text, in the
+ * daemon's order. Returns how many, or -1 when no daemon answered within
+ * answer_ms. */
+static long
+request_widgets(struct evk_sub *sub, const char *url, const char *id,
+		void (*fn)(void *arg, const char *json, size_t len), void *arg)
 {
+	char nonce[37], reply[sizeof(REPLY_PREFIX) + 37];
+	if (evk_uuid7(nonce) != EVK_OK)
+		evk_die(EVK_EX_FAIL, "no random numbers");
+	snprintf(reply, sizeof(reply), "%s%s", REPLY_PREFIX, nonce);
+	cJSON *p = cJSON_CreateObject();
+	if (p == NULL || !cJSON_AddStringToObject(p, "reply", reply) ||
+	    (id && !cJSON_AddStringToObject(p, "widget", id)) ||
+	    !cJSON_AddNumberToObject(p, "until", (double)(wall_ms() + answer_ms)))
+		evk_die(EVK_EX_FAIL, "out of memory");
+	int rv = evk_publish(url, GET_TOPIC, "get", p, NULL);
+	cJSON_Delete(p);
+	if (rv != EVK_OK)
+		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", url, evk_strerror(rv));
+
+	long long deadline = evk_mono_ms() + answer_ms;
+	long n = 0;
 	struct evk_event ev;
-	uint64_t head = evk_sub_start_head(sub), seen = 0;
 	while (!stopping) {
-		if (!wait_head && !evk_sub_buffered(sub) && seen >= head)
-			break;
-		int rv = evk_sub_next(sub, &ev, wait_head ? 200 : 2000);
-		if (rv == EVK_ETIMEDOUT) {
-			if (!wait_head)
-				break;
-			return seen;
-		}
+		long long left = deadline - evk_mono_ms();
+		if (left <= 0)
+			return -1;
+		rv = evk_sub_next(sub, &ev, (int)left);
+		if (rv == EVK_ETIMEDOUT)
+			return -1;
 		if (rv == EVK_EGAP)
 			continue;
 		if (rv != EVK_OK)
 			evk_die(EVK_EX_UNAVAILABLE, "lost the hub: %s", evk_strerror(rv));
-		seen = ev.seq;
-		if (!(ev.topic_len > 7 && memcmp(ev.topic, "widget:", 7) == 0))
+		if (!topic_is(&ev, reply))
 			continue;
-		char id[160];
-		snprintf(id, sizeof(id), "%.*s", (int)(ev.topic_len - 7), ev.topic + 7);
-		cJSON_DeleteItemFromObjectCaseSensitive(map, id);
-		if (ev.event_len == 14 && memcmp(ev.event, "widget_updated", 14) == 0) {
-			cJSON *w = cJSON_ParseWithLength(ev.payload, ev.payload_len);
-			if (w)
-				cJSON_AddItemToObject(map, id, w);
-		}
-		if (wait_head)
-			return seen;
+		if (ev.event_len == 3 && memcmp(ev.event, "end", 3) == 0)
+			return n;
+		fn(arg, ev.payload, ev.payload_len);
+		n++;
 	}
-	return seen;
+	return -1;
+}
+
+static void
+print_widget(void *arg, const char *json, size_t len)
+{
+	(void)arg;
+	if (fwrite(json, 1, len, stdout) != len || putchar('\n') == EOF)
+		evk_die(EVK_EX_IOERR, "writing stdout: %s", strerror(errno));
 }
 
 static int
 cmd_get(const char *url, const char *id)
 {
 	struct evk_sub *sub;
-	int rv = evk_sub_open(&sub, url, 0);
+	int rv = evk_sub_open(&sub, url, EVK_SINCE_LIVE);
 	if (rv != EVK_OK)
 		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", url, evk_strerror(rv));
-	cJSON *map = cJSON_CreateObject();
-	if (map == NULL)
-		evk_die(EVK_EX_FAIL, "out of memory");
-	read_widgets(sub, map, false);
+	long n = request_widgets(sub, url, id, print_widget, NULL);
 	evk_sub_close(sub);
-	int status = 0;
-	cJSON *w;
-	if (id) {
-		w = cJSON_GetObjectItemCaseSensitive(map, id);
-		if (w == NULL) {
-			evk_warn("no widget '%s'", id);
-			status = EVK_EX_FAIL;
-		} else {
-			char *s = cJSON_PrintUnformatted(w);
-			puts(s ? s : "");
-			cJSON_free(s);
-		}
-	} else {
-		cJSON_ArrayForEach(w, map) {
-			char *s = cJSON_PrintUnformatted(w);
-			puts(s ? s : "");
-			cJSON_free(s);
-		}
+	if (fflush(stdout) == EOF)
+		evk_die(EVK_EX_IOERR, "writing stdout: %s", strerror(errno));
+	if (n < 0)
+		evk_die(EVK_EX_UNAVAILABLE, "no widgetd answered on '%s' within %lld ms", url,
+			answer_ms);
+	if (id && n == 0) {
+		evk_warn("no widget '%s'", id);
+		return EVK_EX_FAIL;
 	}
-	cJSON_Delete(map);
-	return status;
+	return 0;
+}
+
+/* view's widgets by id: the daemon's answer, then each announcement. */
+static void
+map_put(cJSON *map, const char *id, size_t len, cJSON *w)
+{
+	char key[160];
+	snprintf(key, sizeof(key), "%.*s", (int)len, id);
+	cJSON_DeleteItemFromObjectCaseSensitive(map, key);
+	if (w && !cJSON_AddItemToObject(map, key, w))
+		cJSON_Delete(w);
+}
+
+static void
+map_widget(void *arg, const char *json, size_t len)
+{
+	cJSON *w = cJSON_ParseWithLength(json, len);
+	const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(w, "id"));
+	if (id)
+		map_put(arg, id, strlen(id), w);
+	else
+		cJSON_Delete(w);
+}
+
+/* Waits up to 200 ms for the next announcement and applies it to map;
+ * true when one came. */
+static bool
+follow_widgets(struct evk_sub *sub, cJSON *map)
+{
+	struct evk_event ev;
+	int rv = evk_sub_next(sub, &ev, 200);
+	if (rv == EVK_ETIMEDOUT || rv == EVK_EGAP)
+		return false;
+	if (rv != EVK_OK)
+		evk_die(EVK_EX_UNAVAILABLE, "lost the hub: %s", evk_strerror(rv));
+	if (!topic_has_prefix(&ev, "widget:"))
+		return false;
+	bool updated = ev.event_len == 14 && memcmp(ev.event, "widget_updated", 14) == 0;
+	map_put(map, ev.topic + 7, ev.topic_len - 7,
+		updated ? cJSON_ParseWithLength(ev.payload, ev.payload_len) : NULL);
+	return true;
 }
 
 /* Asks the daemon, through the bus, to start or stop the session of
@@ -753,23 +885,23 @@ cmd_view(const char *url)
 	struct evk_sub *sub;
 	bool tty = isatty(STDOUT_FILENO) && isatty(STDIN_FILENO);
 	struct termios saved, raw;
-	int rv = evk_sub_open(&sub, url, 0);
+	int rv = evk_sub_open(&sub, url, EVK_SINCE_LIVE);
 	if (rv != EVK_OK)
 		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", url, evk_strerror(rv));
 	cJSON *map = cJSON_CreateObject();
 	if (map == NULL)
 		evk_die(EVK_EX_FAIL, "out of memory");
+	if (request_widgets(sub, url, NULL, map_widget, map) < 0)
+		evk_warn("no widgetd answered on '%s'; showing widgets as they are announced", url);
 	if (tty && tcgetattr(STDIN_FILENO, &saved) == 0) {
 		raw = saved;
 		raw.c_lflag &= ~(tcflag_t)(ICANON | ECHO);
 		tcsetattr(STDIN_FILENO, TCSANOW, &raw);
 		fputs("\033[?25l", stdout);
 	}
-	read_widgets(sub, map, false);
 	draw(map, tty);
 	while (!stopping) {
-		uint64_t before = read_widgets(sub, map, true);
-		if (before)
+		if (follow_widgets(sub, map))
 			draw(map, tty);
 		if (tty) {
 			struct pollfd p = { .fd = STDIN_FILENO, .events = POLLIN };
@@ -798,6 +930,7 @@ main(int argc, char **argv)
 		{ "throttle", required_argument, NULL, 't' },
 		{ "daemon", no_argument, NULL, 'd' },
 		{ "pidfile", required_argument, NULL, 'p' },
+		{ "wait", required_argument, NULL, 'W' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
@@ -808,7 +941,7 @@ main(int argc, char **argv)
 	int c;
 
 	evk_set_progname(argv[0]);
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hW:", longopts, NULL)) != -1) {
 		char *end;
 		switch (c) {
 		case 'b': o.bus = optarg; break;
@@ -820,6 +953,13 @@ main(int argc, char **argv)
 			if (*optarg == '\0' || *end || o.throttle_ms < 1)
 				evk_die(EVK_EX_USAGE, "--throttle wants milliseconds, not '%s'", optarg);
 			break;
+		case 'W': {
+			double secs = strtod(optarg, &end);
+			if (*optarg == '\0' || *end || !(secs > 0 && secs <= 86400))
+				evk_die(EVK_EX_USAGE, "-W wants seconds, not '%s'", optarg);
+			answer_ms = (long long)(secs * 1000);
+			break;
+		}
 		case 'd': o.daemon = true; break;
 		case 'p': o.pidfile = optarg; break;
 		case 'h': usage(stdout, 0); break;

@@ -8,13 +8,13 @@ _widgetd() {
 		COMPREPLY=($(compgen -f -- "$cur"))
 		return
 		;;
-	--bus | --throttle)
+	--bus | --throttle | -W | --wait)
 		return
 		;;
 	esac
 	if [[ $cur == -* ]]; then
 		COMPREPLY=($(compgen -W '--bus --config --cases-db --state --throttle
-			--daemon --pidfile --help --version' -- "$cur"))
+			--daemon --pidfile -W --wait --help --version' -- "$cur"))
 	elif [[ $prev == session ]]; then
 		COMPREPLY=($(compgen -W 'start stop' -- "$cur"))
 	else

@@ -45,6 +45,36 @@ progress() {
 	run -1 widgetd get progress-wf7
 }
 
+@test "widgetd get answers from the daemon as of every event before it, even once the hub dropped the announcements" {
+	stop_hub
+	start_hub --retain 50
+	start_widgetd --throttle 60000
+	progress process_created
+	progress step_started '"step":"validate"'
+	progress step_progress '"percentage":42'
+	# No waiting: the answer comes after the events, in stream order.
+	run -0 widgetd get progress-wf1
+	[ "$(jq -c '[.percentage, .activities[0].step, .process_id]' <<<"$output")" = '[42,"validate","p1"]' ]
+	# The throttle held the announcement back; the daemon knows better.
+	progress step_progress '"percentage":77'
+	[ "$(widgetd get progress-wf1 | jq .percentage)" = 77 ]
+	# 200 other events: the hub keeps about 50, none of them about wf1.
+	awk 'BEGIN { for (i = 0; i < 200; i++) print "{\"topic\":\"noise:x\",\"event\":\"tick\"}" }' | evpub
+	(( $(hub_status_field oldest_seq) > 10 ))
+	[ "$(widgetd get progress-wf1 | jq .percentage)" = 77 ]
+	run -0 widgetd get
+	[ "$(jq -r .id <<<"$output" | grep -c '^progress-wf1$')" -eq 1 ]
+	run -1 --separate-stderr widgetd get nothing-here
+	[ "$stderr" = "widgetd: no widget 'nothing-here'" ]
+}
+
+@test "widgetd get with no daemon on the bus says so and exits 69 after -W" {
+	run -69 --separate-stderr widgetd -W 0.3 get
+	[[ $stderr == *"no widgetd answered"*"within 300 ms"* ]]
+	run -2 --separate-stderr widgetd -W x get
+	[[ $stderr == *"-W wants seconds"* ]]
+}
+
 @test "100 step_progress events in a burst with --throttle 100 give at most 20 updates, the last at 100%" {
 	start_widgetd --throttle 100
 	progress process_created
