@@ -99,14 +99,6 @@ usage(FILE *out, int status)
 	exit(status);
 }
 
-static long long
-now_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_REALTIME, &t);
-	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 static void
 new_uuid(char out[37])
 {
@@ -335,7 +327,7 @@ insert_job(struct opts *o, const char *steps_text, const char *input, size_t ile
 	char wf[37];
 	if (o->workflow == NULL)
 		new_uuid(wf);
-	long long due = now_ms() + o->in_s * 1000;
+	long long due = evk_wall_ms() + o->in_s * 1000;
 	if (o->at) {
 		char ts[EVK_TS_LEN + 1];
 		struct tm tm = { 0 };
@@ -358,7 +350,7 @@ insert_job(struct opts *o, const char *steps_text, const char *input, size_t ile
 		sqlite3_stmt *st = stmt("SELECT id FROM jobs WHERE unique_key = ? AND unique_until > ?"
 					" AND state NOT IN ('cancelled','discarded') ORDER BY id LIMIT 1");
 		sqlite3_bind_text(st, 1, key.p, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, now_ms());
+		sqlite3_bind_int64(st, 2, evk_wall_ms());
 		if (sqlite3_step(st) == SQLITE_ROW)
 			id = sqlite3_column_int64(st, 0);
 		sqlite3_reset(st);
@@ -370,7 +362,7 @@ insert_job(struct opts *o, const char *steps_text, const char *input, size_t ile
 			" inserted_at, stdin) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
 		sqlite3_bind_text(st, 1, o->queue, -1, SQLITE_STATIC);
 		sqlite3_bind_int(st, 2, o->priority);
-		sqlite3_bind_text(st, 3, due > now_ms() ? "scheduled" : "available", -1,
+		sqlite3_bind_text(st, 3, due > evk_wall_ms() ? "scheduled" : "available", -1,
 				  SQLITE_STATIC);
 		sqlite3_bind_text(st, 4, steps_text, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 5, o->workflow ? o->workflow : wf, -1, SQLITE_TRANSIENT);
@@ -383,7 +375,7 @@ insert_job(struct opts *o, const char *steps_text, const char *input, size_t ile
 		sqlite3_bind_int64(st, 10, due);
 		if (o->unique_for > 0) {
 			sqlite3_bind_text(st, 11, key.p, -1, SQLITE_STATIC);
-			sqlite3_bind_int64(st, 12, now_ms() + o->unique_for * 1000);
+			sqlite3_bind_int64(st, 12, evk_wall_ms() + o->unique_for * 1000);
 		}
 		sqlite3_bind_text(st, 13, ins, -1, SQLITE_STATIC);
 		if (input)
@@ -904,7 +896,7 @@ step_ended(struct job *j, int status)
 	evk_ts_now(nowts);
 	const char *state;
 	bool retry = false;
-	long long due = now_ms();
+	long long due = evk_wall_ms();
 	if (ok) {
 		state = "completed";
 	} else if (snooze) {
@@ -975,7 +967,7 @@ rescue(void)
 		st = stmt("UPDATE jobs SET state = 'available', scheduled_at = ?,"
 			  " last_error = 'rescued: its worker died', child_pid = NULL"
 			  " WHERE id = ? AND state = 'executing'");
-		sqlite3_bind_int64(st, 1, now_ms());
+		sqlite3_bind_int64(st, 1, evk_wall_ms());
 		sqlite3_bind_int64(st, 2, ids[i]);
 		step_done(st);
 		fprintf(stderr, "evworker: job %lld rescued\n", (long long)ids[i]);
@@ -994,7 +986,7 @@ claim(const char *queue)
 		" timeout, stdin FROM jobs WHERE queue = ? AND state IN ('available','scheduled','retryable')"
 		" AND scheduled_at <= ? ORDER BY priority, scheduled_at, id LIMIT 1");
 	sqlite3_bind_text(st, 1, queue, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, now_ms());
+	sqlite3_bind_int64(st, 2, evk_wall_ms());
 	if (sqlite3_step(st) == SQLITE_ROW) {
 		j = calloc(1, sizeof(*j));
 		if (j == NULL)
@@ -1059,7 +1051,7 @@ abandon(struct job *j)
 	sqlite3_stmt *st = stmt("UPDATE jobs SET state = 'retryable', scheduled_at = ?,"
 				" last_error = 'worker stopped', child_pid = NULL"
 				" WHERE id = ? AND state = 'executing'");
-	sqlite3_bind_int64(st, 1, now_ms());
+	sqlite3_bind_int64(st, 1, evk_wall_ms());
 	sqlite3_bind_int64(st, 2, j->id);
 	step_done(st);
 	log_state(j, "stopped, will retry");
@@ -1200,7 +1192,7 @@ cmd_cancel_retry(bool cancel, sqlite3_int64 id)
 		}
 		st = stmt("UPDATE jobs SET state = 'available', scheduled_at = ?,"
 			  " max_attempts = max(max_attempts, attempt + 1) WHERE id = ?");
-		sqlite3_bind_int64(st, 1, now_ms());
+		sqlite3_bind_int64(st, 1, evk_wall_ms());
 		sqlite3_bind_int64(st, 2, id);
 		step_done(st);
 	}

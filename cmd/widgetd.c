@@ -496,15 +496,6 @@ topic_has_prefix(const struct evk_event *ev, const char *prefix)
 	return ev->topic_len >= n && memcmp(ev->topic, prefix, n) == 0;
 }
 
-/* Milliseconds since the epoch: a get's deadline, shared by both ends. */
-static long long
-wall_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_REALTIME, &t);
-	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 /* Publishes one answer event on topic, payload v; false when it cannot. */
 static bool
 answer_event(const char *topic, const char *event, const cJSON *v)
@@ -535,7 +526,7 @@ answer(const struct evk_event *ev)
 	    !evk_topic_valid(reply, strlen(reply)) || (want && !cJSON_IsString(want))) {
 		evk_warn("event %llu: a get without a reply topic under '%s'; skipped",
 			 (unsigned long long)ev->seq, REPLY_PREFIX);
-	} else if (pub && !(cJSON_IsNumber(until) && until->valuedouble < (double)wall_ms())) {
+	} else if (pub && !(cJSON_IsNumber(until) && until->valuedouble < (double)evk_wall_ms())) {
 		const char *id = cJSON_GetStringValue(want);
 		cJSON *w, *end = cJSON_CreateObject();
 		long n = 0;
@@ -706,7 +697,7 @@ request_widgets(struct evk_sub *sub, const char *url, const char *id,
 	cJSON *p = cJSON_CreateObject();
 	if (p == NULL || !cJSON_AddStringToObject(p, "reply", reply) ||
 	    (id && !cJSON_AddStringToObject(p, "widget", id)) ||
-	    !cJSON_AddNumberToObject(p, "until", (double)(wall_ms() + answer_ms)))
+	    !cJSON_AddNumberToObject(p, "until", (double)(evk_wall_ms() + answer_ms)))
 		evk_die(EVK_EX_FAIL, "out of memory");
 	int rv = evk_publish(url, GET_TOPIC, "get", p, NULL);
 	cJSON_Delete(p);

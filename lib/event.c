@@ -489,10 +489,22 @@ evk_uuid7(char out[37])
 	return EVK_OK;
 }
 
+static long long
+clock_ms(clockid_t clock)
+{
+	struct timespec t;
+	clock_gettime(clock, &t);
+	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
 long long
 evk_mono_ms(void)
 {
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+	return clock_ms(CLOCK_MONOTONIC);
+}
+
+long long
+evk_wall_ms(void)
+{
+	return clock_ms(CLOCK_REALTIME);
 }

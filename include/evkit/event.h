@@ -38,6 +38,10 @@ void evk_ts_now(char *ts);
 /* Milliseconds on the monotonic clock: for windows, timeouts and deadlines. */
 long long evk_mono_ms(void);
 
+/* Milliseconds since the epoch (the wall clock): for times other
+ * processes read, such as a job's due time or a request's deadline. */
+long long evk_wall_ms(void);
+
 /* Checks ts[0..n) is an RFC 3339 UTC time ("Z" or "+00:00", fraction
  * optional) and writes its normalised form (microseconds, "Z") to out. */
 int evk_ts_normalise(const char *ts, size_t n, char *out);
