@@ -31,11 +31,12 @@
 
 struct hub {
 	sqlite3 *db;
-	sqlite3_stmt *insert, *select, *trim, *set_head;
+	sqlite3_stmt *insert, *select, *trim, *oldest_q, *set_head;
 	nng_socket rep, pub;
 	uint64_t head;   /* last seq assigned and committed */
 	uint64_t oldest; /* oldest retained seq; head + 1 when empty */
 	uint64_t retain;
+	uint32_t row_events; /* events stored per row at most: retain/16, 1..64 */
 	const char *store;
 	char url[EVK_URL_MAX], fanout[EVK_URL_MAX];
 	time_t started;
@@ -93,6 +94,14 @@ hub_open_store(struct hub *h, const char *path)
 		"CREATE TABLE events (seq INTEGER PRIMARY KEY, line BLOB NOT NULL);"
 		"CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
 		"INSERT INTO meta VALUES ('head', 0);",
+		/* 2: one row per publish frame, events first..last, as the
+		 * lines with their seq that the frame fanned out ('\n' after
+		 * each): one insert a frame instead of one an event. */
+		"CREATE TABLE frames (first INTEGER PRIMARY KEY, last INTEGER NOT NULL,"
+		" lines BLOB NOT NULL);"
+		"INSERT INTO frames (first, last, lines)"
+		" SELECT seq, seq, CAST(line || char(10) AS BLOB) FROM events ORDER BY seq;"
+		"DROP TABLE events;",
 	};
 	const char *why;
 	sqlite3_stmt *st;
@@ -100,13 +109,13 @@ hub_open_store(struct hub *h, const char *path)
 	if (evk_store_open(path, &h->db, &why) != EVK_OK)
 		evk_die(EVK_EX_UNAVAILABLE, "cannot open store '%s': %s",
 			path ? path : ":memory:", why);
-	if (evk_store_migrate(h->db, migrations, 1) != EVK_OK)
+	if (evk_store_migrate(h->db, migrations, 2) != EVK_OK)
 		evk_die(EVK_EX_IOERR, "cannot set up store '%s': %s",
 			path ? path : ":memory:", sqlite3_errmsg(h->db));
 	if (sqlite3_prepare_v2(h->db,
 			       "SELECT max((SELECT value FROM meta WHERE key='head'),"
-			       " coalesce((SELECT max(seq) FROM events), 0)),"
-			       " coalesce((SELECT min(seq) FROM events), 0)",
+			       " coalesce((SELECT last FROM frames ORDER BY first DESC LIMIT 1), 0)),"
+			       " coalesce((SELECT min(first) FROM frames), 0)",
 			       -1, &st, NULL) != SQLITE_OK ||
 	    sqlite3_step(st) != SQLITE_ROW)
 		evk_die(EVK_EX_IOERR, "cannot read store: %s", sqlite3_errmsg(h->db));
@@ -114,14 +123,19 @@ hub_open_store(struct hub *h, const char *path)
 	h->oldest = sqlite3_column_int64(st, 1) ? (uint64_t)sqlite3_column_int64(st, 1)
 						: h->head + 1;
 	sqlite3_finalize(st);
-	if (sqlite3_prepare_v3(h->db, "INSERT INTO events (seq, line) VALUES (?, ?)",
+	/* The frame holding seq ?1 (the latest that starts at or before it)
+	 * and those after it. */
+#define FROM_FRAME "(SELECT coalesce(max(first), 0) FROM frames WHERE first <= ?1)"
+	if (sqlite3_prepare_v3(h->db, "INSERT INTO frames (first, last, lines) VALUES (?, ?, ?)",
 			       -1, SQLITE_PREPARE_PERSISTENT, &h->insert, NULL) ||
 	    sqlite3_prepare_v3(h->db,
-			       "SELECT seq, line FROM events WHERE seq >= ? "
-			       "ORDER BY seq LIMIT ?",
+			       "SELECT first, lines FROM frames WHERE first >= " FROM_FRAME
+			       " ORDER BY first",
 			       -1, SQLITE_PREPARE_PERSISTENT, &h->select, NULL) ||
-	    sqlite3_prepare_v3(h->db, "DELETE FROM events WHERE seq < ?", -1,
+	    sqlite3_prepare_v3(h->db, "DELETE FROM frames WHERE first < " FROM_FRAME, -1,
 			       SQLITE_PREPARE_PERSISTENT, &h->trim, NULL) ||
+	    sqlite3_prepare_v3(h->db, "SELECT min(first) FROM frames", -1,
+			       SQLITE_PREPARE_PERSISTENT, &h->oldest_q, NULL) ||
 	    sqlite3_prepare_v3(h->db, "UPDATE meta SET value = ? WHERE key = 'head'",
 			       -1, SQLITE_PREPARE_PERSISTENT, &h->set_head, NULL))
 		evk_die(EVK_EX_IOERR, "cannot prepare store: %s", sqlite3_errmsg(h->db));
@@ -234,20 +248,27 @@ hub_publish(struct hub *h, nng_msg *req, nng_msg **fan, uint32_t *count)
 	if (nng_msg_alloc(&m, EVK_EVENTS_HDR + n + (size_t)*count * 28) != 0)
 		return EVK_ENOMEM;
 	unsigned char *out = nng_msg_body(m), *w = out + EVK_EVENTS_HDR;
-	uint64_t seq = h->head;
+	unsigned char *row = w;          /* the lines of the row being filled */
+	uint64_t seq = h->head, row_first = seq + 1;
 	for (const char *p = b, *end = b + n; p < end;) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		size_t len = (size_t)(nl - p);
-		unsigned char *line = w;
 		memcpy(w, "{\"seq\":", 7);
 		w += 7;
 		w += sprintf((char *)w, "%llu,", (unsigned long long)++seq);
 		memcpy(w, p + 1, len - 1);
 		w += len - 1;
-		int rc = sqlite3_bind_int64(h->insert, 1, (sqlite3_int64)seq);
+		*w++ = '\n';
+		p = nl + 1;
+		/* The lines as fanned out are the log, up to row_events a row
+		 * (so trimming whole rows stays within retain's slack). */
+		if (seq - row_first + 1 < h->row_events && p < end)
+			continue;
+		int rc = sqlite3_bind_int64(h->insert, 1, (sqlite3_int64)row_first);
 		if (rc == SQLITE_OK)
-			rc = sqlite3_bind_blob(h->insert, 2, line, (int)(w - line),
-					       SQLITE_STATIC);
+			rc = sqlite3_bind_int64(h->insert, 2, (sqlite3_int64)seq);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_bind_blob(h->insert, 3, row, (int)(w - row), SQLITE_STATIC);
 		if (rc == SQLITE_OK)
 			rc = sqlite3_step(h->insert);
 		sqlite3_reset(h->insert);
@@ -255,8 +276,8 @@ hub_publish(struct hub *h, nng_msg *req, nng_msg **fan, uint32_t *count)
 			nng_msg_free(m);
 			return EVK_EIO;
 		}
-		*w++ = '\n';
-		p = nl + 1;
+		row = w;
+		row_first = seq + 1;
 	}
 	out[0] = EVK_MSG_EVENTS;
 	evk_put_u64(out + 1, h->head + 1);
@@ -278,14 +299,18 @@ hub_trim(struct hub *h)
 	if (h->head - h->oldest + 1 <= h->retain + slack)
 		return EVK_OK;
 	uint64_t keep_from = h->head - h->retain + 1;
+	/* Whole frames go: the one holding keep_from stays. */
 	int rc = sqlite3_bind_int64(h->trim, 1, (sqlite3_int64)keep_from);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_step(h->trim);
 	sqlite3_reset(h->trim);
 	if (rc != SQLITE_DONE)
 		return EVK_EIO;
-	h->oldest = keep_from;
-	return EVK_OK;
+	rc = sqlite3_step(h->oldest_q);
+	if (rc == SQLITE_ROW && sqlite3_column_type(h->oldest_q, 0) == SQLITE_INTEGER)
+		h->oldest = (uint64_t)sqlite3_column_int64(h->oldest_q, 0);
+	sqlite3_reset(h->oldest_q);
+	return rc == SQLITE_ROW ? EVK_OK : EVK_EIO;
 }
 
 /* Turns req into a reply of kind with an optional text body, keeping the
@@ -325,24 +350,38 @@ hub_replay(struct hub *h, nng_msg *req)
 		goto fail;
 	if (max > 0 && from <= h->head) {
 		size_t bytes = 0;
-		int rc = sqlite3_bind_int64(h->select, 1,
-					    (sqlite3_int64)(from < h->oldest ? h->oldest : from));
-		if (rc == SQLITE_OK)
-			rc = sqlite3_bind_int64(h->select, 2, max);
-		while (rc == SQLITE_OK && bytes < REPLAY_BYTES &&
+		if (from < h->oldest)
+			from = h->oldest;
+		int rc = sqlite3_bind_int64(h->select, 1, (sqlite3_int64)from);
+		while (rc == SQLITE_OK && count < max && bytes < REPLAY_BYTES &&
 		       (rc = sqlite3_step(h->select)) == SQLITE_ROW) {
 			rc = SQLITE_OK;
-			const void *line = sqlite3_column_blob(h->select, 1);
-			int len = sqlite3_column_bytes(h->select, 1);
-			if (count == 0)
-				first = (uint64_t)sqlite3_column_int64(h->select, 0);
-			if (nng_msg_append(req, line, (size_t)len) != 0 ||
-			    nng_msg_append(req, "\n", 1) != 0) {
-				sqlite3_reset(h->select);
-				goto fail;
+			const char *p = sqlite3_column_blob(h->select, 1);
+			const char *end = p + sqlite3_column_bytes(h->select, 1);
+			/* Each line is {"seq":N,... as hub_publish wrote it. */
+			while (p < end && count < max && bytes < REPLAY_BYTES) {
+				const char *nl = memchr(p, '\n', (size_t)(end - p));
+				size_t len = nl ? (size_t)(nl - p) + 1 : 0;
+				uint64_t seq = 0;
+				const char *d = p + 7;
+				if (len < 10 || memcmp(p, "{\"seq\":", 7) != 0) {
+					rc = SQLITE_CORRUPT;
+					break;
+				}
+				while (d < nl && *d >= '0' && *d <= '9' && seq < UINT64_MAX / 10)
+					seq = seq * 10 + (uint64_t)(*d++ - '0');
+				if (seq >= from) {
+					if (nng_msg_append(req, p, len) != 0) {
+						sqlite3_reset(h->select);
+						goto fail;
+					}
+					if (count == 0)
+						first = seq;
+					bytes += len;
+					count++;
+				}
+				p += len;
 			}
-			bytes += (size_t)len + 1;
-			count++;
 		}
 		sqlite3_reset(h->select);
 		/* A read error must not pass for a stretch the log lacks: the
@@ -573,6 +612,7 @@ main(int argc, char **argv)
 		evk_die(EVK_EX_USAGE, "unexpected argument '%s'", argv[optind]);
 	if (memory && store)
 		evk_die(EVK_EX_USAGE, "--store and --memory exclude each other");
+	h.row_events = h.retain / 16 < 1 ? 1 : h.retain / 16 > 64 ? 64 : (uint32_t)(h.retain / 16);
 	if (evk_bus_resolve(bus, h.url, sizeof(h.url), &why) != EVK_OK)
 		evk_die(EVK_EX_USAGE, "bad bus address '%s': %s",
 			bus ? bus : getenv("EVBUS_URL") ? getenv("EVBUS_URL") : "(default)", why);
@@ -625,6 +665,7 @@ main(int argc, char **argv)
 	sqlite3_finalize(h.insert);
 	sqlite3_finalize(h.select);
 	sqlite3_finalize(h.trim);
+	sqlite3_finalize(h.oldest_q);
 	sqlite3_finalize(h.set_head);
 	evk_checkpointer_stop(h.ckpt);
 	if (sqlite3_close(h.db) != SQLITE_OK)

@@ -64,6 +64,41 @@ events() {
 	assert_output '[1,2,3,4,5,6]'
 }
 
+@test "--since N replays from N+1 exactly, also from inside what one publish stored" {
+	start_hub
+	events 300 | evpub
+	local n
+	for n in 0 1 37 63 64 65 200 296; do
+		run -0 evsub --since "$n" -n 3 -W 10 '**'
+		run jq -s -c 'map(.seq)' <<<"$output"
+		assert_output "[$((n + 1)),$((n + 2)),$((n + 3))]"
+	done
+	run -0 evsub --since 297 -n 3 -W 10 '**'
+	[ "$(jq -s -c 'map(.payload.i)' <<<"$output")" = '[298,299,300]' ]
+}
+
+@test "a log of evbusd 0.1 (a row per event) is upgraded: its events replay and seq goes on" {
+	sqlite3 "$BATS_TEST_TMPDIR/bus.db" <<-'SQL'
+		CREATE TABLE events (seq INTEGER PRIMARY KEY, line BLOB NOT NULL);
+		CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+		INSERT INTO meta VALUES ('head', 3);
+		INSERT INTO events VALUES
+		  (2, CAST('{"seq":2,"ts":"2026-11-20T10:00:00.000000Z","topic":"old:a","event":"e","payload":{"n":2}}' AS BLOB)),
+		  (3, CAST('{"seq":3,"ts":"2026-11-20T10:00:01.000000Z","topic":"old:b","event":"e","payload":{"n":3}}' AS BLOB));
+		PRAGMA user_version = 1;
+	SQL
+	start_hub
+	[ "$(hub_status_field head_seq)" -eq 3 ]
+	[ "$(hub_status_field oldest_seq)" -eq 2 ]
+	run -0 evpub --echo new:c e
+	[ "$(jq .seq <<<"$output")" -eq 4 ]
+	run -0 --separate-stderr evsub --since 0 -n 3 -W 10 '**'
+	[ "$stderr" = "evsub: gap: event 1 is no longer retained" ]
+	run jq -s -c 'map([.seq, .topic])' <<<"$output"
+	assert_output '[[2,"old:a"],[3,"old:b"],[4,"new:c"]]'
+	[ "$(sqlite3 "$BATS_TEST_TMPDIR/bus.db" 'PRAGMA user_version')" -eq 2 ]
+}
+
 @test "evbusd --memory keeps no file and starts from seq 1 each time" {
 	start_hub --memory
 	events 4 | evpub
@@ -85,6 +120,10 @@ events() {
 	[ "$head" -eq 1000 ]
 	# At least N, and at most N plus the trim slack (N/16).
 	(( head - oldest + 1 >= 100 && head - oldest + 1 <= 100 + 100 / 16 + 1 ))
+	# What is kept replays whole, oldest to head.
+	run -0 --separate-stderr evsub --since 0 -n $((head - oldest + 1)) -W 10 '**'
+	run jq -s -c '[first.seq, last.seq, length]' <<<"$output"
+	assert_output "[$oldest,$head,$((head - oldest + 1))]"
 }
 
 @test "evbusd --retain and --bus reject bad values with 2" {
