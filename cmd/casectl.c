@@ -50,8 +50,10 @@ struct ctx {
 	long limit;
 	long long refetch_ms;
 	long count; /* watch: exit after this many results */
-	/* scratch for the case being written */
+	/* scratch for the case being written; created: its timestamp, which
+	 * the case_view of a created case points at */
 	struct evk_buf out, payload, key, line;
+	char created[EVK_TS_LEN + 1];
 	struct agency {
 		sqlite3_int64 id;
 		char *code, *name;
@@ -212,10 +214,16 @@ static const char *const migrations[] = {
 	" FROM outbox ORDER BY id;"
 	"DROP TABLE outbox;"
 	"ALTER TABLE outbox2 RENAME TO outbox;",
-	/* 3: a row may hold notes instead of lines (format 3): one per
-	 * notification, "ts\taction\tpast\tid\tpayload\n", expanded into its
-	 * two event lines when sent; half the bytes to write. */
-	"ALTER TABLE outbox ADD COLUMN format INTEGER NOT NULL DEFAULT 2;",
+	/* 3: the outbox moves to table notifications, whose rows may hold
+	 * notes instead of lines (format 3): one per notification,
+	 * "ts\taction\tpast\tid\tpayload\n", expanded into its two event
+	 * lines when sent; half the bytes to write. Table outbox goes, so an
+	 * older casectl stops at it instead of sending notes as lines. */
+	"CREATE TABLE notifications (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" count INTEGER NOT NULL, lines BLOB NOT NULL, format INTEGER NOT NULL);"
+	"INSERT INTO notifications (id, count, lines, format)"
+	" SELECT id, count, lines, 2 FROM outbox ORDER BY id;"
+	"DROP TABLE outbox;",
 };
 
 static void
@@ -567,7 +575,7 @@ outbox_flush(struct ctx *c, bool quiet)
 
 	while (more) {
 		begin(c);
-		sqlite3_stmt *st = prepare(c, "SELECT id, lines, format FROM outbox ORDER BY id");
+		sqlite3_stmt *st = prepare(c, "SELECT id, lines, format FROM notifications ORDER BY id");
 		sqlite3_int64 last = 0;
 		long n = 0;
 		int rc;
@@ -592,7 +600,7 @@ outbox_flush(struct ctx *c, bool quiet)
 			ok = false;
 		done(st);
 		if (ok && n > 0 && evk_pub_sync(pub) == EVK_OK) {
-			st = prepare(c, "DELETE FROM outbox WHERE id <= ?");
+			st = prepare(c, "DELETE FROM notifications WHERE id <= ?");
 			sqlite3_bind_int64(st, 1, last);
 			if (sqlite3_step(st) != SQLITE_DONE)
 				db_die(c, "cannot clear the outbox");
@@ -603,7 +611,7 @@ outbox_flush(struct ctx *c, bool quiet)
 		exec(c, "COMMIT");
 	}
 	evk_pub_close(pub);
-	sqlite3_stmt *st = prepare(c, "SELECT coalesce(sum(count), 0) FROM outbox");
+	sqlite3_stmt *st = prepare(c, "SELECT coalesce(sum(count), 0) FROM notifications");
 	if (sqlite3_step(st) == SQLITE_ROW)
 		pending = (long)sqlite3_column_int64(st, 0);
 	done(st);
@@ -650,7 +658,7 @@ live_start(struct ctx *c)
 static void
 live_send(struct ctx *c, sqlite3_int64 row)
 {
-	sqlite3_stmt *st = prepare(c, "SELECT count(*), min(id) FROM outbox WHERE id <= ?");
+	sqlite3_stmt *st = prepare(c, "SELECT count(*), min(id) FROM notifications WHERE id <= ?");
 	sqlite3_bind_int64(st, 1, row);
 	bool ours = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) == 1 &&
 		    sqlite3_column_int64(st, 1) == row;
@@ -674,7 +682,7 @@ live_settle(struct ctx *c)
 		live_stop(c);
 		return;
 	}
-	sqlite3_stmt *st = prepare(c, "DELETE FROM outbox WHERE id = ?");
+	sqlite3_stmt *st = prepare(c, "DELETE FROM notifications WHERE id = ?");
 	sqlite3_bind_int64(st, 1, c->sent_row);
 	if (sqlite3_step(st) != SQLITE_DONE)
 		db_die(c, "cannot clear the outbox");
@@ -691,7 +699,8 @@ commit(struct ctx *c, bool more)
 {
 	sqlite3_int64 row = 0;
 	if (c->batch_n > 0) {
-		sqlite3_stmt *st = prepare(c, "INSERT INTO outbox (count, lines, format) VALUES (?, ?, ?)");
+		sqlite3_stmt *st =
+			prepare(c, "INSERT INTO notifications (count, lines, format) VALUES (?, ?, ?)");
 		sqlite3_bind_int64(st, 1, c->batch_n);
 		sqlite3_bind_int(st, 3, NOTE_FORMAT);
 		if (sqlite3_bind_blob64(st, 2, c->batch.p, c->batch.len, SQLITE_STATIC) !=
@@ -978,7 +987,7 @@ static bool
 create_case(struct ctx *c, const struct agency *a, const struct input *in, char id[37],
 	    struct case_view *v)
 {
-	char now[EVK_TS_LEN + 1];
+	char *now = c->created; /* outlives this call: v points at it */
 	now_ts(now);
 	new_uuid(id);
 	sqlite3_int64 off = in->has_offender ? offender_get(c, in) : 0;
@@ -1002,8 +1011,10 @@ create_case(struct ctx *c, const struct agency *a, const struct input *in, char 
 	if (sqlite3_step(st) != SQLITE_DONE)
 		db_die(c, "cannot insert a case");
 	done(st);
-	if (sqlite3_changes(c->db) == 0)
-		return false; /* (agency, reference) is taken */
+	if (sqlite3_changes(c->db) == 0) {
+		id[0] = '\0'; /* (agency, reference) is taken */
+		return false;
+	}
 	*v = (struct case_view){
 		.id = id, .reference = in->reference, .agency_code = a->code,
 		.agency_name = a->name, .agency_id = a->id, .offender_id = off,
@@ -1064,14 +1075,20 @@ read_cases(struct ctx *c, enum upsert mode, long *created, long *synced, long *b
 			}
 			n_txn++;
 			const struct agency *ag = agency_get(c, in.agency);
-			char id[37];
+			char id[37] = "";
 			struct case_view v;
-			if (create_case(c, ag, &in, id, &v)) {
+			/* create refuses a taken reference before it writes
+			 * anything (an offender included); ingest finds out
+			 * on insert, the common case being a new one. */
+			if (mode == UP_CREATE_ONLY)
+				find_case(c, ag->id, in.reference, id);
+			if (id[0] == '\0' && create_case(c, ag, &in, id, &v)) {
 				(*created)++;
 				if (mode == UP_CREATE_ONLY)
 					print_case(c, &v, NULL);
 			} else {
-				find_case(c, ag->id, in.reference, id);
+				if (id[0] == '\0')
+					find_case(c, ag->id, in.reference, id);
 				if (mode == UP_CREATE_ONLY) {
 					snprintf(why, sizeof(why), "case %s of %s exists (id %s)",
 						 in.reference, in.agency, id);
@@ -1312,7 +1329,7 @@ cmd_outbox(struct ctx *c, int argc, char **argv)
 		usage(stderr, EVK_EX_USAGE);
 	if (strcmp(argv[0], "list") == 0) {
 		require(c, ROLE_VIEWER, "read the outbox");
-		sqlite3_stmt *st = prepare(c, "SELECT lines, format FROM outbox ORDER BY id");
+		sqlite3_stmt *st = prepare(c, "SELECT lines, format FROM notifications ORDER BY id");
 		while (sqlite3_step(st) == SQLITE_ROW)
 			if (each_event(c, sqlite3_column_blob(st, 0),
 				       (size_t)sqlite3_column_bytes(st, 0), sqlite3_column_int(st, 1),

@@ -34,9 +34,13 @@ cases() {
 @test "casectl create publishes exactly case:created and case:created:{id} with the stored case loaded" {
 	listen 2
 	run -0 cc create '{"agency":"hse","case_reference":"HSE/2024/017","offender":{"name":"Acme Ltd","postcode":"LS1 4AP"},"offence_action_date":"2024-03-01","offence_fine":12000,"offence_costs":1450.5,"offence_result":"Guilty"}'
-	local id stored
+	local id stored printed
 	id=$(jq -r .id <<<"$output")
+	printed=$(jq -c . <<<"$output")
 	stored=$(cc get "$id" | jq -c .)
+	# What create printed is what was stored, timestamps included.
+	[ "$printed" = "$stored" ]
+	[[ $(jq -r .inserted_at <<<"$stored") =~ ^20[0-9-]{8}T[0-9:.]{15}Z$ ]]
 	wait "$LISTENER"
 	run jq -c '[.topic, .event, .payload.resource, .payload.action, .payload.actor]' "$BATS_TEST_TMPDIR/events"
 	assert_output "[\"case:created\",\"create\",\"case\",\"create\",\"ann\"]
@@ -53,14 +57,19 @@ $stored"
 	id=$(jq -r .id <<<"$output")
 	run -65 --separate-stderr cc create '{"agency":"hse","case_reference":"D1","offence_fine":2}'
 	[ "$stderr" = "casectl: case D1 of hse exists (id $id)" ]
+	# Refused with an offender new to the database: nothing is written.
+	run -65 --separate-stderr cc create <<<'{"agency":"hse","case_reference":"D1","offender":{"name":"New Firm Ltd"}}'
+	[ "$(sqlite3 "$DB" 'SELECT count(*) FROM offenders')" -eq 0 ]
 	# From stdin: the taken line is reported by number and skipped.
 	run -65 --separate-stderr cc create <<-'IN'
-		{"agency":"hse","case_reference":"D2"}
+		{"agency":"hse","case_reference":"D2","offender":{"name":"D2 Ltd"}}
 		{"agency":"hse","case_reference":"D1"}
 		{"agency":"hse","case_reference":"D3"}
 	IN
 	[[ $stderr == *"stdin:2: case D1 of hse exists (id $id)"* ]]
 	[ "$(jq -r .case_reference <<<"$output" | paste -sd,)" = D2,D3 ]
+	[ "$(jq -r .offender.name <<<"$output" | paste -sd,)" = "D2 Ltd,null" ]
+	[ "$(jq -r .inserted_at <<<"$output" | grep -cE '^20[0-9-]{8}T[0-9:.]{15}Z$')" -eq 2 ]
 	[ "$(cc get "$id" | jq .offence_fine)" = 1 ]
 	[ "$(cc list | wc -l)" -eq 3 ]
 	[ "$(hub_status_field head_seq)" -eq 6 ]
