@@ -230,10 +230,15 @@ changed(void *arg, const char *id, enum evk_fold_change c)
 static int
 publish(void *arg, const char *id_, size_t len)
 {
-	char id[160], topic[EVK_TOPIC_MAX + 1];
+	char id[EVK_FOLD_ID_MAX + 1], topic[EVK_TOPIC_MAX + 1];
 	struct evk_buf line = EVK_BUF_INIT(0);
 	const char *why = "out of memory";
 	(void)arg;
+	if (len > EVK_FOLD_ID_MAX) {
+		evk_warn("cannot announce widget '%.*s...': id longer than %d bytes", 40, id_,
+			 EVK_FOLD_ID_MAX);
+		return 0;
+	}
 	snprintf(id, sizeof(id), "%.*s", (int)len, id_);
 	snprintf(topic, sizeof(topic), "widget:%s", id);
 	cJSON *w = evk_fold_find(widgets, id);
@@ -706,6 +711,7 @@ request_widgets(struct evk_sub *sub, const char *url, const char *id,
 
 	long long deadline = evk_mono_ms() + answer_ms;
 	long n = 0;
+	bool gap = false;
 	struct evk_event ev;
 	while (!stopping) {
 		long long left = deadline - evk_mono_ms();
@@ -714,18 +720,28 @@ request_widgets(struct evk_sub *sub, const char *url, const char *id,
 		rv = evk_sub_next(sub, &ev, (int)left);
 		if (rv == EVK_ETIMEDOUT)
 			return -1;
-		if (rv == EVK_EGAP)
+		if (rv == EVK_EGAP) {
+			gap = true; /* part of the answer may be gone */
 			continue;
+		}
 		if (rv != EVK_OK)
 			evk_die(EVK_EX_UNAVAILABLE, "lost the hub: %s", evk_strerror(rv));
 		if (!topic_is(&ev, reply))
 			continue;
-		if (ev.event_len == 3 && memcmp(ev.event, "end", 3) == 0)
+		if (ev.event_len == 3 && memcmp(ev.event, "end", 3) == 0) {
+			cJSON *end = cJSON_ParseWithLength(ev.payload, ev.payload_len);
+			const cJSON *count = cJSON_GetObjectItemCaseSensitive(end, "count");
+			bool whole = cJSON_IsNumber(count) && count->valuedouble == (double)n;
+			cJSON_Delete(end);
+			if (!whole)
+				evk_die(EVK_EX_UNAVAILABLE, "the daemon's answer came incomplete%s;"
+					" ask again", gap ? " (the hub dropped part of it)" : "");
 			return n;
+		}
 		fn(arg, ev.payload, ev.payload_len);
 		n++;
 	}
-	return -1;
+	exit(130); /* interrupted */
 }
 
 static void
@@ -761,7 +777,7 @@ cmd_get(const char *url, const char *id)
 static void
 map_put(cJSON *map, const char *id, size_t len, cJSON *w)
 {
-	char key[160];
+	char key[EVK_TOPIC_MAX + 1];
 	snprintf(key, sizeof(key), "%.*s", (int)len, id);
 	cJSON_DeleteItemFromObjectCaseSensitive(map, key);
 	if (w && !cJSON_AddItemToObject(map, key, w))

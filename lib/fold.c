@@ -57,7 +57,11 @@ put(cJSON *o, const char *name, cJSON *v)
 	cJSON *old = cJSON_GetObjectItemCaseSensitive(o, name);
 	if (old == NULL)
 		return cJSON_AddItemToObjectCS(o, name, v);
-	/* In place: the new item takes over the old one's name. */
+	/* In place: the new item takes over the old one's name (dropping
+	 * any it brought, as a duplicated item does). */
+	if (v->string && !(v->type & cJSON_StringIsConst))
+		cJSON_free(v->string);
+	v->type &= ~cJSON_StringIsConst;
 	v->string = old->string;
 	v->type |= old->type & cJSON_StringIsConst;
 	old->string = NULL;
@@ -185,12 +189,14 @@ scan_progress(cJSON *w, struct progress *pw)
 }
 
 /* The progress widget an event of process pid (or NULL) of workflow wf
- * (or NULL) belongs to: the one that holds its process_id, else
- * progress-{wf}. false when there is none. */
+ * (or NULL) belongs to: progress-{wf} when it holds the process (or the
+ * event names none), else the first that holds the process, else
+ * progress-{wf}. false when there is none. A process id reused by another
+ * workflow thus stays with the workflow the event names. */
 static bool
 progress_of(cJSON *widgets, const char *pid, const char *wf, struct progress *pw)
 {
-	char id[256];
+	char id[EVK_FOLD_ID_MAX + 1];
 	cJSON *w;
 	if (wf) {
 		/* Usually the event names both: progress-{wf} holding the
@@ -222,7 +228,7 @@ progress_of(cJSON *widgets, const char *pid, const char *wf, struct progress *pw
 static cJSON *
 new_progress(cJSON *widgets, const char *wf)
 {
-	char id[256];
+	char id[EVK_FOLD_ID_MAX + 1];
 	widget_id(id, sizeof(id), "progress-", wf);
 	cJSON *w = cJSON_CreateObject();
 	if (w == NULL || !put(w, "id", cJSON_CreateString(id)) ||
@@ -270,7 +276,7 @@ evk_fold_apply(cJSON *widgets, const struct evk_event *ev, const struct evk_fold
 	if (EV("process_created")) {
 		if (!pid || !wf)
 			FAIL("process_created without process_id and workflow_id");
-		char id[256];
+		char id[EVK_FOLD_ID_MAX + 1];
 		widget_id(id, sizeof(id), "progress-", wf);
 		if ((w = evk_fold_find(widgets, id)) == NULL && (w = new_progress(widgets, wf)) == NULL)
 			OOM();
@@ -282,7 +288,7 @@ evk_fold_apply(cJSON *widgets, const struct evk_event *ev, const struct evk_fold
 	if (EV("workflow_completed")) {
 		if (!wf)
 			FAIL("workflow_completed without workflow_id");
-		char pid_id[256], rid[256];
+		char pid_id[EVK_FOLD_ID_MAX + 1], rid[EVK_FOLD_ID_MAX + 1];
 		widget_id(pid_id, sizeof(pid_id), "progress-", wf);
 		widget_id(rid, sizeof(rid), "result-", wf);
 		cJSON *r = cJSON_CreateObject();

@@ -68,6 +68,23 @@ progress() {
 	[ "$stderr" = "widgetd: no widget 'nothing-here'" ]
 }
 
+@test "a workflow id of 300 bytes gives a widget announced as updated, under an id cut to fit a topic" {
+	start_widgetd --throttle 100
+	local wf id
+	wf=$(printf 'w%.0s' {1..300})
+	bg_to "$T/wev" evsub --ready-file "$T/ready" -n 2 -W 30 'widget:*'
+	wait_file "$T/ready"
+	evpub "process:p1" process_created "{\"process_id\":\"p1\",\"workflow_id\":\"$wf\"}"
+	evpub "process:p1" step_progress "{\"process_id\":\"p1\",\"workflow_id\":\"$wf\",\"percentage\":9}"
+	wait "${BG_PIDS[-1]}"
+	run jq -r '.event' "$T/wev"
+	assert_output "widget_updated
+widget_updated"
+	id=$(jq -r 'select(.topic | startswith("widget:progress-")) | .payload.id' "$T/wev" | head -n 1)
+	[ "${#id}" -eq 248 ]
+	[ "$(widgetd get "$id" | jq .percentage)" = 9 ]
+}
+
 @test "widgetd get with no daemon on the bus says so and exits 69 after -W" {
 	run -69 --separate-stderr widgetd -W 0.3 get
 	[[ $stderr == *"no widgetd answered"*"within 300 ms"* ]]

@@ -9,11 +9,15 @@
 #define EVKIT_FOLD_H
 
 #include "evkit/event.h"
+#include "evkit/limits.h"
 
 #include <cjson/cJSON.h>
 #include <stddef.h>
 
 #define EVK_FOLD_LIST_MAX 50 /* activities and updates kept per widget */
+/* Bytes in a widget id the fold makes ("progress-" or "result-" and the
+ * workflow id, cut to fit): "widget:" and the id make a topic. */
+#define EVK_FOLD_ID_MAX (EVK_TOPIC_MAX - 7)
 
 struct evk_fold_opts {
 	size_t list_max; /* 0: EVK_FOLD_LIST_MAX */

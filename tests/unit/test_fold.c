@@ -1,6 +1,7 @@
 /* The widget fold, clause by clause against the seed's handle_info. */
 #include "evkit/err.h"
 #include "evkit/fold.h"
+#include "evkit/topic.h"
 
 #include "check.h"
 
@@ -153,6 +154,41 @@ main(void)
 	CHECK(strcmp(before, after) == 0, "nothing changed:\n%s\n%s", before, after);
 	cJSON_free(before);
 	cJSON_free(after);
+	cJSON_Delete(w);
+
+	/* A long workflow id: the widget id is cut so that widget:{id} is
+	 * still a topic, and the widget is found by it. */
+	w = cJSON_CreateArray();
+	char longwf[301], payload[512];
+	memset(longwf, 'w', 300);
+	longwf[300] = '\0';
+	snprintf(payload, sizeof(payload), "{\"process_id\":\"p9\",\"workflow_id\":\"%s\"}", longwf);
+	CHECK(fold(w, "process_created", payload, 40, &why) == EVK_OK, "long workflow id: %s", why);
+	const char *lid = cJSON_GetStringValue(
+		cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(w, 0), "id"));
+	char topic[EVK_TOPIC_MAX + 2];
+	snprintf(topic, sizeof(topic), "widget:%s", lid ? lid : "");
+	CHECK(lid && strlen(lid) == EVK_FOLD_ID_MAX && strncmp(lid, "progress-www", 12) == 0 &&
+		      evk_topic_valid(topic, strlen(topic)),
+	      "long id cut to %d bytes and a topic", EVK_FOLD_ID_MAX);
+	snprintf(payload, sizeof(payload),
+		 "{\"process_id\":\"p9\",\"workflow_id\":\"%s\",\"percentage\":5}", longwf);
+	CHECK(fold(w, "step_progress", payload, 41, &why) == EVK_OK &&
+		      cJSON_GetArraySize(w) == 1 && strcmp(get(w, lid, "percentage"), "5") == 0,
+	      "the long id's widget is found again");
+	cJSON_Delete(w);
+
+	/* A member replaced by a duplicated item (which brings its own name):
+	 * no name leaks (ASan's leak check in make check-san). */
+	w = cJSON_Parse("[{\"id\":\"progress-wf\",\"type\":\"progress\",\"process_id\":\"p1\","
+			"\"workflow_id\":\"wf\",\"percentage\":0,\"activities\":[{\"step\":\"a\","
+			"\"status\":\"running\",\"error\":\"old\",\"result\":{\"x\":1}}],\"updates\":[]}]");
+	CHECK(w && fold(w, "step_completed",
+			"{" IDS ",\"step\":\"a\",\"error\":\"boom\",\"result\":{\"x\":2}}", 42,
+			&why) == EVK_OK &&
+		      strcmp(get(w, "progress-wf", "activities.0.error"), "\"boom\"") == 0 &&
+		      strcmp(get(w, "progress-wf", "activities.0.result"), "{\"x\":2}") == 0,
+	      "error and result replaced: %s", why);
 	cJSON_Delete(w);
 	return check_done("test_fold");
 }
