@@ -33,7 +33,8 @@ export EVBUS_URL="ipc://$dir/bus"
 # first).
 run() {
 	local name=$1; shift
-	[ -n "$hub" ] && { kill "$hub"; while kill -0 "$hub" 2>/dev/null; do sleep 0.01; done; }
+	# Gone once its pidfile is: a zombie's parent (init) may reap it late.
+	[ -n "$hub" ] && { kill "$hub"; while [ -e "$dir/hub.pid" ]; do sleep 0.01; done; }
 	rm -f "$dir"/bus.db* "$dir/ready"
 	evbusd --store "$dir/bus.db" --daemon --pidfile "$dir/hub.pid"
 	hub=$(cat "$dir/hub.pid")

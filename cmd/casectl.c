@@ -71,6 +71,7 @@ struct ctx {
 	struct evk_pub *pub;
 	struct evk_buf batch;
 	sqlite3_int64 batch_n, sent_row;
+	sqlite3_int64 damaged_row; /* the outbox row that cannot be sent, or 0 */
 };
 
 static volatile sig_atomic_t stopping;
@@ -572,6 +573,7 @@ outbox_flush(struct ctx *c, bool quiet)
 	struct evk_pub *pub = NULL;
 	long pending = 0;
 	bool more = true;
+	sqlite3_int64 damaged = 0;
 
 	while (more) {
 		begin(c);
@@ -586,9 +588,12 @@ outbox_flush(struct ctx *c, bool quiet)
 				ok = false;
 				break;
 			}
-			if (each_event(c, sqlite3_column_blob(st, 1),
-				       (size_t)sqlite3_column_bytes(st, 1),
-				       sqlite3_column_int(st, 2), publish_line, pub) != EVK_OK) {
+			int erv = each_event(c, sqlite3_column_blob(st, 1),
+					     (size_t)sqlite3_column_bytes(st, 1),
+					     sqlite3_column_int(st, 2), publish_line, pub);
+			if (erv != EVK_OK) {
+				if (erv == EVK_EPROTO)
+					damaged = sqlite3_column_int64(st, 0);
 				ok = false;
 				break;
 			}
@@ -599,7 +604,9 @@ outbox_flush(struct ctx *c, bool quiet)
 		if (ok && n < OUTBOX_CHUNK && rc != SQLITE_DONE)
 			ok = false;
 		done(st);
-		if (ok && n > 0 && evk_pub_sync(pub) == EVK_OK) {
+		/* The rows sent whole go once the hub acknowledged them, also
+		 * when a later one could not be sent. */
+		if (n > 0 && pub && evk_pub_sync(pub) == EVK_OK) {
 			st = prepare(c, "DELETE FROM notifications WHERE id <= ?");
 			sqlite3_bind_int64(st, 1, last);
 			if (sqlite3_step(st) != SQLITE_DONE)
@@ -615,7 +622,12 @@ outbox_flush(struct ctx *c, bool quiet)
 	if (sqlite3_step(st) == SQLITE_ROW)
 		pending = (long)sqlite3_column_int64(st, 0);
 	done(st);
-	if (pending > 0 && !quiet)
+	c->damaged_row = damaged;
+	if (damaged)
+		evk_warn("outbox row %lld is damaged (neither event lines nor notes): it and "
+			 "the %ld notifications from it on stay in table notifications of '%s'",
+			 (long long)damaged, pending, c->db_path);
+	else if (pending > 0 && !quiet)
 		evk_warn("hub at '%s' unavailable: %ld notifications kept in the outbox "
 			 "(delivered by the next casectl command or 'casectl outbox flush')",
 			 c->url, pending);
@@ -1340,7 +1352,8 @@ cmd_outbox(struct ctx *c, int argc, char **argv)
 	}
 	if (strcmp(argv[0], "flush") == 0) {
 		require(c, ROLE_EDITOR, "flush the outbox");
-		return outbox_flush(c, false) ? EVK_EX_UNAVAILABLE : 0;
+		long pending = outbox_flush(c, false);
+		return c->damaged_row ? EVK_EX_DATAERR : pending ? EVK_EX_UNAVAILABLE : 0;
 	}
 	usage(stderr, EVK_EX_USAGE);
 	return EVK_EX_USAGE;

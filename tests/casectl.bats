@@ -127,6 +127,24 @@ $stored"
 	[ "$(hub_status_field head_seq)" -eq 4 ]
 }
 
+@test "a damaged outbox row is named, holds back what follows it, and lets what precedes it go" {
+	stop_hub
+	local r
+	for r in F1 F2 F3; do
+		cc create "{\"agency\":\"ea\",\"case_reference\":\"$r\"}" >/dev/null 2>&1
+	done
+	sqlite3 "$DB" "UPDATE notifications SET lines = CAST('not a note' AS BLOB) WHERE id = (SELECT min(id) + 1 FROM notifications)"
+	start_hub
+	run -65 --separate-stderr cc outbox flush
+	[[ $stderr == *"outbox row "*" is damaged"*"the 4 notifications from it on stay"* ]]
+	# F1 went out, once; F2's row and F3's behind it wait.
+	[ "$(hub_status_field head_seq)" -eq 2 ]
+	run -0 evsub --since 0 -n 2 -W 10 'case:**'
+	[ "$(jq -r .payload.data.case_reference <<<"$output" | sort -u)" = F1 ]
+	run -65 --separate-stderr cc outbox flush
+	[ "$(hub_status_field head_seq)" -eq 2 ]
+}
+
 @test "four concurrent ingests over overlapping references store each case exactly once" {
 	# 2500 cases each, more than one ingest transaction, so the
 	# processes deliver batches while the others write and flush.
