@@ -485,16 +485,19 @@ notify(struct ctx *c, const char *action, const char *past, const struct case_vi
 }
 
 /* Calls fn on each event line (without its newline) an outbox row holds,
- * oldest first; stops at and returns fn's first error. */
+ * oldest first; stops at and returns fn's first error. A row that holds
+ * neither lines nor notes is EVK_EPROTO with *damaged set (fn's own
+ * errors leave it false). */
 static int
 each_event(struct ctx *c, const char *blob, size_t len, int format,
-	   int (*fn)(void *, const char *, size_t), void *arg)
+	   int (*fn)(void *, const char *, size_t), void *arg, bool *damaged)
 {
+	*damaged = false;
 	for (const char *p = blob, *end = blob + len; p < end;) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		int rv;
 		if (nl == NULL)
-			return EVK_EPROTO;
+			goto bad_row;
 		if (format != NOTE_FORMAT) {
 			if ((rv = fn(arg, p, (size_t)(nl - p))) != EVK_OK)
 				return rv;
@@ -506,13 +509,13 @@ each_event(struct ctx *c, const char *blob, size_t len, int format,
 		for (int i = 0; i < 4; i++) {
 			const char *tab = memchr(p, '\t', (size_t)(nl - p));
 			if (tab == NULL || (size_t)(tab - p) > EVK_TOPIC_MAX)
-				return EVK_EPROTO;
+				goto bad_row;
 			memcpy(f[i], p, (size_t)(tab - p));
 			f[i][tab - p] = '\0';
 			p = tab + 1;
 		}
 		if (strlen(f[0]) != EVK_TS_LEN)
-			return EVK_EPROTO;
+			goto bad_row;
 		for (int i = 0; i < 2; i++) {
 			char topic[EVK_TOPIC_MAX + 1];
 			const char *why = NULL;
@@ -521,7 +524,7 @@ each_event(struct ctx *c, const char *blob, size_t len, int format,
 			if (evk_event_build_raw(&c->line, f[0], topic, f[1], p, (size_t)(nl - p),
 						&why) != EVK_OK) {
 				evk_warn("cannot build a notification: %s", why ? why : "");
-				return EVK_EPROTO;
+				goto bad_row;
 			}
 			if ((rv = fn(arg, c->line.p, c->line.len)) != EVK_OK)
 				return rv;
@@ -529,6 +532,9 @@ each_event(struct ctx *c, const char *blob, size_t len, int format,
 		p = nl + 1;
 	}
 	return EVK_OK;
+bad_row:
+	*damaged = true;
+	return EVK_EPROTO;
 }
 
 /* notify_row's argument: the action, its past tense, and whether to keep
@@ -588,11 +594,11 @@ outbox_flush(struct ctx *c, bool quiet)
 				ok = false;
 				break;
 			}
-			int erv = each_event(c, sqlite3_column_blob(st, 1),
-					     (size_t)sqlite3_column_bytes(st, 1),
-					     sqlite3_column_int(st, 2), publish_line, pub);
-			if (erv != EVK_OK) {
-				if (erv == EVK_EPROTO)
+			bool bad;
+			if (each_event(c, sqlite3_column_blob(st, 1),
+				       (size_t)sqlite3_column_bytes(st, 1), sqlite3_column_int(st, 2),
+				       publish_line, pub, &bad) != EVK_OK) {
+				if (bad)
 					damaged = sqlite3_column_int64(st, 0);
 				ok = false;
 				break;
@@ -675,8 +681,10 @@ live_send(struct ctx *c, sqlite3_int64 row)
 	bool ours = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) == 1 &&
 		    sqlite3_column_int64(st, 1) == row;
 	done(st);
+	bool bad;
 	if (ours &&
-	    each_event(c, c->batch.p, c->batch.len, NOTE_FORMAT, publish_line, c->pub) == EVK_OK &&
+	    each_event(c, c->batch.p, c->batch.len, NOTE_FORMAT, publish_line, c->pub, &bad) ==
+		    EVK_OK &&
 	    evk_pub_flush(c->pub) == EVK_OK)
 		c->sent_row = row;
 	else
@@ -994,7 +1002,8 @@ apply_fields(struct ctx *c, const char *id, const struct input *in, bool sync)
 
 /* Inserts a new case of agency a and announces it; v describes it after,
  * built from what was written rather than read back. false: the agency
- * has a case of that reference already, nothing was written. */
+ * has a case of that reference already, whose id is left in id; nothing
+ * was written. */
 static bool
 create_case(struct ctx *c, const struct agency *a, const struct input *in, char id[37],
 	    struct case_view *v)
@@ -1024,7 +1033,7 @@ create_case(struct ctx *c, const struct agency *a, const struct input *in, char 
 		db_die(c, "cannot insert a case");
 	done(st);
 	if (sqlite3_changes(c->db) == 0) {
-		id[0] = '\0'; /* (agency, reference) is taken */
+		find_case(c, a->id, in->reference, id);
 		return false;
 	}
 	*v = (struct case_view){
@@ -1098,18 +1107,14 @@ read_cases(struct ctx *c, enum upsert mode, long *created, long *synced, long *b
 				(*created)++;
 				if (mode == UP_CREATE_ONLY)
 					print_case(c, &v, NULL);
+			} else if (mode == UP_CREATE_ONLY) {
+				snprintf(why, sizeof(why), "case %s of %s exists (id %s)",
+					 in.reference, in.agency, id);
 			} else {
-				if (id[0] == '\0')
-					find_case(c, ag->id, in.reference, id);
-				if (mode == UP_CREATE_ONLY) {
-					snprintf(why, sizeof(why), "case %s of %s exists (id %s)",
-						 in.reference, in.agency, id);
-				} else {
-					apply_fields(c, id, &in, true);
-					if (!announce(c, id, "sync", "synced", false))
-						db_die(c, "cannot read the case back");
-					(*synced)++;
-				}
+				apply_fields(c, id, &in, true);
+				if (!announce(c, id, "sync", "synced", false))
+					db_die(c, "cannot read the case back");
+				(*synced)++;
 			}
 		}
 		cJSON_Delete(o);
@@ -1341,12 +1346,15 @@ cmd_outbox(struct ctx *c, int argc, char **argv)
 		usage(stderr, EVK_EX_USAGE);
 	if (strcmp(argv[0], "list") == 0) {
 		require(c, ROLE_VIEWER, "read the outbox");
-		sqlite3_stmt *st = prepare(c, "SELECT lines, format FROM notifications ORDER BY id");
+		sqlite3_stmt *st =
+			prepare(c, "SELECT id, lines, format FROM notifications ORDER BY id");
+		bool bad;
 		while (sqlite3_step(st) == SQLITE_ROW)
-			if (each_event(c, sqlite3_column_blob(st, 0),
-				       (size_t)sqlite3_column_bytes(st, 0), sqlite3_column_int(st, 1),
-				       print_line, NULL) != EVK_OK)
-				evk_die(EVK_EX_DATAERR, "the outbox holds a damaged row");
+			if (each_event(c, sqlite3_column_blob(st, 1),
+				       (size_t)sqlite3_column_bytes(st, 1), sqlite3_column_int(st, 2),
+				       print_line, NULL, &bad) != EVK_OK)
+				evk_die(EVK_EX_DATAERR, "outbox row %lld is damaged (neither event lines"
+					" nor notes)", (long long)sqlite3_column_int64(st, 0));
 		done(st);
 		return 0;
 	}

@@ -94,9 +94,9 @@ hub_open_store(struct hub *h, const char *path)
 		"CREATE TABLE events (seq INTEGER PRIMARY KEY, line BLOB NOT NULL);"
 		"CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
 		"INSERT INTO meta VALUES ('head', 0);",
-		/* 2: one row per publish frame, events first..last, as the
-		 * lines with their seq that the frame fanned out ('\n' after
-		 * each): one insert a frame instead of one an event. */
+		/* 2: a row holds events first..last (consecutive, at most
+		 * row_events) as the lines with their seq that were fanned
+		 * out ('\n' after each): one insert for many events. */
 		"CREATE TABLE frames (first INTEGER PRIMARY KEY, last INTEGER NOT NULL,"
 		" lines BLOB NOT NULL);"
 		"INSERT INTO frames (first, last, lines)"
@@ -123,8 +123,7 @@ hub_open_store(struct hub *h, const char *path)
 	h->oldest = sqlite3_column_int64(st, 1) ? (uint64_t)sqlite3_column_int64(st, 1)
 						: h->head + 1;
 	sqlite3_finalize(st);
-	/* The frame holding seq ?1 (the latest that starts at or before it)
-	 * and those after it. */
+	/* The row holding seq ?1 (the latest that starts at or before it). */
 #define FROM_FRAME "(SELECT coalesce(max(first), 0) FROM frames WHERE first <= ?1)"
 	if (sqlite3_prepare_v3(h->db, "INSERT INTO frames (first, last, lines) VALUES (?, ?, ?)",
 			       -1, SQLITE_PREPARE_PERSISTENT, &h->insert, NULL) ||
@@ -299,7 +298,7 @@ hub_trim(struct hub *h)
 	if (h->head - h->oldest + 1 <= h->retain + slack)
 		return EVK_OK;
 	uint64_t keep_from = h->head - h->retain + 1;
-	/* Whole frames go: the one holding keep_from stays. */
+	/* Whole rows go: the one holding keep_from stays. */
 	int rc = sqlite3_bind_int64(h->trim, 1, (sqlite3_int64)keep_from);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_step(h->trim);
@@ -358,18 +357,15 @@ hub_replay(struct hub *h, nng_msg *req)
 			rc = SQLITE_OK;
 			const char *p = sqlite3_column_blob(h->select, 1);
 			const char *end = p + sqlite3_column_bytes(h->select, 1);
-			/* Each line is {"seq":N,... as hub_publish wrote it. */
-			while (p < end && count < max && bytes < REPLAY_BYTES) {
+			/* The row's lines are seqs first, first + 1, ... */
+			uint64_t seq = (uint64_t)sqlite3_column_int64(h->select, 0);
+			for (; p < end && count < max && bytes < REPLAY_BYTES; seq++) {
 				const char *nl = memchr(p, '\n', (size_t)(end - p));
-				size_t len = nl ? (size_t)(nl - p) + 1 : 0;
-				uint64_t seq = 0;
-				const char *d = p + 7;
-				if (len < 10 || memcmp(p, "{\"seq\":", 7) != 0) {
+				if (nl == NULL) {
 					rc = SQLITE_CORRUPT;
 					break;
 				}
-				while (d < nl && *d >= '0' && *d <= '9' && seq < UINT64_MAX / 10)
-					seq = seq * 10 + (uint64_t)(*d++ - '0');
+				size_t len = (size_t)(nl - p) + 1;
 				if (seq >= from) {
 					if (nng_msg_append(req, p, len) != 0) {
 						sqlite3_reset(h->select);

@@ -109,16 +109,6 @@ list_add(const char **list, int *n, const char *v, const char *flag)
 	return true;
 }
 
-static double
-parse_seconds(const char *s, const char *flag)
-{
-	char *end;
-	double v = strtod(s, &end);
-	if (*s == '\0' || *end != '\0' || !(v >= 0) || v > 1e9)
-		evk_die(EVK_EX_USAGE, "%s wants seconds, not '%s'", flag, s);
-	return v;
-}
-
 static uint64_t
 parse_u64(const char *s, const char *flag, bool allow_zero)
 {
@@ -165,7 +155,7 @@ parse_args(struct opts *o, int argc, char **argv)
 		case 'E': list_add(o->events, &o->nevents, optarg, "--event"); break;
 		case 'u': o->until = optarg; break;
 		case 'n': o->count = parse_u64(optarg, "--count", false); break;
-		case 'W': o->timeout_s = parse_seconds(optarg, "--timeout"); break;
+		case 'W': o->timeout_s = evk_arg_seconds(optarg, "--timeout"); break;
 		case 's': o->since = (int64_t)parse_u64(optarg, "--since", true); break;
 		case 'r': o->ready_file = optarg; break;
 		case 'o':

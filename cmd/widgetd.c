@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -231,8 +232,6 @@ static int
 publish(void *arg, const char *id_, size_t len)
 {
 	char id[EVK_FOLD_ID_MAX + 1], topic[EVK_TOPIC_MAX + 1];
-	struct evk_buf line = EVK_BUF_INIT(0);
-	const char *why = "out of memory";
 	(void)arg;
 	if (len > EVK_FOLD_ID_MAX) {
 		evk_warn("cannot announce widget '%.*s...': id longer than %d bytes", 40, id_,
@@ -246,14 +245,11 @@ publish(void *arg, const char *id_, size_t len)
 	if (w == NULL && ((gone = cJSON_CreateObject()) == NULL ||
 			  !cJSON_AddStringToObject(gone, "id", id)))
 		evk_die(EVK_EX_FAIL, "out of memory");
-	int rv = evk_event_build(&line, NULL, topic, w ? "widget_updated" : "widget_removed",
-				 w ? w : gone, &why);
-	if (rv != EVK_OK)
-		evk_warn("cannot announce widget '%s': %s", id, why);
-	else if (pub && (rv = evk_pub_add(pub, line.p, line.len)) != EVK_OK)
+	int rv;
+	if (pub && (rv = evk_pub_event(pub, topic, w ? "widget_updated" : "widget_removed",
+				       w ? w : gone)) != EVK_OK)
 		evk_warn("cannot announce widget '%s': %s", id, evk_strerror(rv));
 	cJSON_Delete(gone);
-	evk_buf_release(&line);
 	return 0;
 }
 
@@ -501,21 +497,6 @@ topic_has_prefix(const struct evk_event *ev, const char *prefix)
 	return ev->topic_len >= n && memcmp(ev->topic, prefix, n) == 0;
 }
 
-/* Publishes one answer event on topic, payload v; false when it cannot. */
-static bool
-answer_event(const char *topic, const char *event, const cJSON *v)
-{
-	struct evk_buf line = EVK_BUF_INIT(0);
-	const char *why = "out of memory";
-	int rv = evk_event_build(&line, NULL, topic, event, v, &why);
-	if (rv != EVK_OK)
-		evk_warn("cannot answer on '%s': %s", topic, why);
-	else if ((rv = evk_pub_add(pub, line.p, line.len)) != EVK_OK)
-		evk_warn("cannot answer on '%s': %s", topic, evk_strerror(rv));
-	evk_buf_release(&line);
-	return rv == EVK_OK;
-}
-
 /* Answers a get (payload {"reply": REPLY_PREFIX..., "widget"?: ID,
  * "until"?: epoch ms}) at its place in the stream: each widget asked for,
  * as event "widget" on the reply topic, then "end" with their count. A
@@ -535,19 +516,20 @@ answer(const struct evk_event *ev)
 		const char *id = cJSON_GetStringValue(want);
 		cJSON *w, *end = cJSON_CreateObject();
 		long n = 0;
-		bool ok = true;
+		int rv = EVK_OK;
 		cJSON_ArrayForEach(w, widgets) {
 			const char *wid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(w, "id"));
 			if (id && (wid == NULL || strcmp(wid, id) != 0))
 				continue;
-			if (!(ok = answer_event(reply, "widget", w)))
+			if ((rv = evk_pub_event(pub, reply, "widget", w)) != EVK_OK)
 				break;
 			n++;
 		}
 		if (end == NULL || !cJSON_AddNumberToObject(end, "count", (double)n))
 			evk_die(EVK_EX_FAIL, "out of memory");
-		int rv;
-		if (ok && answer_event(reply, "end", end) && (rv = evk_pub_flush(pub)) != EVK_OK)
+		if (rv == EVK_OK && (rv = evk_pub_event(pub, reply, "end", end)) == EVK_OK)
+			rv = evk_pub_flush(pub);
+		if (rv != EVK_OK)
 			evk_warn("cannot answer on '%s': %s", reply, evk_strerror(rv));
 		cJSON_Delete(end);
 	}
@@ -717,7 +699,7 @@ request_widgets(struct evk_sub *sub, const char *url, const char *id,
 		long long left = deadline - evk_mono_ms();
 		if (left <= 0)
 			return -1;
-		rv = evk_sub_next(sub, &ev, (int)left);
+		rv = evk_sub_next(sub, &ev, left > INT_MAX ? INT_MAX : (int)left);
 		if (rv == EVK_ETIMEDOUT)
 			return -1;
 		if (rv == EVK_EGAP) {
@@ -960,13 +942,10 @@ main(int argc, char **argv)
 			if (*optarg == '\0' || *end || o.throttle_ms < 1)
 				evk_die(EVK_EX_USAGE, "--throttle wants milliseconds, not '%s'", optarg);
 			break;
-		case 'W': {
-			double secs = strtod(optarg, &end);
-			if (*optarg == '\0' || *end || !(secs > 0 && secs <= 86400))
+		case 'W':
+			if ((answer_ms = (long long)(evk_arg_seconds(optarg, "-W") * 1000)) < 1)
 				evk_die(EVK_EX_USAGE, "-W wants seconds, not '%s'", optarg);
-			answer_ms = (long long)(secs * 1000);
 			break;
-		}
 		case 'd': o.daemon = true; break;
 		case 'p': o.pidfile = optarg; break;
 		case 'h': usage(stdout, 0); break;

@@ -83,3 +83,13 @@ evk_die(int status, const char *fmt, ...)
 	va_end(ap);
 	exit(status);
 }
+
+double
+evk_arg_seconds(const char *s, const char *flag)
+{
+	char *end;
+	double v = strtod(s, &end);
+	if (*s == '\0' || *end != '\0' || !(v >= 0) || v > 1e9)
+		evk_die(EVK_EX_USAGE, "%s wants seconds, not '%s'", flag, s);
+	return v;
+}

@@ -197,13 +197,13 @@ static bool
 progress_of(cJSON *widgets, const char *pid, const char *wf, struct progress *pw)
 {
 	char id[EVK_FOLD_ID_MAX + 1];
-	cJSON *w;
+	cJSON *w, *own = NULL; /* progress-{wf} */
 	if (wf) {
 		/* Usually the event names both: progress-{wf} holding the
 		 * process is the answer without looking at every widget. */
 		widget_id(id, sizeof(id), "progress-", wf);
-		if ((w = evk_fold_find(widgets, id)) != NULL) {
-			scan_progress(w, pw);
+		if ((own = evk_fold_find(widgets, id)) != NULL) {
+			scan_progress(own, pw);
 			const char *wp = cJSON_GetStringValue(pw->pid);
 			if (pid == NULL || (wp && strcmp(wp, pid) == 0))
 				return true;
@@ -218,8 +218,8 @@ progress_of(cJSON *widgets, const char *pid, const char *wf, struct progress *pw
 			}
 		}
 	}
-	if (wf && (w = evk_fold_find(widgets, id)) != NULL) {
-		scan_progress(w, pw);
+	if (own) {
+		scan_progress(own, pw);
 		return true;
 	}
 	return false;

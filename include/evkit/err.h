@@ -45,6 +45,10 @@ const char *evk_progname(void);
 
 /* Print "prog: message\n" on stderr. The format has no trailing newline. */
 void evk_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* The value of a seconds option (0 to 1e9, fractions allowed); exits 2
+ * with "FLAG wants seconds, not 'S'" otherwise. */
+double evk_arg_seconds(const char *s, const char *flag);
 /* Print like evk_warn, then exit with status. */
 void evk_die(int status, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3), noreturn));
