@@ -597,8 +597,9 @@ main(int argc, char **argv)
 	evk_fmt_free(w.fmt);
 	evk_buf_release(&w.text);
 	evk_buf_release(&w.batch);
-	evk_sub_close(sub);
+	/* Output first: a reader waiting for it need not wait for the close. */
 	if (fclose(stdout) != 0 && errno != EPIPE && status == 0)
 		evk_die(EVK_EX_IOERR, "writing stdout: %s", strerror(errno));
+	evk_sub_close(sub);
 	return status;
 }

@@ -10,11 +10,13 @@
 #include <nng/protocol/pubsub0/sub.h>
 #include <nng/protocol/reqrep0/req.h>
 #include <nng/supplemental/util/platform.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- addresses ---- */
@@ -99,6 +101,116 @@ evk_bus_fanout_url(const char *url, char *out, size_t n)
 	return EVK_OK;
 }
 
+/* ---- closing without hanging ----
+ *
+ * nng 1.5.2's nng_close can wait forever for a connection's teardown
+ * (nanomsg/nng#1543, fixed in later nng); here it happened about once in
+ * 2,000 evsub exits, in the closing of the subscriber socket. So sockets
+ * are closed on a thread of their own, waited for up to CLOSE_WAIT_MS;
+ * past that they are left closing (the exit of the process ends it), and
+ * whatever nng may still call back into stays allocated. */
+
+#define CLOSE_WAIT_MS 2000
+
+struct closer {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	nng_socket socks[2];
+	int n;
+	int refs; /* the waiter's and the closing thread's */
+	bool done;
+};
+
+static void
+closer_unref(struct closer *c)
+{
+	pthread_mutex_lock(&c->mu);
+	bool last = --c->refs == 0;
+	pthread_mutex_unlock(&c->mu);
+	if (last) {
+		pthread_cond_destroy(&c->cv);
+		pthread_mutex_destroy(&c->mu);
+		free(c);
+	}
+}
+
+static void *
+closer_run(void *arg)
+{
+	struct closer *c = arg;
+
+	for (int i = 0; i < c->n; i++)
+		nng_close(c->socks[i]);
+	pthread_mutex_lock(&c->mu);
+	c->done = true;
+	pthread_cond_signal(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+	closer_unref(c);
+	return NULL;
+}
+
+/* Closes n (1 or 2) sockets. False when they were still closing after
+ * CLOSE_WAIT_MS: then nng may still run their callbacks. Without memory
+ * or a thread it closes them here, waiting as long as it takes. */
+static bool
+close_sockets(const nng_socket *socks, int n)
+{
+	struct closer *c = calloc(1, sizeof(*c));
+	pthread_condattr_t ca;
+	pthread_t t;
+
+	if (c == NULL)
+		goto inline_close;
+	c->n = n;
+	c->refs = 2;
+	memcpy(c->socks, socks, (size_t)n * sizeof(*socks));
+	if (pthread_mutex_init(&c->mu, NULL) != 0) {
+		free(c);
+		goto inline_close;
+	}
+	if (pthread_condattr_init(&ca) != 0) {
+		pthread_mutex_destroy(&c->mu);
+		free(c);
+		goto inline_close;
+	}
+	int rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	if (rc == 0)
+		rc = pthread_cond_init(&c->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	if (rc != 0) {
+		pthread_mutex_destroy(&c->mu);
+		free(c);
+		goto inline_close;
+	}
+	if (pthread_create(&t, NULL, closer_run, c) != 0) {
+		c->refs = 1;
+		closer_unref(c);
+		goto inline_close;
+	}
+	pthread_detach(t);
+
+	struct timespec until;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += CLOSE_WAIT_MS / 1000;
+	until.tv_nsec += (long)(CLOSE_WAIT_MS % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&c->mu);
+	while (!c->done && pthread_cond_timedwait(&c->cv, &c->mu, &until) == 0)
+		;
+	bool done = c->done;
+	pthread_mutex_unlock(&c->mu);
+	closer_unref(c);
+	return done;
+
+inline_close:
+	for (int i = 0; i < n; i++)
+		nng_close(socks[i]);
+	return true;
+}
+
 /* Maps an nng error to ours. */
 static int
 from_nng(int rv)
@@ -178,7 +290,11 @@ struct evk_pub {
 	int failed;        /* sticky link error */
 	nng_mtx *mtx;      /* orders starting an aio against on_pipe_lost */
 	bool lost;         /* the connection to the hub went away */
+	struct evk_pub *next_left;
 };
+
+/* Publishers whose socket did not finish closing (see close_sockets). */
+static struct evk_pub *left_closing;
 
 /* The hub's connection is gone: whatever is in flight will never be
  * acknowledged, so fail it now instead of at the ack timeout.  Runs on an
@@ -258,7 +374,8 @@ evk_pub_open(struct evk_pub **out, const char *url, evk_ack_fn on_ack, void *arg
 	return EVK_OK;
 }
 
-/* Waits for the ack of the oldest frame in flight and reports it. */
+/* Waits for the oldest frame in flight to be sent, then for its ack, and
+ * reports it. The reply of an ack that came first waits in the context. */
 static int
 complete_oldest(struct evk_pub *p)
 {
@@ -267,12 +384,25 @@ complete_oldest(struct evk_pub *p)
 	int rv;
 
 	nng_aio_wait(sl->aio);
+	if ((rv = nng_aio_result(sl->aio)) != 0) {
+		/* Not sent: the frame came back to the aio. */
+		rv = rv == NNG_ETIMEDOUT ? NNG_ECLOSED : rv;
+	} else if (!slot_start(p, sl, false)) {
+		rv = NNG_ECLOSED;
+	} else {
+		nng_aio_wait(sl->aio);
+		rv = nng_aio_result(sl->aio);
+	}
 	sl->in_flight = false;
 	p->in_flight--;
 	p->oldest = (p->oldest + 1) % EVK_PUB_WINDOW;
-	if ((rv = nng_aio_result(sl->aio)) != 0)
-		return p->failed = from_nng(rv);
 	reply = nng_aio_get_msg(sl->aio);
+	nng_aio_set_msg(sl->aio, NULL);
+	if (rv != 0) {
+		if (reply)
+			nng_msg_free(reply);
+		return p->failed = from_nng(rv);
+	}
 	const unsigned char *b = nng_msg_body(reply);
 	size_t n = nng_msg_len(reply);
 	if (n >= 13 && b[0] == EVK_MSG_ACK && evk_get_u32(b + 9) == sl->count) {
@@ -291,13 +421,16 @@ complete_oldest(struct evk_pub *p)
 	return rv;
 }
 
-/* Sends the slot being filled, then moves to the next free slot. */
+/* Starts sending the slot being filled and moves to the next slot, first
+ * completing the one there if it is still in flight. The send is not
+ * waited for: frames leave in the order they were started (one
+ * connection, nng's REQ send queue is first in, first out), while the
+ * caller goes on filling the next. */
 static int
 send_current(struct evk_pub *p)
 {
 	struct slot *sl = &p->slots[p->cur];
 	nng_msg *msg;
-	int rv;
 
 	if (sl->count == 0)
 		return EVK_OK;
@@ -308,17 +441,10 @@ send_current(struct evk_pub *p)
 	memcpy(body + 1, sl->lines.p, sl->lines.len);
 	nng_aio_set_msg(sl->aio, msg);
 	if (!slot_start(p, sl, true)) {
+		nng_aio_set_msg(sl->aio, NULL);
 		nng_msg_free(msg);
 		return p->failed = EVK_ECLOSED;
 	}
-	nng_aio_wait(sl->aio);
-	if ((rv = nng_aio_result(sl->aio)) != 0) {
-		nng_msg_free(msg);
-		return p->failed = from_nng(rv) == EVK_ETIMEDOUT ? EVK_ECLOSED
-								  : from_nng(rv);
-	}
-	if (!slot_start(p, sl, false))
-		return p->failed = EVK_ECLOSED;
 	sl->in_flight = true;
 	p->in_flight++;
 	p->cur = (p->cur + 1) % EVK_PUB_WINDOW;
@@ -398,13 +524,21 @@ evk_pub_close(struct evk_pub *p)
 {
 	if (p == NULL)
 		return;
-	nng_close(p->sock); /* fails whatever is in flight; no more callbacks */
+	/* Closing fails whatever is in flight; then no more callbacks. */
+	if (!close_sockets(&p->sock, 1)) {
+		/* Still closing: on_pipe_lost may yet run. p stays, reachable. */
+		p->next_left = left_closing;
+		left_closing = p;
+		return;
+	}
 	for (unsigned i = 0; i < EVK_PUB_WINDOW; i++) {
 		struct slot *sl = &p->slots[i];
 		if (sl->aio) {
 			nng_aio_wait(sl->aio);
-			if (sl->in_flight && nng_aio_result(sl->aio) == 0)
-				nng_msg_free(nng_aio_get_msg(sl->aio));
+			/* A frame not sent, or an ack not read. */
+			nng_msg *m = nng_aio_get_msg(sl->aio);
+			if (m)
+				nng_msg_free(m);
 			nng_aio_free(sl->aio);
 		}
 		evk_buf_release(&sl->lines);
@@ -498,7 +632,7 @@ evk_sub_open(struct evk_sub **out, const char *url, int64_t since)
 		return from_nng(rv) == EVK_EIO ? EVK_EUNAVAIL : from_nng(rv);
 	}
 	if ((rv = req_open(&s->req, url)) != EVK_OK) {
-		nng_close(s->sub);
+		close_sockets(&s->sub, 1);
 		free(s);
 		return rv;
 	}
@@ -717,8 +851,8 @@ evk_sub_close(struct evk_sub *s)
 	if (s == NULL)
 		return;
 	drop_frame(s);
-	nng_close(s->sub);
-	nng_close(s->req);
+	/* No callbacks of ours on these sockets: s can go either way. */
+	close_sockets((nng_socket[]){ s->sub, s->req }, 2);
 	free(s);
 }
 
@@ -732,12 +866,12 @@ evk_bus_status(const char *url, char **json)
 	if (rv != EVK_OK)
 		return rv;
 	if (nng_msg_alloc(&req, 0) != 0) {
-		nng_close(s);
+		close_sockets(&s, 1);
 		return EVK_ENOMEM;
 	}
 	if (nng_msg_append(req, "S", 1) != 0) {
 		nng_msg_free(req);
-		nng_close(s);
+		close_sockets(&s, 1);
 		return EVK_ENOMEM;
 	}
 	if ((rv = request(s, req, &reply)) == EVK_OK) {
@@ -753,7 +887,7 @@ evk_bus_status(const char *url, char **json)
 		}
 		nng_msg_free(reply);
 	}
-	nng_close(s);
+	close_sockets(&s, 1);
 	return rv;
 }
 

@@ -59,7 +59,9 @@ int evk_pub_sync(struct evk_pub *p);
 uint64_t evk_pub_acked(const struct evk_pub *p);
 uint64_t evk_pub_last_seq(const struct evk_pub *p);
 
-/* Closes the connection without waiting; p is freed. */
+/* Closes the connection without waiting for acks; p is freed, unless
+ * nng was still closing the socket after 2 s (then p stays allocated,
+ * as nng may still call back into it). */
 void evk_pub_close(struct evk_pub *p);
 
 /* One-shot: connect, publish one event, wait for its ack, close.
@@ -86,16 +88,16 @@ int evk_sub_open(struct evk_sub **out, const char *url, int64_t since);
  * evk_sub_gap; the next call goes on after it), or a link error. */
 int evk_sub_next(struct evk_sub *s, struct evk_event *ev, int timeout_ms);
 
-/* The range of the last EVK_EGAP. */
-/* True while events already received wait to be read: the next
- * evk_sub_next returns without waiting on the hub. Lets a printer flush
- * once per frame instead of once per event. */
 /* Says on stderr, once, which stretch evk_sub_next's EVK_EGAP skipped:
  * "PROG: gap: events A-B are no longer retained". */
 void evk_sub_report_gap(const struct evk_sub *s);
 
+/* True while events already received wait to be read: the next
+ * evk_sub_next returns without waiting on the hub. Lets a printer flush
+ * once per frame instead of once per event. */
 bool evk_sub_buffered(const struct evk_sub *s);
 
+/* The range of the last EVK_EGAP. */
 void evk_sub_gap(const struct evk_sub *s, uint64_t *from, uint64_t *to);
 
 /* The hub's head seq when subscribed. */
@@ -105,6 +107,9 @@ uint64_t evk_sub_start_head(const struct evk_sub *s);
 uint64_t evk_sub_malformed(const struct evk_sub *s);
 uint64_t evk_sub_refilled(const struct evk_sub *s);
 
+/* Closes the subscription and frees s. Like evk_pub_close, it waits at
+ * most 2 s for nng to close the sockets (see lib/bus.c: nng 1.5.2 can
+ * hang there), then leaves them to the process's exit. */
 void evk_sub_close(struct evk_sub *s);
 
 /* Asks the hub for its figures (a JSON object, malloc'ed, caller frees). */
