@@ -17,6 +17,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -68,7 +69,7 @@ struct ctx {
 	 * with the open transaction's notifications in batch, and those of
 	 * the last commit sent and awaiting their acks */
 	bool in_txn, live;
-	struct evk_pub *pub;
+	struct sender *sender;
 	struct evk_buf batch;
 	sqlite3_int64 batch_n, sent_row;
 	sqlite3_int64 damaged_row; /* the outbox row that cannot be sent, or 0 */
@@ -157,10 +158,12 @@ done(sqlite3_stmt *st)
 	sqlite3_reset(st);
 }
 
+/* Binds s without a copy: it must stay as it is until the statement's
+ * last step (every caller binds, steps, then resets). */
 static void
 bind_text(struct ctx *c, sqlite3_stmt *st, int i, const char *s)
 {
-	int rc = s ? sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT)
+	int rc = s ? sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC)
 		   : sqlite3_bind_null(st, i);
 	if (rc != SQLITE_OK)
 		db_die(c, "cannot bind a value");
@@ -489,7 +492,7 @@ notify(struct ctx *c, const char *action, const char *past, const struct case_vi
  * neither lines nor notes is EVK_EPROTO with *damaged set (fn's own
  * errors leave it false). */
 static int
-each_event(struct ctx *c, const char *blob, size_t len, int format,
+each_event(struct evk_buf *line, const char *blob, size_t len, int format,
 	   int (*fn)(void *, const char *, size_t), void *arg, bool *damaged)
 {
 	*damaged = false;
@@ -520,13 +523,13 @@ each_event(struct ctx *c, const char *blob, size_t len, int format,
 			char topic[EVK_TOPIC_MAX + 1];
 			const char *why = NULL;
 			snprintf(topic, sizeof(topic), i ? "case:%s:%s" : "case:%s", f[2], f[3]);
-			evk_buf_reset(&c->line);
-			if (evk_event_build_raw(&c->line, f[0], topic, f[1], p, (size_t)(nl - p),
+			evk_buf_reset(line);
+			if (evk_event_build_raw(line, f[0], topic, f[1], p, (size_t)(nl - p),
 						&why) != EVK_OK) {
 				evk_warn("cannot build a notification: %s", why ? why : "");
 				goto bad_row;
 			}
-			if ((rv = fn(arg, c->line.p, c->line.len)) != EVK_OK)
+			if ((rv = fn(arg, line->p, line->len)) != EVK_OK)
 				return rv;
 		}
 		p = nl + 1;
@@ -595,7 +598,7 @@ outbox_flush(struct ctx *c, bool quiet)
 				break;
 			}
 			bool bad;
-			if (each_event(c, sqlite3_column_blob(st, 1),
+			if (each_event(&c->line, sqlite3_column_blob(st, 1),
 				       (size_t)sqlite3_column_bytes(st, 1), sqlite3_column_int(st, 2),
 				       publish_line, pub, &bad) != EVK_OK) {
 				if (bad)
@@ -647,16 +650,82 @@ outbox_flush(struct ctx *c, bool quiet)
  * writes cases. Each step runs inside the next write transaction: no other
  * casectl can flush the outbox in between, so a row goes out once.
  *   COMMIT batch k; BEGIN; live_send(k); ...cases of k+1...;
- *   live_settle(k) (wait for the acks, delete k's row); COMMIT k+1. */
+ *   live_settle(k) (wait for the acks, delete k's row); COMMIT k+1.
+ * The sending itself (notes expanded into event lines, framed, published,
+ * acknowledged) runs on a thread of its own, so the writer does not wait
+ * for it. The sender touches neither the database nor the ctx: it has its
+ * own copy of the batch, its own scratch and the hub connection. */
+
+struct sender {
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct evk_pub *pub;
+	struct evk_buf notes, line;
+	bool busy, stop;
+	int rv;
+};
+
+static void *
+sender_run(void *arg)
+{
+	struct sender *s = arg;
+
+	pthread_mutex_lock(&s->mu);
+	for (;;) {
+		while (!s->busy && !s->stop)
+			pthread_cond_wait(&s->cv, &s->mu);
+		if (s->stop)
+			break;
+		pthread_mutex_unlock(&s->mu);
+		bool bad;
+		int rv = each_event(&s->line, s->notes.p, s->notes.len, NOTE_FORMAT, publish_line,
+				    s->pub, &bad);
+		if (rv == EVK_OK)
+			rv = evk_pub_sync(s->pub);
+		pthread_mutex_lock(&s->mu);
+		s->rv = rv;
+		s->busy = false;
+		pthread_cond_broadcast(&s->cv);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return NULL;
+}
+
+/* Waits until the sender is idle; the outcome of its last batch. */
+static int
+sender_wait(struct sender *s)
+{
+	pthread_mutex_lock(&s->mu);
+	while (s->busy)
+		pthread_cond_wait(&s->cv, &s->mu);
+	int rv = s->rv;
+	pthread_mutex_unlock(&s->mu);
+	return rv;
+}
 
 /* Stops delivering as we go; what is left goes through outbox_flush. */
 static void
 live_stop(struct ctx *c)
 {
-	evk_pub_close(c->pub);
-	c->pub = NULL;
+	struct sender *s = c->sender;
+
 	c->live = false;
 	c->sent_row = 0;
+	if (s == NULL)
+		return;
+	c->sender = NULL;
+	pthread_mutex_lock(&s->mu);
+	s->stop = true;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	pthread_join(s->thread, NULL); /* after its batch, if one was under way */
+	evk_pub_close(s->pub);
+	evk_buf_release(&s->notes);
+	evk_buf_release(&s->line);
+	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->mu);
+	free(s);
 }
 
 /* Starts delivering as we go when the outbox is empty (so nothing older
@@ -664,41 +733,68 @@ live_stop(struct ctx *c)
 static void
 live_start(struct ctx *c)
 {
-	if (outbox_flush(c, true) == 0 && evk_pub_open(&c->pub, c->url, NULL, NULL) == EVK_OK)
-		c->live = true;
-	else
-		c->pub = NULL;
+	struct sender *s;
+
+	if (outbox_flush(c, true) != 0 || (s = calloc(1, sizeof(*s))) == NULL)
+		return;
+	s->notes = (struct evk_buf)EVK_BUF_INIT(0);
+	s->line = (struct evk_buf)EVK_BUF_INIT(0);
+	if (pthread_mutex_init(&s->mu, NULL) != 0) {
+		free(s);
+		return;
+	}
+	if (pthread_cond_init(&s->cv, NULL) != 0) {
+		pthread_mutex_destroy(&s->mu);
+		free(s);
+		return;
+	}
+	if (evk_pub_open(&s->pub, c->url, NULL, NULL) != EVK_OK ||
+	    pthread_create(&s->thread, NULL, sender_run, s) != 0) {
+		evk_pub_close(s->pub);
+		pthread_cond_destroy(&s->cv);
+		pthread_mutex_destroy(&s->mu);
+		free(s);
+		return;
+	}
+	c->sender = s;
+	c->live = true;
 }
 
-/* In the transaction after the batch's commit: sends the batch when its
- * row is still the oldest in the outbox (another casectl may have flushed
- * it in between, or left older ones). */
+/* In the transaction after the batch's commit: hands the batch to the
+ * sender when its row is still the oldest in the outbox (another casectl
+ * may have flushed it in between, or left older ones). */
 static void
 live_send(struct ctx *c, sqlite3_int64 row)
 {
+	struct sender *s = c->sender;
 	sqlite3_stmt *st = prepare(c, "SELECT count(*), min(id) FROM notifications WHERE id <= ?");
 	sqlite3_bind_int64(st, 1, row);
 	bool ours = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) == 1 &&
 		    sqlite3_column_int64(st, 1) == row;
 	done(st);
-	bool bad;
-	if (ours &&
-	    each_event(c, c->batch.p, c->batch.len, NOTE_FORMAT, publish_line, c->pub, &bad) ==
-		    EVK_OK &&
-	    evk_pub_flush(c->pub) == EVK_OK)
-		c->sent_row = row;
-	else
+	if (!ours) {
 		live_stop(c);
+		return;
+	}
+	/* The sender is idle (settled before this commit): swap buffers. */
+	struct evk_buf t = s->notes;
+	s->notes = c->batch;
+	c->batch = t;
+	pthread_mutex_lock(&s->mu);
+	s->busy = true;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	c->sent_row = row;
 }
 
-/* Before the commit: once the hub acknowledged what live_send sent, its
- * row leaves the outbox in this transaction. */
+/* Before the commit: once the hub acknowledged what live_send handed
+ * over, its row leaves the outbox in this transaction. */
 static void
 live_settle(struct ctx *c)
 {
 	if (c->sent_row == 0)
 		return;
-	if (evk_pub_sync(c->pub) != EVK_OK) {
+	if (sender_wait(c->sender) != EVK_OK) {
 		live_stop(c);
 		return;
 	}
@@ -1350,7 +1446,7 @@ cmd_outbox(struct ctx *c, int argc, char **argv)
 			prepare(c, "SELECT id, lines, format FROM notifications ORDER BY id");
 		bool bad;
 		while (sqlite3_step(st) == SQLITE_ROW)
-			if (each_event(c, sqlite3_column_blob(st, 1),
+			if (each_event(&c->line, sqlite3_column_blob(st, 1),
 				       (size_t)sqlite3_column_bytes(st, 1), sqlite3_column_int(st, 2),
 				       print_line, NULL, &bad) != EVK_OK)
 				evk_die(EVK_EX_DATAERR, "outbox row %lld is damaged (neither event lines"

@@ -148,31 +148,45 @@ evk_store_default_path(const char *name, char *out, size_t n)
 }
 
 /* Prepared statements kept for the life of the process, found by their
- * SQL text: a busy command runs the same few statements many times. */
+ * SQL text: a busy command runs the same few statements many times. Most
+ * callers pass the same string literal each time, so the entry first
+ * asked for with this very pointer is tried first; the text decides. */
 #define STMT_CACHE 64
 static struct {
 	sqlite3 *db;
 	sqlite3_stmt *st;
+	const char *asked; /* the sql pointer it was first asked for with */
 } cache[STMT_CACHE];
 static int ncache;
+
+static sqlite3_stmt *
+stmt_ready(int i)
+{
+	sqlite3_reset(cache[i].st);
+	sqlite3_clear_bindings(cache[i].st);
+	return cache[i].st;
+}
 
 sqlite3_stmt *
 evk_store_stmt(sqlite3 *db, const char *sql)
 {
 	sqlite3_stmt *st;
 
-	for (int i = 0; i < ncache; i++) {
-		if (cache[i].db == db && strcmp(sqlite3_sql(cache[i].st), sql) == 0) {
-			sqlite3_reset(cache[i].st);
-			sqlite3_clear_bindings(cache[i].st);
-			return cache[i].st;
+	for (int i = 0; i < ncache; i++)
+		if (cache[i].asked == sql) {
+			if (cache[i].db == db && strcmp(sqlite3_sql(cache[i].st), sql) == 0)
+				return stmt_ready(i);
+			break;
 		}
-	}
+	for (int i = 0; i < ncache; i++)
+		if (cache[i].db == db && strcmp(sqlite3_sql(cache[i].st), sql) == 0)
+			return stmt_ready(i);
 	if (ncache == STMT_CACHE ||
 	    sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK)
 		return NULL;
 	cache[ncache].db = db;
 	cache[ncache].st = st;
+	cache[ncache].asked = sql;
 	ncache++;
 	return st;
 }
