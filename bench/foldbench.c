@@ -2,10 +2,12 @@
  *
  *   foldbench N   folds N events of a 4-step workflow (step_started,
  *                 step_progress, progress_update, step_completed) after
- *                 its process_created, as evworker sends them */
+ *                 its process_created, as evworker sends them, with
+ *                 cJSON's blocks cached as in widgetd (evkit/jsonmem.h) */
 #include "evkit/err.h"
 #include "evkit/event.h"
 #include "evkit/fold.h"
+#include "evkit/jsonmem.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +26,7 @@ int
 main(int argc, char **argv)
 {
 	long n = argc > 1 ? atol(argv[1]) : 1000000;
+	evk_jsonmem_install(); /* as widgetd does */
 	static const char *const kinds[4][2] = {
 		{ "step_started", "\"step\":\"s%ld\",\"percentage\":%ld" },
 		{ "step_progress", "\"step\":\"s%ld\",\"percentage\":%ld" },
@@ -63,6 +66,7 @@ main(int argc, char **argv)
 	double s = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
 	printf("{\"events\":%ld,\"seconds\":%.3f,\"events_per_s\":%.0f}\n", n, s, (double)n / s);
 	cJSON_Delete(w);
+	evk_jsonmem_release();
 	free(lines);
 	free(evs);
 	return 0;

@@ -8,6 +8,7 @@
 #include "evkit/event.h"
 #include "evkit/fold.h"
 #include "evkit/gate.h"
+#include "evkit/jsonmem.h"
 #include "evkit/store.h"
 #include "evkit/topic.h"
 
@@ -930,6 +931,10 @@ main(int argc, char **argv)
 	int c;
 
 	evk_set_progname(argv[0]);
+	/* The fold's small cJSON blocks are reused instead of going back to
+	 * malloc each event: cJSON is used on this thread only. */
+	evk_jsonmem_install();
+	atexit(evk_jsonmem_release);
 	while ((c = getopt_long(argc, argv, "hW:", longopts, NULL)) != -1) {
 		char *end;
 		switch (c) {
