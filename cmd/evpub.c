@@ -217,9 +217,10 @@ main(int argc, char **argv)
 	evk_buf_release(&one);
 	if ((rv = evk_pub_sync(pub)) != EVK_OK)
 		link_failed(pub, url, rv);
-	evk_pub_close(pub);
+	/* Output first: a reader waiting for it need not wait for the close. */
 	if (fclose(stdout) != 0)
 		evk_die(EVK_EX_IOERR, "writing stdout: %s", strerror(errno));
+	evk_pub_close(pub);
 	if (bad)
 		evk_warn("%d bad line%s skipped", bad, bad == 1 ? "" : "s");
 	return bad ? EVK_EX_DATAERR : 0;

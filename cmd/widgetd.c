@@ -743,9 +743,9 @@ cmd_get(const char *url, const char *id)
 	if (rv != EVK_OK)
 		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", url, evk_strerror(rv));
 	long n = request_widgets(sub, url, id, print_widget, NULL);
-	evk_sub_close(sub);
 	if (fflush(stdout) == EOF)
 		evk_die(EVK_EX_IOERR, "writing stdout: %s", strerror(errno));
+	evk_sub_close(sub);
 	if (n < 0)
 		evk_die(EVK_EX_UNAVAILABLE, "no widgetd answered on '%s' within %lld ms", url,
 			answer_ms);
