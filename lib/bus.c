@@ -11,6 +11,7 @@
 #include <nng/protocol/reqrep0/req.h>
 #include <nng/supplemental/util/platform.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -150,16 +151,22 @@ closer_run(void *arg)
 }
 
 /* Closes n (1 or 2) sockets. False when they were still closing after
- * CLOSE_WAIT_MS: then nng may still run their callbacks. Without memory
- * or a thread it closes them here, waiting as long as it takes. */
+ * CLOSE_WAIT_MS (or, after that happened once, without trying): then nng
+ * may still run their callbacks. Without memory or a thread it closes
+ * them here, waiting as long as it takes. */
 static bool
 close_sockets(const nng_socket *socks, int n)
 {
-	struct closer *c = calloc(1, sizeof(*c));
+	/* Once a close did not finish, nng's reaper is likely stuck for
+	 * good (nanomsg/nng#1616): later closes would only wait too. */
+	static _Atomic bool wedged;
+	struct closer *c;
 	pthread_condattr_t ca;
 	pthread_t t;
 
-	if (c == NULL)
+	if (wedged)
+		return false;
+	if ((c = calloc(1, sizeof(*c))) == NULL)
 		goto inline_close;
 	c->n = n;
 	c->refs = 2;
@@ -203,6 +210,8 @@ close_sockets(const nng_socket *socks, int n)
 	bool done = c->done;
 	pthread_mutex_unlock(&c->mu);
 	closer_unref(c);
+	if (!done)
+		wedged = true;
 	return done;
 
 inline_close:
@@ -266,14 +275,34 @@ request(nng_socket s, nng_msg *req, nng_msg **reply)
 	return EVK_OK;
 }
 
-/* ---- publishing ---- */
+/* ---- publishing ----
+ *
+ * Up to EVK_PUB_WINDOW frames are in flight, each on a REQ context of its
+ * own. Frames are handed to nng one at a time, in order: the next is
+ * started when the one before it has been taken by the connection (from
+ * the aio callback), so a frame that the hub does not take within the
+ * timeout fails together with every frame after it, and the hub never
+ * sees a later frame without an earlier one. The caller goes on filling
+ * the next frame meanwhile; acks are read in order by complete_oldest. */
+
+enum slot_state {
+	SLOT_IDLE,      /* being filled, or free */
+	SLOT_QUEUED,    /* waiting for the frame before it to be sent */
+	SLOT_SENDING,   /* handed to nng */
+	SLOT_SENT,      /* taken by the connection; the ack is to be read */
+	SLOT_FAILED,    /* not sent (rv says why); nor is any frame after it */
+	SLOT_RECEIVING, /* reading the ack */
+};
 
 struct slot {
 	nng_ctx ctx;
 	nng_aio *aio;
+	struct evk_pub *pub;
 	struct evk_buf lines; /* the frame, kept until acknowledged */
 	uint32_t count;
 	bool in_flight;
+	enum slot_state state; /* under pub->mtx */
+	int rv;                /* nng error of a SLOT_FAILED */
 };
 
 struct evk_pub {
@@ -288,13 +317,29 @@ struct evk_pub {
 	uint64_t last_seq;
 	struct evk_buf scratch;
 	int failed;        /* sticky link error */
-	nng_mtx *mtx;      /* orders starting an aio against on_pipe_lost */
+	nng_mtx *mtx;      /* guards lost, sending and the slots' states */
+	nng_cv *cv;        /* a slot left SLOT_QUEUED or SLOT_SENDING */
 	bool lost;         /* the connection to the hub went away */
+	bool broken;       /* a send failed: no frame goes after it */
+	bool sending;      /* a slot is SLOT_SENDING */
 	struct evk_pub *next_left;
 };
 
 /* Publishers whose socket did not finish closing (see close_sockets). */
 static struct evk_pub *left_closing;
+static pthread_mutex_t left_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* Fails every queued frame (none of them was handed to nng). Under mtx. */
+static void
+fail_queued(struct evk_pub *p, int rv)
+{
+	for (unsigned i = 0; i < EVK_PUB_WINDOW; i++)
+		if (p->slots[i].state == SLOT_QUEUED) {
+			p->slots[i].state = SLOT_FAILED;
+			p->slots[i].rv = rv;
+		}
+	nng_cv_wake(p->cv);
+}
 
 /* The hub's connection is gone: whatever is in flight will never be
  * acknowledged, so fail it now instead of at the ack timeout.  Runs on an
@@ -308,26 +353,63 @@ on_pipe_lost(nng_pipe pipe, nng_pipe_ev ev, void *arg)
 	(void)ev;
 	nng_mtx_lock(p->mtx);
 	p->lost = true;
+	fail_queued(p, NNG_ECONNRESET);
 	for (unsigned i = 0; i < EVK_PUB_WINDOW; i++)
 		if (p->slots[i].aio)
 			nng_aio_abort(p->slots[i].aio, NNG_ECONNRESET);
 	nng_mtx_unlock(p->mtx);
 }
 
-/* Starts sending (or receiving on) a slot's context unless the hub is
- * already lost; false when it is. */
+/* A slot's aio finished: a send (then the next queued frame goes), or the
+ * ack's receive (complete_oldest waits for that one itself). Runs on an
+ * nng thread. */
+static void
+on_slot_done(void *arg)
+{
+	struct slot *sl = arg;
+	struct evk_pub *p = sl->pub;
+
+	nng_mtx_lock(p->mtx);
+	if (sl->state == SLOT_SENDING) {
+		int rv = nng_aio_result(sl->aio);
+		p->sending = false;
+		if (rv != 0) {
+			/* Not taken (the frame is back in the aio): nor are
+			 * the ones after it, so the hub sees no hole. */
+			sl->state = SLOT_FAILED;
+			sl->rv = rv == NNG_ETIMEDOUT ? NNG_ECLOSED : rv;
+			p->broken = true;
+			fail_queued(p, NNG_ECLOSED);
+		} else {
+			sl->state = SLOT_SENT;
+			struct slot *next = &p->slots[(sl - p->slots + 1) % EVK_PUB_WINDOW];
+			if (next->state == SLOT_QUEUED) {
+				if (p->lost) {
+					fail_queued(p, NNG_ECONNRESET);
+				} else {
+					next->state = SLOT_SENDING;
+					p->sending = true;
+					nng_ctx_send(next->ctx, next->aio);
+				}
+			}
+		}
+		nng_cv_wake(p->cv);
+	}
+	nng_mtx_unlock(p->mtx);
+}
+
+/* Starts reading a slot's ack unless the hub is already lost; false when
+ * it is. */
 static bool
-slot_start(struct evk_pub *p, struct slot *sl, bool send)
+recv_start(struct evk_pub *p, struct slot *sl)
 {
 	bool ok;
 
 	nng_mtx_lock(p->mtx);
 	ok = !p->lost;
 	if (ok) {
-		if (send)
-			nng_ctx_send(sl->ctx, sl->aio);
-		else
-			nng_ctx_recv(sl->ctx, sl->aio);
+		sl->state = SLOT_RECEIVING;
+		nng_ctx_recv(sl->ctx, sl->aio);
 	}
 	nng_mtx_unlock(p->mtx);
 	return ok;
@@ -345,16 +427,23 @@ evk_pub_open(struct evk_pub **out, const char *url, evk_ack_fn on_ack, void *arg
 		free(p);
 		return from_nng(rv);
 	}
+	if ((rv = nng_cv_alloc(&p->cv, p->mtx)) != 0) {
+		nng_mtx_free(p->mtx);
+		free(p);
+		return from_nng(rv);
+	}
 	if ((rv = req_open(&p->sock, url)) != EVK_OK) {
+		nng_cv_free(p->cv);
 		nng_mtx_free(p->mtx);
 		free(p);
 		return rv;
 	}
 	for (unsigned i = 0; i < EVK_PUB_WINDOW; i++) {
 		struct slot *sl = &p->slots[i];
+		sl->pub = p;
 		sl->lines = (struct evk_buf)EVK_BUF_INIT(EVK_FRAME_MAX - 64);
 		if ((rv = nng_ctx_open(&sl->ctx, p->sock)) != 0 ||
-		    (rv = nng_aio_alloc(&sl->aio, NULL, NULL)) != 0) {
+		    (rv = nng_aio_alloc(&sl->aio, on_slot_done, sl)) != 0) {
 			p->failed = from_nng(rv);
 			evk_pub_close(p);
 			return from_nng(rv);
@@ -383,19 +472,27 @@ complete_oldest(struct evk_pub *p)
 	nng_msg *reply;
 	int rv;
 
-	nng_aio_wait(sl->aio);
-	if ((rv = nng_aio_result(sl->aio)) != 0) {
-		/* Not sent: the frame came back to the aio. */
-		rv = rv == NNG_ETIMEDOUT ? NNG_ECLOSED : rv;
-	} else if (!slot_start(p, sl, false)) {
-		rv = NNG_ECLOSED;
-	} else {
-		nng_aio_wait(sl->aio);
-		rv = nng_aio_result(sl->aio);
+	nng_mtx_lock(p->mtx);
+	while (sl->state == SLOT_QUEUED || sl->state == SLOT_SENDING)
+		nng_cv_wait(p->cv);
+	bool sent = sl->state == SLOT_SENT;
+	rv = sent ? 0 : sl->rv;
+	nng_mtx_unlock(p->mtx);
+	if (sent) {
+		if (!recv_start(p, sl)) {
+			rv = NNG_ECLOSED;
+		} else {
+			nng_aio_wait(sl->aio);
+			rv = nng_aio_result(sl->aio);
+		}
 	}
+	nng_mtx_lock(p->mtx);
+	sl->state = SLOT_IDLE;
+	nng_mtx_unlock(p->mtx);
 	sl->in_flight = false;
 	p->in_flight--;
 	p->oldest = (p->oldest + 1) % EVK_PUB_WINDOW;
+	/* The frame itself when it was not sent, else the ack (or nothing). */
 	reply = nng_aio_get_msg(sl->aio);
 	nng_aio_set_msg(sl->aio, NULL);
 	if (rv != 0) {
@@ -421,11 +518,9 @@ complete_oldest(struct evk_pub *p)
 	return rv;
 }
 
-/* Starts sending the slot being filled and moves to the next slot, first
- * completing the one there if it is still in flight. The send is not
- * waited for: frames leave in the order they were started (one
- * connection, nng's REQ send queue is first in, first out), while the
- * caller goes on filling the next. */
+/* Queues the slot being filled for sending (it goes at once when no
+ * other frame is being sent) and moves to the next slot, first completing
+ * the one there if it is still in flight. */
 static int
 send_current(struct evk_pub *p)
 {
@@ -440,7 +535,19 @@ send_current(struct evk_pub *p)
 	body[0] = EVK_MSG_PUBLISH;
 	memcpy(body + 1, sl->lines.p, sl->lines.len);
 	nng_aio_set_msg(sl->aio, msg);
-	if (!slot_start(p, sl, true)) {
+	nng_mtx_lock(p->mtx);
+	bool lost = p->lost || p->broken;
+	if (!lost) {
+		if (p->sending) {
+			sl->state = SLOT_QUEUED;
+		} else {
+			sl->state = SLOT_SENDING;
+			p->sending = true;
+			nng_ctx_send(sl->ctx, sl->aio);
+		}
+	}
+	nng_mtx_unlock(p->mtx);
+	if (lost) {
 		nng_aio_set_msg(sl->aio, NULL);
 		nng_msg_free(msg);
 		return p->failed = EVK_ECLOSED;
@@ -527,8 +634,10 @@ evk_pub_close(struct evk_pub *p)
 	/* Closing fails whatever is in flight; then no more callbacks. */
 	if (!close_sockets(&p->sock, 1)) {
 		/* Still closing: on_pipe_lost may yet run. p stays, reachable. */
+		pthread_mutex_lock(&left_mu);
 		p->next_left = left_closing;
 		left_closing = p;
+		pthread_mutex_unlock(&left_mu);
 		return;
 	}
 	for (unsigned i = 0; i < EVK_PUB_WINDOW; i++) {
@@ -544,6 +653,7 @@ evk_pub_close(struct evk_pub *p)
 		evk_buf_release(&sl->lines);
 	}
 	evk_buf_release(&p->scratch);
+	nng_cv_free(p->cv);
 	nng_mtx_free(p->mtx);
 	free(p);
 }

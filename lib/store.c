@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -155,7 +156,8 @@ evk_store_default_path(const char *name, char *out, size_t n)
 static struct {
 	sqlite3 *db;
 	sqlite3_stmt *st;
-	const char *asked; /* the sql pointer it was first asked for with */
+	uintptr_t asked; /* the sql pointer it was first asked for with (as a
+			  * number: it may be a stack buffer long gone) */
 } cache[STMT_CACHE];
 static int ncache;
 
@@ -173,7 +175,7 @@ evk_store_stmt(sqlite3 *db, const char *sql)
 	sqlite3_stmt *st;
 
 	for (int i = 0; i < ncache; i++)
-		if (cache[i].asked == sql) {
+		if (cache[i].asked == (uintptr_t)sql) {
 			if (cache[i].db == db && strcmp(sqlite3_sql(cache[i].st), sql) == 0)
 				return stmt_ready(i);
 			break;
@@ -186,7 +188,7 @@ evk_store_stmt(sqlite3 *db, const char *sql)
 		return NULL;
 	cache[ncache].db = db;
 	cache[ncache].st = st;
-	cache[ncache].asked = sql;
+	cache[ncache].asked = (uintptr_t)sql;
 	ncache++;
 	return st;
 }
