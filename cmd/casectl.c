@@ -228,6 +228,10 @@ static const char *const migrations[] = {
 	"INSERT INTO notifications (id, count, lines, format)"
 	" SELECT id, count, lines, 2 FROM outbox ORDER BY id;"
 	"DROP TABLE outbox;",
+	/* 4: how many of a row's event lines the hub already acknowledged:
+	 * a delivery cut short resumes after them instead of sending them
+	 * again. */
+	"ALTER TABLE notifications ADD COLUMN sent INTEGER NOT NULL DEFAULT 0;",
 };
 
 static void
@@ -246,7 +250,7 @@ open_db(struct ctx *c, bool create)
 			c->db_path);
 	if (evk_store_open(c->db_path, &c->db, &why) != EVK_OK)
 		evk_die(EVK_EX_UNAVAILABLE, "cannot open database '%s': %s", c->db_path, why);
-	if (evk_store_migrate(c->db, migrations, 3) != EVK_OK)
+	if (evk_store_migrate(c->db, migrations, 4) != EVK_OK)
 		db_die(c, "cannot set up the database");
 }
 
@@ -492,7 +496,7 @@ notify(struct ctx *c, const char *action, const char *past, const struct case_vi
  * neither lines nor notes is EVK_EPROTO with *damaged set (fn's own
  * errors leave it false). */
 static int
-each_event(struct evk_buf *line, const char *blob, size_t len, int format,
+each_event(struct evk_buf *line, const char *blob, size_t len, int format, long skip,
 	   int (*fn)(void *, const char *, size_t), void *arg, bool *damaged)
 {
 	*damaged = false;
@@ -502,7 +506,9 @@ each_event(struct evk_buf *line, const char *blob, size_t len, int format,
 		if (nl == NULL)
 			goto bad_row;
 		if (format != NOTE_FORMAT) {
-			if ((rv = fn(arg, p, (size_t)(nl - p))) != EVK_OK)
+			if (skip > 0)
+				skip--;
+			else if ((rv = fn(arg, p, (size_t)(nl - p))) != EVK_OK)
 				return rv;
 			p = nl + 1;
 			continue;
@@ -529,7 +535,9 @@ each_event(struct evk_buf *line, const char *blob, size_t len, int format,
 				evk_warn("cannot build a notification: %s", why ? why : "");
 				goto bad_row;
 			}
-			if ((rv = fn(arg, line->p, line->len)) != EVK_OK)
+			if (skip > 0)
+				skip--;
+			else if ((rv = fn(arg, line->p, line->len)) != EVK_OK)
 				return rv;
 		}
 		p = nl + 1;
@@ -571,11 +579,65 @@ print_line(void *arg, const char *line, size_t len)
 	return EVK_OK;
 }
 
-/* Delivers the outbox, oldest first, each once: rows are deleted in the
- * same write transaction that published them (another casectl waits), so
- * two processes never send the same row. Returns how many notifications
- * stay pending; quiet == true when the hub being down is not worth a
- * warning. */
+/* publish_line, counting the lines the publisher took. */
+struct counting {
+	struct evk_pub *pub;
+	long added;
+};
+
+static int
+count_line(void *arg, const char *line, size_t len)
+{
+	struct counting *k = arg;
+	int rv = evk_pub_add(k->pub, line, len);
+	if (rv == EVK_OK)
+		k->added++;
+	return rv;
+}
+
+/* An outbox row in a delivery round: lines the hub had acknowledged
+ * before (sent), lines given to the publisher now, and whether all of
+ * the rest were. */
+struct round_row {
+	sqlite3_int64 id;
+	long sent, added;
+	bool whole;
+};
+
+/* After a delivery round: the hub acknowledged the first `acked` lines
+ * given to the publisher, in order. Rows acknowledged whole leave; a row
+ * acknowledged in part keeps its count of lines sent, so the next round
+ * resumes after them instead of sending them again. */
+static void
+settle_round(struct ctx *c, const struct round_row *rows, long n, uint64_t acked)
+{
+	long i = 0;
+	while (i < n && rows[i].whole && acked >= (uint64_t)rows[i].added)
+		acked -= (uint64_t)rows[i++].added;
+	sqlite3_stmt *st;
+	if (i > 0) {
+		st = prepare(c, "DELETE FROM notifications WHERE id <= ?");
+		sqlite3_bind_int64(st, 1, rows[i - 1].id);
+		if (sqlite3_step(st) != SQLITE_DONE)
+			db_die(c, "cannot clear the outbox");
+		done(st);
+	}
+	if (i < n && acked > 0) {
+		st = prepare(c, "UPDATE notifications SET sent = ? WHERE id = ?");
+		sqlite3_bind_int64(st, 1, rows[i].sent + (sqlite3_int64)acked);
+		sqlite3_bind_int64(st, 2, rows[i].id);
+		if (sqlite3_step(st) != SQLITE_DONE)
+			db_die(c, "cannot update the outbox");
+		done(st);
+	}
+}
+
+/* Delivers the outbox, oldest first, each once: rows are deleted (or
+ * their acknowledged part recorded) in the same write transaction that
+ * published them (another casectl waits), so two processes never send the
+ * same row. A line is sent again only when the hub went away between
+ * storing it and acknowledging it. Returns how many notifications stay
+ * pending; quiet == true when the hub being down is not worth a warning. */
 static long
 outbox_flush(struct ctx *c, bool quiet)
 {
@@ -583,11 +645,15 @@ outbox_flush(struct ctx *c, bool quiet)
 	long pending = 0;
 	bool more = true;
 	sqlite3_int64 damaged = 0;
+	struct round_row *rows = malloc(OUTBOX_CHUNK * sizeof(*rows));
 
+	if (rows == NULL)
+		evk_die(EVK_EX_FAIL, "out of memory");
 	while (more) {
 		begin(c);
-		sqlite3_stmt *st = prepare(c, "SELECT id, lines, format FROM notifications ORDER BY id");
-		sqlite3_int64 last = 0;
+		sqlite3_stmt *st =
+			prepare(c, "SELECT id, lines, format, sent FROM notifications ORDER BY id");
+		uint64_t acked0 = pub ? evk_pub_acked(pub) : 0;
 		long n = 0;
 		int rc;
 		bool ok = true;
@@ -597,37 +663,41 @@ outbox_flush(struct ctx *c, bool quiet)
 				ok = false;
 				break;
 			}
+			struct counting k = { pub, 0 };
+			struct round_row *r = &rows[n++];
 			bool bad;
-			if (each_event(&c->line, sqlite3_column_blob(st, 1),
-				       (size_t)sqlite3_column_bytes(st, 1), sqlite3_column_int(st, 2),
-				       publish_line, pub, &bad) != EVK_OK) {
+			r->id = sqlite3_column_int64(st, 0);
+			r->sent = (long)sqlite3_column_int64(st, 3);
+			int rv = each_event(&c->line, sqlite3_column_blob(st, 1),
+					    (size_t)sqlite3_column_bytes(st, 1),
+					    sqlite3_column_int(st, 2), r->sent, count_line, &k, &bad);
+			r->added = k.added;
+			r->whole = rv == EVK_OK;
+			if (rv != EVK_OK) {
 				if (bad)
-					damaged = sqlite3_column_int64(st, 0);
+					damaged = r->id;
 				ok = false;
 				break;
 			}
-			last = sqlite3_column_int64(st, 0);
-			n++;
 		}
 		more = ok && n == OUTBOX_CHUNK;
 		if (ok && n < OUTBOX_CHUNK && rc != SQLITE_DONE)
 			ok = false;
 		done(st);
-		/* The rows sent whole go once the hub acknowledged them, also
-		 * when a later one could not be sent. */
-		if (n > 0 && pub && evk_pub_sync(pub) == EVK_OK) {
-			st = prepare(c, "DELETE FROM notifications WHERE id <= ?");
-			sqlite3_bind_int64(st, 1, last);
-			if (sqlite3_step(st) != SQLITE_DONE)
-				db_die(c, "cannot clear the outbox");
-			done(st);
+		/* What the hub acknowledged goes, also when a later line could
+		 * not be sent. */
+		if (n > 0 && pub) {
+			if (evk_pub_sync(pub) != EVK_OK)
+				more = false;
+			settle_round(c, rows, n, evk_pub_acked(pub) - acked0);
 		} else {
 			more = false;
 		}
 		exec(c, "COMMIT");
 	}
+	free(rows);
 	evk_pub_close(pub);
-	sqlite3_stmt *st = prepare(c, "SELECT coalesce(sum(count), 0) FROM notifications");
+	sqlite3_stmt *st = prepare(c, "SELECT coalesce(sum(count - sent), 0) FROM notifications");
 	if (sqlite3_step(st) == SQLITE_ROW)
 		pending = (long)sqlite3_column_int64(st, 0);
 	done(st);
@@ -664,6 +734,7 @@ struct sender {
 	struct evk_buf notes, line;
 	bool busy, stop;
 	int rv;
+	uint64_t acked; /* lines of the last batch the hub acknowledged */
 };
 
 static void *
@@ -679,12 +750,16 @@ sender_run(void *arg)
 			break;
 		pthread_mutex_unlock(&s->mu);
 		bool bad;
-		int rv = each_event(&s->line, s->notes.p, s->notes.len, NOTE_FORMAT, publish_line,
-				    s->pub, &bad);
+		uint64_t acked0 = evk_pub_acked(s->pub);
+		int rv = each_event(&s->line, s->notes.p, s->notes.len, NOTE_FORMAT, 0,
+				    publish_line, s->pub, &bad);
 		if (rv == EVK_OK)
 			rv = evk_pub_sync(s->pub);
+		else
+			evk_pub_sync(s->pub); /* for the count of what did go */
 		pthread_mutex_lock(&s->mu);
 		s->rv = rv;
+		s->acked = evk_pub_acked(s->pub) - acked0;
 		s->busy = false;
 		pthread_cond_broadcast(&s->cv);
 	}
@@ -795,6 +870,9 @@ live_settle(struct ctx *c)
 	if (c->sent_row == 0)
 		return;
 	if (sender_wait(c->sender) != EVK_OK) {
+		/* What the hub did acknowledge is not sent again. */
+		struct round_row r = { .id = c->sent_row };
+		settle_round(c, &r, 1, c->sender->acked);
 		live_stop(c);
 		return;
 	}
@@ -1442,13 +1520,14 @@ cmd_outbox(struct ctx *c, int argc, char **argv)
 		usage(stderr, EVK_EX_USAGE);
 	if (strcmp(argv[0], "list") == 0) {
 		require(c, ROLE_VIEWER, "read the outbox");
-		sqlite3_stmt *st =
-			prepare(c, "SELECT id, lines, format FROM notifications ORDER BY id");
+		sqlite3_stmt *st = prepare(
+			c, "SELECT id, lines, format, sent FROM notifications ORDER BY id");
 		bool bad;
 		while (sqlite3_step(st) == SQLITE_ROW)
 			if (each_event(&c->line, sqlite3_column_blob(st, 1),
 				       (size_t)sqlite3_column_bytes(st, 1), sqlite3_column_int(st, 2),
-				       print_line, NULL, &bad) != EVK_OK)
+				       (long)sqlite3_column_int64(st, 3), print_line, NULL,
+				       &bad) != EVK_OK)
 				evk_die(EVK_EX_DATAERR, "outbox row %lld is damaged (neither event lines"
 					" nor notes)", (long long)sqlite3_column_int64(st, 0));
 		done(st);

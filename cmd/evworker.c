@@ -208,7 +208,9 @@ outbox_add(const char *topic, const char *event, cJSON *payload)
 }
 
 /* Publishes the outbox, oldest first; rows go in the same write
- * transaction that published them, so no two workers send one row. */
+ * transaction that published them, so no two workers send one row. When
+ * the hub goes away part-way, the rows it acknowledged go all the same:
+ * a row is sent again only when the hub stored it but could not say so. */
 static void
 outbox_flush(void)
 {
@@ -216,6 +218,7 @@ outbox_flush(void)
 	for (;;) {
 		int n = 0;
 		sqlite3_int64 last = 0;
+		uint64_t acked0 = pub ? evk_pub_acked(pub) : 0;
 		begin();
 		sqlite3_stmt *st = stmt("SELECT id, line FROM outbox ORDER BY id LIMIT 1024");
 		while (sqlite3_step(st) == SQLITE_ROW) {
@@ -236,6 +239,13 @@ outbox_flush(void)
 			step_done(st);
 			hub_warned = false;
 		} else if (n > 0 || pub == NULL) {
+			uint64_t acked = pub ? evk_pub_acked(pub) - acked0 : 0;
+			if (acked > 0) {
+				st = stmt("DELETE FROM outbox WHERE id IN"
+					  " (SELECT id FROM outbox ORDER BY id LIMIT ?)");
+				sqlite3_bind_int64(st, 1, (sqlite3_int64)acked);
+				step_done(st);
+			}
 			evk_pub_close(pub);
 			pub = NULL;
 			n = 0;

@@ -145,6 +145,27 @@ $stored"
 	[ "$(hub_status_field head_seq)" -eq 2 ]
 }
 
+@test "a delivery cut short resumes after what the hub acknowledged: nothing is sent twice" {
+	stop_hub
+	cases 3 1 | cc ingest 2>/dev/null
+	# One row of three notes; the first stays whole, the rest is damage.
+	sqlite3 "$DB" "UPDATE notifications SET lines = CAST(substr(lines, 1, instr(lines, char(10))) || 'damage' AS BLOB)"
+	start_hub
+	run -65 --separate-stderr cc outbox flush
+	[[ $stderr == *"the 4 notifications from it on stay"* ]]
+	[ "$(hub_status_field head_seq)" -eq 2 ]
+	[ "$(sqlite3 "$DB" 'SELECT sent FROM notifications')" -eq 2 ]
+	# The next round starts after the two lines the hub has.
+	run -65 --separate-stderr cc outbox flush
+	[ "$(hub_status_field head_seq)" -eq 2 ]
+	run -0 evsub --since 0 -n 2 -W 10 -o tsv 'case:**'
+	run cut -f3 <<<"$output"
+	[ "${lines[0]}" = case:created ] && [[ ${lines[1]} == case:created:* ]]
+	# outbox list shows what is pending, not what went.
+	run -65 cc outbox list
+	[ -z "$output" ] || [[ $output != *R1* ]]
+}
+
 @test "four concurrent ingests over overlapping references store each case exactly once" {
 	# 2500 cases each, more than one ingest transaction, so the
 	# processes deliver batches while the others write and flush.
@@ -240,7 +261,7 @@ head_at_least() { [ "$(hub_status_field head_seq 2>/dev/null || echo 0)" -ge "$1
 		PRAGMA user_version = 1;
 	SQL
 	run -0 casectl --db "$old" list
-	[ "$(sqlite3 "$old" 'PRAGMA user_version')" -eq 3 ]
+	[ "$(sqlite3 "$old" 'PRAGMA user_version')" -eq 4 ]
 	run -0 evsub --since 0 -n 4 -W 10 -o tsv 'case:**'
 	run cut -f2,3 <<<"$output"
 	[ "${lines[0]}" = "case:created	create" ] && [ "${lines[1]}" = "case:created:c-1	create" ]
