@@ -842,10 +842,12 @@ static void
 live_send(struct ctx *c, sqlite3_int64 row)
 {
 	struct sender *s = c->sender;
-	sqlite3_stmt *st = prepare(c, "SELECT count(*), min(id) FROM notifications WHERE id <= ?");
+	sqlite3_stmt *st = prepare(
+		c, "SELECT count(*), min(id), max(sent) FROM notifications WHERE id <= ?");
 	sqlite3_bind_int64(st, 1, row);
+	/* Untouched, too: a flush in between may have sent part of it. */
 	bool ours = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) == 1 &&
-		    sqlite3_column_int64(st, 1) == row;
+		    sqlite3_column_int64(st, 1) == row && sqlite3_column_int64(st, 2) == 0;
 	done(st);
 	if (!ours) {
 		live_stop(c);

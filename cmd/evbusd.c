@@ -29,6 +29,8 @@
 #define BATCH_BYTES (8 * 1024 * 1024) /* bytes handled per commit */
 #define REPLAY_BYTES (1024 * 1024)    /* bytes per replay reply */
 
+#define REFUSED_MAX 64 /* connections remembered as refused; past it, closed */
+
 struct hub {
 	sqlite3 *db;
 	sqlite3_stmt *insert, *select, *trim, *oldest_q, *set_head;
@@ -45,6 +47,13 @@ struct hub {
 	uint64_t replay_requests, replayed_events;
 	int subscribers, clients; /* updated from nng's pipe callbacks */
 	struct evk_checkpointer *ckpt; /* NULL with --memory */
+	/* Connections a publish frame of which was refused: their later
+	 * frames are refused too (they may be on their way already), so the
+	 * hub never stores frame k+1 of a publisher without frame k. A
+	 * connection leaves the set when it closes. */
+	nng_mtx *refused_mtx;
+	uint32_t refused[REFUSED_MAX];
+	int n_refused;
 };
 
 static volatile sig_atomic_t stopping;
@@ -85,6 +94,51 @@ pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
 	(void)p;
 	__atomic_add_fetch((int *)arg, ev == NNG_PIPE_EV_ADD_POST ? 1 : -1,
 			   __ATOMIC_RELAXED);
+}
+
+static bool
+is_refused(struct hub *h, nng_pipe p)
+{
+	bool found = false;
+	nng_mtx_lock(h->refused_mtx);
+	for (int i = 0; i < h->n_refused && !found; i++)
+		found = h->refused[i] == (uint32_t)nng_pipe_id(p);
+	nng_mtx_unlock(h->refused_mtx);
+	return found;
+}
+
+/* Remembers that a frame of p was refused; when the set is full, p is
+ * closed instead (its publisher sees the connection lost). */
+static void
+refuse(struct hub *h, nng_pipe p)
+{
+	bool full;
+	if (is_refused(h, p))
+		return;
+	nng_mtx_lock(h->refused_mtx);
+	full = h->n_refused == REFUSED_MAX;
+	if (!full)
+		h->refused[h->n_refused++] = (uint32_t)nng_pipe_id(p);
+	nng_mtx_unlock(h->refused_mtx);
+	if (full)
+		nng_pipe_close(p);
+}
+
+/* A client's connection went: counted, and forgotten as refused. */
+static void
+client_event(nng_pipe p, nng_pipe_ev ev, void *arg)
+{
+	struct hub *h = arg;
+	pipe_event(p, ev, &h->clients);
+	if (ev != NNG_PIPE_EV_REM_POST)
+		return;
+	nng_mtx_lock(h->refused_mtx);
+	for (int i = 0; i < h->n_refused; i++)
+		if (h->refused[i] == (uint32_t)nng_pipe_id(p)) {
+			h->refused[i] = h->refused[--h->n_refused];
+			break;
+		}
+	nng_mtx_unlock(h->refused_mtx);
 }
 
 static void
@@ -190,10 +244,9 @@ hub_listen(struct hub *h)
 				  &h->subscribers)) != 0 ||
 	    (rv = nng_pipe_notify(h->pub, NNG_PIPE_EV_REM_POST, pipe_event,
 				  &h->subscribers)) != 0 ||
-	    (rv = nng_pipe_notify(h->rep, NNG_PIPE_EV_ADD_POST, pipe_event,
-				  &h->clients)) != 0 ||
-	    (rv = nng_pipe_notify(h->rep, NNG_PIPE_EV_REM_POST, pipe_event,
-				  &h->clients)) != 0)
+	    (rv = nng_mtx_alloc(&h->refused_mtx)) != 0 ||
+	    (rv = nng_pipe_notify(h->rep, NNG_PIPE_EV_ADD_POST, client_event, h)) != 0 ||
+	    (rv = nng_pipe_notify(h->rep, NNG_PIPE_EV_REM_POST, client_event, h)) != 0)
 		evk_die(EVK_EX_FAIL, "cannot set up sockets: %s", nng_strerror(rv));
 
 	const char *urls[2] = { h->url, h->fanout };
@@ -466,6 +519,10 @@ hub_batch(struct hub *h, nng_msg **reqs, int n)
 			const char *b = nng_msg_body(reqs[i]);
 			if (nng_msg_len(reqs[i]) < 2 || b[0] != EVK_MSG_PUBLISH)
 				continue;
+			if (is_refused(h, nng_msg_get_pipe(reqs[i]))) {
+				errs[i] = EVK_ECLOSED;
+				continue;
+			}
 			errs[i] = hub_publish(h, reqs[i], &fan[i], &counts[i]);
 			if (errs[i] == EVK_EIO || errs[i] == EVK_ENOMEM)
 				ok = false;
@@ -497,8 +554,13 @@ hub_batch(struct hub *h, nng_msg **reqs, int n)
 				if (fan[i])
 					nng_msg_free(fan[i]);
 				h->rejected_frames++;
+				refuse(h, nng_msg_get_pipe(req));
 				reply_text(h, req, EVK_MSG_ERROR,
-					   !ok ? "store failed" : "malformed frame");
+					   !ok ? "store failed"
+					   : errs[i] == EVK_ECLOSED
+						   ? "refused: an earlier frame of this connection was"
+						     " refused"
+						   : "malformed frame");
 				continue;
 			}
 			h->frames_in++;
@@ -658,6 +720,7 @@ main(int argc, char **argv)
 	nng_msleep(20);
 	nng_close(h.rep);
 	nng_close(h.pub);
+	nng_mtx_free(h.refused_mtx);
 	sqlite3_finalize(h.insert);
 	sqlite3_finalize(h.select);
 	sqlite3_finalize(h.trim);

@@ -217,6 +217,7 @@ outbox_flush(void)
 	outbox_dirty = false;
 	for (;;) {
 		int n = 0;
+		bool failed = false;
 		sqlite3_int64 last = 0;
 		uint64_t acked0 = pub ? evk_pub_acked(pub) : 0;
 		begin();
@@ -227,8 +228,10 @@ outbox_flush(void)
 				break;
 			}
 			if (evk_pub_add(pub, (const char *)sqlite3_column_text(st, 1),
-					(size_t)sqlite3_column_bytes(st, 1)) != EVK_OK)
+					(size_t)sqlite3_column_bytes(st, 1)) != EVK_OK) {
+				failed = true;
 				break;
+			}
 			last = sqlite3_column_int64(st, 0);
 			n++;
 		}
@@ -238,7 +241,7 @@ outbox_flush(void)
 			sqlite3_bind_int64(st, 1, last);
 			step_done(st);
 			hub_warned = false;
-		} else if (n > 0 || pub == NULL) {
+		} else if (n > 0 || failed || pub == NULL) {
 			uint64_t acked = pub ? evk_pub_acked(pub) - acked0 : 0;
 			if (acked > 0) {
 				st = stmt("DELETE FROM outbox WHERE id IN"

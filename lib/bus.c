@@ -151,50 +151,54 @@ closer_run(void *arg)
 }
 
 /* Closes n (1 or 2) sockets. False when they were still closing after
- * CLOSE_WAIT_MS (or, after that happened once, without trying): then nng
- * may still run their callbacks. Without memory or a thread it closes
- * them here, waiting as long as it takes. */
+ * CLOSE_WAIT_MS: then nng may still run their callbacks. Once that
+ * happened, nng's reaper is likely stuck for good (nanomsg/nng#1616), so
+ * later closes are started but not waited for (false). Without memory or
+ * a thread the sockets are closed here, waiting as long as it takes
+ * (left alone once nng is stuck). */
 static bool
 close_sockets(const nng_socket *socks, int n)
 {
-	/* Once a close did not finish, nng's reaper is likely stuck for
-	 * good (nanomsg/nng#1616): later closes would only wait too. */
 	static _Atomic bool wedged;
+	bool wait = !wedged;
 	struct closer *c;
 	pthread_condattr_t ca;
 	pthread_t t;
+	int rc;
 
-	if (wedged)
-		return false;
 	if ((c = calloc(1, sizeof(*c))) == NULL)
-		goto inline_close;
+		goto fallback;
 	c->n = n;
 	c->refs = 2;
 	memcpy(c->socks, socks, (size_t)n * sizeof(*socks));
 	if (pthread_mutex_init(&c->mu, NULL) != 0) {
 		free(c);
-		goto inline_close;
+		goto fallback;
 	}
 	if (pthread_condattr_init(&ca) != 0) {
 		pthread_mutex_destroy(&c->mu);
 		free(c);
-		goto inline_close;
+		goto fallback;
 	}
-	int rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	if (rc == 0)
 		rc = pthread_cond_init(&c->cv, &ca);
 	pthread_condattr_destroy(&ca);
 	if (rc != 0) {
 		pthread_mutex_destroy(&c->mu);
 		free(c);
-		goto inline_close;
+		goto fallback;
 	}
 	if (pthread_create(&t, NULL, closer_run, c) != 0) {
 		c->refs = 1;
 		closer_unref(c);
-		goto inline_close;
+		goto fallback;
 	}
 	pthread_detach(t);
+	if (!wait) {
+		closer_unref(c);
+		return false;
+	}
 
 	struct timespec until;
 	clock_gettime(CLOCK_MONOTONIC, &until);
@@ -214,7 +218,9 @@ close_sockets(const nng_socket *socks, int n)
 		wedged = true;
 	return done;
 
-inline_close:
+fallback:
+	if (!wait)
+		return false;
 	for (int i = 0; i < n; i++)
 		nng_close(socks[i]);
 	return true;
@@ -341,23 +347,29 @@ fail_queued(struct evk_pub *p, int rv)
 	nng_cv_wake(p->cv);
 }
 
+/* Nothing more goes out on p: queued frames fail, frames being sent or
+ * acks being read are aborted, with error rv. */
+static void
+give_up(struct evk_pub *p, int rv)
+{
+	nng_mtx_lock(p->mtx);
+	p->lost = true;
+	fail_queued(p, rv);
+	for (unsigned i = 0; i < EVK_PUB_WINDOW; i++)
+		if (p->slots[i].aio)
+			nng_aio_abort(p->slots[i].aio, rv);
+	nng_mtx_unlock(p->mtx);
+}
+
 /* The hub's connection is gone: whatever is in flight will never be
  * acknowledged, so fail it now instead of at the ack timeout.  Runs on an
  * nng thread. */
 static void
 on_pipe_lost(nng_pipe pipe, nng_pipe_ev ev, void *arg)
 {
-	struct evk_pub *p = arg;
-
 	(void)pipe;
 	(void)ev;
-	nng_mtx_lock(p->mtx);
-	p->lost = true;
-	fail_queued(p, NNG_ECONNRESET);
-	for (unsigned i = 0; i < EVK_PUB_WINDOW; i++)
-		if (p->slots[i].aio)
-			nng_aio_abort(p->slots[i].aio, NNG_ECONNRESET);
-	nng_mtx_unlock(p->mtx);
+	give_up(arg, NNG_ECONNRESET);
 }
 
 /* A slot's aio finished: a send (then the next queued frame goes), or the
@@ -631,6 +643,8 @@ evk_pub_close(struct evk_pub *p)
 {
 	if (p == NULL)
 		return;
+	/* Even if the close below is left unfinished. */
+	give_up(p, NNG_ECLOSED);
 	/* Closing fails whatever is in flight; then no more callbacks. */
 	if (!close_sockets(&p->sock, 1)) {
 		/* Still closing: on_pipe_lost may yet run. p stays, reachable. */

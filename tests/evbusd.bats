@@ -286,6 +286,20 @@ raw() {
 	[ "$(jq .seq <<<"$output")" -eq 1 ]
 }
 
+@test "after a refused frame the hub refuses the connection's later frames; a new connection is served" {
+	start_hub
+	printf 'Pnot json\n' >"$BATS_TEST_TMPDIR/bad"
+	printf 'P{"ts":"2026-01-01T00:00:00.000000Z","topic":"a","event":"b","payload":{}}\n' >"$BATS_TEST_TMPDIR/good"
+	run -0 "$EVKIT_TOOLS/rawreq" "$EVBUS_URL" "$BATS_TEST_TMPDIR/bad" 10000 "$BATS_TEST_TMPDIR/good"
+	[ "${lines[0]}" = "E malformed frame" ]
+	[ "${lines[1]}" = "E refused: an earlier frame of this connection was refused" ]
+	[ "$(hub_status_field head_seq)" -eq 0 ]
+	# The same good frame on a connection of its own is stored.
+	run -0 "$EVKIT_TOOLS/rawreq" "$EVBUS_URL" "$BATS_TEST_TMPDIR/good" 10000 "$BATS_TEST_TMPDIR/good"
+	[ "${lines[0]}" = "A 13 bytes" ] && [ "${lines[1]}" = "A 13 bytes" ]
+	[ "$(hub_status_field head_seq)" -eq 2 ]
+}
+
 @test "a replay request for a huge count is served in bounded pieces" {
 	start_hub
 	yes '{"topic":"t","event":"e","payload":{}}' | head -n 5000 | evpub
