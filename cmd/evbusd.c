@@ -526,6 +526,8 @@ hub_batch(struct hub *h, nng_msg **reqs, int n)
 			errs[i] = hub_publish(h, reqs[i], &fan[i], &counts[i]);
 			if (errs[i] == EVK_EIO || errs[i] == EVK_ENOMEM)
 				ok = false;
+			else if (errs[i] != EVK_OK) /* its next frame may be in this batch */
+				refuse(h, nng_msg_get_pipe(reqs[i]));
 		}
 		if (ok && h->head != head0) {
 			ok = sqlite3_bind_int64(h->set_head, 1,

@@ -294,6 +294,14 @@ raw() {
 	[ "${lines[0]}" = "E malformed frame" ]
 	[ "${lines[1]}" = "E refused: an earlier frame of this connection was refused" ]
 	[ "$(hub_status_field head_seq)" -eq 0 ]
+	# Also when the good frame is on its way before the bad one is refused
+	# (sent at once on one connection; the hub may take both in one batch).
+	RAWREQ_PIPELINE=1 run -0 "$EVKIT_TOOLS/rawreq" "$EVBUS_URL" "$BATS_TEST_TMPDIR/bad" 10000 \
+		"$BATS_TEST_TMPDIR/good" "$BATS_TEST_TMPDIR/good"
+	[ "${lines[0]}" = "E malformed frame" ]
+	[ "${lines[1]}" = "E refused: an earlier frame of this connection was refused" ]
+	[ "${lines[2]}" = "E refused: an earlier frame of this connection was refused" ]
+	[ "$(hub_status_field head_seq)" -eq 0 ]
 	# The same good frame on a connection of its own is stored.
 	run -0 "$EVKIT_TOOLS/rawreq" "$EVBUS_URL" "$BATS_TEST_TMPDIR/good" 10000 "$BATS_TEST_TMPDIR/good"
 	[ "${lines[0]}" = "A 13 bytes" ] && [ "${lines[1]}" = "A 13 bytes" ]
