@@ -29,7 +29,8 @@
 #define BATCH_BYTES (8 * 1024 * 1024) /* bytes handled per commit */
 #define REPLAY_BYTES (1024 * 1024)    /* bytes per replay reply */
 
-#define REFUSED_MAX 64 /* connections remembered as refused; past it, closed */
+#define REFUSED_MAX 256 /* connections remembered as refused (the oldest go) */
+#define GONE_MAX 256    /* connections remembered as closed */
 
 struct hub {
 	sqlite3 *db;
@@ -52,8 +53,12 @@ struct hub {
 	 * hub never stores frame k+1 of a publisher without frame k. A
 	 * connection leaves the set when it closes. */
 	nng_mtx *refused_mtx;
-	uint32_t refused[REFUSED_MAX];
+	uint32_t refused[REFUSED_MAX]; /* oldest first */
 	int n_refused;
+	/* The last connections that closed: one may close before the hub
+	 * gets to its refused frame, and must not be remembered then. */
+	uint32_t gone[GONE_MAX];
+	unsigned n_gone;
 };
 
 static volatile sig_atomic_t stopping;
@@ -107,21 +112,28 @@ is_refused(struct hub *h, nng_pipe p)
 	return found;
 }
 
-/* Remembers that a frame of p was refused; when the set is full, p is
- * closed instead (its publisher sees the connection lost). */
+/* Remembers that a frame of p was refused, unless p already closed. When
+ * the set is full the oldest entry goes (in practice a connection long
+ * gone). */
 static void
 refuse(struct hub *h, nng_pipe p)
 {
-	bool full;
-	if (is_refused(h, p))
-		return;
+	uint32_t id = (uint32_t)nng_pipe_id(p);
+	bool known = false;
 	nng_mtx_lock(h->refused_mtx);
-	full = h->n_refused == REFUSED_MAX;
-	if (!full)
-		h->refused[h->n_refused++] = (uint32_t)nng_pipe_id(p);
+	for (int i = 0; i < h->n_refused && !known; i++)
+		known = h->refused[i] == id;
+	for (unsigned i = 0; i < GONE_MAX && i < h->n_gone && !known; i++)
+		known = h->gone[i] == id;
+	if (!known) {
+		if (h->n_refused == REFUSED_MAX)
+			memmove(h->refused, h->refused + 1,
+				sizeof(h->refused[0]) * (REFUSED_MAX - 1));
+		else
+			h->n_refused++;
+		h->refused[h->n_refused - 1] = id;
+	}
 	nng_mtx_unlock(h->refused_mtx);
-	if (full)
-		nng_pipe_close(p);
 }
 
 /* A client's connection went: counted, and forgotten as refused. */
@@ -129,15 +141,19 @@ static void
 client_event(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
 	struct hub *h = arg;
+	uint32_t id = (uint32_t)nng_pipe_id(p);
 	pipe_event(p, ev, &h->clients);
 	if (ev != NNG_PIPE_EV_REM_POST)
 		return;
 	nng_mtx_lock(h->refused_mtx);
 	for (int i = 0; i < h->n_refused; i++)
-		if (h->refused[i] == (uint32_t)nng_pipe_id(p)) {
-			h->refused[i] = h->refused[--h->n_refused];
+		if (h->refused[i] == id) {
+			memmove(h->refused + i, h->refused + i + 1,
+				sizeof(h->refused[0]) * (size_t)(h->n_refused - i - 1));
+			h->n_refused--;
 			break;
 		}
+	h->gone[h->n_gone++ % GONE_MAX] = id;
 	nng_mtx_unlock(h->refused_mtx);
 }
 

@@ -135,6 +135,10 @@ closer_unref(struct closer *c)
 	}
 }
 
+/* Closing threads not yet done: once nng is stuck, they may never be. */
+#define CLOSERS_MAX 16
+static _Atomic int closers;
+
 static void *
 closer_run(void *arg)
 {
@@ -147,13 +151,15 @@ closer_run(void *arg)
 	pthread_cond_signal(&c->cv);
 	pthread_mutex_unlock(&c->mu);
 	closer_unref(c);
+	closers--;
 	return NULL;
 }
 
 /* Closes n (1 or 2) sockets. False when they were still closing after
  * CLOSE_WAIT_MS: then nng may still run their callbacks. Once that
  * happened, nng's reaper is likely stuck for good (nanomsg/nng#1616), so
- * later closes are started but not waited for (false). Without memory or
+ * later closes are started but not waited for (false), up to CLOSERS_MAX
+ * such threads at a time (past it, sockets are left open). Without memory or
  * a thread the sockets are closed here, waiting as long as it takes
  * (left alone once nng is stuck). */
 static bool
@@ -166,6 +172,9 @@ close_sockets(const nng_socket *socks, int n)
 	pthread_t t;
 	int rc;
 
+	/* Stuck closing threads are capped; past that, sockets stay open. */
+	if (!wait && closers >= CLOSERS_MAX)
+		return false;
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		goto fallback;
 	c->n = n;
@@ -189,7 +198,9 @@ close_sockets(const nng_socket *socks, int n)
 		free(c);
 		goto fallback;
 	}
+	closers++;
 	if (pthread_create(&t, NULL, closer_run, c) != 0) {
+		closers--;
 		c->refs = 1;
 		closer_unref(c);
 		goto fallback;
