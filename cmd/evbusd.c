@@ -113,8 +113,9 @@ is_refused(struct hub *h, nng_pipe p)
 }
 
 /* Remembers that a frame of p was refused, unless p already closed. When
- * the set is full the oldest entry goes (in practice a connection long
- * gone). */
+ * the set is full the oldest entry goes: in practice a connection long
+ * gone; were it alive and still sending, its next frame could be stored
+ * past the refused one (it takes 256 refused live connections). */
 static void
 refuse(struct hub *h, nng_pipe p)
 {
@@ -123,7 +124,7 @@ refuse(struct hub *h, nng_pipe p)
 	nng_mtx_lock(h->refused_mtx);
 	for (int i = 0; i < h->n_refused && !known; i++)
 		known = h->refused[i] == id;
-	for (unsigned i = 0; i < GONE_MAX && i < h->n_gone && !known; i++)
+	for (unsigned i = 0; i < GONE_MAX && !known; i++) /* ids are never 0 */
 		known = h->gone[i] == id;
 	if (!known) {
 		if (h->n_refused == REFUSED_MAX)

@@ -172,21 +172,28 @@ close_sockets(const nng_socket *socks, int n)
 	pthread_t t;
 	int rc;
 
-	/* Stuck closing threads are capped; past that, sockets stay open. */
-	if (!wait && closers >= CLOSERS_MAX)
+	/* Stuck closing threads are capped; past that, sockets stay open.
+	 * The count goes up here, down when a thread ends or is not made. */
+	if (atomic_fetch_add(&closers, 1) >= CLOSERS_MAX && !wait) {
+		closers--;
 		return false;
-	if ((c = calloc(1, sizeof(*c))) == NULL)
+	}
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		closers--;
 		goto fallback;
+	}
 	c->n = n;
 	c->refs = 2;
 	memcpy(c->socks, socks, (size_t)n * sizeof(*socks));
 	if (pthread_mutex_init(&c->mu, NULL) != 0) {
 		free(c);
+		closers--;
 		goto fallback;
 	}
 	if (pthread_condattr_init(&ca) != 0) {
 		pthread_mutex_destroy(&c->mu);
 		free(c);
+		closers--;
 		goto fallback;
 	}
 	rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -196,9 +203,9 @@ close_sockets(const nng_socket *socks, int n)
 	if (rc != 0) {
 		pthread_mutex_destroy(&c->mu);
 		free(c);
+		closers--;
 		goto fallback;
 	}
-	closers++;
 	if (pthread_create(&t, NULL, closer_run, c) != 0) {
 		closers--;
 		c->refs = 1;
@@ -986,6 +993,9 @@ evk_sub_close(struct evk_sub *s)
 	if (s == NULL)
 		return;
 	drop_frame(s);
+	/* Should the close be left unfinished, the socket keeps no more of
+	 * the fan-out meanwhile. */
+	nng_socket_set(s->sub, NNG_OPT_SUB_UNSUBSCRIBE, "", 0);
 	/* No callbacks of ours on these sockets: s can go either way. */
 	close_sockets((nng_socket[]){ s->sub, s->req }, 2);
 	free(s);

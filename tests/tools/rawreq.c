@@ -136,6 +136,10 @@ main(int argc, char **argv)
 		return 69;
 	}
 	int status;
+	if (getenv("RAWREQ_PIPELINE") && argc > 3 + 16) {
+		fprintf(stderr, "rawreq: at most 16 files at once\n");
+		return 2;
+	}
 	if (getenv("RAWREQ_PIPELINE") && argc >= 3) {
 		char *paths[16];
 		int n = 0;
