@@ -753,10 +753,9 @@ sender_run(void *arg)
 		uint64_t acked0 = evk_pub_acked(s->pub);
 		int rv = each_event(&s->line, s->notes.p, s->notes.len, NOTE_FORMAT, 0,
 				    publish_line, s->pub, &bad);
+		int synced = evk_pub_sync(s->pub); /* also counts what did go */
 		if (rv == EVK_OK)
-			rv = evk_pub_sync(s->pub);
-		else
-			evk_pub_sync(s->pub); /* for the count of what did go */
+			rv = synced;
 		pthread_mutex_lock(&s->mu);
 		s->rv = rv;
 		s->acked = evk_pub_acked(s->pub) - acked0;
@@ -865,24 +864,19 @@ live_send(struct ctx *c, sqlite3_int64 row)
 }
 
 /* Before the commit: once the hub acknowledged what live_send handed
- * over, its row leaves the outbox in this transaction. */
+ * over, its row leaves the outbox in this transaction; when the hub went,
+ * what it did acknowledge is recorded, not sent again. */
 static void
 live_settle(struct ctx *c)
 {
 	if (c->sent_row == 0)
 		return;
-	if (sender_wait(c->sender) != EVK_OK) {
-		/* What the hub did acknowledge is not sent again. */
-		struct round_row r = { .id = c->sent_row };
-		settle_round(c, &r, 1, c->sender->acked);
+	int rv = sender_wait(c->sender);
+	uint64_t acked = c->sender->acked;
+	struct round_row r = { .id = c->sent_row, .added = (long)acked, .whole = rv == EVK_OK };
+	settle_round(c, &r, 1, acked);
+	if (rv != EVK_OK)
 		live_stop(c);
-		return;
-	}
-	sqlite3_stmt *st = prepare(c, "DELETE FROM notifications WHERE id = ?");
-	sqlite3_bind_int64(st, 1, c->sent_row);
-	if (sqlite3_step(st) != SQLITE_DONE)
-		db_die(c, "cannot clear the outbox");
-	done(st);
 	c->sent_row = 0;
 }
 

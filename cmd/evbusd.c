@@ -573,7 +573,8 @@ hub_batch(struct hub *h, nng_msg **reqs, int n)
 				if (fan[i])
 					nng_msg_free(fan[i]);
 				h->rejected_frames++;
-				refuse(h, nng_msg_get_pipe(req));
+				if (!ok) /* a batch that failed to store: all its frames */
+					refuse(h, nng_msg_get_pipe(req));
 				reply_text(h, req, EVK_MSG_ERROR,
 					   !ok ? "store failed"
 					   : errs[i] == EVK_ECLOSED

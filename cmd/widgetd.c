@@ -515,12 +515,12 @@ answer(const struct evk_event *ev)
 			 (unsigned long long)ev->seq, REPLY_PREFIX);
 	} else if (pub && !(cJSON_IsNumber(until) && until->valuedouble < (double)evk_wall_ms())) {
 		const char *id = cJSON_GetStringValue(want);
+		const cJSON *only = id ? evk_fold_find(widgets, id) : NULL;
 		cJSON *w, *end = cJSON_CreateObject();
 		long n = 0;
 		int rv = EVK_OK;
 		cJSON_ArrayForEach(w, widgets) {
-			const char *wid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(w, "id"));
-			if (id && (wid == NULL || strcmp(wid, id) != 0))
+			if (id && w != only)
 				continue;
 			if ((rv = evk_pub_event(pub, reply, "widget", w)) != EVK_OK)
 				break;

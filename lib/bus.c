@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 /* ---- addresses ---- */
@@ -114,8 +113,8 @@ evk_bus_fanout_url(const char *url, char *out, size_t n)
 #define CLOSE_WAIT_MS 2000
 
 struct closer {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
+	nng_mtx *mu;
+	nng_cv *cv;
 	nng_socket socks[2];
 	int n;
 	int refs; /* the waiter's and the closing thread's */
@@ -125,12 +124,12 @@ struct closer {
 static void
 closer_unref(struct closer *c)
 {
-	pthread_mutex_lock(&c->mu);
+	nng_mtx_lock(c->mu);
 	bool last = --c->refs == 0;
-	pthread_mutex_unlock(&c->mu);
+	nng_mtx_unlock(c->mu);
 	if (last) {
-		pthread_cond_destroy(&c->cv);
-		pthread_mutex_destroy(&c->mu);
+		nng_cv_free(c->cv);
+		nng_mtx_free(c->mu);
 		free(c);
 	}
 }
@@ -146,10 +145,10 @@ closer_run(void *arg)
 
 	for (int i = 0; i < c->n; i++)
 		nng_close(c->socks[i]);
-	pthread_mutex_lock(&c->mu);
+	nng_mtx_lock(c->mu);
 	c->done = true;
-	pthread_cond_signal(&c->cv);
-	pthread_mutex_unlock(&c->mu);
+	nng_cv_wake(c->cv);
+	nng_mtx_unlock(c->mu);
 	closer_unref(c);
 	closers--;
 	return NULL;
@@ -161,16 +160,15 @@ closer_run(void *arg)
  * later closes are started but not waited for (false), up to CLOSERS_MAX
  * such threads at a time (past it, sockets are left open). Without memory or
  * a thread the sockets are closed here, waiting as long as it takes
- * (left alone once nng is stuck). */
+ * (left alone once nng is stuck). The thread is a detached pthread: nng's
+ * own threads can only be joined. */
 static bool
 close_sockets(const nng_socket *socks, int n)
 {
 	static _Atomic bool wedged;
 	bool wait = !wedged;
 	struct closer *c;
-	pthread_condattr_t ca;
 	pthread_t t;
-	int rc;
 
 	/* Stuck closing threads are capped; past that, sockets stay open.
 	 * The count goes up here, down when a thread ends or is not made. */
@@ -178,65 +176,41 @@ close_sockets(const nng_socket *socks, int n)
 		closers--;
 		return false;
 	}
-	if ((c = calloc(1, sizeof(*c))) == NULL) {
-		closers--;
+	if ((c = calloc(1, sizeof(*c))) == NULL)
 		goto fallback;
-	}
 	c->n = n;
 	c->refs = 2;
 	memcpy(c->socks, socks, (size_t)n * sizeof(*socks));
-	if (pthread_mutex_init(&c->mu, NULL) != 0) {
-		free(c);
-		closers--;
-		goto fallback;
-	}
-	if (pthread_condattr_init(&ca) != 0) {
-		pthread_mutex_destroy(&c->mu);
-		free(c);
-		closers--;
-		goto fallback;
-	}
-	rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	if (rc == 0)
-		rc = pthread_cond_init(&c->cv, &ca);
-	pthread_condattr_destroy(&ca);
-	if (rc != 0) {
-		pthread_mutex_destroy(&c->mu);
-		free(c);
-		closers--;
-		goto fallback;
-	}
-	if (pthread_create(&t, NULL, closer_run, c) != 0) {
-		closers--;
-		c->refs = 1;
-		closer_unref(c);
-		goto fallback;
-	}
+	if (nng_mtx_alloc(&c->mu) != 0)
+		goto free_c;
+	if (nng_cv_alloc(&c->cv, c->mu) != 0)
+		goto free_mu;
+	if (pthread_create(&t, NULL, closer_run, c) != 0)
+		goto free_cv;
 	pthread_detach(t);
 	if (!wait) {
 		closer_unref(c);
 		return false;
 	}
-
-	struct timespec until;
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += CLOSE_WAIT_MS / 1000;
-	until.tv_nsec += (long)(CLOSE_WAIT_MS % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
-	pthread_mutex_lock(&c->mu);
-	while (!c->done && pthread_cond_timedwait(&c->cv, &c->mu, &until) == 0)
+	nng_time until = nng_clock() + CLOSE_WAIT_MS;
+	nng_mtx_lock(c->mu);
+	while (!c->done && nng_cv_until(c->cv, until) != NNG_ETIMEDOUT)
 		;
 	bool done = c->done;
-	pthread_mutex_unlock(&c->mu);
+	nng_mtx_unlock(c->mu);
 	closer_unref(c);
 	if (!done)
 		wedged = true;
 	return done;
 
+free_cv:
+	nng_cv_free(c->cv);
+free_mu:
+	nng_mtx_free(c->mu);
+free_c:
+	free(c);
 fallback:
+	closers--;
 	if (!wait)
 		return false;
 	for (int i = 0; i < n; i++)
