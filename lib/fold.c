@@ -3,7 +3,6 @@
 #include "evkit/err.h"
 
 #include <stdbool.h>
-#include <stdio.h>
 #include <string.h>
 
 cJSON *
@@ -26,25 +25,6 @@ static const char *
 str(const cJSON *o, const char *name)
 {
 	return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, name));
-}
-
-/* The seed's describe_step/1 and estimate_progress/1; the fixed texts
- * are referenced, not copied. */
-static cJSON *
-describe(const char *step, char *buf, size_t n)
-{
-	if (strcmp(step, "validate") == 0)
-		return cJSON_CreateStringReference("Validating input");
-	if (strcmp(step, "process") == 0)
-		return cJSON_CreateStringReference("Processing data");
-	snprintf(buf, n, "Running %s", step);
-	return cJSON_CreateString(buf);
-}
-
-static double
-estimate(const char *step)
-{
-	return strcmp(step, "validate") == 0 ? 30 : strcmp(step, "process") == 0 ? 60 : 50;
 }
 
 /* Sets (replacing) member name of o; false when out of memory. name is
@@ -81,9 +61,10 @@ set_number(cJSON *o, const char *name, cJSON *old, double v)
 	return put(o, name, cJSON_CreateNumber(v));
 }
 
-/* prefix + name into out (n bytes), cut short if need be: a widget id. */
+/* prefix + name into out (n bytes), cut short if need be (as snprintf
+ * would): a widget id or a description. */
 static const char *
-widget_id(char *out, size_t n, const char *prefix, const char *name)
+join(char *out, size_t n, const char *prefix, const char *name)
 {
 	size_t a = strlen(prefix), b = strlen(name);
 	if (a >= n)
@@ -94,6 +75,25 @@ widget_id(char *out, size_t n, const char *prefix, const char *name)
 	memcpy(out + a, name, b);
 	out[a + b] = '\0';
 	return out;
+}
+
+/* The seed's describe_step/1 and estimate_progress/1; the fixed texts
+ * are referenced, not copied. Joined, not printed: snprintf was a sixth
+ * of a step_started's instructions. */
+static cJSON *
+describe(const char *step, char *buf, size_t n)
+{
+	if (strcmp(step, "validate") == 0)
+		return cJSON_CreateStringReference("Validating input");
+	if (strcmp(step, "process") == 0)
+		return cJSON_CreateStringReference("Processing data");
+	return cJSON_CreateString(join(buf, n, "Running ", step));
+}
+
+static double
+estimate(const char *step)
+{
+	return strcmp(step, "validate") == 0 ? 30 : strcmp(step, "process") == 0 ? 60 : 50;
 }
 
 /* Prepends item to list, the array name of w (NULL or not an array: a
@@ -201,7 +201,7 @@ progress_of(cJSON *widgets, const char *pid, const char *wf, struct progress *pw
 	if (wf) {
 		/* Usually the event names both: progress-{wf} holding the
 		 * process is the answer without looking at every widget. */
-		widget_id(id, sizeof(id), "progress-", wf);
+		join(id, sizeof(id), "progress-", wf);
 		if ((own = evk_fold_find(widgets, id)) != NULL) {
 			scan_progress(own, pw);
 			const char *wp = cJSON_GetStringValue(pw->pid);
@@ -229,7 +229,7 @@ static cJSON *
 new_progress(cJSON *widgets, const char *wf)
 {
 	char id[EVK_FOLD_ID_MAX + 1];
-	widget_id(id, sizeof(id), "progress-", wf);
+	join(id, sizeof(id), "progress-", wf);
 	cJSON *w = cJSON_CreateObject();
 	if (w == NULL || !put(w, "id", cJSON_CreateString(id)) ||
 	    !put(w, "type", cJSON_CreateString("progress")) ||
@@ -277,7 +277,7 @@ evk_fold_apply(cJSON *widgets, const struct evk_event *ev, const struct evk_fold
 		if (!pid || !wf)
 			FAIL("process_created without process_id and workflow_id");
 		char id[EVK_FOLD_ID_MAX + 1];
-		widget_id(id, sizeof(id), "progress-", wf);
+		join(id, sizeof(id), "progress-", wf);
 		if ((w = evk_fold_find(widgets, id)) == NULL && (w = new_progress(widgets, wf)) == NULL)
 			OOM();
 		if (!put(w, "process_id", cJSON_CreateString(pid)))
@@ -289,8 +289,8 @@ evk_fold_apply(cJSON *widgets, const struct evk_event *ev, const struct evk_fold
 		if (!wf)
 			FAIL("workflow_completed without workflow_id");
 		char pid_id[EVK_FOLD_ID_MAX + 1], rid[EVK_FOLD_ID_MAX + 1];
-		widget_id(pid_id, sizeof(pid_id), "progress-", wf);
-		widget_id(rid, sizeof(rid), "result-", wf);
+		join(pid_id, sizeof(pid_id), "progress-", wf);
+		join(rid, sizeof(rid), "result-", wf);
 		cJSON *r = cJSON_CreateObject();
 		const char *status = cJSON_GetStringValue(f.status);
 		if (r == NULL || !put(r, "id", cJSON_CreateString(rid)) ||
