@@ -5,6 +5,14 @@
 #include <stdbool.h>
 #include <string.h>
 
+/* cJSON_GetStringValue, inline: it and the cJSON_IsString it calls were
+ * two calls into the library for every string the fold reads. */
+static const char *
+text(const cJSON *v)
+{
+	return v && (v->type & 0xFF) == cJSON_String ? v->valuestring : NULL;
+}
+
 cJSON *
 evk_fold_find(const cJSON *widgets, const char *id)
 {
@@ -14,7 +22,7 @@ evk_fold_find(const cJSON *widgets, const char *id)
 		const cJSON *m = w->child;
 		if (m == NULL || m->string == NULL || strcmp(m->string, "id") != 0)
 			m = cJSON_GetObjectItemCaseSensitive(w, "id");
-		const char *wid = cJSON_GetStringValue(m);
+		const char *wid = text(m);
 		if (wid && strcmp(wid, id) == 0)
 			return w;
 	}
@@ -24,7 +32,21 @@ evk_fold_find(const cJSON *widgets, const char *id)
 static const char *
 str(const cJSON *o, const char *name)
 {
-	return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, name));
+	return text(cJSON_GetObjectItemCaseSensitive(o, name));
+}
+
+/* Adds member name (a string literal: kept, not copied) to o, which has
+ * none of that name (a new object): no lookup. false when out of memory. */
+static bool
+add(cJSON *o, const char *name, cJSON *v)
+{
+	if (v == NULL)
+		return false;
+	if (!cJSON_AddItemToObjectCS(o, name, v)) {
+		cJSON_Delete(v);
+		return false;
+	}
+	return true;
 }
 
 /* Sets (replacing) member name of o; false when out of memory. name is
@@ -36,7 +58,7 @@ put(cJSON *o, const char *name, cJSON *v)
 		return false;
 	cJSON *old = cJSON_GetObjectItemCaseSensitive(o, name);
 	if (old == NULL)
-		return cJSON_AddItemToObjectCS(o, name, v);
+		return add(o, name, v);
 	/* In place: the new item takes over the old one's name (dropping
 	 * any it brought, as a duplicated item does). */
 	if (v->string && !(v->type & cJSON_StringIsConst))
@@ -204,7 +226,7 @@ progress_of(cJSON *widgets, const char *pid, const char *wf, struct progress *pw
 		join(id, sizeof(id), "progress-", wf);
 		if ((own = evk_fold_find(widgets, id)) != NULL) {
 			scan_progress(own, pw);
-			const char *wp = cJSON_GetStringValue(pw->pid);
+			const char *wp = text(pw->pid);
 			if (pid == NULL || (wp && strcmp(wp, pid) == 0))
 				return true;
 		}
@@ -231,20 +253,45 @@ new_progress(cJSON *widgets, const char *wf)
 	char id[EVK_FOLD_ID_MAX + 1];
 	join(id, sizeof(id), "progress-", wf);
 	cJSON *w = cJSON_CreateObject();
-	if (w == NULL || !put(w, "id", cJSON_CreateString(id)) ||
-	    !put(w, "type", cJSON_CreateString("progress")) ||
-	    !put(w, "workflow_id", cJSON_CreateString(wf)) ||
-	    !put(w, "is_live", cJSON_CreateTrue()) ||
-	    !put(w, "percentage", cJSON_CreateNumber(0)) ||
-	    !put(w, "activities", cJSON_CreateArray()) ||
-	    !put(w, "updates", cJSON_CreateArray()) || !cJSON_AddItemToArray(widgets, w)) {
+	if (w == NULL || !add(w, "id", cJSON_CreateString(id)) ||
+	    !add(w, "type", cJSON_CreateString("progress")) ||
+	    !add(w, "workflow_id", cJSON_CreateString(wf)) ||
+	    !add(w, "is_live", cJSON_CreateTrue()) ||
+	    !add(w, "percentage", cJSON_CreateNumber(0)) ||
+	    !add(w, "activities", cJSON_CreateArray()) ||
+	    !add(w, "updates", cJSON_CreateArray()) || !cJSON_AddItemToArray(widgets, w)) {
 		cJSON_Delete(w);
 		return NULL;
 	}
 	return w;
 }
 
-#define EV(name) (ev->event_len == sizeof(name) - 1 && memcmp(ev->event, name, sizeof(name) - 1) == 0)
+/* The widget events, told apart once. */
+enum kind {
+	NOT_WIDGET, CREATED, STARTED, PROGRESS, UPDATE, COMPLETED, WF_COMPLETED, WF_FAILED
+};
+
+static enum kind
+kind_of(const struct evk_event *ev)
+{
+#define K(name, kind) { name, sizeof(name) - 1, kind }
+	static const struct {
+		const char *name;
+		size_t len;
+		enum kind kind;
+	} kinds[] = {
+		K("step_started", STARTED), K("step_progress", PROGRESS),
+		K("progress_update", UPDATE), K("step_completed", COMPLETED),
+		K("process_created", CREATED), K("workflow_completed", WF_COMPLETED),
+		K("workflow_failed", WF_FAILED),
+	};
+#undef K
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+		if (ev->event_len == kinds[i].len && memcmp(ev->event, kinds[i].name, kinds[i].len) == 0)
+			return kinds[i].kind;
+	return NOT_WIDGET;
+}
+
 #define FAIL(msg) do { *why = msg; rv = EVK_EINVAL; goto out; } while (0)
 #define OOM() do { rv = EVK_ENOMEM; goto out; } while (0)
 
@@ -253,6 +300,7 @@ evk_fold_apply(cJSON *widgets, const struct evk_event *ev, const struct evk_fold
 	       evk_fold_note_fn note, void *arg, const char **why)
 {
 	size_t max = o && o->list_max ? o->list_max : EVK_FOLD_LIST_MAX;
+	enum kind kind = kind_of(ev);
 	cJSON *p = NULL, *w;
 	struct fields f;
 	struct progress pw;
@@ -262,18 +310,16 @@ evk_fold_apply(cJSON *widgets, const struct evk_event *ev, const struct evk_fold
 	static const char *none = "";
 
 	*why = none;
-	if (!(EV("process_created") || EV("step_started") || EV("step_progress") ||
-	      EV("progress_update") || EV("step_completed") || EV("workflow_completed") ||
-	      EV("workflow_failed")))
-		return EVK_OK; /* not a widget event */
+	if (kind == NOT_WIDGET)
+		return EVK_OK;
 	p = cJSON_ParseWithLength(ev->payload, ev->payload_len);
 	if (!cJSON_IsObject(p))
 		FAIL("payload is not an object");
 	scan_payload(p, &f);
-	wf = cJSON_GetStringValue(f.wf);
-	pid = cJSON_GetStringValue(f.pid);
+	wf = text(f.wf);
+	pid = text(f.pid);
 
-	if (EV("process_created")) {
+	if (kind == CREATED) {
 		if (!pid || !wf)
 			FAIL("process_created without process_id and workflow_id");
 		char id[EVK_FOLD_ID_MAX + 1];
@@ -285,20 +331,20 @@ evk_fold_apply(cJSON *widgets, const struct evk_event *ev, const struct evk_fold
 		if (note) note(arg, id, EVK_FOLD_UPDATED);
 		goto out;
 	}
-	if (EV("workflow_completed")) {
+	if (kind == WF_COMPLETED) {
 		if (!wf)
 			FAIL("workflow_completed without workflow_id");
 		char pid_id[EVK_FOLD_ID_MAX + 1], rid[EVK_FOLD_ID_MAX + 1];
 		join(pid_id, sizeof(pid_id), "progress-", wf);
 		join(rid, sizeof(rid), "result-", wf);
 		cJSON *r = cJSON_CreateObject();
-		const char *status = cJSON_GetStringValue(f.status);
-		if (r == NULL || !put(r, "id", cJSON_CreateString(rid)) ||
-		    !put(r, "type", cJSON_CreateString("result")) ||
-		    !put(r, "workflow_id", cJSON_CreateString(wf)) ||
-		    !put(r, "status", cJSON_CreateString(status ? status : "completed")) ||
-		    !put(r, "percentage", cJSON_CreateNumber(100)) ||
-		    !put(r, "completed_at", ts_string(ev))) {
+		const char *status = text(f.status);
+		if (r == NULL || !add(r, "id", cJSON_CreateString(rid)) ||
+		    !add(r, "type", cJSON_CreateString("result")) ||
+		    !add(r, "workflow_id", cJSON_CreateString(wf)) ||
+		    !add(r, "status", cJSON_CreateString(status ? status : "completed")) ||
+		    !add(r, "percentage", cJSON_CreateNumber(100)) ||
+		    !add(r, "completed_at", ts_string(ev))) {
 			cJSON_Delete(r);
 			OOM();
 		}
@@ -320,19 +366,19 @@ evk_fold_apply(cJSON *widgets, const struct evk_event *ev, const struct evk_fold
 	}
 	/* The rest act on the event's progress widget; check the event whole
 	 * before touching anything. */
-	step = cJSON_GetStringValue(f.step);
+	step = text(f.step);
 	const cJSON *pct = f.pct;
-	const char *content = cJSON_GetStringValue(f.content);
+	const char *content = text(f.content);
 	if (pct && !cJSON_IsNumber(pct))
 		FAIL("percentage is not a number");
-	if ((EV("step_started") || EV("step_completed")) && !step)
+	if ((kind == STARTED || kind == COMPLETED) && !step)
 		FAIL("step event without step");
-	if (EV("step_progress") && !pct)
+	if (kind == PROGRESS && !pct)
 		FAIL("step_progress without percentage");
-	if (EV("progress_update") && !content)
+	if (kind == UPDATE && !content)
 		FAIL("progress_update without content");
 	if (!progress_of(widgets, pid, wf, &pw)) {
-		if (EV("step_completed"))
+		if (kind == COMPLETED)
 			FAIL("step_completed without a running activity of that step");
 		if (!wf)
 			FAIL("no process_id or workflow_id to find the widget by");
@@ -342,31 +388,31 @@ evk_fold_apply(cJSON *widgets, const struct evk_event *ev, const struct evk_fold
 	}
 	w = pw.w;
 
-	if (EV("step_started")) {
+	if (kind == STARTED) {
 		cJSON *a = cJSON_CreateObject();
-		if (a == NULL || !put(a, "step", cJSON_CreateString(step)) ||
-		    !put(a, "status", cJSON_CreateStringReference("running")) ||
-		    !put(a, "timestamp", ts_string(ev)) ||
-		    !put(a, "description", describe(step, desc, sizeof(desc)))) {
+		if (a == NULL || !add(a, "step", cJSON_CreateString(step)) ||
+		    !add(a, "status", cJSON_CreateStringReference("running")) ||
+		    !add(a, "timestamp", ts_string(ev)) ||
+		    !add(a, "description", describe(step, desc, sizeof(desc)))) {
 			cJSON_Delete(a);
 			OOM();
 		}
 		if (!prepend(w, "activities", pw.activities, a, max) ||
 		    !set_number(w, "percentage", pw.pct, pct ? pct->valuedouble : estimate(step)))
 			OOM();
-	} else if (EV("step_progress")) {
+	} else if (kind == PROGRESS) {
 		if (!set_number(w, "percentage", pw.pct, pct->valuedouble))
 			OOM();
-	} else if (EV("progress_update")) {
+	} else if (kind == UPDATE) {
 		cJSON *u = cJSON_CreateObject();
-		if (u == NULL || !put(u, "content", cJSON_CreateString(content)) ||
-		    !put(u, "timestamp", ts_string(ev))) {
+		if (u == NULL || !add(u, "content", cJSON_CreateString(content)) ||
+		    !add(u, "timestamp", ts_string(ev))) {
 			cJSON_Delete(u);
 			OOM();
 		}
 		if (!prepend(w, "updates", pw.updates, u, max))
 			OOM();
-	} else if (EV("step_completed")) {
+	} else if (kind == COMPLETED) {
 		const cJSON *err = f.error, *res = f.result;
 		cJSON *a, *found = NULL;
 		cJSON_ArrayForEach(a, pw.activities) {
@@ -385,13 +431,13 @@ evk_fold_apply(cJSON *widgets, const struct evk_event *ev, const struct evk_fold
 		if (pct && !set_number(w, "percentage", pw.pct, pct->valuedouble))
 			OOM();
 	} else { /* workflow_failed */
-		const char *err = cJSON_GetStringValue(f.error);
+		const char *err = text(f.error);
 		if (!put(w, "status", cJSON_CreateString("failed")) ||
 		    !put(w, "error", cJSON_CreateString(err ? err : "failed")) ||
 		    !put(w, "will_retry", cJSON_CreateBool(cJSON_IsTrue(f.retry))))
 			OOM();
 	}
-	if (note) note(arg, cJSON_GetStringValue(pw.id), EVK_FOLD_UPDATED);
+	if (note) note(arg, text(pw.id), EVK_FOLD_UPDATED);
 out:
 	cJSON_Delete(p);
 	return rv;
