@@ -152,9 +152,10 @@ ts_string(const struct evk_event *ev)
 }
 
 /* The payload members the fold reads, found in one walk; the first of a
- * name counts, as with cJSON_GetObjectItemCaseSensitive. */
+ * name counts, as with cJSON_GetObjectItemCaseSensitive. Not const: the
+ * fold may move one into a widget instead of copying it. */
 struct fields {
-	const cJSON *wf, *pid, *step, *pct, *content, *status, *error, *result, *retry;
+	cJSON *wf, *pid, *step, *pct, *content, *status, *error, *result, *retry;
 };
 
 static bool
@@ -164,12 +165,12 @@ is(const char *k, const char *name)
 }
 
 static void
-scan_payload(const cJSON *p, struct fields *f)
+scan_payload(cJSON *p, struct fields *f)
 {
 	*f = (struct fields){ 0 };
-	for (const cJSON *m = p->child; m; m = m->next) {
+	for (cJSON *m = p->child; m; m = m->next) {
 		const char *k = m->string;
-		const cJSON **slot = NULL;
+		cJSON **slot = NULL;
 		if (k == NULL)
 			continue;
 		switch (k[0]) {
@@ -390,7 +391,9 @@ evk_fold_apply(cJSON *widgets, const struct evk_event *ev, const struct evk_fold
 
 	if (kind == STARTED) {
 		cJSON *a = cJSON_CreateObject();
-		if (a == NULL || !add(a, "step", cJSON_CreateString(step)) ||
+		/* The payload's step (a string) moves into the activity: the
+		 * payload goes anyway. */
+		if (a == NULL || !add(a, "step", cJSON_DetachItemViaPointer(p, f.step)) ||
 		    !add(a, "status", cJSON_CreateStringReference("running")) ||
 		    !add(a, "timestamp", ts_string(ev)) ||
 		    !add(a, "description", describe(step, desc, sizeof(desc)))) {
@@ -405,7 +408,7 @@ evk_fold_apply(cJSON *widgets, const struct evk_event *ev, const struct evk_fold
 			OOM();
 	} else if (kind == UPDATE) {
 		cJSON *u = cJSON_CreateObject();
-		if (u == NULL || !add(u, "content", cJSON_CreateString(content)) ||
+		if (u == NULL || !add(u, "content", cJSON_DetachItemViaPointer(p, f.content)) ||
 		    !add(u, "timestamp", ts_string(ev))) {
 			cJSON_Delete(u);
 			OOM();
@@ -413,7 +416,7 @@ evk_fold_apply(cJSON *widgets, const struct evk_event *ev, const struct evk_fold
 		if (!prepend(w, "updates", pw.updates, u, max))
 			OOM();
 	} else if (kind == COMPLETED) {
-		const cJSON *err = f.error, *res = f.result;
+		cJSON *err = f.error, *res = f.result;
 		cJSON *a, *found = NULL;
 		cJSON_ArrayForEach(a, pw.activities) {
 			const char *as = str(a, "step"), *st = str(a, "status");
@@ -424,9 +427,11 @@ evk_fold_apply(cJSON *widgets, const struct evk_event *ev, const struct evk_fold
 		}
 		if (found == NULL)
 			FAIL("step_completed without a running activity of that step");
+		/* The payload's error and result move over whole, as copies
+		 * of them would. */
 		if (!put(found, "status", cJSON_CreateStringReference(err ? "failed" : "completed")) ||
-		    (err && !put(found, "error", cJSON_Duplicate(err, true))) ||
-		    (res && !put(found, "result", cJSON_Duplicate(res, true))))
+		    (err && !put(found, "error", cJSON_DetachItemViaPointer(p, err))) ||
+		    (res && !put(found, "result", cJSON_DetachItemViaPointer(p, res))))
 			OOM();
 		if (pct && !set_number(w, "percentage", pw.pct, pct->valuedouble))
 			OOM();
