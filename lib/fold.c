@@ -13,16 +13,34 @@ text(const cJSON *v)
 	return v && (v->type & 0xFF) == cJSON_String ? v->valuestring : NULL;
 }
 
+/* Whether s is lit, a string literal. The names and fixed texts the fold
+ * gives keep the very literal (see add), so for those the pointer tells;
+ * two bytes rule out most other strings before a strcmp (lit is never
+ * empty, so s[1] is read only when s[0] is not its end). */
+static bool
+is(const char *s, const char *lit)
+{
+	return s == lit || (s[0] == lit[0] && s[1] == lit[1] && strcmp(s, lit) == 0);
+}
+
+/* cJSON_GetObjectItemCaseSensitive (the first of the name; a member
+ * without a name ends the search), comparing by is(). */
+static cJSON *
+member(const cJSON *o, const char *name)
+{
+	cJSON *m = o ? o->child : NULL;
+	while (m && m->string && !is(m->string, name))
+		m = m->next;
+	return m && m->string ? m : NULL;
+}
+
 cJSON *
 evk_fold_find(const cJSON *widgets, const char *id)
 {
 	cJSON *w;
 	cJSON_ArrayForEach(w, widgets) {
 		/* "id" comes first in every widget the fold or widgetd makes */
-		const cJSON *m = w->child;
-		if (m == NULL || m->string == NULL || strcmp(m->string, "id") != 0)
-			m = cJSON_GetObjectItemCaseSensitive(w, "id");
-		const char *wid = text(m);
+		const char *wid = text(member(w, "id"));
 		if (wid && strcmp(wid, id) == 0)
 			return w;
 	}
@@ -32,7 +50,7 @@ evk_fold_find(const cJSON *widgets, const char *id)
 static const char *
 str(const cJSON *o, const char *name)
 {
-	return text(cJSON_GetObjectItemCaseSensitive(o, name));
+	return text(member(o, name));
 }
 
 /* Adds member name (a string literal: kept, not copied) to o, which has
@@ -56,7 +74,7 @@ put(cJSON *o, const char *name, cJSON *v)
 {
 	if (v == NULL)
 		return false;
-	cJSON *old = cJSON_GetObjectItemCaseSensitive(o, name);
+	cJSON *old = member(o, name);
 	if (old == NULL)
 		return add(o, name, v);
 	/* In place: the new item takes over the old one's name (dropping
@@ -157,12 +175,6 @@ ts_string(const struct evk_event *ev)
 struct fields {
 	cJSON *wf, *pid, *step, *pct, *content, *status, *error, *result, *retry;
 };
-
-static bool
-is(const char *k, const char *name)
-{
-	return strcmp(k, name) == 0;
-}
 
 static void
 scan_payload(cJSON *p, struct fields *f)
@@ -420,7 +432,7 @@ evk_fold_apply(cJSON *widgets, const struct evk_event *ev, const struct evk_fold
 		cJSON *a, *found = NULL;
 		cJSON_ArrayForEach(a, pw.activities) {
 			const char *as = str(a, "step"), *st = str(a, "status");
-			if (as && st && strcmp(as, step) == 0 && strcmp(st, "running") == 0) {
+			if (as && st && strcmp(as, step) == 0 && is(st, "running")) {
 				found = a; /* the most recent: the list is newest first */
 				break;
 			}
