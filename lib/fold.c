@@ -5,12 +5,19 @@
 #include <stdbool.h>
 #include <string.h>
 
-/* cJSON_GetStringValue, inline: it and the cJSON_IsString it calls were
- * two calls into the library for every string the fold reads. */
+/* cJSON_IsNumber, cJSON_IsArray and the like, inline: each was a call
+ * into the library. */
+static bool
+has_type(const cJSON *v, int type)
+{
+	return v && (v->type & 0xFF) == type;
+}
+
+/* cJSON_GetStringValue, inline. */
 static const char *
 text(const cJSON *v)
 {
-	return v && (v->type & 0xFF) == cJSON_String ? v->valuestring : NULL;
+	return has_type(v, cJSON_String) ? v->valuestring : NULL;
 }
 
 /* Whether s is lit, a string literal. The names and fixed texts the fold
@@ -94,7 +101,7 @@ put(cJSON *o, const char *name, cJSON *v)
 static bool
 set_number(cJSON *o, const char *name, cJSON *old, double v)
 {
-	if (cJSON_IsNumber(old)) {
+	if (has_type(old, cJSON_Number)) {
 		cJSON_SetNumberHelper(old, v);
 		return true;
 	}
@@ -102,8 +109,9 @@ set_number(cJSON *o, const char *name, cJSON *old, double v)
 }
 
 /* prefix + name into out (n bytes), cut short if need be (as snprintf
- * would): a widget id or a description. */
-static const char *
+ * would): a widget id or a description. Inline: the prefix is a literal,
+ * so its length and its copy are worked out at compile time. */
+static inline const char *
 join(char *out, size_t n, const char *prefix, const char *name)
 {
 	size_t a = strlen(prefix), b = strlen(name);
@@ -123,9 +131,9 @@ join(char *out, size_t n, const char *prefix, const char *name)
 static cJSON *
 describe(const char *step, char *buf, size_t n)
 {
-	if (strcmp(step, "validate") == 0)
+	if (is(step, "validate"))
 		return cJSON_CreateStringReference("Validating input");
-	if (strcmp(step, "process") == 0)
+	if (is(step, "process"))
 		return cJSON_CreateStringReference("Processing data");
 	return cJSON_CreateString(join(buf, n, "Running ", step));
 }
@@ -133,7 +141,7 @@ describe(const char *step, char *buf, size_t n)
 static double
 estimate(const char *step)
 {
-	return strcmp(step, "validate") == 0 ? 30 : strcmp(step, "process") == 0 ? 60 : 50;
+	return is(step, "validate") ? 30 : is(step, "process") ? 60 : 50;
 }
 
 /* Prepends item to list, the array name of w (NULL or not an array: a
@@ -141,7 +149,7 @@ estimate(const char *step)
 static bool
 prepend(cJSON *w, const char *name, cJSON *list, cJSON *item, size_t max)
 {
-	if (!cJSON_IsArray(list)) {
+	if (!has_type(list, cJSON_Array)) {
 		if ((list = cJSON_CreateArray()) == NULL || !put(w, name, list)) {
 			cJSON_Delete(item);
 			return false;
@@ -326,7 +334,7 @@ evk_fold_apply(cJSON *widgets, const struct evk_event *ev, const struct evk_fold
 	if (kind == NOT_WIDGET)
 		return EVK_OK;
 	p = cJSON_ParseWithLength(ev->payload, ev->payload_len);
-	if (!cJSON_IsObject(p))
+	if (!has_type(p, cJSON_Object))
 		FAIL("payload is not an object");
 	scan_payload(p, &f);
 	wf = text(f.wf);
@@ -382,7 +390,7 @@ evk_fold_apply(cJSON *widgets, const struct evk_event *ev, const struct evk_fold
 	step = text(f.step);
 	const cJSON *pct = f.pct;
 	const char *content = text(f.content);
-	if (pct && !cJSON_IsNumber(pct))
+	if (pct && !has_type(pct, cJSON_Number))
 		FAIL("percentage is not a number");
 	if ((kind == STARTED || kind == COMPLETED) && !step)
 		FAIL("step event without step");
