@@ -437,9 +437,9 @@ evk_fold_apply(cJSON *widgets, const struct evk_event *ev, const struct evk_fold
 			OOM();
 	} else if (kind == COMPLETED) {
 		cJSON *err = f.error, *res = f.result;
-		cJSON *a, *found = NULL;
+		cJSON *a, *found = NULL, *status = NULL;
 		cJSON_ArrayForEach(a, pw.activities) {
-			const char *as = str(a, "step"), *st = str(a, "status");
+			const char *as = str(a, "step"), *st = text(status = member(a, "status"));
 			if (as && st && strcmp(as, step) == 0 && is(st, "running")) {
 				found = a; /* the most recent: the list is newest first */
 				break;
@@ -447,10 +447,15 @@ evk_fold_apply(cJSON *widgets, const struct evk_event *ev, const struct evk_fold
 		}
 		if (found == NULL)
 			FAIL("step_completed without a running activity of that step");
-		/* The payload's error and result move over whole, as copies
-		 * of them would. */
-		if (!put(found, "status", cJSON_CreateStringReference(err ? "failed" : "completed")) ||
-		    (err && !put(found, "error", cJSON_DetachItemViaPointer(p, err))) ||
+		/* A status the fold gave refers to a literal (it owns no text):
+		 * it is pointed at the new one in place. The payload's error and
+		 * result move over whole, as copies of them would. */
+		const char *now = err ? "failed" : "completed";
+		if (status->type & cJSON_IsReference)
+			status->valuestring = (char *)now;
+		else if (!put(found, "status", cJSON_CreateStringReference(now)))
+			OOM();
+		if ((err && !put(found, "error", cJSON_DetachItemViaPointer(p, err))) ||
 		    (res && !put(found, "result", cJSON_DetachItemViaPointer(p, res))))
 			OOM();
 		if (pct && !set_number(w, "percentage", pw.pct, pct->valuedouble))
