@@ -31,8 +31,9 @@ is(const char *s, const char *lit)
 }
 
 /* cJSON_GetObjectItemCaseSensitive (the first of the name; a member
- * without a name ends the search), comparing by is(). */
-static cJSON *
+ * without a name ends the search), comparing by is(). Inline: each call
+ * names a literal, whose first bytes are then known. */
+static inline cJSON *
 member(const cJSON *o, const char *name)
 {
 	cJSON *m = o ? o->child : NULL;
