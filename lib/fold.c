@@ -333,7 +333,7 @@ evk_fold_apply(cJSON *widgets, const struct evk_event *ev, const struct evk_fold
 
 	*why = none;
 	if (kind == NOT_WIDGET)
-		return EVK_OK;
+		return EVK_OK; /* not a widget event */
 	p = cJSON_ParseWithLength(ev->payload, ev->payload_len);
 	if (!has_type(p, cJSON_Object))
 		FAIL("payload is not an object");
