@@ -6,6 +6,7 @@
 #include "evkit/err.h"
 #include "evkit/event.h"
 #include "evkit/gate.h"
+#include "evkit/jsonmem.h"
 #include "evkit/lines.h"
 #include "evkit/store.h"
 #include "evkit/topic.h"
@@ -232,6 +233,11 @@ static const char *const migrations[] = {
 	 * a delivery cut short resumes after them instead of sending them
 	 * again. */
 	"ALTER TABLE notifications ADD COLUMN sent INTEGER NOT NULL DEFAULT 0;",
+	/* 5: rows may hold notes of format 4 (values without member names,
+	 * the payload built when sent). The table is renamed so that an
+	 * older casectl stops at it instead of sending such notes as they
+	 * are; its rows keep their own format. */
+	"ALTER TABLE notifications RENAME TO notes;",
 };
 
 static void
@@ -250,7 +256,7 @@ open_db(struct ctx *c, bool create)
 			c->db_path);
 	if (evk_store_open(c->db_path, &c->db, &why) != EVK_OK)
 		evk_die(EVK_EX_UNAVAILABLE, "cannot open database '%s': %s", c->db_path, why);
-	if (evk_store_migrate(c->db, migrations, 4) != EVK_OK)
+	if (evk_store_migrate(c->db, migrations, (int)(sizeof(migrations) / sizeof(migrations[0]))) != EVK_OK)
 		db_die(c, "cannot set up the database");
 }
 
@@ -367,36 +373,85 @@ add_number(struct evk_buf *b, bool has, double d)
 	return evk_buf_addstr(b, s);
 }
 
+/* A case's members, in the order it is written as JSON, and the text
+ * before each: ids, strings and numbers as JSON values. The offender's
+ * three come as null when the case has none. */
+#define CASE_VALUES 15
+#define OFFENDER_ID 4 /* the index of the offender's id */
+static const char *const case_keys[CASE_VALUES] = {
+	"{\"id\":", ",\"agency\":{\"id\":", ",\"code\":", ",\"name\":",
+	"},\"offender\":{\"id\":", ",\"name\":", ",\"postcode\":", "},\"case_reference\":",
+	",\"offence_action_date\":", ",\"offence_fine\":", ",\"offence_costs\":",
+	",\"offence_result\":", ",\"inserted_at\":", ",\"updated_at\":", ",\"last_synced_at\":",
+};
+
+/* Appends the case's CASE_VALUES members as JSON values, each after a
+ * tab (which JSON text holds only escaped). */
+static void
+case_values(struct evk_buf *b, const struct case_view *v)
+{
+	bool off = v->offender_id != 0;
+	bool ok = !evk_buf_addch(b, '\t') && !add_text(b, v->id) && !evk_buf_addch(b, '\t') &&
+		  !evk_buf_add_u64(b, (uint64_t)v->agency_id) && !evk_buf_addch(b, '\t') &&
+		  !add_text(b, v->agency_code) && !evk_buf_addch(b, '\t') &&
+		  !add_text(b, v->agency_name) && !evk_buf_addch(b, '\t');
+	if (ok && !off)
+		ok = !evk_buf_add(b, "null\tnull\tnull", 14);
+	else if (ok)
+		ok = !evk_buf_add_u64(b, (uint64_t)v->offender_id) && !evk_buf_addch(b, '\t') &&
+		     !add_text(b, v->off_name) && !evk_buf_addch(b, '\t') &&
+		     !add_text(b, v->off_postcode);
+	ok = ok && !evk_buf_addch(b, '\t') && !add_text(b, v->reference) &&
+	     !evk_buf_addch(b, '\t') && !add_text(b, v->date) && !evk_buf_addch(b, '\t') &&
+	     !add_number(b, v->has_fine, v->fine) && !evk_buf_addch(b, '\t') &&
+	     !add_number(b, v->has_costs, v->costs) && !evk_buf_addch(b, '\t') &&
+	     !add_text(b, v->result) && !evk_buf_addch(b, '\t') && !add_text(b, v->inserted) &&
+	     !evk_buf_addch(b, '\t') && !add_text(b, v->updated) && !evk_buf_addch(b, '\t') &&
+	     !add_text(b, v->synced);
+	if (!ok)
+		evk_die(EVK_EX_FAIL, "out of memory");
+}
+
+/* Appends the case whose values case_values wrote (without its first
+ * tab: vals[0..len)) as one JSON object. EVK_EPROTO when vals does not
+ * hold CASE_VALUES values. */
+static int
+case_layout(struct evk_buf *b, const char *vals, size_t len)
+{
+	const char *p = vals, *end = vals + len;
+	bool no_offender = false;
+	for (int i = 0; i < CASE_VALUES; i++) {
+		const char *tab = memchr(p, '\t', (size_t)(end - p)), *v = p;
+		if ((tab == NULL) != (i == CASE_VALUES - 1) || (tab ? tab : end) == v)
+			return EVK_EPROTO;
+		size_t n = (size_t)((tab ? tab : end) - v);
+		const char *key = case_keys[i];
+		p = tab ? tab + 1 : end;
+		if (i == OFFENDER_ID)
+			no_offender = n == 4 && memcmp(v, "null", 4) == 0;
+		if (no_offender && i >= OFFENDER_ID && i < OFFENDER_ID + 3) {
+			/* No offender object: its three values are null. */
+			if (i == OFFENDER_ID && evk_buf_addstr(b, "},\"offender\":null") != EVK_OK)
+				return EVK_ENOMEM;
+			continue;
+		}
+		if (no_offender && i == OFFENDER_ID + 3)
+			key++; /* no offender object to close */
+		if (evk_buf_addstr(b, key) != EVK_OK || evk_buf_add(b, v, n) != EVK_OK)
+			return EVK_ENOMEM;
+	}
+	return evk_buf_addch(b, '}');
+}
+
 /* Appends the case as one JSON object. */
 static void
 case_write(struct evk_buf *b, const struct case_view *v)
 {
-	bool ok = !evk_buf_add(b, "{\"id\":", 6) && !add_text(b, v->id) &&
-		  !evk_buf_add(b, ",\"agency\":{\"id\":", 16) &&
-		  !evk_buf_add_u64(b, (uint64_t)v->agency_id) &&
-		  !evk_buf_add(b, ",\"code\":", 8) && !add_text(b, v->agency_code) &&
-		  !evk_buf_add(b, ",\"name\":", 8) && !add_text(b, v->agency_name) &&
-		  !evk_buf_add(b, "},\"offender\":", 13);
-	if (ok && v->offender_id == 0)
-		ok = !evk_buf_add(b, "null", 4);
-	else if (ok)
-		ok = !evk_buf_add(b, "{\"id\":", 6) &&
-		     !evk_buf_add_u64(b, (uint64_t)v->offender_id) &&
-		     !evk_buf_add(b, ",\"name\":", 8) && !add_text(b, v->off_name) &&
-		     !evk_buf_add(b, ",\"postcode\":", 12) && !add_text(b, v->off_postcode) &&
-		     !evk_buf_addch(b, '}');
-	ok = ok && !evk_buf_add(b, ",\"case_reference\":", 18) && !add_text(b, v->reference) &&
-	     !evk_buf_add(b, ",\"offence_action_date\":", 23) && !add_text(b, v->date) &&
-	     !evk_buf_add(b, ",\"offence_fine\":", 16) && !add_number(b, v->has_fine, v->fine) &&
-	     !evk_buf_add(b, ",\"offence_costs\":", 17) &&
-	     !add_number(b, v->has_costs, v->costs) &&
-	     !evk_buf_add(b, ",\"offence_result\":", 18) && !add_text(b, v->result) &&
-	     !evk_buf_add(b, ",\"inserted_at\":", 15) && !add_text(b, v->inserted) &&
-	     !evk_buf_add(b, ",\"updated_at\":", 14) && !add_text(b, v->updated) &&
-	     !evk_buf_add(b, ",\"last_synced_at\":", 18) && !add_text(b, v->synced) &&
-	     !evk_buf_addch(b, '}');
-	if (!ok)
+	struct evk_buf vals = EVK_BUF_INIT(0);
+	case_values(&vals, v);
+	if (case_layout(b, vals.p + 1, vals.len - 1) != EVK_OK)
 		evk_die(EVK_EX_FAIL, "out of memory");
+	evk_buf_release(&vals);
 }
 
 /* Runs fn on the case id inside a CASE_SELECT; false when there is none. */
@@ -458,54 +513,77 @@ print_json(cJSON *j)
 /* ---- notifications: outbox inside the transaction, delivered after ----
  *
  * The notifications of a transaction are collected in c->batch as notes
- * and written, just before COMMIT, as one outbox row of format 3. A note
- * "ts\taction\tpast\tid\tpayload\n" stands for the event lines
- * case:{past} and case:{past}:{id}; the payload is JSON on one line, which
- * holds no raw tab or newline. Rows of format 2 (casectl 0.2) hold the
- * event lines themselves. */
-#define NOTE_FORMAT 3
+ * and written, just before COMMIT, as one outbox row of format 4. A note
+ * "ts\taction\tpast\tid\tactor\tvalues\n" stands for the event lines
+ * case:{past} and case:{past}:{id}, whose payload is built from it when
+ * they are sent: actor and the case's values (case_values) are JSON text,
+ * which holds no raw tab or newline. Without the member names a note is
+ * half the bytes the payload would be, and every byte of a batch is
+ * written to the WAL, then again by the checkpoint.
+ * Older rows stay readable: notes of format 3 (written before schema 5)
+ * carry the payload itself after the id; rows of format 2 (before
+ * schema 3) hold the event lines. */
+#define NOTE_FORMAT 4
+#define NOTE_PAYLOAD 3 /* notes whose payload follows the id */
+#define LINE_FORMAT 2
 
 /* Queues the notification of one action on case v, payload {resource,
  * action, actor, data}. */
 static void
 notify(struct ctx *c, const char *action, const char *past, const struct case_view *v)
 {
-	struct evk_buf *p = &c->payload;
 	char ts[EVK_TS_LEN + 1];
-
-	evk_buf_reset(p);
-	if (evk_buf_add(p, "{\"resource\":\"case\",\"action\":", 28) || add_text(p, action) ||
-	    evk_buf_add(p, ",\"actor\":", 9) || add_text(p, c->actor) ||
-	    evk_buf_add(p, ",\"data\":", 8))
-		evk_die(EVK_EX_FAIL, "out of memory");
-	case_write(p, v);
-	if (evk_buf_addch(p, '}'))
-		evk_die(EVK_EX_FAIL, "out of memory");
 	now_ts(ts);
 	struct evk_buf *b = &c->batch;
 	if (evk_buf_add(b, ts, EVK_TS_LEN) || evk_buf_addch(b, '\t') || evk_buf_addstr(b, action) ||
 	    evk_buf_addch(b, '\t') || evk_buf_addstr(b, past) || evk_buf_addch(b, '\t') ||
-	    evk_buf_addstr(b, v->id) || evk_buf_addch(b, '\t') || evk_buf_add(b, p->p, p->len) ||
-	    evk_buf_addch(b, '\n'))
+	    evk_buf_addstr(b, v->id) || evk_buf_addch(b, '\t') || add_text(b, c->actor))
+		evk_die(EVK_EX_FAIL, "out of memory");
+	case_values(b, v);
+	if (evk_buf_addch(b, '\n'))
 		evk_die(EVK_EX_FAIL, "out of memory");
 	c->batch_n += 2;
 }
 
-/* Calls fn on each event line (without its newline) an outbox row holds,
- * oldest first; stops at and returns fn's first error. A row that holds
- * neither lines nor notes is EVK_EPROTO with *damaged set (fn's own
- * errors leave it false). */
+/* The payload a note of format 4 stands for, from the text after its id
+ * (rest[0..n)), into out. */
 static int
-each_event(struct evk_buf *line, const char *blob, size_t len, int format, long skip,
-	   int (*fn)(void *, const char *, size_t), void *arg, bool *damaged)
+note_payload(struct evk_buf *out, const char *action, const char *rest, size_t n)
+{
+	const char *tab = memchr(rest, '\t', n);
+	int rv;
+	if (tab == NULL || tab == rest)
+		return EVK_EPROTO;
+	evk_buf_reset(out);
+	if ((rv = evk_buf_add(out, "{\"resource\":\"case\",\"action\":", 28)) != EVK_OK ||
+	    (rv = add_text(out, action)) != EVK_OK ||
+	    (rv = evk_buf_add(out, ",\"actor\":", 9)) != EVK_OK ||
+	    (rv = evk_buf_add(out, rest, (size_t)(tab - rest))) != EVK_OK ||
+	    (rv = evk_buf_add(out, ",\"data\":", 8)) != EVK_OK ||
+	    (rv = case_layout(out, tab + 1, n - (size_t)(tab + 1 - rest))) != EVK_OK)
+		return rv;
+	return evk_buf_addch(out, '}');
+}
+
+/* Calls fn on each event line (without its newline) an outbox row holds,
+ * oldest first, skipping the first skip; line and payload are scratch.
+ * Stops at and returns fn's first error. A row that holds neither lines
+ * nor notes is EVK_EPROTO with *damaged set (fn's own errors leave it
+ * false). */
+static int
+each_event(struct evk_buf *line, struct evk_buf *payload, const char *blob, size_t len,
+	   int format, long skip, int (*fn)(void *, const char *, size_t), void *arg,
+	   bool *damaged)
 {
 	*damaged = false;
+	if (format != LINE_FORMAT && format != NOTE_PAYLOAD && format != NOTE_FORMAT)
+		goto bad_row;
 	for (const char *p = blob, *end = blob + len; p < end;) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		int rv;
 		if (nl == NULL)
 			goto bad_row;
-		if (format != NOTE_FORMAT) {
+		if (format == LINE_FORMAT) {
 			if (skip > 0)
 				skip--;
 			else if ((rv = fn(arg, p, (size_t)(nl - p))) != EVK_OK)
@@ -513,7 +591,8 @@ each_event(struct evk_buf *line, const char *blob, size_t len, int format, long 
 			p = nl + 1;
 			continue;
 		}
-		/* ts, action, past, id: NUL-terminated copies; the payload rest */
+		/* ts, action, past, id: NUL-terminated copies; the payload or
+		 * the values rest */
 		char f[4][EVK_TOPIC_MAX + 1];
 		for (int i = 0; i < 4; i++) {
 			const char *tab = memchr(p, '\t', (size_t)(nl - p));
@@ -525,13 +604,22 @@ each_event(struct evk_buf *line, const char *blob, size_t len, int format, long 
 		}
 		if (strlen(f[0]) != EVK_TS_LEN)
 			goto bad_row;
+		const char *pl = p;
+		size_t pn = (size_t)(nl - p);
+		if (format == NOTE_FORMAT) {
+			if ((rv = note_payload(payload, f[1], p, pn)) == EVK_EPROTO)
+				goto bad_row;
+			if (rv != EVK_OK)
+				evk_die(EVK_EX_FAIL, "out of memory");
+			pl = payload->p;
+			pn = payload->len;
+		}
 		for (int i = 0; i < 2; i++) {
 			char topic[EVK_TOPIC_MAX + 1];
 			const char *why = NULL;
 			snprintf(topic, sizeof(topic), i ? "case:%s:%s" : "case:%s", f[2], f[3]);
 			evk_buf_reset(line);
-			if (evk_event_build_raw(line, f[0], topic, f[1], p, (size_t)(nl - p),
-						&why) != EVK_OK) {
+			if (evk_event_build_raw(line, f[0], topic, f[1], pl, pn, &why) != EVK_OK) {
 				evk_warn("cannot build a notification: %s", why ? why : "");
 				goto bad_row;
 			}
@@ -616,14 +704,14 @@ settle_round(struct ctx *c, const struct round_row *rows, long n, uint64_t acked
 		acked -= (uint64_t)rows[i++].added;
 	sqlite3_stmt *st;
 	if (i > 0) {
-		st = prepare(c, "DELETE FROM notifications WHERE id <= ?");
+		st = prepare(c, "DELETE FROM notes WHERE id <= ?");
 		sqlite3_bind_int64(st, 1, rows[i - 1].id);
 		if (sqlite3_step(st) != SQLITE_DONE)
 			db_die(c, "cannot clear the outbox");
 		done(st);
 	}
 	if (i < n && acked > 0) {
-		st = prepare(c, "UPDATE notifications SET sent = ? WHERE id = ?");
+		st = prepare(c, "UPDATE notes SET sent = ? WHERE id = ?");
 		sqlite3_bind_int64(st, 1, rows[i].sent + (sqlite3_int64)acked);
 		sqlite3_bind_int64(st, 2, rows[i].id);
 		if (sqlite3_step(st) != SQLITE_DONE)
@@ -652,7 +740,7 @@ outbox_flush(struct ctx *c, bool quiet)
 	while (more) {
 		begin(c);
 		sqlite3_stmt *st =
-			prepare(c, "SELECT id, lines, format, sent FROM notifications ORDER BY id");
+			prepare(c, "SELECT id, lines, format, sent FROM notes ORDER BY id");
 		uint64_t acked0 = pub ? evk_pub_acked(pub) : 0;
 		long n = 0;
 		int rc;
@@ -668,7 +756,7 @@ outbox_flush(struct ctx *c, bool quiet)
 			bool bad;
 			r->id = sqlite3_column_int64(st, 0);
 			r->sent = (long)sqlite3_column_int64(st, 3);
-			int rv = each_event(&c->line, sqlite3_column_blob(st, 1),
+			int rv = each_event(&c->line, &c->payload, sqlite3_column_blob(st, 1),
 					    (size_t)sqlite3_column_bytes(st, 1),
 					    sqlite3_column_int(st, 2), r->sent, count_line, &k, &bad);
 			r->added = k.added;
@@ -697,14 +785,14 @@ outbox_flush(struct ctx *c, bool quiet)
 	}
 	free(rows);
 	evk_pub_close(pub);
-	sqlite3_stmt *st = prepare(c, "SELECT coalesce(sum(count - sent), 0) FROM notifications");
+	sqlite3_stmt *st = prepare(c, "SELECT coalesce(sum(count - sent), 0) FROM notes");
 	if (sqlite3_step(st) == SQLITE_ROW)
 		pending = (long)sqlite3_column_int64(st, 0);
 	done(st);
 	c->damaged_row = damaged;
 	if (damaged)
 		evk_warn("outbox row %lld is damaged (neither event lines nor notes): it and "
-			 "the %ld notifications from it on stay in table notifications of '%s'",
+			 "the %ld notifications from it on stay in table notes of '%s'",
 			 (long long)damaged, pending, c->db_path);
 	else if (pending > 0 && !quiet)
 		evk_warn("hub at '%s' unavailable: %ld notifications kept in the outbox "
@@ -731,7 +819,7 @@ struct sender {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	struct evk_pub *pub;
-	struct evk_buf notes, line;
+	struct evk_buf notes, line, payload;
 	bool busy, stop;
 	int rv;
 	uint64_t acked; /* lines of the last batch the hub acknowledged */
@@ -751,7 +839,7 @@ sender_run(void *arg)
 		pthread_mutex_unlock(&s->mu);
 		bool bad;
 		uint64_t acked0 = evk_pub_acked(s->pub);
-		int rv = each_event(&s->line, s->notes.p, s->notes.len, NOTE_FORMAT, 0,
+		int rv = each_event(&s->line, &s->payload, s->notes.p, s->notes.len, NOTE_FORMAT, 0,
 				    publish_line, s->pub, &bad);
 		int synced = evk_pub_sync(s->pub); /* also counts what did go */
 		if (rv == EVK_OK)
@@ -797,6 +885,7 @@ live_stop(struct ctx *c)
 	evk_pub_close(s->pub);
 	evk_buf_release(&s->notes);
 	evk_buf_release(&s->line);
+	evk_buf_release(&s->payload);
 	pthread_cond_destroy(&s->cv);
 	pthread_mutex_destroy(&s->mu);
 	free(s);
@@ -813,6 +902,7 @@ live_start(struct ctx *c)
 		return;
 	s->notes = (struct evk_buf)EVK_BUF_INIT(0);
 	s->line = (struct evk_buf)EVK_BUF_INIT(0);
+	s->payload = (struct evk_buf)EVK_BUF_INIT(0);
 	if (pthread_mutex_init(&s->mu, NULL) != 0) {
 		free(s);
 		return;
@@ -842,7 +932,7 @@ live_send(struct ctx *c, sqlite3_int64 row)
 {
 	struct sender *s = c->sender;
 	sqlite3_stmt *st = prepare(
-		c, "SELECT count(*), min(id), max(sent) FROM notifications WHERE id <= ?");
+		c, "SELECT count(*), min(id), max(sent) FROM notes WHERE id <= ?");
 	sqlite3_bind_int64(st, 1, row);
 	/* Untouched, too: a flush in between may have sent part of it. */
 	bool ours = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) == 1 &&
@@ -890,7 +980,7 @@ commit(struct ctx *c, bool more)
 	sqlite3_int64 row = 0;
 	if (c->batch_n > 0) {
 		sqlite3_stmt *st =
-			prepare(c, "INSERT INTO notifications (count, lines, format) VALUES (?, ?, ?)");
+			prepare(c, "INSERT INTO notes (count, lines, format) VALUES (?, ?, ?)");
 		sqlite3_bind_int64(st, 1, c->batch_n);
 		sqlite3_bind_int(st, 3, NOTE_FORMAT);
 		if (sqlite3_bind_blob64(st, 2, c->batch.p, c->batch.len, SQLITE_STATIC) !=
@@ -1517,10 +1607,10 @@ cmd_outbox(struct ctx *c, int argc, char **argv)
 	if (strcmp(argv[0], "list") == 0) {
 		require(c, ROLE_VIEWER, "read the outbox");
 		sqlite3_stmt *st = prepare(
-			c, "SELECT id, lines, format, sent FROM notifications ORDER BY id");
+			c, "SELECT id, lines, format, sent FROM notes ORDER BY id");
 		bool bad;
 		while (sqlite3_step(st) == SQLITE_ROW)
-			if (each_event(&c->line, sqlite3_column_blob(st, 1),
+			if (each_event(&c->line, &c->payload, sqlite3_column_blob(st, 1),
 				       (size_t)sqlite3_column_bytes(st, 1), sqlite3_column_int(st, 2),
 				       (long)sqlite3_column_int64(st, 3), print_line, NULL,
 				       &bad) != EVK_OK)
@@ -1751,6 +1841,12 @@ main(int argc, char **argv)
 	const char *why;
 
 	evk_set_progname(argv[0]);
+	/* An ingest parses each input line into some 20 small cJSON blocks
+	 * and frees them again: they are reused instead of going back to
+	 * malloc. cJSON is used on this thread only (the sender and the
+	 * checkpointer threads never call it). */
+	evk_jsonmem_install();
+	atexit(evk_jsonmem_release);
 	default_actor(&c);
 	parse_opts(&c, &x, argc, argv, "+n:h");
 	if (optind >= argc) {

@@ -2,6 +2,8 @@
 
 #include "evkit/err.h"
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,6 +46,22 @@ evk_buf_addstr(struct evk_buf *b, const char *s)
 	return evk_buf_add(b, s, strlen(s));
 }
 
+/* Whether any of the 8 bytes of w must be escaped in a JSON string: a
+ * control byte (below 0x20), '"', '\\' or DEL. Each test is the classic
+ * "has a byte below n" on w or on w with the wanted byte turned to 0;
+ * it is exact for "any" (a borrow only marks bytes above a true hit), and
+ * bytes from 0x80 up (UTF-8) never count, as ~w masks them. */
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+
+static inline bool
+word_needs_escape(uint64_t w)
+{
+	uint64_t t = (w - ONES * 0x20) | ((w ^ ONES * '"') - ONES) |
+		     ((w ^ ONES * '\\') - ONES) | ((w ^ ONES * 0x7f) - ONES);
+	return (t & ~w & HIGHS) != 0;
+}
+
 int
 evk_buf_add_json_string(struct evk_buf *b, const char *s, size_t n)
 {
@@ -54,6 +72,13 @@ evk_buf_add_json_string(struct evk_buf *b, const char *s, size_t n)
 		return rv;
 	b->p[b->len++] = '"';
 	for (size_t i = 0; i < n; i++) {
+		/* Most text needs no escape: skip it a word at a time, then
+		 * look at bytes one by one from the word that has a hit. */
+		uint64_t w;
+		while (i + 8 <= n && (memcpy(&w, s + i, 8), !word_needs_escape(w)))
+			i += 8;
+		if (i == n)
+			break;
 		unsigned char c = (unsigned char)s[i];
 		char esc[7];
 		size_t elen = 2;

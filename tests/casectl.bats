@@ -51,6 +51,18 @@ $stored"
 	[ "$(jq -r '.agency.code + " " + .offender.name' <<<"$stored")" = "hse Acme Ltd" ]
 }
 
+@test "a case without offender, fine or date is announced as stored, nulls and escapes included" {
+	listen 2
+	run -0 cc create '{"agency":"hse","case_reference":"N\t1 \"q\" \\ \u00e9","offence_result":"line\nbreak"}'
+	local stored
+	stored=$(jq -c . <<<"$output")
+	[ "$(jq -c '[.offender, .offence_fine, .offence_action_date, .last_synced_at]' <<<"$stored")" = '[null,null,null,null]' ]
+	wait "$LISTENER"
+	run jq -c '.payload.data' "$BATS_TEST_TMPDIR/events"
+	assert_output "$stored
+$stored"
+}
+
 @test "casectl create refuses a reference its agency has, alone or among new ones, and announces only what it made" {
 	run -0 cc create '{"agency":"hse","case_reference":"D1","offence_fine":1}'
 	local id
@@ -133,7 +145,7 @@ $stored"
 	for r in F1 F2 F3; do
 		cc create "{\"agency\":\"ea\",\"case_reference\":\"$r\"}" >/dev/null 2>&1
 	done
-	sqlite3 "$DB" "UPDATE notifications SET lines = CAST('not a note' AS BLOB) WHERE id = (SELECT min(id) + 1 FROM notifications)"
+	sqlite3 "$DB" "UPDATE notes SET lines = CAST('not a note' AS BLOB) WHERE id = (SELECT min(id) + 1 FROM notes)"
 	start_hub
 	run -65 --separate-stderr cc outbox flush
 	[[ $stderr == *"outbox row "*" is damaged"*"the 4 notifications from it on stay"* ]]
@@ -149,12 +161,12 @@ $stored"
 	stop_hub
 	cases 3 1 | cc ingest 2>/dev/null
 	# One row of three notes; the first stays whole, the rest is damage.
-	sqlite3 "$DB" "UPDATE notifications SET lines = CAST(substr(lines, 1, instr(lines, char(10))) || 'damage' AS BLOB)"
+	sqlite3 "$DB" "UPDATE notes SET lines = CAST(substr(lines, 1, instr(lines, char(10))) || 'damage' AS BLOB)"
 	start_hub
 	run -65 --separate-stderr cc outbox flush
 	[[ $stderr == *"the 4 notifications from it on stay"* ]]
 	[ "$(hub_status_field head_seq)" -eq 2 ]
-	[ "$(sqlite3 "$DB" 'SELECT sent FROM notifications')" -eq 2 ]
+	[ "$(sqlite3 "$DB" 'SELECT sent FROM notes')" -eq 2 ]
 	# The next round starts after the two lines the hub has.
 	run -65 --separate-stderr cc outbox flush
 	[ "$(hub_status_field head_seq)" -eq 2 ]
@@ -262,7 +274,7 @@ head_at_least() { [ "$(hub_status_field head_seq 2>/dev/null || echo 0)" -ge "$1
 		PRAGMA user_version = 1;
 	SQL
 	run -0 casectl --db "$old" list
-	[ "$(sqlite3 "$old" 'PRAGMA user_version')" -eq 4 ]
+	[ "$(sqlite3 "$old" 'PRAGMA user_version')" -eq 5 ]
 	run -0 evsub --since 0 -n 4 -W 10 -o tsv 'case:**'
 	run cut -f2,3 <<<"$output"
 	[ "${lines[0]}" = "case:created	create" ] && [ "${lines[1]}" = "case:created:c-1	create" ]
@@ -270,6 +282,25 @@ head_at_least() { [ "$(hub_status_field head_seq 2>/dev/null || echo 0)" -ge "$1
 	run -0 evsub --since 0 -n 1 -W 10 'case:created'
 	[ "$(jq -c '[.ts, .payload.data.id]' <<<"$output")" = '["2026-01-02T03:04:05.000006Z","c-1"]' ]
 	[ "$(casectl --db "$old" outbox list | wc -l)" -eq 0 ]
+}
+
+@test "notifications an earlier casectl left as payload notes (format 3) still go out as they were" {
+	stop_hub
+	# The database as casectl wrote it before schema 5, one note pending.
+	sqlite3 "$DB" <<-'SQL'
+		ALTER TABLE notes RENAME TO notifications;
+		PRAGMA user_version = 4;
+		INSERT INTO notifications (count, lines, format) VALUES (2, CAST(
+		  '2026-01-02T03:04:05.000006Z' || char(9) || 'create' || char(9) || 'created' || char(9) || 'c-3' || char(9) ||
+		  '{"resource":"case","action":"create","actor":"ann","data":{"id":"c-3","x":[1,2]}}' || char(10) AS BLOB), 3);
+	SQL
+	start_hub
+	run -0 cc list
+	[ "$(sqlite3 "$DB" 'PRAGMA user_version')" -eq 5 ]
+	run -0 evsub --since 0 -n 2 -W 10 'case:**'
+	[ "$(jq -c '[.topic, .ts, .payload.data]' <<<"$output" | paste -sd' ')" = \
+		'["case:created","2026-01-02T03:04:05.000006Z",{"id":"c-3","x":[1,2]}] ["case:created:c-3","2026-01-02T03:04:05.000006Z",{"id":"c-3","x":[1,2]}]' ]
+	[ "$(sqlite3 "$DB" 'SELECT count(*) FROM notes')" -eq 0 ]
 }
 
 @test "hostile values are stored and returned byte for byte; over-long fields are refused clearly" {

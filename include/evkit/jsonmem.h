@@ -1,5 +1,5 @@
 /* A cache of freed small blocks for cJSON, for programs whose cJSON use
- * is all on one thread (widgetd, the fold bench).
+ * is all on one thread (widgetd, casectl, the fold bench).
  *
  * Folding one event parses its payload into some 25 small cJSON nodes and
  * strings and frees them again; glibc's malloc and free were a third of

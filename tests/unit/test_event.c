@@ -75,6 +75,29 @@ static const struct {
 	{ "2026-11-22T22:01:02", NULL },
 };
 
+/* JSON string escaping the plain way, one byte at a time: the reference
+ * evk_buf_add_json_string's word-at-a-time skip must agree with. */
+static void
+escape_bytewise(struct evk_buf *b, const char *s, size_t n)
+{
+	evk_buf_reset(b);
+	evk_buf_addch(b, '"');
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		char e[8];
+		if (c == '"' || c == '\\')
+			snprintf(e, sizeof(e), "\\%c", c);
+		else if (c == '\n' || c == '\r' || c == '\t')
+			snprintf(e, sizeof(e), "\\%c", c == '\n' ? 'n' : c == '\r' ? 'r' : 't');
+		else if (c < 0x20 || c == 0x7f)
+			snprintf(e, sizeof(e), "\\u%04x", c);
+		else
+			snprintf(e, sizeof(e), "%c", c);
+		evk_buf_addstr(b, e);
+	}
+	evk_buf_addch(b, '"');
+}
+
 int
 main(void)
 {
@@ -186,6 +209,39 @@ main(void)
 			      strcmp(out.p, js[i].want) == 0 && out.len == strlen(js[i].want),
 		      "json string %zu: got %s, want %s", i, out.p, js[i].want);
 	}
+	/* The word-at-a-time skip agrees with a byte-by-byte escape: every
+	 * byte value at every place of strings around a word's length, then
+	 * random strings rich in bytes that must be escaped. */
+	struct evk_buf want = EVK_BUF_INIT(0);
+	char text[40];
+	int differ = 0;
+	for (size_t n = 1; n <= 20; n++)
+		for (size_t at = 0; at < n; at++)
+			for (int v = 0; v < 256; v++) {
+				memset(text, 'a' + (int)(n % 26), n);
+				text[at] = (char)v;
+				evk_buf_reset(&out);
+				escape_bytewise(&want, text, n);
+				if (evk_buf_add_json_string(&out, text, n) != EVK_OK ||
+				    out.len != want.len || memcmp(out.p, want.p, out.len) != 0)
+					differ++;
+			}
+	static const char mix[] = { '"', '\\', '\n', '\t', 0, 0x1f, 0x20, 0x7f, (char)0x80, (char)0xff,
+				    'x', 'y', 'z', ' ' };
+	unsigned seed = 12345;
+	for (int k = 0; k < 20000; k++) {
+		size_t n = (seed = seed * 1103515245u + 12345u) >> 16 & 31;
+		for (size_t i = 0; i < n; i++)
+			text[i] = mix[((seed = seed * 1103515245u + 12345u) >> 16) % sizeof(mix)];
+		evk_buf_reset(&out);
+		escape_bytewise(&want, text, n);
+		if (evk_buf_add_json_string(&out, text, n) != EVK_OK || out.len != want.len ||
+		    memcmp(out.p, want.p, out.len) != 0)
+			differ++;
+	}
+	CHECK(differ == 0, "json string: %d inputs escaped unlike the byte-by-byte reference", differ);
+	evk_buf_release(&want);
+
 	struct evk_buf small = EVK_BUF_INIT(8);
 	CHECK(evk_buf_add_json_string(&small, "abc\"", 4) == EVK_OK &&
 		      strcmp(small.p, "\"abc\\\"\"") == 0,
