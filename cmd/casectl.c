@@ -31,7 +31,9 @@
 
 #define FIELD_MAX (1024 * 1024)       /* bytes in one text field */
 #define LINE_MAX_DEFAULT (4u << 20)   /* one input line */
-#define INGEST_TXN 1000               /* cases per ingest transaction */
+#define INGEST_TXN 5000               /* cases per ingest transaction (--batch) */
+#define INGEST_TXN_MAX 1000000
+#define INGEST_IDLE_MS 50             /* input paused this long: commit what came */
 #define OUTBOX_CHUNK 4096             /* notifications per delivery round */
 #define BATCH_BYTES (8u << 20)        /* ingest commits past this much to announce */
 #define AGENCY_CACHE 64               /* agencies a process remembers */
@@ -46,6 +48,7 @@ struct ctx {
 	char actor[256];
 	enum role role;
 	size_t max_line;
+	long txn_cases; /* cases per ingest transaction (--batch) */
 	bool strict;
 	/* list/watch filters */
 	const char *agency, *offender, *since, *sort;
@@ -103,7 +106,9 @@ usage(FILE *out, int status)
 		"  update ID JSON              change fields of a case\n"
 		"  sync ID                     mark a case synced\n"
 		"  destroy ID                  delete a case (admin)\n"
-		"  ingest [--strict]           upsert JSON lines by (agency, case_reference)\n"
+		"  ingest [--strict] [--batch N]\n"
+		"                              upsert JSON lines by (agency, case_reference),\n"
+		"                              N per transaction (default 5000)\n"
 		"  outbox list|flush           notifications not yet delivered\n"
 		"  watch [filters] [--refetch-window MS] [-n N]\n"
 		"                              print the list as one JSON array, again\n"
@@ -1333,6 +1338,12 @@ read_cases(struct ctx *c, enum upsert mode, long *created, long *synced, long *b
 	if (evk_lines_init(&r, STDIN_FILENO, c->max_line) != EVK_OK)
 		evk_die(EVK_EX_FAIL, "out of memory");
 	for (;;) {
+		/* A producer that pauses (a scraper between pages) sees what it
+		 * sent committed and announced then, not a batch later. */
+		if (c->in_txn && evk_lines_wait(&r, INGEST_IDLE_MS) == 0) {
+			commit(c, false);
+			n_txn = 0;
+		}
 		int s = evk_lines_next(&r, &text, &len);
 		if (s == EVK_LINE_EOF)
 			break;
@@ -1384,7 +1395,7 @@ read_cases(struct ctx *c, enum upsert mode, long *created, long *synced, long *b
 			if (c->strict)
 				break;
 		}
-		if (c->in_txn && (n_txn >= INGEST_TXN || c->batch.len >= BATCH_BYTES)) {
+		if (c->in_txn && (n_txn >= c->txn_cases || c->batch.len >= BATCH_BYTES)) {
 			commit(c, true);
 			n_txn = 0;
 		}
@@ -1777,6 +1788,7 @@ static const struct option longopts[] = {
 	{ "count", required_argument, NULL, 'n' },
 	{ "strict", no_argument, NULL, 'T' },
 	{ "max-line", required_argument, NULL, 'm' },
+	{ "batch", required_argument, NULL, 'B' },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ 0 },
@@ -1812,6 +1824,7 @@ parse_opts(struct ctx *c, struct extra *x, int argc, char **argv, const char *sp
 		case 'w':
 		case 'n':
 		case 'm':
+		case 'B':
 			errno = 0;
 			v = strtoll(optarg, &end, 10);
 			if (*optarg == '\0' || *end || errno || v <= 0)
@@ -1822,6 +1835,11 @@ parse_opts(struct ctx *c, struct extra *x, int argc, char **argv, const char *sp
 				c->refetch_ms = v;
 			else if (ch == 'n')
 				c->count = (long)v;
+			else if (ch == 'B' && v > INGEST_TXN_MAX)
+				evk_die(EVK_EX_USAGE, "--batch: at most %d cases per transaction",
+					INGEST_TXN_MAX);
+			else if (ch == 'B')
+				c->txn_cases = (long)v;
 			else
 				c->max_line = (size_t)v;
 			break;
@@ -1836,7 +1854,8 @@ parse_opts(struct ctx *c, struct extra *x, int argc, char **argv, const char *sp
 int
 main(int argc, char **argv)
 {
-	struct ctx c = { .limit = 100, .refetch_ms = 5000, .max_line = LINE_MAX_DEFAULT };
+	struct ctx c = { .limit = 100, .refetch_ms = 5000, .max_line = LINE_MAX_DEFAULT,
+			 .txn_cases = INGEST_TXN };
 	struct extra x = { 0 };
 	const char *why;
 

@@ -26,14 +26,14 @@ _casectl() {
 		return
 		;;
 	--bus | --actor | --admin | --agency | --offender | --since | --limit | \
-		--refetch-window | -n | --count | --max-line)
+		--refetch-window | -n | --count | --max-line | --batch)
 		return
 		;;
 	esac
 	if [[ $cur == -* ]]; then
 		COMPREPLY=($(compgen -W '--db --bus --actor --admin --role --agency
 			--offender --since --sort --limit --refetch-window --count --strict
-			--max-line --help --version' -- "$cur"))
+			--max-line --batch --help --version' -- "$cur"))
 	elif [[ -z $cmd ]]; then
 		COMPREPLY=($(compgen -W 'init user create get list update sync destroy
 			ingest outbox watch' -- "$cur"))

@@ -180,15 +180,15 @@ $stored"
 }
 
 @test "four concurrent ingests over overlapping references store each case exactly once" {
-	# 2500 cases each, more than one ingest transaction, so the
-	# processes deliver batches while the others write and flush.
+	# 2500 cases each, 1000 per ingest transaction, so the processes
+	# deliver batches while the others write and flush.
 	cases 2500 1 >"$BATS_TEST_TMPDIR/a"
 	cases 2500 1001 >"$BATS_TEST_TMPDIR/b"
 	cases 2500 2001 >"$BATS_TEST_TMPDIR/c"
 	cases 2500 501 >"$BATS_TEST_TMPDIR/d"
 	local p pids=()
 	for p in a b c d; do
-		cc --actor ed ingest <"$BATS_TEST_TMPDIR/$p" 2>"$BATS_TEST_TMPDIR/$p.err" &
+		cc --actor ed ingest --batch 1000 <"$BATS_TEST_TMPDIR/$p" 2>"$BATS_TEST_TMPDIR/$p.err" &
 		pids+=($!)
 	done
 	for p in "${pids[@]}"; do wait "$p"; done
@@ -221,19 +221,42 @@ $stored"
 # head_at_least N — true once the hub has stored N events.
 head_at_least() { [ "$(hub_status_field head_seq 2>/dev/null || echo 0)" -ge "$1" ]; }
 
-@test "a hub lost in the middle of an ingest loses no notification: the rest wait in the outbox" {
+# ingest_from_fifo — starts `cc ingest` (pid INGEST, stderr in err) on a
+# fifo whose writing end stays open on fd 7 until the test closes it.
+ingest_from_fifo() {
 	mkfifo "$BATS_TEST_TMPDIR/in"
 	cc ingest <"$BATS_TEST_TMPDIR/in" 2>"$BATS_TEST_TMPDIR/err" &
-	local ingest=$!
-	BG_PIDS+=("$ingest")
+	INGEST=$!
+	BG_PIDS+=("$INGEST")
 	exec 7>"$BATS_TEST_TMPDIR/in"
+}
+
+@test "an ingest commits and announces what came when its input pauses, without waiting for a full batch" {
+	ingest_from_fifo
+	cases 3 1 >&7
+	# The producer is still there (the fifo is open), yet all three are in.
+	wait_for head_at_least 6
+	[ "$(cc list | wc -l)" -eq 3 ]
+	cases 2 4 >&7
+	wait_for head_at_least 10
+	exec 7>&-
+	wait "$INGEST"
+	grep -q 'ingested 5: 5 created' "$BATS_TEST_TMPDIR/err"
+	[ "$(cc outbox list | wc -l)" -eq 0 ]
+	run -2 --separate-stderr cc ingest --batch 0 </dev/null
+	run -2 --separate-stderr cc ingest --batch 1000001 </dev/null
+	[[ $stderr == *"at most 1000000"* ]]
+}
+
+@test "a hub lost in the middle of an ingest loses no notification: the rest wait in the outbox" {
+	ingest_from_fifo
 	# The first batches go out as they commit; then the hub goes away.
 	cases 1500 1 >&7
 	wait_for head_at_least 2000
 	stop_hub
 	cases 1500 1501 >&7
 	exec 7>&-
-	wait "$ingest"
+	wait "$INGEST"
 	grep -q 'ingested 3000: 3000 created' "$BATS_TEST_TMPDIR/err"
 	grep -q 'kept in the outbox' "$BATS_TEST_TMPDIR/err"
 	[ "$(cc list --limit 5000 | wc -l)" -eq 3000 ]
