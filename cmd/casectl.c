@@ -34,6 +34,8 @@
 #define INGEST_TXN 5000               /* cases per ingest transaction (--batch) */
 #define INGEST_TXN_MAX 1000000
 #define INGEST_IDLE_MS 50             /* input paused this long: commit what came */
+#define PROGRESS_AFTER_MS 1000        /* an input this long gets a progress line */
+#define PROGRESS_EVERY_MS 250         /* ... redrawn at most this often */
 #define OUTBOX_CHUNK 4096             /* notifications per delivery round */
 #define BATCH_BYTES (8u << 20)        /* ingest commits past this much to announce */
 #define AGENCY_CACHE 64               /* agencies a process remembers */
@@ -49,6 +51,7 @@ struct ctx {
 	enum role role;
 	size_t max_line;
 	long txn_cases; /* cases per ingest transaction (--batch) */
+	int interrupted; /* the signal that stopped reading the input, or 0 */
 	bool strict;
 	/* list/watch filters */
 	const char *agency, *offender, *since, *sort;
@@ -84,8 +87,7 @@ static volatile sig_atomic_t stopping;
 static void
 on_signal(int sig)
 {
-	(void)sig;
-	stopping = 1;
+	stopping = sig;
 }
 
 static void
@@ -123,7 +125,7 @@ usage(FILE *out, int status)
 		"  -h, --help, --version\n"
 		"\n"
 		"Exit: 0 ok, 1 no such case, 2 usage, 65 bad input, 69 database\n"
-		"unavailable, 77 not allowed.\n");
+		"unavailable, 77 not allowed, 130/143 input stopped by SIGINT/SIGTERM.\n");
 	exit(status);
 }
 
@@ -1018,11 +1020,11 @@ struct input {
 	bool has_offender, has_date, has_result;
 };
 
+/* A text field of the input, the member v (or NULL when absent): *out is
+ * its text, NULL when absent or null; *has (if given) whether it came. */
 static bool
-text_field(const cJSON *o, const char *name, const char **out, bool *has, char *why,
-	   size_t wl)
+text_value(const cJSON *v, const char *name, const char **out, bool *has, char *why, size_t wl)
 {
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
 	if (v == NULL || cJSON_IsNull(v)) {
 		*out = NULL;
 		if (has)
@@ -1043,13 +1045,25 @@ text_field(const cJSON *o, const char *name, const char **out, bool *has, char *
 	return true;
 }
 
-/* Validates one input case. Unknown fields are refused, as evpub does. */
+static bool
+text_field(const cJSON *o, const char *name, const char **out, bool *has, char *why,
+	   size_t wl)
+{
+	return text_value(cJSON_GetObjectItemCaseSensitive(o, name), name, out, has, why, wl);
+}
+
+/* The fields of an input case, each found in the one walk that checks
+ * them (the first of a name counts, as with cJSON_GetObjectItemCaseSensitive). */
+enum field { F_AGENCY, F_REFERENCE, F_OFFENDER, F_DATE, F_FINE, F_COSTS, F_RESULT, F_COUNT };
+static const char *const field_names[F_COUNT] = {
+	"agency", "case_reference", "offender", "offence_action_date",
+	"offence_fine", "offence_costs", "offence_result",
+};
+
 static bool
 parse_input(const cJSON *o, struct input *in, bool partial, char *why, size_t wl)
 {
-	static const char *const known[] = { "agency", "case_reference", "offender",
-					     "offence_action_date", "offence_fine",
-					     "offence_costs", "offence_result", NULL };
+	const cJSON *f[F_COUNT] = { 0 };
 	memset(in, 0, sizeof(*in));
 	if (!cJSON_IsObject(o)) {
 		snprintf(why, wl, "a case is a JSON object");
@@ -1057,17 +1071,19 @@ parse_input(const cJSON *o, struct input *in, bool partial, char *why, size_t wl
 	}
 	for (const cJSON *m = o->child; m; m = m->next) {
 		int k = 0;
-		while (known[k] && strcmp(known[k], m->string) != 0)
+		while (k < F_COUNT && strcmp(field_names[k], m->string) != 0)
 			k++;
-		if (known[k] == NULL) {
+		if (k == F_COUNT) {
 			snprintf(why, wl, "unknown field '%.64s'", m->string);
 			return false;
 		}
+		if (f[k] == NULL)
+			f[k] = m;
 	}
-	if (!text_field(o, "agency", &in->agency, NULL, why, wl) ||
-	    !text_field(o, "case_reference", &in->reference, NULL, why, wl) ||
-	    !text_field(o, "offence_action_date", &in->date, &in->has_date, why, wl) ||
-	    !text_field(o, "offence_result", &in->result, &in->has_result, why, wl))
+	if (!text_value(f[F_AGENCY], field_names[F_AGENCY], &in->agency, NULL, why, wl) ||
+	    !text_value(f[F_REFERENCE], field_names[F_REFERENCE], &in->reference, NULL, why, wl) ||
+	    !text_value(f[F_DATE], field_names[F_DATE], &in->date, &in->has_date, why, wl) ||
+	    !text_value(f[F_RESULT], field_names[F_RESULT], &in->result, &in->has_result, why, wl))
 		return false;
 	if (!partial && (in->agency == NULL || in->reference == NULL || !*in->agency ||
 			 !*in->reference)) {
@@ -1078,7 +1094,7 @@ parse_input(const cJSON *o, struct input *in, bool partial, char *why, size_t wl
 		snprintf(why, wl, "'agency' and 'case_reference' cannot change");
 		return false;
 	}
-	const cJSON *off = cJSON_GetObjectItemCaseSensitive(o, "offender");
+	const cJSON *off = f[F_OFFENDER];
 	if (off && !cJSON_IsNull(off)) {
 		if (!cJSON_IsObject(off) ||
 		    !text_field(off, "name", &in->off_name, NULL, why, wl) ||
@@ -1090,17 +1106,16 @@ parse_input(const cJSON *o, struct input *in, bool partial, char *why, size_t wl
 		}
 		in->has_offender = true;
 	}
-	static const char *const money[2] = { "offence_fine", "offence_costs" };
-	for (int i = 0; i < 2; i++) {
-		const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, money[i]);
+	for (int i = F_FINE; i <= F_COSTS; i++) {
+		const cJSON *v = f[i];
 		if (v == NULL || cJSON_IsNull(v))
 			continue;
 		if (!cJSON_IsNumber(v) || v->valuedouble < 0) {
-			snprintf(why, wl, "'%s' must be a number, not negative", money[i]);
+			snprintf(why, wl, "'%s' must be a number, not negative", field_names[i]);
 			return false;
 		}
-		*(i ? &in->costs : &in->fine) = v->valuedouble;
-		*(i ? &in->has_costs : &in->has_fine) = true;
+		*(i == F_COSTS ? &in->costs : &in->fine) = v->valuedouble;
+		*(i == F_COSTS ? &in->has_costs : &in->has_fine) = true;
 	}
 	return true;
 }
@@ -1327,6 +1342,33 @@ announce(struct ctx *c, const char *id, const char *action, const char *past, bo
 
 enum upsert { UP_CREATE_ONLY, UP_INGEST };
 
+/* The progress line of a long ingest on a terminal: lines read and what
+ * became of them, redrawn in place; cleared before any other message. */
+struct progress {
+	bool tty, shown;
+	long long start, next;
+};
+
+static void
+progress_clear(struct progress *pg)
+{
+	if (pg->shown)
+		fputs("\r\033[K", stderr);
+	pg->shown = false;
+}
+
+static void
+progress_draw(struct progress *pg, unsigned long lines, long created, long synced, long bad)
+{
+	long long now = evk_mono_ms();
+	if (!pg->tty || now < pg->next)
+		return;
+	pg->next = now + PROGRESS_EVERY_MS;
+	fprintf(stderr, "\r\033[Kcasectl: %lu lines: %ld created, %ld synced, %ld rejected",
+		lines, created, synced, bad);
+	pg->shown = true;
+}
+
 static int
 read_cases(struct ctx *c, enum upsert mode, long *created, long *synced, long *bad)
 {
@@ -1334,21 +1376,34 @@ read_cases(struct ctx *c, enum upsert mode, long *created, long *synced, long *b
 	char *text, why[512];
 	size_t len;
 	int n_txn = 0;
+	struct progress pg = { .tty = mode == UP_INGEST && isatty(STDERR_FILENO) == 1,
+			       .start = evk_mono_ms() };
 
+	pg.next = pg.start + PROGRESS_AFTER_MS;
 	if (evk_lines_init(&r, STDIN_FILENO, c->max_line) != EVK_OK)
 		evk_die(EVK_EX_FAIL, "out of memory");
-	for (;;) {
+	while (!stopping) {
 		/* A producer that pauses (a scraper between pages) sees what it
-		 * sent committed and announced then, not a batch later. */
-		if (c->in_txn && evk_lines_wait(&r, INGEST_IDLE_MS) == 0) {
-			commit(c, false);
-			n_txn = 0;
+		 * sent committed and announced then, not a batch later. While
+		 * waiting, the progress line stays current and a signal (which
+		 * cuts the wait short) stops the reading. */
+		if (!evk_lines_ready(&r)) {
+			if (evk_lines_wait(&r, c->in_txn ? INGEST_IDLE_MS : PROGRESS_EVERY_MS) == 0) {
+				if (c->in_txn) {
+					commit(c, false);
+					n_txn = 0;
+				}
+				progress_draw(&pg, r.lineno, *created, *synced, *bad);
+				continue;
+			}
 		}
 		int s = evk_lines_next(&r, &text, &len);
 		if (s == EVK_LINE_EOF)
 			break;
 		if (s == EVK_LINE_ERR)
 			evk_die(EVK_EX_IOERR, "stdin: read error: %s", strerror(errno));
+		if ((r.lineno & 255) == 0)
+			progress_draw(&pg, r.lineno, *created, *synced, *bad);
 		if (s == EVK_LINE_OK && len == 0)
 			continue;
 		why[0] = '\0';
@@ -1390,6 +1445,7 @@ read_cases(struct ctx *c, enum upsert mode, long *created, long *synced, long *b
 		}
 		cJSON_Delete(o);
 		if (why[0]) {
+			progress_clear(&pg);
 			evk_warn("stdin:%lu: %s", r.lineno, why);
 			(*bad)++;
 			if (c->strict)
@@ -1400,6 +1456,9 @@ read_cases(struct ctx *c, enum upsert mode, long *created, long *synced, long *b
 			n_txn = 0;
 		}
 	}
+	progress_clear(&pg);
+	if (stopping && !r.eof)
+		c->interrupted = stopping;
 	if (c->in_txn)
 		commit(c, false);
 	evk_lines_release(&r);
@@ -1458,7 +1517,7 @@ cmd_create(struct ctx *c, int argc, char **argv)
 	}
 	fflush(stdout);
 	outbox_flush(c, false);
-	return bad ? EVK_EX_DATAERR : 0;
+	return c->interrupted ? 128 + c->interrupted : bad ? EVK_EX_DATAERR : 0;
 }
 
 static int
@@ -1470,10 +1529,11 @@ cmd_ingest(struct ctx *c, int argc, char **argv)
 	if (argc > 0)
 		usage(stderr, EVK_EX_USAGE);
 	ingest(c, UP_INGEST, &created, &synced, &bad);
-	fprintf(stderr, "casectl: ingested %ld: %ld created, %ld synced, %ld rejected\n",
-		created + synced, created, synced, bad);
+	fprintf(stderr, "casectl: ingested %ld: %ld created, %ld synced, %ld rejected%s\n",
+		created + synced, created, synced, bad,
+		c->interrupted ? " (interrupted: the rest of the input was not read)" : "");
 	outbox_flush(c, false);
-	return bad ? EVK_EX_DATAERR : 0;
+	return c->interrupted ? 128 + c->interrupted : bad ? EVK_EX_DATAERR : 0;
 }
 
 static int

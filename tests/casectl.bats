@@ -10,7 +10,10 @@ setup() {
 	casectl --db "$DB" user add ed --role editor
 	casectl --db "$DB" user add vic --role viewer
 }
-teardown() { stop_all; }
+teardown() {
+	[[ -n ${TMUX_SESSION:-} ]] && tmux kill-session -t "$TMUX_SESSION" 2>/dev/null
+	stop_all
+}
 
 cc() { casectl --db "$DB" "$@"; }
 
@@ -225,8 +228,8 @@ head_at_least() { [ "$(hub_status_field head_seq 2>/dev/null || echo 0)" -ge "$1
 # fifo whose writing end stays open on fd 7 until the test closes it.
 ingest_from_fifo() {
 	mkfifo "$BATS_TEST_TMPDIR/in"
-	cc ingest <"$BATS_TEST_TMPDIR/in" 2>"$BATS_TEST_TMPDIR/err" &
-	INGEST=$!
+	casectl --db "$DB" ingest <"$BATS_TEST_TMPDIR/in" 2>"$BATS_TEST_TMPDIR/err" &
+	INGEST=$! # casectl itself, to signal
 	BG_PIDS+=("$INGEST")
 	exec 7>"$BATS_TEST_TMPDIR/in"
 }
@@ -246,6 +249,40 @@ ingest_from_fifo() {
 	run -2 --separate-stderr cc ingest --batch 0 </dev/null
 	run -2 --separate-stderr cc ingest --batch 1000001 </dev/null
 	[[ $stderr == *"at most 1000000"* ]]
+}
+
+@test "an interrupted ingest keeps what it read, delivered, and exits 128 + the signal" {
+	ingest_from_fifo
+	cases 3 1 >&7
+	wait_for head_at_least 6
+	# The producer is still there: only the signal ends the ingest.
+	kill -INT "$INGEST"
+	wait_for gone "$INGEST"
+	local status=0
+	wait "$INGEST" || status=$?
+	[ "$status" -eq 130 ]
+	grep -q 'ingested 3: 3 created, 0 synced, 0 rejected (interrupted' "$BATS_TEST_TMPDIR/err"
+	exec 7>&-
+	[ "$(cc list | wc -l)" -eq 3 ]
+	[ "$(cc outbox list | wc -l)" -eq 0 ]
+}
+
+@test "a long ingest on a terminal shows a progress line, cleared before the summary" {
+	mkfifo "$BATS_TEST_TMPDIR/in"
+	TMUX_SESSION=evkit-ingest-$$
+	tmux new-session -d -s "$TMUX_SESSION" -x 120 -y 10 \
+		"EVBUS_URL=$EVBUS_URL PATH=$PATH CASECTL_ACTOR=ann casectl --db '$DB' ingest <'$BATS_TEST_TMPDIR/in'; echo EXIT=\$?; exec sleep 600"
+	exec 7>"$BATS_TEST_TMPDIR/in"
+	cases 3 1 >&7
+	# A second on, the input still open: the line says where the ingest is.
+	wait_for bash -c "tmux capture-pane -p -t '$TMUX_SESSION' | grep -q '^casectl: 3 lines: 3 created, 0 synced, 0 rejected'"
+	cases 2 4 >&7
+	wait_for bash -c "tmux capture-pane -p -t '$TMUX_SESSION' | grep -q '^casectl: 5 lines: 5 created'"
+	exec 7>&-
+	wait_for bash -c "tmux capture-pane -p -t '$TMUX_SESSION' | grep -q '^EXIT=0'"
+	run tmux capture-pane -p -t "$TMUX_SESSION"
+	[[ $output == *"casectl: ingested 5: 5 created, 0 synced, 0 rejected"* ]]
+	[[ $output != *"lines:"* ]]
 }
 
 @test "a hub lost in the middle of an ingest loses no notification: the rest wait in the outbox" {

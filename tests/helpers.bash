@@ -67,14 +67,19 @@ bg_to() {
 	BG_PIDS+=("$!")
 }
 
-# stop_all — stops every process started with bg and the hub.
+# stop_all — stops every process started with bg and the hub; one that
+# outlives SIGTERM by 5 s is killed, so a broken program fails its test
+# instead of hanging the suite.
 stop_all() {
 	local p
 	for p in "${BG_PIDS[@]}"; do
 		kill -CONT "$p" 2>/dev/null || true
 		kill "$p" 2>/dev/null || true
 	done
-	for p in "${BG_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+	for p in "${BG_PIDS[@]}"; do
+		WAIT_SECS=5 wait_for gone "$p" 2>/dev/null || kill -KILL "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
 	BG_PIDS=()
 	stop_hub
 }
