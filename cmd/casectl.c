@@ -90,6 +90,13 @@ on_signal(int sig)
 	stopping = sig;
 }
 
+/* SIGURG interrupts the input thread's read (reader_stop); nothing else. */
+static void
+on_urgent(int sig)
+{
+	(void)sig;
+}
+
 static void
 usage(FILE *out, int status)
 {
@@ -1369,99 +1376,319 @@ progress_draw(struct progress *pg, unsigned long lines, long created, long synce
 	pg->shown = true;
 }
 
-static int
-read_cases(struct ctx *c, enum upsert mode, long *created, long *synced, long *bad)
-{
+/* ---- ingest input: read and parsed on a thread of its own ----
+ *
+ * The reader thread turns input lines into entries (the input's fields,
+ * or why the line is refused) in chunks, whose texts are copied into the
+ * chunk's arena; the writer takes the chunks in turn. Two chunks: one
+ * filled while the other is written. */
+#define CHUNK_LINES 512
+#define CHUNK_BYTES (256u << 10)
+#define NO_TEXT ((size_t)-1)
+
+enum { T_AGENCY, T_REFERENCE, T_OFF_NAME, T_OFF_POSTCODE, T_DATE, T_RESULT, T_WHY, T_COUNT };
+
+struct entry {
+	unsigned long lineno;
+	size_t text[T_COUNT]; /* offsets into the arena, or NO_TEXT */
+	double fine, costs;
+	bool has_fine, has_costs, has_offender, has_date, has_result;
+};
+
+struct chunk {
+	struct evk_buf arena;
+	struct entry e[CHUNK_LINES];
+	size_t n;
+	int end, err; /* EVK_LINE_EOF or EVK_LINE_ERR (errno) after the last entry */
+	bool ready;   /* filled, for the writer */
+};
+
+struct reader {
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
 	struct evk_lines r;
+	size_t max_line;
+	bool stop, done;
+	volatile sig_atomic_t cancel; /* stop reading now (r.cancel) */
+	struct chunk chunk[2];
+};
+
+static size_t
+keep_text(struct chunk *k, const char *s)
+{
+	if (s == NULL)
+		return NO_TEXT;
+	size_t at = k->arena.len;
+	if (evk_buf_add(&k->arena, s, strlen(s) + 1) != EVK_OK)
+		evk_die(EVK_EX_FAIL, "out of memory");
+	return at;
+}
+
+/* Fills k with the next lines; hands it over early rather than wait for
+ * input with some lines in it. */
+static void
+fill_chunk(struct reader *rd, struct chunk *k)
+{
 	char *text, why[512];
 	size_t len;
-	int n_txn = 0;
-	struct progress pg = { .tty = mode == UP_INGEST && isatty(STDERR_FILENO) == 1,
-			       .start = evk_mono_ms() };
 
-	pg.next = pg.start + PROGRESS_AFTER_MS;
-	if (evk_lines_init(&r, STDIN_FILENO, c->max_line) != EVK_OK)
-		evk_die(EVK_EX_FAIL, "out of memory");
-	while (!stopping) {
-		/* A producer that pauses (a scraper between pages) sees what it
-		 * sent committed and announced then, not a batch later. While
-		 * waiting, the progress line stays current and a signal (which
-		 * cuts the wait short) stops the reading. */
-		if (!evk_lines_ready(&r)) {
-			if (evk_lines_wait(&r, c->in_txn ? INGEST_IDLE_MS : PROGRESS_EVERY_MS) == 0) {
-				if (c->in_txn) {
-					commit(c, false);
-					n_txn = 0;
-				}
-				progress_draw(&pg, r.lineno, *created, *synced, *bad);
-				continue;
-			}
-		}
-		int s = evk_lines_next(&r, &text, &len);
-		if (s == EVK_LINE_EOF)
+	evk_buf_reset(&k->arena);
+	k->n = 0;
+	k->end = 0;
+	while (k->n < CHUNK_LINES && k->arena.len < CHUNK_BYTES) {
+		if (k->n > 0 && !evk_lines_ready(&rd->r))
 			break;
-		if (s == EVK_LINE_ERR)
-			evk_die(EVK_EX_IOERR, "stdin: read error: %s", strerror(errno));
-		if ((r.lineno & 255) == 0)
-			progress_draw(&pg, r.lineno, *created, *synced, *bad);
+		int s = evk_lines_next(&rd->r, &text, &len);
+		if (s == EVK_LINE_ERR && rd->cancel)
+			break; /* stopped: the writer takes no more */
+		if (s == EVK_LINE_EOF || s == EVK_LINE_ERR) {
+			k->end = s;
+			k->err = errno;
+			break;
+		}
 		if (s == EVK_LINE_OK && len == 0)
 			continue;
-		why[0] = '\0';
+		struct entry *e = &k->e[k->n++];
 		struct input in;
 		cJSON *o = NULL;
+		why[0] = '\0';
+		e->lineno = rd->r.lineno;
 		if (s == EVK_LINE_TOOLONG)
-			snprintf(why, sizeof(why), "line longer than %zu bytes", c->max_line);
+			snprintf(why, sizeof(why), "line longer than %zu bytes", rd->max_line);
 		else if (s == EVK_LINE_NUL)
 			snprintf(why, sizeof(why), "NUL byte in line");
 		else if ((o = cJSON_ParseWithLength(text, len)) == NULL)
 			snprintf(why, sizeof(why), "invalid JSON");
 		if (why[0] == '\0' && parse_input(o, &in, false, why, sizeof(why))) {
-			if (!c->in_txn) {
-				begin(c);
-				c->in_txn = true;
-			}
-			n_txn++;
-			const struct agency *ag = agency_get(c, in.agency);
-			char id[37] = "";
-			struct case_view v;
-			/* create refuses a taken reference before it writes
-			 * anything (an offender included); ingest finds out
-			 * on insert, the common case being a new one. */
-			if (mode == UP_CREATE_ONLY)
-				find_case(c, ag->id, in.reference, id);
-			if (id[0] == '\0' && create_case(c, ag, &in, id, &v)) {
-				(*created)++;
-				if (mode == UP_CREATE_ONLY)
-					print_case(c, &v, NULL);
-			} else if (mode == UP_CREATE_ONLY) {
-				snprintf(why, sizeof(why), "case %s of %s exists (id %s)",
-					 in.reference, in.agency, id);
-			} else {
-				apply_fields(c, id, &in, true);
-				if (!announce(c, id, "sync", "synced", false))
-					db_die(c, "cannot read the case back");
-				(*synced)++;
-			}
+			e->text[T_AGENCY] = keep_text(k, in.agency);
+			e->text[T_REFERENCE] = keep_text(k, in.reference);
+			e->text[T_OFF_NAME] = keep_text(k, in.off_name);
+			e->text[T_OFF_POSTCODE] = keep_text(k, in.off_postcode);
+			e->text[T_DATE] = keep_text(k, in.date);
+			e->text[T_RESULT] = keep_text(k, in.result);
+			e->text[T_WHY] = NO_TEXT;
+			e->fine = in.fine;
+			e->costs = in.costs;
+			e->has_fine = in.has_fine;
+			e->has_costs = in.has_costs;
+			e->has_offender = in.has_offender;
+			e->has_date = in.has_date;
+			e->has_result = in.has_result;
+		} else {
+			e->text[T_WHY] = keep_text(k, why);
 		}
 		cJSON_Delete(o);
-		if (why[0]) {
-			progress_clear(&pg);
-			evk_warn("stdin:%lu: %s", r.lineno, why);
-			(*bad)++;
-			if (c->strict)
-				break;
+	}
+}
+
+static void *
+reader_run(void *arg)
+{
+	struct reader *rd = arg;
+	for (int i = 0;; i ^= 1) {
+		struct chunk *k = &rd->chunk[i];
+		pthread_mutex_lock(&rd->mu);
+		while (k->ready && !rd->stop)
+			pthread_cond_wait(&rd->cv, &rd->mu);
+		bool stop = rd->stop;
+		pthread_mutex_unlock(&rd->mu);
+		if (stop)
+			break;
+		fill_chunk(rd, k);
+		pthread_mutex_lock(&rd->mu);
+		k->ready = true;
+		pthread_cond_broadcast(&rd->cv);
+		pthread_mutex_unlock(&rd->mu);
+		if (k->end)
+			break;
+	}
+	pthread_mutex_lock(&rd->mu);
+	rd->done = true;
+	pthread_cond_broadcast(&rd->cv);
+	pthread_mutex_unlock(&rd->mu);
+	return NULL;
+}
+
+/* Waits up to ms for chunk k to be filled; whether it is. */
+static bool
+chunk_wait(struct reader *rd, struct chunk *k, int ms)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_nsec += (long)ms * 1000000;
+	until.tv_sec += until.tv_nsec / 1000000000;
+	until.tv_nsec %= 1000000000;
+	pthread_mutex_lock(&rd->mu);
+	while (!k->ready && pthread_cond_timedwait(&rd->cv, &rd->mu, &until) == 0)
+		;
+	bool ready = k->ready;
+	pthread_mutex_unlock(&rd->mu);
+	return ready;
+}
+
+static void
+chunk_done(struct reader *rd, struct chunk *k)
+{
+	pthread_mutex_lock(&rd->mu);
+	k->ready = false;
+	pthread_cond_broadcast(&rd->cv);
+	pthread_mutex_unlock(&rd->mu);
+}
+
+static struct reader *
+reader_start(size_t max_line)
+{
+	struct reader *rd = calloc(1, sizeof(*rd));
+	if (rd == NULL || evk_lines_init(&rd->r, STDIN_FILENO, max_line) != EVK_OK)
+		evk_die(EVK_EX_FAIL, "out of memory");
+	rd->max_line = max_line;
+	rd->r.cancel = &rd->cancel;
+	for (int i = 0; i < 2; i++)
+		rd->chunk[i].arena = (struct evk_buf)EVK_BUF_INIT(0);
+	if (pthread_mutex_init(&rd->mu, NULL) != 0 || pthread_cond_init(&rd->cv, NULL) != 0 ||
+	    pthread_create(&rd->thread, NULL, reader_run, rd) != 0)
+		evk_die(EVK_EX_FAIL, "cannot start the input thread");
+	return rd;
+}
+
+/* Ends the reader thread, also when it waits for input that may never
+ * come: its read is interrupted (SIGURG, caught by on_urgent) until it
+ * is done. Whether the input was read to its end. */
+static bool
+reader_stop(struct reader *rd)
+{
+	pthread_mutex_lock(&rd->mu);
+	rd->stop = true;
+	rd->cancel = 1;
+	pthread_cond_broadcast(&rd->cv);
+	while (!rd->done) {
+		/* Again and again: a signal that lands just before the read
+		 * starts does not interrupt it. */
+		struct timespec until;
+		pthread_kill(rd->thread, SIGURG);
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += 10 * 1000000;
+		until.tv_sec += until.tv_nsec / 1000000000;
+		until.tv_nsec %= 1000000000;
+		pthread_cond_timedwait(&rd->cv, &rd->mu, &until);
+	}
+	pthread_mutex_unlock(&rd->mu);
+	pthread_join(rd->thread, NULL);
+	bool eof = rd->r.eof;
+	evk_lines_release(&rd->r);
+	for (int i = 0; i < 2; i++)
+		evk_buf_release(&rd->chunk[i].arena);
+	pthread_cond_destroy(&rd->cv);
+	pthread_mutex_destroy(&rd->mu);
+	free(rd);
+	return eof;
+}
+
+static const char *
+entry_text(const struct chunk *k, const struct entry *e, int t)
+{
+	return e->text[t] == NO_TEXT ? NULL : k->arena.p + e->text[t];
+}
+
+static int
+read_cases(struct ctx *c, enum upsert mode, long *created, long *synced, long *bad)
+{
+	char why[512];
+	int n_txn = 0;
+	unsigned long lineno = 0;
+	bool stop = false;
+	struct progress pg = { .tty = mode == UP_INGEST && isatty(STDERR_FILENO) == 1,
+			       .start = evk_mono_ms() };
+	struct reader *rd = reader_start(c->max_line);
+
+	pg.next = pg.start + PROGRESS_AFTER_MS;
+	for (int j = 0; !stop && !stopping; j ^= 1) {
+		struct chunk *k = &rd->chunk[j];
+		/* A producer that pauses (a scraper between pages) sees what it
+		 * sent committed and announced then, not a batch later. While
+		 * waiting, the progress line stays current and a signal stops
+		 * the reading. */
+		while (!stopping && !chunk_wait(rd, k, c->in_txn ? INGEST_IDLE_MS : PROGRESS_EVERY_MS)) {
+			if (c->in_txn) {
+				commit(c, false);
+				n_txn = 0;
+			}
+			progress_draw(&pg, lineno, *created, *synced, *bad);
 		}
-		if (c->in_txn && (n_txn >= c->txn_cases || c->batch.len >= BATCH_BYTES)) {
-			commit(c, true);
-			n_txn = 0;
+		if (stopping)
+			break;
+		for (size_t i = 0; i < k->n && !stop; i++) {
+			const struct entry *e = &k->e[i];
+			lineno = e->lineno;
+			if ((lineno & 255) == 0)
+				progress_draw(&pg, lineno, *created, *synced, *bad);
+			why[0] = '\0';
+			if (e->text[T_WHY] != NO_TEXT) {
+				snprintf(why, sizeof(why), "%s", entry_text(k, e, T_WHY));
+			} else {
+				struct input in = {
+					.agency = entry_text(k, e, T_AGENCY),
+					.reference = entry_text(k, e, T_REFERENCE),
+					.off_name = entry_text(k, e, T_OFF_NAME),
+					.off_postcode = entry_text(k, e, T_OFF_POSTCODE),
+					.date = entry_text(k, e, T_DATE),
+					.result = entry_text(k, e, T_RESULT),
+					.fine = e->fine, .costs = e->costs,
+					.has_fine = e->has_fine, .has_costs = e->has_costs,
+					.has_offender = e->has_offender, .has_date = e->has_date,
+					.has_result = e->has_result,
+				};
+				if (!c->in_txn) {
+					begin(c);
+					c->in_txn = true;
+				}
+				n_txn++;
+				const struct agency *ag = agency_get(c, in.agency);
+				char id[37] = "";
+				struct case_view v;
+				/* create refuses a taken reference before it writes
+				 * anything (an offender included); ingest finds out
+				 * on insert, the common case being a new one. */
+				if (mode == UP_CREATE_ONLY)
+					find_case(c, ag->id, in.reference, id);
+				if (id[0] == '\0' && create_case(c, ag, &in, id, &v)) {
+					(*created)++;
+					if (mode == UP_CREATE_ONLY)
+						print_case(c, &v, NULL);
+				} else if (mode == UP_CREATE_ONLY) {
+					snprintf(why, sizeof(why), "case %s of %s exists (id %s)",
+						 in.reference, in.agency, id);
+				} else {
+					apply_fields(c, id, &in, true);
+					if (!announce(c, id, "sync", "synced", false))
+						db_die(c, "cannot read the case back");
+					(*synced)++;
+				}
+			}
+			if (why[0]) {
+				progress_clear(&pg);
+				evk_warn("stdin:%lu: %s", lineno, why);
+				(*bad)++;
+				stop = c->strict;
+			}
+			if (c->in_txn && (n_txn >= c->txn_cases || c->batch.len >= BATCH_BYTES)) {
+				commit(c, true);
+				n_txn = 0;
+			}
 		}
+		int end = k->end, err = k->err;
+		chunk_done(rd, k);
+		if (end == EVK_LINE_ERR)
+			evk_die(EVK_EX_IOERR, "stdin: read error: %s", strerror(err));
+		if (end == EVK_LINE_EOF)
+			break;
 	}
 	progress_clear(&pg);
-	if (stopping && !r.eof)
+	if (!reader_stop(rd) && stopping)
 		c->interrupted = stopping;
 	if (c->in_txn)
 		commit(c, false);
-	evk_lines_release(&r);
 	return 0;
 }
 
@@ -1922,8 +2149,10 @@ main(int argc, char **argv)
 	evk_set_progname(argv[0]);
 	/* An ingest parses each input line into some 20 small cJSON blocks
 	 * and frees them again: they are reused instead of going back to
-	 * malloc. cJSON is used on this thread only (the sender and the
-	 * checkpointer threads never call it). */
+	 * malloc. cJSON is used by one thread at a time: this one, except
+	 * while an ingest's input thread runs (it parses; this thread does
+	 * not touch cJSON until it has joined it). The sender and the
+	 * checkpointer threads never call it. */
 	evk_jsonmem_install();
 	atexit(evk_jsonmem_release);
 	default_actor(&c);
@@ -1949,6 +2178,8 @@ main(int argc, char **argv)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = on_urgent;
+	sigaction(SIGURG, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
 	static const char *const known[] = { "init", "user", "create", "get", "list",

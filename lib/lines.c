@@ -73,7 +73,7 @@ fill(struct evk_lines *r)
 		room = READ_CHUNK;
 	for (;;) {
 		ssize_t n = read(r->fd, r->buf + r->end, room);
-		if (n < 0 && errno == EINTR)
+		if (n < 0 && errno == EINTR && !(r->cancel && *r->cancel))
 			continue;
 		if (n > 0)
 			r->end += (size_t)n;
