@@ -66,6 +66,22 @@ $stored"
 $stored"
 }
 
+@test "an offender written differently is one offender, announced with the name first stored" {
+	listen 6
+	cc ingest 2>/dev/null <<-'IN'
+		{"agency":"hse","case_reference":"O1","offender":{"name":"Acme  Widgets, Ltd.","postcode":"ls1 4ap"}}
+		{"agency":"hse","case_reference":"O2","offender":{"name":"ACME widgets ltd","postcode":"LS14AP"}}
+		{"agency":"ea","case_reference":"O3","offender":{"name":"acme Widgets LTD","postcode":"L S1 4AP"}}
+	IN
+	wait "$LISTENER"
+	[ "$(sqlite3 "$DB" 'SELECT count(*) FROM offenders')" -eq 1 ]
+	# Every case, stored and announced, carries the offender as first stored.
+	run -0 jq -r '.payload.data.offender | "\(.id) \(.name) \(.postcode)"' "$BATS_TEST_TMPDIR/events"
+	[ "$(sort -u <<<"$output")" = "1 Acme  Widgets, Ltd. ls1 4ap" ]
+	run -0 cc --actor ed ingest <<<'{"agency":"hse","case_reference":"O4","offender":{"name":"acme widgets ltd","postcode":"LS1 4AP"}}'
+	[ "$(cc list | jq -r 'select(.case_reference == "O4") | .offender.name')" = "Acme  Widgets, Ltd." ]
+}
+
 @test "casectl create refuses a reference its agency has, alone or among new ones, and announces only what it made" {
 	run -0 cc create '{"agency":"hse","case_reference":"D1","offence_fine":1}'
 	local id
