@@ -5,7 +5,7 @@
 # each case announced on two topics through the outbox, a running hub),
 # beside the same rows imported by the plain sqlite3 shell in one
 # transaction into an equivalent schema (no matching, no notifications).
-# Three rounds, each pair run back to back on fresh files and a fresh hub;
+# Five rounds, each pair run back to back on fresh files and a fresh hub;
 # medians are reported, so one noisy moment does not decide the ratio.
 set -euo pipefail
 
@@ -13,7 +13,7 @@ N=${1:-100000}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export PATH="${EVKIT_BIN:-$ROOT/bin}:$PATH" LC_ALL=C CASECTL_ACTOR=bench
 dir=$(mktemp -d "${TMPDIR:-/tmp}/evkit-casectl.XXXXXX")
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 hub=
 cleanup() {
 	[ -n "$hub" ] && kill "$hub" 2>/dev/null || true
