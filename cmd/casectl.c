@@ -21,6 +21,7 @@
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1410,7 +1411,7 @@ struct reader {
 	struct evk_lines r;
 	size_t max_line;
 	bool stop, done;
-	volatile sig_atomic_t cancel; /* stop reading now (r.cancel) */
+	atomic_int cancel; /* stop reading now (r.cancel) */
 	struct chunk chunk[2];
 };
 
@@ -1426,7 +1427,7 @@ keep_text(struct chunk *k, const char *s)
 }
 
 /* Fills k with the next lines; hands it over early rather than wait for
- * input with some lines in it. */
+ * input with some lines in it. Stopped (reader_halt), it ends at once. */
 static void
 fill_chunk(struct reader *rd, struct chunk *k)
 {
@@ -1436,12 +1437,12 @@ fill_chunk(struct reader *rd, struct chunk *k)
 	evk_buf_reset(&k->arena);
 	k->n = 0;
 	k->end = 0;
-	while (k->n < CHUNK_LINES && k->arena.len < CHUNK_BYTES) {
+	while (k->n < CHUNK_LINES && k->arena.len < CHUNK_BYTES && !atomic_load(&rd->cancel)) {
 		if (k->n > 0 && !evk_lines_ready(&rd->r))
 			break;
 		int s = evk_lines_next(&rd->r, &text, &len);
-		if (s == EVK_LINE_ERR && rd->cancel)
-			break; /* stopped: the writer takes no more */
+		if (s == EVK_LINE_ERR && atomic_load(&rd->cancel))
+			break; /* stopped: the writer takes what came before */
 		if (s == EVK_LINE_EOF || s == EVK_LINE_ERR) {
 			k->end = s;
 			k->err = errno;
@@ -1486,6 +1487,12 @@ static void *
 reader_run(void *arg)
 {
 	struct reader *rd = arg;
+	sigset_t urgent;
+
+	/* The one thread SIGURG is for: it cuts a read short (reader_halt). */
+	sigemptyset(&urgent);
+	sigaddset(&urgent, SIGURG);
+	pthread_sigmask(SIG_UNBLOCK, &urgent, NULL);
 	for (int i = 0;; i ^= 1) {
 		struct chunk *k = &rd->chunk[i];
 		pthread_mutex_lock(&rd->mu);
@@ -1500,7 +1507,7 @@ reader_run(void *arg)
 		k->ready = true;
 		pthread_cond_broadcast(&rd->cv);
 		pthread_mutex_unlock(&rd->mu);
-		if (k->end)
+		if (k->end || atomic_load(&rd->cancel))
 			break;
 	}
 	pthread_mutex_lock(&rd->mu);
@@ -1552,15 +1559,16 @@ reader_start(size_t max_line)
 	return rd;
 }
 
-/* Ends the reader thread, also when it waits for input that may never
- * come: its read is interrupted (SIGURG, caught by on_urgent) until it
- * is done. Whether the input was read to its end. */
-static bool
-reader_stop(struct reader *rd)
+/* Stops the reader thread, also when it waits for input that may never
+ * come: its read is cut short by SIGURG (caught by on_urgent, blocked in
+ * every other thread) until it is done. The chunks it filled stay, to be
+ * taken. */
+static void
+reader_halt(struct reader *rd)
 {
 	pthread_mutex_lock(&rd->mu);
 	rd->stop = true;
-	rd->cancel = 1;
+	atomic_store(&rd->cancel, 1);
 	pthread_cond_broadcast(&rd->cv);
 	while (!rd->done) {
 		/* Again and again: a signal that lands just before the read
@@ -1575,14 +1583,17 @@ reader_stop(struct reader *rd)
 	}
 	pthread_mutex_unlock(&rd->mu);
 	pthread_join(rd->thread, NULL);
-	bool eof = rd->r.eof;
+}
+
+static void
+reader_free(struct reader *rd)
+{
 	evk_lines_release(&rd->r);
 	for (int i = 0; i < 2; i++)
 		evk_buf_release(&rd->chunk[i].arena);
 	pthread_cond_destroy(&rd->cv);
 	pthread_mutex_destroy(&rd->mu);
 	free(rd);
-	return eof;
 }
 
 static const char *
@@ -1591,101 +1602,127 @@ entry_text(const struct chunk *k, const struct entry *e, int t)
 	return e->text[t] == NO_TEXT ? NULL : k->arena.p + e->text[t];
 }
 
+/* What read_cases keeps across chunks. */
+struct intake {
+	enum upsert mode;
+	long *created, *synced, *bad;
+	int n_txn;            /* cases in the open transaction */
+	unsigned long lineno; /* of the line last taken */
+	bool stop;            /* --strict met a bad line */
+	struct progress pg;
+};
+
+/* Writes the cases of chunk k; returns how its input ended (0: more to
+ * come). */
+static int
+take_chunk(struct ctx *c, struct intake *t, struct chunk *k)
+{
+	char why[512];
+	for (size_t i = 0; i < k->n && !t->stop; i++) {
+		const struct entry *e = &k->e[i];
+		t->lineno = e->lineno;
+		if ((t->lineno & 255) == 0)
+			progress_draw(&t->pg, t->lineno, *t->created, *t->synced, *t->bad);
+		why[0] = '\0';
+		if (e->text[T_WHY] != NO_TEXT) {
+			snprintf(why, sizeof(why), "%s", entry_text(k, e, T_WHY));
+		} else {
+			struct input in = {
+				.agency = entry_text(k, e, T_AGENCY),
+				.reference = entry_text(k, e, T_REFERENCE),
+				.off_name = entry_text(k, e, T_OFF_NAME),
+				.off_postcode = entry_text(k, e, T_OFF_POSTCODE),
+				.date = entry_text(k, e, T_DATE),
+				.result = entry_text(k, e, T_RESULT),
+				.fine = e->fine, .costs = e->costs,
+				.has_fine = e->has_fine, .has_costs = e->has_costs,
+				.has_offender = e->has_offender, .has_date = e->has_date,
+				.has_result = e->has_result,
+			};
+			if (!c->in_txn) {
+				begin(c);
+				c->in_txn = true;
+			}
+			t->n_txn++;
+			const struct agency *ag = agency_get(c, in.agency);
+			char id[37] = "";
+			struct case_view v;
+			/* create refuses a taken reference before it writes
+			 * anything (an offender included); ingest finds out
+			 * on insert, the common case being a new one. */
+			if (t->mode == UP_CREATE_ONLY)
+				find_case(c, ag->id, in.reference, id);
+			if (id[0] == '\0' && create_case(c, ag, &in, id, &v)) {
+				(*t->created)++;
+				if (t->mode == UP_CREATE_ONLY)
+					print_case(c, &v, NULL);
+			} else if (t->mode == UP_CREATE_ONLY) {
+				snprintf(why, sizeof(why), "case %s of %s exists (id %s)",
+					 in.reference, in.agency, id);
+			} else {
+				apply_fields(c, id, &in, true);
+				if (!announce(c, id, "sync", "synced", false))
+					db_die(c, "cannot read the case back");
+				(*t->synced)++;
+			}
+		}
+		if (why[0]) {
+			progress_clear(&t->pg);
+			evk_warn("stdin:%lu: %s", t->lineno, why);
+			(*t->bad)++;
+			t->stop = c->strict;
+		}
+		if (c->in_txn && (t->n_txn >= c->txn_cases || c->batch.len >= BATCH_BYTES)) {
+			commit(c, true);
+			t->n_txn = 0;
+		}
+	}
+	return t->stop ? 0 : k->end;
+}
+
 static int
 read_cases(struct ctx *c, enum upsert mode, long *created, long *synced, long *bad)
 {
-	char why[512];
-	int n_txn = 0;
-	unsigned long lineno = 0;
-	bool stop = false;
-	struct progress pg = { .tty = mode == UP_INGEST && isatty(STDERR_FILENO) == 1,
-			       .start = evk_mono_ms() };
+	struct intake t = {
+		.mode = mode, .created = created, .synced = synced, .bad = bad,
+		.pg = { .tty = mode == UP_INGEST && isatty(STDERR_FILENO) == 1,
+			.start = evk_mono_ms() },
+	};
 	struct reader *rd = reader_start(c->max_line);
+	int end = 0, err = 0, j = 0;
 
-	pg.next = pg.start + PROGRESS_AFTER_MS;
-	for (int j = 0; !stop && !stopping; j ^= 1) {
+	t.pg.next = t.pg.start + PROGRESS_AFTER_MS;
+	while (!end && !t.stop && !stopping) {
 		struct chunk *k = &rd->chunk[j];
 		/* A producer that pauses (a scraper between pages) sees what it
 		 * sent committed and announced then, not a batch later. While
 		 * waiting, the progress line stays current and a signal stops
 		 * the reading. */
-		while (!stopping && !chunk_wait(rd, k, c->in_txn ? INGEST_IDLE_MS : PROGRESS_EVERY_MS)) {
+		if (!chunk_wait(rd, k, c->in_txn ? INGEST_IDLE_MS : PROGRESS_EVERY_MS)) {
 			if (c->in_txn) {
 				commit(c, false);
-				n_txn = 0;
+				t.n_txn = 0;
 			}
-			progress_draw(&pg, lineno, *created, *synced, *bad);
+			progress_draw(&t.pg, t.lineno, *created, *synced, *bad);
+			continue;
 		}
-		if (stopping)
-			break;
-		for (size_t i = 0; i < k->n && !stop; i++) {
-			const struct entry *e = &k->e[i];
-			lineno = e->lineno;
-			if ((lineno & 255) == 0)
-				progress_draw(&pg, lineno, *created, *synced, *bad);
-			why[0] = '\0';
-			if (e->text[T_WHY] != NO_TEXT) {
-				snprintf(why, sizeof(why), "%s", entry_text(k, e, T_WHY));
-			} else {
-				struct input in = {
-					.agency = entry_text(k, e, T_AGENCY),
-					.reference = entry_text(k, e, T_REFERENCE),
-					.off_name = entry_text(k, e, T_OFF_NAME),
-					.off_postcode = entry_text(k, e, T_OFF_POSTCODE),
-					.date = entry_text(k, e, T_DATE),
-					.result = entry_text(k, e, T_RESULT),
-					.fine = e->fine, .costs = e->costs,
-					.has_fine = e->has_fine, .has_costs = e->has_costs,
-					.has_offender = e->has_offender, .has_date = e->has_date,
-					.has_result = e->has_result,
-				};
-				if (!c->in_txn) {
-					begin(c);
-					c->in_txn = true;
-				}
-				n_txn++;
-				const struct agency *ag = agency_get(c, in.agency);
-				char id[37] = "";
-				struct case_view v;
-				/* create refuses a taken reference before it writes
-				 * anything (an offender included); ingest finds out
-				 * on insert, the common case being a new one. */
-				if (mode == UP_CREATE_ONLY)
-					find_case(c, ag->id, in.reference, id);
-				if (id[0] == '\0' && create_case(c, ag, &in, id, &v)) {
-					(*created)++;
-					if (mode == UP_CREATE_ONLY)
-						print_case(c, &v, NULL);
-				} else if (mode == UP_CREATE_ONLY) {
-					snprintf(why, sizeof(why), "case %s of %s exists (id %s)",
-						 in.reference, in.agency, id);
-				} else {
-					apply_fields(c, id, &in, true);
-					if (!announce(c, id, "sync", "synced", false))
-						db_die(c, "cannot read the case back");
-					(*synced)++;
-				}
-			}
-			if (why[0]) {
-				progress_clear(&pg);
-				evk_warn("stdin:%lu: %s", lineno, why);
-				(*bad)++;
-				stop = c->strict;
-			}
-			if (c->in_txn && (n_txn >= c->txn_cases || c->batch.len >= BATCH_BYTES)) {
-				commit(c, true);
-				n_txn = 0;
-			}
-		}
-		int end = k->end, err = k->err;
+		end = take_chunk(c, &t, k);
+		err = k->err;
 		chunk_done(rd, k);
-		if (end == EVK_LINE_ERR)
-			evk_die(EVK_EX_IOERR, "stdin: read error: %s", strerror(err));
-		if (end == EVK_LINE_EOF)
-			break;
+		j ^= 1;
 	}
-	progress_clear(&pg);
-	if (!reader_stop(rd) && stopping)
+	reader_halt(rd);
+	/* Stopped by a signal: what the reader had parsed is taken too (at
+	 * most its two chunks, in order); the rest of the input is not. */
+	for (int n = 0; n < 2 && !end && !t.stop && rd->chunk[j].ready; n++, j ^= 1) {
+		end = take_chunk(c, &t, &rd->chunk[j]);
+		err = rd->chunk[j].err;
+	}
+	reader_free(rd);
+	progress_clear(&t.pg);
+	if (end == EVK_LINE_ERR)
+		evk_die(EVK_EX_IOERR, "stdin: read error: %s", strerror(err));
+	if (stopping && end != EVK_LINE_EOF && !t.stop)
 		c->interrupted = stopping;
 	if (c->in_txn)
 		commit(c, false);
@@ -2152,9 +2189,10 @@ main(int argc, char **argv)
 	 * malloc. cJSON is used by one thread at a time: this one, except
 	 * while an ingest's input thread runs (it parses; this thread does
 	 * not touch cJSON until it has joined it). The sender and the
-	 * checkpointer threads never call it. */
+	 * checkpointer threads never call it. The kept blocks are freed at
+	 * the end of main, not by exit(), which another thread's evk_die
+	 * may call while the input thread parses. */
 	evk_jsonmem_install();
-	atexit(evk_jsonmem_release);
 	default_actor(&c);
 	parse_opts(&c, &x, argc, argv, "+n:h");
 	if (optind >= argc) {
@@ -2178,6 +2216,12 @@ main(int argc, char **argv)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	/* SIGURG is for the ingest's input thread alone (reader_halt): blocked
+	 * here, so in every thread started from here on but that one. */
+	sigset_t urgent;
+	sigemptyset(&urgent);
+	sigaddset(&urgent, SIGURG);
+	pthread_sigmask(SIG_BLOCK, &urgent, NULL);
 	sa.sa_handler = on_urgent;
 	sigaction(SIGURG, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
@@ -2232,5 +2276,6 @@ main(int argc, char **argv)
 		evk_warn("closing the database: %s", sqlite3_errmsg(c.db));
 	if (fclose(stdout) != 0 && status == 0)
 		evk_die(EVK_EX_IOERR, "writing stdout: %s", strerror(errno));
+	evk_jsonmem_release();
 	return status;
 }

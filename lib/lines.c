@@ -72,8 +72,12 @@ fill(struct evk_lines *r)
 	if (room > READ_CHUNK)
 		room = READ_CHUNK;
 	for (;;) {
+		if (r->cancel && atomic_load(r->cancel)) {
+			errno = EINTR;
+			return -1;
+		}
 		ssize_t n = read(r->fd, r->buf + r->end, room);
-		if (n < 0 && errno == EINTR && !(r->cancel && *r->cancel))
+		if (n < 0 && errno == EINTR)
 			continue;
 		if (n > 0)
 			r->end += (size_t)n;

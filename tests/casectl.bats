@@ -176,6 +176,16 @@ $stored"
 	[ "$(hub_status_field head_seq)" -eq 2 ]
 }
 
+@test "an outbox row of a format this casectl does not know is reported damaged, not sent" {
+	stop_hub
+	cc create '{"agency":"hse","case_reference":"U1"}' >/dev/null 2>&1
+	sqlite3 "$DB" "UPDATE notes SET format = 9"
+	start_hub
+	run -65 --separate-stderr cc outbox flush
+	[[ $stderr == *"outbox row "*" is damaged"* ]]
+	[ "$(hub_status_field head_seq)" -eq 0 ]
+}
+
 @test "a delivery cut short resumes after what the hub acknowledged: nothing is sent twice" {
 	stop_hub
 	cases 3 1 | cc ingest 2>/dev/null
@@ -267,20 +277,66 @@ ingest_from_fifo() {
 	[[ $stderr == *"at most 1000000"* ]]
 }
 
-@test "an interrupted ingest keeps what it read, delivered, and exits 128 + the signal" {
+# catches_int PID — true once PID has its own SIGINT handler (a background
+# job starts with SIGINT ignored).
+catches_int() {
+	local mask
+	mask=$(awk '/^SigCgt/ { print $2 }' "/proc/$1/status" 2>/dev/null) || return 1
+	[[ -n $mask ]] && (((16#$mask >> 1) & 1))
+}
+
+# ingest_ended — waits for the ingest (pid INGEST) to end; STATUS is its
+# exit status.
+ingest_ended() {
+	wait_for gone "$INGEST"
+	STATUS=0
+	wait "$INGEST" || STATUS=$?
+}
+
+@test "an ingest waiting on its input stops on SIGTERM, keeps what it took, and exits 143" {
 	ingest_from_fifo
 	cases 3 1 >&7
 	wait_for head_at_least 6
 	# The producer is still there: only the signal ends the ingest.
-	kill -INT "$INGEST"
-	wait_for gone "$INGEST"
-	local status=0
-	wait "$INGEST" || status=$?
-	[ "$status" -eq 130 ]
+	kill -TERM "$INGEST"
+	ingest_ended
+	[ "$STATUS" -eq 143 ]
 	grep -q 'ingested 3: 3 created, 0 synced, 0 rejected (interrupted' "$BATS_TEST_TMPDIR/err"
 	exec 7>&-
 	[ "$(cc list | wc -l)" -eq 3 ]
 	[ "$(cc outbox list | wc -l)" -eq 0 ]
+}
+
+@test "an ingest interrupted mid-stream stores and announces exactly what its summary counts" {
+	cases 30000 1 >"$BATS_TEST_TMPDIR/in"
+	casectl --db "$DB" ingest <"$BATS_TEST_TMPDIR/in" 2>"$BATS_TEST_TMPDIR/err" &
+	INGEST=$!
+	BG_PIDS+=("$INGEST")
+	wait_for head_at_least 2
+	kill -INT "$INGEST"
+	local n
+	ingest_ended
+	n=$(sed -n 's/^casectl: ingested \([0-9]*\):.*/\1/p' "$BATS_TEST_TMPDIR/err")
+	[ "$(sqlite3 "$DB" 'SELECT count(*) FROM cases')" -eq "$n" ]
+	[ "$(hub_status_field head_seq)" -eq $((2 * n)) ]
+	[ "$(cc outbox list | wc -l)" -eq 0 ]
+	# Cut short, it says so; done before the signal landed, it is a success.
+	if ((n < 30000)); then
+		[ "$STATUS" -eq 130 ] && grep -q '(interrupted' "$BATS_TEST_TMPDIR/err"
+	else
+		[ "$STATUS" -eq 0 ]
+	fi
+}
+
+@test "an ingest reading endless input without a newline stops at once on SIGINT" {
+	casectl --db "$DB" ingest </dev/zero 2>"$BATS_TEST_TMPDIR/err" &
+	INGEST=$!
+	BG_PIDS+=("$INGEST")
+	wait_for catches_int "$INGEST"
+	kill -INT "$INGEST"
+	ingest_ended
+	[ "$STATUS" -eq 130 ]
+	grep -q 'ingested 0: .*(interrupted' "$BATS_TEST_TMPDIR/err"
 }
 
 @test "a long ingest on a terminal shows a progress line, cleared before the summary" {

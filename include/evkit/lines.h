@@ -2,7 +2,7 @@
 #ifndef EVKIT_LINES_H
 #define EVKIT_LINES_H
 
-#include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -24,11 +24,11 @@ struct evk_lines {
 	size_t max_line;
 	unsigned long lineno; /* number of the line last returned */
 	bool eof;
-	/* Set (by the caller, after init) and nonzero: a read a signal
-	 * interrupts is not retried, evk_lines_next returns EVK_LINE_ERR
-	 * with errno EINTR. How another thread stops a reader blocked on
-	 * its input: set the flag, then signal the thread. */
-	const volatile sig_atomic_t *cancel;
+	/* Set (by the caller, after init) and nonzero: no more reads; one a
+	 * signal interrupts is not retried. evk_lines_next then returns
+	 * EVK_LINE_ERR with errno EINTR. How another thread stops a reader
+	 * blocked on its input: set the flag, then signal the thread. */
+	const atomic_int *cancel;
 };
 
 /* Reads from fd (not owned). 0 or EVK_ENOMEM. */
