@@ -18,6 +18,8 @@
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
+#include <nng/nng.h>
+#include <nng/supplemental/util/platform.h>
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
@@ -91,7 +93,7 @@ on_signal(int sig)
 	stopping = sig;
 }
 
-/* SIGURG interrupts the input thread's read (reader_stop); nothing else. */
+/* SIGURG interrupts the input thread's read (reader_halt); nothing else. */
 static void
 on_urgent(int sig)
 {
@@ -869,14 +871,16 @@ sender_run(void *arg)
 	return NULL;
 }
 
-/* Waits until the sender is idle; the outcome of its last batch. */
+/* Waits until the sender is idle; the outcome of its last batch, and how
+ * many of its lines the hub acknowledged. */
 static int
-sender_wait(struct sender *s)
+sender_wait(struct sender *s, uint64_t *acked)
 {
 	pthread_mutex_lock(&s->mu);
 	while (s->busy)
 		pthread_cond_wait(&s->cv, &s->mu);
 	int rv = s->rv;
+	*acked = s->acked;
 	pthread_mutex_unlock(&s->mu);
 	return rv;
 }
@@ -976,8 +980,8 @@ live_settle(struct ctx *c)
 {
 	if (c->sent_row == 0)
 		return;
-	int rv = sender_wait(c->sender);
-	uint64_t acked = c->sender->acked;
+	uint64_t acked;
+	int rv = sender_wait(c->sender, &acked);
 	struct round_row r = { .id = c->sent_row, .added = (long)acked, .whole = rv == EVK_OK };
 	settle_round(c, &r, 1, acked);
 	if (rv != EVK_OK)
@@ -1387,13 +1391,25 @@ progress_draw(struct progress *pg, unsigned long lines, long created, long synce
 #define CHUNK_BYTES (256u << 10)
 #define NO_TEXT ((size_t)-1)
 
-enum { T_AGENCY, T_REFERENCE, T_OFF_NAME, T_OFF_POSTCODE, T_DATE, T_RESULT, T_WHY, T_COUNT };
+#define INPUT_TEXTS 6
+
+/* The text fields of an input, to move them into a chunk's arena and back. */
+static void
+input_texts(struct input *in, const char **t[INPUT_TEXTS])
+{
+	t[0] = &in->agency;
+	t[1] = &in->reference;
+	t[2] = &in->off_name;
+	t[3] = &in->off_postcode;
+	t[4] = &in->date;
+	t[5] = &in->result;
+}
 
 struct entry {
 	unsigned long lineno;
-	size_t text[T_COUNT]; /* offsets into the arena, or NO_TEXT */
-	double fine, costs;
-	bool has_fine, has_costs, has_offender, has_date, has_result;
+	struct input in;           /* its texts NULL here: they are in the arena */
+	size_t text[INPUT_TEXTS];  /* their offsets in the arena, or NO_TEXT */
+	size_t why;                /* the refused line's reason, or NO_TEXT */
 };
 
 struct chunk {
@@ -1406,8 +1422,8 @@ struct chunk {
 
 struct reader {
 	pthread_t thread;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
+	nng_mtx *mu;
+	nng_cv *cv;
 	struct evk_lines r;
 	size_t max_line;
 	bool stop, done;
@@ -1461,23 +1477,17 @@ fill_chunk(struct reader *rd, struct chunk *k)
 			snprintf(why, sizeof(why), "NUL byte in line");
 		else if ((o = cJSON_ParseWithLength(text, len)) == NULL)
 			snprintf(why, sizeof(why), "invalid JSON");
+		e->why = NO_TEXT;
 		if (why[0] == '\0' && parse_input(o, &in, false, why, sizeof(why))) {
-			e->text[T_AGENCY] = keep_text(k, in.agency);
-			e->text[T_REFERENCE] = keep_text(k, in.reference);
-			e->text[T_OFF_NAME] = keep_text(k, in.off_name);
-			e->text[T_OFF_POSTCODE] = keep_text(k, in.off_postcode);
-			e->text[T_DATE] = keep_text(k, in.date);
-			e->text[T_RESULT] = keep_text(k, in.result);
-			e->text[T_WHY] = NO_TEXT;
-			e->fine = in.fine;
-			e->costs = in.costs;
-			e->has_fine = in.has_fine;
-			e->has_costs = in.has_costs;
-			e->has_offender = in.has_offender;
-			e->has_date = in.has_date;
-			e->has_result = in.has_result;
+			const char **tx[INPUT_TEXTS];
+			input_texts(&in, tx);
+			for (int t = 0; t < INPUT_TEXTS; t++) {
+				e->text[t] = keep_text(k, *tx[t]);
+				*tx[t] = NULL; /* they point into o */
+			}
+			e->in = in;
 		} else {
-			e->text[T_WHY] = keep_text(k, why);
+			e->why = keep_text(k, why);
 		}
 		cJSON_Delete(o);
 	}
@@ -1495,25 +1505,25 @@ reader_run(void *arg)
 	pthread_sigmask(SIG_UNBLOCK, &urgent, NULL);
 	for (int i = 0;; i ^= 1) {
 		struct chunk *k = &rd->chunk[i];
-		pthread_mutex_lock(&rd->mu);
+		nng_mtx_lock(rd->mu);
 		while (k->ready && !rd->stop)
-			pthread_cond_wait(&rd->cv, &rd->mu);
+			nng_cv_wait(rd->cv);
 		bool stop = rd->stop;
-		pthread_mutex_unlock(&rd->mu);
+		nng_mtx_unlock(rd->mu);
 		if (stop)
 			break;
 		fill_chunk(rd, k);
-		pthread_mutex_lock(&rd->mu);
+		nng_mtx_lock(rd->mu);
 		k->ready = true;
-		pthread_cond_broadcast(&rd->cv);
-		pthread_mutex_unlock(&rd->mu);
+		nng_cv_wake(rd->cv);
+		nng_mtx_unlock(rd->mu);
 		if (k->end || atomic_load(&rd->cancel))
 			break;
 	}
-	pthread_mutex_lock(&rd->mu);
+	nng_mtx_lock(rd->mu);
 	rd->done = true;
-	pthread_cond_broadcast(&rd->cv);
-	pthread_mutex_unlock(&rd->mu);
+	nng_cv_wake(rd->cv);
+	nng_mtx_unlock(rd->mu);
 	return NULL;
 }
 
@@ -1521,26 +1531,22 @@ reader_run(void *arg)
 static bool
 chunk_wait(struct reader *rd, struct chunk *k, int ms)
 {
-	struct timespec until;
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_nsec += (long)ms * 1000000;
-	until.tv_sec += until.tv_nsec / 1000000000;
-	until.tv_nsec %= 1000000000;
-	pthread_mutex_lock(&rd->mu);
-	while (!k->ready && pthread_cond_timedwait(&rd->cv, &rd->mu, &until) == 0)
+	nng_time until = nng_clock() + (nng_time)ms;
+	nng_mtx_lock(rd->mu);
+	while (!k->ready && nng_cv_until(rd->cv, until) != NNG_ETIMEDOUT)
 		;
 	bool ready = k->ready;
-	pthread_mutex_unlock(&rd->mu);
+	nng_mtx_unlock(rd->mu);
 	return ready;
 }
 
 static void
 chunk_done(struct reader *rd, struct chunk *k)
 {
-	pthread_mutex_lock(&rd->mu);
+	nng_mtx_lock(rd->mu);
 	k->ready = false;
-	pthread_cond_broadcast(&rd->cv);
-	pthread_mutex_unlock(&rd->mu);
+	nng_cv_wake(rd->cv);
+	nng_mtx_unlock(rd->mu);
 }
 
 static struct reader *
@@ -1553,7 +1559,7 @@ reader_start(size_t max_line)
 	rd->r.cancel = &rd->cancel;
 	for (int i = 0; i < 2; i++)
 		rd->chunk[i].arena = (struct evk_buf)EVK_BUF_INIT(0);
-	if (pthread_mutex_init(&rd->mu, NULL) != 0 || pthread_cond_init(&rd->cv, NULL) != 0 ||
+	if (nng_mtx_alloc(&rd->mu) != 0 || nng_cv_alloc(&rd->cv, rd->mu) != 0 ||
 	    pthread_create(&rd->thread, NULL, reader_run, rd) != 0)
 		evk_die(EVK_EX_FAIL, "cannot start the input thread");
 	return rd;
@@ -1566,22 +1572,17 @@ reader_start(size_t max_line)
 static void
 reader_halt(struct reader *rd)
 {
-	pthread_mutex_lock(&rd->mu);
+	nng_mtx_lock(rd->mu);
 	rd->stop = true;
 	atomic_store(&rd->cancel, 1);
-	pthread_cond_broadcast(&rd->cv);
+	nng_cv_wake(rd->cv);
 	while (!rd->done) {
 		/* Again and again: a signal that lands just before the read
 		 * starts does not interrupt it. */
-		struct timespec until;
 		pthread_kill(rd->thread, SIGURG);
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_nsec += 10 * 1000000;
-		until.tv_sec += until.tv_nsec / 1000000000;
-		until.tv_nsec %= 1000000000;
-		pthread_cond_timedwait(&rd->cv, &rd->mu, &until);
+		nng_cv_until(rd->cv, nng_clock() + 10);
 	}
-	pthread_mutex_unlock(&rd->mu);
+	nng_mtx_unlock(rd->mu);
 	pthread_join(rd->thread, NULL);
 }
 
@@ -1591,15 +1592,15 @@ reader_free(struct reader *rd)
 	evk_lines_release(&rd->r);
 	for (int i = 0; i < 2; i++)
 		evk_buf_release(&rd->chunk[i].arena);
-	pthread_cond_destroy(&rd->cv);
-	pthread_mutex_destroy(&rd->mu);
+	nng_cv_free(rd->cv);
+	nng_mtx_free(rd->mu);
 	free(rd);
 }
 
 static const char *
-entry_text(const struct chunk *k, const struct entry *e, int t)
+arena_text(const struct chunk *k, size_t at)
 {
-	return e->text[t] == NO_TEXT ? NULL : k->arena.p + e->text[t];
+	return at == NO_TEXT ? NULL : k->arena.p + at;
 }
 
 /* What read_cases keeps across chunks. */
@@ -1624,21 +1625,14 @@ take_chunk(struct ctx *c, struct intake *t, struct chunk *k)
 		if ((t->lineno & 255) == 0)
 			progress_draw(&t->pg, t->lineno, *t->created, *t->synced, *t->bad);
 		why[0] = '\0';
-		if (e->text[T_WHY] != NO_TEXT) {
-			snprintf(why, sizeof(why), "%s", entry_text(k, e, T_WHY));
+		if (e->why != NO_TEXT) {
+			snprintf(why, sizeof(why), "%s", arena_text(k, e->why));
 		} else {
-			struct input in = {
-				.agency = entry_text(k, e, T_AGENCY),
-				.reference = entry_text(k, e, T_REFERENCE),
-				.off_name = entry_text(k, e, T_OFF_NAME),
-				.off_postcode = entry_text(k, e, T_OFF_POSTCODE),
-				.date = entry_text(k, e, T_DATE),
-				.result = entry_text(k, e, T_RESULT),
-				.fine = e->fine, .costs = e->costs,
-				.has_fine = e->has_fine, .has_costs = e->has_costs,
-				.has_offender = e->has_offender, .has_date = e->has_date,
-				.has_result = e->has_result,
-			};
+			struct input in = e->in;
+			const char **tx[INPUT_TEXTS];
+			input_texts(&in, tx);
+			for (int n = 0; n < INPUT_TEXTS; n++)
+				*tx[n] = arena_text(k, e->text[n]);
 			if (!c->in_txn) {
 				begin(c);
 				c->in_txn = true;
