@@ -1714,12 +1714,14 @@ read_cases(struct ctx *c, enum upsert mode, long *created, long *synced, long *b
 	}
 	reader_free(rd);
 	progress_clear(&t.pg);
-	if (end == EVK_LINE_ERR)
-		evk_die(EVK_EX_IOERR, "stdin: read error: %s", strerror(err));
 	if (stopping && end != EVK_LINE_EOF && !t.stop)
 		c->interrupted = stopping;
+	/* What was taken is kept, also when the input failed after it. */
 	if (c->in_txn)
 		commit(c, false);
+	if (end == EVK_LINE_ERR)
+		evk_die(EVK_EX_IOERR, "stdin: read error after line %lu: %s (the cases before it "
+			"are stored and announced)", t.lineno, strerror(err));
 	return 0;
 }
 

@@ -328,6 +328,11 @@ ingest_ended() {
 	fi
 }
 
+@test "an ingest whose input cannot be read says so and exits 74" {
+	run -74 --separate-stderr cc ingest <"$BATS_TEST_TMPDIR"
+	[[ $stderr == *"stdin: read error after line 0: Is a directory"* ]]
+}
+
 @test "an ingest reading endless input without a newline stops at once on SIGINT" {
 	casectl --db "$DB" ingest </dev/zero 2>"$BATS_TEST_TMPDIR/err" &
 	INGEST=$!
