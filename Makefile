@@ -9,6 +9,7 @@ BINDIR     = $(PREFIX)/bin
 MANDIR     = $(PREFIX)/share/man
 BASHCOMPDIR = $(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR  = $(PREFIX)/share/zsh/vendor-completions
+EVKDATADIR  = $(PREFIX)/share/evkit
 
 CC        ?= cc
 CFLAGS    ?= -O2 -g
@@ -141,6 +142,8 @@ install: $(BIN_FILES)
 	for f in completions/*.bash; do \
 	    install -m 0644 $$f $(DESTDIR)$(BASHCOMPDIR)/$$(basename $$f .bash); done
 	$(if $(wildcard completions/_*),install -m 0644 $(wildcard completions/_*) $(DESTDIR)$(ZSHCOMPDIR)/)
+	install -d $(DESTDIR)$(EVKDATADIR)/bats
+	install -m 0644 share/bats/load.bash $(DESTDIR)$(EVKDATADIR)/bats/load.bash
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(PROGRAMS))
@@ -148,6 +151,7 @@ uninstall:
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man7/,$(notdir $(wildcard man/*.7)))
 	rm -f $(addprefix $(DESTDIR)$(BASHCOMPDIR)/,$(basename $(notdir $(wildcard completions/*.bash))))
 	rm -f $(addprefix $(DESTDIR)$(ZSHCOMPDIR)/,$(notdir $(wildcard completions/_*)))
+	rm -f $(DESTDIR)$(EVKDATADIR)/bats/load.bash
 
 clean:
 	rm -rf build bin

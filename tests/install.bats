@@ -10,7 +10,7 @@ setup() {
 	make -s -C "$BATS_TEST_DIRNAME/.." install PREFIX=/usr/local DESTDIR="$STAGE" >/dev/null
 }
 
-@test "make install puts 6 programs, 7 man pages and the bash completions in place" {
+@test "make install puts 6 programs, 8 man pages and the bash completions in place" {
 	local p
 	run ls "$STAGE/usr/local/bin"
 	assert_output "$(tr ' ' '\n' <<<"$PROGRAMS")"
@@ -22,7 +22,7 @@ setup() {
 	[ -f "$STAGE/usr/local/share/man/man7/evkit.7" ]
 	grep -q '^#compdef evbusd evpub evsub evworker casectl widgetd$' \
 		"$STAGE/usr/local/share/zsh/vendor-completions/_evkit"
-	[ "$(find "$STAGE/usr/local/share/man" -type f | wc -l)" -eq 7 ]
+	[ "$(find "$STAGE/usr/local/share/man" -type f | wc -l)" -eq 8 ]
 }
 
 @test "every installed man page renders without warnings" {
@@ -57,4 +57,66 @@ setup() {
 	make -s -C "$BATS_TEST_DIRNAME/.." uninstall PREFIX=/usr/local DESTDIR="$STAGE" >/dev/null
 	run find "$STAGE" -type f
 	assert_output ''
+}
+
+# The inner files' test keyword, spelled so that bats does not take the
+# lines of a here-document for tests of this file.
+AT=@
+
+# run_clean CMD... — CMD in a clean environment: none of this run's BATS_*
+# variables, no EVKIT_BIN, a PATH without the tree's programs, and not
+# this run's descriptor 3 (bats' own channel).
+run_clean() {
+	run env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$HOME" LC_ALL=C.UTF-8 \
+		TMPDIR="$BATS_TEST_TMPDIR" "$@" 3>&-
+	echo "$output"
+}
+
+@test "the bats library installs at PREFIX/share/evkit/bats/load.bash" {
+	cmp "$BATS_TEST_DIRNAME/../share/bats/load.bash" "$STAGE/usr/local/share/evkit/bats/load.bash"
+}
+
+@test "a bats file outside the tree loads the installed library (PREFIX=/usr) and asserts a deploy event" {
+	local D=$BATS_TEST_TMPDIR/D
+	make -s -C "$BATS_TEST_DIRNAME/.." install PREFIX=/usr DESTDIR="$D" >/dev/null
+	mkdir "$BATS_TEST_TMPDIR/elsewhere"
+	cat >"$BATS_TEST_TMPDIR/elsewhere/deploy.bats" <<-EOF
+		load '$D/usr/share/evkit/bats/load'
+		setup() { evkit_setup; }
+		teardown() { evkit_teardown; }
+		deploy() { evpub "deploy:\$1" finished "{\"version\":\"\$2\"}"; }
+		${AT}test "deploy announces the version" {
+			[ "\$(command -v evpub)" = '$D/usr/bin/evpub' ]
+			evkit_listen 'deploy:**'
+			deploy web 1.4.2
+			assert_event 'deploy:*' finished --payload '.version == "1.4.2"'
+		}
+		${AT}test "a failing assert_event lists what arrived" {
+			evkit_listen 'deploy:**'
+			deploy web 1.4.1
+			run assert_event 'deploy:*' finished --payload '.version == "1.4.2"' --within 0.2
+			[ "\$status" -eq 1 ]
+			[[ \$output == *'arrived (1 event):'* ]]
+			[[ \$output == *'#1 deploy:web finished {"version":"1.4.1"}'* ]]
+		}
+	EOF
+	run_clean bats "$BATS_TEST_TMPDIR/elsewhere/deploy.bats"
+	[ "$status" -eq 0 ]
+	assert_line "ok 1 deploy announces the version"
+	assert_line "ok 2 a failing assert_event lists what arrived"
+}
+
+@test "bats_load_library evkit/bats finds the installed library through BATS_LIB_PATH" {
+	cat >"$BATS_TEST_TMPDIR/lib.bats" <<-EOF
+		bats_load_library evkit/bats
+		setup() { evkit_setup; }
+		teardown() { evkit_teardown; }
+		${AT}test "loaded" {
+			evkit_listen
+			evpub demo:1 tick
+			assert_event_count 1 'demo:*' tick
+		}
+	EOF
+	run_clean env BATS_LIB_PATH="$STAGE/usr/local/share" bats "$BATS_TEST_TMPDIR/lib.bats"
+	[ "$status" -eq 0 ]
 }
