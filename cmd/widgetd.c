@@ -171,8 +171,11 @@ load_config(const struct opts *o)
 									   : 5000;
 		snprintf(d->pattern, sizeof(d->pattern), "%s",
 			 pat ? pat : d->kind == K_COUNTER ? "**" : "case:*");
-		if (!evk_pattern_valid(d->pattern))
-			evk_die(EVK_EX_DATAERR, "%s: widget '%s': invalid pattern '%s'", name, id, d->pattern);
+		char why[640];
+		if (evk_pattern_check(d->pattern, why, sizeof(why)) == EVK_PATTERN_BAD)
+			evk_die(EVK_EX_DATAERR, "%s: widget '%s': %s", name, id, why);
+		else if (*why)
+			evk_warn("%s: widget '%s': %s", name, id, why);
 		if (ev && !evk_event_name_valid(ev, strlen(ev)))
 			evk_die(EVK_EX_DATAERR, "%s: widget '%s': invalid event '%s'", name, id, ev);
 		snprintf(d->event, sizeof(d->event), "%s", ev ? ev : "");
