@@ -10,6 +10,7 @@ MANDIR     = $(PREFIX)/share/man
 BASHCOMPDIR = $(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR  = $(PREFIX)/share/zsh/vendor-completions
 EVKDATADIR  = $(PREFIX)/share/evkit
+FISHCOMPDIR = $(PREFIX)/share/fish/vendor_completions.d
 
 CC        ?= cc
 CFLAGS    ?= -O2 -g
@@ -51,7 +52,7 @@ BIN_FILES := $(addprefix $(OUTBIN)/,$(PROGRAMS))
 
 # Debian packages: to build, to test, and (for `make bench`) the peers.
 DEPS_BUILD := gcc make pkg-config libnng-dev libcjson-dev libsqlite3-dev
-DEPS_TEST  := bats bats-support bats-assert jq sqlite3 tmux procps groff-base mandoc bash-completion
+DEPS_TEST  := bats bats-support bats-assert jq sqlite3 tmux procps groff-base mandoc bash-completion zsh fish
 DEPS_BENCH := redis-server redis-tools mosquitto mosquitto-clients time
 
 .PHONY: all test unit bats bench demo deps deps-bench install uninstall clean check-san
@@ -142,7 +143,8 @@ install: $(BIN_FILES)
 	for f in completions/*.bash; do \
 	    install -m 0644 $$f $(DESTDIR)$(BASHCOMPDIR)/$$(basename $$f .bash); done
 	$(if $(wildcard completions/_*),install -m 0644 $(wildcard completions/_*) $(DESTDIR)$(ZSHCOMPDIR)/)
-	install -d $(DESTDIR)$(EVKDATADIR)/bats
+	install -d $(DESTDIR)$(FISHCOMPDIR) $(DESTDIR)$(EVKDATADIR)/bats
+	install -m 0644 $(wildcard completions/fish/*.fish) $(DESTDIR)$(FISHCOMPDIR)/
 	install -m 0644 share/bats/load.bash $(DESTDIR)$(EVKDATADIR)/bats/load.bash
 
 uninstall:
@@ -151,6 +153,7 @@ uninstall:
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man7/,$(notdir $(wildcard man/*.7)))
 	rm -f $(addprefix $(DESTDIR)$(BASHCOMPDIR)/,$(basename $(notdir $(wildcard completions/*.bash))))
 	rm -f $(addprefix $(DESTDIR)$(ZSHCOMPDIR)/,$(notdir $(wildcard completions/_*)))
+	rm -f $(addprefix $(DESTDIR)$(FISHCOMPDIR)/,$(notdir $(wildcard completions/fish/*.fish)))
 	rm -f $(DESTDIR)$(EVKDATADIR)/bats/load.bash
 
 clean:

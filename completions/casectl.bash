@@ -1,46 +1,46 @@
-# bash completion for casectl(1)
+# bash completion for casectl(1): the subcommand first, then only its own
+# options.
+_evkit_dir=$(dirname "${BASH_SOURCE[0]}")
+# shellcheck source=evkit-common.bash
+. "$_evkit_dir/evkit-common" 2>/dev/null || . "$_evkit_dir/evkit-common.bash"
+unset _evkit_dir
+
 _casectl() {
-	local cur prev cmd i
-	cur=${COMP_WORDS[COMP_CWORD]}
-	prev=${COMP_WORDS[COMP_CWORD - 1]}
-	for ((i = 1; i < COMP_CWORD; i++)); do
-		case ${COMP_WORDS[i]} in
-		init | user | create | get | list | update | sync | destroy | ingest | outbox | watch)
-			cmd=${COMP_WORDS[i]}
-			break
-			;;
-		esac
-	done
+	local cur prev words cword cmd
+	_evkit_init
+	_evkit_subcommand init user create get list update sync destroy ingest outbox watch
 	case $prev in
-	--db)
-		COMPREPLY=($(compgen -f -- "$cur"))
-		return
-		;;
-	--role)
-		COMPREPLY=($(compgen -W 'admin editor viewer' -- "$cur"))
-		return
-		;;
+	--db) _evkit_files; return ;;
+	--bus) _evkit_reply 'ipc:// tcp://127.0.0.1: tls+tcp:// nats://127.0.0.1:4222'; return ;;
+	--role) _evkit_reply 'admin editor viewer'; return ;;
 	--sort)
-		COMPREPLY=($(compgen -W 'inserted_at updated_at offence_action_date
-			offence_fine offence_costs case_reference last_synced_at' -- "$cur"))
+		_evkit_reply 'inserted_at updated_at offence_action_date offence_fine
+			offence_costs case_reference last_synced_at'
 		return
 		;;
-	--bus | --actor | --admin | --agency | --offender | --since | --limit | \
+	--actor | --admin | --agency | --offender | --since | --limit | \
 		--refetch-window | -n | --count | --max-line | --batch)
 		return
 		;;
 	esac
+	local filters='--agency --offender --since --sort --limit'
 	if [[ $cur == -* ]]; then
-		COMPREPLY=($(compgen -W '--db --bus --actor --admin --role --agency
-			--offender --since --sort --limit --refetch-window --count --strict
-			--max-line --batch --help --version' -- "$cur"))
+		case $cmd in
+		'') _evkit_reply '--db --bus --actor --max-line --help --version' ;;
+		init) _evkit_reply '--admin' ;;
+		user) _evkit_reply '--role' ;;
+		list) _evkit_reply "$filters" ;;
+		watch) _evkit_reply "$filters --refetch-window --count" ;;
+		ingest) _evkit_reply '--strict --batch' ;;
+		esac
 	elif [[ -z $cmd ]]; then
-		COMPREPLY=($(compgen -W 'init user create get list update sync destroy
-			ingest outbox watch' -- "$cur"))
+		_evkit_reply 'init user create get list update sync destroy ingest outbox watch'
 	elif [[ $cmd == user && $prev == user ]]; then
-		COMPREPLY=($(compgen -W 'add list' -- "$cur"))
+		_evkit_reply 'add list'
 	elif [[ $cmd == outbox && $prev == outbox ]]; then
-		COMPREPLY=($(compgen -W 'list flush' -- "$cur"))
+		_evkit_reply 'list flush'
+	elif [[ $cmd == create || $cmd == ingest ]]; then
+		_evkit_files
 	fi
 }
 complete -F _casectl casectl

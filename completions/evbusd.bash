@@ -1,22 +1,18 @@
 # bash completion for evbusd(1)
+_evkit_dir=$(dirname "${BASH_SOURCE[0]}")
+# shellcheck source=evkit-common.bash
+. "$_evkit_dir/evkit-common" 2>/dev/null || . "$_evkit_dir/evkit-common.bash"
+unset _evkit_dir
+
 _evbusd() {
-	local cur prev
-	cur=${COMP_WORDS[COMP_CWORD]}
-	prev=${COMP_WORDS[COMP_CWORD - 1]}
+	local cur prev words cword
+	_evkit_init
 	case $prev in
-	--store | --pidfile)
-		COMPREPLY=($(compgen -f -- "$cur"))
-		return
-		;;
-	--bus)
-		COMPREPLY=($(compgen -W 'ipc:// tcp://127.0.0.1:' -- "$cur"))
-		return
-		;;
-	--retain)
-		return
-		;;
+	--store | --pidfile) _evkit_files; return ;;
+	--bus) _evkit_reply 'ipc:// tcp://127.0.0.1: tls+tcp://'; return ;;
+	--retain) return ;;
 	esac
-	COMPREPLY=($(compgen -W '--bus --store --memory --retain --daemon
-		--pidfile --status --help --version' -- "$cur"))
+	_evkit_reply '--bus --store --memory --retain --daemon --pidfile --status
+		--help --version'
 }
 complete -F _evbusd evbusd

@@ -10,7 +10,7 @@ setup() {
 	make -s -C "$BATS_TEST_DIRNAME/.." install PREFIX=/usr/local DESTDIR="$STAGE" >/dev/null
 }
 
-@test "make install puts 6 programs, 8 man pages and the bash completions in place" {
+@test "make install puts 6 programs, 8 man pages and the bash, zsh and fish completions in place" {
 	local p
 	run ls "$STAGE/usr/local/bin"
 	assert_output "$(tr ' ' '\n' <<<"$PROGRAMS")"
@@ -18,6 +18,7 @@ setup() {
 		[ -x "$STAGE/usr/local/bin/$p" ]
 		[ -f "$STAGE/usr/local/share/man/man1/$p.1" ]
 		[ -f "$STAGE/usr/local/share/bash-completion/completions/$p" ]
+		[ -f "$STAGE/usr/local/share/fish/vendor_completions.d/$p.fish" ]
 	done
 	[ -f "$STAGE/usr/local/share/man/man7/evkit.7" ]
 	grep -q '^#compdef evbusd evpub evsub evworker casectl widgetd$' \

@@ -1,0 +1,23 @@
+# fish completion for evsub(1).  Patterns are offered as words; fish
+# quotes a '*' it inserts, so a pattern is never a glob.
+complete -c evsub -f
+complete -c evsub -a "'**' 'workflow:*' 'workflow:**' 'process:*' 'process:**' 'resource:*' 'resource:**' 'case:**' 'case:created' 'case:created:*' 'case:synced:*' 'case:updated:*' 'case:destroyed:*' 'widget:*' 'widget:**'" -d 'topic pattern'
+complete -c evsub -l bus -x -a 'ipc:// tcp://127.0.0.1: tls+tcp:// nats://127.0.0.1:4222' -d 'the hub'
+complete -c evsub -l exclude -x -a "'**' 'workflow:*' 'workflow:**' 'process:*' 'process:**' 'resource:*' 'resource:**' 'case:**' 'case:created' 'case:created:*' 'case:synced:*' 'case:updated:*' 'case:destroyed:*' 'widget:*' 'widget:**'" -d 'drop events whose topic matches'
+complete -c evsub -l event -x -d 'only events with this name'
+complete -c evsub -l until -x -d 'print the first event with this name, then exit'
+complete -c evsub -s n -l count -x -d 'exit 0 after N events'
+complete -c evsub -s W -l timeout -x -d 'exit 124 after SEC'
+complete -c evsub -l since -x -d 'first replay retained events after SEQ'
+complete -c evsub -l ready-file -r -F -d 'create PATH once subscribed'
+complete -c evsub -s o -l format -x -a 'json payload text tsv' -d 'output format'
+complete -c evsub -s F -l template -x -d 'print a template per event'
+complete -c evsub -l throttle -x -d 'at most one event per key per MS'
+complete -c evsub -l throttle-key -x -a 'topic+event topic event' -d 'the throttle key'
+complete -c evsub -l debounce -x -d 'per key, the latest event after MS of quiet'
+complete -c evsub -l batch -x -d 'one JSON array per MS window'
+complete -c evsub -l batch-size -x -d '... or per N events'
+complete -c evsub -l latest -d 'replay the newest retained event per topic'
+complete -c evsub -l stats -d 'figures as JSON on stderr at exit or SIGUSR1'
+complete -c evsub -s h -l help -d 'print usage'
+complete -c evsub -l version -d 'print the version'
