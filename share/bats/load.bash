@@ -408,6 +408,23 @@ _evkit_expect_lines() {
 	echo "within   : ${_evkit_within} s"
 }
 
+# _evkit_event_args FUNC WITHIN NLEAD ARGS... — the arguments of the
+# one-pattern assertions: NLEAD leading words, PATTERN [EVENT], --payload
+# and --within (default WITHIN).  Sets the caller's locals pat, ev,
+# _evkit_within and _evkit_pp, and _evkit_pos.
+_evkit_event_args() {
+	local fn=$1 lead=$3
+	_evkit_within=$2
+	shift 3
+	_evkit_need_listen "$fn" || return
+	_evkit_args "$fn" $((lead + 2)) "$@" || return
+	pat=${_evkit_pos[lead]:-}
+	ev=${_evkit_pos[lead + 1]:-}
+	[[ -n $pat ]] || { _evkit_usage "$fn" "missing PATTERN"; return; }
+	_evkit_check_pattern "$fn" "$pat" || return
+	_evkit_payload_prog "$_evkit_payload"
+}
+
 # --- assertions -----------------------------------------------------------
 
 # assert_event PATTERN [EVENT] [--payload JQ_FILTER] [--within SECONDS]
@@ -415,14 +432,8 @@ _evkit_expect_lines() {
 # EVENT (any when omitted or '*') and a payload for which JQ_FILTER is true;
 # fails after SECONDS (default $EVKIT_WITHIN, 10).
 assert_event() {
-	_evkit_need_listen assert_event || return
-	local _evkit_within=$EVKIT_WITHIN
-	_evkit_args assert_event 2 "$@" || return
-	local pat=${_evkit_pos[0]:-} ev=${_evkit_pos[1]:-}
-	[[ -n $pat ]] || { _evkit_usage assert_event "missing PATTERN"; return; }
-	_evkit_check_pattern assert_event "$pat" || return
-	local _evkit_pp
-	_evkit_payload_prog "$_evkit_payload"
+	local pat ev _evkit_within _evkit_pp
+	_evkit_event_args assert_event "$EVKIT_WITHIN" 0 "$@" || return
 	_evkit_deadline "$_evkit_within"
 	while :; do
 		if [[ $(_evkit_jq "$_EVKIT_SYNC_TOPIC" "$pat" "$ev" "$_evkit_pp" \
@@ -442,14 +453,8 @@ assert_event() {
 # $EVKIT_REFUTE_WITHIN, 0.5).  It first calls evkit_sync, so what was
 # published before the call is judged whatever the window.
 refute_event() {
-	_evkit_need_listen refute_event || return
-	local _evkit_within=$EVKIT_REFUTE_WITHIN
-	_evkit_args refute_event 2 "$@" || return
-	local pat=${_evkit_pos[0]:-} ev=${_evkit_pos[1]:-}
-	[[ -n $pat ]] || { _evkit_usage refute_event "missing PATTERN"; return; }
-	_evkit_check_pattern refute_event "$pat" || return
-	local _evkit_pp
-	_evkit_payload_prog "$_evkit_payload"
+	local pat ev _evkit_within _evkit_pp
+	_evkit_event_args refute_event "$EVKIT_REFUTE_WITHIN" 0 "$@" || return
 	evkit_sync || return
 	_evkit_deadline "$_evkit_within"
 	local hit
@@ -470,15 +475,10 @@ refute_event() {
 # than N have arrived, and calls evkit_sync first so that no event already
 # published is still on its way.
 assert_event_count() {
-	_evkit_need_listen assert_event_count || return
-	local _evkit_within=$EVKIT_WITHIN
-	_evkit_args assert_event_count 3 "$@" || return
-	local want=${_evkit_pos[0]:-} pat=${_evkit_pos[1]:-} ev=${_evkit_pos[2]:-}
+	local pat ev _evkit_within _evkit_pp want got
+	_evkit_event_args assert_event_count "$EVKIT_WITHIN" 1 "$@" || return
+	want=${_evkit_pos[0]:-}
 	[[ $want =~ ^[0-9]+$ ]] || { _evkit_usage assert_event_count "N must be a count, not '$want'"; return; }
-	[[ -n $pat ]] || { _evkit_usage assert_event_count "missing PATTERN"; return; }
-	_evkit_check_pattern assert_event_count "$pat" || return
-	local _evkit_pp got
-	_evkit_payload_prog "$_evkit_payload"
 	evkit_sync || return
 	_evkit_deadline "$_evkit_within"
 	while :; do
