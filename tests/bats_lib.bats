@@ -7,6 +7,10 @@
 bats_require_minimum_version 1.5.0
 
 EVKIT_BIN=${EVKIT_BIN:-$BATS_TEST_DIRNAME/../bin}
+# `make test-nats` (EVKIT_TEST_BACKEND=nats): a private nats-server per test.
+if [[ ${EVKIT_TEST_BACKEND:-} == nats && -z ${EVKIT_TEST_BUS:-} ]]; then
+	EVKIT_TEST_BUS=nats
+fi
 load ../share/bats/load
 export LC_ALL=C.UTF-8
 
@@ -48,6 +52,25 @@ has() {
 	# bash -c: a child sees the exported URL.
 	run bash -c 'echo "$EVBUS_URL"'
 	[ "$output" = "$EVBUS_URL" ]
+}
+
+@test "EVKIT_TEST_BUS=nats: a private nats-server per test, the same assertions" {
+	command -v nats-server >/dev/null || skip "nats-server is not installed"
+	# evkit's NATS backend: a nats:// URL is reachable or not, never a usage error
+	run evpub --bus nats://127.0.0.1:9 probe:x e
+	[ "$status" -eq 69 ] || skip "these programs have no NATS backend (evpub said: $output)"
+	evkit_teardown
+	EVKIT_TEST_BUS=nats evkit_setup
+	[[ $EVBUS_URL == nats://127.0.0.1:* ]]
+	[[ -n $EVKIT_HUB_PID ]] && ! _evkit_gone "$EVKIT_HUB_PID"
+	evkit_listen 'deploy:**'
+	evpub deploy:web finished '{"version":"1.4.2"}'
+	assert_event 'deploy:*' finished --payload '.version == "1.4.2"'
+	assert_event_count 1 'deploy:**'
+	refute_event 'deploy:*' failed
+	run assert_event 'deploy:*' failed --within 0.2
+	[ "$status" -eq 1 ]
+	has '#1 deploy:web finished {"version":"1.4.2"}'
 }
 
 @test "evkit_teardown stops the hub and the listener by pid, and may be called twice" {

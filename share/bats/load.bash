@@ -126,9 +126,10 @@ _evkit_stop() {
 # --- the hub ----------------------------------------------------------------
 
 # evkit_setup — a private hub for this test (evbusd --memory on an ipc
-# socket in $BATS_TEST_TMPDIR), EVBUS_URL exported.  With EVKIT_TEST_BUS set
-# (nats://HOST:PORT/STREAM, tcp://…) that bus is used instead and no hub is
-# started.
+# socket in $BATS_TEST_TMPDIR), EVBUS_URL exported.  With EVKIT_TEST_BUS=nats
+# the private hub is a NATS server (nats-server -js on a free loopback
+# port, its store in $BATS_TEST_TMPDIR); with EVKIT_TEST_BUS=URL
+# (nats://HOST:PORT, tcp://…) that bus is used and nothing is started.
 evkit_setup() {
 	if [[ -z ${BATS_TEST_TMPDIR:-} ]]; then
 		_evkit_usage evkit_setup "BATS_TEST_TMPDIR is not set: call it from a bats setup() or test"
@@ -140,7 +141,10 @@ evkit_setup() {
 	_EVKIT_LISTEN_PID=
 	_EVKIT_EVENTS=
 	EVKIT_HUB_PID=
-	if [[ -n ${EVKIT_TEST_BUS:-} ]]; then
+	if [[ ${EVKIT_TEST_BUS:-} == nats ]]; then
+		_evkit_start_nats
+		return
+	elif [[ -n ${EVKIT_TEST_BUS:-} ]]; then
 		export EVBUS_URL=$EVKIT_TEST_BUS
 		return 0
 	fi
@@ -155,6 +159,35 @@ evkit_setup() {
 	fi
 	EVKIT_HUB_PID=$(cat "$pidfile") || return
 	EVKIT_PIDS+=("$EVKIT_HUB_PID")
+}
+
+# _evkit_start_nats — nats-server -js on 127.0.0.1, on a port it picks (read
+# from its ports file), with its store and log in EVKIT_DIR; waits until it
+# serves, then exports EVBUS_URL.
+_evkit_start_nats() {
+	local dir=$EVKIT_DIR/nats ports port
+	mkdir -p "$dir" || return
+	if ! command -v nats-server >/dev/null; then
+		_evkit_fail "evkit_setup: EVKIT_TEST_BUS=nats needs nats-server" \
+			"install : nats-server (Debian package nats-server)"
+		return
+	fi
+	nats-server -js -a 127.0.0.1 -p -1 -sd "$dir/store" --ports_file_dir "$dir" \
+		-l "$dir/log" </dev/null >/dev/null 2>&1 3>&- &
+	EVKIT_HUB_PID=$!
+	EVKIT_PIDS+=("$EVKIT_HUB_PID")
+	ports=$dir/nats-server_$EVKIT_HUB_PID.ports
+	_evkit_deadline 20
+	until [[ -s $ports ]] && grep -q 'Server is ready' "$dir/log" 2>/dev/null; do
+		if _evkit_gone "$EVKIT_HUB_PID" || _evkit_expired; then
+			_evkit_fail "evkit_setup: nats-server did not start" \
+				"log     : $(tail -n 3 "$dir/log" 2>/dev/null)"
+			return
+		fi
+		sleep 0.02
+	done
+	port=$(jq -r '(.nats // .client)[0]' "$ports") || return
+	export EVBUS_URL="nats://127.0.0.1:${port##*:}"
 }
 
 # evkit_teardown — stops every process the library started (the listener,
