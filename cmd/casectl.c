@@ -3,6 +3,7 @@
  * transaction (Ash resource + Ash.Notifier.PubSub). */
 #include "evkit/buf.h"
 #include "evkit/bus.h"
+#include "evkit/db.h"
 #include "evkit/err.h"
 #include "evkit/event.h"
 #include "evkit/gate.h"
@@ -46,8 +47,8 @@
 enum role { ROLE_NONE, ROLE_VIEWER, ROLE_EDITOR, ROLE_ADMIN };
 
 struct ctx {
-	sqlite3 *db;
-	const char *db_path;
+	struct evk_db db;
+	const char *db_path; /* --db, or NULL for the default */
 	char url[EVK_URL_MAX];
 	const char *bus;
 	char actor[256];
@@ -157,15 +158,24 @@ new_uuid(char out[37])
 static void
 db_die(struct ctx *c, const char *what)
 {
-	evk_die(EVK_EX_UNAVAILABLE, "%s: %s", what, sqlite3_errmsg(c->db));
+	evk_db_fail(&c->db, what);
+	evk_die(EVK_EX_UNAVAILABLE, "%s", evk_db_error(&c->db));
+}
+
+/* A database call failed: its reason is in c->db. */
+static void
+db_check(struct ctx *c, int rv)
+{
+	if (rv != EVK_OK)
+		evk_die(EVK_EX_UNAVAILABLE, "%s", evk_db_error(&c->db));
 }
 
 static sqlite3_stmt *
 prepare(struct ctx *c, const char *sql)
 {
-	sqlite3_stmt *st = evk_store_stmt(c->db, sql);
+	sqlite3_stmt *st = evk_db_stmt(&c->db, sql);
 	if (st == NULL)
-		db_die(c, "cannot prepare a query");
+		db_check(c, EVK_EIO);
 	return st;
 }
 
@@ -190,8 +200,7 @@ bind_text(struct ctx *c, sqlite3_stmt *st, int i, const char *s)
 static void
 exec(struct ctx *c, const char *sql)
 {
-	if (evk_store_exec(c->db, sql) != EVK_OK)
-		db_die(c, sql);
+	db_check(c, evk_db_exec(&c->db, sql));
 }
 
 /* BEGIN IMMEDIATE, retried while another casectl holds the lock beyond the
@@ -199,8 +208,7 @@ exec(struct ctx *c, const char *sql)
 static void
 begin(struct ctx *c)
 {
-	if (evk_store_begin(c->db) != EVK_OK)
-		db_die(c, "cannot start a transaction");
+	db_check(c, evk_db_begin(&c->db));
 }
 
 /* ---- schema ---- */
@@ -260,21 +268,14 @@ static const char *const migrations[] = {
 static void
 open_db(struct ctx *c, bool create)
 {
-	static char def[4096]; /* the default path lives as long as c */
-	const char *why;
-
-	if (c->db_path == NULL) {
-		if (evk_store_default_path("cases.db", def, sizeof(def)) != EVK_OK)
-			evk_die(EVK_EX_USAGE, "no --db given and no HOME or XDG_STATE_HOME");
-		c->db_path = def;
-	}
-	if (!create && access(c->db_path, F_OK) != 0)
-		evk_die(EVK_EX_UNAVAILABLE, "no database at '%s' (run: casectl init --admin NAME)",
-			c->db_path);
-	if (evk_store_open(c->db_path, &c->db, &why) != EVK_OK)
-		evk_die(EVK_EX_UNAVAILABLE, "cannot open database '%s': %s", c->db_path, why);
-	if (evk_store_migrate(c->db, migrations, (int)(sizeof(migrations) / sizeof(migrations[0]))) != EVK_OK)
-		db_die(c, "cannot set up the database");
+	int rv = evk_db_open(&c->db, c->db_path, "cases.db", create, migrations,
+			     (int)(sizeof(migrations) / sizeof(migrations[0])));
+	if (rv == EVK_EINVAL)
+		evk_die(EVK_EX_USAGE, "%s", evk_db_error(&c->db));
+	if (rv == EVK_EUNAVAIL)
+		evk_die(EVK_EX_UNAVAILABLE, "%s (run: casectl init --admin NAME)",
+			evk_db_error(&c->db));
+	db_check(c, rv);
 }
 
 static enum role
@@ -810,7 +811,7 @@ outbox_flush(struct ctx *c, bool quiet)
 	if (damaged)
 		evk_warn("outbox row %lld is damaged (neither event lines nor notes): it and "
 			 "the %ld notifications from it on stay in table notes of '%s'",
-			 (long long)damaged, pending, c->db_path);
+			 (long long)damaged, pending, c->db.path);
 	else if (pending > 0 && !quiet)
 		evk_warn("hub at '%s' unavailable: %ld notifications kept in the outbox "
 			 "(delivered by the next casectl command or 'casectl outbox flush')",
@@ -1007,7 +1008,7 @@ commit(struct ctx *c, bool more)
 		    sqlite3_step(st) != SQLITE_DONE)
 			db_die(c, "cannot write the outbox");
 		done(st);
-		row = sqlite3_last_insert_rowid(c->db);
+		row = sqlite3_last_insert_rowid(c->db.sq);
 	}
 	live_settle(c);
 	exec(c, "COMMIT");
@@ -1181,7 +1182,7 @@ agency_get(struct ctx *c, const char *code)
 		if (sqlite3_step(st) != SQLITE_DONE)
 			db_die(c, "cannot add an agency");
 		done(st);
-		a.id = sqlite3_last_insert_rowid(c->db);
+		a.id = sqlite3_last_insert_rowid(c->db.sq);
 		a.name = strdup(code);
 	}
 	a.code = strdup(code);
@@ -1240,7 +1241,7 @@ offender_get(struct ctx *c, const struct input *in)
 	     evk_buf_add(&o->postcode, in->off_postcode, strlen(in->off_postcode) + 1)))
 		evk_die(EVK_EX_FAIL, "out of memory");
 	o->has_postcode = in->off_postcode != NULL;
-	return o->id = sqlite3_last_insert_rowid(c->db);
+	return o->id = sqlite3_last_insert_rowid(c->db.sq);
 }
 
 /* The id of the case (agency, reference), or "" when there is none. */
@@ -1324,7 +1325,7 @@ create_case(struct ctx *c, const struct agency *a, const struct input *in, char 
 	if (sqlite3_step(st) != SQLITE_DONE)
 		db_die(c, "cannot insert a case");
 	done(st);
-	if (sqlite3_changes(c->db) == 0) {
+	if (sqlite3_changes(c->db.sq) == 0) {
 		find_case(c, a->id, in->reference, id);
 		return false;
 	}
@@ -1731,7 +1732,7 @@ static void
 ingest(struct ctx *c, enum upsert mode, long *created, long *synced, long *bad)
 {
 	const char *why;
-	struct evk_checkpointer *ck = evk_checkpointer_start(c->db, c->db_path, &why);
+	struct evk_checkpointer *ck = evk_checkpointer_start(c->db.sq, c->db.path, &why);
 	/* Room for a whole batch in the page cache: pages spilled before the
 	 * commit would be written to the WAL twice. */
 	exec(c, "PRAGMA cache_size=-32768");
@@ -2008,7 +2009,7 @@ cmd_init(struct ctx *c, const char *admin)
 		db_die(c, "cannot add the admin");
 	done(st);
 	cJSON *o = cJSON_CreateObject();
-	if (o == NULL || !cJSON_AddStringToObject(o, "db", c->db_path) ||
+	if (o == NULL || !cJSON_AddStringToObject(o, "db", c->db.path) ||
 	    !cJSON_AddStringToObject(o, "admin", admin))
 		evk_die(EVK_EX_FAIL, "out of memory");
 	print_json(o);
@@ -2267,9 +2268,8 @@ main(int argc, char **argv)
 	evk_buf_release(&c.line);
 	evk_buf_release(&c.off.name);
 	evk_buf_release(&c.off.postcode);
-	evk_store_stmt_release_all();
-	if (sqlite3_close(c.db) != SQLITE_OK)
-		evk_warn("closing the database: %s", sqlite3_errmsg(c.db));
+	if (evk_db_close(&c.db) != EVK_OK)
+		evk_warn("%s", evk_db_error(&c.db));
 	if (fclose(stdout) != 0 && status == 0)
 		evk_die(EVK_EX_IOERR, "writing stdout: %s", strerror(errno));
 	evk_jsonmem_release();

@@ -3,6 +3,7 @@
  * (Oban workers broadcasting through Phoenix.PubSub). */
 #include "evkit/buf.h"
 #include "evkit/bus.h"
+#include "evkit/db.h"
 #include "evkit/err.h"
 #include "evkit/event.h"
 #include "evkit/store.h"
@@ -173,17 +174,13 @@ static const char *const migrations[] = {
 static void
 open_db(const char *path)
 {
-	char def[4096];
-	const char *why;
-	if (path == NULL) {
-		if (evk_store_default_path("jobs.db", def, sizeof(def)) != EVK_OK)
-			evk_die(EVK_EX_USAGE, "no --db given and no HOME or XDG_STATE_HOME");
-		path = def;
-	}
-	if (evk_store_open(path, &db, &why) != EVK_OK)
-		evk_die(EVK_EX_UNAVAILABLE, "cannot open queue '%s': %s", path, why);
-	if (evk_store_migrate(db, migrations, 2) != EVK_OK)
-		db_die("cannot set up the queue");
+	static struct evk_db jobs; /* its handle is db */
+	int rv = evk_db_open(&jobs, path, "jobs.db", true, migrations,
+			     (int)(sizeof(migrations) / sizeof(migrations[0])));
+	if (rv != EVK_OK)
+		evk_die(rv == EVK_EINVAL ? EVK_EX_USAGE : EVK_EX_UNAVAILABLE, "%s",
+			evk_db_error(&jobs));
+	db = jobs.sq;
 }
 
 /* ---- broadcasts: an outbox in the database, delivered in order ---- */

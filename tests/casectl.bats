@@ -516,3 +516,17 @@ ingest_ended() {
 	run -65 --separate-stderr cc --max-line 20 create <"$BATS_TEST_TMPDIR/in"
 	[[ $stderr == *"stdin:1: line longer than 20 bytes"* ]]
 }
+
+@test "casectl creates cases.db, its WAL and SHM 0600 whatever the umask" {
+	local db=$BATS_TEST_TMPDIR/private/cases.db
+	(umask 022 && casectl --db "$db" init --admin ann >/dev/null)
+	# watch keeps the database open, so its -wal and -shm stay.
+	(umask 022 && exec casectl --db "$db" watch >"$BATS_TEST_TMPDIR/watch" 2>&1) &
+	BG_PIDS+=($!)
+	wait_for test -s "$BATS_TEST_TMPDIR/watch"
+	wait_file "$db-wal"
+	[ "$(stat -c %a "$db")" = 600 ]
+	[ "$(stat -c %a "$db-wal")" = 600 ]
+	[ "$(stat -c %a "$db-shm")" = 600 ]
+	[ "$(stat -c %a "$BATS_TEST_TMPDIR/private")" = 700 ]
+}

@@ -211,3 +211,13 @@ workflow:wf1 workflow_completed "
 	[ "$(ew show 1 | jq -r .state)" = completed ]
 	[ "$(ew show 2 | jq -r .state)" = available ]
 }
+
+@test "evworker creates jobs.db, its WAL and SHM 0600 whatever the umask" {
+	(umask 022 && exec evworker --db "$DB" on --ready-file "$T/ready" 'never:*' -- true >/dev/null 2>&1) &
+	BG_PIDS+=($!)
+	wait_file "$T/ready"
+	wait_file "$DB-wal"
+	[ "$(stat -c %a "$DB")" = 600 ]
+	[ "$(stat -c %a "$DB-wal")" = 600 ]
+	[ "$(stat -c %a "$DB-shm")" = 600 ]
+}
