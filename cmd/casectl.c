@@ -9,6 +9,7 @@
 #include "evkit/gate.h"
 #include "evkit/jsonmem.h"
 #include "evkit/lines.h"
+#include "evkit/outbox.h"
 #include "evkit/store.h"
 #include "evkit/topic.h"
 
@@ -40,7 +41,6 @@
 #define INGEST_IDLE_MS 50             /* input paused this long: commit what came */
 #define PROGRESS_AFTER_MS 1000        /* an input this long gets a progress line */
 #define PROGRESS_EVERY_MS 250         /* ... redrawn at most this often */
-#define OUTBOX_CHUNK 4096             /* notifications per delivery round */
 #define BATCH_BYTES (8u << 20)        /* ingest commits past this much to announce */
 #define AGENCY_CACHE 64               /* agencies a process remembers */
 
@@ -64,7 +64,7 @@ struct ctx {
 	long count; /* watch: exit after this many results */
 	/* scratch for the case being written; created: its timestamp, which
 	 * the case_view of a created case points at */
-	struct evk_buf out, payload, key, line;
+	struct evk_buf out, key;
 	char created[EVK_TS_LEN + 1];
 	struct agency {
 		sqlite3_int64 id;
@@ -76,13 +76,11 @@ struct ctx {
 		struct evk_buf name, postcode; /* NUL-terminated */
 		bool has_postcode;
 	} off;
-	/* ingest: a write transaction is open; delivering as we go (live)
-	 * with the open transaction's notifications in batch, and those of
-	 * the last commit sent and awaiting their acks */
-	bool in_txn, live;
-	struct sender *sender;
+	/* a write transaction is open, with its notifications in batch */
+	bool in_txn;
+	struct evk_outbox *outbox;
 	struct evk_buf batch;
-	sqlite3_int64 batch_n, sent_row;
+	sqlite3_int64 batch_n;
 	sqlite3_int64 damaged_row; /* the outbox row that cannot be sent, or 0 */
 };
 
@@ -263,6 +261,40 @@ static const char *const migrations[] = {
 	 * older casectl stops at it instead of sending such notes as they
 	 * are; its rows keep their own format. */
 	"ALTER TABLE notifications RENAME TO notes;",
+	/* 6: notes of format 3 (ts, action, past, id and the payload itself)
+	 * become their two event lines (format 2, EVK_OUTBOX_LINES), so that
+	 * only the current format needs reading; a row whose notes cannot be
+	 * read keeps format 3, which the outbox reports as damaged. The
+	 * outbox gets its producer id. */
+	"CREATE TEMP TABLE note3 AS"
+	" WITH RECURSIVE split(id, n, rest, note) AS ("
+	"  SELECT id, 0, CAST(lines AS TEXT), NULL FROM notes WHERE format = 3"
+	"  UNION ALL SELECT id, n + 1, substr(rest, instr(rest, char(10)) + 1),"
+	"  substr(rest, 1, instr(rest, char(10)) - 1) FROM split WHERE instr(rest, char(10)) > 0),"
+	" t1(id, n, ts, r) AS (SELECT id, n, substr(note, 1, instr(note, char(9)) - 1),"
+	"  CASE WHEN instr(note, char(9)) > 0 THEN substr(note, instr(note, char(9)) + 1) END"
+	"  FROM split WHERE n > 0),"
+	" t2(id, n, ts, action, r) AS (SELECT id, n, ts, substr(r, 1, instr(r, char(9)) - 1),"
+	"  CASE WHEN instr(r, char(9)) > 0 THEN substr(r, instr(r, char(9)) + 1) END FROM t1),"
+	" t3(id, n, ts, action, past, r) AS (SELECT id, n, ts, action,"
+	"  substr(r, 1, instr(r, char(9)) - 1),"
+	"  CASE WHEN instr(r, char(9)) > 0 THEN substr(r, instr(r, char(9)) + 1) END FROM t2),"
+	" t4(id, n, ts, action, past, cid, payload) AS (SELECT id, n, ts, action, past,"
+	"  substr(r, 1, instr(r, char(9)) - 1),"
+	"  CASE WHEN instr(r, char(9)) > 0 THEN substr(r, instr(r, char(9)) + 1) END FROM t3)"
+	" SELECT id, n, CASE WHEN payload IS NULL OR payload = '' OR length(ts) <> 27"
+	"  OR action = '' OR past = '' OR cid = '' THEN NULL ELSE"
+	"  '{\"ts\":\"' || ts || '\",\"topic\":\"case:' || past || '\",\"event\":\"' || action"
+	"  || '\",\"payload\":' || payload || '}' || char(10) ||"
+	"  '{\"ts\":\"' || ts || '\",\"topic\":\"case:' || past || ':' || cid"
+	"  || '\",\"event\":\"' || action || '\",\"payload\":' || payload || '}' || char(10)"
+	"  END AS line FROM t4"
+	" UNION ALL SELECT id, -1, NULL FROM split WHERE instr(rest, char(10)) = 0 AND rest <> '';"
+	"UPDATE notes SET format = 2, lines = CAST(coalesce((SELECT group_concat(line, '') FROM"
+	" (SELECT line FROM note3 WHERE note3.id = notes.id ORDER BY n)), '') AS BLOB)"
+	" WHERE format = 3 AND NOT EXISTS"
+	" (SELECT 1 FROM note3 WHERE note3.id = notes.id AND line IS NULL);"
+	"DROP TABLE note3;" EVK_OUTBOX_PRODUCER_SCHEMA,
 };
 
 static void
@@ -531,19 +563,16 @@ print_json(cJSON *j)
 /* ---- notifications: outbox inside the transaction, delivered after ----
  *
  * The notifications of a transaction are collected in c->batch as notes
- * and written, just before COMMIT, as one outbox row of format 4. A note
+ * and written, just before COMMIT, as one outbox row of format 4
+ * (lib/outbox.c delivers it). A note
  * "ts\taction\tpast\tid\tactor\tvalues\n" stands for the event lines
  * case:{past} and case:{past}:{id}, whose payload is built from it when
  * they are sent: actor and the case's values (case_values) are JSON text,
  * which holds no raw tab or newline. Without the member names a note is
  * half the bytes the payload would be, and every byte of a batch is
- * written to the WAL, then again by the checkpoint.
- * Older rows stay readable: notes of format 3 (written before schema 5)
- * carry the payload itself after the id; rows of format 2 (before
- * schema 3) hold the event lines. */
+ * written to the WAL, then again by the checkpoint. Rows of older formats
+ * were converted by migration 6. */
 #define NOTE_FORMAT 4
-#define NOTE_PAYLOAD 3 /* notes whose payload follows the id */
-#define LINE_FORMAT 2
 
 /* Queues the notification of one action on case v, payload {resource,
  * action, actor, data}. */
@@ -563,7 +592,7 @@ notify(struct ctx *c, const char *action, const char *past, const struct case_vi
 	c->batch_n += 2;
 }
 
-/* The payload a note of format 4 stands for, from the text after its id
+/* The payload a note stands for, from the text after its id
  * (rest[0..n)), into out. */
 static int
 note_payload(struct evk_buf *out, const char *action, const char *rest, size_t n)
@@ -583,75 +612,43 @@ note_payload(struct evk_buf *out, const char *action, const char *rest, size_t n
 	return evk_buf_addch(out, '}');
 }
 
-/* Calls fn on each event line (without its newline) an outbox row holds,
- * oldest first, skipping the first skip; line and payload are scratch.
- * Stops at and returns fn's first error. A row that holds neither lines
- * nor notes is EVK_EPROTO with *damaged set (fn's own errors leave it
- * false). */
+/* The outbox's expand callback: one note (note[0..len)) into its two
+ * event lines. Uses only its arguments (it runs on the sender's thread
+ * too). */
 static int
-each_event(struct evk_buf *line, struct evk_buf *payload, const char *blob, size_t len,
-	   int format, long skip, int (*fn)(void *, const char *, size_t), void *arg,
-	   bool *damaged)
+expand_note(int format, const char *note, size_t len, struct evk_buf scratch[2],
+	    int (*emit)(void *, const char *, size_t), void *emit_arg)
 {
-	*damaged = false;
-	if (format != LINE_FORMAT && format != NOTE_PAYLOAD && format != NOTE_FORMAT)
-		goto bad_row;
-	for (const char *p = blob, *end = blob + len; p < end;) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		int rv;
-		if (nl == NULL)
-			goto bad_row;
-		if (format == LINE_FORMAT) {
-			if (skip > 0)
-				skip--;
-			else if ((rv = fn(arg, p, (size_t)(nl - p))) != EVK_OK)
-				return rv;
-			p = nl + 1;
-			continue;
-		}
-		/* ts, action, past, id: NUL-terminated copies; the payload or
-		 * the values rest */
-		char f[4][EVK_TOPIC_MAX + 1];
-		for (int i = 0; i < 4; i++) {
-			const char *tab = memchr(p, '\t', (size_t)(nl - p));
-			if (tab == NULL || (size_t)(tab - p) > EVK_TOPIC_MAX)
-				goto bad_row;
-			memcpy(f[i], p, (size_t)(tab - p));
-			f[i][tab - p] = '\0';
-			p = tab + 1;
-		}
-		if (strlen(f[0]) != EVK_TS_LEN)
-			goto bad_row;
-		const char *pl = p;
-		size_t pn = (size_t)(nl - p);
-		if (format == NOTE_FORMAT) {
-			if ((rv = note_payload(payload, f[1], p, pn)) == EVK_EPROTO)
-				goto bad_row;
-			if (rv != EVK_OK)
-				evk_die(EVK_EX_FAIL, "out of memory");
-			pl = payload->p;
-			pn = payload->len;
-		}
-		for (int i = 0; i < 2; i++) {
-			char topic[EVK_TOPIC_MAX + 1];
-			const char *why = NULL;
-			snprintf(topic, sizeof(topic), i ? "case:%s:%s" : "case:%s", f[2], f[3]);
-			evk_buf_reset(line);
-			if (evk_event_build_raw(line, f[0], topic, f[1], pl, pn, &why) != EVK_OK) {
-				evk_warn("cannot build a notification: %s", why ? why : "");
-				goto bad_row;
-			}
-			if (skip > 0)
-				skip--;
-			else if ((rv = fn(arg, line->p, line->len)) != EVK_OK)
-				return rv;
-		}
-		p = nl + 1;
+	struct evk_buf *line = &scratch[0], *payload = &scratch[1];
+	const char *p = note, *nl = note + len;
+	char f[4][EVK_TOPIC_MAX + 1]; /* ts, action, past, id */
+	int rv;
+
+	if (format != NOTE_FORMAT)
+		return EVK_EPROTO;
+	for (int i = 0; i < 4; i++) {
+		const char *tab = memchr(p, '\t', (size_t)(nl - p));
+		if (tab == NULL || (size_t)(tab - p) > EVK_TOPIC_MAX)
+			return EVK_EPROTO;
+		memcpy(f[i], p, (size_t)(tab - p));
+		f[i][tab - p] = '\0';
+		p = tab + 1;
+	}
+	if (strlen(f[0]) != EVK_TS_LEN)
+		return EVK_EPROTO;
+	if ((rv = note_payload(payload, f[1], p, (size_t)(nl - p))) != EVK_OK)
+		return rv;
+	for (int i = 0; i < 2; i++) {
+		char topic[EVK_TOPIC_MAX + 1];
+		snprintf(topic, sizeof(topic), i ? "case:%s:%s" : "case:%s", f[2], f[3]);
+		evk_buf_reset(line);
+		rv = evk_event_build_raw(line, f[0], topic, f[1], payload->p, payload->len, NULL);
+		if (rv == EVK_EINVAL)
+			return EVK_EPROTO;
+		if (rv != EVK_OK || (rv = emit(emit_arg, line->p, line->len)) != EVK_OK)
+			return rv;
 	}
 	return EVK_OK;
-bad_row:
-	*damaged = true;
-	return EVK_EPROTO;
 }
 
 /* notify_row's argument: the action, its past tense, and whether to keep
@@ -671,352 +668,63 @@ notify_row(struct ctx *c, const struct case_view *v, void *arg)
 }
 
 static int
-publish_line(void *pub, const char *line, size_t len)
-{
-	return evk_pub_add(pub, line, len);
-}
-
-static int
-print_line(void *arg, const char *line, size_t len)
+print_line(void *arg, const char *line, size_t len, uint64_t seq)
 {
 	(void)arg;
+	(void)seq;
 	if (fwrite(line, 1, len, stdout) != len || putchar('\n') == EOF)
 		evk_die(EVK_EX_IOERR, "writing stdout: %s", strerror(errno));
 	return EVK_OK;
 }
 
-/* publish_line, counting the lines the publisher took. */
-struct counting {
-	struct evk_pub *pub;
-	long added;
-};
-
-static int
-count_line(void *arg, const char *line, size_t len)
-{
-	struct counting *k = arg;
-	int rv = evk_pub_add(k->pub, line, len);
-	if (rv == EVK_OK)
-		k->added++;
-	return rv;
-}
-
-/* An outbox row in a delivery round: lines the hub had acknowledged
- * before (sent), lines given to the publisher now, and whether all of
- * the rest were. */
-struct round_row {
-	sqlite3_int64 id;
-	long sent, added;
-	bool whole;
-};
-
-/* After a delivery round: the hub acknowledged the first `acked` lines
- * given to the publisher, in order. Rows acknowledged whole leave; a row
- * acknowledged in part keeps its count of lines sent, so the next round
- * resumes after them instead of sending them again. */
+/* An outbox call failed: out of memory or the database. */
 static void
-settle_round(struct ctx *c, const struct round_row *rows, long n, uint64_t acked)
+outbox_check(struct ctx *c, int rv)
 {
-	long i = 0;
-	while (i < n && rows[i].whole && acked >= (uint64_t)rows[i].added)
-		acked -= (uint64_t)rows[i++].added;
-	sqlite3_stmt *st;
-	if (i > 0) {
-		st = prepare(c, "DELETE FROM notes WHERE id <= ?");
-		sqlite3_bind_int64(st, 1, rows[i - 1].id);
-		if (sqlite3_step(st) != SQLITE_DONE)
-			db_die(c, "cannot clear the outbox");
-		done(st);
-	}
-	if (i < n && acked > 0) {
-		st = prepare(c, "UPDATE notes SET sent = ? WHERE id = ?");
-		sqlite3_bind_int64(st, 1, rows[i].sent + (sqlite3_int64)acked);
-		sqlite3_bind_int64(st, 2, rows[i].id);
-		if (sqlite3_step(st) != SQLITE_DONE)
-			db_die(c, "cannot update the outbox");
-		done(st);
-	}
+	if (rv == EVK_ENOMEM)
+		evk_die(EVK_EX_FAIL, "out of memory");
+	if (rv != EVK_OK)
+		evk_die(EVK_EX_UNAVAILABLE, "%s", evk_outbox_error(c->outbox));
 }
 
-/* Delivers the outbox, oldest first, each once: rows are deleted (or
- * their acknowledged part recorded) in the same write transaction that
- * published them (another casectl waits), so two processes never send the
- * same row. A line is sent again only when the hub went away between
- * storing it and acknowledging it. Returns how many notifications stay
- * pending; quiet == true when the hub being down is not worth a warning. */
+/* Delivers the outbox (evk_outbox_flush) and says what stays. Returns how
+ * many notifications stay pending; quiet == true when the hub being down
+ * is not worth a warning. */
 static long
 outbox_flush(struct ctx *c, bool quiet)
 {
-	struct evk_pub *pub = NULL;
-	long pending = 0;
-	bool more = true;
-	sqlite3_int64 damaged = 0;
-	struct round_row *rows = malloc(OUTBOX_CHUNK * sizeof(*rows));
-
-	if (rows == NULL)
-		evk_die(EVK_EX_FAIL, "out of memory");
-	while (more) {
-		begin(c);
-		sqlite3_stmt *st =
-			prepare(c, "SELECT id, lines, format, sent FROM notes ORDER BY id");
-		uint64_t acked0 = pub ? evk_pub_acked(pub) : 0;
-		long n = 0;
-		int rc;
-		bool ok = true;
-		while (n < OUTBOX_CHUNK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-			if (pub == NULL && evk_pub_open(&pub, c->url, NULL, NULL) != EVK_OK) {
-				pub = NULL;
-				ok = false;
-				break;
-			}
-			struct counting k = { pub, 0 };
-			struct round_row *r = &rows[n++];
-			bool bad;
-			r->id = sqlite3_column_int64(st, 0);
-			r->sent = (long)sqlite3_column_int64(st, 3);
-			int rv = each_event(&c->line, &c->payload, sqlite3_column_blob(st, 1),
-					    (size_t)sqlite3_column_bytes(st, 1),
-					    sqlite3_column_int(st, 2), r->sent, count_line, &k, &bad);
-			r->added = k.added;
-			r->whole = rv == EVK_OK;
-			if (rv != EVK_OK) {
-				if (bad)
-					damaged = r->id;
-				ok = false;
-				break;
-			}
-		}
-		more = ok && n == OUTBOX_CHUNK;
-		if (ok && n < OUTBOX_CHUNK && rc != SQLITE_DONE)
-			ok = false;
-		done(st);
-		/* What the hub acknowledged goes, also when a later line could
-		 * not be sent. */
-		if (n > 0 && pub) {
-			if (evk_pub_sync(pub) != EVK_OK)
-				more = false;
-			settle_round(c, rows, n, evk_pub_acked(pub) - acked0);
-		} else {
-			more = false;
-		}
-		exec(c, "COMMIT");
-	}
-	free(rows);
-	evk_pub_close(pub);
-	sqlite3_stmt *st = prepare(c, "SELECT coalesce(sum(count - sent), 0) FROM notes");
-	if (sqlite3_step(st) == SQLITE_ROW)
-		pending = (long)sqlite3_column_int64(st, 0);
-	done(st);
-	c->damaged_row = damaged;
-	if (damaged)
+	struct evk_outbox_report r;
+	outbox_check(c, evk_outbox_flush(c->outbox, &r));
+	c->damaged_row = r.damaged;
+	if (r.damaged)
 		evk_warn("outbox row %lld is damaged (neither event lines nor notes): it and "
 			 "the %ld notifications from it on stay in table notes of '%s'",
-			 (long long)damaged, pending, c->db.path);
-	else if (pending > 0 && !quiet)
+			 (long long)r.damaged, r.pending, c->db.path);
+	else if (r.pending > 0 && !quiet)
 		evk_warn("hub at '%s' unavailable: %ld notifications kept in the outbox "
 			 "(delivered by the next casectl command or 'casectl outbox flush')",
-			 c->url, pending);
-	return pending;
-}
-
-/* ---- committing, and delivering while ingesting ----
- *
- * A long ingest hands each committed transaction's notifications to the
- * hub while it works on the next one, so the hub stores them while casectl
- * writes cases. Each step runs inside the next write transaction: no other
- * casectl can flush the outbox in between, so a row goes out once.
- *   COMMIT batch k; BEGIN; live_send(k); ...cases of k+1...;
- *   live_settle(k) (wait for the acks, delete k's row); COMMIT k+1.
- * The sending itself (notes expanded into event lines, framed, published,
- * acknowledged) runs on a thread of its own, so the writer does not wait
- * for it. The sender touches neither the database nor the ctx: it has its
- * own copy of the batch, its own scratch and the hub connection. */
-
-struct sender {
-	pthread_t thread;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	struct evk_pub *pub;
-	struct evk_buf notes, line, payload;
-	bool busy, stop;
-	int rv;
-	uint64_t acked; /* lines of the last batch the hub acknowledged */
-};
-
-static void *
-sender_run(void *arg)
-{
-	struct sender *s = arg;
-
-	pthread_mutex_lock(&s->mu);
-	for (;;) {
-		while (!s->busy && !s->stop)
-			pthread_cond_wait(&s->cv, &s->mu);
-		if (s->stop)
-			break;
-		pthread_mutex_unlock(&s->mu);
-		bool bad;
-		uint64_t acked0 = evk_pub_acked(s->pub);
-		int rv = each_event(&s->line, &s->payload, s->notes.p, s->notes.len, NOTE_FORMAT, 0,
-				    publish_line, s->pub, &bad);
-		int synced = evk_pub_sync(s->pub); /* also counts what did go */
-		if (rv == EVK_OK)
-			rv = synced;
-		pthread_mutex_lock(&s->mu);
-		s->rv = rv;
-		s->acked = evk_pub_acked(s->pub) - acked0;
-		s->busy = false;
-		pthread_cond_broadcast(&s->cv);
-	}
-	pthread_mutex_unlock(&s->mu);
-	return NULL;
-}
-
-/* Waits until the sender is idle; the outcome of its last batch, and how
- * many of its lines the hub acknowledged. */
-static int
-sender_wait(struct sender *s, uint64_t *acked)
-{
-	pthread_mutex_lock(&s->mu);
-	while (s->busy)
-		pthread_cond_wait(&s->cv, &s->mu);
-	int rv = s->rv;
-	*acked = s->acked;
-	pthread_mutex_unlock(&s->mu);
-	return rv;
-}
-
-/* Stops delivering as we go; what is left goes through outbox_flush. */
-static void
-live_stop(struct ctx *c)
-{
-	struct sender *s = c->sender;
-
-	c->live = false;
-	c->sent_row = 0;
-	if (s == NULL)
-		return;
-	c->sender = NULL;
-	pthread_mutex_lock(&s->mu);
-	s->stop = true;
-	pthread_cond_broadcast(&s->cv);
-	pthread_mutex_unlock(&s->mu);
-	pthread_join(s->thread, NULL); /* after its batch, if one was under way */
-	evk_pub_close(s->pub);
-	evk_buf_release(&s->notes);
-	evk_buf_release(&s->line);
-	evk_buf_release(&s->payload);
-	pthread_cond_destroy(&s->cv);
-	pthread_mutex_destroy(&s->mu);
-	free(s);
-}
-
-/* Starts delivering as we go when the outbox is empty (so nothing older
- * would be overtaken) and the hub answers. */
-static void
-live_start(struct ctx *c)
-{
-	struct sender *s;
-
-	if (outbox_flush(c, true) != 0 || (s = calloc(1, sizeof(*s))) == NULL)
-		return;
-	s->notes = (struct evk_buf)EVK_BUF_INIT(0);
-	s->line = (struct evk_buf)EVK_BUF_INIT(0);
-	s->payload = (struct evk_buf)EVK_BUF_INIT(0);
-	if (pthread_mutex_init(&s->mu, NULL) != 0) {
-		free(s);
-		return;
-	}
-	if (pthread_cond_init(&s->cv, NULL) != 0) {
-		pthread_mutex_destroy(&s->mu);
-		free(s);
-		return;
-	}
-	if (evk_pub_open(&s->pub, c->url, NULL, NULL) != EVK_OK ||
-	    pthread_create(&s->thread, NULL, sender_run, s) != 0) {
-		evk_pub_close(s->pub);
-		pthread_cond_destroy(&s->cv);
-		pthread_mutex_destroy(&s->mu);
-		free(s);
-		return;
-	}
-	c->sender = s;
-	c->live = true;
-}
-
-/* In the transaction after the batch's commit: hands the batch to the
- * sender when its row is still the oldest in the outbox (another casectl
- * may have flushed it in between, or left older ones). */
-static void
-live_send(struct ctx *c, sqlite3_int64 row)
-{
-	struct sender *s = c->sender;
-	sqlite3_stmt *st = prepare(
-		c, "SELECT count(*), min(id), max(sent) FROM notes WHERE id <= ?");
-	sqlite3_bind_int64(st, 1, row);
-	/* Untouched, too: a flush in between may have sent part of it. */
-	bool ours = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) == 1 &&
-		    sqlite3_column_int64(st, 1) == row && sqlite3_column_int64(st, 2) == 0;
-	done(st);
-	if (!ours) {
-		live_stop(c);
-		return;
-	}
-	/* The sender is idle (settled before this commit): swap buffers. */
-	struct evk_buf t = s->notes;
-	s->notes = c->batch;
-	c->batch = t;
-	pthread_mutex_lock(&s->mu);
-	s->busy = true;
-	pthread_cond_broadcast(&s->cv);
-	pthread_mutex_unlock(&s->mu);
-	c->sent_row = row;
-}
-
-/* Before the commit: once the hub acknowledged what live_send handed
- * over, its row leaves the outbox in this transaction; when the hub went,
- * what it did acknowledge is recorded, not sent again. */
-static void
-live_settle(struct ctx *c)
-{
-	if (c->sent_row == 0)
-		return;
-	uint64_t acked;
-	int rv = sender_wait(c->sender, &acked);
-	struct round_row r = { .id = c->sent_row, .added = (long)acked, .whole = rv == EVK_OK };
-	settle_round(c, &r, 1, acked);
-	if (rv != EVK_OK)
-		live_stop(c);
-	c->sent_row = 0;
+			 c->url, r.pending);
+	return r.pending;
 }
 
 /* Commits the open transaction with its notifications as one outbox row
- * (settling the batch sent within it) and, while delivering as we go,
- * opens the next transaction and sends this batch. more == false: no
- * transaction is left open. */
+ * (settling the row sent within it) and, while delivering as we go
+ * (evk_outbox_live_start), opens the next transaction and sends this
+ * row. more == false: no transaction is left open. */
 static void
 commit(struct ctx *c, bool more)
 {
 	sqlite3_int64 row = 0;
-	if (c->batch_n > 0) {
-		sqlite3_stmt *st =
-			prepare(c, "INSERT INTO notes (count, lines, format) VALUES (?, ?, ?)");
-		sqlite3_bind_int64(st, 1, c->batch_n);
-		sqlite3_bind_int(st, 3, NOTE_FORMAT);
-		if (sqlite3_bind_blob64(st, 2, c->batch.p, c->batch.len, SQLITE_STATIC) !=
-			    SQLITE_OK ||
-		    sqlite3_step(st) != SQLITE_DONE)
-			db_die(c, "cannot write the outbox");
-		done(st);
-		row = sqlite3_last_insert_rowid(c->db.sq);
-	}
-	live_settle(c);
+	if (c->batch_n > 0)
+		outbox_check(c, evk_outbox_record(c->outbox, NOTE_FORMAT, c->batch.p, c->batch.len,
+						  c->batch_n, &row));
+	outbox_check(c, evk_outbox_live_settle(c->outbox));
 	exec(c, "COMMIT");
 	c->in_txn = false;
-	if (c->live && row) {
+	if (evk_outbox_is_live(c->outbox) && row) {
 		begin(c);
 		c->in_txn = true;
-		live_send(c, row);
+		outbox_check(c, evk_outbox_live_send(c->outbox, row, NOTE_FORMAT, &c->batch));
 	}
 	c->batch_n = 0;
 	evk_buf_reset(&c->batch);
@@ -1736,9 +1444,9 @@ ingest(struct ctx *c, enum upsert mode, long *created, long *synced, long *bad)
 	/* Room for a whole batch in the page cache: pages spilled before the
 	 * commit would be written to the WAL twice. */
 	exec(c, "PRAGMA cache_size=-32768");
-	live_start(c);
+	evk_outbox_live_start(c->outbox);
 	read_cases(c, mode, created, synced, bad);
-	live_stop(c);
+	evk_outbox_live_stop(c->outbox);
 	evk_checkpointer_stop(ck);
 }
 
@@ -1938,17 +1646,12 @@ cmd_outbox(struct ctx *c, int argc, char **argv)
 		usage(stderr, EVK_EX_USAGE);
 	if (strcmp(argv[0], "list") == 0) {
 		require(c, ROLE_VIEWER, "read the outbox");
-		sqlite3_stmt *st = prepare(
-			c, "SELECT id, lines, format, sent FROM notes ORDER BY id");
-		bool bad;
-		while (sqlite3_step(st) == SQLITE_ROW)
-			if (each_event(&c->line, &c->payload, sqlite3_column_blob(st, 1),
-				       (size_t)sqlite3_column_bytes(st, 1), sqlite3_column_int(st, 2),
-				       (long)sqlite3_column_int64(st, 3), print_line, NULL,
-				       &bad) != EVK_OK)
-				evk_die(EVK_EX_DATAERR, "outbox row %lld is damaged (neither event lines"
-					" nor notes)", (long long)sqlite3_column_int64(st, 0));
-		done(st);
+		sqlite3_int64 damaged;
+		int rv = evk_outbox_each(c->outbox, print_line, NULL, &damaged);
+		if (damaged)
+			evk_die(EVK_EX_DATAERR, "outbox row %lld is damaged (neither event lines"
+				" nor notes)", (long long)damaged);
+		outbox_check(c, rv);
 		return 0;
 	}
 	if (strcmp(argv[0], "flush") == 0) {
@@ -2233,6 +1936,8 @@ main(int argc, char **argv)
 		evk_die(EVK_EX_USAGE, "unknown command '%s' (see casectl --help)", cmd);
 
 	open_db(&c, strcmp(cmd, "init") == 0);
+	if (evk_outbox_open(&c.outbox, c.db.sq, c.url, expand_note) != EVK_OK)
+		evk_die(EVK_EX_FAIL, "out of memory");
 	c.role = role_of(&c, c.actor);
 	int status;
 	if (strcmp(cmd, "init") == 0)
@@ -2262,10 +1967,9 @@ main(int argc, char **argv)
 		free(c.agencies[i].name);
 	}
 	evk_buf_release(&c.out);
-	evk_buf_release(&c.payload);
 	evk_buf_release(&c.key);
 	evk_buf_release(&c.batch);
-	evk_buf_release(&c.line);
+	evk_outbox_close(c.outbox);
 	evk_buf_release(&c.off.name);
 	evk_buf_release(&c.off.postcode);
 	if (evk_db_close(&c.db) != EVK_OK)
