@@ -3,6 +3,7 @@
  * transaction (Ash resource + Ash.Notifier.PubSub). */
 #include "evkit/buf.h"
 #include "evkit/bus.h"
+#include "evkit/cases.h"
 #include "evkit/db.h"
 #include "evkit/err.h"
 #include "evkit/event.h"
@@ -211,97 +212,11 @@ begin(struct ctx *c)
 
 /* ---- schema ---- */
 
-static const char *const migrations[] = {
-	"CREATE TABLE agencies (id INTEGER PRIMARY KEY, code TEXT NOT NULL UNIQUE,"
-	" name TEXT NOT NULL);"
-	"CREATE TABLE offenders (id INTEGER PRIMARY KEY, name TEXT NOT NULL,"
-	" postcode TEXT, match_key TEXT NOT NULL UNIQUE);"
-	"CREATE TABLE cases (id TEXT PRIMARY KEY,"
-	" agency_id INTEGER NOT NULL REFERENCES agencies(id),"
-	" case_reference TEXT NOT NULL,"
-	" offender_id INTEGER REFERENCES offenders(id),"
-	" offence_action_date TEXT, offence_fine REAL, offence_costs REAL,"
-	" offence_result TEXT, inserted_at TEXT NOT NULL, updated_at TEXT NOT NULL,"
-	" last_synced_at TEXT, UNIQUE (agency_id, case_reference));"
-	"CREATE INDEX cases_updated ON cases(updated_at);"
-	"CREATE TABLE users (name TEXT PRIMARY KEY,"
-	" role TEXT NOT NULL CHECK (role IN ('admin','editor','viewer')));"
-	"CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, ts TEXT NOT NULL,"
-	" action TEXT NOT NULL, past TEXT NOT NULL, case_id TEXT NOT NULL,"
-	" payload TEXT NOT NULL);",
-	/* 2: an outbox row holds the ready event lines of one transaction
-	 * (count of them, each ending in a newline): a long ingest writes one
-	 * row per batch instead of one per case. */
-	"CREATE TABLE outbox2 (id INTEGER PRIMARY KEY AUTOINCREMENT,"
-	" count INTEGER NOT NULL, lines BLOB NOT NULL);"
-	"INSERT INTO outbox2 (count, lines) SELECT 2,"
-	" '{\"ts\":\"' || ts || '\",\"topic\":\"case:' || past || '\",\"event\":\"' || action"
-	" || '\",\"payload\":' || payload || '}' || char(10) ||"
-	" '{\"ts\":\"' || ts || '\",\"topic\":\"case:' || past || ':' || case_id"
-	" || '\",\"event\":\"' || action || '\",\"payload\":' || payload || '}' || char(10)"
-	" FROM outbox ORDER BY id;"
-	"DROP TABLE outbox;"
-	"ALTER TABLE outbox2 RENAME TO outbox;",
-	/* 3: the outbox moves to table notifications, whose rows may hold
-	 * notes instead of lines (format 3): one per notification,
-	 * "ts\taction\tpast\tid\tpayload\n", expanded into its two event
-	 * lines when sent; half the bytes to write. Table outbox goes, so an
-	 * older casectl stops at it instead of sending notes as lines. */
-	"CREATE TABLE notifications (id INTEGER PRIMARY KEY AUTOINCREMENT,"
-	" count INTEGER NOT NULL, lines BLOB NOT NULL, format INTEGER NOT NULL);"
-	"INSERT INTO notifications (id, count, lines, format)"
-	" SELECT id, count, lines, 2 FROM outbox ORDER BY id;"
-	"DROP TABLE outbox;",
-	/* 4: how many of a row's event lines the hub already acknowledged:
-	 * a delivery cut short resumes after them instead of sending them
-	 * again. */
-	"ALTER TABLE notifications ADD COLUMN sent INTEGER NOT NULL DEFAULT 0;",
-	/* 5: rows may hold notes of format 4 (values without member names,
-	 * the payload built when sent). The table is renamed so that an
-	 * older casectl stops at it instead of sending such notes as they
-	 * are; its rows keep their own format. */
-	"ALTER TABLE notifications RENAME TO notes;",
-	/* 6: notes of format 3 (ts, action, past, id and the payload itself)
-	 * become their two event lines (format 2, EVK_OUTBOX_LINES), so that
-	 * only the current format needs reading; a row whose notes cannot be
-	 * read keeps format 3, which the outbox reports as damaged. The
-	 * outbox gets its producer id. */
-	"CREATE TEMP TABLE note3 AS"
-	" WITH RECURSIVE split(id, n, rest, note) AS ("
-	"  SELECT id, 0, CAST(lines AS TEXT), NULL FROM notes WHERE format = 3"
-	"  UNION ALL SELECT id, n + 1, substr(rest, instr(rest, char(10)) + 1),"
-	"  substr(rest, 1, instr(rest, char(10)) - 1) FROM split WHERE instr(rest, char(10)) > 0),"
-	" t1(id, n, ts, r) AS (SELECT id, n, substr(note, 1, instr(note, char(9)) - 1),"
-	"  CASE WHEN instr(note, char(9)) > 0 THEN substr(note, instr(note, char(9)) + 1) END"
-	"  FROM split WHERE n > 0),"
-	" t2(id, n, ts, action, r) AS (SELECT id, n, ts, substr(r, 1, instr(r, char(9)) - 1),"
-	"  CASE WHEN instr(r, char(9)) > 0 THEN substr(r, instr(r, char(9)) + 1) END FROM t1),"
-	" t3(id, n, ts, action, past, r) AS (SELECT id, n, ts, action,"
-	"  substr(r, 1, instr(r, char(9)) - 1),"
-	"  CASE WHEN instr(r, char(9)) > 0 THEN substr(r, instr(r, char(9)) + 1) END FROM t2),"
-	" t4(id, n, ts, action, past, cid, payload) AS (SELECT id, n, ts, action, past,"
-	"  substr(r, 1, instr(r, char(9)) - 1),"
-	"  CASE WHEN instr(r, char(9)) > 0 THEN substr(r, instr(r, char(9)) + 1) END FROM t3)"
-	" SELECT id, n, CASE WHEN payload IS NULL OR payload = '' OR length(ts) <> 27"
-	"  OR action = '' OR past = '' OR cid = '' THEN NULL ELSE"
-	"  '{\"ts\":\"' || ts || '\",\"topic\":\"case:' || past || '\",\"event\":\"' || action"
-	"  || '\",\"payload\":' || payload || '}' || char(10) ||"
-	"  '{\"ts\":\"' || ts || '\",\"topic\":\"case:' || past || ':' || cid"
-	"  || '\",\"event\":\"' || action || '\",\"payload\":' || payload || '}' || char(10)"
-	"  END AS line FROM t4"
-	" UNION ALL SELECT id, -1, NULL FROM split WHERE instr(rest, char(10)) = 0 AND rest <> '';"
-	"UPDATE notes SET format = 2, lines = CAST(coalesce((SELECT group_concat(line, '') FROM"
-	" (SELECT line FROM note3 WHERE note3.id = notes.id ORDER BY n)), '') AS BLOB)"
-	" WHERE format = 3 AND NOT EXISTS"
-	" (SELECT 1 FROM note3 WHERE note3.id = notes.id AND line IS NULL);"
-	"DROP TABLE note3;" EVK_OUTBOX_PRODUCER_SCHEMA,
-};
-
 static void
 open_db(struct ctx *c, bool create)
 {
-	int rv = evk_db_open(&c->db, c->db_path, "cases.db", create, migrations,
-			     (int)(sizeof(migrations) / sizeof(migrations[0])));
+	int rv = evk_db_open(&c->db, c->db_path, "cases.db", create, evk_cases_migrations,
+			     EVK_CASES_MIGRATIONS);
 	if (rv == EVK_EINVAL)
 		evk_die(EVK_EX_USAGE, "%s", evk_db_error(&c->db));
 	if (rv == EVK_EUNAVAIL)
@@ -337,191 +252,32 @@ require(struct ctx *c, enum role need, const char *action)
 
 /* ---- cases as JSON ---- */
 
-#define CASE_SELECT                                                                   \
-	"SELECT c.id, a.id, a.code, a.name, c.case_reference, o.id, o.name, o.postcode," \
-	" c.offence_action_date, c.offence_fine, c.offence_costs, c.offence_result,"    \
-	" c.inserted_at, c.updated_at, c.last_synced_at"                                \
-	" FROM cases c JOIN agencies a ON a.id = c.agency_id"                           \
-	" LEFT JOIN offenders o ON o.id = c.offender_id"
-
-/* One case as casectl shows it, agency and offender loaded: the fields of a
- * CASE_SELECT row, or of a case just written (no read-back). A NULL
- * string is JSON null; offender_id 0 means no offender. */
-struct case_view {
-	const char *id, *reference, *agency_code, *agency_name;
-	sqlite3_int64 agency_id, offender_id;
-	const char *off_name, *off_postcode, *date, *result;
-	bool has_fine, has_costs;
-	double fine, costs;
-	const char *inserted, *updated, *synced;
+/* evk_case_with's callback: casectl's own, with the ctx. */
+struct with {
+	struct ctx *c;
+	void (*fn)(struct ctx *, const struct evk_case *, void *);
+	void *arg;
 };
 
-static void
-view_from_row(sqlite3_stmt *st, struct case_view *v)
-{
-#define TEXT(i) ((const char *)sqlite3_column_text(st, (i)))
-	*v = (struct case_view){
-		.id = TEXT(0), .agency_id = sqlite3_column_int64(st, 1),
-		.agency_code = TEXT(2), .agency_name = TEXT(3), .reference = TEXT(4),
-		.offender_id = sqlite3_column_int64(st, 5), .off_name = TEXT(6),
-		.off_postcode = TEXT(7), .date = TEXT(8),
-		.has_fine = sqlite3_column_type(st, 9) != SQLITE_NULL,
-		.fine = sqlite3_column_double(st, 9),
-		.has_costs = sqlite3_column_type(st, 10) != SQLITE_NULL,
-		.costs = sqlite3_column_double(st, 10), .result = TEXT(11),
-		.inserted = TEXT(12), .updated = TEXT(13), .synced = TEXT(14),
-	};
-#undef TEXT
-}
-
 static int
-add_text(struct evk_buf *b, const char *s)
+with_case(void *arg, const struct evk_case *v)
 {
-	return s ? evk_buf_add_json_string(b, s, strlen(s)) : evk_buf_add(b, "null", 4);
+	struct with *w = arg;
+	w->fn(w->c, v, w->arg);
+	return EVK_OK;
 }
 
-/* A number printed as cJSON prints it, so every output agrees: whole
- * numbers within int as integers, else the shortest of 15 or 17 digits
- * that reads back the same. */
-static int
-add_number(struct evk_buf *b, bool has, double d)
-{
-	char s[32];
-	if (!has || isnan(d) || isinf(d))
-		return evk_buf_add(b, "null", 4);
-	long long k = fabs(d) < 1e13 ? llround(d * 100) : 0;
-	if (fabs(d) < 1e13 && (double)k / 100 == d) {
-		/* Whole numbers and cents, most fines and costs, without
-		 * printf: the text %d or %1.15g gives them. */
-		char *e = s + sizeof(s), *q = e;
-		unsigned long long u = (unsigned long long)llabs(k);
-		unsigned cents = (unsigned)(u % 100);
-		if (cents) {
-			if (cents % 10 == 0)
-				cents /= 10;
-			else
-				*--q = (char)('0' + cents % 10), cents /= 10;
-			*--q = (char)('0' + cents);
-			*--q = '.';
-		}
-		u /= 100;
-		do
-			*--q = (char)('0' + u % 10);
-		while (u /= 10);
-		if (k < 0)
-			*--q = '-';
-		return evk_buf_add(b, q, (size_t)(e - q));
-	}
-	if (d >= INT_MIN && d <= INT_MAX && d == (double)(int)d) {
-		snprintf(s, sizeof(s), "%d", (int)d);
-	} else {
-		double back;
-		snprintf(s, sizeof(s), "%1.15g", d);
-		if (sscanf(s, "%lg", &back) != 1 || back != d)
-			snprintf(s, sizeof(s), "%1.17g", d);
-	}
-	return evk_buf_addstr(b, s);
-}
-
-/* A case's members, in the order it is written as JSON, and the text
- * before each: ids, strings and numbers as JSON values. The offender's
- * three come as null when the case has none. */
-#define CASE_VALUES 15
-#define OFFENDER_ID 4 /* the index of the offender's id */
-static const char *const case_keys[CASE_VALUES] = {
-	"{\"id\":", ",\"agency\":{\"id\":", ",\"code\":", ",\"name\":",
-	"},\"offender\":{\"id\":", ",\"name\":", ",\"postcode\":", "},\"case_reference\":",
-	",\"offence_action_date\":", ",\"offence_fine\":", ",\"offence_costs\":",
-	",\"offence_result\":", ",\"inserted_at\":", ",\"updated_at\":", ",\"last_synced_at\":",
-};
-
-/* Appends the case's CASE_VALUES members as JSON values, each after a
- * tab (which JSON text holds only escaped). */
-static void
-case_values(struct evk_buf *b, const struct case_view *v)
-{
-	bool off = v->offender_id != 0;
-	bool ok = !evk_buf_addch(b, '\t') && !add_text(b, v->id) && !evk_buf_addch(b, '\t') &&
-		  !evk_buf_add_u64(b, (uint64_t)v->agency_id) && !evk_buf_addch(b, '\t') &&
-		  !add_text(b, v->agency_code) && !evk_buf_addch(b, '\t') &&
-		  !add_text(b, v->agency_name) && !evk_buf_addch(b, '\t');
-	if (ok && !off)
-		ok = !evk_buf_add(b, "null\tnull\tnull", 14);
-	else if (ok)
-		ok = !evk_buf_add_u64(b, (uint64_t)v->offender_id) && !evk_buf_addch(b, '\t') &&
-		     !add_text(b, v->off_name) && !evk_buf_addch(b, '\t') &&
-		     !add_text(b, v->off_postcode);
-	ok = ok && !evk_buf_addch(b, '\t') && !add_text(b, v->reference) &&
-	     !evk_buf_addch(b, '\t') && !add_text(b, v->date) && !evk_buf_addch(b, '\t') &&
-	     !add_number(b, v->has_fine, v->fine) && !evk_buf_addch(b, '\t') &&
-	     !add_number(b, v->has_costs, v->costs) && !evk_buf_addch(b, '\t') &&
-	     !add_text(b, v->result) && !evk_buf_addch(b, '\t') && !add_text(b, v->inserted) &&
-	     !evk_buf_addch(b, '\t') && !add_text(b, v->updated) && !evk_buf_addch(b, '\t') &&
-	     !add_text(b, v->synced);
-	if (!ok)
-		evk_die(EVK_EX_FAIL, "out of memory");
-}
-
-/* Appends the case whose values case_values wrote (without its first
- * tab: vals[0..len)) as one JSON object. EVK_EPROTO when vals does not
- * hold CASE_VALUES values. */
-static int
-case_layout(struct evk_buf *b, const char *vals, size_t len)
-{
-	const char *p = vals, *end = vals + len;
-	bool no_offender = false;
-	for (int i = 0; i < CASE_VALUES; i++) {
-		const char *tab = memchr(p, '\t', (size_t)(end - p)), *v = p;
-		if ((tab == NULL) != (i == CASE_VALUES - 1) || (tab ? tab : end) == v)
-			return EVK_EPROTO;
-		size_t n = (size_t)((tab ? tab : end) - v);
-		const char *key = case_keys[i];
-		p = tab ? tab + 1 : end;
-		if (i == OFFENDER_ID)
-			no_offender = n == 4 && memcmp(v, "null", 4) == 0;
-		if (no_offender && i >= OFFENDER_ID && i < OFFENDER_ID + 3) {
-			/* No offender object: its three values are null. */
-			if (i == OFFENDER_ID && evk_buf_addstr(b, "},\"offender\":null") != EVK_OK)
-				return EVK_ENOMEM;
-			continue;
-		}
-		if (no_offender && i == OFFENDER_ID + 3)
-			key++; /* no offender object to close */
-		if (evk_buf_addstr(b, key) != EVK_OK || evk_buf_add(b, v, n) != EVK_OK)
-			return EVK_ENOMEM;
-	}
-	return evk_buf_addch(b, '}');
-}
-
-/* Appends the case as one JSON object. */
-static void
-case_write(struct evk_buf *b, const struct case_view *v)
-{
-	struct evk_buf vals = EVK_BUF_INIT(0);
-	case_values(&vals, v);
-	if (case_layout(b, vals.p + 1, vals.len - 1) != EVK_OK)
-		evk_die(EVK_EX_FAIL, "out of memory");
-	evk_buf_release(&vals);
-}
-
-/* Runs fn on the case id inside a CASE_SELECT; false when there is none. */
+/* Runs fn on the case id; false when there is none. */
 static bool
-case_with(struct ctx *c, const char *id, void (*fn)(struct ctx *, const struct case_view *,
+case_with(struct ctx *c, const char *id, void (*fn)(struct ctx *, const struct evk_case *,
 						    void *),
 	  void *arg)
 {
-	sqlite3_stmt *st = prepare(c, CASE_SELECT " WHERE c.id = ?");
-	struct case_view v;
-	bind_text(c, st, 1, id);
-	int rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		view_from_row(st, &v);
-		fn(c, &v, arg);
-	} else if (rc != SQLITE_DONE) {
+	struct with w = { c, fn, arg };
+	bool found;
+	if (evk_case_with(c->db.sq, id, with_case, &w, &found) != EVK_OK)
 		db_die(c, "cannot read a case");
-	}
-	done(st);
-	return rc == SQLITE_ROW;
+	return found;
 }
 
 static void
@@ -533,16 +289,15 @@ put_text(const struct evk_buf *b)
 
 /* Leaves the case in c->out as one JSON line. */
 static void
-print_case_to(struct ctx *c, const struct case_view *v)
+print_case_to(struct ctx *c, const struct evk_case *v)
 {
 	evk_buf_reset(&c->out);
-	case_write(&c->out, v);
-	if (evk_buf_addch(&c->out, '\n'))
+	if (evk_case_write(&c->out, v) != EVK_OK || evk_buf_addch(&c->out, '\n'))
 		evk_die(EVK_EX_FAIL, "out of memory");
 }
 
 static void
-print_case(struct ctx *c, const struct case_view *v, void *arg)
+print_case(struct ctx *c, const struct evk_case *v, void *arg)
 {
 	(void)arg;
 	print_case_to(c, v);
@@ -567,7 +322,7 @@ print_json(cJSON *j)
  * (lib/outbox.c delivers it). A note
  * "ts\taction\tpast\tid\tactor\tvalues\n" stands for the event lines
  * case:{past} and case:{past}:{id}, whose payload is built from it when
- * they are sent: actor and the case's values (case_values) are JSON text,
+ * they are sent: actor and the case's values (evk_case_values) are JSON text,
  * which holds no raw tab or newline. Without the member names a note is
  * half the bytes the payload would be, and every byte of a batch is
  * written to the WAL, then again by the checkpoint. Rows of older formats
@@ -577,17 +332,16 @@ print_json(cJSON *j)
 /* Queues the notification of one action on case v, payload {resource,
  * action, actor, data}. */
 static void
-notify(struct ctx *c, const char *action, const char *past, const struct case_view *v)
+notify(struct ctx *c, const char *action, const char *past, const struct evk_case *v)
 {
 	char ts[EVK_TS_LEN + 1];
 	now_ts(ts);
 	struct evk_buf *b = &c->batch;
 	if (evk_buf_add(b, ts, EVK_TS_LEN) || evk_buf_addch(b, '\t') || evk_buf_addstr(b, action) ||
 	    evk_buf_addch(b, '\t') || evk_buf_addstr(b, past) || evk_buf_addch(b, '\t') ||
-	    evk_buf_addstr(b, v->id) || evk_buf_addch(b, '\t') || add_text(b, c->actor))
+	    evk_buf_addstr(b, v->id) || evk_buf_addch(b, '\t') || evk_case_add_text(b, c->actor))
 		evk_die(EVK_EX_FAIL, "out of memory");
-	case_values(b, v);
-	if (evk_buf_addch(b, '\n'))
+	if (evk_case_values(b, v) != EVK_OK || evk_buf_addch(b, '\n'))
 		evk_die(EVK_EX_FAIL, "out of memory");
 	c->batch_n += 2;
 }
@@ -603,11 +357,11 @@ note_payload(struct evk_buf *out, const char *action, const char *rest, size_t n
 		return EVK_EPROTO;
 	evk_buf_reset(out);
 	if ((rv = evk_buf_add(out, "{\"resource\":\"case\",\"action\":", 28)) != EVK_OK ||
-	    (rv = add_text(out, action)) != EVK_OK ||
+	    (rv = evk_case_add_text(out, action)) != EVK_OK ||
 	    (rv = evk_buf_add(out, ",\"actor\":", 9)) != EVK_OK ||
 	    (rv = evk_buf_add(out, rest, (size_t)(tab - rest))) != EVK_OK ||
 	    (rv = evk_buf_add(out, ",\"data\":", 8)) != EVK_OK ||
-	    (rv = case_layout(out, tab + 1, n - (size_t)(tab + 1 - rest))) != EVK_OK)
+	    (rv = evk_case_layout(out, tab + 1, n - (size_t)(tab + 1 - rest))) != EVK_OK)
 		return rv;
 	return evk_buf_addch(out, '}');
 }
@@ -659,7 +413,7 @@ struct announcement {
 };
 
 static void
-notify_row(struct ctx *c, const struct case_view *v, void *arg)
+notify_row(struct ctx *c, const struct evk_case *v, void *arg)
 {
 	const struct announcement *a = arg;
 	notify(c, a->action, a->past, v);
@@ -1007,7 +761,7 @@ apply_fields(struct ctx *c, const char *id, const struct input *in, bool sync)
  * was written. */
 static bool
 create_case(struct ctx *c, const struct agency *a, const struct input *in, char id[37],
-	    struct case_view *v)
+	    struct evk_case *v)
 {
 	char *now = c->created; /* outlives this call: v points at it */
 	now_ts(now);
@@ -1037,7 +791,7 @@ create_case(struct ctx *c, const struct agency *a, const struct input *in, char 
 		find_case(c, a->id, in->reference, id);
 		return false;
 	}
-	*v = (struct case_view){
+	*v = (struct evk_case){
 		.id = id, .reference = in->reference, .agency_code = a->code,
 		.agency_name = a->name, .agency_id = a->id, .offender_id = off,
 		.off_name = off ? c->off.name.p : NULL,
@@ -1349,7 +1103,7 @@ take_chunk(struct ctx *c, struct intake *t, struct chunk *k)
 			t->n_txn++;
 			const struct agency *ag = agency_get(c, in.agency);
 			char id[37] = "";
-			struct case_view v;
+			struct evk_case v;
 			/* create refuses a taken reference before it writes
 			 * anything (an offender included); ingest finds out
 			 * on insert, the common case being a new one. */
@@ -1474,7 +1228,7 @@ cmd_create(struct ctx *c, int argc, char **argv)
 		if (id[0])
 			evk_die(EVK_EX_DATAERR, "case %s of %s exists (id %s)", in.reference,
 				in.agency, id);
-		struct case_view v;
+		struct evk_case v;
 		if (!create_case(c, ag, &in, id, &v))
 			evk_die(EVK_EX_FAIL, "case %s of %s appeared while being created",
 				in.reference, in.agency);
@@ -1517,64 +1271,41 @@ cmd_get(struct ctx *c, int argc, char **argv)
 	return 0;
 }
 
-static const char *
-sort_column(const char *f)
+/* query's callback: one case appended to c->out, as a JSON line or as
+ * an element of the array. */
+struct listing {
+	struct ctx *c;
+	bool array;
+	long n;
+};
+
+static int
+list_case(void *arg, const struct evk_case *v)
 {
-	static const char *const ok[] = { "inserted_at", "updated_at", "offence_action_date",
-					  "offence_fine", "offence_costs", "case_reference",
-					  "last_synced_at", NULL };
-	for (int i = 0; ok[i]; i++)
-		if (strcmp(ok[i], f) == 0)
-			return ok[i];
-	return NULL;
+	struct listing *l = arg;
+	struct evk_buf *out = &l->c->out;
+	if ((l->array && evk_buf_addch(out, l->n++ == 0 ? '[' : ',')) ||
+	    evk_case_write(out, v) != EVK_OK || (!l->array && evk_buf_addch(out, '\n')))
+		evk_die(EVK_EX_FAIL, "out of memory");
+	return EVK_OK;
 }
 
-/* Runs the list query, newest change first unless sorted, and appends
- * each case to c->out: as JSON lines, or as one JSON array when array. */
+/* Runs the list query, newest change first unless sorted, and leaves
+ * the cases in c->out: as JSON lines, or as one JSON array when array. */
 static void
 query(struct ctx *c, bool array)
 {
-	char sql[1024];
-	const char *col = c->sort ? sort_column(c->sort) : "updated_at";
-	snprintf(sql, sizeof(sql),
-		 CASE_SELECT " WHERE (?1 IS NULL OR a.code = ?1)"
-			     " AND (?2 IS NULL OR o.name LIKE '%%' || ?2 || '%%' ESCAPE '\\')"
-			     " AND (?3 IS NULL OR c.updated_at >= ?3)"
-			     " ORDER BY c.%s %s, c.id LIMIT ?4",
-		 col, c->sort ? "ASC" : "DESC");
-	sqlite3_stmt *st = prepare(c, sql);
-	struct evk_buf esc = EVK_BUF_INIT(0);
-	if (c->offender) {
-		for (const char *p = c->offender; *p; p++) {
-			if (*p == '%' || *p == '_' || *p == '\\')
-				evk_buf_addch(&esc, '\\');
-			evk_buf_addch(&esc, *p);
-		}
-		evk_buf_addch(&esc, '\0');
-		if (esc.p == NULL)
-			evk_die(EVK_EX_FAIL, "out of memory");
-	}
-	bind_text(c, st, 1, c->agency);
-	bind_text(c, st, 2, c->offender ? esc.p : NULL);
-	bind_text(c, st, 3, c->since);
-	sqlite3_bind_int64(st, 4, c->limit);
-	int rc, n = 0;
+	struct evk_case_filter f = { .agency = c->agency, .offender = c->offender,
+				     .since = c->since, .sort = c->sort, .limit = c->limit };
+	struct listing l = { .c = c, .array = array };
 	evk_buf_reset(&c->out);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct case_view v;
-		view_from_row(st, &v);
-		if (array && evk_buf_addch(&c->out, n++ == 0 ? '[' : ','))
-			evk_die(EVK_EX_FAIL, "out of memory");
-		case_write(&c->out, &v);
-		if (!array && evk_buf_addch(&c->out, '\n'))
-			evk_die(EVK_EX_FAIL, "out of memory");
-	}
-	if (rc != SQLITE_DONE)
-		db_die(c, "cannot list cases");
-	if (array && evk_buf_add(&c->out, n ? "]\n" : "[]\n", n ? 2 : 3))
+	int rv = evk_cases_list(c->db.sq, &f, list_case, &l);
+	if (rv == EVK_ENOMEM)
 		evk_die(EVK_EX_FAIL, "out of memory");
-	done(st);
-	evk_buf_release(&esc);
+	if (rv != EVK_OK)
+		db_die(c, "cannot list cases");
+	if (array && evk_buf_add(&c->out, l.n ? "]\n" : "[]\n", l.n ? 2 : 3))
+		evk_die(EVK_EX_FAIL, "out of memory");
 }
 
 static int
@@ -1672,9 +1403,9 @@ cmd_user(struct ctx *c, int argc, char **argv, const char *role)
 		while (sqlite3_step(st) == SQLITE_ROW) {
 			evk_buf_reset(&c->out);
 			if (evk_buf_add(&c->out, "{\"name\":", 8) ||
-			    add_text(&c->out, (const char *)sqlite3_column_text(st, 0)) ||
+			    evk_case_add_text(&c->out, (const char *)sqlite3_column_text(st, 0)) ||
 			    evk_buf_add(&c->out, ",\"role\":", 8) ||
-			    add_text(&c->out, (const char *)sqlite3_column_text(st, 1)) ||
+			    evk_case_add_text(&c->out, (const char *)sqlite3_column_text(st, 1)) ||
 			    evk_buf_add(&c->out, "}\n", 2))
 				evk_die(EVK_EX_FAIL, "out of memory");
 			put_text(&c->out);
@@ -1840,7 +1571,7 @@ parse_opts(struct ctx *c, struct extra *x, int argc, char **argv, const char *sp
 		case 'o': c->offender = optarg; break;
 		case 's': c->since = optarg; break;
 		case 'S':
-			if (sort_column(optarg) == NULL)
+			if (evk_case_sort_column(optarg) == NULL)
 				evk_die(EVK_EX_USAGE, "cannot sort by '%s'", optarg);
 			c->sort = optarg;
 			break;
