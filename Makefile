@@ -34,7 +34,9 @@ ifneq ($(V),1)
 Q := @
 endif
 
-PROGRAMS  := $(patsubst cmd/%.c,%,$(wildcard cmd/*.c))
+# A program is cmd/NAME.c, or a folder cmd/NAME/ of .c files (one main.c).
+DIR_PROGRAMS := $(patsubst cmd/%/main.c,%,$(wildcard cmd/*/main.c))
+PROGRAMS  := $(patsubst cmd/%.c,%,$(wildcard cmd/*.c)) $(DIR_PROGRAMS)
 LIB_SRC   := $(wildcard lib/*.c)
 LIB_OBJ   := $(patsubst lib/%.c,$(BUILD)/lib/%.o,$(LIB_SRC))
 LIBEVKIT  := $(BUILD)/libevkit.a
@@ -89,6 +91,15 @@ $(OUTBIN)/%: $(BUILD)/cmd/%.o $(LIBEVKIT)
 	@mkdir -p $(@D)
 	$(if $(Q),@echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# A folder program links every object of its folder.
+define dir_program
+$$(OUTBIN)/$(1): $$(patsubst cmd/%.c,$$(BUILD)/cmd/%.o,$$(wildcard cmd/$(1)/*.c)) $$(LIBEVKIT)
+	@mkdir -p $$(@D)
+	$$(if $$(Q),@echo "  LD      $$@")
+	$$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+endef
+$(foreach p,$(DIR_PROGRAMS),$(eval $(call dir_program,$(p))))
 
 $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(LIBEVKIT)
 	$(if $(Q),@echo "  LD      $@")

@@ -552,3 +552,26 @@ ingest_ended() {
 	[ "$(stat -c %a "$db-shm")" = 600 ]
 	[ "$(stat -c %a "$BATS_TEST_TMPDIR/private")" = 700 ]
 }
+
+# offered WORDS... — what casectl's bash completion offers for the last word.
+offered() {
+	source "$BATS_TEST_DIRNAME/../completions/casectl.bash"
+	COMP_WORDS=(casectl "$@")
+	COMP_CWORD=$#
+	COMPREPLY=()
+	_casectl
+	printf '%s\n' "${COMPREPLY[@]}" | sort | paste -sd' '
+}
+
+@test "casectl's usage and completion come from its command table: every command, sort column and role" {
+	[ "$(offered '')" = "create destroy get ingest init list outbox sync update user watch" ]
+	[ "$(offered user '')" = "add list" ]
+	[ "$(offered outbox '')" = "flush list" ]
+	[ "$(offered list --sort '')" = "case_reference inserted_at last_synced_at offence_action_date offence_costs offence_fine updated_at" ]
+	[ "$(offered user add x --role '')" = "admin editor viewer" ]
+	run -0 casectl --help
+	local k
+	for k in $(casectl --complete-words commands); do
+		grep -q "^  $k" <<<"$output" || fail "usage lacks $k"
+	done
+}
