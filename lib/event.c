@@ -5,9 +5,9 @@
 #include "evkit/utf8.h"
 
 #include <cjson/cJSON.h>
-#include <stdio.h>
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>

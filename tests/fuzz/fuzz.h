@@ -51,6 +51,31 @@ fuzz_no_control(const char *s, size_t n)
 	return 1;
 }
 
+/* True when the JSON text s[0..n) holds no raw byte below 0x20 inside a
+ * string and none outside but JSON white space (RFC 8259; cJSON takes
+ * any of them as white space). */
+static inline int
+fuzz_json_no_controls(const char *s, size_t n)
+{
+	int in_string = 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (in_string) {
+			if (c < 0x20)
+				return 0;
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_string = 0;
+		} else if (c == '"') {
+			in_string = 1;
+		} else if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') {
+			return 0;
+		}
+	}
+	return 1;
+}
+
 /* Whether the stricter checks, for defects still being fixed by their
  * owners (issue 16 items 2, 9, 10), are on: EVKIT_FUZZ_STRICT=1. */
 static inline int

@@ -56,7 +56,7 @@ check_built(const struct evk_buf *out, const char *topic, const char *event,
 	FUZZ_CHECK(evk_buf_add(&line, "{\"seq\":42,", 10) == EVK_OK &&
 		   evk_buf_add(&line, out->p + 1, out->len - 1) == EVK_OK, "out of memory");
 	FUZZ_CHECK(evk_utf8_valid(line.p, line.len), "stored line is not valid UTF-8");
-	FUZZ_CHECK(evk_json_no_controls(line.p, line.len, NULL),
+	FUZZ_CHECK(fuzz_json_no_controls(line.p, line.len),
 		   "stored line holds a raw control byte in a string or a non-JSON space");
 	if (fuzz_strict()) {
 		FUZZ_CHECK(memchr(line.p, '\n', line.len) == NULL,
