@@ -54,8 +54,11 @@ BIN_FILES := $(addprefix $(OUTBIN)/,$(PROGRAMS))
 DEPS_BUILD := gcc make pkg-config libnng-dev libcjson-dev libsqlite3-dev
 DEPS_TEST  := bats bats-support bats-assert jq sqlite3 tmux procps groff-base mandoc bash-completion
 DEPS_BENCH := redis-server redis-tools mosquitto mosquitto-clients time
+# `make fuzz` / `make fuzz-regress`: clang and its libFuzzer/ASan runtime.
+DEPS_FUZZ  := clang libclang-rt-14-dev
 
 .PHONY: all test unit bats bench demo deps deps-bench install uninstall clean check-san
+.PHONY: fuzz fuzz-regress fuzz-build deps-fuzz
 all: $(BIN_FILES) $(UNIT_BIN) $(TOOL_BIN)
 
 $(BUILD)/lib/%.o: lib/%.c
@@ -134,6 +137,45 @@ test: deps
 # The same unit and bats tests, built with AddressSanitizer and UBSan.
 check-san:
 	$(Q)$(MAKE) --no-print-directory SANITIZE=1 all unit bats
+
+# libFuzzer harnesses (tests/fuzz/README.md), built by clang with ASan+UBSan
+# into build/fuzz/. `make fuzz` runs each for FUZZ_TIME seconds (FUZZ=NAME
+# for one); `make fuzz-regress` runs the seeds and every kept crash once.
+FUZZ_CC      ?= clang
+FUZZ_TIME    ?= 60
+FUZZ_BUILD   := build/fuzz
+FUZZ_CFLAGS  := -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
+                -fno-sanitize-recover=undefined
+FUZZ_NAMES   := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ          ?= $(FUZZ_NAMES)
+FUZZ_LIB_OBJ := $(patsubst lib/%.c,$(FUZZ_BUILD)/lib/%.o,$(LIB_SRC))
+FUZZ_BIN     := $(addprefix $(FUZZ_BUILD)/fuzz_,$(FUZZ_NAMES))
+
+$(FUZZ_BUILD)/lib/%.o: lib/%.c
+	@mkdir -p $(@D)
+	$(if $(Q),@echo "  CC      $< (fuzz)")
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link $(EVK_CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
+
+$(FUZZ_BUILD)/libevkit.a: $(FUZZ_LIB_OBJ)
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_BUILD)/libevkit.a
+	@mkdir -p $(@D)
+	$(if $(Q),@echo "  FUZZ    $<")
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(EVK_CFLAGS) $(PKG_CFLAGS) -o $@ $< \
+		$(FUZZ_BUILD)/libevkit.a $(LDLIBS)
+
+deps-fuzz:
+	@sh tools/deps.sh $(DEPS_BUILD) $(DEPS_FUZZ)
+
+fuzz-build: deps-fuzz
+	$(Q)$(MAKE) --no-print-directory $(FUZZ_BIN)
+
+fuzz: fuzz-build
+	sh tests/fuzz/run.sh fuzz $(FUZZ_TIME) $(FUZZ)
+
+fuzz-regress: fuzz-build
+	sh tests/fuzz/run.sh regress 0 $(FUZZ)
 
 bench: deps deps-bench
 	$(Q)$(MAKE) --no-print-directory all $(BENCH_BIN)
