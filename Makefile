@@ -15,9 +15,9 @@ CFLAGS    ?= -O2 -g
 EVK_CFLAGS = -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude -MMD -MP \
              -DEVK_VERSION='"$(VERSION)"'
 # pkg-config is evaluated lazily (=), after `make deps` has installed it.
-PKG_CFLAGS = $(shell pkg-config --cflags libcjson sqlite3 2>/dev/null)
+PKG_CFLAGS = $(shell pkg-config --cflags libcjson sqlite3 libnats 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs libcjson sqlite3 2>/dev/null || echo -lcjson -lsqlite3)
-LDLIBS    += -lnng $(PKG_LIBS) -lpthread -lm
+LDLIBS    += -lnng -lnats $(PKG_LIBS) -lpthread -lm
 
 # SANITIZE=1 builds everything with ASan+UBSan into build/san/ (bin too).
 ifeq ($(SANITIZE),1)
@@ -49,8 +49,8 @@ TOOL_BIN  := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(TOOL_SRC))
 BIN_FILES := $(addprefix $(OUTBIN)/,$(PROGRAMS))
 
 # Debian packages: to build, to test, and (for `make bench`) the peers.
-DEPS_BUILD := gcc make pkg-config libnng-dev libcjson-dev libsqlite3-dev
-DEPS_TEST  := bats bats-support bats-assert jq sqlite3 tmux procps groff-base mandoc bash-completion
+DEPS_BUILD := gcc make pkg-config libnng-dev libcjson-dev libsqlite3-dev libnats-dev
+DEPS_TEST  := bats bats-support bats-assert jq sqlite3 tmux procps groff-base mandoc bash-completion nats-server
 DEPS_BENCH := redis-server redis-tools mosquitto mosquitto-clients time
 
 .PHONY: all test unit bats bench demo deps deps-bench install uninstall clean check-san

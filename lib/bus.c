@@ -1,3 +1,4 @@
+#include "bus_nng.h" /* its names: evk_nng_*, picked by lib/bus_pick.c */
 #include "evkit/bus.h"
 
 #include "evkit/err.h"
