@@ -53,7 +53,7 @@ DEPS_BUILD := gcc make pkg-config libnng-dev libcjson-dev libsqlite3-dev libnats
 DEPS_TEST  := bats bats-support bats-assert jq sqlite3 tmux procps groff-base mandoc bash-completion nats-server
 DEPS_BENCH := redis-server redis-tools mosquitto mosquitto-clients time
 
-.PHONY: all test unit bats bench demo deps deps-bench install uninstall clean check-san
+.PHONY: all test test-nats unit bats bench demo deps deps-bench install uninstall clean check-san
 all: $(BIN_FILES) $(UNIT_BIN) $(TOOL_BIN)
 
 $(BUILD)/lib/%.o: lib/%.c
@@ -119,6 +119,14 @@ test: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)$(MAKE) --no-print-directory unit
 	$(Q)$(MAKE) --no-print-directory bats
+
+# The bats suites again with the bus on a real `nats-server -js` (see
+# tests/helpers.bash), and the three-node cluster tests (nats_cluster.bats);
+# a test that cannot hold there says so as a skip. The cluster tests take
+# a minute or two, hence the longer limit.
+test-nats: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)EVKIT_TEST_BACKEND=nats $(MAKE) --no-print-directory BATS_TEST_TIMEOUT=240 bats
 
 # The same unit and bats tests, built with AddressSanitizer and UBSan.
 check-san:

@@ -46,6 +46,10 @@
 #define NATS_SUB_PENDING_BYTES (64 * 1024 * 1024)
 #define NATS_RECONNECTS 120                 /* every 250 ms: 30 s and more */
 #define NATS_CLOSE_WAIT_MS 2000
+#define NATS_HEARTBEAT_MS 1000              /* a consumer's idle heartbeat */
+#define NATS_INACTIVE_MS 10000              /* an abandoned consumer goes */
+#define NATS_RESUB_MS 30000                 /* making a consumer may fail so long */
+#define NATS_RETRY_MS 100                   /* between two tries */
 
 /* ---- addresses ---- */
 
@@ -188,6 +192,7 @@ struct link {
 	natsConnection *nc;
 	jsCtx *js;
 	struct nurl u;
+	bool missing; /* the stream does not exist (yet) */
 };
 
 static void
@@ -267,6 +272,7 @@ stream_info(struct link *l, jsStreamInfo **si, bool create)
 		return EVK_OK;
 	if (!(s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr))
 		return from_js(s, jerr);
+	l->missing = true;
 	if (!create)
 		return EVK_EUNAVAIL;
 	jsStreamConfig sc;
@@ -583,7 +589,8 @@ evk_nats_pub_close(struct evk_nats_pub *p)
 
 struct evk_nats_sub {
 	struct link l;
-	natsSubscription *sub;
+	natsSubscription *sub; /* NULL while a new consumer is to be made */
+	long long resub_since; /* when making one started failing, or 0 */
 	natsMsg *held;        /* the message after a gap, delivered next */
 	struct evk_buf line;  /* the event being delivered, with its seq */
 	uint64_t next;        /* seq of the next event to deliver */
@@ -593,15 +600,65 @@ struct evk_nats_sub {
 	char subject[EVK_SUBJECT_MAX];
 };
 
+/* Makes the consumer: ephemeral, push, no acks, starting at s->next, with
+ * flow control (the server sends no more than the client has taken in)
+ * and heartbeats (a consumer that went away with its server is noticed).
+ * This is an ordered consumer done here rather than by the library, so
+ * that a new one is made, from the next seq, whenever anything is amiss:
+ * a missed heartbeat, a consumer sequence that skipped, a full queue. */
+static int
+subscribe(struct evk_nats_sub *s)
+{
+	jsSubOptions so;
+	jsOptions jo;
+	jsErrCode jerr = 0;
+	natsStatus st;
+
+	if (s->sub) {
+		natsSubscription_Destroy(s->sub);
+		s->sub = NULL;
+	}
+	jsOptions_Init(&jo);
+	jo.Wait = NATS_API_WAIT_MS;
+	jsSubOptions_Init(&so);
+	so.Stream = s->l.u.stream;
+	so.ManualAck = true;
+	so.Config.DeliverPolicy = js_DeliverByStartSequence;
+	so.Config.OptStartSeq = s->next;
+	so.Config.AckPolicy = js_AckNone;
+	so.Config.FlowControl = true;
+	so.Config.Heartbeat = (int64_t)NATS_HEARTBEAT_MS * 1000000;
+	so.Config.InactiveThreshold = (int64_t)NATS_INACTIVE_MS * 1000000;
+	so.Config.MemoryStorage = true;
+	so.Config.Replicas = 1;
+	if ((st = js_SubscribeSync(&s->sub, s->l.js, NATS_FILTER, &jo, &so, &jerr)) !=
+	    NATS_OK) {
+		s->sub = NULL;
+		return from_js(st, jerr);
+	}
+	if ((st = natsSubscription_SetPendingLimits(s->sub, NATS_SUB_PENDING_MSGS,
+						    NATS_SUB_PENDING_BYTES)) != NATS_OK) {
+		natsSubscription_Destroy(s->sub);
+		s->sub = NULL;
+		return from_nats(st);
+	}
+	return EVK_OK;
+}
+
+/* A consumer cannot be made: worth trying again (a cluster electing a
+ * leader, or placing the consumer on a server that just died)? */
+static bool
+transient(int rv)
+{
+	return rv == EVK_EUNAVAIL || rv == EVK_ETIMEDOUT || rv == EVK_ECLOSED;
+}
+
 int
 evk_nats_sub_open(struct evk_nats_sub **out, const char *url, int64_t since)
 {
 	struct evk_nats_sub *s = calloc(1, sizeof(*s));
 	jsStreamInfo *si = NULL;
-	jsSubOptions so;
 	jsOptions jo;
-	jsErrCode jerr = 0;
-	natsStatus st;
 	int rv;
 
 	if (s == NULL)
@@ -622,16 +679,10 @@ evk_nats_sub_open(struct evk_nats_sub **out, const char *url, int64_t since)
 		s->next = s->start_head + 1;
 	else
 		s->next = (uint64_t)(since < 0 ? 0 : since) + 1;
-	jsSubOptions_Init(&so);
-	so.Stream = s->l.u.stream;
-	so.Ordered = true;
-	so.Config.DeliverPolicy = js_DeliverByStartSequence;
-	so.Config.OptStartSeq = s->next;
-	if ((st = js_SubscribeSync(&s->sub, s->l.js, NATS_FILTER, &jo, &so, &jerr)) !=
-		    NATS_OK ||
-	    (st = natsSubscription_SetPendingLimits(s->sub, NATS_SUB_PENDING_MSGS,
-						    NATS_SUB_PENDING_BYTES)) != NATS_OK) {
-		rv = from_js(st, jerr);
+	long long until = evk_mono_ms() + NATS_RESUB_MS;
+	while ((rv = subscribe(s)) != EVK_OK && transient(rv) && evk_mono_ms() < until)
+		nats_Sleep(NATS_RETRY_MS);
+	if (rv != EVK_OK) {
 		evk_nats_sub_close(s);
 		return rv;
 	}
@@ -686,6 +737,25 @@ evk_nats_sub_next(struct evk_nats_sub *s, struct evk_event *ev, int timeout_ms)
 	for (;;) {
 		natsMsg *m = s->held;
 		s->held = NULL;
+		if (m == NULL && s->sub == NULL) {
+			/* A new consumer from s->next on; tried again while
+			 * the cluster is unsettled, for up to NATS_RESUB_MS. */
+			int rv = subscribe(s);
+			if (rv == EVK_OK) {
+				s->resub_since = 0;
+			} else {
+				if (!transient(rv))
+					return rv;
+				if (s->resub_since == 0)
+					s->resub_since = evk_mono_ms();
+				else if (evk_mono_ms() - s->resub_since > NATS_RESUB_MS)
+					return EVK_ECLOSED;
+				if (timeout_ms >= 0 && evk_mono_ms() >= deadline)
+					return EVK_ETIMEDOUT;
+				nats_Sleep(NATS_RETRY_MS);
+				continue;
+			}
+		}
 		if (m == NULL) {
 			int64_t wait = 3600 * 1000;
 			if (timeout_ms >= 0) {
@@ -699,8 +769,13 @@ evk_nats_sub_next(struct evk_nats_sub *s, struct evk_event *ev, int timeout_ms)
 				return EVK_ETIMEDOUT;
 			}
 			if (st == NATS_SLOW_CONSUMER || st == NATS_MISMATCH ||
-			    st == NATS_MISSED_HEARTBEAT)
-				continue; /* the ordered consumer starts over */
+			    st == NATS_MISSED_HEARTBEAT) {
+				/* Something was lost on the way, or the consumer
+				 * is gone: a new one from s->next on. */
+				natsSubscription_Destroy(s->sub);
+				s->sub = NULL;
+				continue;
+			}
 			if (st != NATS_OK)
 				return from_nats(st) == EVK_EIO ? EVK_ECLOSED : from_nats(st);
 		}
@@ -737,7 +812,7 @@ evk_nats_sub_buffered(const struct evk_nats_sub *s)
 	int msgs = 0, bytes = 0;
 	if (s->held)
 		return true;
-	return natsSubscription_GetPending(s->sub, &msgs, &bytes) == NATS_OK && msgs > 0;
+	return s->sub && natsSubscription_GetPending(s->sub, &msgs, &bytes) == NATS_OK && msgs > 0;
 }
 
 void
@@ -789,21 +864,39 @@ evk_nats_bus_status(const char *url, char **json)
 	jo.Wait = NATS_API_WAIT_MS;
 	if ((rv = link_open(&l, url, &jo)) != EVK_OK)
 		return rv;
-	if ((rv = stream_info(&l, &si, false)) != EVK_OK) {
+	if ((rv = stream_info(&l, &si, false)) != EVK_OK && !l.missing) {
 		link_close(&l);
 		return rv;
 	}
 	cJSON *o = cJSON_CreateObject();
 	cJSON *c = NULL;
 	bool ok = o != NULL;
+	if (l.missing) {
+		/* Made by the first publisher or subscriber: nothing yet. */
+		ok = ok && cJSON_AddStringToObject(o, "backend", "nats") &&
+		     cJSON_AddStringToObject(o, "bus", url) &&
+		     cJSON_AddStringToObject(o, "stream", l.u.stream) &&
+		     cJSON_AddBoolToObject(o, "exists", false) &&
+		     cJSON_AddNumberToObject(o, "head_seq", 0) &&
+		     cJSON_AddNumberToObject(o, "oldest_seq", 0) &&
+		     cJSON_AddNumberToObject(o, "retained", 0);
+		link_close(&l);
+		if (ok)
+			*json = cJSON_PrintUnformatted(o);
+		cJSON_Delete(o);
+		return ok && *json ? EVK_OK : EVK_ENOMEM;
+	}
+	/* The names of evbusd --status where the figure is the same. */
 	ok = ok && cJSON_AddStringToObject(o, "backend", "nats") &&
+	     cJSON_AddStringToObject(o, "bus", url) &&
 	     cJSON_AddStringToObject(o, "stream", l.u.stream) &&
-	     cJSON_AddNumberToObject(o, "head", (double)si->State.LastSeq) &&
-	     cJSON_AddNumberToObject(o, "first", (double)si->State.FirstSeq) &&
-	     cJSON_AddNumberToObject(o, "events", (double)si->State.Msgs) &&
+	     cJSON_AddBoolToObject(o, "exists", true) &&
+	     cJSON_AddNumberToObject(o, "head_seq", (double)si->State.LastSeq) &&
+	     cJSON_AddNumberToObject(o, "oldest_seq", (double)si->State.FirstSeq) &&
+	     cJSON_AddNumberToObject(o, "retained", (double)si->State.Msgs) &&
 	     cJSON_AddNumberToObject(o, "bytes", (double)si->State.Bytes) &&
-	     cJSON_AddNumberToObject(o, "consumers", (double)si->State.Consumers) &&
-	     cJSON_AddNumberToObject(o, "max_events", (double)si->Config->MaxMsgs) &&
+	     cJSON_AddNumberToObject(o, "retain", (double)si->Config->MaxMsgs) &&
+	     cJSON_AddNumberToObject(o, "subscribers", (double)si->State.Consumers) &&
 	     cJSON_AddStringToObject(o, "storage", si->Config->Storage == js_FileStorage
 							   ? "file"
 							   : "memory") &&

@@ -2,6 +2,10 @@
 # evbusd: the hub — numbering, the durable log, retention, daemon life cycle.
 load helpers
 
+# On NATS the hub is nats-server: these tests of evbusd itself (its store,
+# options and life cycle) do not apply; tests/nats_cluster.bats holds
+# their counterparts there.
+setup() { evbusd_only "tests/evbusd.bats tests the evbusd program itself"; }
 teardown() { stop_all; }
 
 # events N [TOPIC] — N JSON-lines events on stdout.
