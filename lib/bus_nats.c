@@ -29,6 +29,7 @@
 #include <cjson/cJSON.h>
 #include <nats/nats.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,7 @@
 #define NATS_INACTIVE_MS 10000              /* an abandoned consumer goes */
 #define NATS_RESUB_MS 30000                 /* making a consumer may fail so long */
 #define NATS_RETRY_MS 100                   /* between two tries */
+#define NATS_PROBE_MS 3000                  /* an idle consumer is checked */
 
 /* ---- addresses ---- */
 
@@ -193,7 +195,16 @@ struct link {
 	jsCtx *js;
 	struct nurl u;
 	bool missing; /* the stream does not exist (yet) */
+	atomic_bool reconnected; /* since the consumer was made */
 };
+
+static void
+on_reconnected(natsConnection *nc, void *arg)
+{
+	struct link *l = arg;
+	(void)nc;
+	l->reconnected = true;
+}
 
 static void
 link_close(struct link *l)
@@ -231,6 +242,7 @@ link_open(struct link *l, const char *url, const jsOptions *jo)
 	    (s = natsOptions_SetMaxPingsOut(o, 3)) != NATS_OK ||
 	    (s = natsOptions_SetMaxPendingMsgs(o, NATS_SUB_PENDING_MSGS)) != NATS_OK ||
 	    (s = natsOptions_SetErrorHandler(o, quiet_errors, NULL)) != NATS_OK ||
+	    (s = natsOptions_SetReconnectedCB(o, on_reconnected, l)) != NATS_OK ||
 	    (s = natsOptions_SetName(o, "evkit")) != NATS_OK) {
 		natsOptions_Destroy(o);
 		return from_nats(s);
@@ -591,6 +603,7 @@ struct evk_nats_sub {
 	struct link l;
 	natsSubscription *sub; /* NULL while a new consumer is to be made */
 	long long resub_since; /* when making one started failing, or 0 */
+	long long probed;      /* when the consumer was last known to exist */
 	natsMsg *held;        /* the message after a gap, delivered next */
 	struct evk_buf line;  /* the event being delivered, with its seq */
 	uint64_t next;        /* seq of the next event to deliver */
@@ -618,6 +631,8 @@ subscribe(struct evk_nats_sub *s)
 		natsSubscription_Destroy(s->sub);
 		s->sub = NULL;
 	}
+	s->l.reconnected = false;
+	s->probed = evk_mono_ms();
 	jsOptions_Init(&jo);
 	jo.Wait = NATS_API_WAIT_MS;
 	jsSubOptions_Init(&so);
@@ -729,6 +744,30 @@ take(struct evk_nats_sub *s, natsMsg *m, uint64_t seq, struct evk_event *ev)
 	       subj != NULL && strcmp(subj, s->subject) == 0;
 }
 
+/* While no message comes: is the consumer still there? It is gone when
+ * the connection moved to another server (a restart, a failover) or the
+ * server holding it died; the library's heartbeat check does not tell a
+ * synchronous subscriber. Asked at most every NATS_PROBE_MS. */
+static bool
+consumer_alive(struct evk_nats_sub *s)
+{
+	jsConsumerInfo *ci = NULL;
+	jsOptions jo;
+	jsErrCode jerr = 0;
+
+	if (s->l.reconnected)
+		return false;
+	if (evk_mono_ms() - s->probed < NATS_PROBE_MS)
+		return true;
+	jsOptions_Init(&jo);
+	jo.Wait = NATS_API_WAIT_MS;
+	if (natsSubscription_GetConsumerInfo(&ci, s->sub, &jo, &jerr) != NATS_OK)
+		return false;
+	jsConsumerInfo_Destroy(ci);
+	s->probed = evk_mono_ms();
+	return true;
+}
+
 int
 evk_nats_sub_next(struct evk_nats_sub *s, struct evk_event *ev, int timeout_ms)
 {
@@ -762,9 +801,16 @@ evk_nats_sub_next(struct evk_nats_sub *s, struct evk_event *ev, int timeout_ms)
 				long long left = deadline - evk_mono_ms();
 				wait = left < 0 ? 0 : left;
 			}
+			if (wait > NATS_PROBE_MS)
+				wait = NATS_PROBE_MS;
 			natsStatus st = natsSubscription_NextMsg(&m, s->sub, wait);
 			if (st == NATS_TIMEOUT) {
-				if (timeout_ms < 0)
+				if (!consumer_alive(s)) {
+					natsSubscription_Destroy(s->sub);
+					s->sub = NULL;
+					continue;
+				}
+				if (timeout_ms < 0 || evk_mono_ms() < deadline)
 					continue;
 				return EVK_ETIMEDOUT;
 			}
@@ -779,6 +825,7 @@ evk_nats_sub_next(struct evk_nats_sub *s, struct evk_event *ev, int timeout_ms)
 			if (st != NATS_OK)
 				return from_nats(st) == EVK_EIO ? EVK_ECLOSED : from_nats(st);
 		}
+		s->probed = evk_mono_ms();
 		uint64_t seq;
 		if (!stream_seq(m, &seq)) {
 			s->malformed++;
