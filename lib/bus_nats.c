@@ -768,6 +768,21 @@ consumer_alive(struct evk_nats_sub *s)
 	return true;
 }
 
+/* The stream's oldest retained seq; 0 when it cannot be asked now (then
+ * a new consumer is the safe course). */
+static uint64_t
+oldest_retained(struct evk_nats_sub *s)
+{
+	jsStreamInfo *si = NULL;
+	uint64_t first;
+
+	if (stream_info(&s->l, &si, false) != EVK_OK)
+		return 0;
+	first = si->State.FirstSeq;
+	jsStreamInfo_Destroy(si);
+	return first;
+}
+
 int
 evk_nats_sub_next(struct evk_nats_sub *s, struct evk_event *ev, int timeout_ms)
 {
@@ -837,11 +852,27 @@ evk_nats_sub_next(struct evk_nats_sub *s, struct evk_event *ev, int timeout_ms)
 			continue;
 		}
 		if (seq > s->next) {
-			/* The stream no longer holds the stretch before it. */
+			/* Skipped ahead: either the stream no longer holds the
+			 * stretch (a gap), or the consumer sent it while the
+			 * connection was down (lost on the way: a new consumer
+			 * from s->next gets it again). The stream says which. */
+			uint64_t first = oldest_retained(s);
+			if (first <= s->next) {
+				natsMsg_Destroy(m);
+				natsSubscription_Destroy(s->sub);
+				s->sub = NULL;
+				continue;
+			}
 			s->gap_from = s->next;
-			s->gap_to = seq - 1;
-			s->next = seq;
-			s->held = m;
+			s->gap_to = (first < seq ? first : seq) - 1;
+			s->next = s->gap_to + 1;
+			if (s->next == seq) {
+				s->held = m;
+			} else {
+				natsMsg_Destroy(m);
+				natsSubscription_Destroy(s->sub);
+				s->sub = NULL;
+			}
 			return EVK_EGAP;
 		}
 		s->next = seq + 1;
