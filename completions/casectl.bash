@@ -1,44 +1,48 @@
-# bash completion for casectl(1): the subcommand first, then only its own
-# options.
+# bash completion for casectl(1).  The words come from casectl itself:
+# commands, sort columns, roles and a command's words from
+# `casectl --complete-words WHAT` (its command and option tables), each
+# command's options from its line in `casectl --help`, so a new command,
+# option or sort column needs no edit here.  After a command only its own
+# options are offered.
 _evkit_dir=$(dirname "${BASH_SOURCE[0]}")
 # shellcheck source=evkit-common.bash
 . "$_evkit_dir/evkit-common" 2>/dev/null || . "$_evkit_dir/evkit-common.bash"
 unset _evkit_dir
 
+# _casectl_options — the options of $cmd (the global ones when empty), as
+# casectl --help shows them.
+_casectl_options() {
+	casectl --help 2>/dev/null | awk -v cmd="$cmd" '
+		/^filters:/ { filters = $0 }
+		cmd == "" && /^  -/ { line = line " " $0 }
+		cmd != "" && $1 == cmd { line = line " " $0 }
+		END {
+			if (line ~ /\[filters\]/) line = line " " filters
+			n = split(line, w, /[][ ,|]+/)
+			for (i = 1; i <= n; i++) if (w[i] ~ /^--[a-z]/ && !seen[w[i]]++) print w[i]
+		}'
+}
+
 _casectl() {
 	local cur prev words cword cmd
 	_evkit_init
-	_evkit_subcommand init user create get list update sync destroy ingest outbox watch
+	# shellcheck disable=SC2046
+	_evkit_subcommand $(casectl --complete-words commands 2>/dev/null)
 	case $prev in
 	--db) _evkit_files; return ;;
 	--bus) _evkit_reply 'ipc:// tcp://127.0.0.1: tls+tcp:// nats://127.0.0.1:4222'; return ;;
-	--role) _evkit_reply 'admin editor viewer'; return ;;
-	--sort)
-		_evkit_reply 'inserted_at updated_at offence_action_date offence_fine
-			offence_costs case_reference last_synced_at'
-		return
-		;;
+	--role | --sort) _evkit_reply "$(casectl --complete-words "$prev" 2>/dev/null)"; return ;;
 	--actor | --admin | --agency | --offender | --since | --limit | \
 		--refetch-window | -n | --count | --max-line | --batch)
 		return
 		;;
 	esac
-	local filters='--agency --offender --since --sort --limit'
 	if [[ $cur == -* ]]; then
-		case $cmd in
-		'') _evkit_reply '--db --bus --actor --max-line --help --version' ;;
-		init) _evkit_reply '--admin' ;;
-		user) _evkit_reply '--role' ;;
-		list) _evkit_reply "$filters" ;;
-		watch) _evkit_reply "$filters --refetch-window --count" ;;
-		ingest) _evkit_reply '--strict --batch' ;;
-		esac
+		_evkit_reply "$(_casectl_options)"
 	elif [[ -z $cmd ]]; then
-		_evkit_reply 'init user create get list update sync destroy ingest outbox watch'
-	elif [[ $cmd == user && $prev == user ]]; then
-		_evkit_reply 'add list'
-	elif [[ $cmd == outbox && $prev == outbox ]]; then
-		_evkit_reply 'list flush'
+		_evkit_reply "$(casectl --complete-words commands 2>/dev/null)"
+	elif [[ $prev == "$cmd" && -n $(casectl --complete-words "$cmd" 2>/dev/null) ]]; then
+		_evkit_reply "$(casectl --complete-words "$cmd" 2>/dev/null)"
 	elif [[ $cmd == create || $cmd == ingest ]]; then
 		_evkit_files
 	fi
