@@ -8,7 +8,11 @@ unset _evkit_dir
 _evworker() {
 	local cur prev words cword cmd
 	_evkit_init
-	_evkit_subcommand enqueue run list show cancel retry prune stats on
+	local cmds='enqueue run list show cancel retry prune stats on'
+	# wait, where this evworker has it
+	evworker --help 2>/dev/null | grep -qE '^  wait ' && cmds+=' wait'
+	# shellcheck disable=SC2086
+	_evkit_subcommand $cmds
 	case $prev in
 	--db | --steps | --ready-file) _evkit_files; return ;;
 	--bus) _evkit_reply 'ipc:// tcp://127.0.0.1: tls+tcp:// nats://127.0.0.1:4222'; return ;;
@@ -35,10 +39,11 @@ _evworker() {
 		run) _evkit_reply '--queue --concurrency --drain --grace' ;;
 		list) _evkit_reply '--state --queue' ;;
 		prune) _evkit_reply '--older-than' ;;
+		wait) _evkit_reply '--workflow --timeout' ;;
 		on) _evkit_reply "--name --ready-file $enq --" ;;
 		esac
 	elif [[ -z $cmd ]]; then
-		_evkit_reply 'enqueue run list show cancel retry prune stats on'
+		_evkit_reply "$cmds"
 	elif [[ $cmd == on ]]; then
 		_evkit_patterns "$_EVKIT_PATTERNS"
 	fi

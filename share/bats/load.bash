@@ -572,7 +572,8 @@ assert_events_in_order() {
 # --- jobs -----------------------------------------------------------------
 
 # evkit_wait_job ID|--workflow WF [--db FILE] [--within SECONDS]
-# Waits until the evworker job ID, or every job of workflow WF, has ended;
+# Waits until the evworker job ID, or every job of workflow WF, has ended
+# (with `evworker wait` where evworker has it, else polling its list);
 # prints the job (JSON line, the last one for a workflow) and returns 0 when
 # it completed, 1 when it was discarded or cancelled (with a message), 124
 # when it had not ended within SECONDS (default $EVKIT_WITHIN).
@@ -596,7 +597,14 @@ evkit_wait_job() {
 		return 2
 	fi
 	_evkit_deadline "$within" || { _evkit_usage evkit_wait_job "--within '$within': not a number of seconds"; return 2; }
-	local jobs last states err=${BATS_TEST_TMPDIR:-/tmp}/evkit-wait.err
+	local jobs last states err=${BATS_TEST_TMPDIR:-/tmp}/evkit-wait.err rc=0
+	# An evworker with `wait` waits on the queue itself; the loop below then
+	# only reads the outcome (or polls on, while the job does not exist yet).
+	if evworker --help 2>/dev/null | grep -qE '^  wait '; then
+		evworker "${db[@]}" wait ${id:+"$id"} ${wf:+--workflow "$wf"} --timeout "$within" \
+			2>"$err" </dev/null 3>&- || rc=$?
+		((rc == 124)) && _evkit_deadline 0
+	fi
 	while :; do
 		# The job(s) as JSON lines; for a workflow, every job of it.
 		if [[ -n $id ]]; then
