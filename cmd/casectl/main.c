@@ -1,8 +1,6 @@
 /* casectl: the command table, options and main. */
 #include "casectl.h"
 
-#include "evkit/jsonmem.h"
-
 volatile sig_atomic_t stopping;
 
 static void
@@ -275,15 +273,6 @@ main(int argc, char **argv)
 	const char *why;
 
 	evk_set_progname(argv[0]);
-	/* An ingest parses each input line into some 20 small cJSON blocks
-	 * and frees them again: they are reused instead of going back to
-	 * malloc. cJSON is used by one thread at a time: this one, except
-	 * while an ingest's input thread runs (it parses; this thread does
-	 * not touch cJSON until it has joined it). The sender and the
-	 * checkpointer threads never call it. The kept blocks are freed at
-	 * the end of main, not by exit(), which another thread's evk_die
-	 * may call while the input thread parses. */
-	evk_jsonmem_install();
 	default_actor(&c);
 	parse_opts(&c, argc, argv, "+n:h");
 	if (optind >= argc) {
@@ -312,6 +301,5 @@ main(int argc, char **argv)
 	ctx_release(&c);
 	if (fclose(stdout) != 0 && status == 0)
 		evk_die(EVK_EX_IOERR, "writing stdout: %s", strerror(errno));
-	evk_jsonmem_release();
 	return status;
 }
