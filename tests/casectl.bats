@@ -575,3 +575,47 @@ offered() {
 		grep -q "^  $k" <<<"$output" || fail "usage lacks $k"
 	done
 }
+
+@test "casectl list --since refuses what is not a date, clearly, with the usage status" {
+	local bad
+	for bad in zzz 2024-13-45 2024-02-30 2024-03-01T25:00:00Z ''; do
+		run -2 --separate-stderr cc list --since "$bad"
+		[[ $stderr == *"--since: '$bad' is not a date"* ]] || fail "$bad: $stderr"
+	done
+	cc create '{"agency":"hse","case_reference":"S1"}' >/dev/null
+	run -0 cc list --since 2000-01-01
+	[ "${#lines[@]}" -eq 1 ]
+	run -0 cc list --since 2999-01-01T00:00:00Z
+	[ "${#lines[@]}" -eq 0 ]
+}
+
+@test "an offence_action_date that is not a date is rejected with its reason, the rest ingested" {
+	run -65 --separate-stderr cc ingest <<-'EOF2'
+	{"agency":"hse","case_reference":"D1","offence_action_date":"not a date"}
+	{"agency":"hse","case_reference":"D2","offence_action_date":"2024-02-29"}
+	{"agency":"hse","case_reference":"D3","offence_action_date":"2024-13-45"}
+	EOF2
+	[[ $stderr == *"stdin:1: 'offence_action_date' is not a date"* ]]
+	[[ $stderr == *"stdin:3: 'offence_action_date' is not a date"* ]]
+	[[ $stderr == *"1 created, 0 synced, 2 rejected"* ]]
+	run -0 cc list
+	[ "$(jq -r .case_reference <<<"$output")" = D2 ]
+	run -65 --separate-stderr cc create '{"agency":"hse","case_reference":"D4","offence_action_date":"tomorrow"}'
+	run -65 --separate-stderr cc update "$(cc list | jq -r .id)" '{"offence_action_date":"x"}'
+}
+
+@test "a string holding \\u0000 is refused with its reason, never stored cut short" {
+	run -65 --separate-stderr cc ingest <<-'EOF2'
+	{"agency":"hse","case_reference":"A\u0000B"}
+	{"agency":"hse","case_reference":"N2","offence_result":"lit\\u0000eral"}
+	EOF2
+	[[ $stderr == *"stdin:1: a string holds a NUL character"* ]]
+	[[ $stderr == *"1 created, 0 synced, 1 rejected"* ]]
+	run -0 cc list
+	[ "$(jq -r '[.case_reference, .offence_result] | join(" ")' <<<"$output")" = 'N2 lit\u0000eral' ]
+	run -65 --separate-stderr cc create '{"agency":"hse","case_reference":"A\u0000B"}'
+	[[ $stderr == *"NUL character"* ]]
+	run -65 --separate-stderr cc update "$(cc list | jq -r .id)" '{"offence_result":"x\u0000y"}'
+	[[ $stderr == *"NUL character"* ]]
+	[ "$(cc list | jq -r .case_reference)" = N2 ]
+}

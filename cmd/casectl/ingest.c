@@ -127,6 +127,8 @@ fill_chunk(struct reader *rd, struct chunk *k)
 			snprintf(why, sizeof(why), "line longer than %zu bytes", rd->max_line);
 		else if (s == EVK_LINE_NUL)
 			snprintf(why, sizeof(why), "NUL byte in line");
+		else if (nul_escape(text, len))
+			snprintf(why, sizeof(why), "%s", NUL_ESCAPE_WHY);
 		else if ((o = cJSON_ParseWithLength(text, len)) == NULL)
 			snprintf(why, sizeof(why), "invalid JSON");
 		e->why = NO_TEXT;
@@ -424,6 +426,8 @@ cmd_create(struct ctx *c, int argc, char **argv)
 	if (argc == 1) {
 		char why[512] = "";
 		struct input in;
+		if (nul_escape(argv[0], strlen(argv[0])))
+			evk_die(EVK_EX_DATAERR, "%s", NUL_ESCAPE_WHY);
 		cJSON *o = cJSON_Parse(argv[0]);
 		if (o == NULL)
 			evk_die(EVK_EX_DATAERR, "the case is not valid JSON");

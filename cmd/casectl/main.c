@@ -199,7 +199,12 @@ parse_opts(struct ctx *c, int argc, char **argv, const char *spec)
 		case 'r': c->new_role = optarg; break;
 		case 'g': c->agency = optarg; break;
 		case 'o': c->offender = optarg; break;
-		case 's': c->since = optarg; break;
+		case 's':
+			if (!valid_date(optarg, c->since_ts))
+				evk_die(EVK_EX_USAGE, "--since: '%s' is not a date (YYYY-MM-DD) or an "
+					"RFC 3339 UTC time", optarg);
+			c->since = c->since_ts;
+			break;
 		case 'S':
 			if (evk_case_sort_column(optarg) == NULL)
 				evk_die(EVK_EX_USAGE, "cannot sort by '%s'", optarg);
