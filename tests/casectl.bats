@@ -87,7 +87,7 @@ $stored"
 	local id
 	id=$(jq -r .id <<<"$output")
 	run -65 --separate-stderr cc create '{"agency":"hse","case_reference":"D1","offence_fine":2}'
-	[ "$stderr" = "casectl: case D1 of hse exists (id $id)" ]
+	[ "$stderr" = "casectl create: case D1 of hse exists (id $id)" ]
 	# Refused with an offender new to the database: nothing is written.
 	run -65 --separate-stderr cc create <<<'{"agency":"hse","case_reference":"D1","offender":{"name":"New Firm Ltd"}}'
 	[ "$(sqlite3 "$DB" 'SELECT count(*) FROM offenders')" -eq 0 ]
@@ -618,4 +618,35 @@ offered() {
 	run -65 --separate-stderr cc update "$(cc list | jq -r .id)" '{"offence_result":"x\u0000y"}'
 	[[ $stderr == *"NUL character"* ]]
 	[ "$(cc list | jq -r .case_reference)" = N2 ]
+}
+
+@test "casectl create - reads JSON lines on stdin; casectl ingest FILE reads the file" {
+	cases 2 1 | cc create - >"$BATS_TEST_TMPDIR/out"
+	[ "$(jq -r .case_reference "$BATS_TEST_TMPDIR/out" | paste -sd' ')" = "R1 R2" ]
+	cases 3 2 >"$BATS_TEST_TMPDIR/in.jsonl"
+	run -0 --separate-stderr cc ingest "$BATS_TEST_TMPDIR/in.jsonl" </dev/null
+	[ "$stderr" = "casectl: ingested 3: 2 created, 1 synced, 0 rejected" ]
+	printf '{"agency":"hse"}\n' >"$BATS_TEST_TMPDIR/bad.jsonl"
+	run -65 --separate-stderr cc ingest "$BATS_TEST_TMPDIR/bad.jsonl"
+	[[ $stderr == "casectl ingest: $BATS_TEST_TMPDIR/bad.jsonl:1: 'agency' and 'case_reference' are required"* ]]
+	run -74 --separate-stderr cc ingest "$BATS_TEST_TMPDIR/nope"
+	[[ $stderr == "casectl ingest: cannot open '$BATS_TEST_TMPDIR/nope'"* ]]
+	cases 1 9 | cc ingest - 2>/dev/null
+	[ "$(cc list | jq -r .case_reference | sort | paste -sd' ')" = "R1 R2 R3 R4 R9" ]
+}
+
+@test "casectl init refuses an empty admin name before it creates anything" {
+	local db=$BATS_TEST_TMPDIR/empty.db
+	run -2 --separate-stderr casectl --db "$db" init --admin ""
+	[[ $stderr == *"--admin: the name is empty"* ]]
+	[ ! -e "$db" ]
+}
+
+@test "casectl list --sort with an unknown column lists the valid ones; subcommand errors name the subcommand" {
+	run -2 --separate-stderr cc list --sort bogus
+	[ "$stderr" = "casectl: cannot sort by 'bogus' (inserted_at, updated_at, offence_action_date, offence_fine, offence_costs, case_reference, last_synced_at)" ]
+	run -1 --separate-stderr cc get nope
+	[ "$stderr" = "casectl get: no case 'nope'" ]
+	run -65 --separate-stderr cc ingest <<<'not json'
+	[[ $stderr == "casectl ingest: stdin:1: invalid JSON"* ]]
 }

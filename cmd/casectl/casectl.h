@@ -60,6 +60,8 @@ struct ctx {
 	char actor[256];
 	enum role role;
 	size_t max_line;
+	int input_fd;           /* create and ingest read JSON lines here */
+	const char *input_name; /* ... named so in messages */
 	long txn_cases; /* cases per ingest transaction (--batch) */
 	int interrupted; /* the signal that stopped reading the input, or 0 */
 	bool strict;
