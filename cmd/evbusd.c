@@ -7,6 +7,7 @@
 #include "evkit/proto.h"
 #include "evkit/store.h"
 #include "evkit/utf8.h"
+#include "evkit/watchdog.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -23,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <syslog.h>
 #include <time.h>
 
 #define BATCH_MSGS 64                 /* requests handled per commit */
@@ -59,6 +61,8 @@ struct hub {
 	 * gets to its refused frame, and must not be remembered then. */
 	uint32_t gone[GONE_MAX];
 	unsigned n_gone;
+	/* Turns of the main loop, for the watchdog (see hub_watch). */
+	uint64_t loops;
 };
 
 static volatile sig_atomic_t stopping;
@@ -617,6 +621,7 @@ hub_run(struct hub *h)
 	nng_time next_beat = nng_clock() + EVK_HEARTBEAT_MS;
 
 	while (!stopping) {
+		__atomic_add_fetch(&h->loops, 1, __ATOMIC_RELAXED);
 		nng_time now = nng_clock();
 		if (now >= next_beat) {
 			hub_heartbeat(h);
@@ -638,6 +643,62 @@ hub_run(struct hub *h)
 			bytes += nng_msg_len(reqs[n++]);
 		hub_batch(h, reqs, n);
 	}
+}
+
+/* ---- the watchdog: a hub that no longer serves restarts itself ----
+ *
+ * nng 1.5.2 can stop accepting connections for good (see
+ * evk_nng_workaround) and has other poller and close bugs. A thread asks
+ * the hub for its status every WATCH_EVERY_MS through its own listening
+ * address, as a new client; after WATCH_FAILURES failed probes in a row
+ * while the main loop kept turning, the hub says so (stderr and syslog)
+ * and re-executes itself with the same arguments: same pid, same store
+ * and pidfile. Every acknowledged event was committed before its ack, so
+ * none is lost; clients in the middle of a request see the connection
+ * drop, as with any restart, and reconnect. */
+#define WATCH_EVERY_MS 500
+#define WATCH_TIMEOUT_MS 1000
+#define WATCH_FAILURES 3
+#define RESTARTED_ENV "EVBUSD_RESTARTED" /* set across the re-exec */
+
+static char **hub_argv;
+
+static void
+hub_wedged(void *arg, const char *url, int why)
+{
+	(void)arg;
+	evk_warn("the hub stopped answering at '%s' (%s): restarting it", url,
+		 evk_strerror(why));
+	syslog(LOG_WARNING, "hub at '%s' stopped answering (%s): re-executing pid %ld",
+	       url, evk_strerror(why), (long)getpid());
+	if (setenv(RESTARTED_ENV, "1", 1) == 0)
+		execv("/proc/self/exe", hub_argv);
+	evk_warn("cannot restart: %s", strerror(errno));
+	syslog(LOG_ERR, "cannot re-execute: %s", strerror(errno));
+}
+
+/* True (once) in a hub that its watchdog re-executed. */
+static bool
+hub_was_restarted(void)
+{
+	bool restarted = getenv(RESTARTED_ENV) != NULL;
+	unsetenv(RESTARTED_ENV);
+	if (restarted) {
+		evk_warn("restarted by its watchdog");
+		syslog(LOG_NOTICE, "restarted by its watchdog, pid %ld", (long)getpid());
+	}
+	return restarted;
+}
+
+static struct evk_watchdog *
+hub_watch(struct hub *h)
+{
+	struct evk_watchdog *w = NULL;
+	if (evk_watchdog_start(&w, h->url, &h->loops, WATCH_EVERY_MS, WATCH_TIMEOUT_MS,
+			       WATCH_FAILURES, hub_wedged, h) != EVK_OK)
+		evk_warn("cannot start the watchdog: the hub will not notice if it stops"
+			 " answering");
+	return w;
 }
 
 static uint64_t
@@ -672,6 +733,10 @@ main(int argc, char **argv)
 	int c;
 
 	evk_set_progname(argv[0]);
+	hub_argv = argv;
+	evk_nng_workaround();
+	openlog("evbusd", LOG_PID, LOG_DAEMON);
+	bool restarted = hub_was_restarted();
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'b': bus = optarg; break;
@@ -715,7 +780,7 @@ main(int argc, char **argv)
 		store = default_store;
 	}
 	h.store = memory ? NULL : store;
-	if (daemonize && evk_daemon_start() != EVK_OK)
+	if (daemonize && !restarted && evk_daemon_start() != EVK_OK)
 		evk_die(EVK_EX_FAIL, "cannot go to the background");
 
 	struct sigaction sa = { .sa_handler = on_signal };
@@ -733,7 +798,9 @@ main(int argc, char **argv)
 	if (pidfile && evk_pidfile_write(pidfile) != EVK_OK)
 		evk_die(EVK_EX_IOERR, "cannot write pid file '%s'", pidfile);
 	evk_daemon_ready(0);
+	struct evk_watchdog *watchdog = hub_watch(&h);
 	hub_run(&h);
+	evk_watchdog_stop(watchdog);
 
 	/* Every ack was sent after its commit; give the pipes a moment to
 	 * carry the last ones out before closing. */
