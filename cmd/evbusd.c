@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
 
@@ -645,6 +646,35 @@ hub_run(struct hub *h)
 	}
 }
 
+/* ---- private files: the store, its -wal, -shm and .lock, the pidfile
+ * and the sockets are 0600, new directories 0700, whatever the umask
+ * (events may carry secrets). A store left readable by others (made by
+ * an older evbusd) is made private, with a warning. */
+static void
+hub_private_files(void)
+{
+	umask(077);
+}
+
+static void
+hub_private_store(const char *store)
+{
+	static const char *const suffixes[] = { "", "-wal", "-shm", ".lock" };
+	char path[4096];
+	struct stat st;
+
+	for (size_t i = 0; store && i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+		if (snprintf(path, sizeof(path), "%s%s", store, suffixes[i]) >= (int)sizeof(path) ||
+		    stat(path, &st) != 0 || (st.st_mode & 077) == 0 || st.st_uid != geteuid())
+			continue;
+		if (chmod(path, st.st_mode & 0700) == 0)
+			evk_warn("'%s' was readable by others: made it private (0600)", path);
+		else
+			evk_warn("'%s' is readable by others and cannot be made private: %s",
+				 path, strerror(errno));
+	}
+}
+
 /* ---- the watchdog: a hub that no longer serves restarts itself ----
  *
  * nng 1.5.2 can stop accepting connections for good (see
@@ -765,6 +795,8 @@ main(int argc, char **argv)
 	if (status) {
 		char *json;
 		int rv = evk_bus_status(h.url, &json);
+		if (rv == EVK_EPERM)
+			evk_die_hub(h.url, rv);
 		if (rv != EVK_OK)
 			evk_die(evk_err_exit(rv) == EVK_EX_DATAERR ? EVK_EX_UNAVAILABLE
 								    : evk_err_exit(rv),
@@ -790,7 +822,9 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	h.started = time(NULL);
+	hub_private_files();
 	hub_refuse_second(&h);
+	hub_private_store(h.store);
 	hub_open_store(&h, h.store);
 	if (h.store && (h.ckpt = evk_checkpointer_start(h.db, h.store, &why)) == NULL)
 		evk_warn("checkpoints stay in the writer: %s", why);

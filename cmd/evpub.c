@@ -47,7 +47,7 @@ usage(FILE *out, int status)
 		"  -h, --help, --version\n"
 		"\n"
 		"Exit: 0 all published, 2 usage, 65 bad input lines (the good ones were\n"
-		"published), 69 no hub, 74 read error.\n");
+		"published), 69 no hub, 74 read error, 77 permission denied.\n");
 	exit(status);
 }
 
@@ -71,6 +71,8 @@ static void
 link_failed(struct evk_pub *p, const char *url, int rv)
 {
 	uint64_t acked = p ? evk_pub_acked(p) : 0;
+	if (rv == EVK_EPERM)
+		evk_die_hub(url, rv);
 	if (rv == EVK_EUNAVAIL)
 		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s'", url);
 	if (rv == EVK_ECLOSED || rv == EVK_ETIMEDOUT)

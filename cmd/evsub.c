@@ -96,7 +96,7 @@ usage(FILE *out, int status)
 		"  --stats             on exit or SIGUSR1, figures as JSON on stderr\n"
 		"  -h, --help, --version\n"
 		"\n"
-		"Exit: 0 done, 2 usage, 69 no hub, 124 timeout.\n");
+		"Exit: 0 done, 2 usage, 69 no hub, 77 permission denied, 124 timeout.\n");
 	exit(status);
 }
 
@@ -466,7 +466,9 @@ main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 
 	long long deadline = o.timeout_s >= 0 ? evk_mono_ms() + (long long)(o.timeout_s * 1000) : -1;
-	if ((rv = evk_sub_open(&sub, url, o.since)) != EVK_OK)
+	if ((rv = evk_sub_open(&sub, url, o.since)) == EVK_EPERM)
+		evk_die_hub(url, rv);
+	if (rv != EVK_OK)
 		evk_die(rv == EVK_EUNAVAIL || rv == EVK_ECLOSED || rv == EVK_ETIMEDOUT
 				? EVK_EX_UNAVAILABLE
 				: evk_err_exit(rv),

@@ -448,7 +448,7 @@ cmd_on(struct opts *o, int argc, char **argv)
 	struct evk_sub *sub;
 	int rv = evk_sub_open(&sub, url, since);
 	if (rv != EVK_OK)
-		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", url, evk_strerror(rv));
+		evk_die_hub(url, rv);
 	if (since == EVK_SINCE_LIVE) {
 		/* First start: from now on, and remember it. */
 		begin();

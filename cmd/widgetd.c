@@ -586,9 +586,9 @@ run_daemon(struct opts *o, const char *url)
 	struct evk_sub *sub;
 	int rv = evk_sub_open(&sub, url, since);
 	if (rv != EVK_OK)
-		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", url, evk_strerror(rv));
+		evk_die_hub(url, rv);
 	if ((rv = evk_pub_open(&pub, url, NULL, NULL)) != EVK_OK)
-		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", url, evk_strerror(rv));
+		evk_die_hub(url, rv);
 	char now_ts[EVK_TS_LEN + 1];
 	evk_ts_now(now_ts);
 	for (int i = 0; i < ndecls; i++) {
@@ -690,7 +690,7 @@ request_widgets(struct evk_sub *sub, const char *url, const char *id,
 	int rv = evk_publish(url, GET_TOPIC, "get", p, NULL);
 	cJSON_Delete(p);
 	if (rv != EVK_OK)
-		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", url, evk_strerror(rv));
+		evk_die_hub(url, rv);
 
 	long long deadline = evk_mono_ms() + answer_ms;
 	long n = 0;
@@ -741,7 +741,7 @@ cmd_get(const char *url, const char *id)
 	struct evk_sub *sub;
 	int rv = evk_sub_open(&sub, url, EVK_SINCE_LIVE);
 	if (rv != EVK_OK)
-		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", url, evk_strerror(rv));
+		evk_die_hub(url, rv);
 	long n = request_widgets(sub, url, id, print_widget, NULL);
 	if (fflush(stdout) == EOF)
 		evk_die(EVK_EX_IOERR, "writing stdout: %s", strerror(errno));
@@ -810,7 +810,7 @@ cmd_session(const char *url, const char *what, const char *id)
 	int rv = evk_publish(url, SESSION_TOPIC, event, p, NULL);
 	cJSON_Delete(p);
 	if (rv != EVK_OK)
-		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", url, evk_strerror(rv));
+		evk_die_hub(url, rv);
 	return 0;
 }
 
@@ -877,7 +877,7 @@ cmd_view(const char *url)
 	struct termios saved, raw;
 	int rv = evk_sub_open(&sub, url, EVK_SINCE_LIVE);
 	if (rv != EVK_OK)
-		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", url, evk_strerror(rv));
+		evk_die_hub(url, rv);
 	cJSON *map = cJSON_CreateObject();
 	if (map == NULL)
 		evk_die(EVK_EX_FAIL, "out of memory");

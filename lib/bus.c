@@ -230,6 +230,7 @@ from_nng(int rv)
 	case NNG_ENOENT:
 	case NNG_EADDRINVAL:
 	case NNG_EUNREACHABLE: return EVK_EUNAVAIL;
+	case NNG_EPERM: return EVK_EPERM;
 	case NNG_ECONNRESET:
 	case NNG_ECONNSHUT:
 	case NNG_ECLOSED: return EVK_ECLOSED;
