@@ -51,6 +51,7 @@ BIN_FILES := $(addprefix $(OUTBIN)/,$(PROGRAMS))
 # Debian packages: to build, to test, and (for `make bench`) the peers.
 DEPS_BUILD := gcc make pkg-config libnng-dev libcjson-dev libsqlite3-dev
 DEPS_TEST  := bats bats-support bats-assert jq sqlite3 tmux procps groff-base mandoc bash-completion
+DEPS_TEST  += openssl util-linux
 DEPS_BENCH := redis-server redis-tools mosquitto mosquitto-clients time
 
 .PHONY: all test unit bats bench demo deps deps-bench install uninstall clean check-san

@@ -6,6 +6,7 @@
 #include "evkit/limits.h"
 #include "evkit/proto.h"
 #include "evkit/store.h"
+#include "evkit/tls.h"
 #include "evkit/utf8.h"
 #include "evkit/watchdog.h"
 
@@ -13,6 +14,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <nng/nng.h>
 #include <nng/protocol/pubsub0/pub.h>
 #include <nng/protocol/reqrep0/rep.h>
@@ -64,6 +67,7 @@ struct hub {
 	unsigned n_gone;
 	/* Turns of the main loop, for the watchdog (see hub_watch). */
 	uint64_t loops;
+	struct evk_watchdog *watchdog;
 };
 
 static volatile sig_atomic_t stopping;
@@ -80,7 +84,8 @@ usage(FILE *out, int status)
 {
 	fprintf(out,
 		"usage: evbusd [--bus URL] [--store FILE | --memory] [--retain N]\n"
-		"              [--daemon] [--pidfile FILE]\n"
+		"              [--daemon] [--pidfile FILE] [--insecure]\n"
+		"              [--tls-cert FILE --tls-key FILE --tls-ca FILE]\n"
 		"       evbusd --status [--bus URL]\n"
 		"\n"
 		"The evkit hub: numbers events, keeps them in a SQLite log, fans\n"
@@ -93,6 +98,8 @@ usage(FILE *out, int status)
 		"  --daemon        go to the background once accepting connections\n"
 		"  --pidfile FILE  write the hub's pid to FILE\n"
 		"  --status        print the running hub's figures as JSON\n"
+		"  --insecure      allow a plain tcp:// address beyond loopback\n"
+		EVK_TLS_USAGE
 		"  --help, --version\n",
 		EVK_RETAIN_DEFAULT);
 	exit(status);
@@ -251,6 +258,74 @@ hub_refuse_second(struct hub *h)
 	/* fd stays open: the lock lives as long as this process. */
 }
 
+/* ---- who may connect: tls+tcp:// requires a client certificate signed
+ * by the hub's CA; a plain tcp:// listener beyond loopback is refused
+ * unless --insecure (anyone who reaches it could publish and read). */
+
+static bool insecure; /* --insecure */
+
+/* True when every address host (of a tcp:// url) stands for is loopback. */
+static bool
+loopback_only(const char *url)
+{
+	char host[256];
+	const char *hp = strstr(url, "://") + 3, *colon = strrchr(hp, ':');
+	if (colon == NULL || (size_t)(colon - hp) >= sizeof(host))
+		return false;
+	memcpy(host, hp, (size_t)(colon - hp));
+	host[colon - hp] = '\0';
+	if (host[0] == '[' && colon - hp > 2) {
+		memmove(host, host + 1, strlen(host));
+		host[strlen(host) - 1] = '\0';
+	}
+	if (host[0] == '\0' || strcmp(host, "*") == 0)
+		return false; /* every interface */
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
+	if (getaddrinfo(host, NULL, &hints, &ai) != 0)
+		return false;
+	bool loop = ai != NULL;
+	for (struct addrinfo *a = ai; a && loop; a = a->ai_next) {
+		if (a->ai_family == AF_INET)
+			loop = (ntohl(((struct sockaddr_in *)a->ai_addr)->sin_addr.s_addr) >> 24) == 127;
+		else if (a->ai_family == AF_INET6)
+			loop = IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)a->ai_addr)->sin6_addr);
+		else
+			loop = false;
+	}
+	freeaddrinfo(ai);
+	return loop;
+}
+
+/* Refuses a plain tcp:// url beyond loopback unless --insecure; called
+ * before anything listens. */
+static void
+hub_check_exposure(const char *url)
+{
+	if (strncmp(url, "tcp://", 6) != 0 || loopback_only(url))
+		return;
+	if (!insecure)
+		evk_die(EVK_EX_USAGE,
+			"refusing to listen on '%s' without TLS: anyone who can reach it could"
+			" publish and read every event; use tls+tcp:// with --tls-cert,"
+			" --tls-key and --tls-ca, a loopback address, or --insecure",
+			url);
+	evk_warn("warning: listening on '%s' without TLS or authentication (--insecure)",
+		 url);
+}
+
+static void
+hub_secure_listener(nng_listener l, const char *url)
+{
+	const char *why = NULL;
+	int rv;
+
+	if (!evk_tls_url(url))
+		return;
+	if ((rv = evk_tls_listener(l, &why)) != 0)
+		evk_die(rv == NNG_EINVAL ? EVK_EX_USAGE : EVK_EX_NOPERM, "cannot listen on '%s': %s",
+			url, why ? why : nng_strerror(rv));
+}
+
 static void
 hub_listen(struct hub *h)
 {
@@ -279,6 +354,7 @@ hub_listen(struct hub *h)
 				nng_strerror(rv));
 		if (strncmp(urls[i], "ipc://", 6) == 0)
 			nng_listener_set_int(l, NNG_OPT_IPC_PERMISSIONS, 0600);
+		hub_secure_listener(l, urls[i]);
 		if ((rv = nng_listener_start(l, 0)) != 0)
 			evk_die(EVK_EX_UNAVAILABLE, "cannot listen on '%s': %s%s",
 				urls[i], nng_strerror(rv),
@@ -474,6 +550,14 @@ fail:
 	reply_text(h, req, EVK_MSG_ERROR, "cannot read the log");
 }
 
+/* "armed" (restarts the hub if it stops answering), "waiting" (no probe
+ * has succeeded yet) or "off". */
+static const char *
+hub_watchdog_state(const struct hub *h)
+{
+	return h->watchdog == NULL ? "off" : evk_watchdog_armed(h->watchdog) ? "armed" : "waiting";
+}
+
 static void
 hub_status(struct hub *h, nng_msg *req)
 {
@@ -497,7 +581,8 @@ hub_status(struct hub *h, nng_msg *req)
 	    cJSON_AddNumberToObject(o, "events_out", (double)h->events_out) &&
 	    cJSON_AddNumberToObject(o, "rejected_frames", (double)h->rejected_frames) &&
 	    cJSON_AddNumberToObject(o, "refill_requests", (double)h->replay_requests) &&
-	    cJSON_AddNumberToObject(o, "refilled_events", (double)h->replayed_events))
+	    cJSON_AddNumberToObject(o, "refilled_events", (double)h->replayed_events) &&
+	    cJSON_AddStringToObject(o, "watchdog", hub_watchdog_state(h)))
 		text = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
 	reply_text(h, req, text ? EVK_MSG_STATUS : EVK_MSG_ERROR,
@@ -752,6 +837,8 @@ main(int argc, char **argv)
 		{ "daemon", no_argument, NULL, 'd' },
 		{ "pidfile", required_argument, NULL, 'p' },
 		{ "status", no_argument, NULL, 'S' },
+		{ "insecure", no_argument, NULL, 'I' },
+		EVK_TLS_LONGOPTS,
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
@@ -776,6 +863,10 @@ main(int argc, char **argv)
 		case 'd': daemonize = true; break;
 		case 'p': pidfile = optarg; break;
 		case 'S': status = true; break;
+		case 'I': insecure = true; break;
+		case EVK_OPT_TLS_CERT:
+		case EVK_OPT_TLS_KEY:
+		case EVK_OPT_TLS_CA: evk_tls_option(c, optarg); break;
 		case 'h': usage(stdout, 0); break;
 		case 'V': printf("evbusd %s\n", EVK_VERSION); return 0;
 		default: usage(stderr, EVK_EX_USAGE);
@@ -812,6 +903,7 @@ main(int argc, char **argv)
 		store = default_store;
 	}
 	h.store = memory ? NULL : store;
+	hub_check_exposure(h.url);
 	if (daemonize && !restarted && evk_daemon_start() != EVK_OK)
 		evk_die(EVK_EX_FAIL, "cannot go to the background");
 
@@ -832,9 +924,9 @@ main(int argc, char **argv)
 	if (pidfile && evk_pidfile_write(pidfile) != EVK_OK)
 		evk_die(EVK_EX_IOERR, "cannot write pid file '%s'", pidfile);
 	evk_daemon_ready(0);
-	struct evk_watchdog *watchdog = hub_watch(&h);
+	h.watchdog = hub_watch(&h);
 	hub_run(&h);
-	evk_watchdog_stop(watchdog);
+	evk_watchdog_stop(h.watchdog);
 
 	/* Every ack was sent after its commit; give the pipes a moment to
 	 * carry the last ones out before closing. */

@@ -1,5 +1,6 @@
 /* evsub — subscribe by topic pattern and print matching events as JSON
  * lines, in seq order, none missed and none twice. */
+#include "evkit/tls.h"
 #include "evkit/bus.h"
 #include "evkit/err.h"
 #include "evkit/event.h"
@@ -71,6 +72,7 @@ usage(FILE *out, int status)
 		"a final '**' any number (also none): case:*:7, workflow:**, **.\n"
 		"\n"
 		"  --bus URL           the hub (default $EVBUS_URL, else a private ipc path)\n"
+		EVK_TLS_USAGE
 		"  --exclude PATTERN   drop events whose topic matches (repeatable)\n"
 		"  --event NAME        only events with this name (repeatable)\n"
 		"  --until NAME        print the first event with this name, then exit 0\n"
@@ -126,6 +128,7 @@ parse_args(struct opts *o, int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "bus", required_argument, NULL, 'b' },
+		EVK_TLS_LONGOPTS,
 		{ "exclude", required_argument, NULL, 'x' },
 		{ "event", required_argument, NULL, 'E' },
 		{ "until", required_argument, NULL, 'u' },
@@ -151,6 +154,9 @@ parse_args(struct opts *o, int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "n:W:o:F:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'b': o->bus = optarg; break;
+		case EVK_OPT_TLS_CERT:
+		case EVK_OPT_TLS_KEY:
+		case EVK_OPT_TLS_CA: evk_tls_option(c, optarg); break;
 		case 'x': list_add(o->excludes, &o->nexcludes, optarg, "--exclude"); break;
 		case 'E': list_add(o->events, &o->nevents, optarg, "--event"); break;
 		case 'u': o->until = optarg; break;

@@ -1,6 +1,7 @@
 /* evworker — a durable job queue in SQLite that runs commands and
  * workflows of named steps and broadcasts their progress on the bus
  * (Oban workers broadcasting through Phoenix.PubSub). */
+#include "evkit/tls.h"
 #include "evkit/buf.h"
 #include "evkit/bus.h"
 #include "evkit/err.h"
@@ -87,6 +88,7 @@ usage(FILE *out, int status)
 		"\n"
 		"  --db FILE   the queue (default $XDG_STATE_HOME/evkit/jobs.db)\n"
 		"  --bus URL   the hub (default $EVBUS_URL, else a private ipc path)\n"
+		EVK_TLS_USAGE
 		"  -h, --help, --version\n"
 		"\n"
 		"A step exits 0 for success, 75 to snooze (run again after the backoff,\n"
@@ -1271,6 +1273,7 @@ main(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "db", required_argument, NULL, 'd' },
 		{ "bus", required_argument, NULL, 'b' },
+		EVK_TLS_LONGOPTS,
 		{ "queue", required_argument, NULL, 'q' },
 		{ "priority", required_argument, NULL, 'p' },
 		{ "max-attempts", required_argument, NULL, 'm' },
@@ -1305,6 +1308,9 @@ main(int argc, char **argv)
 			switch (ch) {
 			case 'd': o.db_path = optarg; break;
 			case 'b': o.bus = optarg; break;
+			case EVK_OPT_TLS_CERT:
+			case EVK_OPT_TLS_KEY:
+			case EVK_OPT_TLS_CA: evk_tls_option(ch, optarg); break;
 			case 'q': o.queue = optarg; break;
 			case 'p': o.priority = (int)num(optarg, "--priority", 0, 9); break;
 			case 'm': o.max_attempts = (int)num(optarg, "--max-attempts", 1, 1000000); break;

@@ -1,6 +1,7 @@
 /* widgetd — folds the bus's events into widget state (the seed's LiveView
  * widgets), keeps it durably, publishes each change on widget:{id}, and
  * shows it (widgetd get, widgetd view). */
+#include "evkit/tls.h"
 #include "evkit/buf.h"
 #include "evkit/bus.h"
 #include "evkit/daemon.h"
@@ -67,6 +68,7 @@ usage(FILE *out, int status)
 		"at most once per --throttle window, the last state always sent).\n"
 		"\n"
 		"  --bus URL        the hub (default $EVBUS_URL, else a private ipc path)\n"
+		EVK_TLS_USAGE
 		"  --config FILE    widgets to keep (JSON; default: the seed's widgets)\n"
 		"  --cases-db FILE  casectl's database, for keep_live lists\n"
 		"  --state FILE     state and last applied seq (default\n"
@@ -914,6 +916,7 @@ main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "bus", required_argument, NULL, 'b' },
+		EVK_TLS_LONGOPTS,
 		{ "config", required_argument, NULL, 'c' },
 		{ "cases-db", required_argument, NULL, 'C' },
 		{ "state", required_argument, NULL, 's' },
@@ -939,6 +942,9 @@ main(int argc, char **argv)
 		char *end;
 		switch (c) {
 		case 'b': o.bus = optarg; break;
+		case EVK_OPT_TLS_CERT:
+		case EVK_OPT_TLS_KEY:
+		case EVK_OPT_TLS_CA: evk_tls_option(c, optarg); break;
 		case 'c': o.config = optarg; break;
 		case 'C': o.cases_db = optarg; break;
 		case 's': o.state = optarg; break;

@@ -12,6 +12,10 @@ _casectl() {
 		esac
 	done
 	case $prev in
+	--tls-cert | --tls-key | --tls-ca)
+		COMPREPLY=($(compgen -f -- "$cur"))
+		return
+		;;
 	--db)
 		COMPREPLY=($(compgen -f -- "$cur"))
 		return
@@ -31,7 +35,7 @@ _casectl() {
 		;;
 	esac
 	if [[ $cur == -* ]]; then
-		COMPREPLY=($(compgen -W '--db --bus --actor --admin --role --agency
+		COMPREPLY=($(compgen -W '--db --bus --tls-cert --tls-key --tls-ca --actor --admin --role --agency
 			--offender --since --sort --limit --refetch-window --count --strict
 			--max-line --batch --help --version' -- "$cur"))
 	elif [[ -z $cmd ]]; then

@@ -3,10 +3,13 @@
  * sendmsg() shim that keeps nng 1.5.2's listeners accepting. */
 #include "evkit/watchdog.h"
 #include "evkit/err.h"
+#include "evkit/tls.h"
 
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
 #include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
@@ -191,9 +194,48 @@ dial(const char *url, bool *ipc, int64_t deadline, int *err)
 	return fd;
 }
 
+/* The probe of a tls+tcp:// hub: nng's own client with this process's
+ * certificate (the hub's, which its CA signed). */
+static int
+probe_tls(const char *url, int timeout_ms)
+{
+	nng_socket s;
+	nng_msg *m = NULL;
+	int rv;
+
+	if ((rv = nng_req0_open(&s)) != 0)
+		return EVK_ENOMEM;
+	if ((rv = nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE)) == 0 &&
+	    (rv = nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, timeout_ms)) == 0 &&
+	    (rv = nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, timeout_ms)) == 0 &&
+	    (rv = evk_tls_dial(s, url, NNG_FLAG_NONBLOCK)) == 0 &&
+	    (rv = nng_msg_alloc(&m, 0)) == 0 && (rv = nng_msg_append(m, "S", 1)) == 0 &&
+	    (rv = nng_sendmsg(s, m, 0)) == 0) {
+		m = NULL;
+		if ((rv = nng_recvmsg(s, &m, 0)) == 0 &&
+		    (nng_msg_len(m) < 1 || *(char *)nng_msg_body(m) != 'S'))
+			rv = NNG_EPROTO;
+	}
+	if (m)
+		nng_msg_free(m);
+	nng_close(s);
+	switch (rv) {
+	case 0: return EVK_OK;
+	case NNG_ETIMEDOUT: return EVK_ETIMEDOUT;
+	case NNG_EPEERAUTH:
+	case NNG_ECRYPTO:
+	case NNG_EPERM: return EVK_EPERM;
+	case NNG_ECONNREFUSED: return EVK_EUNAVAIL;
+	case NNG_EPROTO: return EVK_EPROTO;
+	default: return EVK_ECLOSED;
+	}
+}
+
 int
 evk_hub_probe(const char *url, int timeout_ms)
 {
+	if (evk_tls_url(url))
+		return probe_tls(url, timeout_ms);
 	int64_t deadline = now_ms() + timeout_ms;
 	bool ipc = false;
 	int rc, fd = dial(url, &ipc, deadline, &rc);
@@ -235,6 +277,7 @@ struct evk_watchdog {
 	int interval_ms, timeout_ms, failures;
 	evk_wedged_fn on_wedged;
 	void *arg;
+	bool armed; /* a probe succeeded once */
 };
 
 /* Sleeps ms, or less when told to stop; false once stopping. */
@@ -250,7 +293,7 @@ pause_ms(struct evk_watchdog *w, int ms)
 		until.tv_nsec -= 1000000000L;
 	}
 	pthread_mutex_lock(&w->mu);
-	while (!w->stop && pthread_cond_timedwait(&w->cv, &w->mu, &until) != ETIMEDOUT)
+	while (!w->stop && ms > 0 && pthread_cond_timedwait(&w->cv, &w->mu, &until) != ETIMEDOUT)
 		;
 	bool go_on = !w->stop;
 	pthread_mutex_unlock(&w->mu);
@@ -263,15 +306,21 @@ watch(void *arg)
 	struct evk_watchdog *w = arg;
 	int failed = 0;
 
-	while (pause_ms(w, w->interval_ms)) {
+	/* The first probe at once, the others every interval. */
+	for (int wait = 0; pause_ms(w, wait); wait = w->interval_ms) {
 		uint64_t before = __atomic_load_n(w->progress, __ATOMIC_RELAXED);
 		int rc = evk_hub_probe(w->url, w->timeout_ms);
 		if (rc == EVK_OK) {
+			__atomic_store_n(&w->armed, true, __ATOMIC_RELAXED);
 			failed = 0;
 			continue;
 		}
+		if (!__atomic_load_n(&w->armed, __ATOMIC_RELAXED))
+			continue; /* never answered: the probe itself may not work */
 		if (__atomic_load_n(w->progress, __ATOMIC_RELAXED) == before)
 			continue; /* the hub is busy (or stopped): not a verdict */
+		if (rc != EVK_ETIMEDOUT && rc != EVK_ECLOSED && rc != EVK_EUNAVAIL)
+			continue; /* answered, but not as asked: no restart cures that */
 		if (++failed >= w->failures) {
 			w->on_wedged(w->arg, w->url, rc);
 			failed = 0;
@@ -322,6 +371,12 @@ evk_watchdog_start(struct evk_watchdog **out, const char *url,
 	}
 	*out = w;
 	return EVK_OK;
+}
+
+bool
+evk_watchdog_armed(const struct evk_watchdog *w)
+{
+	return w && __atomic_load_n(&w->armed, __ATOMIC_RELAXED);
 }
 
 void

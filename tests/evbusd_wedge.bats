@@ -72,7 +72,8 @@ seqs() { evsub --since 0 -n "$1" -W 20 '**' | jq -c -s 'map(.seq)'; }
 	EVBUSD_NNG_WORKAROUND=0 bg evbusd --store "$BATS_TEST_TMPDIR/bus.db" \
 		--pidfile "$BATS_TEST_TMPDIR/hub.pid" 2>"$BATS_TEST_TMPDIR/log"
 	local pid=${BG_PIDS[-1]}
-	WAIT_SECS=20 wait_for evbusd --status
+	# The watchdog acts once its probe has worked.
+	WAIT_SECS=20 wait_for bash -c "evbusd --status | json_true '.watchdog == \"armed\"'"
 	run -0 evpub t:a tick '{"n":1}'
 	run -0 evpub t:a tick '{"n":2}'
 	closed_before_accept "$pid"
@@ -87,6 +88,7 @@ seqs() { evsub --since 0 -n "$1" -W 20 '**' | jq -c -s 'map(.seq)'; }
 	[ "$(cat "$BATS_TEST_TMPDIR/hub.pid")" = "$pid" ]
 	run -0 seqs 3
 	[ "$output" = "[1,2,3]" ]
+	WAIT_SECS=20 wait_for bash -c "evbusd --status | json_true '.watchdog == \"armed\"'"
 	run -0 evsub --since 0 -n 3 -W 20 -o payload '**'
 	assert_output $'{"n":1}\n{"n":2}\n{"n":3}'
 }

@@ -3,13 +3,16 @@
 #ifndef EVKIT_WATCHDOG_H
 #define EVKIT_WATCHDOG_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
-/* Asks the hub at url (ipc:// or tcp://) for its status the way a new
- * client would: a fresh connection, the SP handshake, a status request and
- * its reply, all within timeout_ms. EVK_OK when the hub answered,
+/* Asks the hub at url (ipc://, tcp:// or tls+tcp://) for its status the
+ * way a new client would: a fresh connection, the SP handshake, a status
+ * request and its reply, all within timeout_ms (tls+tcp:// with this
+ * process's certificate, see evkit/tls.h). EVK_OK when the hub answered,
  * EVK_ETIMEDOUT when it did not in time, EVK_EUNAVAIL when nothing
- * listens there, EVK_EINVAL for another scheme. */
+ * listens there, EVK_EPERM when TLS refused us, EVK_EINVAL for another
+ * scheme. */
 int evk_hub_probe(const char *url, int timeout_ms);
 
 struct evk_watchdog;
@@ -22,10 +25,15 @@ typedef void (*evk_wedged_fn)(void *arg, const char *url, int why);
  * and calls on_wedged after `failures` failed probes in a row, counting
  * a failure only when *progress (the hub's main-loop counter, updated
  * atomically) moved during the probe: a hub busy in one long batch is
- * slow, not wedged. */
+ * slow, not wedged. The first probe runs at once; until one succeeds the
+ * watchdog only watches (a probe that cannot work, such as a tls+tcp hub
+ * whose certificate is not accepted as a client's, never restarts it). */
 int evk_watchdog_start(struct evk_watchdog **out, const char *url,
 		       const uint64_t *progress, int interval_ms, int timeout_ms,
 		       int failures, evk_wedged_fn on_wedged, void *arg);
+
+/* True once a probe succeeded: from then on the watchdog acts. */
+bool evk_watchdog_armed(const struct evk_watchdog *w);
 
 /* Stops and frees the watchdog (NULL is fine). */
 void evk_watchdog_stop(struct evk_watchdog *w);
