@@ -7,10 +7,12 @@
 #          SIGCONT, then evpub
 # Prints one line per round and a summary; exit 1 if any round took over
 # 10 s. Needs `make all` (bin/ and build/obj/tests/tools/bareconn).
+# EVBUSD_NNG_WORKAROUND=0 measures the watchdog alone (then RETRY=1: evpub
+# is run again until it succeeds, the time is until the first success).
 set -u
 EVKIT_BIN=${EVKIT_BIN:-$(pwd)/bin}
 TOOLS=${EVKIT_TOOLS:-$(pwd)/build/obj/tests/tools}
-ROUNDS=${ROUNDS:-20} COUNT=${COUNT:-1} STOP=${STOP:-15}
+ROUNDS=${ROUNDS:-20} COUNT=${COUNT:-1} STOP=${STOP:-15} RETRY=${RETRY:-0}
 WHICH=${1:-bare stop}
 bad=0
 
@@ -34,10 +36,15 @@ hub_down() {
 # answer — publishes once (evpub gives up after 10 s) and prints the time.
 answer() {
 	t0=$(now)
-	if timeout 30 "$EVKIT_BIN/evpub" bench:wedge tick 2>/dev/null; then rc=0; else rc=$?; fi
+	tries=0
+	while :; do
+		tries=$((tries + 1))
+		if timeout 30 "$EVKIT_BIN/evpub" bench:wedge tick 2>/dev/null; then rc=0; else rc=$?; fi
+		[ "$rc" -ne 0 ] && [ "$RETRY" = 1 ] && [ "$(echo "$(now) - $t0 < 30" | bc)" -eq 1 ] || break
+	done
 	t=$(echo "$(now) - $t0" | bc)
 	if [ "$rc" -ne 0 ] || [ "$(echo "$t > 10" | bc)" -eq 1 ]; then bad=$((bad + 1)); fi
-	printf '%s round %2d: evpub exit %d after %.3f s\n' "$1" "$2" "$rc" "$t"
+	printf '%s round %2d: evpub exit %d after %.3f s (%d tries)\n' "$1" "$2" "$rc" "$t" "$tries"
 	echo "$t" >>"$3"
 }
 

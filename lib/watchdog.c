@@ -350,6 +350,11 @@ evk_watchdog_start(struct evk_watchdog **out, const char *url,
 	w->failures = failures;
 	w->on_wedged = on_wedged;
 	w->arg = arg;
+	/* The raw probe of ipc:// and tcp:// needs nothing that could be
+	 * wrong (a hub wedged before its first probe must be caught too);
+	 * the tls+tcp:// probe needs the hub's certificate to pass as a
+	 * client's, which only a success shows. */
+	w->armed = !evk_tls_url(url);
 	pthread_condattr_t ca;
 	if (pthread_condattr_init(&ca) != 0) {
 		free(w);

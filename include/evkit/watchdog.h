@@ -25,9 +25,10 @@ typedef void (*evk_wedged_fn)(void *arg, const char *url, int why);
  * and calls on_wedged after `failures` failed probes in a row, counting
  * a failure only when *progress (the hub's main-loop counter, updated
  * atomically) moved during the probe: a hub busy in one long batch is
- * slow, not wedged. The first probe runs at once; until one succeeds the
- * watchdog only watches (a probe that cannot work, such as a tls+tcp hub
- * whose certificate is not accepted as a client's, never restarts it). */
+ * slow, not wedged. The first probe runs at once. For a tls+tcp:// url
+ * the watchdog only watches until one probe succeeds (a probe that cannot
+ * work, the hub's certificate not being accepted as a client's, never
+ * restarts the hub). */
 int evk_watchdog_start(struct evk_watchdog **out, const char *url,
 		       const uint64_t *progress, int interval_ms, int timeout_ms,
 		       int failures, evk_wedged_fn on_wedged, void *arg);
