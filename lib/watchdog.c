@@ -87,35 +87,17 @@ wait_fd(int fd, short events, int64_t deadline)
 	}
 }
 
+/* Sends (out) or receives all n bytes of b before the deadline. */
 static int
-send_all(int fd, const unsigned char *b, size_t n, int64_t deadline)
+xfer_all(int fd, bool out, unsigned char *b, size_t n, int64_t deadline)
 {
 	while (n > 0) {
-		ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
-		if (w > 0) {
-			b += w;
-			n -= (size_t)w;
-		} else if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
-			int rc = wait_fd(fd, POLLOUT, deadline);
-			if (rc != EVK_OK)
-				return rc;
-		} else {
-			return EVK_ECLOSED;
-		}
-	}
-	return EVK_OK;
-}
-
-static int
-recv_all(int fd, unsigned char *b, size_t n, int64_t deadline)
-{
-	while (n > 0) {
-		ssize_t r = recv(fd, b, n, 0);
+		ssize_t r = out ? send(fd, b, n, MSG_NOSIGNAL) : recv(fd, b, n, 0);
 		if (r > 0) {
 			b += r;
 			n -= (size_t)r;
 		} else if (r < 0 && (errno == EAGAIN || errno == EINTR)) {
-			int rc = wait_fd(fd, POLLIN, deadline);
+			int rc = wait_fd(fd, out ? POLLOUT : POLLIN, deadline);
 			if (rc != EVK_OK)
 				return rc;
 		} else {
@@ -250,15 +232,15 @@ evk_hub_probe(const char *url, int timeout_ms)
 	unsigned char rep[14];
 	size_t skip = ipc ? 0 : 1, head = ipc ? 9 : 8;
 
-	if ((rc = send_all(fd, hdr, sizeof(hdr), deadline)) == EVK_OK &&
-	    (rc = recv_all(fd, peer, sizeof(peer), deadline)) == EVK_OK &&
+	if ((rc = xfer_all(fd, true, hdr, sizeof(hdr), deadline)) == EVK_OK &&
+	    (rc = xfer_all(fd, false, peer, sizeof(peer), deadline)) == EVK_OK &&
 	    (memcmp(peer, "\0SP\0", 4) != 0 || peer[4] != 0 || peer[5] != SP_REP))
 		rc = EVK_EPROTO;
 	if (rc == EVK_OK)
-		rc = send_all(fd, req + skip, sizeof(req) - skip, deadline);
+		rc = xfer_all(fd, true, req + skip, sizeof(req) - skip, deadline);
 	/* The reply: its frame header, the request id back, then 'S'. */
 	if (rc == EVK_OK)
-		rc = recv_all(fd, rep, head + 5, deadline);
+		rc = xfer_all(fd, false, rep, head + 5, deadline);
 	if (rc == EVK_OK && (memcmp(rep + head, req + 9, 4) != 0 || rep[head + 4] != 'S'))
 		rc = EVK_EPROTO;
 	close(fd);
