@@ -4,6 +4,7 @@
 # says "permission denied" with 77, not "no hub" with 69.
 load helpers
 
+setup() { evbusd_only "evbusd's files and ipc socket"; }
 teardown() {
 	stop_all
 	[[ -z ${WORKDIR:-} ]] || rm -rf "$WORKDIR"

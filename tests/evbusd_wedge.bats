@@ -4,6 +4,7 @@
 # longer answers (issue 16, items 4 and 5).
 load helpers
 
+setup() { evbusd_only "the hub's own sockets and watchdog"; }
 teardown() { stop_all; }
 
 # A connection the hub accepts only after its client closed it: the hub's

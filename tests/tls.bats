@@ -23,6 +23,7 @@ cert() {
 }
 
 setup() {
+	evbusd_only "evbusd's tls+tcp listener"
 	cert ca self
 	cert hub ca
 	cert alice ca
