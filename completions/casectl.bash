@@ -29,6 +29,7 @@ _casectl() {
 	# shellcheck disable=SC2046
 	_evkit_subcommand $(casectl --complete-words commands 2>/dev/null)
 	case $prev in
+	--tls-cert | --tls-key | --tls-ca) _evkit_files; return ;;
 	--db) _evkit_files; return ;;
 	--bus) _evkit_reply 'ipc:// tcp://127.0.0.1: tls+tcp:// nats://127.0.0.1:4222'; return ;;
 	--role | --sort) _evkit_reply "$(casectl --complete-words "$prev" 2>/dev/null)"; return ;;

@@ -8,11 +8,12 @@ _evbusd() {
 	local cur prev words cword
 	_evkit_init
 	case $prev in
+	--tls-cert | --tls-key | --tls-ca) _evkit_files; return ;;
 	--store | --pidfile) _evkit_files; return ;;
 	--bus) _evkit_reply 'ipc:// tcp://127.0.0.1: tls+tcp://'; return ;;
 	--retain) return ;;
 	esac
-	_evkit_reply '--bus --store --memory --retain --daemon --pidfile --status
+	_evkit_reply '--bus --tls-cert --tls-key --tls-ca --insecure --store --memory --retain --daemon --pidfile --status
 		--help --version'
 }
 complete -F _evbusd evbusd

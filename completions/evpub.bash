@@ -8,12 +8,13 @@ _evpub() {
 	local cur prev words cword
 	_evkit_init
 	case $prev in
+	--tls-cert | --tls-key | --tls-ca) _evkit_files; return ;;
 	-f | --file) _evkit_files; return ;;
 	--bus) _evkit_reply 'ipc:// tcp://127.0.0.1: tls+tcp:// nats://127.0.0.1:4222'; return ;;
 	-t | --topic | -e | --event | --max-line | --raw) return ;;
 	esac
 	if [[ $cur == -* ]]; then
-		_evkit_reply '--bus --file --topic --event --raw --strict --echo
+		_evkit_reply '--bus --tls-cert --tls-key --tls-ca --file --topic --event --raw --strict --echo
 			--max-line --help --version'
 	fi
 }

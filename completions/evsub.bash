@@ -8,6 +8,7 @@ _evsub() {
 	local cur prev words cword
 	_evkit_init
 	case $prev in
+	--tls-cert | --tls-key | --tls-ca) _evkit_files; return ;;
 	--ready-file) _evkit_files; return ;;
 	--bus) _evkit_reply 'ipc:// tcp://127.0.0.1: tls+tcp:// nats://127.0.0.1:4222'; return ;;
 	-o | --format) _evkit_reply 'json payload text tsv'; return ;;
@@ -19,7 +20,7 @@ _evsub() {
 		;;
 	esac
 	if [[ $cur == -* ]]; then
-		_evkit_reply '--bus --exclude --event --until --count --timeout --since
+		_evkit_reply '--bus --tls-cert --tls-key --tls-ca --exclude --event --until --count --timeout --since
 			--ready-file --format --template --throttle --throttle-key --debounce
 			--batch --batch-size --latest --stats --help --version'
 	else

@@ -14,6 +14,7 @@ _evworker() {
 	# shellcheck disable=SC2086
 	_evkit_subcommand $cmds
 	case $prev in
+	--tls-cert | --tls-key | --tls-ca) _evkit_files; return ;;
 	--db | --steps | --ready-file) _evkit_files; return ;;
 	--bus) _evkit_reply 'ipc:// tcp://127.0.0.1: tls+tcp:// nats://127.0.0.1:4222'; return ;;
 	--state)
@@ -34,7 +35,7 @@ _evworker() {
 		--unique-for --workflow --resource'
 	if [[ $cur == -* ]]; then
 		case $cmd in
-		'') _evkit_reply '--db --bus --help --version' ;;
+		'') _evkit_reply '--db --bus --tls-cert --tls-key --tls-ca --help --version' ;;
 		enqueue) _evkit_reply "$enq --steps --" ;;
 		run) _evkit_reply '--queue --concurrency --drain --grace' ;;
 		list) _evkit_reply '--state --queue' ;;

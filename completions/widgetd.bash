@@ -10,13 +10,14 @@ _widgetd() {
 	_evkit_init
 	_evkit_subcommand get view session
 	case $prev in
+	--tls-cert | --tls-key | --tls-ca) _evkit_files; return ;;
 	--config | --cases-db | --state | --pidfile) _evkit_files; return ;;
 	--bus) _evkit_reply 'ipc:// tcp://127.0.0.1: tls+tcp:// nats://127.0.0.1:4222'; return ;;
 	--throttle | -W | --wait) return ;;
 	esac
 	if [[ $cur == -* ]]; then
 		case $cmd in
-		'') _evkit_reply '--bus --config --cases-db --state --throttle --daemon
+		'') _evkit_reply '--bus --tls-cert --tls-key --tls-ca --config --cases-db --state --throttle --daemon
 			--pidfile --wait --help --version' ;;
 		esac
 	elif [[ -z $cmd ]]; then

@@ -34,3 +34,6 @@ complete -c casectl -n "__fish_seen_subcommand_from ingest" -l strict -d 'stop a
 complete -c casectl -n "__fish_seen_subcommand_from ingest" -l batch -x -d 'cases per transaction'
 complete -c casectl -n "__fish_seen_subcommand_from ingest create" -F
 complete -c casectl -n "__fish_seen_subcommand_from outbox; and not __fish_seen_subcommand_from list flush" -a 'list flush'
+complete -c casectl -n "not __fish_seen_subcommand_from $cmds" -l tls-cert -r -F -d 'certificate for tls+tcp:// addresses'
+complete -c casectl -n "not __fish_seen_subcommand_from $cmds" -l tls-key -r -F -d 'its key'
+complete -c casectl -n "not __fish_seen_subcommand_from $cmds" -l tls-ca -r -F -d 'the CA that signs the peer'

@@ -9,3 +9,7 @@ complete -c evbusd -l pidfile -r -F -d 'write the pid to FILE'
 complete -c evbusd -l status -d "print the running hub's figures as JSON"
 complete -c evbusd -l help -d 'print usage'
 complete -c evbusd -l version -d 'print the version'
+complete -c evbusd -l tls-cert -r -F -d 'certificate for tls+tcp:// addresses'
+complete -c evbusd -l tls-key -r -F -d 'its key'
+complete -c evbusd -l tls-ca -r -F -d 'the CA that signs the peer'
+complete -c evbusd -l insecure -d 'listen on tcp beyond loopback without TLS'

@@ -38,3 +38,6 @@ complete -c evworker -n "__fish_seen_subcommand_from run" -l grace -x -d 'second
 complete -c evworker -n "__fish_seen_subcommand_from list" -l state -x -a 'available scheduled executing retryable completed discarded cancelled' -d 'only this state'
 complete -c evworker -n "__fish_seen_subcommand_from list" -l queue -x -d 'only this queue'
 complete -c evworker -n "__fish_seen_subcommand_from prune" -l older-than -x -d 'finished more than SEC ago'
+complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -l tls-cert -r -F -d 'certificate for tls+tcp:// addresses'
+complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -l tls-key -r -F -d 'its key'
+complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -l tls-ca -r -F -d 'the CA that signs the peer'

@@ -15,3 +15,6 @@ complete -c widgetd -n "not __fish_seen_subcommand_from $cmds" -a get -d 'one wi
 complete -c widgetd -n "not __fish_seen_subcommand_from $cmds" -a view -d 'live dashboard'
 complete -c widgetd -n "not __fish_seen_subcommand_from $cmds" -a session -d 'start or stop session lists'
 complete -c widgetd -n "__fish_seen_subcommand_from session; and not __fish_seen_subcommand_from start stop" -a 'start stop'
+complete -c widgetd -n "not __fish_seen_subcommand_from $cmds" -l tls-cert -r -F -d 'certificate for tls+tcp:// addresses'
+complete -c widgetd -n "not __fish_seen_subcommand_from $cmds" -l tls-key -r -F -d 'its key'
+complete -c widgetd -n "not __fish_seen_subcommand_from $cmds" -l tls-ca -r -F -d 'the CA that signs the peer'
