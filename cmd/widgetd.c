@@ -34,11 +34,9 @@
 #define REPLY_PREFIX "widgetd:reply:"   /* ... for answers on REPLY_PREFIX{nonce} */
 #define ANSWER_MS 5000                  /* how long get waits for the daemon */
 
-static long long answer_ms = ANSWER_MS; /* -W: how long get and view wait */
-
 struct opts {
 	const char *bus, *config, *cases_db, *state, *pidfile;
-	long long throttle_ms;
+	long long throttle_ms, answer_ms; /* answer_ms: -W, how long get and view wait */
 	bool daemon;
 };
 
@@ -92,6 +90,8 @@ usage(FILE *out, int status)
 
 enum kind { K_KEEP_LIVE, K_SESSION, K_COUNTER };
 
+struct daemon;
+
 struct decl {
 	enum kind kind;
 	char id[128];
@@ -101,11 +101,24 @@ struct decl {
 	long long window_ms;
 	struct evk_gate *refetch; /* keep_live */
 	long long queries;
+	struct daemon *daemon;
 };
 
-static struct decl decls[64];
-static int ndecls;
-static size_t list_max = EVK_FOLD_LIST_MAX;
+#define MAX_DECLS 64
+
+/* Everything the running daemon holds, handed to its callbacks. */
+struct daemon {
+	const char *url;
+	struct decl decls[MAX_DECLS];
+	int ndecls;
+	size_t list_max;
+	cJSON *widgets;
+	sqlite3 *state_db, *cases_db;
+	struct evk_gate *publish_gate;
+	struct evk_pub *pub;
+	uint64_t last_seq;
+	long long now; /* the monotonic clock, read once per event */
+};
 
 static const char *default_config =
 	"{\"widgets\":["
@@ -114,22 +127,69 @@ static const char *default_config =
 	"{\"id\":\"case-events\",\"type\":\"counter\",\"pattern\":\"case:*\"}"
 	"]}";
 
+static const struct {
+	const char *name;
+	enum kind kind;
+} kinds[] = { { "keep_live", K_KEEP_LIVE }, { "session", K_SESSION }, { "counter", K_COUNTER } };
+
+/* One widget of the config (the n-th, 1-based) into d; dies on a bad one. */
 static void
-load_config(const struct opts *o)
+parse_decl(struct daemon *dm, const cJSON *w, const char *name, int n)
+{
+	struct decl *d = &dm->decls[dm->ndecls];
+	const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(w, "id"));
+	const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(w, "type"));
+	const cJSON *limit = cJSON_GetObjectItemCaseSensitive(w, "limit");
+	const cJSON *win = cJSON_GetObjectItemCaseSensitive(w, "refetch_window");
+	const char *pat = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(w, "pattern"));
+	const char *ev = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(w, "event"));
+	size_t k = 0;
+
+	if (id == NULL || !evk_topic_valid(id, strlen(id)) || strchr(id, ':') ||
+	    strlen(id) >= sizeof(d->id))
+		evk_die(EVK_EX_DATAERR, "%s: widget %d needs an id (no ':')", name, n);
+	snprintf(d->id, sizeof(d->id), "%s", id);
+	while (k < sizeof(kinds) / sizeof(kinds[0]) && !(type && strcmp(type, kinds[k].name) == 0))
+		k++;
+	if (k == sizeof(kinds) / sizeof(kinds[0]))
+		evk_die(EVK_EX_DATAERR, "%s: widget '%s': unknown type '%s' (keep_live, session,"
+					" counter; progress and result widgets come by themselves)",
+			name, id, type ? type : "");
+	d->kind = kinds[k].kind;
+	d->limit = cJSON_IsNumber(limit) && limit->valuedouble >= 1 ? (long)limit->valuedouble
+								     : d->kind == K_KEEP_LIVE ? 100 : 50;
+	d->window_ms = cJSON_IsNumber(win) && win->valuedouble >= 1 ? (long long)win->valuedouble
+								   : 5000;
+	snprintf(d->pattern, sizeof(d->pattern), "%s",
+		 pat ? pat : d->kind == K_COUNTER ? "**" : "case:*");
+	if (!evk_pattern_valid(d->pattern))
+		evk_die(EVK_EX_DATAERR, "%s: widget '%s': invalid pattern '%s'", name, id, d->pattern);
+	if (ev && !evk_event_name_valid(ev, strlen(ev)))
+		evk_die(EVK_EX_DATAERR, "%s: widget '%s': invalid event '%s'", name, id, ev);
+	snprintf(d->event, sizeof(d->event), "%s", ev ? ev : "");
+	if (d->kind == K_KEEP_LIVE &&
+	    !(d->refetch = evk_gate_new(EVK_GATE_THROTTLE, d->window_ms, 1, 4096)))
+		evk_die(EVK_EX_FAIL, "out of memory");
+	d->daemon = dm;
+	dm->ndecls++;
+}
+
+static void
+load_config(struct daemon *dm, const char *path)
 {
 	char *text = NULL;
-	if (o->config) {
-		FILE *f = fopen(o->config, "r");
+	if (path) {
+		FILE *f = fopen(path, "r");
 		if (f == NULL)
-			evk_die(EVK_EX_IOERR, "cannot read config '%s': %s", o->config, strerror(errno));
+			evk_die(EVK_EX_IOERR, "cannot read config '%s': %s", path, strerror(errno));
 		text = calloc(1, 1 << 20);
 		if (text == NULL)
 			evk_die(EVK_EX_FAIL, "out of memory");
 		if (fread(text, 1, (1 << 20) - 1, f) == 0 && ferror(f))
-			evk_die(EVK_EX_IOERR, "cannot read config '%s'", o->config);
+			evk_die(EVK_EX_IOERR, "cannot read config '%s'", path);
 		fclose(f);
 	}
-	const char *name = o->config ? o->config : "the built-in config";
+	const char *name = path ? path : "the built-in config";
 	cJSON *c = cJSON_Parse(text ? text : default_config);
 	free(text);
 	const cJSON *ws = cJSON_GetObjectItemCaseSensitive(c, "widgets");
@@ -138,91 +198,44 @@ load_config(const struct opts *o)
 	const cJSON *lm = cJSON_GetObjectItemCaseSensitive(c, "list_max");
 	if (lm && (!cJSON_IsNumber(lm) || lm->valuedouble < 1 || lm->valuedouble > 10000))
 		evk_die(EVK_EX_DATAERR, "%s: list_max is a number from 1 to 10000", name);
-	if (lm)
-		list_max = (size_t)lm->valuedouble;
+	dm->list_max = lm ? (size_t)lm->valuedouble : EVK_FOLD_LIST_MAX;
 	const cJSON *w;
 	cJSON_ArrayForEach(w, ws) {
-		if (ndecls == (int)(sizeof(decls) / sizeof(decls[0])))
+		if (dm->ndecls == MAX_DECLS)
 			evk_die(EVK_EX_DATAERR, "%s: too many widgets", name);
-		struct decl *d = &decls[ndecls];
-		const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(w, "id"));
-		const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(w, "type"));
-		const cJSON *limit = cJSON_GetObjectItemCaseSensitive(w, "limit");
-		const cJSON *win = cJSON_GetObjectItemCaseSensitive(w, "refetch_window");
-		const char *pat = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(w, "pattern"));
-		const char *ev = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(w, "event"));
-		if (id == NULL || !evk_topic_valid(id, strlen(id)) || strchr(id, ':') ||
-		    strlen(id) >= sizeof(d->id))
-			evk_die(EVK_EX_DATAERR, "%s: widget %d needs an id (no ':')", name, ndecls + 1);
-		snprintf(d->id, sizeof(d->id), "%s", id);
-		if (type && strcmp(type, "keep_live") == 0)
-			d->kind = K_KEEP_LIVE;
-		else if (type && strcmp(type, "session") == 0)
-			d->kind = K_SESSION;
-		else if (type && strcmp(type, "counter") == 0)
-			d->kind = K_COUNTER;
-		else
-			evk_die(EVK_EX_DATAERR, "%s: widget '%s': unknown type '%s' (keep_live, session,"
-						" counter; progress and result widgets come by themselves)",
-				name, id, type ? type : "");
-		d->limit = cJSON_IsNumber(limit) && limit->valuedouble >= 1 ? (long)limit->valuedouble
-									     : d->kind == K_KEEP_LIVE ? 100 : 50;
-		d->window_ms = cJSON_IsNumber(win) && win->valuedouble >= 1 ? (long long)win->valuedouble
-									   : 5000;
-		snprintf(d->pattern, sizeof(d->pattern), "%s",
-			 pat ? pat : d->kind == K_COUNTER ? "**" : "case:*");
-		if (!evk_pattern_valid(d->pattern))
-			evk_die(EVK_EX_DATAERR, "%s: widget '%s': invalid pattern '%s'", name, id, d->pattern);
-		if (ev && !evk_event_name_valid(ev, strlen(ev)))
-			evk_die(EVK_EX_DATAERR, "%s: widget '%s': invalid event '%s'", name, id, ev);
-		snprintf(d->event, sizeof(d->event), "%s", ev ? ev : "");
-		if (d->kind == K_KEEP_LIVE &&
-		    !(d->refetch = evk_gate_new(EVK_GATE_THROTTLE, d->window_ms, 1, 4096)))
-			evk_die(EVK_EX_FAIL, "out of memory");
-		ndecls++;
+		parse_decl(dm, w, name, dm->ndecls + 1);
 	}
 	cJSON_Delete(c);
 }
 
 /* ---- the daemon ---- */
 
-static cJSON *widgets;
-static sqlite3 *state_db, *cases_db;
-static struct evk_gate *publish_gate;
-static struct evk_pub *pub;
-static uint64_t last_seq;
-static long long loop_now; /* the monotonic clock, read once per event */
-
-static cJSON *
-widget_or_new(const char *id, const char *type)
-{
-	cJSON *w = evk_fold_find(widgets, id);
-	if (w)
-		return w;
-	w = cJSON_CreateObject();
-	if (w == NULL || !cJSON_AddStringToObject(w, "id", id) ||
-	    !cJSON_AddStringToObject(w, "type", type) || !cJSON_AddItemToArray(widgets, w))
-		evk_die(EVK_EX_FAIL, "out of memory");
-	return w;
-}
-
 static int publish(void *arg, const char *id_, size_t len);
 
+/* The fold's note: widget id changed. */
 static void
 changed(void *arg, const char *id, enum evk_fold_change c)
 {
-	(void)arg;
+	struct daemon *dm = arg;
 	/* A removal is the widget's last word: it goes at once, and replaces
 	 * an update the throttle still held. */
 	if (c == EVK_FOLD_REMOVED) {
-		evk_gate_forget(publish_gate, id, strlen(id));
-		publish(NULL, id, strlen(id));
+		evk_gate_forget(dm->publish_gate, id, strlen(id));
+		publish(dm, id, strlen(id));
 		return;
 	}
 	/* Throttled per widget: the gate holds the id, the state is read
 	 * when it is published, so the last state always goes out. */
-	if (evk_gate_offer(publish_gate, id, strlen(id), last_seq, id, strlen(id), loop_now,
-			   publish, NULL) > 0)
+	if (evk_gate_offer(dm->publish_gate, id, strlen(id), dm->last_seq, id, strlen(id), dm->now,
+			   publish, dm) > 0)
+		evk_die(EVK_EX_FAIL, "out of memory");
+}
+
+/* A clause's outcome: out of memory ends the daemon. */
+static void
+folded(int rv)
+{
+	if (rv == EVK_ENOMEM)
 		evk_die(EVK_EX_FAIL, "out of memory");
 }
 
@@ -232,8 +245,8 @@ changed(void *arg, const char *id, enum evk_fold_change c)
 static int
 publish(void *arg, const char *id_, size_t len)
 {
+	struct daemon *dm = arg;
 	char id[EVK_FOLD_ID_MAX + 1], topic[EVK_TOPIC_MAX + 1];
-	(void)arg;
 	if (len > EVK_FOLD_ID_MAX) {
 		evk_warn("cannot announce widget '%.*s...': id longer than %d bytes", 40, id_,
 			 EVK_FOLD_ID_MAX);
@@ -241,14 +254,14 @@ publish(void *arg, const char *id_, size_t len)
 	}
 	snprintf(id, sizeof(id), "%.*s", (int)len, id_);
 	snprintf(topic, sizeof(topic), "widget:%s", id);
-	cJSON *w = evk_fold_find(widgets, id);
+	cJSON *w = evk_fold_find(dm->widgets, id);
 	cJSON *gone = NULL;
 	if (w == NULL && ((gone = cJSON_CreateObject()) == NULL ||
 			  !cJSON_AddStringToObject(gone, "id", id)))
 		evk_die(EVK_EX_FAIL, "out of memory");
 	int rv;
-	if (pub && (rv = evk_pub_event(pub, topic, w ? "widget_updated" : "widget_removed",
-				       w ? w : gone)) != EVK_OK)
+	if (dm->pub && (rv = evk_pub_event(dm->pub, topic, w ? "widget_updated" : "widget_removed",
+					   w ? w : gone)) != EVK_OK)
 		evk_warn("cannot announce widget '%s': %s", id, evk_strerror(rv));
 	cJSON_Delete(gone);
 	return 0;
@@ -259,9 +272,9 @@ static int
 refetch(void *arg, const char *line, size_t len)
 {
 	struct decl *d = arg;
+	sqlite3 *cases_db = d->daemon->cases_db;
 	(void)line;
 	(void)len;
-	cJSON *w = widget_or_new(d->id, "keep_live");
 	cJSON *items = cJSON_CreateArray();
 	d->queries++;
 	if (cases_db && items) {
@@ -284,147 +297,61 @@ refetch(void *arg, const char *line, size_t len)
 			evk_warn("keep_live '%s': %s", d->id, sqlite3_errmsg(cases_db));
 		}
 	}
-	if (items == NULL ||
-	    !(cJSON_GetObjectItemCaseSensitive(w, "items")
-		      ? cJSON_ReplaceItemInObjectCaseSensitive(w, "items", items)
-		      : cJSON_AddItemToObject(w, "items", items)))
-		evk_die(EVK_EX_FAIL, "out of memory");
-	cJSON *q = cJSON_GetObjectItemCaseSensitive(w, "queries");
-	if (q)
-		cJSON_SetNumberValue(q, (double)d->queries);
-	else
-		cJSON_AddNumberToObject(w, "queries", (double)d->queries);
-	changed(NULL, d->id, EVK_FOLD_UPDATED);
+	folded(evk_fold_keep_live(d->daemon->widgets, d->id, items, (double)d->queries, changed,
+				  d->daemon));
 	return 0;
 }
 
-static void session_add(struct decl *d, const struct evk_event *ev);
-
-static void
-apply_decls(const struct evk_event *ev, long long now)
+static bool
+event_is(const struct evk_event *ev, const char *name)
 {
-	for (int i = 0; i < ndecls; i++) {
-		struct decl *d = &decls[i];
-		if (!evk_pattern_match(d->pattern, ev->topic, ev->topic_len))
-			continue;
-		if (d->event[0] && (strlen(d->event) != ev->event_len ||
-				    memcmp(d->event, ev->event, ev->event_len) != 0))
+	return ev->event_len == strlen(name) && memcmp(ev->event, name, ev->event_len) == 0;
+}
+
+/* The declared widgets' clauses, for each declaration the event matches. */
+static void
+apply_decls(struct daemon *dm, const struct evk_event *ev)
+{
+	for (int i = 0; i < dm->ndecls; i++) {
+		struct decl *d = &dm->decls[i];
+		if (!evk_pattern_match(d->pattern, ev->topic, ev->topic_len) ||
+		    (d->event[0] && !event_is(ev, d->event)))
 			continue;
 		if (d->kind == K_COUNTER) {
-			cJSON *w = widget_or_new(d->id, "counter");
-			cJSON *counts = cJSON_GetObjectItemCaseSensitive(w, "counts");
-			if (counts == NULL)
-				counts = cJSON_AddObjectToObject(w, "counts");
-			char key[EVK_EVENT_MAX + 1];
-			snprintf(key, sizeof(key), "%.*s", (int)ev->event_len, ev->event);
-			cJSON *n = cJSON_GetObjectItemCaseSensitive(counts, key);
-			if (n)
-				cJSON_SetNumberValue(n, n->valuedouble + 1);
-			else if (!counts || !cJSON_AddNumberToObject(counts, key, 1))
-				evk_die(EVK_EX_FAIL, "out of memory");
-			changed(NULL, d->id, EVK_FOLD_UPDATED);
+			folded(evk_fold_count(dm->widgets, d->id, ev, changed, dm));
 		} else if (d->kind == K_KEEP_LIVE) {
-			if (evk_gate_offer(d->refetch, "k", 1, ev->seq, "k", 1, now, refetch, d) > 0)
+			if (evk_gate_offer(d->refetch, "k", 1, ev->seq, "k", 1, dm->now, refetch, d) > 0)
 				evk_die(EVK_EX_FAIL, "out of memory");
-		} else if (d->kind == K_SESSION &&
-			   ((ev->event_len == 6 && memcmp(ev->event, "create", 6) == 0) ||
-			    (ev->event_len == 4 && memcmp(ev->event, "sync", 4) == 0))) {
-			session_add(d, ev);
+		} else if (event_is(ev, "create") || event_is(ev, "sync")) {
+			folded(evk_fold_session_add(dm->widgets, d->id, (size_t)d->limit, ev, changed, dm));
 		}
 	}
-}
-
-/* A session list: the cases created or synced since the session started,
- * newest first, each once, capped at the widget's limit. */
-static cJSON *
-session_widget(const struct decl *d, const char *ts, size_t tslen)
-{
-	cJSON *w = evk_fold_find(widgets, d->id);
-	if (w)
-		return w;
-	w = widget_or_new(d->id, "session");
-	char started[EVK_TS_LEN + 1];
-	snprintf(started, sizeof(started), "%.*s", (int)tslen, ts);
-	if (!cJSON_AddTrueToObject(w, "active") || !cJSON_AddStringToObject(w, "started_at", started) ||
-	    !cJSON_AddArrayToObject(w, "items"))
-		evk_die(EVK_EX_FAIL, "out of memory");
-	return w;
-}
-
-static void
-session_add(struct decl *d, const struct evk_event *ev)
-{
-	cJSON *w = session_widget(d, ev->ts, EVK_TS_LEN);
-	if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(w, "active")))
-		return;
-	cJSON *p = cJSON_ParseWithLength(ev->payload, ev->payload_len);
-	cJSON *data = cJSON_DetachItemFromObjectCaseSensitive(p, "data");
-	cJSON_Delete(p);
-	const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(data, "id"));
-	if (!cJSON_IsObject(data) || id == NULL) {
-		cJSON_Delete(data);
-		return;
-	}
-	cJSON *items = cJSON_GetObjectItemCaseSensitive(w, "items"), *it;
-	if (!cJSON_IsArray(items))
-		evk_die(EVK_EX_FAIL, "session '%s' has no items", d->id);
-	int i = 0;
-	cJSON_ArrayForEach(it, items) {
-		const char *other = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "id"));
-		if (other && strcmp(other, id) == 0) {
-			cJSON_DeleteItemFromArray(items, i);
-			break;
-		}
-		i++;
-	}
-	if (!cJSON_InsertItemInArray(items, 0, data))
-		evk_die(EVK_EX_FAIL, "out of memory");
-	while (cJSON_GetArraySize(items) > d->limit)
-		cJSON_DeleteItemFromArray(items, cJSON_GetArraySize(items) - 1);
-	changed(NULL, d->id, EVK_FOLD_UPDATED);
 }
 
 /* widgetd session start|stop [ID], as it comes through the bus: start
  * begins a new session (the list emptied), stop freezes the list. Both
  * take effect at the event's place in the stream. */
 static void
-session_command(const struct evk_event *ev)
+session_command(struct daemon *dm, const struct evk_event *ev)
 {
-	bool start = ev->event_len == 13 && memcmp(ev->event, "session_start", 13) == 0;
-	bool stop = ev->event_len == 12 && memcmp(ev->event, "session_stop", 12) == 0;
+	bool start = event_is(ev, "session_start"), stop = event_is(ev, "session_stop");
 	cJSON *p = cJSON_ParseWithLength(ev->payload, ev->payload_len);
 	const cJSON *target = cJSON_GetObjectItemCaseSensitive(p, "widget");
 	const char *only = cJSON_GetStringValue(target);
-	char ts[EVK_TS_LEN + 1];
 	bool found = false;
 
-	snprintf(ts, sizeof(ts), "%.*s", EVK_TS_LEN, ev->ts);
 	if ((!start && !stop) || !cJSON_IsObject(p) || (target && only == NULL)) {
 		evk_warn("event %llu (%.*s): not a session command; skipped",
 			 (unsigned long long)ev->seq, (int)ev->event_len, ev->event);
 		cJSON_Delete(p);
 		return;
 	}
-	for (int i = 0; i < ndecls; i++) {
-		struct decl *d = &decls[i];
+	for (int i = 0; i < dm->ndecls; i++) {
+		struct decl *d = &dm->decls[i];
 		if (d->kind != K_SESSION || (only && strcmp(only, d->id) != 0))
 			continue;
 		found = true;
-		cJSON *w = session_widget(d, ev->ts, EVK_TS_LEN);
-		cJSON_DeleteItemFromObjectCaseSensitive(w, "active");
-		cJSON_DeleteItemFromObjectCaseSensitive(w, "stopped_at");
-		bool ok = cJSON_AddBoolToObject(w, "active", start) != NULL;
-		if (start) {
-			cJSON_DeleteItemFromObjectCaseSensitive(w, "started_at");
-			cJSON_DeleteItemFromObjectCaseSensitive(w, "items");
-			ok = ok && cJSON_AddStringToObject(w, "started_at", ts) &&
-			     cJSON_AddArrayToObject(w, "items");
-		} else {
-			ok = ok && cJSON_AddStringToObject(w, "stopped_at", ts);
-		}
-		if (!ok)
-			evk_die(EVK_EX_FAIL, "out of memory");
-		changed(NULL, d->id, EVK_FOLD_UPDATED);
+		folded(evk_fold_session_mark(dm->widgets, d->id, start, ev->ts, changed, dm));
 	}
 	if (!found)
 		evk_warn("event %llu: no session widget '%s'", (unsigned long long)ev->seq,
@@ -433,19 +360,19 @@ session_command(const struct evk_event *ev)
 }
 
 static void
-save_state(void)
+save_state(struct daemon *dm)
 {
-	char *text = cJSON_PrintUnformatted(widgets);
+	char *text = cJSON_PrintUnformatted(dm->widgets);
 	if (text == NULL)
 		evk_die(EVK_EX_FAIL, "out of memory");
-	sqlite3_stmt *st = evk_store_stmt(state_db, "INSERT INTO state (id, widgets, last_seq)"
-						    " VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE"
-						    " SET widgets = excluded.widgets,"
-						    " last_seq = excluded.last_seq");
+	sqlite3_stmt *st = evk_store_stmt(dm->state_db, "INSERT INTO state (id, widgets, last_seq)"
+							" VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE"
+							" SET widgets = excluded.widgets,"
+							" last_seq = excluded.last_seq");
 	if (st == NULL || sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC) != SQLITE_OK ||
-	    sqlite3_bind_int64(st, 2, (sqlite3_int64)last_seq) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 2, (sqlite3_int64)dm->last_seq) != SQLITE_OK ||
 	    sqlite3_step(st) != SQLITE_DONE)
-		evk_die(EVK_EX_UNAVAILABLE, "cannot save state: %s", sqlite3_errmsg(state_db));
+		evk_die(EVK_EX_UNAVAILABLE, "cannot save state: %s", sqlite3_errmsg(dm->state_db));
 	sqlite3_reset(st);
 	cJSON_free(text);
 }
@@ -454,31 +381,32 @@ save_state(void)
  * stream paused, the acknowledgement of what was announced. Returns how
  * long the next wait for an event may be (ms). */
 static int
-housekeeping(struct evk_sub *sub, const char *url, int *unsaved)
+housekeeping(struct daemon *dm, struct evk_sub *sub, int *unsaved)
 {
-	long long now = loop_now = evk_mono_ms();
-	long long due = evk_gate_next_due(publish_gate);
+	long long now = dm->now = evk_mono_ms();
+	long long due = evk_gate_next_due(dm->publish_gate);
 	int rv;
 
-	for (int i = 0; i < ndecls; i++) {
-		if (decls[i].refetch) {
-			evk_gate_tick(decls[i].refetch, now, refetch, &decls[i]);
-			long long d = evk_gate_next_due(decls[i].refetch);
-			if (d >= 0 && (due < 0 || d < due))
-				due = d;
+	for (int i = 0; i < dm->ndecls; i++) {
+		struct decl *d = &dm->decls[i];
+		if (d->refetch) {
+			evk_gate_tick(d->refetch, now, refetch, d);
+			long long t = evk_gate_next_due(d->refetch);
+			if (t >= 0 && (due < 0 || t < due))
+				due = t;
 		}
 	}
-	evk_gate_tick(publish_gate, now, publish, NULL);
+	evk_gate_tick(dm->publish_gate, now, publish, dm);
 	if (*unsaved && !evk_sub_buffered(sub)) {
-		save_state();
+		save_state(dm);
 		*unsaved = 0;
 	}
-	if (pub && (rv = evk_pub_sync(pub)) != EVK_OK) {
+	if (dm->pub && (rv = evk_pub_sync(dm->pub)) != EVK_OK) {
 		evk_warn("widget announcements not acknowledged by '%s': %s;"
-			 " reconnecting", url, evk_strerror(rv));
-		evk_pub_close(pub);
-		if (evk_pub_open(&pub, url, NULL, NULL) != EVK_OK)
-			pub = NULL;
+			 " reconnecting", dm->url, evk_strerror(rv));
+		evk_pub_close(dm->pub);
+		if (evk_pub_open(&dm->pub, dm->url, NULL, NULL) != EVK_OK)
+			dm->pub = NULL;
 	}
 	if (due < 0 || due - now >= 200)
 		return 200;
@@ -503,7 +431,7 @@ topic_has_prefix(const struct evk_event *ev, const char *prefix)
  * as event "widget" on the reply topic, then "end" with their count. A
  * request past its deadline (replayed after a restart) is let be. */
 static void
-answer(const struct evk_event *ev)
+answer(struct daemon *dm, const struct evk_event *ev)
 {
 	cJSON *p = cJSON_ParseWithLength(ev->payload, ev->payload_len);
 	const char *reply = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(p, "reply"));
@@ -513,23 +441,23 @@ answer(const struct evk_event *ev)
 	    !evk_topic_valid(reply, strlen(reply)) || (want && !cJSON_IsString(want))) {
 		evk_warn("event %llu: a get without a reply topic under '%s'; skipped",
 			 (unsigned long long)ev->seq, REPLY_PREFIX);
-	} else if (pub && !(cJSON_IsNumber(until) && until->valuedouble < (double)evk_wall_ms())) {
+	} else if (dm->pub && !(cJSON_IsNumber(until) && until->valuedouble < (double)evk_wall_ms())) {
 		const char *id = cJSON_GetStringValue(want);
-		const cJSON *only = id ? evk_fold_find(widgets, id) : NULL;
+		const cJSON *only = id ? evk_fold_find(dm->widgets, id) : NULL;
 		cJSON *w, *end = cJSON_CreateObject();
 		long n = 0;
 		int rv = EVK_OK;
-		cJSON_ArrayForEach(w, widgets) {
+		cJSON_ArrayForEach(w, dm->widgets) {
 			if (id && w != only)
 				continue;
-			if ((rv = evk_pub_event(pub, reply, "widget", w)) != EVK_OK)
+			if ((rv = evk_pub_event(dm->pub, reply, "widget", w)) != EVK_OK)
 				break;
 			n++;
 		}
 		if (end == NULL || !cJSON_AddNumberToObject(end, "count", (double)n))
 			evk_die(EVK_EX_FAIL, "out of memory");
-		if (rv == EVK_OK && (rv = evk_pub_event(pub, reply, "end", end)) == EVK_OK)
-			rv = evk_pub_flush(pub);
+		if (rv == EVK_OK && (rv = evk_pub_event(dm->pub, reply, "end", end)) == EVK_OK)
+			rv = evk_pub_flush(dm->pub);
 		if (rv != EVK_OK)
 			evk_warn("cannot answer on '%s': %s", reply, evk_strerror(rv));
 		cJSON_Delete(end);
@@ -537,82 +465,141 @@ answer(const struct evk_event *ev)
 	cJSON_Delete(p);
 }
 
-static int
-run_daemon(struct opts *o, const char *url)
+/* One event of the stream, at its place: a session command, a get, or an
+ * event to fold (widgets' own announcements and widgetd's talk aside). */
+static void
+apply_event(struct daemon *dm, const struct evk_event *ev)
+{
+	const char *why;
+	if (topic_is(ev, SESSION_TOPIC)) {
+		session_command(dm, ev);
+	} else if (topic_is(ev, GET_TOPIC)) {
+		answer(dm, ev);
+	} else if (!topic_has_prefix(ev, "widget:") && !topic_has_prefix(ev, "widgetd:")) {
+		struct evk_fold_opts fo = { .list_max = dm->list_max };
+		int rv = evk_fold_apply(dm->widgets, ev, &fo, changed, dm, &why);
+		if (rv == EVK_EINVAL)
+			evk_warn("event %llu (%.*s): %s; skipped", (unsigned long long)ev->seq,
+				 (int)ev->event_len, ev->event, why);
+		folded(rv);
+		apply_decls(dm, ev);
+	}
+}
+
+/* Opens the state database and loads the saved state and the seq it
+ * includes; returns where the subscription starts. */
+static int64_t
+load_state(struct daemon *dm, const char *path)
 {
 	static const char *const migrations[] = {
 		"CREATE TABLE state (id INTEGER PRIMARY KEY CHECK (id = 1), widgets TEXT NOT NULL,"
 		" last_seq INTEGER NOT NULL);",
 	};
-	char def[4096];
 	const char *why;
+	int64_t since = EVK_SINCE_LIVE;
+	if (evk_store_open(path, &dm->state_db, &why) != EVK_OK ||
+	    evk_store_migrate(dm->state_db, migrations, 1) != EVK_OK)
+		evk_die(EVK_EX_UNAVAILABLE, "cannot open state '%s': %s", path,
+			dm->state_db ? sqlite3_errmsg(dm->state_db) : why);
+	sqlite3_stmt *st = evk_store_stmt(dm->state_db, "SELECT widgets, last_seq FROM state WHERE id = 1");
+	if (st && sqlite3_step(st) == SQLITE_ROW) {
+		dm->widgets = cJSON_Parse((const char *)sqlite3_column_text(st, 0));
+		dm->last_seq = (uint64_t)sqlite3_column_int64(st, 1);
+		since = (int64_t)dm->last_seq;
+	}
+	if (st)
+		sqlite3_reset(st);
+	if (!cJSON_IsArray(dm->widgets)) {
+		cJSON_Delete(dm->widgets);
+		dm->widgets = cJSON_CreateArray();
+	}
+	if (dm->widgets == NULL)
+		evk_die(EVK_EX_FAIL, "out of memory");
+	return since;
+}
+
+/* Sets the daemon up: config, state, cases database, the hub. */
+static struct evk_sub *
+start_daemon(struct daemon *dm, const struct opts *o)
+{
+	char def[4096];
 	const char *path = o->state;
 	if (path == NULL) {
 		if (evk_store_default_path("widgets.db", def, sizeof(def)) != EVK_OK)
 			evk_die(EVK_EX_USAGE, "no --state given and no HOME or XDG_STATE_HOME");
 		path = def;
 	}
-	load_config(o);
-	if (evk_store_open(path, &state_db, &why) != EVK_OK ||
-	    evk_store_migrate(state_db, migrations, 1) != EVK_OK)
-		evk_die(EVK_EX_UNAVAILABLE, "cannot open state '%s': %s", path,
-			state_db ? sqlite3_errmsg(state_db) : why);
+	load_config(dm, o->config);
+	int64_t since = load_state(dm, path);
 	if (o->cases_db) {
-		if (sqlite3_open_v2(o->cases_db, &cases_db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+		if (sqlite3_open_v2(o->cases_db, &dm->cases_db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
 			evk_die(EVK_EX_UNAVAILABLE, "cannot open cases database '%s'", o->cases_db);
-		sqlite3_busy_timeout(cases_db, 5000);
+		sqlite3_busy_timeout(dm->cases_db, 5000);
 	}
-	/* The saved state and the seq it includes. */
-	int64_t since = EVK_SINCE_LIVE;
-	sqlite3_stmt *st = evk_store_stmt(state_db, "SELECT widgets, last_seq FROM state WHERE id = 1");
-	if (st && sqlite3_step(st) == SQLITE_ROW) {
-		widgets = cJSON_Parse((const char *)sqlite3_column_text(st, 0));
-		last_seq = (uint64_t)sqlite3_column_int64(st, 1);
-		since = (int64_t)last_seq;
-	}
-	if (st)
-		sqlite3_reset(st);
-	if (!cJSON_IsArray(widgets)) {
-		cJSON_Delete(widgets);
-		widgets = cJSON_CreateArray();
-	}
-	if (widgets == NULL || !(publish_gate = evk_gate_new(EVK_GATE_THROTTLE, o->throttle_ms,
-							     EVK_GATE_MAX_KEYS, 1 << 20)))
+	if (!(dm->publish_gate = evk_gate_new(EVK_GATE_THROTTLE, o->throttle_ms, EVK_GATE_MAX_KEYS,
+					      1 << 20)))
 		evk_die(EVK_EX_FAIL, "out of memory");
 	if (o->daemon && evk_daemon_start() != EVK_OK)
 		evk_die(EVK_EX_FAIL, "cannot go to the background");
 	/* Subscribe, then load what the lists need: events newer than the
 	 * snapshot are replayed by the subscription, none falls between. */
 	struct evk_sub *sub;
-	int rv = evk_sub_open(&sub, url, since);
+	int rv = evk_sub_open(&sub, dm->url, since);
 	if (rv != EVK_OK)
-		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", url, evk_strerror(rv));
-	if ((rv = evk_pub_open(&pub, url, NULL, NULL)) != EVK_OK)
-		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", url, evk_strerror(rv));
+		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", dm->url, evk_strerror(rv));
+	if ((rv = evk_pub_open(&dm->pub, dm->url, NULL, NULL)) != EVK_OK)
+		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", dm->url, evk_strerror(rv));
 	char now_ts[EVK_TS_LEN + 1];
 	evk_ts_now(now_ts);
-	for (int i = 0; i < ndecls; i++) {
-		if (decls[i].kind == K_KEEP_LIVE)
-			refetch(&decls[i], NULL, 0);
-		if (decls[i].kind == K_SESSION && evk_fold_find(widgets, decls[i].id) == NULL) {
-			session_widget(&decls[i], now_ts, EVK_TS_LEN);
-			changed(NULL, decls[i].id, EVK_FOLD_UPDATED);
-		}
+	for (int i = 0; i < dm->ndecls; i++) {
+		if (dm->decls[i].kind == K_KEEP_LIVE)
+			refetch(&dm->decls[i], NULL, 0);
+		if (dm->decls[i].kind == K_SESSION)
+			folded(evk_fold_session_init(dm->widgets, dm->decls[i].id, now_ts, changed, dm));
 	}
 	if (o->pidfile && evk_pidfile_write(o->pidfile) != EVK_OK)
 		evk_die(EVK_EX_IOERR, "cannot write pid file '%s'", o->pidfile);
 	evk_daemon_ready(0);
+	return sub;
+}
 
+static void
+stop_daemon(struct daemon *dm, struct evk_sub *sub, const struct opts *o)
+{
+	evk_gate_flush(dm->publish_gate, publish, dm);
+	if (dm->pub)
+		evk_pub_sync(dm->pub);
+	save_state(dm);
+	evk_sub_close(sub);
+	evk_pub_close(dm->pub);
+	evk_gate_free(dm->publish_gate);
+	for (int i = 0; i < dm->ndecls; i++)
+		evk_gate_free(dm->decls[i].refetch);
+	cJSON_Delete(dm->widgets);
+	evk_store_stmt_release_all();
+	sqlite3_close(dm->state_db);
+	if (dm->cases_db)
+		sqlite3_close(dm->cases_db);
+	if (o->pidfile)
+		unlink(o->pidfile);
+}
+
+static int
+run_daemon(const struct opts *o, const char *url)
+{
+	struct daemon dm = { .url = url };
+	struct evk_sub *sub = start_daemon(&dm, o);
 	struct evk_event ev;
-	int unsaved = 0, burst = 0, wait = 0;
-	loop_now = evk_mono_ms();
+	int unsaved = 0, burst = 0, wait = 0, rv;
+
+	dm.now = evk_mono_ms();
 	while (!stopping) {
 		/* Timers, saving and acknowledgements between frames, or every
 		 * HOUSEKEEP_EVERY events of a long one; not per event. */
 		bool idle = !evk_sub_buffered(sub);
 		if (idle || ++burst >= HOUSEKEEP_EVERY) {
 			burst = 0;
-			wait = housekeeping(sub, url, &unsaved);
+			wait = housekeeping(&dm, sub, &unsaved);
 		}
 		rv = evk_sub_next(sub, &ev, idle ? wait : 0);
 		if (rv == EVK_ETIMEDOUT)
@@ -625,42 +612,16 @@ run_daemon(struct opts *o, const char *url)
 			evk_warn("lost the hub at '%s': %s", url, evk_strerror(rv));
 			break;
 		}
-		if (ev.seq <= last_seq)
+		if (ev.seq <= dm.last_seq)
 			continue; /* folded before the snapshot */
-		last_seq = ev.seq;
-		if (topic_is(&ev, SESSION_TOPIC)) {
-			session_command(&ev);
-		} else if (topic_is(&ev, GET_TOPIC)) {
-			answer(&ev);
-		} else if (!topic_has_prefix(&ev, "widget:") && !topic_has_prefix(&ev, "widgetd:")) {
-			/* widgets' own announcements and widgetd's talk aside */
-			struct evk_fold_opts fo = { .list_max = list_max };
-			if (evk_fold_apply(widgets, &ev, &fo, changed, NULL, &why) == EVK_EINVAL)
-				evk_warn("event %llu (%.*s): %s; skipped", (unsigned long long)ev.seq,
-					 (int)ev.event_len, ev.event, why);
-			apply_decls(&ev, loop_now);
-		}
+		dm.last_seq = ev.seq;
+		apply_event(&dm, &ev);
 		if (++unsaved >= SAVE_EVERY) {
-			save_state();
+			save_state(&dm);
 			unsaved = 0;
 		}
 	}
-	evk_gate_flush(publish_gate, publish, NULL);
-	if (pub)
-		evk_pub_sync(pub);
-	save_state();
-	evk_sub_close(sub);
-	evk_pub_close(pub);
-	evk_gate_free(publish_gate);
-	for (int i = 0; i < ndecls; i++)
-		evk_gate_free(decls[i].refetch);
-	cJSON_Delete(widgets);
-	evk_store_stmt_release_all();
-	sqlite3_close(state_db);
-	if (cases_db)
-		sqlite3_close(cases_db);
-	if (o->pidfile)
-		unlink(o->pidfile);
+	stop_daemon(&dm, sub, o);
 	return 0;
 }
 
@@ -675,7 +636,7 @@ run_daemon(struct opts *o, const char *url)
  * daemon's order. Returns how many, or -1 when no daemon answered within
  * answer_ms. */
 static long
-request_widgets(struct evk_sub *sub, const char *url, const char *id,
+request_widgets(struct evk_sub *sub, const char *url, long long answer_ms, const char *id,
 		void (*fn)(void *arg, const char *json, size_t len), void *arg)
 {
 	char nonce[37], reply[sizeof(REPLY_PREFIX) + 37];
@@ -736,13 +697,13 @@ print_widget(void *arg, const char *json, size_t len)
 }
 
 static int
-cmd_get(const char *url, const char *id)
+cmd_get(const char *url, long long answer_ms, const char *id)
 {
 	struct evk_sub *sub;
 	int rv = evk_sub_open(&sub, url, EVK_SINCE_LIVE);
 	if (rv != EVK_OK)
 		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", url, evk_strerror(rv));
-	long n = request_widgets(sub, url, id, print_widget, NULL);
+	long n = request_widgets(sub, url, answer_ms, id, print_widget, NULL);
 	if (fflush(stdout) == EOF)
 		evk_die(EVK_EX_IOERR, "writing stdout: %s", strerror(errno));
 	evk_sub_close(sub);
@@ -870,7 +831,7 @@ draw(const cJSON *map, bool tty)
 }
 
 static int
-cmd_view(const char *url)
+cmd_view(const char *url, long long answer_ms)
 {
 	struct evk_sub *sub;
 	bool tty = isatty(STDOUT_FILENO) && isatty(STDIN_FILENO);
@@ -881,7 +842,7 @@ cmd_view(const char *url)
 	cJSON *map = cJSON_CreateObject();
 	if (map == NULL)
 		evk_die(EVK_EX_FAIL, "out of memory");
-	if (request_widgets(sub, url, NULL, map_widget, map) < 0)
+	if (request_widgets(sub, url, answer_ms, NULL, map_widget, map) < 0)
 		evk_warn("no widgetd answered on '%s'; showing widgets as they are announced", url);
 	if (tty && tcgetattr(STDIN_FILENO, &saved) == 0) {
 		raw = saved;
@@ -925,7 +886,7 @@ main(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
 	};
-	struct opts o = { .throttle_ms = 500 };
+	struct opts o = { .throttle_ms = 500, .answer_ms = ANSWER_MS };
 	char url[EVK_URL_MAX];
 	const char *why;
 	int c;
@@ -948,7 +909,7 @@ main(int argc, char **argv)
 				evk_die(EVK_EX_USAGE, "--throttle wants milliseconds, not '%s'", optarg);
 			break;
 		case 'W':
-			if ((answer_ms = (long long)(evk_arg_seconds(optarg, "-W") * 1000)) < 1)
+			if ((o.answer_ms = (long long)(evk_arg_seconds(optarg, "-W") * 1000)) < 1)
 				evk_die(EVK_EX_USAGE, "-W wants seconds, not '%s'", optarg);
 			break;
 		case 'd': o.daemon = true; break;
@@ -969,10 +930,10 @@ main(int argc, char **argv)
 	if (optind < argc && strcmp(argv[optind], "get") == 0) {
 		if (argc - optind > 2)
 			usage(stderr, EVK_EX_USAGE);
-		return cmd_get(url, argc - optind == 2 ? argv[optind + 1] : NULL);
+		return cmd_get(url, o.answer_ms, argc - optind == 2 ? argv[optind + 1] : NULL);
 	}
 	if (optind < argc && strcmp(argv[optind], "view") == 0 && argc - optind == 1)
-		return cmd_view(url);
+		return cmd_view(url, o.answer_ms);
 	if (optind < argc && strcmp(argv[optind], "session") == 0) {
 		if (argc - optind < 2 || argc - optind > 3 ||
 		    (strcmp(argv[optind + 1], "start") && strcmp(argv[optind + 1], "stop")))

@@ -19,21 +19,37 @@ note(void *arg, const char *id, enum evk_fold_change c)
 		 c == EVK_FOLD_REMOVED ? "-" : "+", id);
 }
 
-/* Folds one event (topic, name, payload JSON) with ts second s. */
+/* The event (topic, name, payload JSON) with ts second s, in line. */
 static int
-fold(cJSON *widgets, const char *event, const char *payload, int s, const char **why)
+event(struct evk_event *ev, char line[2048], const char *topic, const char *name,
+      const char *payload, int s)
+{
+	snprintf(line, 2048,
+		 "{\"seq\":1,\"ts\":\"2026-11-24T10:00:%02d.000000Z\",\"topic\":\"%s\","
+		 "\"event\":\"%s\",\"payload\":%s}",
+		 s, topic, name, payload);
+	notes[0] = '\0';
+	return evk_event_scan(ev, line, strlen(line));
+}
+
+/* Folds one event on topic with ts second s. */
+static int
+fold_on(cJSON *widgets, const char *topic, const char *name, const char *payload, int s,
+	const char **why)
 {
 	char line[2048];
 	struct evk_event ev;
-	snprintf(line, sizeof(line),
-		 "{\"seq\":1,\"ts\":\"2026-11-24T10:00:%02d.000000Z\",\"topic\":\"process:p1\","
-		 "\"event\":\"%s\",\"payload\":%s}",
-		 s, event, payload);
-	if (evk_event_scan(&ev, line, strlen(line)) != EVK_OK)
-		return -1;
-	notes[0] = '\0';
 	struct evk_fold_opts o = { .list_max = 3 };
+	if (event(&ev, line, topic, name, payload, s) != EVK_OK)
+		return -1;
 	return evk_fold_apply(widgets, &ev, &o, note, NULL, why);
+}
+
+/* Folds one event of process:p1 with ts second s. */
+static int
+fold(cJSON *widgets, const char *name, const char *payload, int s, const char **why)
+{
+	return fold_on(widgets, "process:p1", name, payload, s, why);
 }
 
 /* A value of the widget id, as compact JSON, or "" */
@@ -59,8 +75,10 @@ get(const cJSON *widgets, const char *id, const char *path)
 
 #define IDS "\"process_id\":\"p1\",\"workflow_id\":\"wf\""
 
-int
-main(void)
+/* The progress and result clauses, one after the other, as a workflow
+ * runs. */
+static void
+test_workflow(void)
 {
 	cJSON *w = cJSON_CreateArray();
 	const char *why;
@@ -155,7 +173,13 @@ main(void)
 	cJSON_free(before);
 	cJSON_free(after);
 	cJSON_Delete(w);
+}
 
+static void
+test_long_id(void)
+{
+	cJSON *w;
+	const char *why;
 	/* A long workflow id: the widget id is cut so that widget:{id} is
 	 * still a topic, and the widget is found by it. */
 	w = cJSON_CreateArray();
@@ -177,7 +201,13 @@ main(void)
 		      cJSON_GetArraySize(w) == 1 && strcmp(get(w, lid, "percentage"), "5") == 0,
 	      "the long id's widget is found again");
 	cJSON_Delete(w);
+}
 
+static void
+test_replaced_members(void)
+{
+	cJSON *w;
+	const char *why;
 	/* A member replaced by a duplicated item (which brings its own name):
 	 * no name leaks (ASan's leak check in make check-san). */
 	w = cJSON_Parse("[{\"id\":\"progress-wf\",\"type\":\"progress\",\"process_id\":\"p1\","
@@ -190,5 +220,108 @@ main(void)
 		      strcmp(get(w, "progress-wf", "activities.0.result"), "{\"x\":2}") == 0,
 	      "error and result replaced: %s", why);
 	cJSON_Delete(w);
+}
+
+/* counter: one count per event name, made on the first. */
+static void
+test_counter(void)
+{
+	cJSON *w = cJSON_CreateArray();
+	char line[2048];
+	struct evk_event ev;
+	event(&ev, line, "case:created", "create", "{}", 1);
+	CHECK(evk_fold_count(w, "c", &ev, note, NULL) == EVK_OK && strcmp(notes, "+c") == 0,
+	      "counter made and noted: %s", notes);
+	evk_fold_count(w, "c", &ev, note, NULL);
+	event(&ev, line, "case:synced", "sync", "{}", 2);
+	evk_fold_count(w, "c", &ev, note, NULL);
+	CHECK(strcmp(get(w, "c", "counts"), "{\"create\":2,\"sync\":1}") == 0, "counts: %s",
+	      get(w, "c", "counts"));
+	CHECK(strcmp(get(w, "c", "type"), "\"counter\"") == 0, "type counter");
+	cJSON_Delete(w);
+}
+
+#define CASE(id, ref) "{\"resource\":\"case\",\"data\":{\"id\":\"" id "\",\"case_reference\":\"" ref "\"}}"
+
+/* session: made active, newest first, once per case, capped; stop freezes,
+ * start empties. */
+static void
+test_session(void)
+{
+	cJSON *w = cJSON_CreateArray();
+	char line[2048];
+	struct evk_event ev;
+	static const char ts[] = "2026-11-24T10:00:00.000000Z";
+	notes[0] = '\0';
+	CHECK(evk_fold_session_init(w, "s", ts, note, NULL) == EVK_OK && strcmp(notes, "+s") == 0,
+	      "session made and noted");
+	notes[0] = '\0';
+	evk_fold_session_init(w, "s", ts, note, NULL);
+	CHECK(notes[0] == '\0' && cJSON_GetArraySize(w) == 1, "made once");
+	CHECK(strcmp(get(w, "s", "active"), "true") == 0 &&
+		      strcmp(get(w, "s", "started_at"), "\"2026-11-24T10:00:00.000000Z\"") == 0,
+	      "active since ts");
+	static const char *const cases[][2] = { { "c1", "R1" }, { "c2", "R2" }, { "c3", "R3" },
+						{ "c1", "R1b" } };
+	for (size_t i = 0; i < 4; i++) {
+		char p[256];
+		snprintf(p, sizeof(p), "{\"data\":{\"id\":\"%s\",\"case_reference\":\"%s\"}}",
+			 cases[i][0], cases[i][1]);
+		event(&ev, line, "case:created", "create", p, (int)i + 1);
+		CHECK(evk_fold_session_add(w, "s", 3, &ev, note, NULL) == EVK_OK, "added");
+	}
+	CHECK(strcmp(get(w, "s", "items"),
+		     "[{\"id\":\"c1\",\"case_reference\":\"R1b\"},{\"id\":\"c3\",\"case_reference\":\"R3\"},"
+		     "{\"id\":\"c2\",\"case_reference\":\"R2\"}]") == 0,
+	      "newest first, once each, capped: %s", get(w, "s", "items"));
+	/* A payload without data.id is let be. */
+	event(&ev, line, "case:created", "create", "{\"data\":{\"x\":1}}", 5);
+	CHECK(evk_fold_session_add(w, "s", 3, &ev, note, NULL) == EVK_OK && notes[0] == '\0',
+	      "no data.id: nothing");
+	CHECK(evk_fold_session_mark(w, "s", false, "2026-11-24T10:00:06.000000Z", note, NULL) ==
+			      EVK_OK &&
+		      strcmp(get(w, "s", "active"), "false") == 0 &&
+		      strcmp(get(w, "s", "stopped_at"), "\"2026-11-24T10:00:06.000000Z\"") == 0,
+	      "stop");
+	event(&ev, line, "case:created", "create", CASE("c9", "R9"), 7);
+	evk_fold_session_add(w, "s", 3, &ev, note, NULL);
+	CHECK(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(evk_fold_find(w, "s"), "items")) == 3 &&
+		      notes[0] == '\0',
+	      "a stopped session keeps its list");
+	evk_fold_session_mark(w, "s", true, "2026-11-24T10:00:08.000000Z", note, NULL);
+	CHECK(strcmp(get(w, "s", "active"), "true") == 0 && strcmp(get(w, "s", "items"), "[]") == 0 &&
+		      strcmp(get(w, "s", "started_at"), "\"2026-11-24T10:00:08.000000Z\"") == 0 &&
+		      strcmp(get(w, "s", "stopped_at"), "") == 0,
+	      "start empties");
+	cJSON_Delete(w);
+}
+
+/* keep_live: the rows replace the items, the queries counted. */
+static void
+test_keep_live(void)
+{
+	cJSON *w = cJSON_CreateArray();
+	notes[0] = '\0';
+	CHECK(evk_fold_keep_live(w, "k", cJSON_Parse("[{\"id\":1}]"), 1, note, NULL) == EVK_OK &&
+		      strcmp(notes, "+k") == 0,
+	      "keep_live made and noted");
+	evk_fold_keep_live(w, "k", cJSON_Parse("[{\"id\":2},{\"id\":1}]"), 2, note, NULL);
+	CHECK(strcmp(get(w, "k", "items"), "[{\"id\":2},{\"id\":1}]") == 0 &&
+		      strcmp(get(w, "k", "queries"), "2") == 0 &&
+		      strcmp(get(w, "k", "type"), "\"keep_live\"") == 0,
+	      "items replaced: %s", get(w, "k", "items"));
+	CHECK(evk_fold_keep_live(w, "k", NULL, 3, note, NULL) == EVK_ENOMEM, "no items: ENOMEM");
+	cJSON_Delete(w);
+}
+
+int
+main(void)
+{
+	test_workflow();
+	test_long_id();
+	test_replaced_members();
+	test_counter();
+	test_session();
+	test_keep_live();
 	return check_done("test_fold");
 }
