@@ -105,6 +105,8 @@ struct decl {
 };
 
 #define MAX_DECLS 64
+#define MAX_LIMIT 10000           /* items in a list widget */
+#define MAX_WINDOW_MS 86400000LL /* a refetch window: a day */
 
 /* Everything the running daemon holds, handed to its callbacks. */
 struct daemon {
@@ -132,15 +134,29 @@ static const struct {
 	enum kind kind;
 } kinds[] = { { "keep_live", K_KEEP_LIVE }, { "session", K_SESSION }, { "counter", K_COUNTER } };
 
-/* One widget of the config (the n-th, 1-based) into d; dies on a bad one. */
+/* Member name of config widget w (called id, in config file): absent gives
+ * def; else a whole number from min to max, or widgetd dies naming it. */
+static long long
+whole_number(const cJSON *w, const char *name, long long min, long long max, long long def,
+	     const char *file, const char *id)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(w, name);
+	if (v == NULL)
+		return def;
+	if (!cJSON_IsNumber(v) || v->valuedouble < (double)min || v->valuedouble > (double)max ||
+	    v->valuedouble != (double)(long long)v->valuedouble)
+		evk_die(EVK_EX_DATAERR, "%s: widget '%s': %s is a whole number from %lld to %lld", file,
+			id, name, min, max);
+	return (long long)v->valuedouble;
+}
+
+/* One widget of the config (the n-th, 1-based) into dm; dies on a bad one. */
 static void
 parse_decl(struct daemon *dm, const cJSON *w, const char *name, int n)
 {
 	struct decl *d = &dm->decls[dm->ndecls];
 	const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(w, "id"));
 	const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(w, "type"));
-	const cJSON *limit = cJSON_GetObjectItemCaseSensitive(w, "limit");
-	const cJSON *win = cJSON_GetObjectItemCaseSensitive(w, "refetch_window");
 	const char *pat = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(w, "pattern"));
 	const char *ev = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(w, "event"));
 	size_t k = 0;
@@ -148,6 +164,10 @@ parse_decl(struct daemon *dm, const cJSON *w, const char *name, int n)
 	if (id == NULL || !evk_topic_valid(id, strlen(id)) || strchr(id, ':') ||
 	    strlen(id) >= sizeof(d->id))
 		evk_die(EVK_EX_DATAERR, "%s: widget %d needs an id (no ':')", name, n);
+	for (int i = 0; i < dm->ndecls; i++)
+		if (strcmp(dm->decls[i].id, id) == 0)
+			evk_die(EVK_EX_DATAERR, "%s: widgets %d and %d have the same id '%s'", name, i + 1,
+				n, id);
 	snprintf(d->id, sizeof(d->id), "%s", id);
 	while (k < sizeof(kinds) / sizeof(kinds[0]) && !(type && strcmp(type, kinds[k].name) == 0))
 		k++;
@@ -156,10 +176,9 @@ parse_decl(struct daemon *dm, const cJSON *w, const char *name, int n)
 					" counter; progress and result widgets come by themselves)",
 			name, id, type ? type : "");
 	d->kind = kinds[k].kind;
-	d->limit = cJSON_IsNumber(limit) && limit->valuedouble >= 1 ? (long)limit->valuedouble
-								     : d->kind == K_KEEP_LIVE ? 100 : 50;
-	d->window_ms = cJSON_IsNumber(win) && win->valuedouble >= 1 ? (long long)win->valuedouble
-								   : 5000;
+	d->limit = (long)whole_number(w, "limit", 1, MAX_LIMIT, d->kind == K_KEEP_LIVE ? 100 : 50,
+				      name, id);
+	d->window_ms = whole_number(w, "refetch_window", 1, MAX_WINDOW_MS, 5000, name, id);
 	snprintf(d->pattern, sizeof(d->pattern), "%s",
 		 pat ? pat : d->kind == K_COUNTER ? "**" : "case:*");
 	if (!evk_pattern_valid(d->pattern))
@@ -486,8 +505,17 @@ apply_event(struct daemon *dm, const struct evk_event *ev)
 	}
 }
 
-/* Opens the state database and loads the saved state and the seq it
- * includes; returns where the subscription starts. */
+/* A damaged widget of the saved state, left out. */
+static void
+dropped(void *arg, int index, const char *id, const char *why)
+{
+	evk_warn("state '%s': widget %d%s%s%s dropped: %s", (const char *)arg, index + 1,
+		 id ? " ('" : "", id ? id : "", id ? "')" : "", why);
+}
+
+/* Opens the state database and loads the saved state (its damaged
+ * widgets dropped) and the seq it includes; returns where the
+ * subscription starts. */
 static int64_t
 load_state(struct daemon *dm, const char *path)
 {
@@ -509,10 +537,16 @@ load_state(struct daemon *dm, const char *path)
 	}
 	if (st)
 		sqlite3_reset(st);
-	if (!cJSON_IsArray(dm->widgets)) {
+	if (since != EVK_SINCE_LIVE && !cJSON_IsArray(dm->widgets)) {
+		evk_warn("state '%s': the saved widgets are not a JSON array; starting without them",
+			 path);
 		cJSON_Delete(dm->widgets);
-		dm->widgets = cJSON_CreateArray();
+		dm->widgets = NULL;
 	}
+	if (dm->widgets == NULL)
+		dm->widgets = cJSON_CreateArray();
+	else
+		evk_fold_check(dm->widgets, dropped, (void *)path);
 	if (dm->widgets == NULL)
 		evk_die(EVK_EX_FAIL, "out of memory");
 	return since;

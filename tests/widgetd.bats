@@ -191,6 +191,57 @@ widget_updated"
 	run -2 widgetd frob
 }
 
+@test "a saved state of the wrong shape never crashes widgetd: each damaged widget is dropped with a message" {
+	start_widgetd --throttle 50
+	progress process_created
+	wait_for widgetd get progress-wf1
+	kill "$WPID"
+	wait_for gone "$WPID"
+	# A progress widget without id holding p1, one whose activities are
+	# not objects, a second widget of one id, and something not a widget.
+	sqlite3 "$T/widgets.db" "UPDATE state SET widgets = json('[
+		{\"type\":\"progress\",\"process_id\":\"p1\",\"workflow_id\":\"wf1\",\"percentage\":0,\"activities\":[],\"updates\":[]},
+		{\"id\":\"progress-wf2\",\"type\":\"progress\",\"workflow_id\":\"wf2\",\"percentage\":0,\"activities\":[1],\"updates\":[]},
+		{\"id\":\"case-events\",\"type\":\"counter\",\"counts\":{\"create\":1}},
+		{\"id\":\"case-events\",\"type\":\"counter\",\"counts\":{}},
+		7]')"
+	local i
+	for i in 1 2; do
+		widgetd --state "$T/widgets.db" --throttle 50 2>"$T/err$i" &
+		WPID=$!
+		BG_PIDS+=("$WPID")
+		wait_for bash -c "widgetd get case-events | json_true '.counts.create == 1'"
+		evpub process:p1 step_progress '{"process_id":"p1","percentage":5}'
+		evpub process:p1 step_started '{"process_id":"p1","step":"a"}'
+		evpub process:p2 step_progress '{"workflow_id":"wf2","percentage":7}'
+		wait_for bash -c "widgetd get progress-wf2 | json_true '.percentage == 7'"
+		kill -0 "$WPID"
+		kill "$WPID"
+		wait "$WPID" || fail "widgetd exited $? on its restart $i: $(cat "$T/err$i")"
+	done
+	run cat "$T/err1"
+	assert_line --partial "widget 1 dropped: no id"
+	assert_line --partial "widget 2 ('progress-wf2') dropped: a list holds"
+	assert_line --partial "widget 4 ('case-events') dropped: a second widget of that id"
+	assert_line --partial "widget 5 dropped: not an object"
+	# What the first restart saved is whole: nothing dropped again.
+	run grep -c dropped "$T/err2"
+	assert_output 0
+}
+
+@test "widgetd refuses a config with a negative, fractional or huge limit or window, or one id twice, with 65" {
+	local bad
+	for bad in '"limit":-5' '"limit":1e300' '"limit":2.5' '"limit":"9"' '"refetch_window":-1' '"refetch_window":0'; do
+		echo "{\"widgets\":[{\"id\":\"r\",\"type\":\"keep_live\",$bad}]}" >"$T/bad.json"
+		# (timeout: a daemon that takes the config runs on)
+		run -65 --separate-stderr timeout 20 widgetd --state "$T/w.db" --config "$T/bad.json"
+		[[ $stderr == *"widget 'r': "*" is a whole number from 1 to "* ]] || fail "$bad: $stderr"
+	done
+	echo '{"widgets":[{"id":"s","type":"session"},{"id":"s","type":"counter"}]}' >"$T/dup.json"
+	run -65 --separate-stderr timeout 20 widgetd --state "$T/w.db" --config "$T/dup.json"
+	[ "$stderr" = "widgetd: $T/dup.json: widgets 1 and 2 have the same id 's'" ]
+}
+
 @test "widgetd view in tmux shows a progress bar moving and finishing" {
 	start_widgetd --throttle 50
 	TMUX_SESSION=evkit-view-$$

@@ -75,4 +75,14 @@ int evk_fold_session_mark(cJSON *widgets, const char *id, bool start,
 int evk_fold_keep_live(cJSON *widgets, const char *id, cJSON *items,
 		       double queries, evk_fold_note_fn note, void *arg);
 
+/* Checks the shape of each widget of a saved state against what the
+ * clauses above make and read, and takes out the damaged ones (and any
+ * widget after the first of its id), telling drop (when not NULL) the
+ * widget's index in the saved array, its id (or NULL) and why. Returns
+ * how many were dropped. */
+typedef void (*evk_fold_drop_fn)(void *arg, int index, const char *id,
+				 const char *why);
+int evk_fold_check(cJSON *widgets, evk_fold_drop_fn drop, void *arg);
+
+
 #endif

@@ -314,6 +314,78 @@ test_keep_live(void)
 	cJSON_Delete(w);
 }
 
+/* A saved state's damaged widgets are dropped, each told once; the
+ * whole ones stay, in order. */
+static char drops[1024];
+
+static void
+drop(void *arg, int index, const char *id, const char *why)
+{
+	(void)arg;
+	size_t n = strlen(drops);
+	snprintf(drops + n, sizeof(drops) - n, "%s%d %s: %s", n ? "; " : "", index,
+		 id ? id : "-", why);
+}
+
+static void
+test_check(void)
+{
+	static const struct {
+		const char *widget, *why; /* why NULL: kept */
+	} cases[] = {
+		{ "{\"id\":\"progress-a\",\"type\":\"progress\",\"workflow_id\":\"a\",\"percentage\":0,"
+		  "\"activities\":[{\"step\":\"s\",\"status\":\"running\"}],\"updates\":[{}]}", NULL },
+		{ "{\"type\":\"progress\",\"process_id\":\"p1\",\"workflow_id\":\"a\",\"percentage\":0,"
+		  "\"activities\":[],\"updates\":[]}", "no id, or one too long" },
+		{ "{\"id\":\"progress-b\",\"type\":\"progress\",\"percentage\":0,\"activities\":[],"
+		  "\"updates\":[]}", "workflow_id missing" },
+		{ "{\"id\":\"progress-c\",\"type\":\"progress\",\"workflow_id\":\"c\",\"percentage\":\"0\","
+		  "\"activities\":[],\"updates\":[]}", "percentage of the wrong type" },
+		{ "{\"id\":\"progress-d\",\"type\":\"progress\",\"workflow_id\":\"d\",\"percentage\":0,"
+		  "\"activities\":[{\"step\":1,\"status\":\"running\"}],\"updates\":[]}",
+		  "a list holds something else than what the fold makes" },
+		{ "{\"id\":\"result-a\",\"type\":\"result\",\"workflow_id\":\"a\",\"status\":\"completed\","
+		  "\"percentage\":100}", NULL },
+		{ "{\"id\":\"result-b\",\"type\":\"result\",\"workflow_id\":\"b\",\"percentage\":100}",
+		  "status missing" },
+		{ "{\"id\":\"c\",\"type\":\"counter\",\"counts\":{\"x\":1}}", NULL },
+		{ "{\"id\":\"c\",\"type\":\"counter\"}", "a second widget of that id" },
+		{ "{\"id\":\"c2\",\"type\":\"counter\",\"counts\":{\"x\":\"1\"}}", "a count is not a number" },
+		{ "{\"id\":\"s\",\"type\":\"session\",\"active\":true,\"started_at\":\"t\",\"items\":[]}", NULL },
+		{ "{\"id\":\"s2\",\"type\":\"session\",\"active\":1,\"started_at\":\"t\",\"items\":[]}",
+		  "active of the wrong type" },
+		{ "{\"id\":\"k\",\"type\":\"keep_live\",\"items\":[{}],\"queries\":1}", NULL },
+		{ "{\"id\":\"k2\",\"type\":\"keep_live\",\"items\":[1]}",
+		  "a list holds something else than what the fold makes" },
+		{ "{\"id\":\"x\",\"type\":\"pie\"}", "no known type" },
+		{ "[]", "not an object" },
+	};
+	size_t n = sizeof(cases) / sizeof(cases[0]);
+	char expect[1024] = "";
+	cJSON *w = cJSON_CreateArray();
+	int bad = 0;
+	for (size_t i = 0; i < n; i++) {
+		cJSON_AddItemToArray(w, cJSON_Parse(cases[i].widget));
+		if (cases[i].why) {
+			size_t len = strlen(expect);
+			cJSON *one = cJSON_Parse(cases[i].widget);
+			const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(one, "id"));
+			snprintf(expect + len, sizeof(expect) - len, "%s%zu %s: %s", len ? "; " : "", i,
+				 id ? id : "-", cases[i].why);
+			cJSON_Delete(one);
+			bad++;
+		}
+	}
+	drops[0] = '\0';
+	CHECK(evk_fold_check(w, drop, NULL) == bad, "%d dropped", bad);
+	CHECK(strcmp(drops, expect) == 0, "drops:\n%s\nwant:\n%s", drops, expect);
+	CHECK(cJSON_GetArraySize(w) == (int)n - bad && evk_fold_find(w, "progress-a") &&
+		      evk_fold_find(w, "k"),
+	      "the whole ones stay");
+	CHECK(evk_fold_check(w, drop, NULL) == 0, "a checked state is whole");
+	cJSON_Delete(w);
+}
+
 int
 main(void)
 {
@@ -323,5 +395,6 @@ main(void)
 	test_counter();
 	test_session();
 	test_keep_live();
+	test_check();
 	return check_done("test_fold");
 }
