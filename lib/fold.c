@@ -139,6 +139,7 @@ struct fold {
 	 * name, as cJSON_GetObjectItemCaseSensitive finds). */
 	cJSON *step, *pct, *content, *status, *error, *result, *retry;
 	const char *wf, *pid; /* or NULL */
+	char topic_id[EVK_TOPIC_MAX + 1]; /* the id of process:{id} or workflow:{id} */
 	size_t max;
 	const char *why;
 };
@@ -455,6 +456,34 @@ static const struct clause {
 };
 #undef CLAUSE
 
+/* The seed's topics name the process (process:{pid}) or the workflow
+ * (workflow:{wf}) an event is about: the topic's id counts where the
+ * payload names none. */
+static void
+topic_ids(struct fold *f)
+{
+	static const struct {
+		const char *prefix;
+		size_t len;
+		size_t at;
+	} topics[] = {
+		{ "process:", 8, offsetof(struct fold, pid) },
+		{ "workflow:", 9, offsetof(struct fold, wf) },
+	};
+	const struct evk_event *ev = f->ev;
+	for (size_t i = 0; i < sizeof(topics) / sizeof(topics[0]); i++) {
+		const char **id = (const char **)((char *)f + topics[i].at);
+		size_t n = ev->topic_len - topics[i].len;
+		if (*id || ev->topic_len <= topics[i].len ||
+		    memcmp(ev->topic, topics[i].prefix, topics[i].len) != 0 ||
+		    memchr(ev->topic + topics[i].len, ':', n))
+			continue;
+		memcpy(f->topic_id, ev->topic + topics[i].len, n);
+		f->topic_id[n] = '\0';
+		*id = f->topic_id;
+	}
+}
+
 static void
 scan_payload(struct fold *f)
 {
@@ -482,6 +511,7 @@ scan_payload(struct fold *f)
 	}
 	f->wf = cJSON_GetStringValue(wf);
 	f->pid = cJSON_GetStringValue(pid);
+	topic_ids(f);
 }
 
 static const struct clause *

@@ -191,6 +191,21 @@ widget_updated"
 	run -2 widgetd frob
 }
 
+@test "the seed's events on the seed's topics give the seed's widgets: process:{pid} and workflow:{wf} name them" {
+	start_widgetd --throttle 50
+	evpub resource:r1 process_created '{"process_id":"p1","workflow_id":"wf1"}'
+	evpub process:p1 progress_update '{"content":"Starting workflow..."}'
+	evpub process:p1 step_started '{"step":"validate"}'
+	evpub process:p1 step_completed '{"step":"validate","result":{"status":"success"}}'
+	wait_for bash -c "widgetd get progress-wf1 | json_true '.activities[0].status == \"completed\"'"
+	run -0 widgetd get progress-wf1
+	[ "$(jq -c '[.percentage, .activities[0].step, .activities[0].description, .updates[0].content]' <<<"$output")" = \
+		'[30,"validate","Validating input","Starting workflow..."]' ]
+	evpub workflow:wf1 workflow_completed '{"status":"completed"}'
+	wait_for widgetd get result-wf1
+	run -1 widgetd get progress-wf1
+}
+
 @test "a saved state of the wrong shape never crashes widgetd: each damaged widget is dropped with a message" {
 	start_widgetd --throttle 50
 	progress process_created

@@ -386,6 +386,41 @@ test_check(void)
 	cJSON_Delete(w);
 }
 
+/* The seed's topics name the process and the workflow; the payload's
+ * fields win when present. */
+static void
+test_topic_ids(void)
+{
+	cJSON *w = cJSON_CreateArray();
+	const char *why;
+	CHECK(fold_on(w, "resource:r1", "process_created", "{" IDS "}", 0, &why) == EVK_OK,
+	      "process_created on resource:{id}");
+	CHECK(fold_on(w, "process:p1", "step_started", "{\"step\":\"validate\"}", 1, &why) == EVK_OK &&
+		      strcmp(get(w, "progress-wf", "activities.0.step"), "\"validate\"") == 0 &&
+		      strcmp(notes, "+progress-wf") == 0,
+	      "process:p1 step_started into p1's widget: %s", why);
+	CHECK(fold_on(w, "process:p1:x", "step_progress", "{\"percentage\":9}", 2, &why) == EVK_EINVAL,
+	      "process:p1:x names no process");
+	CHECK(fold_on(w, "process:p2", "step_progress", "{\"process_id\":\"p1\",\"percentage\":9}", 3,
+		      &why) == EVK_OK &&
+		      strcmp(get(w, "progress-wf", "percentage"), "9") == 0,
+	      "the payload's process_id wins");
+	CHECK(fold_on(w, "process:p3", "process_created", "{\"workflow_id\":\"wf3\"}", 4, &why) == EVK_OK &&
+		      strcmp(get(w, "progress-wf3", "process_id"), "\"p3\"") == 0,
+	      "process_created's process from its topic");
+	CHECK(fold_on(w, "workflow:wf", "workflow_completed", "{\"status\":\"completed\"}", 5, &why) ==
+			      EVK_OK &&
+		      strcmp(get(w, "result-wf", "status"), "\"completed\"") == 0 &&
+		      evk_fold_find(w, "progress-wf") == NULL,
+	      "workflow_completed on workflow:{wf}: %s", why);
+	CHECK(fold_on(w, "workflow:wf9", "workflow_failed", "{\"workflow_id\":\"wf3\",\"error\":\"exit 3\"}",
+		      6, &why) == EVK_OK &&
+		      strcmp(get(w, "progress-wf3", "error"), "\"exit 3\"") == 0 &&
+		      evk_fold_find(w, "progress-wf9") == NULL,
+	      "the payload's workflow_id wins");
+	cJSON_Delete(w);
+}
+
 int
 main(void)
 {
@@ -396,5 +431,6 @@ main(void)
 	test_session();
 	test_keep_live();
 	test_check();
+	test_topic_ids();
 	return check_done("test_fold");
 }
