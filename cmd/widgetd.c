@@ -33,6 +33,7 @@
 #define GET_TOPIC "widgetd:get"         /* widgetd get and view ask here */
 #define REPLY_PREFIX "widgetd:reply:"   /* ... for answers on REPLY_PREFIX{nonce} */
 #define ANSWER_MS 5000                  /* how long get waits for the daemon */
+#define RECONNECT_MS 1000               /* between tries to reach a lost hub */
 
 struct opts {
 	const char *bus, *config, *cases_db, *state, *pidfile;
@@ -117,7 +118,12 @@ struct daemon {
 	cJSON *widgets;
 	sqlite3 *state_db, *cases_db;
 	struct evk_gate *publish_gate;
-	struct evk_pub *pub;
+	struct evk_pub *pub; /* NULL while the hub is away */
+	/* Widgets announced since the hub last acknowledged everything (ids
+	 * as member names): after a lost link each is announced again, with
+	 * its state then. */
+	cJSON *unacked;
+	long long reconnect_at; /* when to try the hub again (monotonic ms) */
 	uint64_t last_seq;
 	long long now; /* the monotonic clock, read once per event */
 };
@@ -259,8 +265,8 @@ folded(int rv)
 }
 
 /* Announces the widget's current state (or its removal) on widget:{id}.
- * A failure is said on stderr; the state itself is kept and saved, and the
- * widget's next change announces it again. */
+ * Until the hub acknowledges it, the id stays in dm->unacked: a lost link
+ * announces it again (see sync_announcements). */
 static int
 publish(void *arg, const char *id_, size_t len)
 {
@@ -273,14 +279,18 @@ publish(void *arg, const char *id_, size_t len)
 	}
 	snprintf(id, sizeof(id), "%.*s", (int)len, id_);
 	snprintf(topic, sizeof(topic), "widget:%s", id);
+	if (!cJSON_GetObjectItemCaseSensitive(dm->unacked, id) && !cJSON_AddTrueToObject(dm->unacked, id))
+		evk_die(EVK_EX_FAIL, "out of memory");
 	cJSON *w = evk_fold_find(dm->widgets, id);
 	cJSON *gone = NULL;
 	if (w == NULL && ((gone = cJSON_CreateObject()) == NULL ||
 			  !cJSON_AddStringToObject(gone, "id", id)))
 		evk_die(EVK_EX_FAIL, "out of memory");
-	int rv;
-	if (dm->pub && (rv = evk_pub_event(dm->pub, topic, w ? "widget_updated" : "widget_removed",
-					   w ? w : gone)) != EVK_OK)
+	int rv = dm->pub ? evk_pub_event(dm->pub, topic, w ? "widget_updated" : "widget_removed",
+					  w ? w : gone)
+			 : EVK_OK;
+	/* A lost link is sync_announcements' to tell and mend. */
+	if (rv != EVK_OK && rv != EVK_ECLOSED && rv != EVK_EUNAVAIL && rv != EVK_EPROTO)
 		evk_warn("cannot announce widget '%s': %s", id, evk_strerror(rv));
 	cJSON_Delete(gone);
 	return 0;
@@ -396,6 +406,42 @@ save_state(struct daemon *dm)
 	cJSON_free(text);
 }
 
+/* Waits for the hub to acknowledge every announcement. When the link
+ * is lost (the hub restarted), connects again (once a second until the
+ * hub answers) and announces again every widget not acknowledged, as it
+ * is now: no folded change goes unannounced. */
+static void
+sync_announcements(struct daemon *dm)
+{
+	int rv = EVK_OK;
+	cJSON *m;
+	if (dm->pub && (rv = evk_pub_sync(dm->pub)) == EVK_OK) {
+		while (dm->unacked->child)
+			cJSON_Delete(cJSON_DetachItemViaPointer(dm->unacked, dm->unacked->child));
+		return;
+	}
+	if (dm->pub) {
+		evk_warn("widget announcements not acknowledged by '%s': %s; reconnecting", dm->url,
+			 evk_strerror(rv));
+		evk_pub_close(dm->pub);
+		dm->pub = NULL;
+	} else if (dm->now < dm->reconnect_at) {
+		return;
+	}
+	dm->reconnect_at = dm->now + RECONNECT_MS;
+	if (evk_pub_open(&dm->pub, dm->url, NULL, NULL) != EVK_OK) {
+		dm->pub = NULL;
+		return;
+	}
+	int n = cJSON_GetArraySize(dm->unacked);
+	if (n)
+		evk_warn("reconnected to '%s': announcing %d widget%s again", dm->url, n,
+			 n == 1 ? "" : "s");
+	cJSON_ArrayForEach(m, dm->unacked)
+		publish(dm, m->string, strlen(m->string));
+	/* acknowledged at the next round */
+}
+
 /* Runs what is due: refetches, throttled announcements, a save when the
  * stream paused, the acknowledgement of what was announced. Returns how
  * long the next wait for an event may be (ms). */
@@ -404,7 +450,6 @@ housekeeping(struct daemon *dm, struct evk_sub *sub, int *unsaved)
 {
 	long long now = dm->now = evk_mono_ms();
 	long long due = evk_gate_next_due(dm->publish_gate);
-	int rv;
 
 	for (int i = 0; i < dm->ndecls; i++) {
 		struct decl *d = &dm->decls[i];
@@ -420,13 +465,9 @@ housekeeping(struct daemon *dm, struct evk_sub *sub, int *unsaved)
 		save_state(dm);
 		*unsaved = 0;
 	}
-	if (dm->pub && (rv = evk_pub_sync(dm->pub)) != EVK_OK) {
-		evk_warn("widget announcements not acknowledged by '%s': %s;"
-			 " reconnecting", dm->url, evk_strerror(rv));
-		evk_pub_close(dm->pub);
-		if (evk_pub_open(&dm->pub, dm->url, NULL, NULL) != EVK_OK)
-			dm->pub = NULL;
-	}
+	sync_announcements(dm);
+	if (dm->pub == NULL && (due < 0 || dm->reconnect_at < due))
+		due = dm->reconnect_at;
 	if (due < 0 || due - now >= 200)
 		return 200;
 	return due > now ? (int)(due - now) : 0;
@@ -570,7 +611,8 @@ start_daemon(struct daemon *dm, const struct opts *o)
 			evk_die(EVK_EX_UNAVAILABLE, "cannot open cases database '%s'", o->cases_db);
 		sqlite3_busy_timeout(dm->cases_db, 5000);
 	}
-	if (!(dm->publish_gate = evk_gate_new(EVK_GATE_THROTTLE, o->throttle_ms, EVK_GATE_MAX_KEYS,
+	if (!(dm->unacked = cJSON_CreateObject()) ||
+	    !(dm->publish_gate = evk_gate_new(EVK_GATE_THROTTLE, o->throttle_ms, EVK_GATE_MAX_KEYS,
 					      1 << 20)))
 		evk_die(EVK_EX_FAIL, "out of memory");
 	if (o->daemon && evk_daemon_start() != EVK_OK)
@@ -610,6 +652,7 @@ stop_daemon(struct daemon *dm, struct evk_sub *sub, const struct opts *o)
 	for (int i = 0; i < dm->ndecls; i++)
 		evk_gate_free(dm->decls[i].refetch);
 	cJSON_Delete(dm->widgets);
+	cJSON_Delete(dm->unacked);
 	evk_store_stmt_release_all();
 	sqlite3_close(dm->state_db);
 	if (dm->cases_db)

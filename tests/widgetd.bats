@@ -206,6 +206,25 @@ widget_updated"
 	run -1 widgetd get progress-wf1
 }
 
+@test "widgetd announces every folded change once the hub is back after a hub restart" {
+	widgetd --state "$T/widgets.db" --throttle 50 2>"$T/err" &
+	WPID=$!
+	BG_PIDS+=("$WPID")
+	wait_for bash -c "widgetd get session-cases | json_true '.active'"
+	stop_hub
+	start_hub
+	bg_to "$T/wev" evsub --ready-file "$T/ready" -n 1 -W 30 'widget:session-cases'
+	wait_file "$T/ready"
+	# widgetd is subscribed again (the hub counts it and evsub)
+	wait_for bash -c "evbusd --status | json_true '.subscribers >= 2'"
+	run -0 widgetd session stop
+	wait "${BG_PIDS[-1]}" || fail "no announcement: $(cat "$T/err")"
+	run jq -c '[.topic, .event, .payload.active]' "$T/wev"
+	assert_output '["widget:session-cases","widget_updated",false]'
+	run -0 widgetd get session-cases
+	json_true '.active == false' <<<"$output"
+}
+
 @test "a saved state of the wrong shape never crashes widgetd: each damaged widget is dropped with a message" {
 	start_widgetd --throttle 50
 	progress process_created
