@@ -18,6 +18,9 @@ EVK_CFLAGS = -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude -MMD -MP \
 PKG_CFLAGS = $(shell pkg-config --cflags libcjson sqlite3 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs libcjson sqlite3 2>/dev/null || echo -lcjson -lsqlite3)
 LDLIBS    += -lnng $(PKG_LIBS) -lpthread -lm
+# widgetd view draws with ncurses (wide-character build where there is one).
+CURSES_CFLAGS = $(shell pkg-config --cflags ncursesw 2>/dev/null || pkg-config --cflags ncurses 2>/dev/null)
+CURSES_LIBS   = $(shell pkg-config --libs ncursesw 2>/dev/null || pkg-config --libs ncurses 2>/dev/null || echo -lncurses)
 
 # SANITIZE=1 builds everything with ASan+UBSan into build/san/ (bin too).
 ifeq ($(SANITIZE),1)
@@ -49,7 +52,7 @@ TOOL_BIN  := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(TOOL_SRC))
 BIN_FILES := $(addprefix $(OUTBIN)/,$(PROGRAMS))
 
 # Debian packages: to build, to test, and (for `make bench`) the peers.
-DEPS_BUILD := gcc make pkg-config libnng-dev libcjson-dev libsqlite3-dev
+DEPS_BUILD := gcc make pkg-config libnng-dev libcjson-dev libsqlite3-dev libncurses-dev
 DEPS_TEST  := bats bats-support bats-assert jq sqlite3 tmux procps groff-base mandoc bash-completion
 DEPS_BENCH := redis-server redis-tools mosquitto mosquitto-clients time
 
@@ -89,6 +92,14 @@ $(OUTBIN)/%: $(BUILD)/cmd/%.o $(LIBEVKIT)
 	@mkdir -p $(@D)
 	$(if $(Q),@echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# widgetd's daemon and dashboard are files of their own in cmd/widgetd/;
+# the dashboard draws with ncurses.
+$(OUTBIN)/widgetd: $(BUILD)/cmd/widgetd.o $(patsubst cmd/%.c,$(BUILD)/cmd/%.o,$(wildcard cmd/widgetd/*.c)) $(LIBEVKIT)
+	@mkdir -p $(@D)
+	$(if $(Q),@echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(CURSES_LIBS)
+$(BUILD)/cmd/widgetd/view.o: PKG_CFLAGS += $(CURSES_CFLAGS)
 
 $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(LIBEVKIT)
 	$(if $(Q),@echo "  LD      $@")

@@ -276,17 +276,101 @@ widget_updated"
 	[ "$stderr" = "widgetd: $T/dup.json: widgets 1 and 2 have the same id 's'" ]
 }
 
-@test "widgetd view in tmux shows a progress bar moving and finishing" {
+# pane — the view's screen now, one line per row.
+pane() { tmux capture-pane -p -t "$TMUX_SESSION"; }
+# on_pane ERE — waits until a row of the view matches.
+on_pane() { WAIT_SECS=${WAIT_SECS:-20} wait_for bash -c "tmux capture-pane -p -t '$TMUX_SESSION' | grep -Eq -- '$1'"; }
+# row_of ID — the row (1-based) where widget ID is shown.
+row_of() { pane | grep -n -- "^$1 " | cut -d: -f1; }
+
+# check_layout WIDTH — the title line first with the clock and a mark, and
+# every bar whole on its row (a wrapped bar would end on the next row).
+check_layout() {
+	local first line
+	first=$(pane | head -n 1)
+	[[ $first =~ ^evkit\ widgets\ .*[0-9][0-9]:[0-9][0-9]:[0-9][0-9]\ \ (connected|DISCONNECTED)\ *$ ]] ||
+		fail "title line: '$first'"
+	while IFS= read -r line; do
+		((${#line} <= $1)) || fail "row longer than $1: '$line'"
+		[[ $line != *"["* || $line =~ \[[#.]+\]\ +[0-9.]+% ]] || fail "bar cut: '$line'"
+		[[ $line =~ ^[#.]+\] ]] && fail "bar wrapped: '$line'"
+	done < <(pane)
+	return 0
+}
+
+# dashboard WIDTH HEIGHT — the dashboard through a workflow, a failure, a
+# long id and the hub going away, at that size.
+dashboard() {
+	local w=$1 h=$2 long row
+	long=$(printf 'w%.0s' {1..200})
 	start_widgetd --throttle 50
 	TMUX_SESSION=evkit-view-$$
-	tmux new-session -d -s "$TMUX_SESSION" -x 100 -y 30 "EVBUS_URL=$EVBUS_URL PATH=$PATH widgetd view"
-	progress process_created
-	progress step_started '"step":"work","percentage":0'
-	progress step_progress '"step":"work","percentage":50'
-	wait_for bash -c "tmux capture-pane -p -t '$TMUX_SESSION' | grep -q 'progress-wf1 .*###.*50.0%'"
-	progress workflow_completed '"status":"completed"'
-	wait_for bash -c "tmux capture-pane -p -t '$TMUX_SESSION' | grep -q 'result-wf1 .*100.0% completed'"
+	tmux new-session -d -s "$TMUX_SESSION" -x "$w" -y "$h" "EVBUS_URL=$EVBUS_URL PATH=$PATH widgetd view"
+	evpub resource:r1 process_created '{"process_id":"p1","workflow_id":"wf1"}'
+	evpub resource:r1 process_created "{\"process_id\":\"p2\",\"workflow_id\":\"$long\"}"
+	evpub resource:r1 process_created '{"process_id":"p3","workflow_id":"wf3"}'
+	evpub process:p1 step_started '{"step":"validate"}'
+	evpub process:p2 step_progress '{"percentage":70}'
+	on_pane '^progress-wf1 +\[#+\.+\] +30\.0% running validate'
+	on_pane '^progress-www.*~ \[#+\.*\] +70\.0%'
+	check_layout "$w"
+	local order
+	order=$(pane | grep -oE '^(progress|result|session|recent|case)-[^ ]*')
+	# Updates move no row.
+	evpub process:p1 step_progress '{"percentage":60}'
+	evpub process:p2 step_progress '{"percentage":80}'
+	on_pane '^progress-wf1 +\[#+\.+\] +60\.0%'
+	on_pane '^progress-www.* +80\.0%'
+	[ "$(pane | grep -oE '^(progress|result|session|recent|case)-[^ ]*')" = "$order" ] || fail "order changed"
+	# A failed workflow shows its error; a completed one takes its row.
+	evpub workflow:wf3 workflow_failed '{"error":"exit 3"}'
+	on_pane '^progress-wf3 .* failed: exit 3'
+	row=$(row_of progress-wf1)
+	evpub workflow:wf1 workflow_completed '{"status":"completed"}'
+	on_pane '^result-wf1 +\[#+\] 100\.0% completed'
+	[ "$(row_of result-wf1)" = "$row" ] || fail "result-wf1 not on progress-wf1's row $row"
+	check_layout "$w"
+	# The hub goes: the last widgets stay, marked DISCONNECTED, clock going.
+	stop_hub
+	on_pane '^evkit widgets .*DISCONNECTED'
+	local t1
+	t1=$(pane | head -n 1 | grep -oE '[0-9]{2}:[0-9]{2}:[0-9]{2}')
+	wait_for bash -c "tmux capture-pane -p -t '$TMUX_SESSION' | head -n 1 | grep -vq '$t1'"
+	check_layout "$w"
+	pane | grep -Eq '^progress-wf3 .* failed: exit 3'
 	tmux send-keys -t "$TMUX_SESSION" q
 	wait_for bash -c "! tmux has-session -t '$TMUX_SESSION' 2>/dev/null"
 	TMUX_SESSION=
+}
+
+@test "widgetd view at 80x24: title, clock and mark; bars that fit; rows in a stable order; errors; DISCONNECTED when the hub stops; q quits" {
+	dashboard 80 24
+}
+
+@test "widgetd view at 120x40 holds the same layout" {
+	dashboard 120 40
+}
+
+@test "widgetd view with TERM=dumb or NO_COLOR on a terminal, or piped, prints plain frames without an escape sequence" {
+	start_widgetd --throttle 50
+	progress process_created
+	progress step_progress '"percentage":40'
+	wait_for widgetd get progress-wf1
+	local env
+	for env in TERM=dumb NO_COLOR=1; do
+		TMUX_SESSION=evkit-plain-$$
+		rm -f "$T/go" "$T/raw"
+		tmux new-session -d -s "$TMUX_SESSION" -x 80 -y 24 \
+			"until [ -e '$T/go' ]; do sleep 0.05; done; env $env EVBUS_URL=$EVBUS_URL PATH=$PATH widgetd view"
+		tmux pipe-pane -t "$TMUX_SESSION" -o "cat >'$T/raw'"
+		touch "$T/go"
+		wait_for grep -q 'progress-wf1 .*40\.0%' "$T/raw"
+		tmux kill-session -t "$TMUX_SESSION"
+		TMUX_SESSION=
+		! grep -q $'\e' "$T/raw" || fail "$env: escape sequences: $(cat -v "$T/raw" | head -5)"
+		grep -q '^evkit widgets ' "$T/raw"
+	done
+	bg_to "$T/piped" widgetd view
+	wait_for grep -q 'progress-wf1 .*40\.0%' "$T/piped"
+	! grep -q $'\e' "$T/piped"
 }
