@@ -54,10 +54,13 @@ put(cJSON *o, const char *name, cJSON *v)
 	return ok;
 }
 
+/* Sets number member name of o, whose current member is old (NULL: none
+ * or not known): in place when that is a number. */
 static bool
-put_number(cJSON *o, const char *name, double v)
+put_number(cJSON *o, const char *name, cJSON *old, double v)
 {
-	cJSON *old = cJSON_GetObjectItemCaseSensitive(o, name);
+	if (old == NULL)
+		old = cJSON_GetObjectItemCaseSensitive(o, name);
 	if (cJSON_IsNumber(old)) {
 		cJSON_SetNumberValue(old, v);
 		return true;
@@ -84,12 +87,14 @@ ts_string(const char *ts)
 	return cJSON_CreateString(s);
 }
 
-/* Prepends item (taken) to the array name of w (made when missing or not
- * an array), keeping at most max. */
+/* Prepends item (taken) to the array name of w, list (NULL: not known;
+ * made when missing or not an array), keeping at most max. */
 static bool
-prepend(cJSON *w, const char *name, cJSON *item, size_t max)
+prepend(cJSON *w, const char *name, cJSON *list, cJSON *item, size_t max)
 {
-	cJSON *list = cJSON_GetObjectItemCaseSensitive(w, name), *extra;
+	cJSON *extra;
+	if (list == NULL)
+		list = cJSON_GetObjectItemCaseSensitive(w, name);
 	if (item == NULL)
 		return false;
 	if (!cJSON_IsArray(list) && (list = cJSON_CreateArray(), !put(w, name, list))) {
@@ -100,7 +105,11 @@ prepend(cJSON *w, const char *name, cJSON *item, size_t max)
 		cJSON_Delete(item);
 		return false;
 	}
-	while ((extra = cJSON_GetArrayItem(list, (int)max)) != NULL)
+	/* one walk to the cap, then whatever lies past it goes */
+	cJSON *last = list->child;
+	for (size_t n = 1; last && n < max; n++)
+		last = last->next;
+	while (last && (extra = last->next) != NULL)
 		cJSON_Delete(cJSON_DetachItemViaPointer(list, extra));
 	return true;
 }
@@ -140,6 +149,9 @@ struct fold {
 	cJSON *step, *pct, *content, *status, *error, *result, *retry;
 	const char *wf, *pid; /* or NULL */
 	char topic_id[EVK_TOPIC_MAX + 1]; /* the id of process:{id} or workflow:{id} */
+	/* The members of the event's progress widget the clauses touch,
+	 * found in one walk (see scan_progress). */
+	cJSON *w_pid, *w_pct, *w_activities, *w_updates;
 	size_t max;
 	const char *why;
 };
@@ -173,20 +185,46 @@ widget_id(char out[EVK_FOLD_ID_MAX + 1], const char *prefix, const char *wf)
  * event names none), else the first that holds the process, else
  * progress-{wf}, else NULL. A process id reused by another workflow thus
  * stays with the workflow the event names. */
+static void
+scan_progress(struct fold *f, cJSON *w)
+{
+	cJSON *m;
+	f->w_pid = f->w_pct = f->w_activities = f->w_updates = NULL;
+	cJSON_ArrayForEach(m, w) {
+		const char *k = m->string;
+		cJSON **slot = NULL;
+		switch (k ? k[0] : 0) {
+		case 'p': slot = !strcmp(k, "process_id") ? &f->w_pid : !strcmp(k, "percentage") ? &f->w_pct : NULL; break;
+		case 'a': slot = !strcmp(k, "activities") ? &f->w_activities : NULL; break;
+		case 'u': slot = !strcmp(k, "updates") ? &f->w_updates : NULL; break;
+		}
+		if (slot && *slot == NULL)
+			*slot = m;
+	}
+}
+
 static cJSON *
-progress_of(const struct fold *f)
+progress_of(struct fold *f)
 {
 	char id[EVK_FOLD_ID_MAX + 1];
 	cJSON *w, *own = f->wf ? evk_fold_find(f->widgets, widget_id(id, "progress-", f->wf)) : NULL;
-	if (own && (f->pid == NULL || (str(own, "process_id") && strcmp(str(own, "process_id"), f->pid) == 0)))
-		return own;
+	if (own) {
+		scan_progress(f, own);
+		const char *own_pid = cJSON_GetStringValue(f->w_pid);
+		if (f->pid == NULL || (own_pid && strcmp(own_pid, f->pid) == 0))
+			return own;
+	}
 	if (f->pid) {
 		cJSON_ArrayForEach(w, f->widgets) {
 			const char *t = str(w, "type"), *wp = str(w, "process_id");
-			if (t && wp && str(w, "id") && strcmp(t, "progress") == 0 && strcmp(wp, f->pid) == 0)
+			if (t && wp && str(w, "id") && strcmp(t, "progress") == 0 && strcmp(wp, f->pid) == 0) {
+				scan_progress(f, w);
 				return w;
+			}
 		}
 	}
+	if (own)
+		scan_progress(f, own);
 	return own;
 }
 
@@ -219,6 +257,8 @@ progress_or_new(struct fold *f, int *rv)
 		*rv = EVK_EINVAL;
 	} else if ((w = new_progress(f->widgets, f->wf)) == NULL) {
 		*rv = EVK_ENOMEM;
+	} else {
+		scan_progress(f, w);
 	}
 	return w;
 }
@@ -285,15 +325,15 @@ step_started(struct fold *f, cJSON **changed)
 		return EVK_EINVAL;
 	}
 	cJSON *w = progress_or_new(f, &rv), *a = cJSON_CreateObject();
-	if (w == NULL || a == NULL || !cJSON_AddStringToObject(a, "step", step) ||
-	    !cJSON_AddStringToObject(a, "status", "running") ||
+	if (w == NULL || a == NULL || !add(a, "step", cJSON_CreateString(step)) ||
+	    !add(a, "status", cJSON_CreateString("running")) ||
 	    !add(a, "timestamp", ts_string(f->ev->ts)) ||
 	    !add(a, "description", describe(step))) {
 		cJSON_Delete(a);
 		return rv ? rv : EVK_ENOMEM;
 	}
-	if (!prepend(w, "activities", a, f->max) ||
-	    !put_number(w, "percentage", pct ? pct->valuedouble : estimate(step)))
+	if (!prepend(w, "activities", f->w_activities, a, f->max) ||
+	    !put_number(w, "percentage", f->w_pct, pct ? pct->valuedouble : estimate(step)))
 		return EVK_ENOMEM;
 	*changed = w;
 	return EVK_OK;
@@ -315,7 +355,7 @@ step_progress(struct fold *f, cJSON **changed)
 	cJSON *w = progress_or_new(f, &rv);
 	if (w == NULL)
 		return rv;
-	if (!put_number(w, "percentage", pct->valuedouble))
+	if (!put_number(w, "percentage", f->w_pct, pct->valuedouble))
 		return EVK_ENOMEM;
 	*changed = w;
 	return EVK_OK;
@@ -336,12 +376,12 @@ progress_update(struct fold *f, cJSON **changed)
 		return EVK_EINVAL;
 	}
 	cJSON *w = progress_or_new(f, &rv), *u = cJSON_CreateObject();
-	if (w == NULL || u == NULL || !cJSON_AddStringToObject(u, "content", content) ||
+	if (w == NULL || u == NULL || !add(u, "content", cJSON_CreateString(content)) ||
 	    !add(u, "timestamp", ts_string(f->ev->ts))) {
 		cJSON_Delete(u);
 		return rv ? rv : EVK_ENOMEM;
 	}
-	if (!prepend(w, "updates", u, f->max))
+	if (!prepend(w, "updates", f->w_updates, u, f->max))
 		return EVK_ENOMEM;
 	*changed = w;
 	return EVK_OK;
@@ -364,7 +404,7 @@ step_completed(struct fold *f, cJSON **changed)
 		return EVK_EINVAL;
 	}
 	if ((w = progress_of(f)) != NULL) {
-		cJSON_ArrayForEach(a, cJSON_GetObjectItemCaseSensitive(w, "activities")) {
+		cJSON_ArrayForEach(a, f->w_activities) {
 			const char *as = str(a, "step"), *st = str(a, "status");
 			if (as && st && strcmp(as, step) == 0 && strcmp(st, "running") == 0) {
 				found = a; /* the most recent: the list is newest first */
@@ -381,7 +421,7 @@ step_completed(struct fold *f, cJSON **changed)
 	bool ok = put_string(found, "status", err ? "failed" : "completed");
 	ok = (err == NULL || put(found, "error", err)) && ok;
 	ok = (res == NULL || put(found, "result", res)) && ok;
-	if (!ok || (pct && !put_number(w, "percentage", pct->valuedouble)))
+	if (!ok || (pct && !put_number(w, "percentage", f->w_pct, pct->valuedouble)))
 		return EVK_ENOMEM;
 	*changed = w;
 	return EVK_OK;
@@ -487,27 +527,22 @@ topic_ids(struct fold *f)
 static void
 scan_payload(struct fold *f)
 {
-	static const struct {
-		const char *name;
-		size_t at;
-	} names[] = {
-		{ "step", offsetof(struct fold, step) },       { "percentage", offsetof(struct fold, pct) },
-		{ "content", offsetof(struct fold, content) }, { "status", offsetof(struct fold, status) },
-		{ "error", offsetof(struct fold, error) },     { "result", offsetof(struct fold, result) },
-		{ "will_retry", offsetof(struct fold, retry) },
-	};
 	cJSON *m, *wf = NULL, *pid = NULL;
 	cJSON_ArrayForEach(m, f->payload) {
+		const char *k = m->string;
 		cJSON **slot = NULL;
-		if (strcmp(m->string, "workflow_id") == 0)
-			slot = &wf;
-		else if (strcmp(m->string, "process_id") == 0)
-			slot = &pid;
-		for (size_t i = 0; slot == NULL && i < sizeof(names) / sizeof(names[0]); i++)
-			if (strcmp(m->string, names[i].name) == 0)
-				slot = (cJSON **)((char *)f + names[i].at);
+		/* by the first letter, then the name: most members are told
+		 * apart without a strcmp */
+		switch (k[0]) {
+		case 'w': slot = !strcmp(k, "workflow_id") ? &wf : !strcmp(k, "will_retry") ? &f->retry : NULL; break;
+		case 'p': slot = !strcmp(k, "process_id") ? &pid : !strcmp(k, "percentage") ? &f->pct : NULL; break;
+		case 's': slot = !strcmp(k, "step") ? &f->step : !strcmp(k, "status") ? &f->status : NULL; break;
+		case 'c': slot = !strcmp(k, "content") ? &f->content : NULL; break;
+		case 'e': slot = !strcmp(k, "error") ? &f->error : NULL; break;
+		case 'r': slot = !strcmp(k, "result") ? &f->result : NULL; break;
+		}
 		if (slot && *slot == NULL)
-			*slot = m;
+			*slot = m; /* the first of a name, as cJSON_GetObjectItemCaseSensitive */
 	}
 	f->wf = cJSON_GetStringValue(wf);
 	f->pid = cJSON_GetStringValue(pid);
@@ -636,7 +671,7 @@ evk_fold_session_add(cJSON *widgets, const char *id, size_t limit, const struct 
 			break;
 		}
 	}
-	if (!prepend(w, "items", data, limit))
+	if (!prepend(w, "items", items, data, limit))
 		return EVK_ENOMEM;
 	tell(note, arg, id, EVK_FOLD_UPDATED);
 	return EVK_OK;
@@ -676,7 +711,7 @@ evk_fold_keep_live(cJSON *widgets, const char *id, cJSON *items, double queries,
 		cJSON_Delete(items);
 		return EVK_ENOMEM;
 	}
-	if (!put(w, "items", items) || !put_number(w, "queries", queries))
+	if (!put(w, "items", items) || !put_number(w, "queries", NULL, queries))
 		return EVK_ENOMEM;
 	tell(note, arg, id, EVK_FOLD_UPDATED);
 	return EVK_OK;
