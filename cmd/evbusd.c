@@ -694,9 +694,6 @@ main(int argc, char **argv)
 	if (evk_bus_resolve(bus, h.url, sizeof(h.url), &why) != EVK_OK)
 		evk_die(EVK_EX_USAGE, "bad bus address '%s': %s",
 			bus ? bus : getenv("EVBUS_URL") ? getenv("EVBUS_URL") : "(default)", why);
-	if (evk_bus_fanout_url(h.url, h.fanout, sizeof(h.fanout)) != EVK_OK)
-		evk_die(EVK_EX_USAGE, "bad bus address '%s'", h.url);
-
 	if (status) {
 		char *json;
 		int rv = evk_bus_status(h.url, &json);
@@ -708,6 +705,11 @@ main(int argc, char **argv)
 		free(json);
 		return fclose(stdout) == 0 ? 0 : EVK_EX_IOERR;
 	}
+	if (evk_bus_fanout_url(h.url, h.fanout, sizeof(h.fanout)) != EVK_OK)
+		evk_die(EVK_EX_USAGE, "bad bus address '%s'%s", h.url,
+			strncmp(h.url, "nats://", 7) == 0
+				? ": evbusd listens on ipc:// or tcp://; nats:// is a nats-server's"
+				: "");
 	if (!memory && store == NULL) {
 		if (evk_store_default_path("bus.db", default_store,
 					   sizeof(default_store)) != EVK_OK)

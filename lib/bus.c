@@ -1,3 +1,4 @@
+#include "bus_nng.h" /* its names: evk_nng_*, picked by lib/bus_pick.c */
 #include "evkit/bus.h"
 
 #include "evkit/err.h"
@@ -587,17 +588,6 @@ evk_pub_add(struct evk_pub *p, const char *line, size_t len)
 }
 
 int
-evk_pub_event(struct evk_pub *p, const char *topic, const char *event,
-	      const cJSON *payload)
-{
-	evk_buf_reset(&p->scratch);
-	int rv = evk_event_build(&p->scratch, NULL, topic, event, payload, NULL);
-	if (rv != EVK_OK)
-		return rv;
-	return evk_pub_add(p, p->scratch.p, p->scratch.len);
-}
-
-int
 evk_pub_flush(struct evk_pub *p)
 {
 	return p->failed ? p->failed : send_current(p);
@@ -662,21 +652,6 @@ evk_pub_close(struct evk_pub *p)
 	nng_cv_free(p->cv);
 	nng_mtx_free(p->mtx);
 	free(p);
-}
-
-int
-evk_publish(const char *url, const char *topic, const char *event,
-	    const cJSON *payload, uint64_t *seq)
-{
-	struct evk_pub *p;
-	int rv = evk_pub_open(&p, url, NULL, NULL);
-	if (rv != EVK_OK)
-		return rv;
-	if ((rv = evk_pub_event(p, topic, event, payload)) == EVK_OK &&
-	    (rv = evk_pub_sync(p)) == EVK_OK && seq)
-		*seq = p->last_seq;
-	evk_pub_close(p);
-	return rv;
 }
 
 /* ---- subscribing ---- */
@@ -1008,16 +983,4 @@ evk_bus_status(const char *url, char **json)
 	}
 	close_sockets(&s, 1);
 	return rv;
-}
-
-void
-evk_sub_report_gap(const struct evk_sub *s)
-{
-	uint64_t from, to;
-	evk_sub_gap(s, &from, &to);
-	if (from == to)
-		evk_warn("gap: event %llu is no longer retained", (unsigned long long)from);
-	else
-		evk_warn("gap: events %llu-%llu are no longer retained",
-			 (unsigned long long)from, (unsigned long long)to);
 }

@@ -4,6 +4,7 @@
 #include "widgetd.h"
 
 #include "evkit/bus.h"
+#include "evkit/cases.h"
 #include "evkit/daemon.h"
 #include "evkit/err.h"
 #include "evkit/event.h"
@@ -157,26 +158,8 @@ refetch(void *arg, const char *line, size_t len)
 	(void)len;
 	cJSON *items = cJSON_CreateArray();
 	d->queries++;
-	if (cases_db && items) {
-		sqlite3_stmt *st = evk_store_stmt(
-			cases_db,
-			"SELECT json_object('id', c.id, 'agency', a.code, 'case_reference',"
-			" c.case_reference, 'offender', o.name, 'offence_fine', c.offence_fine,"
-			" 'updated_at', c.updated_at) FROM cases c JOIN agencies a ON a.id = c.agency_id"
-			" LEFT JOIN offenders o ON o.id = c.offender_id ORDER BY c.updated_at DESC, c.id"
-			" LIMIT ?");
-		if (st) {
-			sqlite3_bind_int64(st, 1, d->c->limit);
-			while (sqlite3_step(st) == SQLITE_ROW) {
-				cJSON *it = cJSON_Parse((const char *)sqlite3_column_text(st, 0));
-				if (it)
-					cJSON_AddItemToArray(items, it);
-			}
-			sqlite3_reset(st);
-		} else {
-			evk_warn("keep_live '%s': %s", d->c->id, sqlite3_errmsg(cases_db));
-		}
-	}
+	if (cases_db && items && evk_cases_recent(cases_db, d->c->limit, items) != EVK_OK)
+		evk_warn("keep_live '%s': %s", d->c->id, sqlite3_errmsg(cases_db));
 	folded(evk_fold_keep_live(d->daemon->widgets, d->c->id, items, (double)d->queries, changed,
 				  d->daemon));
 	return 0;

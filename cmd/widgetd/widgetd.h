@@ -1,5 +1,5 @@
 /* widgetd's parts: the daemon (daemon.c), the dashboard (view.c) and the
- * command line, get and session (../widgetd.c). */
+ * command line, get and session (main.c). */
 #ifndef WIDGETD_H
 #define WIDGETD_H
 
@@ -33,7 +33,7 @@ int widgetd_view(const char *url, long long answer_ms);
 /* widgetd_request's outcomes other than a count. */
 enum { NO_ANSWER = -1, HUB_LOST = -2, INCOMPLETE = -3, INTERRUPTED = -4 };
 
-/* Asks the daemon for its widgets (see ../widgetd.c). */
+/* Asks the daemon for its widgets (see main.c). */
 long widgetd_request(struct evk_sub *sub, const char *url, long long answer_ms, const char *id,
 		     void (*fn)(void *arg, const char *json, size_t len), void *arg, int *err);
 

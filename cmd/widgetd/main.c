@@ -1,8 +1,8 @@
 /* widgetd — folds the bus's events into widget state (the seed's LiveView
  * widgets), keeps it durably, publishes each change on widget:{id}, and
- * shows it (widgetd get, widgetd view). The daemon is in widgetd/daemon.c,
- * the dashboard in widgetd/view.c. */
-#include "widgetd/widgetd.h"
+ * shows it (widgetd get, widgetd view). The daemon is in daemon.c,
+ * the dashboard in view.c. */
+#include "widgetd.h"
 
 #include "evkit/bus.h"
 #include "evkit/err.h"
