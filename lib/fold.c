@@ -1,6 +1,7 @@
 #include "evkit/fold.h"
 
 #include "evkit/err.h"
+#include "evkit/topic.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -244,6 +245,24 @@ new_progress(cJSON *widgets, const char *wf)
 	return w;
 }
 
+/* Whether workflow f->wf can name widgets: progress-{wf} and result-{wf}
+ * (as cut) each make a topic after "widget:", where they are announced.
+ * Asked only where a widget is about to be made. */
+static bool
+names_widgets(struct fold *f)
+{
+	char topic[EVK_TOPIC_MAX + 1];
+	static const char *const prefixes[] = { "widget:progress-", "widget:result-" };
+	for (size_t i = 0; i < 2; i++) {
+		join(topic, sizeof(topic), prefixes[i], f->wf);
+		if (!evk_topic_valid(topic, strlen(topic))) {
+			f->why = "workflow_id cannot name a widget (widget:progress-{id} is no topic)";
+			return false;
+		}
+	}
+	return true;
+}
+
 /* The event's progress widget, made for its workflow when there is none;
  * NULL with f->why set, or on EVK_ENOMEM (*rv). */
 static cJSON *
@@ -254,6 +273,8 @@ progress_or_new(struct fold *f, int *rv)
 		return w;
 	if (f->wf == NULL) {
 		f->why = "no process_id or workflow_id to find the widget by";
+		*rv = EVK_EINVAL;
+	} else if (!names_widgets(f)) {
 		*rv = EVK_EINVAL;
 	} else if ((w = new_progress(f->widgets, f->wf)) == NULL) {
 		*rv = EVK_ENOMEM;
@@ -302,6 +323,8 @@ process_created(struct fold *f, cJSON **changed)
 		return EVK_EINVAL;
 	}
 	cJSON *w = evk_fold_find(f->widgets, widget_id(id, "progress-", f->wf));
+	if (w == NULL && !names_widgets(f))
+		return EVK_EINVAL;
 	if ((w == NULL && (w = new_progress(f->widgets, f->wf)) == NULL) ||
 	    !put_string(w, "process_id", f->pid))
 		return EVK_ENOMEM;
@@ -455,6 +478,8 @@ workflow_completed(struct fold *f, cJSON **changed, evk_fold_note_fn note, void 
 		f->why = "workflow_completed without workflow_id";
 		return EVK_EINVAL;
 	}
+	if (!names_widgets(f))
+		return EVK_EINVAL;
 	const char *status = cJSON_GetStringValue(f->status);
 	cJSON *r = cJSON_CreateObject(), *old;
 	if (r == NULL || !cJSON_AddStringToObject(r, "id", widget_id(rid, "result-", f->wf)) ||
@@ -788,6 +813,9 @@ damage(const cJSON *widgets, const cJSON *w, char *buf, size_t n)
 		return "not an object";
 	if (id == NULL || id[0] == '\0' || strlen(id) > EVK_FOLD_ID_MAX)
 		return "no id, or one too long";
+	snprintf(buf, n, "widget:%s", id);
+	if (!evk_topic_valid(buf, strlen(buf)))
+		return "an id that makes no topic";
 	if (evk_fold_find(widgets, id) != w)
 		return "a second widget of that id";
 	while (k < sizeof(shapes) / sizeof(shapes[0]) && !(type && strcmp(type, shapes[k].type) == 0))
@@ -815,7 +843,7 @@ evk_fold_check(cJSON *widgets, evk_fold_drop_fn drop, void *arg)
 {
 	cJSON *w = widgets ? widgets->child : NULL, *next;
 	int index = 0, dropped = 0;
-	char buf[96];
+	char buf[EVK_TOPIC_MAX + 1];
 	for (; w; w = next, index++) {
 		next = w->next;
 		const char *why = damage(widgets, w, buf, sizeof(buf));

@@ -175,11 +175,13 @@ widget_updated"
 	wait_for bash -c "evbusd --status | json_true '.subscribers >= 1'"
 	evpub process:x step_started '"not an object"'
 	evpub process:x step_progress '{"workflow_id":"wfz","percentage":"lots"}'
+	evpub process:x process_created '{"process_id":"p9","workflow_id":"a b"}'
 	progress process_created
 	wait_for widgetd get progress-wf1
 	kill -0 "$WPID"
 	grep -q "step_started.*skipped" "$T/err"
 	grep -q "percentage is not a number" "$T/err"
+	grep -q "process_created.*workflow_id cannot name a widget" "$T/err"
 }
 
 @test "widgetd refuses an unknown widget type or a bad config with 65" {

@@ -162,6 +162,9 @@ test_workflow(void)
 		{ "step_started", "[1,2]" },
 		{ "step_started", "\"text\"" },
 		{ "step_started", "{\"step\":\"a\"}" },
+		{ "process_created", "{\"process_id\":\"p5\",\"workflow_id\":\"a b\"}" },
+		{ "step_progress", "{\"workflow_id\":\"x*\",\"percentage\":1}" },
+		{ "workflow_completed", "{\"workflow_id\":\"a:\"}" },
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		CHECK(fold(w, bad[i].event, bad[i].payload, 30, &why) == EVK_EINVAL && why[0],
@@ -358,6 +361,7 @@ test_check(void)
 		{ "{\"id\":\"k2\",\"type\":\"keep_live\",\"items\":[1]}",
 		  "a list holds something else than what the fold makes" },
 		{ "{\"id\":\"x\",\"type\":\"pie\"}", "no known type" },
+		{ "{\"id\":\"a b\",\"type\":\"counter\"}", "an id that makes no topic" },
 		{ "[]", "not an object" },
 	};
 	size_t n = sizeof(cases) / sizeof(cases[0]);
