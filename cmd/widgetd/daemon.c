@@ -437,9 +437,9 @@ start_daemon(struct daemon *dm, const struct opts *o)
 	struct evk_sub *sub;
 	int rv = evk_sub_open(&sub, dm->url, since);
 	if (rv != EVK_OK)
-		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", dm->url, evk_strerror(rv));
+		evk_die_hub(dm->url, rv);
 	if ((rv = evk_pub_open(&dm->pub, dm->url, NULL, NULL)) != EVK_OK)
-		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", dm->url, evk_strerror(rv));
+		evk_die_hub(dm->url, rv);
 	char now_ts[EVK_TS_LEN + 1];
 	evk_ts_now(now_ts);
 	for (int i = 0; i < dm->conf.n; i++) {

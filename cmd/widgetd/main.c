@@ -8,6 +8,7 @@
 #include "evkit/err.h"
 #include "evkit/event.h"
 #include "evkit/jsonmem.h"
+#include "evkit/tls.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -44,6 +45,7 @@ usage(FILE *out, int status)
 		"at most once per --throttle window, the last state always sent).\n"
 		"\n"
 		"  --bus URL        the hub (default $EVBUS_URL, else a private ipc path)\n"
+		EVK_TLS_USAGE
 		"  --config FILE    widgets to keep (JSON; default: the seed's widgets)\n"
 		"  --cases-db FILE  casectl's database, for keep_live lists\n"
 		"  --state FILE     state and last applied seq (default\n"
@@ -140,7 +142,7 @@ cmd_get(const char *url, long long answer_ms, const char *id)
 	struct evk_sub *sub;
 	int rv = evk_sub_open(&sub, url, EVK_SINCE_LIVE);
 	if (rv != EVK_OK)
-		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", url, evk_strerror(rv));
+		evk_die_hub(url, rv);
 	long n = widgetd_request(sub, url, answer_ms, id, print_widget, NULL, &rv);
 	if (fflush(stdout) == EOF)
 		evk_die(EVK_EX_IOERR, "writing stdout: %s", strerror(errno));
@@ -149,7 +151,7 @@ cmd_get(const char *url, long long answer_ms, const char *id)
 		evk_die(EVK_EX_UNAVAILABLE, "no widgetd answered on '%s' within %lld ms", url,
 			answer_ms);
 	if (n == HUB_LOST)
-		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", url, evk_strerror(rv));
+		evk_die_hub(url, rv);
 	if (n == INCOMPLETE)
 		evk_die(EVK_EX_UNAVAILABLE, "the daemon's answer came incomplete%s; ask again",
 			rv == EVK_EGAP ? " (the hub dropped part of it)" : "");
@@ -175,7 +177,7 @@ cmd_session(const char *url, const char *what, const char *id)
 	int rv = evk_publish(url, SESSION_TOPIC, event, p, NULL);
 	cJSON_Delete(p);
 	if (rv != EVK_OK)
-		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", url, evk_strerror(rv));
+		evk_die_hub(url, rv);
 	return 0;
 }
 
@@ -184,6 +186,7 @@ main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "bus", required_argument, NULL, 'b' },
+		EVK_TLS_LONGOPTS,
 		{ "config", required_argument, NULL, 'c' },
 		{ "cases-db", required_argument, NULL, 'C' },
 		{ "state", required_argument, NULL, 's' },
@@ -209,6 +212,9 @@ main(int argc, char **argv)
 		char *end;
 		switch (c) {
 		case 'b': o.bus = optarg; break;
+		case EVK_OPT_TLS_CERT:
+		case EVK_OPT_TLS_KEY:
+		case EVK_OPT_TLS_CA: evk_tls_option(c, optarg); break;
 		case 'c': o.config = optarg; break;
 		case 'C': o.cases_db = optarg; break;
 		case 's': o.state = optarg; break;

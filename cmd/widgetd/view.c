@@ -28,6 +28,7 @@ struct view {
 	struct evk_sub *sub; /* NULL while the hub is away */
 	bool connected, changed;
 	bool synced, asked; /* the daemon's answer came, a question went */
+	int err;	    /* the last probe's */
 	long long probe_at;
 	SCREEN *screen; /* NULL: plain text */
 	FILE *keys;	/* the terminal the keys come from */
@@ -56,7 +57,8 @@ view_probe(struct view *v)
 	if (evk_mono_ms() < v->probe_at)
 		return;
 	v->probe_at = evk_mono_ms() + 1000;
-	bool up = evk_bus_status(v->url, &status) == EVK_OK;
+	v->err = evk_bus_status(v->url, &status);
+	bool up = v->err == EVK_OK;
 	free(status);
 	if (!up && v->sub) {
 		evk_sub_close(v->sub);
@@ -223,6 +225,8 @@ widgetd_view(const char *url, long long answer_ms)
 	if (v.list == NULL)
 		evk_die(EVK_EX_FAIL, "out of memory");
 	view_probe(&v);
+	if (v.err == EVK_EPERM)
+		evk_die_hub(url, v.err); /* waiting would not help */
 	if (!v.connected)
 		evk_warn("no hub at '%s' yet; waiting for it", url);
 	else if (!v.synced)
