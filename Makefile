@@ -53,6 +53,7 @@ BIN_FILES := $(addprefix $(OUTBIN)/,$(PROGRAMS))
 # Debian packages: to build, to test, and (for `make bench`) the peers.
 DEPS_BUILD := gcc make pkg-config libnng-dev libcjson-dev libsqlite3-dev libnats-dev
 DEPS_TEST  := bats bats-support bats-assert jq sqlite3 tmux procps groff-base mandoc bash-completion nats-server
+DEPS_TEST  += openssl util-linux
 DEPS_BENCH := redis-server redis-tools mosquitto mosquitto-clients time
 # `make fuzz` / `make fuzz-regress`: clang and its libFuzzer/ASan runtime.
 DEPS_FUZZ  := clang libclang-rt-14-dev

@@ -1,6 +1,7 @@
 /* widgetd — folds the bus's events into widget state (the seed's LiveView
  * widgets), keeps it durably, publishes each change on widget:{id}, and
  * shows it (widgetd get, widgetd view). */
+#include "evkit/tls.h"
 #include "evkit/buf.h"
 #include "evkit/cases.h"
 #include "evkit/bus.h"
@@ -68,6 +69,7 @@ usage(FILE *out, int status)
 		"at most once per --throttle window, the last state always sent).\n"
 		"\n"
 		"  --bus URL        the hub (default $EVBUS_URL, else a private ipc path)\n"
+		EVK_TLS_USAGE
 		"  --config FILE    widgets to keep (JSON; default: the seed's widgets)\n"
 		"  --cases-db FILE  casectl's database, for keep_live lists\n"
 		"  --state FILE     state and last applied seq (default\n"
@@ -569,9 +571,9 @@ run_daemon(struct opts *o, const char *url)
 	struct evk_sub *sub;
 	int rv = evk_sub_open(&sub, url, since);
 	if (rv != EVK_OK)
-		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", url, evk_strerror(rv));
+		evk_die_hub(url, rv);
 	if ((rv = evk_pub_open(&pub, url, NULL, NULL)) != EVK_OK)
-		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", url, evk_strerror(rv));
+		evk_die_hub(url, rv);
 	char now_ts[EVK_TS_LEN + 1];
 	evk_ts_now(now_ts);
 	for (int i = 0; i < ndecls; i++) {
@@ -673,7 +675,7 @@ request_widgets(struct evk_sub *sub, const char *url, const char *id,
 	int rv = evk_publish(url, GET_TOPIC, "get", p, NULL);
 	cJSON_Delete(p);
 	if (rv != EVK_OK)
-		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", url, evk_strerror(rv));
+		evk_die_hub(url, rv);
 
 	long long deadline = evk_mono_ms() + answer_ms;
 	long n = 0;
@@ -724,7 +726,7 @@ cmd_get(const char *url, const char *id)
 	struct evk_sub *sub;
 	int rv = evk_sub_open(&sub, url, EVK_SINCE_LIVE);
 	if (rv != EVK_OK)
-		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", url, evk_strerror(rv));
+		evk_die_hub(url, rv);
 	long n = request_widgets(sub, url, id, print_widget, NULL);
 	if (fflush(stdout) == EOF)
 		evk_die(EVK_EX_IOERR, "writing stdout: %s", strerror(errno));
@@ -793,7 +795,7 @@ cmd_session(const char *url, const char *what, const char *id)
 	int rv = evk_publish(url, SESSION_TOPIC, event, p, NULL);
 	cJSON_Delete(p);
 	if (rv != EVK_OK)
-		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", url, evk_strerror(rv));
+		evk_die_hub(url, rv);
 	return 0;
 }
 
@@ -860,7 +862,7 @@ cmd_view(const char *url)
 	struct termios saved, raw;
 	int rv = evk_sub_open(&sub, url, EVK_SINCE_LIVE);
 	if (rv != EVK_OK)
-		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", url, evk_strerror(rv));
+		evk_die_hub(url, rv);
 	cJSON *map = cJSON_CreateObject();
 	if (map == NULL)
 		evk_die(EVK_EX_FAIL, "out of memory");
@@ -897,6 +899,7 @@ main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "bus", required_argument, NULL, 'b' },
+		EVK_TLS_LONGOPTS,
 		{ "config", required_argument, NULL, 'c' },
 		{ "cases-db", required_argument, NULL, 'C' },
 		{ "state", required_argument, NULL, 's' },
@@ -922,6 +925,9 @@ main(int argc, char **argv)
 		char *end;
 		switch (c) {
 		case 'b': o.bus = optarg; break;
+		case EVK_OPT_TLS_CERT:
+		case EVK_OPT_TLS_KEY:
+		case EVK_OPT_TLS_CA: evk_tls_option(c, optarg); break;
 		case 'c': o.config = optarg; break;
 		case 'C': o.cases_db = optarg; break;
 		case 's': o.state = optarg; break;

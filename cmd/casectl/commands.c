@@ -248,7 +248,7 @@ cmd_watch(struct ctx *c, int argc, char **argv)
 		usage(stderr, EVK_EX_USAGE);
 	/* Subscribe first: no change after the first result is missed. */
 	if ((rv = evk_sub_open(&sub, c->url, EVK_SINCE_LIVE)) != EVK_OK)
-		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", c->url, evk_strerror(rv));
+		evk_die_hub(c->url, rv);
 	struct evk_gate *g = evk_gate_new(EVK_GATE_THROTTLE, c->refetch_ms, 1, 4096);
 	if (g == NULL)
 		evk_die(EVK_EX_FAIL, "out of memory");

@@ -1,6 +1,8 @@
 /* casectl: the command table, options and main. */
 #include "casectl.h"
 
+#include "evkit/tls.h"
+
 volatile sig_atomic_t stopping;
 
 static void
@@ -98,6 +100,7 @@ usage(FILE *out, int status)
 		"\n"
 		"  --db FILE        the database (default $XDG_STATE_HOME/evkit/cases.db)\n"
 		"  --bus URL        the hub (default $EVBUS_URL, else a private ipc path)\n"
+		EVK_TLS_USAGE
 		"  --actor NAME     act as NAME (default $CASECTL_ACTOR, else the login)\n"
 		"  --max-line BYTES longest input line (default 4194304)\n"
 		"  -h, --help, --version\n"
@@ -121,6 +124,7 @@ default_actor(struct ctx *c)
 static const struct option longopts[] = {
 	{ "db", required_argument, NULL, 'd' },
 	{ "bus", required_argument, NULL, 'b' },
+	EVK_TLS_LONGOPTS,
 	{ "actor", required_argument, NULL, 'a' },
 	{ "admin", required_argument, NULL, 'A' },
 	{ "role", required_argument, NULL, 'r' },
@@ -206,6 +210,9 @@ parse_opts(struct ctx *c, int argc, char **argv, const char *spec)
 		switch (ch) {
 		case 'd': c->db_path = optarg; break;
 		case 'b': c->bus = optarg; break;
+		case EVK_OPT_TLS_CERT:
+		case EVK_OPT_TLS_KEY:
+		case EVK_OPT_TLS_CA: evk_tls_option(ch, optarg); break;
 		case 'a': snprintf(c->actor, sizeof(c->actor), "%s", optarg); break;
 		case 'A':
 			if (*optarg == '\0')
