@@ -89,6 +89,8 @@ update(struct ctx *c, int argc, char **argv, bool sync)
 
 	(void)argc;
 	require(c, ROLE_EDITOR, "update cases");
+	if (!sync && nul_escape(argv[1], strlen(argv[1])))
+		evk_die(EVK_EX_DATAERR, "%s", NUL_ESCAPE_WHY);
 	cJSON *o = sync ? cJSON_CreateObject() : cJSON_Parse(argv[1]);
 	if (o == NULL)
 		evk_die(EVK_EX_DATAERR, "the changes are not valid JSON");

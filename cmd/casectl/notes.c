@@ -79,7 +79,9 @@ expand_note(int format, const char *note, size_t len, struct evk_buf scratch[2],
 	if ((rv = note_payload(payload, f[1], p, (size_t)(nl - p))) != EVK_OK)
 		return rv;
 	for (int i = 0; i < 2; i++) {
-		char topic[EVK_TOPIC_MAX + 1];
+		/* Room for both parts whole: a topic too long is refused by
+		 * evk_event_build_raw, not cut. */
+		char topic[2 * EVK_TOPIC_MAX + 8];
 		snprintf(topic, sizeof(topic), i ? "case:%s:%s" : "case:%s", f[2], f[3]);
 		evk_buf_reset(line);
 		rv = evk_event_build_raw(line, f[0], topic, f[1], payload->p, payload->len, NULL);

@@ -12,11 +12,6 @@
 
 #include "fuzz.h"
 
-#include <sys/mman.h>
-#include <unistd.h>
-
-static int fd = -1;
-static char path[64];
 
 /* widgetd.c keeps the configured widgets in a struct daemon (MAX_DECLS
  * defined) or, before that change, in file-scope variables. */
@@ -68,13 +63,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size > 65536)
 		return 0;
-	if (fd < 0) {
-		fd = memfd_create("config", 0);
-		FUZZ_CHECK(fd >= 0, "memfd_create");
-		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	}
-	FUZZ_CHECK(ftruncate(fd, 0) == 0 && pwrite(fd, data, size, 0) == (ssize_t)size,
-		   "cannot write the config file");
+	const char *path = fuzz_file(data, size);
 	o.config = path;
 	if (!fuzz_strict() && huge_number(data, size))
 		return 0;
