@@ -157,8 +157,10 @@ refetch(void *arg, const char *line, size_t len)
 	(void)line;
 	(void)len;
 	cJSON *items = cJSON_CreateArray();
+	int rv = cases_db && items ? evk_cases_recent(cases_db, d->c->limit, items) : EVK_OK;
 	d->queries++;
-	if (cases_db && items && evk_cases_recent(cases_db, d->c->limit, items) != EVK_OK)
+	folded(rv);
+	if (rv != EVK_OK)
 		evk_warn("keep_live '%s': %s", d->c->id, sqlite3_errmsg(cases_db));
 	folded(evk_fold_keep_live(d->daemon->widgets, d->c->id, items, (double)d->queries, changed,
 				  d->daemon));
@@ -385,14 +387,19 @@ load_state(struct daemon *dm, const char *path)
 	    evk_store_migrate(dm->state_db, migrations, 1) != EVK_OK)
 		evk_die(EVK_EX_UNAVAILABLE, "cannot open state '%s': %s", path,
 			dm->state_db ? sqlite3_errmsg(dm->state_db) : why);
+	/* A state that cannot be read stops the daemon: starting without it
+	 * would save over it. */
 	sqlite3_stmt *st = evk_store_stmt(dm->state_db, "SELECT widgets, last_seq FROM state WHERE id = 1");
-	if (st && sqlite3_step(st) == SQLITE_ROW) {
+	int rc = st ? sqlite3_step(st) : SQLITE_ERROR;
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		evk_die(EVK_EX_UNAVAILABLE, "cannot read state '%s': %s", path,
+			sqlite3_errmsg(dm->state_db));
+	if (rc == SQLITE_ROW) {
 		dm->widgets = cJSON_Parse((const char *)sqlite3_column_text(st, 0));
 		dm->last_seq = (uint64_t)sqlite3_column_int64(st, 1);
 		since = (int64_t)dm->last_seq;
 	}
-	if (st)
-		sqlite3_reset(st);
+	sqlite3_reset(st);
 	if (since != EVK_SINCE_LIVE && !cJSON_IsArray(dm->widgets)) {
 		evk_warn("state '%s': the saved widgets are not a JSON array; starting without them",
 			 path);
