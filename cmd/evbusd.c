@@ -322,8 +322,8 @@ hub_secure_listener(nng_listener l, const char *url)
 	if (!evk_tls_url(url))
 		return;
 	if ((rv = evk_tls_listener(l, &why)) != 0)
-		evk_die(rv == NNG_EINVAL ? EVK_EX_USAGE : EVK_EX_NOPERM, "cannot listen on '%s': %s",
-			url, why ? why : nng_strerror(rv));
+		evk_die(rv == NNG_ENOENT || rv == NNG_EPERM ? EVK_EX_IOERR : EVK_EX_USAGE,
+			"cannot listen on '%s': %s", url, why ? why : nng_strerror(rv));
 }
 
 static void

@@ -64,6 +64,8 @@ own_cert(nng_tls_config *cfg, const char *cert, const char *key)
 {
 	char *c = read_pem(cert), *k = read_pem(key);
 	int rv = c && k ? nng_tls_config_own_cert(cfg, c, k, NULL) : NNG_ENOENT;
+	if (rv == NNG_ECRYPTO)
+		rv = NNG_EINVAL; /* not a certificate and key that belong together */
 	free(c);
 	if (k) {
 		memset(k, 0, strlen(k));
