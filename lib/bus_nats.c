@@ -990,6 +990,20 @@ evk_nats_sub_close(struct evk_nats_sub *s)
 
 /* ---- status ---- */
 
+/* Prints o (and deletes it) into *json, malloc'ed as the caller frees it:
+ * cJSON's own allocation may be a program's cache (evkit/jsonmem.h). */
+static int
+print_status(cJSON *o, bool ok, char **json)
+{
+	char *text = ok ? cJSON_PrintUnformatted(o) : NULL;
+	cJSON_Delete(o);
+	if (text == NULL)
+		return EVK_ENOMEM;
+	*json = strdup(text);
+	cJSON_free(text);
+	return *json ? EVK_OK : EVK_ENOMEM;
+}
+
 /* The stream's figures as JSON: head and retained range, replicas, the
  * cluster's leader and peers. */
 int
@@ -1021,10 +1035,7 @@ evk_nats_bus_status(const char *url, char **json)
 		     cJSON_AddNumberToObject(o, "oldest_seq", 0) &&
 		     cJSON_AddNumberToObject(o, "retained", 0);
 		link_close(&l);
-		if (ok)
-			*json = cJSON_PrintUnformatted(o);
-		cJSON_Delete(o);
-		return ok && *json ? EVK_OK : EVK_ENOMEM;
+		return print_status(o, ok, json);
 	}
 	/* The names of evbusd --status where the figure is the same. */
 	ok = ok && cJSON_AddStringToObject(o, "backend", "nats") &&
@@ -1060,8 +1071,5 @@ evk_nats_bus_status(const char *url, char **json)
 	}
 	jsStreamInfo_Destroy(si);
 	link_close(&l);
-	if (ok)
-		*json = cJSON_PrintUnformatted(o);
-	cJSON_Delete(o);
-	return ok && *json ? EVK_OK : EVK_ENOMEM;
+	return print_status(o, ok, json);
 }
