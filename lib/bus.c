@@ -901,10 +901,9 @@ evk_sub_next(struct evk_sub *s, struct evk_event *ev, int timeout_ms)
 		if (n >= 9 && b[0] == EVK_MSG_HEARTBEAT) {
 			uint64_t head = evk_get_u64(b + 1);
 			nng_msg_free(m);
-			if (head + 1 < s->next) {
-				/* A hub with a new log: its seqs start over. */
-				s->next = head + 1;
-			}
+			/* Never backwards: a heartbeat may have waited in the
+			 * queue while this process was stopped, and carry a
+			 * head older than what the log already gave us. */
 			if (head > s->known_head)
 				s->known_head = head;
 			continue;

@@ -15,6 +15,9 @@ sub() {
 	wait_file "$BATS_TEST_TMPDIR/ready"
 }
 
+# lines_at_least FILE N — true once FILE has N lines or more.
+lines_at_least() { (($(wc -l <"$1") >= $2)); }
+
 # publish TOPIC... — publishes one event per topic, event name "e".
 publish() {
 	local t
@@ -117,6 +120,33 @@ publish() {
 	assert_output true
 	# The fan-out dropped frames while it was stopped; the log filled them in.
 	(($(hub_status_field refilled_events) > 0))
+}
+
+@test "a subscriber stalled by SIGSTOP through a burst never goes back: no duplicate (issue 16.1)" {
+	# Heartbeats queued while evsub was stopped carry older heads than
+	# the log it refills from; taking one as "the hub started over" moved
+	# evsub back and repeated events. The burst ends with 12 small
+	# publishes over more than a heartbeat period (the pauses only spread
+	# them out), so the stalled queue holds heartbeats between frames.
+	seq 60000 | awk '{printf "{\"topic\":\"burst:%d\",\"event\":\"e\",\"payload\":{\"i\":%d,\"pad\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}}\n", $1 % 97, $1}' \
+		>"$BATS_TEST_TMPDIR/burst"
+	local round i
+	for round in 1 2; do
+		sub "$BATS_TEST_TMPDIR/out" -n 60013 -W 120 -o payload '**'
+		kill -STOP "$SUB_PID"
+		evpub -f "$BATS_TEST_TMPDIR/burst"
+		for i in $(seq 60001 60012); do
+			evpub tail e "{\"i\":$i}"
+			sleep 0.03
+		done
+		kill -CONT "$SUB_PID"
+		# Let it read its whole queue (heartbeats too) before the marker.
+		WAIT_SECS=120 wait_for lines_at_least "$BATS_TEST_TMPDIR/out" 60012
+		evpub end end '{"i":"end"}'
+		wait "$SUB_PID"
+		run -0 jq -s -c '[length, (map(.i) | unique | length), (.[:-1] | map(.i) == [range(1;60013)]), .[-1].i]' "$BATS_TEST_TMPDIR/out"
+		assert_output '[60013,60013,true,"end"]'
+	done
 }
 
 @test "evsub reports a range no longer retained once on stderr and goes on" {
