@@ -3,6 +3,7 @@
 #include "evkit/bus.h"
 #include "evkit/daemon.h"
 #include "evkit/err.h"
+#include "evkit/event.h"
 #include "evkit/limits.h"
 #include "evkit/proto.h"
 #include "evkit/store.h"
@@ -281,38 +282,46 @@ hub_listen(struct hub *h)
 	}
 }
 
-/* True when a publish frame's lines all look like canonical events without
- * seq; sets *count. The hub trusts no client: this is cheap, and keeps a
- * stray writer from storing lines that subscribers cannot read. */
+/* Checks that a publish frame holds only canonical events without seq
+ * ('\n' after each; see evk_event_check), and sets *count. The hub trusts
+ * no client: what it stores, subscribers must be able to read. On
+ * failure writes the reason, naming the line, to why[0..n). */
 static bool
-frame_valid(const char *b, size_t n, uint32_t *count)
+frame_valid(const char *b, size_t n, uint32_t *count, char *why, size_t whylen)
 {
 	uint32_t c = 0;
+	const char *reason;
 
-	if (n == 0 || b[n - 1] != '\n' || memchr(b, '\0', n) || !evk_utf8_valid(b, n))
+	if (n == 0 || b[n - 1] != '\n') {
+		snprintf(why, whylen, "malformed frame: not '\\n'-terminated lines");
 		return false;
+	}
 	for (const char *p = b, *end = b + n; p < end;) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		size_t len = (size_t)(nl - p);
-		if (len < 9 || memcmp(p, "{\"ts\":\"", 7) != 0 || p[len - 1] != '}')
-			return false;
 		c++;
+		if (evk_event_check(p, len, &reason) != EVK_OK) {
+			snprintf(why, whylen, "malformed event on line %u of the frame: %s",
+				 (unsigned)c, reason);
+			return false;
+		}
 		p = nl + 1;
 	}
 	*count = c;
-	return c > 0;
+	return true;
 }
 
 /* Numbers and stores one publish frame, building its fan-out message.
  * Called inside the batch's transaction. */
 static int
-hub_publish(struct hub *h, nng_msg *req, nng_msg **fan, uint32_t *count)
+hub_publish(struct hub *h, nng_msg *req, nng_msg **fan, uint32_t *count,
+	    char *why, size_t whylen)
 {
 	const char *b = (const char *)nng_msg_body(req) + 1;
 	size_t n = nng_msg_len(req) - 1;
 	nng_msg *m;
 
-	if (!frame_valid(b, n, count))
+	if (!frame_valid(b, n, count, why, whylen))
 		return EVK_EINVAL;
 	if (nng_msg_alloc(&m, EVK_EVENTS_HDR + n + (size_t)*count * 28) != 0)
 		return EVK_ENOMEM;
@@ -348,11 +357,8 @@ hub_publish(struct hub *h, nng_msg *req, nng_msg **fan, uint32_t *count)
 		row = w;
 		row_first = seq + 1;
 	}
-	out[0] = EVK_MSG_EVENTS;
-	evk_put_u64(out + 1, h->head + 1);
-	evk_put_u32(out + 9, *count);
-	evk_put_u64(out + 13, seq);
-	evk_put_u64(out + 21, h->oldest);
+	evk_events_hdr_put(out, &(struct evk_events_hdr){
+		.first = h->head + 1, .count = *count, .head = seq, .oldest = h->oldest });
 	nng_msg_chop(m, nng_msg_len(m) - (size_t)(w - out));
 	h->head = seq;
 	*fan = m;
@@ -382,13 +388,14 @@ hub_trim(struct hub *h)
 	return rc == SQLITE_ROW ? EVK_OK : EVK_EIO;
 }
 
-/* Turns req into a reply of kind with an optional text body, keeping the
- * routing header, and sends it. */
+/* Turns req into a reply of kind (with a class byte when not 0) and an
+ * optional text body, keeping the routing header, and sends it. */
 static void
-reply_text(struct hub *h, nng_msg *req, char kind, const char *text)
+reply_text(struct hub *h, nng_msg *req, char kind, char class, const char *text)
 {
 	nng_msg_clear(req);
 	if (nng_msg_append(req, &kind, 1) != 0 ||
+	    (class && nng_msg_append(req, &class, 1) != 0) ||
 	    (text && nng_msg_append(req, text, strlen(text)) != 0) ||
 	    nng_sendmsg(h->rep, req, 0) != 0)
 		nng_msg_free(req);
@@ -397,17 +404,15 @@ reply_text(struct hub *h, nng_msg *req, char kind, const char *text)
 static void
 hub_replay(struct hub *h, nng_msg *req)
 {
-	const unsigned char *b = nng_msg_body(req);
+	const void *b = nng_msg_body(req);
 	unsigned char hdr[EVK_EVENTS_HDR];
 	uint64_t from, first = 0;
 	uint32_t max, count = 0;
 
-	if (nng_msg_len(req) != 13) {
-		reply_text(h, req, EVK_MSG_ERROR, "bad replay request");
+	if (!evk_replay_get(b, nng_msg_len(req), &from, &max)) {
+		reply_text(h, req, EVK_MSG_ERROR, 0, "bad replay request");
 		return;
 	}
-	from = evk_get_u64(b + 1);
-	max = evk_get_u32(b + 9);
 	if (max > EVK_REFILL_EVENTS)
 		max = EVK_REFILL_EVENTS;
 	h->replay_requests++;
@@ -455,18 +460,15 @@ hub_replay(struct hub *h, nng_msg *req)
 		if (rc != SQLITE_OK && rc != SQLITE_DONE && count == 0)
 			goto fail;
 	}
-	unsigned char *out = nng_msg_body(req);
-	out[0] = EVK_MSG_EVENTS;
-	evk_put_u64(out + 1, first);
-	evk_put_u32(out + 9, count);
-	evk_put_u64(out + 13, h->head);
-	evk_put_u64(out + 21, h->oldest);
+	evk_events_hdr_put(nng_msg_body(req), &(struct evk_events_hdr){
+		.first = first, .count = count, .head = h->head, .oldest = h->oldest });
 	h->replayed_events += count;
 	if (nng_sendmsg(h->rep, req, 0) != 0)
 		nng_msg_free(req);
 	return;
 fail:
-	reply_text(h, req, EVK_MSG_ERROR, "cannot read the log");
+	evk_warn("cannot read the log: %s", sqlite3_errmsg(h->db));
+	reply_text(h, req, EVK_MSG_FAILURE, EVK_FAIL_IO, "cannot read the hub's log (see the hub's messages)");
 }
 
 static void
@@ -495,8 +497,8 @@ hub_status(struct hub *h, nng_msg *req)
 	    cJSON_AddNumberToObject(o, "refilled_events", (double)h->replayed_events))
 		text = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
-	reply_text(h, req, text ? EVK_MSG_STATUS : EVK_MSG_ERROR,
-		   text ? text : "out of memory");
+	reply_text(h, req, text ? EVK_MSG_STATUS : EVK_MSG_FAILURE,
+		   text ? 0 : EVK_FAIL_TEMP, text ? text : "out of memory");
 	cJSON_free(text);
 }
 
@@ -504,14 +506,32 @@ static void
 hub_heartbeat(struct hub *h)
 {
 	nng_msg *m;
-	unsigned char b[9];
+	unsigned char b[EVK_HEARTBEAT_LEN];
 
-	b[0] = EVK_MSG_HEARTBEAT;
-	evk_put_u64(b + 1, h->head);
+	evk_heartbeat_put(b, h->head);
 	if (nng_msg_alloc(&m, 0) != 0)
 		return;
 	if (nng_msg_append(m, b, sizeof(b)) != 0 || nng_sendmsg(h->pub, m, 0) != 0)
 		nng_msg_free(m);
+}
+
+/* Says why the store refused a write, in text[0..n), and whether that is
+ * temporary (a full disk or a busy lock: EVK_FAIL_TEMP) or a fault of the
+ * store (EVK_FAIL_IO). */
+static char
+store_failure(struct hub *h, char *text, size_t n)
+{
+	int rc = sqlite3_extended_errcode(h->db), sys = sqlite3_system_errno(h->db);
+	bool full = (rc & 0xff) == SQLITE_FULL || sys == ENOSPC || sys == EFBIG ||
+		    sys == EDQUOT;
+	bool busy = (rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED;
+
+	snprintf(text, n, "cannot store events in '%s': %s%s",
+		 h->store ? h->store : ":memory:",
+		 full ? "no space left (disk full or file size limit)"
+		      : sqlite3_errmsg(h->db),
+		 (rc & 0xff) == SQLITE_READONLY ? " (the store is read-only)" : "");
+	return full || busy ? EVK_FAIL_TEMP : EVK_FAIL_IO;
 }
 
 /* Handles one batch of requests: all publishes in one transaction, then
@@ -522,25 +542,30 @@ hub_batch(struct hub *h, nng_msg **reqs, int n)
 	nng_msg *fan[BATCH_MSGS] = { 0 };
 	uint32_t counts[BATCH_MSGS] = { 0 };
 	int errs[BATCH_MSGS] = { 0 };
+	char whys[BATCH_MSGS][160];
+	char failure[256] = "", fail_class = EVK_FAIL_IO;
 	uint64_t head0 = h->head, oldest0 = h->oldest;
 	bool any = false, ok = true;
 
 	for (int i = 0; i < n; i++) {
 		if (nng_msg_len(reqs[i]) > 1 &&
-		    ((char *)nng_msg_body(reqs[i]))[0] == EVK_MSG_PUBLISH)
+		    evk_frame_kind(nng_msg_body(reqs[i]), nng_msg_len(reqs[i])) ==
+			    EVK_MSG_PUBLISH)
 			any = true;
 	}
 	if (any) {
 		ok = evk_store_exec(h->db, "BEGIN") == EVK_OK;
 		for (int i = 0; ok && i < n; i++) {
-			const char *b = nng_msg_body(reqs[i]);
-			if (nng_msg_len(reqs[i]) < 2 || b[0] != EVK_MSG_PUBLISH)
+			if (nng_msg_len(reqs[i]) < 2 ||
+			    evk_frame_kind(nng_msg_body(reqs[i]), nng_msg_len(reqs[i])) !=
+				    EVK_MSG_PUBLISH)
 				continue;
 			if (is_refused(h, nng_msg_get_pipe(reqs[i]))) {
 				errs[i] = EVK_ECLOSED;
 				continue;
 			}
-			errs[i] = hub_publish(h, reqs[i], &fan[i], &counts[i]);
+			errs[i] = hub_publish(h, reqs[i], &fan[i], &counts[i], whys[i],
+					      sizeof(whys[i]));
 			if (errs[i] == EVK_EIO || errs[i] == EVK_ENOMEM)
 				ok = false;
 			else if (errs[i] != EVK_OK) /* its next frame may be in this batch */
@@ -557,7 +582,8 @@ hub_batch(struct hub *h, nng_msg **reqs, int n)
 		if (ok)
 			ok = evk_store_exec(h->db, "COMMIT") == EVK_OK;
 		if (!ok) {
-			evk_warn("cannot store events: %s", sqlite3_errmsg(h->db));
+			fail_class = store_failure(h, failure, sizeof(failure));
+			evk_warn("%s", failure);
 			evk_store_exec(h->db, "ROLLBACK");
 			h->head = head0;
 			h->oldest = oldest0;
@@ -565,8 +591,7 @@ hub_batch(struct hub *h, nng_msg **reqs, int n)
 	}
 	for (int i = 0; i < n; i++) {
 		nng_msg *req = reqs[i];
-		const char *b = nng_msg_body(req);
-		char kind = nng_msg_len(req) ? b[0] : 0;
+		char kind = evk_frame_kind(nng_msg_body(req), nng_msg_len(req));
 
 		if (kind == EVK_MSG_PUBLISH && nng_msg_len(req) > 1) {
 			if (!ok || errs[i] != EVK_OK) {
@@ -575,12 +600,15 @@ hub_batch(struct hub *h, nng_msg **reqs, int n)
 				h->rejected_frames++;
 				if (!ok) /* a batch that failed to store: all its frames */
 					refuse(h, nng_msg_get_pipe(req));
-				reply_text(h, req, EVK_MSG_ERROR,
-					   !ok ? "store failed"
-					   : errs[i] == EVK_ECLOSED
-						   ? "refused: an earlier frame of this connection was"
-						     " refused"
-						   : "malformed frame");
+				if (!ok)
+					reply_text(h, req, EVK_MSG_FAILURE, fail_class, failure);
+				else
+					reply_text(h, req, EVK_MSG_ERROR, 0,
+						   errs[i] == EVK_ECLOSED
+							   ? "refused: an earlier frame of this"
+							     " connection was refused"
+						   : errs[i] == EVK_EINVAL ? whys[i]
+									   : "out of memory");
 				continue;
 			}
 			h->frames_in++;
@@ -589,11 +617,10 @@ hub_batch(struct hub *h, nng_msg **reqs, int n)
 					 (uint64_t)__atomic_load_n(&h->subscribers,
 								   __ATOMIC_RELAXED);
 			/* Acks first: the publisher waits on them. */
-			uint64_t first = evk_get_u64((unsigned char *)nng_msg_body(fan[i]) + 1);
-			unsigned char ack[13];
-			ack[0] = EVK_MSG_ACK;
-			evk_put_u64(ack + 1, first);
-			evk_put_u32(ack + 9, counts[i]);
+			struct evk_events_hdr fh = { 0 };
+			evk_events_hdr_get(nng_msg_body(fan[i]), nng_msg_len(fan[i]), &fh);
+			unsigned char ack[EVK_ACK_LEN];
+			evk_ack_put(ack, fh.first, counts[i]);
 			nng_msg_clear(req);
 			if (nng_msg_append(req, ack, sizeof(ack)) != 0 ||
 			    nng_sendmsg(h->rep, req, 0) != 0)
@@ -605,7 +632,7 @@ hub_batch(struct hub *h, nng_msg **reqs, int n)
 		} else if (kind == EVK_MSG_STATUS) {
 			hub_status(h, req);
 		} else {
-			reply_text(h, req, EVK_MSG_ERROR, "unknown request");
+			reply_text(h, req, EVK_MSG_ERROR, 0, "unknown request");
 		}
 	}
 }

@@ -549,6 +549,11 @@ main(int argc, char **argv)
 			evk_sub_report_gap(sub);
 			continue;
 		}
+		if (rv != EVK_OK && evk_sub_why(sub)) {
+			evk_warn("the hub at '%s' failed: %s", url, evk_sub_why(sub));
+			status = evk_err_exit(rv);
+			break;
+		}
 		if (rv != EVK_OK) {
 			evk_warn("lost the hub at '%s': %s", url, evk_strerror(rv));
 			status = EVK_EX_UNAVAILABLE;

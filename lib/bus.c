@@ -238,6 +238,24 @@ from_nng(int rv)
 	}
 }
 
+#define WHY_MAX 256
+
+/* An 'E' or 'F' reply's error code, its text copied to why[0..WHY_MAX);
+ * EVK_EPROTO (and an empty why) for anything else. */
+static int
+refusal(const void *b, size_t n, char *why)
+{
+	char class;
+	const char *text;
+	size_t len;
+
+	why[0] = '\0';
+	if (!evk_refusal_get(b, n, &class, &text, &len))
+		return EVK_EPROTO;
+	snprintf(why, WHY_MAX, "%.*s", (int)(len < WHY_MAX ? len : WHY_MAX - 1), text);
+	return class == 0 ? EVK_EINVAL : class == EVK_FAIL_TEMP ? EVK_EAGAIN : EVK_EIO;
+}
+
 /* Opens a REQ socket to the hub: no resend (a lost hub fails the request
  * instead of publishing it twice), large frames allowed. */
 static int
@@ -320,6 +338,7 @@ struct evk_pub {
 	bool lost;         /* the connection to the hub went away */
 	bool broken;       /* a send failed: no frame goes after it */
 	bool sending;      /* a slot is SLOT_SENDING */
+	char why[WHY_MAX]; /* the hub's reason for a refusal, or "" */
 	struct evk_pub *next_left;
 };
 
@@ -504,17 +523,17 @@ complete_oldest(struct evk_pub *p)
 			nng_msg_free(reply);
 		return p->failed = from_nng(rv);
 	}
-	const unsigned char *b = nng_msg_body(reply);
-	size_t n = nng_msg_len(reply);
-	if (n >= 13 && b[0] == EVK_MSG_ACK && evk_get_u32(b + 9) == sl->count) {
-		uint64_t first = evk_get_u64(b + 1);
+	uint64_t first;
+	uint32_t count;
+	if (evk_ack_get(nng_msg_body(reply), nng_msg_len(reply), &first, &count) &&
+	    count == sl->count) {
 		p->acked += sl->count;
 		p->last_seq = first + sl->count - 1;
 		if (p->on_ack)
 			p->on_ack(p->arg, first, sl->lines.p, sl->lines.len, sl->count);
 		rv = EVK_OK;
 	} else {
-		rv = p->failed = EVK_EPROTO;
+		rv = p->failed = refusal(nng_msg_body(reply), nng_msg_len(reply), p->why);
 	}
 	nng_msg_free(reply);
 	evk_buf_reset(&sl->lines);
@@ -618,6 +637,12 @@ evk_pub_sync(struct evk_pub *p)
 	return EVK_OK;
 }
 
+const char *
+evk_pub_why(const struct evk_pub *p)
+{
+	return p->why[0] ? p->why : NULL;
+}
+
 uint64_t
 evk_pub_acked(const struct evk_pub *p)
 {
@@ -687,6 +712,7 @@ struct evk_sub {
 	nng_msg *frame;        /* frame being read, or NULL */
 	const char *cursor;    /* next line in frame */
 	const char *frame_end;
+	uint64_t frame_seq;    /* seq of the line at cursor (from the header) */
 	uint64_t next;         /* seq of the next event to deliver */
 	uint64_t known_head;   /* highest seq known to exist */
 	uint64_t start_head;
@@ -694,29 +720,26 @@ struct evk_sub {
 	uint64_t malformed, refilled;
 	bool frame_is_refill;  /* frame came from the log, not the fan-out */
 	nng_duration recv_timeout;
+	char why[WHY_MAX];     /* the hub's reason for a refusal, or "" */
 };
 
 /* Asks the hub for up to max events from seq `from` on. */
 static int
-replay(struct evk_sub *s, uint64_t from, uint32_t max, nng_msg **reply)
+replay(struct evk_sub *s, uint64_t from, uint32_t max, nng_msg **reply,
+       struct evk_events_hdr *hdr)
 {
 	nng_msg *req;
 	int rv;
 
-	if ((rv = nng_msg_alloc(&req, 0)) != 0)
+	if ((rv = nng_msg_alloc(&req, EVK_REPLAY_LEN)) != 0)
 		return EVK_ENOMEM;
-	if ((rv = nng_msg_append(req, "R", 1)) != 0 ||
-	    (rv = nng_msg_append_u64(req, from)) != 0 ||
-	    (rv = nng_msg_append_u32(req, max)) != 0) {
-		nng_msg_free(req);
-		return EVK_ENOMEM;
-	}
+	evk_replay_put(nng_msg_body(req), from, max);
 	if ((rv = request(s->req, req, reply)) != EVK_OK)
 		return rv;
-	if (nng_msg_len(*reply) < EVK_EVENTS_HDR ||
-	    ((unsigned char *)nng_msg_body(*reply))[0] != EVK_MSG_EVENTS) {
+	if (!evk_events_hdr_get(nng_msg_body(*reply), nng_msg_len(*reply), hdr)) {
+		rv = refusal(nng_msg_body(*reply), nng_msg_len(*reply), s->why);
 		nng_msg_free(*reply);
-		return EVK_EPROTO;
+		return rv;
 	}
 	return EVK_OK;
 }
@@ -754,11 +777,12 @@ evk_sub_open(struct evk_sub **out, const char *url, int64_t since)
 	}
 	/* The head now: every later event has a larger seq, and reaches us
 	 * live or through refill. */
-	if ((rv = replay(s, UINT64_MAX, 0, &reply)) != EVK_OK) {
+	struct evk_events_hdr hdr;
+	if ((rv = replay(s, UINT64_MAX, 0, &reply, &hdr)) != EVK_OK) {
 		evk_sub_close(s);
 		return rv;
 	}
-	s->start_head = evk_get_u64((unsigned char *)nng_msg_body(reply) + 13);
+	s->start_head = hdr.head;
 	nng_msg_free(reply);
 	s->known_head = s->start_head;
 	if (since == EVK_SINCE_LIVE)
@@ -783,13 +807,14 @@ drop_frame(struct evk_sub *s)
  * the events already delivered. Returns EVK_EGAP when the frame starts
  * past s->next and the events between are not retained. */
 static void
-use_frame(struct evk_sub *s, nng_msg *m)
+use_frame(struct evk_sub *s, nng_msg *m, uint64_t first)
 {
-	const unsigned char *b = nng_msg_body(m);
+	const char *b = nng_msg_body(m);
 	drop_frame(s);
 	s->frame = m;
-	s->cursor = (const char *)b + EVK_EVENTS_HDR;
-	s->frame_end = (const char *)b + nng_msg_len(m);
+	s->cursor = b + EVK_EVENTS_HDR;
+	s->frame_end = b + nng_msg_len(m);
+	s->frame_seq = first;
 	s->frame_is_refill = false;
 }
 
@@ -798,14 +823,12 @@ static int
 refill(struct evk_sub *s)
 {
 	nng_msg *reply;
-	int rv = replay(s, s->next, EVK_REFILL_EVENTS, &reply);
+	struct evk_events_hdr hdr;
+	int rv = replay(s, s->next, EVK_REFILL_EVENTS, &reply, &hdr);
 	if (rv != EVK_OK)
 		return rv;
-	const unsigned char *b = nng_msg_body(reply);
-	uint64_t first = evk_get_u64(b + 1);
-	uint32_t count = evk_get_u32(b + 9);
-	uint64_t head = evk_get_u64(b + 13);
-	uint64_t oldest = evk_get_u64(b + 21);
+	uint64_t first = hdr.first, head = hdr.head;
+	uint32_t count = hdr.count;
 
 	if (head > s->known_head)
 		s->known_head = head;
@@ -821,9 +844,8 @@ refill(struct evk_sub *s)
 		s->known_head = head;
 		return EVK_OK;
 	}
-	(void)oldest;
 	s->refilled += count;
-	use_frame(s, reply);
+	use_frame(s, reply, first);
 	s->frame_is_refill = true;
 	if (first > s->next) {
 		s->gap_from = s->next;
@@ -846,29 +868,36 @@ evk_sub_next(struct evk_sub *s, struct evk_event *ev, int timeout_ms)
 			const char *line = s->cursor;
 			const char *nl = memchr(line, '\n', (size_t)(s->frame_end - line));
 			size_t len = nl ? (size_t)(nl - line) : (size_t)(s->frame_end - line);
+			/* A frame's lines are consecutive seqs from its header's
+			 * first: a line that does not scan, or names another seq,
+			 * still takes its place, so whatever a log holds never
+			 * moves this subscriber back or makes it invent a gap. */
+			uint64_t seq = s->frame_seq++;
 			s->cursor = line + len + 1;
-			if (evk_event_scan(ev, line, len) != EVK_OK) {
-				s->malformed++;
-				continue;
-			}
-			if (ev->seq < s->next)
+			bool bad = evk_event_scan(ev, line, len) != EVK_OK || ev->seq != seq;
+			if (seq < s->next)
 				continue; /* already delivered */
-			if (ev->seq > s->next) {
+			if (seq > s->next) {
 				s->cursor = line; /* deliver it after the gap */
+				s->frame_seq = seq;
 				if (s->frame_is_refill) {
 					/* The log itself lacks the stretch. */
 					s->gap_from = s->next;
-					s->gap_to = ev->seq - 1;
-					s->next = ev->seq;
+					s->gap_to = seq - 1;
+					s->next = seq;
 					return EVK_EGAP;
 				}
 				/* A live frame skips ahead: refill first. */
 				drop_frame(s);
-				if (s->known_head < ev->seq)
-					s->known_head = ev->seq;
+				if (s->known_head < seq)
+					s->known_head = seq;
 				break;
 			}
 			s->next++;
+			if (bad) {
+				s->malformed++; /* skipped, in its place */
+				continue;
+			}
 			return EVK_OK;
 		}
 		drop_frame(s);
@@ -896,10 +925,9 @@ evk_sub_next(struct evk_sub *s, struct evk_event *ev, int timeout_ms)
 				return EVK_ETIMEDOUT;
 			return from_nng(rv);
 		}
-		const unsigned char *b = nng_msg_body(m);
-		size_t n = nng_msg_len(m);
-		if (n >= 9 && b[0] == EVK_MSG_HEARTBEAT) {
-			uint64_t head = evk_get_u64(b + 1);
+		uint64_t head;
+		struct evk_events_hdr hdr;
+		if (evk_heartbeat_get(nng_msg_body(m), nng_msg_len(m), &head)) {
 			nng_msg_free(m);
 			/* Never backwards: a heartbeat may have waited in the
 			 * queue while this process was stopped, and carry a
@@ -908,12 +936,12 @@ evk_sub_next(struct evk_sub *s, struct evk_event *ev, int timeout_ms)
 				s->known_head = head;
 			continue;
 		}
-		if (n < EVK_EVENTS_HDR || b[0] != EVK_MSG_EVENTS) {
+		if (!evk_events_hdr_get(nng_msg_body(m), nng_msg_len(m), &hdr)) {
 			nng_msg_free(m);
 			continue;
 		}
-		uint64_t first = evk_get_u64(b + 1);
-		uint32_t count = evk_get_u32(b + 9);
+		uint64_t first = hdr.first;
+		uint32_t count = hdr.count;
 		uint64_t last = first + count - 1;
 		if (count == 0 || last < s->next) {
 			nng_msg_free(m);
@@ -925,7 +953,7 @@ evk_sub_next(struct evk_sub *s, struct evk_event *ev, int timeout_ms)
 			nng_msg_free(m); /* missed some: the log has them all */
 			continue;
 		}
-		use_frame(s, m);
+		use_frame(s, m, first);
 	}
 }
 
@@ -946,6 +974,12 @@ uint64_t
 evk_sub_start_head(const struct evk_sub *s)
 {
 	return s->start_head;
+}
+
+const char *
+evk_sub_why(const struct evk_sub *s)
+{
+	return s->why[0] ? s->why : NULL;
 }
 
 uint64_t
@@ -983,15 +1017,11 @@ evk_bus_status(const char *url, char **json)
 
 	if (rv != EVK_OK)
 		return rv;
-	if (nng_msg_alloc(&req, 0) != 0) {
+	if (nng_msg_alloc(&req, 1) != 0) {
 		close_sockets(&s, 1);
 		return EVK_ENOMEM;
 	}
-	if (nng_msg_append(req, "S", 1) != 0) {
-		nng_msg_free(req);
-		close_sockets(&s, 1);
-		return EVK_ENOMEM;
-	}
+	*(char *)nng_msg_body(req) = EVK_MSG_STATUS;
 	if ((rv = request(s, req, &reply)) == EVK_OK) {
 		size_t n = nng_msg_len(reply);
 		const char *b = nng_msg_body(reply);

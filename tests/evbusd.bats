@@ -275,7 +275,7 @@ raw() {
 	# A whole 4 MiB frame of junk is refused by size or content, not stored.
 	{ printf P; head -c 4194000 /dev/zero | tr '\0' 'x'; } >"$BATS_TEST_TMPDIR/big"
 	run -0 "$EVKIT_TOOLS/rawreq" "$EVBUS_URL" "$BATS_TEST_TMPDIR/big"
-	assert_output 'E malformed frame'
+	assert_output "E malformed frame: not '\\n'-terminated lines"
 	# A frame beyond the hub's limit is dropped by nng with its connection.
 	{ printf P; head -c 5000000 /dev/zero | tr '\0' 'x'; } >"$BATS_TEST_TMPDIR/huge"
 	run -69 "$EVKIT_TOOLS/rawreq" "$EVBUS_URL" "$BATS_TEST_TMPDIR/huge" 1000
@@ -291,7 +291,7 @@ raw() {
 	printf 'Pnot json\n' >"$BATS_TEST_TMPDIR/bad"
 	printf 'P{"ts":"2026-01-01T00:00:00.000000Z","topic":"a","event":"b","payload":{}}\n' >"$BATS_TEST_TMPDIR/good"
 	run -0 "$EVKIT_TOOLS/rawreq" "$EVBUS_URL" "$BATS_TEST_TMPDIR/bad" 10000 "$BATS_TEST_TMPDIR/good"
-	[ "${lines[0]}" = "E malformed frame" ]
+	[[ ${lines[0]} == "E malformed event on line 1 of the frame: "* ]]
 	[ "${lines[1]}" = "E refused: an earlier frame of this connection was refused" ]
 	[ "$(hub_status_field head_seq)" -eq 0 ]
 	# Also when the good frames are on their way before the bad one is
@@ -303,7 +303,7 @@ raw() {
 	RAWREQ_PIPELINE=1 run -0 "$EVKIT_TOOLS/rawreq" "$EVBUS_URL" "$BATS_TEST_TMPDIR/replay" 10000 \
 		"$BATS_TEST_TMPDIR/bad" "$BATS_TEST_TMPDIR/good" "$BATS_TEST_TMPDIR/good"
 	[[ ${lines[0]} == "D "* ]]
-	[ "${lines[1]}" = "E malformed frame" ]
+	[[ ${lines[1]} == "E malformed event on line 1 of the frame: "* ]]
 	[ "${lines[2]}" = "E refused: an earlier frame of this connection was refused" ]
 	[ "${lines[3]}" = "E refused: an earlier frame of this connection was refused" ]
 	[ "$(hub_status_field head_seq)" -eq 40000 ]
@@ -321,4 +321,88 @@ raw() {
 	local bytes=${output#D }
 	bytes=${bytes% bytes}
 	((bytes < 8 * 1024 * 1024))
+}
+
+@test "the hub stores only canonical events and says why it refuses a line (issue 16.2)" {
+	start_hub
+	local ok='{"ts":"2026-01-01T00:00:00.000000Z","topic":"a","event":"b","payload":'
+	run -0 raw 'P{"ts":"x"}\n'
+	assert_output 'E malformed event on line 1 of the frame: not a canonical event ({"ts","topic","event","payload"})'
+	run -0 raw "P${ok}{}}\n${ok}{\"x\":\"a\001\"}}\n"
+	assert_output 'E malformed event on line 2 of the frame: raw control character in a string (write it as \u00XX)'
+	run -0 raw "P${ok}\"\033[2J\"}\n"
+	assert_output --partial 'raw control character in a string'
+	run -0 raw "P${ok}\"tab\there\"}\n"
+	assert_output --partial 'raw control character in a string'
+	run -0 raw "P${ok}{\"x\":\t1}}\n"
+	assert_output --partial 'control character outside a string'
+	run -0 raw "P${ok}1e999}\n"
+	assert_output --partial 'number out of range'
+	run -0 raw "P${ok}01}\n"
+	assert_output --partial 'invalid number'
+	run -0 raw "P${ok}[1,]}\n"
+	assert_output --partial 'payload is not one JSON value'
+	run -0 raw "P${ok}{} }\n"
+	assert_output --partial 'payload is not one JSON value'
+	run -0 raw 'P{"ts":"2026-01-01T00:00:00Z","topic":"a","event":"b","payload":{}}\n'
+	assert_output --partial 'not a canonical event'
+	run -0 raw 'P{"ts":"2026-13-01T00:00:00.000000Z","topic":"a","event":"b","payload":{}}\n'
+	assert_output --partial "'ts' is not an RFC 3339 UTC time with microseconds"
+	run -0 raw 'P{"ts":"2026-01-01T00:00:00.000000Z","topic":"a::b","event":"b","payload":{}}\n'
+	assert_output --partial 'invalid topic'
+	run -0 raw 'P{"ts":"2026-01-01T00:00:00.000000Z","topic":"a","event":"b c","payload":{}}\n'
+	assert_output --partial 'invalid event name'
+	run -0 raw 'P{"ts":"2026-01-01T00:00:00.000000Z","topic":"a","event":"b","payload":"\377"}\n'
+	assert_output --partial 'invalid UTF-8'
+	[ "$(hub_status_field head_seq)" -eq 0 ]
+	# Escaped, the same bytes are fine.
+	printf 'P%s%s}\n' "$ok" '{"x":"\u0001 \" ok","n":-1.5e3}' >"$BATS_TEST_TMPDIR/req"
+	run -0 "$EVKIT_TOOLS/rawreq" "$EVBUS_URL" "$BATS_TEST_TMPDIR/req"
+	assert_output 'A 13 bytes'
+	[ "$(hub_status_field head_seq)" -eq 1 ]
+	evbusd --status >/dev/null
+	evsub --since 0 -n 1 '**' | jq -e '.payload.n == -1500' >/dev/null
+}
+
+@test "a refused line neither repeats events nor invents a gap for a live subscriber (issue 16.2)" {
+	start_hub
+	rm -f "$BATS_TEST_TMPDIR/ready"
+	bg_to "$BATS_TEST_TMPDIR/got" evsub --ready-file "$BATS_TEST_TMPDIR/ready" -n 19 -W 60 '**' 2>"$BATS_TEST_TMPDIR/err"
+	local sub=${BG_PIDS[-1]}
+	wait_file "$BATS_TEST_TMPDIR/ready"
+	run -0 raw 'P{"ts":"x"}\n'
+	run -0 raw 'P{"ts":"x"}\n'
+	local i
+	for i in $(seq 19); do evpub t e "{\"i\":$i}"; done
+	wait "$sub"
+	run jq -s -c 'map(.seq)' "$BATS_TEST_TMPDIR/got"
+	assert_output "[$(seq -s, 19)]"
+	run cat "$BATS_TEST_TMPDIR/err"
+	assert_output ''
+	(($(hub_status_field refill_requests) < 10))
+}
+
+@test "whatever a log holds, a subscriber never repeats a seq, never goes back, never reports a false gap (issue 16.2)" {
+	start_hub
+	evpub t e '{"i":1}'
+	evpub t e '{"i":2}'
+	stop_hub
+	# Rows a hub of before the fix could have stored: a line that does not
+	# scan and a line naming another seq, as events 3 and 4.
+	sqlite3 "$HUB_STORE" "INSERT INTO frames VALUES (3, 4, CAST('{\"seq\":3,\"ts\":\"x\"}' || char(10) || '{\"seq\":1,\"ts\":\"2026-01-01T00:00:00.000000Z\",\"topic\":\"t\",\"event\":\"e\",\"payload\":{\"i\":1}}' || char(10) AS BLOB)); UPDATE meta SET value = 4 WHERE key = 'head';"
+	start_hub
+	rm -f "$BATS_TEST_TMPDIR/ready"
+	bg_to "$BATS_TEST_TMPDIR/live" evsub --ready-file "$BATS_TEST_TMPDIR/ready" --since 0 -n 4 -W 60 '**' 2>"$BATS_TEST_TMPDIR/err"
+	local sub=${BG_PIDS[-1]}
+	wait_file "$BATS_TEST_TMPDIR/ready"
+	evpub t e '{"i":5}'
+	evpub t e '{"i":6}'
+	wait "$sub"
+	run jq -s -c 'map([.seq, .payload.i])' "$BATS_TEST_TMPDIR/live"
+	assert_output '[[1,1],[2,2],[5,5],[6,6]]'
+	run cat "$BATS_TEST_TMPDIR/err"
+	assert_output ''
+	run -0 --separate-stderr evsub --since 2 -n 2 -o payload '**'
+	assert_output $'{"i":5}\n{"i":6}'
+	assert_equal "$stderr" ''
 }

@@ -55,6 +55,11 @@ int evk_pub_flush(struct evk_pub *p);
  * frame may or may not be stored. */
 int evk_pub_sync(struct evk_pub *p);
 
+/* The hub's reason when it refused a frame (EVK_EINVAL: bad input) or
+ * failed to store it (EVK_EAGAIN: try again later, e.g. its disk is
+ * full; EVK_EIO: its store is damaged or read-only); NULL otherwise. */
+const char *evk_pub_why(const struct evk_pub *p);
+
 /* Events acknowledged so far, and the last seq acknowledged. */
 uint64_t evk_pub_acked(const struct evk_pub *p);
 uint64_t evk_pub_last_seq(const struct evk_pub *p);
@@ -78,7 +83,9 @@ struct evk_sub;
 /* Subscribes to every event of the hub at url. since >= 0 replays the
  * retained events with seq > since first; EVK_SINCE_LIVE starts after
  * the hub's current head. On return the subscription is in place: no
- * event published after this call returns is missed. */
+ * event published after this call returns is missed. A subscriber never
+ * moves backwards: after a hub restarted without its log (--memory), the
+ * events it numbers again below the last seq delivered are not seen. */
 int evk_sub_open(struct evk_sub **out, const char *url, int64_t since);
 
 /* The next event in seq order, each once, refilled from the hub's log
@@ -103,7 +110,12 @@ void evk_sub_gap(const struct evk_sub *s, uint64_t *from, uint64_t *to);
 /* The hub's head seq when subscribed. */
 uint64_t evk_sub_start_head(const struct evk_sub *s);
 
-/* Lines that failed evk_event_scan (skipped), refilled events. */
+/* The hub's reason when it refused or failed a replay (EVK_EIO: its
+ * store cannot be read), NULL otherwise. */
+const char *evk_sub_why(const struct evk_sub *s);
+
+/* Lines that failed evk_event_scan (skipped in their place), refilled
+ * events. */
 uint64_t evk_sub_malformed(const struct evk_sub *s);
 uint64_t evk_sub_refilled(const struct evk_sub *s);
 

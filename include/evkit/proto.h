@@ -1,4 +1,6 @@
-/* The wire format between the hub and its clients (internal to evkit).
+/* The wire format between the hub and its clients (internal to evkit):
+ * the one place that knows the letters and the byte layout of a frame.
+ * Everything else builds and reads frames through the helpers below.
  *
  * Requests (REQ → hub's REP), first byte is the kind:
  *   'P' lines...                 publish; lines are canonical without seq
@@ -8,14 +10,20 @@
  *   'A' u64 first, u32 count     publish acknowledged (committed)
  *   'D' u64 first, u32 count, u64 head, u64 oldest, lines...   replay
  *   'S' json                     status
- *   'E' text                     refused
+ *   'E' text                     refused: the request is bad (65)
+ *   'F' u8 class, text           the hub failed to serve it: class
+ *                                EVK_FAIL_TEMP (try again, 75) or
+ *                                EVK_FAIL_IO (its store, 74)
  * Fan-out (hub's PUB → SUB):
  *   'D' u64 first, u32 count, u64 head, u64 oldest, lines...   events
  *   'H' u64 head                 heartbeat, every EVK_HEARTBEAT_MS
- * Integers are big-endian; lines are '\n'-terminated. */
+ * Integers are big-endian; lines are '\n'-terminated; the lines of a 'D'
+ * frame are the events first, first + 1, ... first + count - 1. */
 #ifndef EVKIT_PROTO_H
 #define EVKIT_PROTO_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -25,9 +33,18 @@
 #define EVK_MSG_ACK 'A'
 #define EVK_MSG_EVENTS 'D'
 #define EVK_MSG_ERROR 'E'
+#define EVK_MSG_FAILURE 'F'
 #define EVK_MSG_HEARTBEAT 'H'
 
+#define EVK_FAIL_TEMP 't'
+#define EVK_FAIL_IO 'i'
+
+/* Sizes of the fixed parts, the kind byte included. */
 #define EVK_EVENTS_HDR (1 + 8 + 4 + 8 + 8)
+#define EVK_ACK_LEN (1 + 8 + 4)
+#define EVK_REPLAY_LEN (1 + 8 + 4)
+#define EVK_HEARTBEAT_LEN (1 + 8)
+#define EVK_FAILURE_HDR (1 + 1)
 
 static inline void
 evk_put_u64(unsigned char *p, uint64_t v)
@@ -59,6 +76,133 @@ evk_get_u32(const unsigned char *p)
 	for (int i = 0; i < 4; i++)
 		v = v << 8 | p[i];
 	return v;
+}
+
+/* The kind of a frame of n bytes, 0 when empty. */
+static inline char
+evk_frame_kind(const void *b, size_t n)
+{
+	return n > 0 ? *(const char *)b : 0;
+}
+
+/* ---- 'D': events (replay reply and fan-out) ---- */
+
+struct evk_events_hdr {
+	uint64_t first;  /* seq of the first line */
+	uint32_t count;  /* lines */
+	uint64_t head;   /* the hub's head when sent */
+	uint64_t oldest; /* oldest seq the hub retains */
+};
+
+/* Writes the kind and header into p[0..EVK_EVENTS_HDR). */
+static inline void
+evk_events_hdr_put(unsigned char *p, const struct evk_events_hdr *h)
+{
+	p[0] = EVK_MSG_EVENTS;
+	evk_put_u64(p + 1, h->first);
+	evk_put_u32(p + 9, h->count);
+	evk_put_u64(p + 13, h->head);
+	evk_put_u64(p + 21, h->oldest);
+}
+
+/* Reads an events frame's header; false when b[0..n) is not one. */
+static inline bool
+evk_events_hdr_get(const void *b, size_t n, struct evk_events_hdr *h)
+{
+	const unsigned char *p = b;
+	if (n < EVK_EVENTS_HDR || p[0] != EVK_MSG_EVENTS)
+		return false;
+	h->first = evk_get_u64(p + 1);
+	h->count = evk_get_u32(p + 9);
+	h->head = evk_get_u64(p + 13);
+	h->oldest = evk_get_u64(p + 21);
+	return true;
+}
+
+/* ---- 'A': publish acknowledged ---- */
+
+static inline void
+evk_ack_put(unsigned char p[EVK_ACK_LEN], uint64_t first, uint32_t count)
+{
+	p[0] = EVK_MSG_ACK;
+	evk_put_u64(p + 1, first);
+	evk_put_u32(p + 9, count);
+}
+
+static inline bool
+evk_ack_get(const void *b, size_t n, uint64_t *first, uint32_t *count)
+{
+	const unsigned char *p = b;
+	if (n < EVK_ACK_LEN || p[0] != EVK_MSG_ACK)
+		return false;
+	*first = evk_get_u64(p + 1);
+	*count = evk_get_u32(p + 9);
+	return true;
+}
+
+/* ---- 'R': replay request ---- */
+
+static inline void
+evk_replay_put(unsigned char p[EVK_REPLAY_LEN], uint64_t from, uint32_t max)
+{
+	p[0] = EVK_MSG_REPLAY;
+	evk_put_u64(p + 1, from);
+	evk_put_u32(p + 9, max);
+}
+
+static inline bool
+evk_replay_get(const void *b, size_t n, uint64_t *from, uint32_t *max)
+{
+	const unsigned char *p = b;
+	if (n != EVK_REPLAY_LEN || p[0] != EVK_MSG_REPLAY)
+		return false;
+	*from = evk_get_u64(p + 1);
+	*max = evk_get_u32(p + 9);
+	return true;
+}
+
+/* ---- 'H': heartbeat ---- */
+
+static inline void
+evk_heartbeat_put(unsigned char p[EVK_HEARTBEAT_LEN], uint64_t head)
+{
+	p[0] = EVK_MSG_HEARTBEAT;
+	evk_put_u64(p + 1, head);
+}
+
+static inline bool
+evk_heartbeat_get(const void *b, size_t n, uint64_t *head)
+{
+	const unsigned char *p = b;
+	if (n < EVK_HEARTBEAT_LEN || p[0] != EVK_MSG_HEARTBEAT)
+		return false;
+	*head = evk_get_u64(p + 1);
+	return true;
+}
+
+/* ---- 'E' and 'F': refusals and failures ---- */
+
+/* The text of an 'E' or 'F' reply b[0..n) (not NUL-terminated) in
+ * text and len, and its class: 0 for 'E', EVK_FAIL_* for 'F'. False when
+ * b is neither. */
+static inline bool
+evk_refusal_get(const void *b, size_t n, char *class, const char **text,
+		size_t *len)
+{
+	const char *p = b;
+	if (n >= 1 && p[0] == EVK_MSG_ERROR) {
+		*class = 0;
+		*text = p + 1;
+		*len = n - 1;
+		return true;
+	}
+	if (n >= EVK_FAILURE_HDR && p[0] == EVK_MSG_FAILURE) {
+		*class = p[1];
+		*text = p + 2;
+		*len = n - 2;
+		return true;
+	}
+	return false;
 }
 
 #endif
