@@ -24,14 +24,29 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #define BATCH_MSGS 64                 /* requests handled per commit */
 #define BATCH_BYTES (8 * 1024 * 1024) /* bytes handled per commit */
 #define REPLAY_BYTES (1024 * 1024)    /* bytes per replay reply */
 
+/* Seqs reserved at a time in the store's seq file (FILE.seq): every seq
+ * the hub assigns is below the number it holds, so a store that comes
+ * back empty (truncated, deleted) goes on above it, never from 1. */
+#define SEQ_RESERVE 1000000
+
 #define REFUSED_MAX 256 /* connections remembered as refused (the oldest go) */
 #define GONE_MAX 256    /* connections remembered as closed */
+
+/* The connections of one socket that nng reported added. A connection
+ * refused in its handshake (a wrong SP header or protocol) is reported
+ * removed without having been added: it must not lower the count. */
+struct pipes {
+	nng_mtx *mtx;
+	uint32_t *ids; /* sorted */
+	size_t n, cap;
+};
 
 struct hub {
 	sqlite3 *db;
@@ -42,12 +57,14 @@ struct hub {
 	uint64_t retain;
 	uint32_t row_events; /* events stored per row at most: retain/16, 1..64 */
 	const char *store;
+	char seqfile[4096]; /* FILE.seq, "" with --memory */
+	uint64_t reserved;  /* the number seqfile holds */
 	char url[EVK_URL_MAX], fanout[EVK_URL_MAX];
 	time_t started;
 	/* figures for --status */
 	uint64_t events_in, frames_in, events_out, rejected_frames;
 	uint64_t replay_requests, replayed_events;
-	int subscribers, clients; /* updated from nng's pipe callbacks */
+	struct pipes subscribers, clients; /* from nng's pipe callbacks */
 	struct evk_checkpointer *ckpt; /* NULL with --memory */
 	/* Connections a publish frame of which was refused: their later
 	 * frames are refused too (they may be on their way already), so the
@@ -94,12 +111,51 @@ usage(FILE *out, int status)
 	exit(status);
 }
 
+/* Keeps set's ids up to date. Without memory for a new id, that
+ * connection is not counted. */
 static void
 pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
-	(void)p;
-	__atomic_add_fetch((int *)arg, ev == NNG_PIPE_EV_ADD_POST ? 1 : -1,
-			   __ATOMIC_RELAXED);
+	struct pipes *set = arg;
+	uint32_t id = (uint32_t)nng_pipe_id(p);
+	size_t lo = 0, hi;
+
+	nng_mtx_lock(set->mtx);
+	for (hi = set->n; lo < hi;) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (set->ids[mid] < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	bool known = lo < set->n && set->ids[lo] == id;
+	if (ev == NNG_PIPE_EV_ADD_POST && !known) {
+		if (set->n == set->cap) {
+			size_t cap = set->cap ? set->cap * 2 : 64;
+			uint32_t *ids = realloc(set->ids, cap * sizeof(*ids));
+			if (ids == NULL)
+				goto out;
+			set->ids = ids;
+			set->cap = cap;
+		}
+		memmove(set->ids + lo + 1, set->ids + lo, (set->n - lo) * sizeof(*set->ids));
+		set->ids[lo] = id;
+		set->n++;
+	} else if (ev == NNG_PIPE_EV_REM_POST && known) {
+		memmove(set->ids + lo, set->ids + lo + 1, (set->n - lo - 1) * sizeof(*set->ids));
+		set->n--;
+	}
+out:
+	nng_mtx_unlock(set->mtx);
+}
+
+static uint64_t
+pipes_count(struct pipes *set)
+{
+	nng_mtx_lock(set->mtx);
+	size_t n = set->n;
+	nng_mtx_unlock(set->mtx);
+	return n;
 }
 
 static bool
@@ -159,6 +215,49 @@ client_event(nng_pipe p, nng_pipe_ev ev, void *arg)
 	nng_mtx_unlock(h->refused_mtx);
 }
 
+/* Refuses a store that is read-only or damaged (74), and keeps seqs
+ * from starting over when the store came back empty: its seq file says
+ * how far numbering may have gone. */
+static void
+hub_check_store(struct hub *h, const char *path)
+{
+	char why[512];
+	uint64_t floor;
+	int rv;
+
+	if (evk_store_check(h->db, "UPDATE meta SET value = value WHERE key = 'head'",
+			    why, sizeof(why)) != EVK_OK)
+		evk_die(EVK_EX_IOERR, "store '%s' cannot be used: %s", path, why);
+	if ((size_t)snprintf(h->seqfile, sizeof(h->seqfile), "%s.seq", path) >=
+	    sizeof(h->seqfile))
+		evk_die(EVK_EX_USAGE, "store path too long: '%s'", path);
+	if ((rv = evk_seqfile_read(h->seqfile, &floor)) != EVK_OK)
+		evk_die(EVK_EX_IOERR, "cannot read '%s' (how far seqs went): %s", h->seqfile,
+			rv == EVK_EINVAL ? "it holds no number" : strerror(errno));
+	if (h->head == 0 && floor > 0) {
+		evk_warn("store '%s' is empty, but seqs up to %llu may have been used "
+			 "(says '%s'): numbering goes on after them (remove both files "
+			 "to start a new log from 1)",
+			 path, (unsigned long long)floor, h->seqfile);
+		h->head = floor;
+		h->oldest = floor + 1;
+		sqlite3_stmt *st;
+		if (sqlite3_prepare_v2(h->db, "UPDATE meta SET value = ? WHERE key = 'head'",
+				       -1, &st, NULL) != SQLITE_OK ||
+		    sqlite3_bind_int64(st, 1, (sqlite3_int64)floor) != SQLITE_OK ||
+		    sqlite3_step(st) != SQLITE_DONE)
+			evk_die(EVK_EX_IOERR, "cannot write store '%s': %s", path,
+				sqlite3_errmsg(h->db));
+		sqlite3_finalize(st);
+	}
+	h->reserved = floor;
+	if (h->reserved <= h->head) {
+		if (evk_seqfile_write(h->seqfile, h->head + SEQ_RESERVE) != EVK_OK)
+			evk_die(EVK_EX_IOERR, "cannot write '%s': %s", h->seqfile, strerror(errno));
+		h->reserved = h->head + SEQ_RESERVE;
+	}
+}
+
 static void
 hub_open_store(struct hub *h, const char *path)
 {
@@ -178,9 +277,10 @@ hub_open_store(struct hub *h, const char *path)
 	const char *why;
 	sqlite3_stmt *st;
 
+	struct stat st_file;
 	if (evk_store_open(path, &h->db, &why) != EVK_OK)
-		evk_die(EVK_EX_UNAVAILABLE, "cannot open store '%s': %s",
-			path ? path : ":memory:", why);
+		evk_die(path && stat(path, &st_file) == 0 ? EVK_EX_IOERR : EVK_EX_UNAVAILABLE,
+			"cannot open store '%s': %s", path ? path : ":memory:", why);
 	if (evk_store_migrate(h->db, migrations, 2) != EVK_OK)
 		evk_die(EVK_EX_IOERR, "cannot set up store '%s': %s",
 			path ? path : ":memory:", sqlite3_errmsg(h->db));
@@ -195,6 +295,8 @@ hub_open_store(struct hub *h, const char *path)
 	h->oldest = sqlite3_column_int64(st, 1) ? (uint64_t)sqlite3_column_int64(st, 1)
 						: h->head + 1;
 	sqlite3_finalize(st);
+	if (path)
+		hub_check_store(h, path);
 	/* The row holding seq ?1 (the latest that starts at or before it). */
 #define FROM_FRAME "(SELECT coalesce(max(first), 0) FROM frames WHERE first <= ?1)"
 	if (sqlite3_prepare_v3(h->db, "INSERT INTO frames (first, last, lines) VALUES (?, ?, ?)",
@@ -253,7 +355,9 @@ hub_listen(struct hub *h)
 	nng_listener l;
 	int rv;
 
-	if ((rv = nng_rep0_open_raw(&h->rep)) != 0 || (rv = nng_pub0_open(&h->pub)) != 0)
+	if ((rv = nng_mtx_alloc(&h->clients.mtx)) != 0 ||
+	    (rv = nng_mtx_alloc(&h->subscribers.mtx)) != 0 ||
+	    (rv = nng_rep0_open_raw(&h->rep)) != 0 || (rv = nng_pub0_open(&h->pub)) != 0)
 		evk_die(EVK_EX_FAIL, "cannot open sockets: %s", nng_strerror(rv));
 	if ((rv = nng_socket_set_size(h->rep, NNG_OPT_RECVMAXSZ, EVK_FRAME_MAX)) != 0 ||
 	    (rv = nng_socket_set_int(h->pub, NNG_OPT_SENDBUF, EVK_SUB_QUEUE_FRAMES)) != 0 ||
@@ -485,10 +589,8 @@ hub_status(struct hub *h, nng_msg *req)
 	    cJSON_AddNumberToObject(o, "head_seq", (double)h->head) &&
 	    cJSON_AddNumberToObject(o, "oldest_seq", (double)h->oldest) &&
 	    cJSON_AddNumberToObject(o, "retain", (double)h->retain) &&
-	    cJSON_AddNumberToObject(o, "subscribers",
-				    __atomic_load_n(&h->subscribers, __ATOMIC_RELAXED)) &&
-	    cJSON_AddNumberToObject(o, "clients",
-				    __atomic_load_n(&h->clients, __ATOMIC_RELAXED)) &&
+	    cJSON_AddNumberToObject(o, "subscribers", (double)pipes_count(&h->subscribers)) &&
+	    cJSON_AddNumberToObject(o, "clients", (double)pipes_count(&h->clients)) &&
 	    cJSON_AddNumberToObject(o, "events_in", (double)h->events_in) &&
 	    cJSON_AddNumberToObject(o, "frames_in", (double)h->frames_in) &&
 	    cJSON_AddNumberToObject(o, "events_out", (double)h->events_out) &&
@@ -579,10 +681,25 @@ hub_batch(struct hub *h, nng_msg **reqs, int n)
 		}
 		if (ok)
 			ok = hub_trim(h) == EVK_OK;
+		int seq_errno = 0;
+		if (ok && h->seqfile[0] && h->head >= h->reserved) {
+			/* Reserved before the commit that uses the seqs. */
+			if (evk_seqfile_write(h->seqfile, h->head + SEQ_RESERVE) == EVK_OK)
+				h->reserved = h->head + SEQ_RESERVE;
+			else
+				ok = false, seq_errno = errno ? errno : EIO;
+		}
 		if (ok)
 			ok = evk_store_exec(h->db, "COMMIT") == EVK_OK;
+		if (!ok && seq_errno) {
+			snprintf(failure, sizeof(failure), "cannot store events: cannot write '%.160s': %.40s",
+				 h->seqfile, strerror(seq_errno));
+			fail_class = seq_errno == ENOSPC || seq_errno == EDQUOT || seq_errno == EFBIG
+					     ? EVK_FAIL_TEMP : EVK_FAIL_IO;
+		}
 		if (!ok) {
-			fail_class = store_failure(h, failure, sizeof(failure));
+			if (!seq_errno)
+				fail_class = store_failure(h, failure, sizeof(failure));
 			evk_warn("%s", failure);
 			evk_store_exec(h->db, "ROLLBACK");
 			h->head = head0;
@@ -614,8 +731,7 @@ hub_batch(struct hub *h, nng_msg **reqs, int n)
 			h->frames_in++;
 			h->events_in += counts[i];
 			h->events_out += (uint64_t)counts[i] *
-					 (uint64_t)__atomic_load_n(&h->subscribers,
-								   __ATOMIC_RELAXED);
+					 pipes_count(&h->subscribers);
 			/* Acks first: the publisher waits on them. */
 			struct evk_events_hdr fh = { 0 };
 			evk_events_hdr_get(nng_msg_body(fan[i]), nng_msg_len(fan[i]), &fh);
@@ -717,6 +833,8 @@ main(int argc, char **argv)
 		evk_die(EVK_EX_USAGE, "unexpected argument '%s'", argv[optind]);
 	if (memory && store)
 		evk_die(EVK_EX_USAGE, "--store and --memory exclude each other");
+	if (store && *store == '\0')
+		evk_die(EVK_EX_USAGE, "--store wants a file name");
 	h.row_events = h.retain / 16 < 1 ? 1 : h.retain / 16 > 64 ? 64 : (uint32_t)(h.retain / 16);
 	if (evk_bus_resolve(bus, h.url, sizeof(h.url), &why) != EVK_OK)
 		evk_die(EVK_EX_USAGE, "bad bus address '%s': %s",
@@ -768,6 +886,10 @@ main(int argc, char **argv)
 	nng_close(h.rep);
 	nng_close(h.pub);
 	nng_mtx_free(h.refused_mtx);
+	nng_mtx_free(h.clients.mtx);
+	nng_mtx_free(h.subscribers.mtx);
+	free(h.clients.ids);
+	free(h.subscribers.ids);
 	sqlite3_finalize(h.insert);
 	sqlite3_finalize(h.select);
 	sqlite3_finalize(h.trim);

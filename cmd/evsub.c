@@ -266,10 +266,13 @@ struct out {
 #define BATCH_BYTES_MAX (4u * 1024 * 1024) /* an array is cut at this size */
 
 
+/* Writes p[0..n); nothing for n == 0 (p may then be NULL, as an empty
+ * -F rendering leaves it, which fwrite must not be given). */
 static void
 write_out(const void *p, size_t n)
 {
-	fwrite(p, 1, n, stdout);
+	if (n > 0)
+		fwrite(p, 1, n, stdout);
 }
 
 static void

@@ -406,3 +406,94 @@ raw() {
 	assert_output $'{"i":5}\n{"i":6}'
 	assert_equal "$stderr" ''
 }
+
+@test "--status counts right after connections with a wrong SP header (issue 16.8)" {
+	local port=$((20000 + RANDOM % 20000)) i p
+	export EVBUS_URL="tcp://127.0.0.1:$port"
+	evbusd --memory --daemon --pidfile "$BATS_TEST_TMPDIR/hub.pid"
+	HUB_PID=$(cat "$BATS_TEST_TMPDIR/hub.pid")
+	# A well-formed SP header naming the wrong protocol (pair), on both
+	# the request and the fan-out port: nng drops each in its handshake.
+	for i in $(seq 10); do
+		for p in "$port" "$((port + 1))"; do
+			timeout 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$p; printf '\\x00SP\\x00\\x00\\x10\\x00\\x00' >&3; timeout 2 cat <&3 >/dev/null; exec 3>&-" || true
+		done
+	done
+	bg_to "$BATS_TEST_TMPDIR/got" evsub --ready-file "$BATS_TEST_TMPDIR/ready" -n 1 -W 30 '**'
+	wait_file "$BATS_TEST_TMPDIR/ready"
+	evpub a b
+	wait "${BG_PIDS[-1]}"
+	run -0 evbusd --status
+	jq -e '.clients >= 0 and .subscribers >= 0 and .subscribers <= 1 and .events_out <= 2' <<<"$output" || fail "$output"
+}
+
+# store_with_events N — a store at $HUB_STORE holding N events, hub stopped.
+store_with_events() {
+	start_hub
+	yes '{"topic":"t","event":"e","payload":{"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}}' |
+		head -n "$1" | evpub
+	stop_hub
+}
+
+@test "a read-only store is refused at start with 74 and the reason (issue 16.12)" {
+	store_with_events 100
+	# SQLite opens a file whose write version (byte 18) is above 2 read-only,
+	# whoever runs the test (root ignores file modes).
+	printf '\003' | dd of="$HUB_STORE" bs=1 seek=18 conv=notrunc 2>/dev/null
+	run -74 --separate-stderr timeout 20 evbusd --store "$HUB_STORE"
+	[[ $stderr == "evbusd: store '$HUB_STORE' cannot be used: it is read-only"* ]] || fail "$stderr"
+}
+
+@test "a damaged store is refused at start with 74 and the reason (issue 16.12)" {
+	store_with_events 5000
+	head -c 4096 /dev/zero | tr '\0' '\377' | dd of="$HUB_STORE" bs=4096 seek=20 conv=notrunc 2>/dev/null
+	run -74 --separate-stderr timeout 20 evbusd --store "$HUB_STORE"
+	[[ $stderr == "evbusd: store '$HUB_STORE' cannot be used: it is damaged ("* ]] || fail "$stderr"
+	# Garbage where the header was: not a database at all.
+	head -c 4096 /dev/zero | tr '\0' '\377' | dd of="$HUB_STORE" bs=4096 conv=notrunc 2>/dev/null
+	run -74 --separate-stderr timeout 20 evbusd --store "$HUB_STORE"
+	[[ $stderr == "evbusd: cannot open store '$HUB_STORE': "* ]] || fail "$stderr"
+}
+
+@test "a store truncated to 0 bytes does not restart numbering from 1 (issue 16.12)" {
+	store_with_events 10
+	: >"$HUB_STORE"
+	rm -f "$HUB_STORE-wal" "$HUB_STORE-shm"
+	start_hub 2>"$BATS_TEST_TMPDIR/err"
+	run -0 evpub --echo a b
+	(($(jq .seq <<<"$output") > 10))
+	grep -q "is empty, but seqs up to [0-9]* may have been used" "$BATS_TEST_TMPDIR/err"
+	# And again after a restart: seq goes on from there, as always.
+	local seq
+	seq=$(jq .seq <<<"$output")
+	stop_hub
+	start_hub
+	run -0 evpub --echo a b
+	[ "$(jq .seq <<<"$output")" -eq $((seq + 1)) ]
+	# Removing both files starts a new log from 1, on purpose.
+	stop_hub
+	rm -f "$HUB_STORE" "$HUB_STORE.seq" "$HUB_STORE-wal" "$HUB_STORE-shm"
+	start_hub
+	run -0 evpub --echo a b
+	[ "$(jq .seq <<<"$output")" -eq 1 ]
+}
+
+@test "a store that cannot grow: evpub gets the hub's reason and 74/75, not a protocol error (issue 16.12)" {
+	export EVBUS_URL="ipc://$BATS_TEST_TMPDIR/bus" HUB_STORE="$BATS_TEST_TMPDIR/bus.db"
+	# A file size limit makes the store's writes fail as a full disk would
+	# (SIGXFSZ ignored, so the write fails instead of killing the hub).
+	(trap '' XFSZ; ulimit -f 2048; exec evbusd --store "$HUB_STORE" --daemon --pidfile "$BATS_TEST_TMPDIR/hub.pid")
+	HUB_PID=$(cat "$BATS_TEST_TMPDIR/hub.pid")
+	yes '{"topic":"t","event":"e","payload":{"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}}' |
+		head -n 40000 >"$BATS_TEST_TMPDIR/in"
+	run --separate-stderr evpub -f "$BATS_TEST_TMPDIR/in"
+	[[ $status == 74 || $status == 75 ]] || fail "status $status: $stderr"
+	[[ $stderr == "evpub: the hub at '$EVBUS_URL' failed: cannot store events in '$HUB_STORE': "* ]] || fail "$stderr"
+	[[ $stderr != *"protocol error"* ]]
+	# What was acknowledged is there, and the hub still serves it.
+	local acked=${stderr##*(}
+	acked=${acked%% events*}
+	((acked > 0))
+	run -0 evsub --since 0 -n "$acked" -W 30 -o payload '**'
+	[ "${#lines[@]}" -eq "$acked" ]
+}

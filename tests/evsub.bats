@@ -186,3 +186,12 @@ publish() {
 	assert_output '["over",true]'
 	run -69 evpub a b # EVBUS_URL: nothing there
 }
+
+@test "evsub -F with a template that renders nothing prints an empty line (issue 16.14, UBSan)" {
+	evpub a b '{"x":1}'
+	run -0 evsub --since 0 -n 1 -F '%{payload.missing}' '**'
+	assert_output ''
+	[ "${#lines[@]}" -eq 0 ]
+	run -0 evsub --since 0 -n 1 -F '%{payload.missing}|%{payload.x}' '**'
+	assert_output '|1'
+}
