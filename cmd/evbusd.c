@@ -250,8 +250,9 @@ hub_check_store(struct hub *h, const char *path)
 				sqlite3_errmsg(h->db));
 		sqlite3_finalize(st);
 	}
+	/* A log that never held an event has no seq file: it may be empty. */
 	h->reserved = floor;
-	if (h->reserved <= h->head) {
+	if (h->head > 0 && h->reserved <= h->head) {
 		if (evk_seqfile_write(h->seqfile, h->head + SEQ_RESERVE) != EVK_OK)
 			evk_die(EVK_EX_IOERR, "cannot write '%s': %s", h->seqfile, strerror(errno));
 		h->reserved = h->head + SEQ_RESERVE;
@@ -421,11 +422,12 @@ static int
 hub_publish(struct hub *h, nng_msg *req, nng_msg **fan, uint32_t *count,
 	    char *why, size_t whylen)
 {
-	const char *b = (const char *)nng_msg_body(req) + 1;
-	size_t n = nng_msg_len(req) - 1;
+	const char *b;
+	size_t n;
 	nng_msg *m;
 
-	if (!frame_valid(b, n, count, why, whylen))
+	if (!evk_publish_get(nng_msg_body(req), nng_msg_len(req), &b, &n) ||
+	    !frame_valid(b, n, count, why, whylen))
 		return EVK_EINVAL;
 	if (nng_msg_alloc(&m, EVK_EVENTS_HDR + n + (size_t)*count * 28) != 0)
 		return EVK_ENOMEM;
@@ -596,7 +598,9 @@ hub_status(struct hub *h, nng_msg *req)
 	    cJSON_AddNumberToObject(o, "events_out", (double)h->events_out) &&
 	    cJSON_AddNumberToObject(o, "rejected_frames", (double)h->rejected_frames) &&
 	    cJSON_AddNumberToObject(o, "refill_requests", (double)h->replay_requests) &&
-	    cJSON_AddNumberToObject(o, "refilled_events", (double)h->replayed_events))
+	    cJSON_AddNumberToObject(o, "refilled_events", (double)h->replayed_events) &&
+	    cJSON_AddNumberToObject(o, "checkpoint_failures",
+				    (double)evk_checkpointer_failures(h->ckpt, NULL, 0)))
 		text = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
 	reply_text(h, req, text ? EVK_MSG_STATUS : EVK_MSG_FAILURE,
@@ -649,18 +653,17 @@ hub_batch(struct hub *h, nng_msg **reqs, int n)
 	uint64_t head0 = h->head, oldest0 = h->oldest;
 	bool any = false, ok = true;
 
+	const char *lines;
+	size_t len;
 	for (int i = 0; i < n; i++) {
-		if (nng_msg_len(reqs[i]) > 1 &&
-		    evk_frame_kind(nng_msg_body(reqs[i]), nng_msg_len(reqs[i])) ==
-			    EVK_MSG_PUBLISH)
+		if (evk_publish_get(nng_msg_body(reqs[i]), nng_msg_len(reqs[i]), &lines, &len))
 			any = true;
 	}
 	if (any) {
 		ok = evk_store_exec(h->db, "BEGIN") == EVK_OK;
 		for (int i = 0; ok && i < n; i++) {
-			if (nng_msg_len(reqs[i]) < 2 ||
-			    evk_frame_kind(nng_msg_body(reqs[i]), nng_msg_len(reqs[i])) !=
-				    EVK_MSG_PUBLISH)
+			if (!evk_publish_get(nng_msg_body(reqs[i]), nng_msg_len(reqs[i]),
+					     &lines, &len))
 				continue;
 			if (is_refused(h, nng_msg_get_pipe(reqs[i]))) {
 				errs[i] = EVK_ECLOSED;
@@ -710,7 +713,7 @@ hub_batch(struct hub *h, nng_msg **reqs, int n)
 		nng_msg *req = reqs[i];
 		char kind = evk_frame_kind(nng_msg_body(req), nng_msg_len(req));
 
-		if (kind == EVK_MSG_PUBLISH && nng_msg_len(req) > 1) {
+		if (evk_publish_get(nng_msg_body(req), nng_msg_len(req), &lines, &len)) {
 			if (!ok || errs[i] != EVK_OK) {
 				if (fan[i])
 					nng_msg_free(fan[i]);
@@ -895,7 +898,12 @@ main(int argc, char **argv)
 	sqlite3_finalize(h.trim);
 	sqlite3_finalize(h.oldest_q);
 	sqlite3_finalize(h.set_head);
-	evk_checkpointer_stop(h.ckpt);
+	char last[256];
+	uint64_t failed = evk_checkpointer_failures(h.ckpt, last, sizeof(last));
+	if (failed)
+		evk_warn("%llu checkpoints failed, the last: %s", (unsigned long long)failed, last);
+	if (evk_checkpointer_stop(h.ckpt) != EVK_OK)
+		evk_warn("closing the checkpoint connection failed");
 	if (sqlite3_close(h.db) != SQLITE_OK)
 		evk_warn("closing the store: %s", sqlite3_errmsg(h.db));
 	if (pidfile)

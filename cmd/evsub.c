@@ -549,7 +549,7 @@ main(int argc, char **argv)
 		}
 		if (rv == EVK_EGAP) {
 			w.gaps++;
-			evk_sub_report_gap(sub);
+			evk_warn("%s", evk_sub_gap_text(sub));
 			continue;
 		}
 		if (rv != EVK_OK && evk_sub_why(sub)) {

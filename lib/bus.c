@@ -552,11 +552,9 @@ send_current(struct evk_pub *p)
 
 	if (sl->count == 0)
 		return EVK_OK;
-	if (nng_msg_alloc(&msg, 1 + sl->lines.len) != 0)
+	if (nng_msg_alloc(&msg, EVK_PUBLISH_HDR + sl->lines.len) != 0)
 		return p->failed = EVK_ENOMEM;
-	unsigned char *body = nng_msg_body(msg);
-	body[0] = EVK_MSG_PUBLISH;
-	memcpy(body + 1, sl->lines.p, sl->lines.len);
+	memcpy(evk_publish_hdr_put(nng_msg_body(msg)), sl->lines.p, sl->lines.len);
 	nng_aio_set_msg(sl->aio, msg);
 	nng_mtx_lock(p->mtx);
 	bool lost = p->lost || p->broken;
@@ -721,6 +719,7 @@ struct evk_sub {
 	bool frame_is_refill;  /* frame came from the log, not the fan-out */
 	nng_duration recv_timeout;
 	char why[WHY_MAX];     /* the hub's reason for a refusal, or "" */
+	char gap_text[80];     /* evk_sub_gap_text's */
 };
 
 /* Asks the hub for up to max events from seq `from` on. */
@@ -1039,14 +1038,16 @@ evk_bus_status(const char *url, char **json)
 	return rv;
 }
 
-void
-evk_sub_report_gap(const struct evk_sub *s)
+const char *
+evk_sub_gap_text(struct evk_sub *s)
 {
-	uint64_t from, to;
-	evk_sub_gap(s, &from, &to);
-	if (from == to)
-		evk_warn("gap: event %llu is no longer retained", (unsigned long long)from);
+	if (s->gap_from == s->gap_to)
+		snprintf(s->gap_text, sizeof(s->gap_text),
+			 "gap: event %llu is no longer retained",
+			 (unsigned long long)s->gap_from);
 	else
-		evk_warn("gap: events %llu-%llu are no longer retained",
-			 (unsigned long long)from, (unsigned long long)to);
+		snprintf(s->gap_text, sizeof(s->gap_text),
+			 "gap: events %llu-%llu are no longer retained",
+			 (unsigned long long)s->gap_from, (unsigned long long)s->gap_to);
+	return s->gap_text;
 }

@@ -233,7 +233,34 @@ struct evk_checkpointer {
 	nng_cv *cv;
 	int wake_pages, force_pages;
 	bool wanted, stop;
+	/* Failed checkpoints (under mtx): counted and the last reason kept
+	 * for the program to report (lib/ never prints). */
+	uint64_t failures;
+	char failure[256];
 };
+
+/* Records a failed checkpoint of db. */
+static void
+checkpoint_failed(struct evk_checkpointer *c, sqlite3 *db)
+{
+	nng_mtx_lock(c->mtx);
+	c->failures++;
+	snprintf(c->failure, sizeof(c->failure), "%s", sqlite3_errmsg(db));
+	nng_mtx_unlock(c->mtx);
+}
+
+uint64_t
+evk_checkpointer_failures(struct evk_checkpointer *c, char *last, size_t n)
+{
+	if (c == NULL)
+		return 0;
+	nng_mtx_lock(c->mtx);
+	uint64_t k = c->failures;
+	if (last && n > 0)
+		snprintf(last, n, "%s", c->failure);
+	nng_mtx_unlock(c->mtx);
+	return k;
+}
 
 static void
 checkpointer_run(void *arg)
@@ -252,7 +279,7 @@ checkpointer_run(void *arg)
 		int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE,
 						   NULL, NULL);
 		if (rc != SQLITE_OK && rc != SQLITE_BUSY)
-			evk_warn("checkpoint: %s", sqlite3_errmsg(c->db));
+			checkpoint_failed(c, c->db);
 	}
 }
 
@@ -266,7 +293,7 @@ on_wal_commit(void *arg, sqlite3 *db, const char *name, int pages)
 		int rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_RESTART,
 						   NULL, NULL);
 		if (rc != SQLITE_OK && rc != SQLITE_BUSY)
-			evk_warn("checkpoint: %s", sqlite3_errmsg(db));
+			checkpoint_failed(c, db);
 	} else if (pages >= c->wake_pages) {
 		nng_mtx_lock(c->mtx);
 		c->wanted = true;
@@ -313,22 +340,22 @@ evk_checkpointer_start(sqlite3 *db, const char *path, const char **why)
 	return c;
 }
 
-void
+int
 evk_checkpointer_stop(struct evk_checkpointer *c)
 {
 	if (c == NULL)
-		return;
+		return EVK_OK;
 	sqlite3_wal_autocheckpoint(c->writer, 1000); /* SQLite's default hook */
 	nng_mtx_lock(c->mtx);
 	c->stop = true;
 	nng_cv_wake(c->cv);
 	nng_mtx_unlock(c->mtx);
 	nng_thread_destroy(c->thread); /* joins */
-	if (sqlite3_close(c->db) != SQLITE_OK)
-		evk_warn("closing the checkpoint connection: %s", sqlite3_errmsg(c->db));
+	int rv = sqlite3_close(c->db) == SQLITE_OK ? EVK_OK : EVK_EIO;
 	nng_cv_free(c->cv);
 	nng_mtx_free(c->mtx);
 	free(c);
+	return rv;
 }
 
 /* ---- health and the seq floor ---- */

@@ -95,9 +95,10 @@ int evk_sub_open(struct evk_sub **out, const char *url, int64_t since);
  * evk_sub_gap; the next call goes on after it), or a link error. */
 int evk_sub_next(struct evk_sub *s, struct evk_event *ev, int timeout_ms);
 
-/* Says on stderr, once, which stretch evk_sub_next's EVK_EGAP skipped:
- * "PROG: gap: events A-B are no longer retained". */
-void evk_sub_report_gap(const struct evk_sub *s);
+/* Which stretch evk_sub_next's EVK_EGAP skipped, as the programs say it
+ * on stderr: "gap: events A-B are no longer retained" (valid until the
+ * next call). */
+const char *evk_sub_gap_text(struct evk_sub *s);
 
 /* True while events already received wait to be read: the next
  * evk_sub_next returns without waiting on the hub. Lets a printer flush

@@ -85,6 +85,31 @@ evk_frame_kind(const void *b, size_t n)
 	return n > 0 ? *(const char *)b : 0;
 }
 
+/* ---- 'P': publish ---- */
+
+#define EVK_PUBLISH_HDR 1
+
+/* Writes a publish frame's header at p; returns where its lines go. */
+static inline unsigned char *
+evk_publish_hdr_put(unsigned char *p)
+{
+	p[0] = EVK_MSG_PUBLISH;
+	return p + EVK_PUBLISH_HDR;
+}
+
+/* The lines of a publish frame b[0..n) in lines and len; false when b is not
+ * a publish frame with at least one byte of lines. */
+static inline bool
+evk_publish_get(const void *b, size_t n, const char **lines, size_t *len)
+{
+	const char *p = b;
+	if (n <= EVK_PUBLISH_HDR || p[0] != EVK_MSG_PUBLISH)
+		return false;
+	*lines = p + EVK_PUBLISH_HDR;
+	*len = n - EVK_PUBLISH_HDR;
+	return true;
+}
+
 /* ---- 'D': events (replay reply and fan-out) ---- */
 
 struct evk_events_hdr {

@@ -30,8 +30,12 @@ struct evk_checkpointer;
 struct evk_checkpointer *evk_checkpointer_start(sqlite3 *db, const char *path,
 						const char **why);
 /* Stops the thread (waiting for a checkpoint under way) and restores the
- * automatic checkpoint. NULL is allowed. */
-void evk_checkpointer_stop(struct evk_checkpointer *c);
+ * automatic checkpoint. NULL is allowed. EVK_EIO when its connection did
+ * not close cleanly. */
+int evk_checkpointer_stop(struct evk_checkpointer *c);
+/* Checkpoints that failed so far (they are tried again later); the last
+ * one's reason goes to last[0..n) when last is not NULL. */
+uint64_t evk_checkpointer_failures(struct evk_checkpointer *c, char *last, size_t n);
 
 /* Checks at start that db is usable: not read-only, passing SQLite's
  * quick_check, and (when probe_sql is not NULL) writable, by running
