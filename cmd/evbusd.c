@@ -395,7 +395,7 @@ static bool
 frame_valid(const char *b, size_t n, uint32_t *count, char *why, size_t whylen)
 {
 	uint32_t c = 0;
-	const char *reason;
+	char reason[128];
 
 	if (n == 0 || b[n - 1] != '\n') {
 		snprintf(why, whylen, "malformed frame: not '\\n'-terminated lines");
@@ -405,8 +405,8 @@ frame_valid(const char *b, size_t n, uint32_t *count, char *why, size_t whylen)
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		size_t len = (size_t)(nl - p);
 		c++;
-		if (evk_event_check(p, len, &reason) != EVK_OK) {
-			snprintf(why, whylen, "malformed event on line %u of the frame: %s",
+		if (evk_event_check(p, len, reason, sizeof(reason)) != EVK_OK) {
+			snprintf(why, whylen, "malformed event on line %u of the frame: %.120s",
 				 (unsigned)c, reason);
 			return false;
 		}
@@ -648,7 +648,7 @@ hub_batch(struct hub *h, nng_msg **reqs, int n)
 	nng_msg *fan[BATCH_MSGS] = { 0 };
 	uint32_t counts[BATCH_MSGS] = { 0 };
 	int errs[BATCH_MSGS] = { 0 };
-	char whys[BATCH_MSGS][160];
+	char whys[BATCH_MSGS][200];
 	char failure[256] = "", fail_class = EVK_FAIL_IO;
 	uint64_t head0 = h->head, oldest0 = h->oldest;
 	bool any = false, ok = true;
@@ -842,9 +842,6 @@ main(int argc, char **argv)
 	if (evk_bus_resolve(bus, h.url, sizeof(h.url), &why) != EVK_OK)
 		evk_die(EVK_EX_USAGE, "bad bus address '%s': %s",
 			bus ? bus : getenv("EVBUS_URL") ? getenv("EVBUS_URL") : "(default)", why);
-	if (evk_bus_fanout_url(h.url, h.fanout, sizeof(h.fanout)) != EVK_OK)
-		evk_die(EVK_EX_USAGE, "bad bus address '%s'", h.url);
-
 	if (status) {
 		char *json;
 		int rv = evk_bus_status(h.url, &json);
@@ -856,6 +853,11 @@ main(int argc, char **argv)
 		free(json);
 		return fclose(stdout) == 0 ? 0 : EVK_EX_IOERR;
 	}
+	if (evk_bus_fanout_url(h.url, h.fanout, sizeof(h.fanout)) != EVK_OK)
+		evk_die(EVK_EX_USAGE, "bad bus address '%s'%s", h.url,
+			strncmp(h.url, "nats://", 7) == 0
+				? ": evbusd listens on ipc:// or tcp://; nats:// is a nats-server's"
+				: "");
 	if (!memory && store == NULL) {
 		if (evk_store_default_path("bus.db", default_store,
 					   sizeof(default_store)) != EVK_OK)

@@ -3,8 +3,10 @@
  * (Oban workers broadcasting through Phoenix.PubSub). */
 #include "evkit/buf.h"
 #include "evkit/bus.h"
+#include "evkit/db.h"
 #include "evkit/err.h"
 #include "evkit/event.h"
+#include "evkit/outbox.h"
 #include "evkit/store.h"
 #include "evkit/topic.h"
 #include "evkit/utf8.h"
@@ -168,30 +170,39 @@ static const char *const migrations[] = {
 	 * `on` subscription stands. */
 	"ALTER TABLE jobs ADD COLUMN stdin TEXT;"
 	"CREATE TABLE cursors (name TEXT PRIMARY KEY, last_seq INTEGER NOT NULL);",
+	/* 3: the outbox of lib/outbox.c (table notes, one event line a row). */
+	EVK_OUTBOX_SCHEMA "INSERT INTO notes (id, count, lines, format)"
+	" SELECT id, 1, CAST(line || char(10) AS BLOB), 2 FROM outbox ORDER BY id;"
+	"DROP TABLE outbox;",
 };
 
 static void
 open_db(const char *path)
 {
-	char def[4096];
-	const char *why;
-	if (path == NULL) {
-		if (evk_store_default_path("jobs.db", def, sizeof(def)) != EVK_OK)
-			evk_die(EVK_EX_USAGE, "no --db given and no HOME or XDG_STATE_HOME");
-		path = def;
-	}
-	if (evk_store_open(path, &db, &why) != EVK_OK)
-		evk_die(EVK_EX_UNAVAILABLE, "cannot open queue '%s': %s", path, why);
-	if (evk_store_migrate(db, migrations, 2) != EVK_OK)
-		db_die("cannot set up the queue");
+	static struct evk_db jobs; /* its handle is db */
+	int rv = evk_db_open(&jobs, path, "jobs.db", true, migrations,
+			     (int)(sizeof(migrations) / sizeof(migrations[0])));
+	if (rv != EVK_OK)
+		evk_die(rv == EVK_EINVAL ? EVK_EX_USAGE : EVK_EX_UNAVAILABLE, "%s",
+			evk_db_error(&jobs));
+	db = jobs.sq;
 }
 
-/* ---- broadcasts: an outbox in the database, delivered in order ---- */
+/* ---- broadcasts: an outbox in the database (lib/outbox.c) ---- */
 
-static struct evk_pub *pub;
+static struct evk_outbox *outbox;
 static bool hub_warned;
 static bool outbox_dirty; /* rows added since the last delivery */
 
+static struct evk_outbox *
+the_outbox(void)
+{
+	if (outbox == NULL && evk_outbox_open(&outbox, db, url, NULL) != EVK_OK)
+		evk_die(EVK_EX_FAIL, "out of memory");
+	return outbox;
+}
+
+/* Records one event line in the open transaction. */
 static void
 outbox_add(const char *topic, const char *event, cJSON *payload)
 {
@@ -199,71 +210,34 @@ outbox_add(const char *topic, const char *event, cJSON *payload)
 	const char *why = NULL;
 	if (evk_event_build(&line, NULL, topic, event, payload, &why) != EVK_OK)
 		evk_die(EVK_EX_FAIL, "cannot build event: %s", why ? why : "");
-	sqlite3_stmt *st = stmt("INSERT INTO outbox (line) VALUES (?)");
-	if (sqlite3_bind_text(st, 1, line.p, (int)line.len, SQLITE_STATIC) != SQLITE_OK)
-		db_die("cannot bind");
-	step_done(st);
+	if (evk_buf_addch(&line, '\n') != EVK_OK)
+		evk_die(EVK_EX_FAIL, "out of memory");
+	if (evk_outbox_record(the_outbox(), EVK_OUTBOX_LINES, line.p, line.len, 1, NULL) != EVK_OK)
+		evk_die(EVK_EX_UNAVAILABLE, "%s", evk_outbox_error(outbox));
 	evk_buf_release(&line);
 	outbox_dirty = true;
 }
 
-/* Publishes the outbox, oldest first; rows go in the same write
- * transaction that published them, so no two workers send one row. When
- * the hub goes away part-way, the rows it acknowledged go all the same:
- * a row is sent again only when the hub stored it but could not say so. */
+/* Publishes the outbox, oldest first, each line once; says once when the
+ * hub is away. */
 static void
 outbox_flush(void)
 {
+	struct evk_outbox_report r;
 	outbox_dirty = false;
-	for (;;) {
-		int n = 0;
-		bool failed = false;
-		sqlite3_int64 last = 0;
-		uint64_t acked0 = pub ? evk_pub_acked(pub) : 0;
-		begin();
-		sqlite3_stmt *st = stmt("SELECT id, line FROM outbox ORDER BY id LIMIT 1024");
-		while (sqlite3_step(st) == SQLITE_ROW) {
-			if (pub == NULL && evk_pub_open(&pub, url, NULL, NULL) != EVK_OK) {
-				pub = NULL;
-				break;
-			}
-			if (evk_pub_add(pub, (const char *)sqlite3_column_text(st, 1),
-					(size_t)sqlite3_column_bytes(st, 1)) != EVK_OK) {
-				failed = true;
-				break;
-			}
-			last = sqlite3_column_int64(st, 0);
-			n++;
-		}
-		sqlite3_reset(st);
-		if (n > 0 && evk_pub_sync(pub) == EVK_OK) {
-			st = stmt("DELETE FROM outbox WHERE id <= ?");
-			sqlite3_bind_int64(st, 1, last);
-			step_done(st);
-			hub_warned = false;
-		} else if (n > 0 || failed || pub == NULL) {
-			uint64_t acked = pub ? evk_pub_acked(pub) - acked0 : 0;
-			if (acked > 0) {
-				st = stmt("DELETE FROM outbox WHERE id IN"
-					  " (SELECT id FROM outbox ORDER BY id LIMIT ?)");
-				sqlite3_bind_int64(st, 1, (sqlite3_int64)acked);
-				step_done(st);
-			}
-			evk_pub_close(pub);
-			pub = NULL;
-			n = 0;
-		}
-		exec("COMMIT");
-		if (n < 1024)
-			break;
-	}
-	if (pub == NULL && !hub_warned) {
-		sqlite3_stmt *st = stmt("SELECT count(*) FROM outbox");
-		if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) > 0) {
-			evk_warn("hub at '%s' unavailable: events wait in the outbox", url);
-			hub_warned = true;
-		}
-		sqlite3_reset(st);
+	int rv = evk_outbox_flush(the_outbox(), &r);
+	if (rv == EVK_ENOMEM)
+		evk_die(EVK_EX_FAIL, "out of memory");
+	if (rv != EVK_OK)
+		evk_die(EVK_EX_UNAVAILABLE, "%s", evk_outbox_error(outbox));
+	if (r.damaged)
+		evk_warn("outbox row %lld is damaged: it and the %ld events from it on wait",
+			 (long long)r.damaged, r.pending);
+	if (r.pending == 0) {
+		hub_warned = false;
+	} else if (!hub_warned && r.unreachable) {
+		evk_warn("hub at '%s' unavailable: events wait in the outbox", url);
+		hub_warned = true;
 	}
 }
 
@@ -1144,8 +1118,8 @@ cmd_run(struct opts *o)
 	}
 	if (outbox_dirty)
 		outbox_flush();
-	evk_pub_close(pub);
-	pub = NULL;
+	evk_outbox_close(outbox);
+	outbox = NULL;
 	return o->drain && failed ? EVK_EX_FAIL : 0;
 }
 

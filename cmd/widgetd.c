@@ -2,6 +2,7 @@
  * widgets), keeps it durably, publishes each change on widget:{id}, and
  * shows it (widgetd get, widgetd view). */
 #include "evkit/buf.h"
+#include "evkit/cases.h"
 #include "evkit/bus.h"
 #include "evkit/daemon.h"
 #include "evkit/err.h"
@@ -264,26 +265,8 @@ refetch(void *arg, const char *line, size_t len)
 	cJSON *w = widget_or_new(d->id, "keep_live");
 	cJSON *items = cJSON_CreateArray();
 	d->queries++;
-	if (cases_db && items) {
-		sqlite3_stmt *st = evk_store_stmt(
-			cases_db,
-			"SELECT json_object('id', c.id, 'agency', a.code, 'case_reference',"
-			" c.case_reference, 'offender', o.name, 'offence_fine', c.offence_fine,"
-			" 'updated_at', c.updated_at) FROM cases c JOIN agencies a ON a.id = c.agency_id"
-			" LEFT JOIN offenders o ON o.id = c.offender_id ORDER BY c.updated_at DESC, c.id"
-			" LIMIT ?");
-		if (st) {
-			sqlite3_bind_int64(st, 1, d->limit);
-			while (sqlite3_step(st) == SQLITE_ROW) {
-				cJSON *it = cJSON_Parse((const char *)sqlite3_column_text(st, 0));
-				if (it)
-					cJSON_AddItemToArray(items, it);
-			}
-			sqlite3_reset(st);
-		} else {
-			evk_warn("keep_live '%s': %s", d->id, sqlite3_errmsg(cases_db));
-		}
-	}
+	if (cases_db && items && evk_cases_recent(cases_db, d->limit, items) != EVK_OK)
+		evk_warn("keep_live '%s': %s", d->id, sqlite3_errmsg(cases_db));
 	if (items == NULL ||
 	    !(cJSON_GetObjectItemCaseSensitive(w, "items")
 		      ? cJSON_ReplaceItemInObjectCaseSensitive(w, "items", items)

@@ -1,3 +1,4 @@
+#include "bus_nng.h" /* its names: evk_nng_*, picked by lib/bus_pick.c */
 #include "evkit/bus.h"
 
 #include "evkit/err.h"
@@ -604,17 +605,6 @@ evk_pub_add(struct evk_pub *p, const char *line, size_t len)
 }
 
 int
-evk_pub_event(struct evk_pub *p, const char *topic, const char *event,
-	      const cJSON *payload)
-{
-	evk_buf_reset(&p->scratch);
-	int rv = evk_event_build(&p->scratch, NULL, topic, event, payload, NULL);
-	if (rv != EVK_OK)
-		return rv;
-	return evk_pub_add(p, p->scratch.p, p->scratch.len);
-}
-
-int
 evk_pub_flush(struct evk_pub *p)
 {
 	return p->failed ? p->failed : send_current(p);
@@ -687,21 +677,6 @@ evk_pub_close(struct evk_pub *p)
 	free(p);
 }
 
-int
-evk_publish(const char *url, const char *topic, const char *event,
-	    const cJSON *payload, uint64_t *seq)
-{
-	struct evk_pub *p;
-	int rv = evk_pub_open(&p, url, NULL, NULL);
-	if (rv != EVK_OK)
-		return rv;
-	if ((rv = evk_pub_event(p, topic, event, payload)) == EVK_OK &&
-	    (rv = evk_pub_sync(p)) == EVK_OK && seq)
-		*seq = p->last_seq;
-	evk_pub_close(p);
-	return rv;
-}
-
 /* ---- subscribing ---- */
 
 struct evk_sub {
@@ -719,7 +694,6 @@ struct evk_sub {
 	bool frame_is_refill;  /* frame came from the log, not the fan-out */
 	nng_duration recv_timeout;
 	char why[WHY_MAX];     /* the hub's reason for a refusal, or "" */
-	char gap_text[80];     /* evk_sub_gap_text's */
 };
 
 /* Asks the hub for up to max events from seq `from` on. */
@@ -1036,18 +1010,4 @@ evk_bus_status(const char *url, char **json)
 	}
 	close_sockets(&s, 1);
 	return rv;
-}
-
-const char *
-evk_sub_gap_text(struct evk_sub *s)
-{
-	if (s->gap_from == s->gap_to)
-		snprintf(s->gap_text, sizeof(s->gap_text),
-			 "gap: event %llu is no longer retained",
-			 (unsigned long long)s->gap_from);
-	else
-		snprintf(s->gap_text, sizeof(s->gap_text),
-			 "gap: events %llu-%llu are no longer retained",
-			 (unsigned long long)s->gap_from, (unsigned long long)s->gap_to);
-	return s->gap_text;
 }

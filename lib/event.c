@@ -94,6 +94,62 @@ evk_ts_normalise(const char *ts, size_t n, char *out)
 	return EVK_OK;
 }
 
+/* Writes d with the fewest significant digits (15 to 17) that read back
+ * as d exactly; false when none does (not finite). */
+static bool
+exact_number(double d, char *buf, size_t n)
+{
+	for (int digits = 15; digits <= 17; digits++) {
+		snprintf(buf, n, "%.*g", digits, d);
+		if (strtod(buf, NULL) == d)
+			return true;
+	}
+	return false;
+}
+
+/* Whether cJSON would print a number in v so that it reads back as
+ * another: it writes 15 digits when they come within DBL_EPSILON, so
+ * 1.0000000000000002 would be stored as 1 (found by tests/fuzz). */
+static bool
+needs_exact(const cJSON *v)
+{
+	char buf[32];
+	if (cJSON_IsNumber(v)) {
+		double d = v->valuedouble;
+		if (!isfinite(d) || (fabs(d) < 1e15 && d == floor(d)))
+			return false; /* null, or printed whole */
+		snprintf(buf, sizeof(buf), "%1.15g", d);
+		return strtod(buf, NULL) != d;
+	}
+	for (const cJSON *c = v->child; c; c = c->next)
+		if (needs_exact(c))
+			return true;
+	return false;
+}
+
+/* Replaces each number of v (a copy) that needs it by its exact text. */
+static bool
+make_exact(cJSON *v)
+{
+	char buf[32];
+	for (cJSON *c = v->child, *next; c; c = next) {
+		next = c->next;
+		if (cJSON_IsNumber(c) && needs_exact(c)) {
+			exact_number(c->valuedouble, buf, sizeof(buf));
+			cJSON *raw = cJSON_CreateRaw(buf);
+			if (raw == NULL)
+				return false;
+			raw->string = c->string; /* the member's name moves over */
+			raw->type |= c->type & cJSON_StringIsConst;
+			c->string = NULL;
+			cJSON_ReplaceItemViaPointer(v, c, raw);
+		} else if (!make_exact(c)) {
+			return false;
+		}
+	}
+	return true;
+}
+
 /* Appends the payload's JSON text; prints into the buffer directly when
  * it fits, which avoids an allocation per event. */
 static int
@@ -101,6 +157,21 @@ add_payload(struct evk_buf *out, const cJSON *payload)
 {
 	if (payload == NULL)
 		return evk_buf_add(out, "{}", 2);
+	if (needs_exact(payload)) {
+		char buf[32];
+		if (cJSON_IsNumber(payload)) {
+			exact_number(payload->valuedouble, buf, sizeof(buf));
+			return evk_buf_addstr(out, buf);
+		}
+		cJSON *copy = cJSON_Duplicate(payload, 1);
+		char *text = copy && make_exact(copy) ? cJSON_PrintUnformatted(copy) : NULL;
+		cJSON_Delete(copy);
+		if (text == NULL)
+			return EVK_ENOMEM;
+		int rv = evk_buf_addstr(out, text);
+		cJSON_free(text);
+		return rv;
+	}
 	size_t guess = 256;
 	for (int attempt = 0; attempt < 2; attempt++) {
 		int rv = evk_buf_reserve(out, guess);
@@ -263,22 +334,25 @@ bad:
 
 int
 evk_json_lex_check(const char *p, size_t n, bool one_line, size_t *at,
-		   const char **why)
+		   const char **why, const char **hint)
 {
 	size_t i = 0;
 
+	*hint = "";
 	while (i < n) {
 		unsigned char c = (unsigned char)p[i];
 		if (c == '"') {
 			for (i++; i < n && p[i] != '"'; i++) {
+				if (p[i] == '\\' && i + 1 < n && (unsigned char)p[i + 1] >= 0x20) {
+					i++; /* an escaped character */
+					continue;
+				}
 				if ((unsigned char)p[i] < 0x20) {
 					*at = i;
-					*why = "raw control character in a string"
-					       " (write it as \\u00XX)";
+					*why = "raw control byte";
+					*hint = " in a string (write it as \\u00XX)";
 					return EVK_EINVAL;
 				}
-				if (p[i] == '\\')
-					i++;
 			}
 			i++;
 		} else if (c == '-' || is_digit((char)c)) {
@@ -288,8 +362,8 @@ evk_json_lex_check(const char *p, size_t n, bool one_line, size_t *at,
 			}
 		} else if (c < 0x20 && (one_line || !json_space((char)c))) {
 			*at = i;
-			*why = one_line ? "control character outside a string"
-					: "control character between values";
+			*why = "raw control byte";
+			*hint = one_line ? " outside a string" : " between values";
 			return EVK_EINVAL;
 		} else {
 			i++;
@@ -363,9 +437,9 @@ parse_value(const char *line, size_t len, char *why, size_t whylen)
 		return NULL;
 	}
 	size_t at;
-	const char *lexwhy;
-	if (evk_json_lex_check(line, len, false, &at, &lexwhy) != EVK_OK) {
-		snprintf(why, whylen, "invalid JSON at column %zu: %s", at + 1, lexwhy);
+	const char *lexwhy, *hint;
+	if (evk_json_lex_check(line, len, false, &at, &lexwhy, &hint) != EVK_OK) {
+		snprintf(why, whylen, "invalid JSON: %s at column %zu%s", lexwhy, at + 1, hint);
 		return NULL;
 	}
 	cJSON *v = cJSON_ParseWithLengthOpts(line, len, &end, 0);
@@ -564,44 +638,48 @@ scan_fields(struct evk_event *ev, const char *p, const char *end)
 }
 
 int
-evk_event_check(const char *line, size_t len, const char **why)
+evk_event_check(const char *line, size_t len, char *why, size_t whylen)
 {
 	struct evk_event ev;
 	char ts[EVK_TS_LEN + 1];
-	const char *end = NULL;
-	size_t at;
+	const char *end = NULL, *reason, *hint = "";
+	size_t at = 0;
 
 	if (!evk_utf8_valid(line, len)) {
-		*why = "invalid UTF-8";
-		return EVK_EINVAL;
+		reason = "invalid UTF-8";
+		goto bad;
 	}
 	if (len < 2 || line[0] != '{' || scan_fields(&ev, line + 1, line + len) != EVK_OK) {
-		*why = "not a canonical event ({\"ts\",\"topic\",\"event\",\"payload\"})";
-		return EVK_EINVAL;
+		reason = "not a canonical event ({\"ts\",\"topic\",\"event\",\"payload\"})";
+		goto bad;
 	}
 	if (evk_ts_normalise(ev.ts, EVK_TS_LEN, ts) != EVK_OK ||
 	    memcmp(ts, ev.ts, EVK_TS_LEN) != 0) {
-		*why = "'ts' is not an RFC 3339 UTC time with microseconds";
-		return EVK_EINVAL;
+		reason = "'ts' is not an RFC 3339 UTC time with microseconds";
+		goto bad;
 	}
 	if (!evk_topic_valid(ev.topic, ev.topic_len)) {
-		*why = "invalid topic";
-		return EVK_EINVAL;
+		reason = "invalid topic";
+		goto bad;
 	}
 	if (!evk_event_name_valid(ev.event, ev.event_len)) {
-		*why = "invalid event name";
+		reason = "invalid event name";
+		goto bad;
+	}
+	if (evk_json_lex_check(ev.payload, ev.payload_len, true, &at, &reason, &hint) != EVK_OK) {
+		snprintf(why, whylen, "%s at column %zu%s", reason,
+			 (size_t)(ev.payload - line) + at + 1, hint);
 		return EVK_EINVAL;
 	}
-	if (evk_json_lex_check(ev.payload, ev.payload_len, true, &at, why) != EVK_OK)
-		return EVK_EINVAL;
 	cJSON *v = cJSON_ParseWithLengthOpts(ev.payload, ev.payload_len, &end, 0);
 	bool ok = v != NULL && end == ev.payload + ev.payload_len;
 	cJSON_Delete(v);
-	if (!ok) {
-		*why = "payload is not one JSON value";
-		return EVK_EINVAL;
-	}
-	return EVK_OK;
+	if (ok)
+		return EVK_OK;
+	reason = "payload is not one JSON value";
+bad:
+	snprintf(why, whylen, "%s", reason);
+	return EVK_EINVAL;
 }
 
 /* Random bytes from a small pool, refilled by getrandom: one system call

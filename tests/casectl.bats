@@ -411,7 +411,7 @@ ingest_ended() {
 		PRAGMA user_version = 1;
 	SQL
 	run -0 casectl --db "$old" list
-	[ "$(sqlite3 "$old" 'PRAGMA user_version')" -eq 5 ]
+	[ "$(sqlite3 "$old" 'PRAGMA user_version')" -eq 6 ]
 	run -0 evsub --since 0 -n 4 -W 10 -o tsv 'case:**'
 	run cut -f2,3 <<<"$output"
 	[ "${lines[0]}" = "case:created	create" ] && [ "${lines[1]}" = "case:created:c-1	create" ]
@@ -433,11 +433,33 @@ ingest_ended() {
 	SQL
 	start_hub
 	run -0 cc list
-	[ "$(sqlite3 "$DB" 'PRAGMA user_version')" -eq 5 ]
+	[ "$(sqlite3 "$DB" 'PRAGMA user_version')" -eq 6 ]
 	run -0 evsub --since 0 -n 2 -W 10 'case:**'
 	[ "$(jq -c '[.topic, .ts, .payload.data]' <<<"$output" | paste -sd' ')" = \
 		'["case:created","2026-01-02T03:04:05.000006Z",{"id":"c-3","x":[1,2]}] ["case:created:c-3","2026-01-02T03:04:05.000006Z",{"id":"c-3","x":[1,2]}]' ]
 	[ "$(sqlite3 "$DB" 'SELECT count(*) FROM notes')" -eq 0 ]
+}
+
+@test "an earlier casectl's payload notes (format 3) become event lines once; a damaged row stays damaged" {
+	stop_hub
+	sqlite3 "$DB" <<-'SQL'
+		DROP TABLE outbox_producer;
+		ALTER TABLE notes RENAME TO notifications;
+		PRAGMA user_version = 4;
+		INSERT INTO notifications (count, lines, format) VALUES (2, CAST(
+		  '2026-01-02T03:04:05.000006Z' || char(9) || 'sync' || char(9) || 'synced' || char(9) || 'c-4' || char(9) ||
+		  '{"data":{"id":"c-4"}}' || char(10) AS BLOB), 3);
+		INSERT INTO notifications (count, lines, format) VALUES (2, CAST('not a note' || char(10) AS BLOB), 3);
+	SQL
+	run -0 --separate-stderr cc list
+	[ "$(sqlite3 "$DB" 'SELECT group_concat(format) FROM notes ORDER BY id')" = 2,3 ]
+	[ "$(sqlite3 "$DB" 'SELECT count(*) FROM outbox_producer WHERE length(id) = 32')" -eq 1 ]
+	start_hub
+	run -65 --separate-stderr cc outbox flush
+	[[ $stderr == *"outbox row "*" is damaged"* ]]
+	run -0 evsub --since 0 -n 2 -W 10 'case:**'
+	[ "$(jq -r .topic <<<"$output" | paste -sd' ')" = 'case:synced case:synced:c-4' ]
+	[ "$(hub_status_field head_seq)" -eq 2 ]
 }
 
 @test "hostile values are stored and returned byte for byte; over-long fields are refused clearly" {
@@ -515,4 +537,41 @@ ingest_ended() {
 	[ "$(cc list --since 2000-01-01T00:00:00Z | wc -l)" -eq 1 ]
 	run -65 --separate-stderr cc --max-line 20 create <"$BATS_TEST_TMPDIR/in"
 	[[ $stderr == *"stdin:1: line longer than 20 bytes"* ]]
+}
+
+@test "casectl creates cases.db, its WAL and SHM 0600 whatever the umask" {
+	local db=$BATS_TEST_TMPDIR/private/cases.db
+	(umask 022 && casectl --db "$db" init --admin ann >/dev/null)
+	# watch keeps the database open, so its -wal and -shm stay.
+	(umask 022 && exec casectl --db "$db" watch >"$BATS_TEST_TMPDIR/watch" 2>&1) &
+	BG_PIDS+=($!)
+	wait_for test -s "$BATS_TEST_TMPDIR/watch"
+	wait_file "$db-wal"
+	[ "$(stat -c %a "$db")" = 600 ]
+	[ "$(stat -c %a "$db-wal")" = 600 ]
+	[ "$(stat -c %a "$db-shm")" = 600 ]
+	[ "$(stat -c %a "$BATS_TEST_TMPDIR/private")" = 700 ]
+}
+
+# offered WORDS... — what casectl's bash completion offers for the last word.
+offered() {
+	source "$BATS_TEST_DIRNAME/../completions/casectl.bash"
+	COMP_WORDS=(casectl "$@")
+	COMP_CWORD=$#
+	COMPREPLY=()
+	_casectl
+	printf '%s\n' "${COMPREPLY[@]}" | sort | paste -sd' '
+}
+
+@test "casectl's usage and completion come from its command table: every command, sort column and role" {
+	[ "$(offered '')" = "create destroy get ingest init list outbox sync update user watch" ]
+	[ "$(offered user '')" = "add list" ]
+	[ "$(offered outbox '')" = "flush list" ]
+	[ "$(offered list --sort '')" = "case_reference inserted_at last_synced_at offence_action_date offence_costs offence_fine updated_at" ]
+	[ "$(offered user add x --role '')" = "admin editor viewer" ]
+	run -0 casectl --help
+	local k
+	for k in $(casectl --complete-words commands); do
+		grep -q "^  $k" <<<"$output" || fail "usage lacks $k"
+	done
 }

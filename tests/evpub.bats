@@ -41,6 +41,17 @@ collect() {
 	[[ $stderr == "evpub: payload: invalid JSON"* ]]
 }
 
+@test "evpub refuses raw control bytes in JSON (a raw TAB in a string, a form feed after a value) with 65" {
+	# Found by tests/fuzz (fuzz_event): cJSON takes them, jq and RFC 8259 do not.
+	run -65 --separate-stderr evpub a e $'{"x":"a\tb"}'
+	[[ $stderr == *"raw control byte at column 8"* ]]
+	printf '{"topic":"a","event":"e","payload":{}\f}\n' >"$BATS_TEST_TMPDIR/in"
+	run -65 --separate-stderr evpub -f "$BATS_TEST_TMPDIR/in"
+	[[ $stderr == *":1: invalid JSON: raw control byte"* ]]
+	run -0 evpub --echo a e $'{"x":"a\\tb",\t"y":1}'
+	[ "$(jq -c .payload <<<"$output")" = '{"x":"a\tb","y":1}' ]
+}
+
 @test "1000 events from stdin arrive in order with strictly increasing seq, and --since 0 replays them" {
 	collect 1000
 	for i in $(seq 1000); do printf '{"topic":"n:%d","event":"e","payload":{"i":%d}}\n' "$i" "$i"; done |
@@ -129,13 +140,13 @@ collect() {
 
 @test "evpub refuses raw control bytes inside JSON strings with 65 (RFC 8259), and stores none (issue 16.9)" {
 	run -65 --separate-stderr evpub a:b m $'{"x":"a\x01b"}'
-	[[ $stderr == *"raw control character in a string"* ]] || fail "$stderr"
+	[[ $stderr == *"raw control byte at column 8 in a string"* ]] || fail "$stderr"
 	run -65 --separate-stderr evpub a:b m $'{"x":"\x1b[2J"}'
 	run -65 --separate-stderr evpub a:b m $'"tab\there"'
 	printf '{"topic":"a","event":"b","payload":{"x":"\x1b]0;pwned\x07"}}\n{"topic":"a","event":"b","payload":{"x":"ok\\u001b"}}\n' \
 		>"$BATS_TEST_TMPDIR/in"
 	run -65 --separate-stderr evpub -f "$BATS_TEST_TMPDIR/in"
-	[[ $stderr == *"in:1: invalid JSON at column "*": raw control character in a string"* ]] || fail "$stderr"
+	[[ $stderr == *"in:1: invalid JSON: raw control byte at column "*" in a string"* ]] || fail "$stderr"
 	# Escaped, the same characters are fine; every stored line is JSON.
 	run -0 evsub --since 0 -n 1 -o json '**'
 	jq -e '.payload.x == "ok\u001b"' <<<"$output"

@@ -80,16 +80,18 @@ int evk_event_scan(struct evk_event *ev, const char *line, size_t len);
 /* Checks that line[0..len) (no '\n') is a canonical event without seq,
  * as the hub stores it: the four members in order, a normalised ts, a
  * valid topic and event name, one JSON payload; valid UTF-8, one line, no
- * raw control byte. EVK_EINVAL with a static reason in *why otherwise. */
-int evk_event_check(const char *line, size_t len, const char **why);
+ * raw control byte. EVK_EINVAL with the reason in why[0..whylen)
+ * otherwise. */
+int evk_event_check(const char *line, size_t len, char *why, size_t whylen);
 
 /* The lexical rules cJSON does not enforce (RFC 8259): no raw control
  * byte inside a string, none between values but JSON white space (none
  * at all when one_line), numbers spelled as the RFC says and within a
- * double's range. EVK_EINVAL with the offset in *at and a static reason
- * in *why otherwise. */
+ * double's range. EVK_EINVAL otherwise, with the offset in *at, a static
+ * reason in *why ("raw control byte") and where it was in *hint (" in a
+ * string (write it as \\u00XX)", or ""). */
 int evk_json_lex_check(const char *text, size_t n, bool one_line, size_t *at,
-		       const char **why);
+		       const char **why, const char **hint);
 
 /* A time-ordered (version 7, RFC 9562) UUID, as 36 characters and a NUL:
  * ids made later sort later, so an index on them grows at its end.
