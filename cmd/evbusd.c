@@ -51,6 +51,9 @@ struct pipes {
 struct hub {
 	sqlite3 *db;
 	sqlite3_stmt *insert, *select, *trim, *oldest_q, *set_head;
+	sqlite3_stmt *producer_get, *producer_set; /* exactly-once publishing */
+	uint32_t dropped; /* lines of the last 'Q' frame stored before */
+	uint64_t duplicates; /* such lines so far */
 	nng_socket rep, pub;
 	uint64_t head;   /* last seq assigned and committed */
 	uint64_t oldest; /* oldest retained seq; head + 1 when empty */
@@ -225,9 +228,15 @@ hub_check_store(struct hub *h, const char *path)
 	uint64_t floor;
 	int rv;
 
-	if (evk_store_check(h->db, "UPDATE meta SET value = value WHERE key = 'head'",
-			    why, sizeof(why)) != EVK_OK)
-		evk_die(EVK_EX_IOERR, "store '%s' cannot be used: %s", path, why);
+	/* Damage was looked for before the migrations (hub_open_store); now
+	 * whether it takes a write. */
+	if (evk_store_begin(h->db) != EVK_OK ||
+	    evk_store_exec(h->db, "UPDATE meta SET value = value WHERE key = 'head'") != EVK_OK ||
+	    evk_store_exec(h->db, "COMMIT") != EVK_OK) {
+		snprintf(why, sizeof(why), "%s", sqlite3_errmsg(h->db));
+		evk_store_exec(h->db, "ROLLBACK");
+		evk_die(EVK_EX_IOERR, "store '%s' cannot be used: it cannot be written: %s", path, why);
+	}
 	if ((size_t)snprintf(h->seqfile, sizeof(h->seqfile), "%s.seq", path) >=
 	    sizeof(h->seqfile))
 		evk_die(EVK_EX_USAGE, "store path too long: '%s'", path);
@@ -274,6 +283,10 @@ hub_open_store(struct hub *h, const char *path)
 		"INSERT INTO frames (first, last, lines)"
 		" SELECT seq, seq, CAST(line || char(10) AS BLOB) FROM events ORDER BY seq;"
 		"DROP TABLE events;",
+		/* 3: per producer ('Q' frames), the highest sequence stored,
+		 * written in the transaction that stores its events. */
+		"CREATE TABLE producers (id TEXT PRIMARY KEY, seq INTEGER NOT NULL)"
+		" WITHOUT ROWID;",
 	};
 	const char *why;
 	sqlite3_stmt *st;
@@ -282,7 +295,10 @@ hub_open_store(struct hub *h, const char *path)
 	if (evk_store_open(path, &h->db, &why) != EVK_OK)
 		evk_die(path && stat(path, &st_file) == 0 ? EVK_EX_IOERR : EVK_EX_UNAVAILABLE,
 			"cannot open store '%s': %s", path ? path : ":memory:", why);
-	if (evk_store_migrate(h->db, migrations, 2) != EVK_OK)
+	char bad[512];
+	if (path && evk_store_check(h->db, NULL, bad, sizeof(bad)) != EVK_OK)
+		evk_die(EVK_EX_IOERR, "store '%s' cannot be used: %s", path, bad);
+	if (evk_store_migrate(h->db, migrations, 3) != EVK_OK)
 		evk_die(EVK_EX_IOERR, "cannot set up store '%s': %s",
 			path ? path : ":memory:", sqlite3_errmsg(h->db));
 	if (sqlite3_prepare_v2(h->db,
@@ -311,7 +327,13 @@ hub_open_store(struct hub *h, const char *path)
 	    sqlite3_prepare_v3(h->db, "SELECT min(first) FROM frames", -1,
 			       SQLITE_PREPARE_PERSISTENT, &h->oldest_q, NULL) ||
 	    sqlite3_prepare_v3(h->db, "UPDATE meta SET value = ? WHERE key = 'head'",
-			       -1, SQLITE_PREPARE_PERSISTENT, &h->set_head, NULL))
+			       -1, SQLITE_PREPARE_PERSISTENT, &h->set_head, NULL) ||
+	    sqlite3_prepare_v3(h->db, "SELECT seq FROM producers WHERE id = ?", -1,
+			       SQLITE_PREPARE_PERSISTENT, &h->producer_get, NULL) ||
+	    sqlite3_prepare_v3(h->db,
+			       "INSERT INTO producers (id, seq) VALUES (?1, ?2)"
+			       " ON CONFLICT (id) DO UPDATE SET seq = ?2",
+			       -1, SQLITE_PREPARE_PERSISTENT, &h->producer_set, NULL))
 		evk_die(EVK_EX_IOERR, "cannot prepare store: %s", sqlite3_errmsg(h->db));
 }
 
@@ -416,8 +438,86 @@ frame_valid(const char *b, size_t n, uint32_t *count, char *why, size_t whylen)
 	return true;
 }
 
-/* Numbers and stores one publish frame, building its fan-out message.
- * Called inside the batch's transaction. */
+/* True for a producer id: 1-64 bytes of [0-9A-Za-z_.:-]. */
+static bool
+producer_valid(const char *id, size_t n)
+{
+	if (n == 0 || n > EVK_PRODUCER_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = id[i];
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      c == '_' || c == '.' || c == ':' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+/* For a 'Q' frame of count lines: checks its producer id and sequences
+ * (strictly increasing), and sets *skip to the lines stored before (those
+ * at most the highest sequence stored for the producer: a prefix). */
+static int
+producer_skip(struct hub *h, const struct evk_publish_once *q, uint32_t count,
+	      uint32_t *skip, char *why, size_t whylen)
+{
+	if (!producer_valid(q->id, q->idlen)) {
+		snprintf(why, whylen, "malformed frame: bad producer id");
+		return EVK_EINVAL;
+	}
+	if (q->count != count) {
+		snprintf(why, whylen, "malformed frame: %u sequences for %u lines",
+			 (unsigned)q->count, (unsigned)count);
+		return EVK_EINVAL;
+	}
+	for (uint32_t i = 1; i < count; i++)
+		if (evk_get_u64(q->pseqs + 8 * i) <= evk_get_u64(q->pseqs + 8 * (i - 1))) {
+			snprintf(why, whylen, "malformed frame: producer sequences not increasing");
+			return EVK_EINVAL;
+		}
+	uint64_t high = 0;
+	int rc = sqlite3_bind_text(h->producer_get, 1, q->id, (int)q->idlen, SQLITE_STATIC);
+	if (rc == SQLITE_OK && (rc = sqlite3_step(h->producer_get)) == SQLITE_ROW) {
+		high = (uint64_t)sqlite3_column_int64(h->producer_get, 0);
+		rc = SQLITE_DONE;
+	}
+	sqlite3_reset(h->producer_get);
+	if (rc != SQLITE_DONE)
+		return EVK_EIO;
+	*skip = 0;
+	while (*skip < count && evk_get_u64(q->pseqs + 8 * *skip) <= high)
+		(*skip)++;
+	return EVK_OK;
+}
+
+/* Records the highest sequence of q as stored. */
+static int
+producer_stored(struct hub *h, const struct evk_publish_once *q)
+{
+	uint64_t last = evk_get_u64(q->pseqs + 8 * (q->count - 1));
+	int rc = sqlite3_bind_text(h->producer_set, 1, q->id, (int)q->idlen, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(h->producer_set, 2, (sqlite3_int64)last);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(h->producer_set);
+	sqlite3_reset(h->producer_set);
+	return rc == SQLITE_DONE ? EVK_OK : EVK_EIO;
+}
+
+/* True when req is a publish frame ('P' or 'Q'). */
+static bool
+is_publish(nng_msg *req)
+{
+	const char *lines;
+	size_t len;
+	struct evk_publish_once q;
+	return evk_publish_get(nng_msg_body(req), nng_msg_len(req), &lines, &len) ||
+	       evk_publish_once_get(nng_msg_body(req), nng_msg_len(req), &q);
+}
+
+/* Numbers and stores one publish frame, building its fan-out message
+ * (*fan NULL when a 'Q' frame held only lines stored before: h->dropped
+ * says how many of its lines were). Called inside the batch's
+ * transaction. */
 static int
 hub_publish(struct hub *h, nng_msg *req, nng_msg **fan, uint32_t *count,
 	    char *why, size_t whylen)
@@ -425,10 +525,38 @@ hub_publish(struct hub *h, nng_msg *req, nng_msg **fan, uint32_t *count,
 	const char *b;
 	size_t n;
 	nng_msg *m;
+	struct evk_publish_once q = { 0 };
+	bool once = false;
+	uint32_t skip = 0;
+	int rv;
 
-	if (!evk_publish_get(nng_msg_body(req), nng_msg_len(req), &b, &n) ||
-	    !frame_valid(b, n, count, why, whylen))
+	h->dropped = 0;
+	*fan = NULL;
+	if (evk_publish_once_get(nng_msg_body(req), nng_msg_len(req), &q)) {
+		once = true;
+		b = q.lines;
+		n = q.len;
+	} else if (!evk_publish_get(nng_msg_body(req), nng_msg_len(req), &b, &n)) {
+		snprintf(why, whylen, "malformed frame");
 		return EVK_EINVAL;
+	}
+	if (!frame_valid(b, n, count, why, whylen))
+		return EVK_EINVAL;
+	if (once) {
+		if ((rv = producer_skip(h, &q, *count, &skip, why, whylen)) != EVK_OK)
+			return rv;
+		for (uint32_t i = 0; i < skip; i++) {
+			const char *nl = memchr(b, '\n', n);
+			n -= (size_t)(nl + 1 - b);
+			b = nl + 1;
+		}
+		h->dropped = skip;
+		*count -= skip;
+		if (*count == 0)
+			return EVK_OK;
+		if ((rv = producer_stored(h, &q)) != EVK_OK)
+			return rv;
+	}
 	if (nng_msg_alloc(&m, EVK_EVENTS_HDR + n + (size_t)*count * 28) != 0)
 		return EVK_ENOMEM;
 	unsigned char *out = nng_msg_body(m), *w = out + EVK_EVENTS_HDR;
@@ -599,6 +727,7 @@ hub_status(struct hub *h, nng_msg *req)
 	    cJSON_AddNumberToObject(o, "rejected_frames", (double)h->rejected_frames) &&
 	    cJSON_AddNumberToObject(o, "refill_requests", (double)h->replay_requests) &&
 	    cJSON_AddNumberToObject(o, "refilled_events", (double)h->replayed_events) &&
+	    cJSON_AddNumberToObject(o, "duplicates_dropped", (double)h->duplicates) &&
 	    cJSON_AddNumberToObject(o, "checkpoint_failures",
 				    (double)evk_checkpointer_failures(h->ckpt, NULL, 0)))
 		text = cJSON_PrintUnformatted(o);
@@ -646,24 +775,21 @@ static void
 hub_batch(struct hub *h, nng_msg **reqs, int n)
 {
 	nng_msg *fan[BATCH_MSGS] = { 0 };
-	uint32_t counts[BATCH_MSGS] = { 0 };
+	uint32_t counts[BATCH_MSGS] = { 0 }, dropped[BATCH_MSGS] = { 0 };
 	int errs[BATCH_MSGS] = { 0 };
 	char whys[BATCH_MSGS][200];
 	char failure[256] = "", fail_class = EVK_FAIL_IO;
 	uint64_t head0 = h->head, oldest0 = h->oldest;
 	bool any = false, ok = true;
 
-	const char *lines;
-	size_t len;
 	for (int i = 0; i < n; i++) {
-		if (evk_publish_get(nng_msg_body(reqs[i]), nng_msg_len(reqs[i]), &lines, &len))
+		if (is_publish(reqs[i]))
 			any = true;
 	}
 	if (any) {
 		ok = evk_store_exec(h->db, "BEGIN") == EVK_OK;
 		for (int i = 0; ok && i < n; i++) {
-			if (!evk_publish_get(nng_msg_body(reqs[i]), nng_msg_len(reqs[i]),
-					     &lines, &len))
+			if (!is_publish(reqs[i]))
 				continue;
 			if (is_refused(h, nng_msg_get_pipe(reqs[i]))) {
 				errs[i] = EVK_ECLOSED;
@@ -671,6 +797,7 @@ hub_batch(struct hub *h, nng_msg **reqs, int n)
 			}
 			errs[i] = hub_publish(h, reqs[i], &fan[i], &counts[i], whys[i],
 					      sizeof(whys[i]));
+			dropped[i] = h->dropped;
 			if (errs[i] == EVK_EIO || errs[i] == EVK_ENOMEM)
 				ok = false;
 			else if (errs[i] != EVK_OK) /* its next frame may be in this batch */
@@ -713,7 +840,7 @@ hub_batch(struct hub *h, nng_msg **reqs, int n)
 		nng_msg *req = reqs[i];
 		char kind = evk_frame_kind(nng_msg_body(req), nng_msg_len(req));
 
-		if (evk_publish_get(nng_msg_body(req), nng_msg_len(req), &lines, &len)) {
+		if (is_publish(req)) {
 			if (!ok || errs[i] != EVK_OK) {
 				if (fan[i])
 					nng_msg_free(fan[i]);
@@ -737,14 +864,22 @@ hub_batch(struct hub *h, nng_msg **reqs, int n)
 					 pipes_count(&h->subscribers);
 			/* Acks first: the publisher waits on them. */
 			struct evk_events_hdr fh = { 0 };
-			evk_events_hdr_get(nng_msg_body(fan[i]), nng_msg_len(fan[i]), &fh);
-			unsigned char ack[EVK_ACK_LEN];
-			evk_ack_put(ack, fh.first, counts[i]);
+			if (fan[i])
+				evk_events_hdr_get(nng_msg_body(fan[i]), nng_msg_len(fan[i]), &fh);
+			unsigned char ack[EVK_ACK_ONCE_LEN];
+			size_t ack_len = EVK_ACK_LEN;
+			if (kind == EVK_MSG_PUBLISH_ONCE) {
+				evk_ack_once_put(ack, fh.first, counts[i] + dropped[i], dropped[i]);
+				ack_len = EVK_ACK_ONCE_LEN;
+				h->duplicates += dropped[i];
+			} else {
+				evk_ack_put(ack, fh.first, counts[i]);
+			}
 			nng_msg_clear(req);
-			if (nng_msg_append(req, ack, sizeof(ack)) != 0 ||
+			if (nng_msg_append(req, ack, ack_len) != 0 ||
 			    nng_sendmsg(h->rep, req, 0) != 0)
 				nng_msg_free(req);
-			if (nng_sendmsg(h->pub, fan[i], 0) != 0)
+			if (fan[i] && nng_sendmsg(h->pub, fan[i], 0) != 0)
 				nng_msg_free(fan[i]);
 		} else if (kind == EVK_MSG_REPLAY) {
 			hub_replay(h, req);
@@ -900,6 +1035,8 @@ main(int argc, char **argv)
 	sqlite3_finalize(h.trim);
 	sqlite3_finalize(h.oldest_q);
 	sqlite3_finalize(h.set_head);
+	sqlite3_finalize(h.producer_get);
+	sqlite3_finalize(h.producer_set);
 	char last[256];
 	uint64_t failed = evk_checkpointer_failures(h.ckpt, last, sizeof(last));
 	if (failed)

@@ -316,6 +316,7 @@ struct slot {
 	nng_aio *aio;
 	struct evk_pub *pub;
 	struct evk_buf lines; /* the frame, kept until acknowledged */
+	struct evk_buf pseqs; /* with a producer id: each line's sequence */
 	uint32_t count;
 	bool in_flight;
 	enum slot_state state; /* under pub->mtx */
@@ -340,6 +341,10 @@ struct evk_pub {
 	bool broken;       /* a send failed: no frame goes after it */
 	bool sending;      /* a slot is SLOT_SENDING */
 	char why[WHY_MAX]; /* the hub's reason for a refusal, or "" */
+	char producer[EVK_PRODUCER_MAX]; /* exactly once: 'Q' frames */
+	size_t producer_len;             /* 0: 'P' frames */
+	uint64_t pseq_last;              /* the last sequence added */
+	uint64_t dropped;                /* lines the hub had stored before */
 	struct evk_pub *next_left;
 };
 
@@ -466,6 +471,7 @@ evk_pub_open(struct evk_pub **out, const char *url, evk_ack_fn on_ack, void *arg
 		struct slot *sl = &p->slots[i];
 		sl->pub = p;
 		sl->lines = (struct evk_buf)EVK_BUF_INIT(EVK_FRAME_MAX - 64);
+		sl->pseqs = (struct evk_buf)EVK_BUF_INIT(EVK_FRAME_MAX / 8);
 		if ((rv = nng_ctx_open(&sl->ctx, p->sock)) != 0 ||
 		    (rv = nng_aio_alloc(&sl->aio, on_slot_done, sl)) != 0) {
 			p->failed = from_nng(rv);
@@ -525,19 +531,29 @@ complete_oldest(struct evk_pub *p)
 		return p->failed = from_nng(rv);
 	}
 	uint64_t first;
-	uint32_t count;
-	if (evk_ack_get(nng_msg_body(reply), nng_msg_len(reply), &first, &count) &&
-	    count == sl->count) {
+	uint32_t count, dropped;
+	if (evk_ack_get(nng_msg_body(reply), nng_msg_len(reply), &first, &count, &dropped) &&
+	    count == sl->count && dropped <= count) {
 		p->acked += sl->count;
-		p->last_seq = first + sl->count - 1;
-		if (p->on_ack)
-			p->on_ack(p->arg, first, sl->lines.p, sl->lines.len, sl->count);
+		p->dropped += dropped;
+		/* The lines stored before are skipped: on_ack sees those
+		 * stored now, numbered from first. */
+		const char *lines = sl->lines.p;
+		for (uint32_t i = 0; i < dropped; i++)
+			lines = (const char *)memchr(lines, '\n', sl->lines.len) + 1;
+		size_t len = sl->lines.len - (size_t)(lines - sl->lines.p);
+		if (dropped < count) {
+			p->last_seq = first + (count - dropped) - 1;
+			if (p->on_ack)
+				p->on_ack(p->arg, first, lines, len, count - dropped);
+		}
 		rv = EVK_OK;
 	} else {
 		rv = p->failed = refusal(nng_msg_body(reply), nng_msg_len(reply), p->why);
 	}
 	nng_msg_free(reply);
 	evk_buf_reset(&sl->lines);
+	evk_buf_reset(&sl->pseqs);
 	sl->count = 0;
 	return rv;
 }
@@ -553,9 +569,19 @@ send_current(struct evk_pub *p)
 
 	if (sl->count == 0)
 		return EVK_OK;
-	if (nng_msg_alloc(&msg, EVK_PUBLISH_HDR + sl->lines.len) != 0)
-		return p->failed = EVK_ENOMEM;
-	memcpy(evk_publish_hdr_put(nng_msg_body(msg)), sl->lines.p, sl->lines.len);
+	if (p->producer_len > 0) {
+		size_t hdr = evk_publish_once_hdr_len(p->producer_len, sl->count);
+		if (nng_msg_alloc(&msg, hdr + sl->lines.len) != 0)
+			return p->failed = EVK_ENOMEM;
+		unsigned char *w = evk_publish_once_hdr_put(nng_msg_body(msg), p->producer,
+							     p->producer_len, sl->count);
+		memcpy(w, sl->pseqs.p, sl->pseqs.len);
+		memcpy(w + sl->pseqs.len, sl->lines.p, sl->lines.len);
+	} else {
+		if (nng_msg_alloc(&msg, EVK_PUBLISH_HDR + sl->lines.len) != 0)
+			return p->failed = EVK_ENOMEM;
+		memcpy(evk_publish_hdr_put(nng_msg_body(msg)), sl->lines.p, sl->lines.len);
+	}
 	nng_aio_set_msg(sl->aio, msg);
 	nng_mtx_lock(p->mtx);
 	bool lost = p->lost || p->broken;
@@ -582,10 +608,12 @@ send_current(struct evk_pub *p)
 	return EVK_OK;
 }
 
-int
-evk_pub_add(struct evk_pub *p, const char *line, size_t len)
+/* Queues a line, with its sequence when p has a producer id. */
+static int
+add_line(struct evk_pub *p, const char *line, size_t len, uint64_t pseq)
 {
 	struct slot *sl = &p->slots[p->cur];
+	unsigned char be[8];
 	int rv;
 
 	if (p->failed)
@@ -595,13 +623,60 @@ evk_pub_add(struct evk_pub *p, const char *line, size_t len)
 			return rv;
 		sl = &p->slots[p->cur];
 	}
+	size_t mark = sl->lines.len;
+	evk_put_u64(be, pseq);
 	if ((rv = evk_buf_add(&sl->lines, line, len)) != EVK_OK ||
-	    (rv = evk_buf_addch(&sl->lines, '\n')) != EVK_OK)
+	    (rv = evk_buf_addch(&sl->lines, '\n')) != EVK_OK ||
+	    (p->producer_len > 0 && (rv = evk_buf_add(&sl->pseqs, (const char *)be, 8)) != EVK_OK)) {
+		sl->lines.len = mark;
 		return rv;
+	}
 	sl->count++;
 	if (sl->lines.len >= EVK_FRAME_TARGET)
 		return send_current(p);
 	return EVK_OK;
+}
+
+int
+evk_pub_add(struct evk_pub *p, const char *line, size_t len)
+{
+	if (p->producer_len > 0)
+		return EVK_EINVAL; /* each line needs its sequence */
+	return add_line(p, line, len, 0);
+}
+
+int
+evk_pub_set_producer(struct evk_pub *p, const char *id)
+{
+	size_t n = strlen(id);
+	if (n == 0 || n > EVK_PRODUCER_MAX || p->in_flight > 0 || p->slots[p->cur].count > 0)
+		return EVK_EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		char c = id[i];
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      c == '_' || c == '.' || c == ':' || c == '-'))
+			return EVK_EINVAL;
+	}
+	memcpy(p->producer, id, n);
+	p->producer_len = n;
+	return EVK_OK;
+}
+
+int
+evk_pub_add_seq(struct evk_pub *p, const char *line, size_t len, uint64_t pseq)
+{
+	if (p->producer_len == 0 || (p->pseq_last != 0 && pseq <= p->pseq_last) || pseq == 0)
+		return EVK_EINVAL;
+	int rv = add_line(p, line, len, pseq);
+	if (rv == EVK_OK)
+		p->pseq_last = pseq;
+	return rv;
+}
+
+uint64_t
+evk_pub_dropped(const struct evk_pub *p)
+{
+	return p->dropped;
 }
 
 int
@@ -670,6 +745,7 @@ evk_pub_close(struct evk_pub *p)
 			nng_aio_free(sl->aio);
 		}
 		evk_buf_release(&sl->lines);
+		evk_buf_release(&sl->pseqs);
 	}
 	evk_buf_release(&p->scratch);
 	nng_cv_free(p->cv);

@@ -105,7 +105,7 @@ events() {
 	[ "$stderr" = "evsub: gap: event 1 is no longer retained" ]
 	run jq -s -c 'map([.seq, .topic])' <<<"$output"
 	assert_output '[[2,"old:a"],[3,"old:b"],[4,"new:c"]]'
-	[ "$(sqlite3 "$BATS_TEST_TMPDIR/bus.db" 'PRAGMA user_version')" -eq 2 ]
+	[ "$(sqlite3 "$BATS_TEST_TMPDIR/bus.db" 'PRAGMA user_version')" -eq 3 ]
 }
 
 @test "evbusd --memory keeps no file and starts from seq 1 each time" {
@@ -524,4 +524,58 @@ store_with_events() {
 	((acked > 0))
 	run -0 evsub --since 0 -n "$acked" -W 30 -o payload '**'
 	[ "${#lines[@]}" -eq "$acked" ]
+}
+
+# once_frame FILE ID SEQ... — writes a 'Q' frame (publish exactly once) of
+# producer ID with one event per SEQ (payload {"n":SEQ}) to FILE.
+once_frame() {
+	local file=$1 id=$2 seq
+	shift 2
+	{
+		printf 'Q'
+		printf "\\x$(printf %02x "${#id}")%s" "$id"
+		printf "\\x$(printf %02x $(($# >> 24 & 255)))\\x$(printf %02x $(($# >> 16 & 255)))\\x$(printf %02x $(($# >> 8 & 255)))\\x$(printf %02x $(($# & 255)))"
+		for seq in "$@"; do
+			printf '\000\000\000\000\000\000\000'
+			printf "\\x$(printf %02x "$seq")"
+		done
+		for seq in "$@"; do
+			printf '{"ts":"2026-01-01T00:00:00.000000Z","topic":"t","event":"e","payload":{"n":%d}}\n' "$seq"
+		done
+	} >"$file"
+}
+
+@test "a producer's line sent again is stored once and still acknowledged, across hub restarts (issue 16.3)" {
+	start_hub
+	local f=$BATS_TEST_TMPDIR/q
+	once_frame "$f" prodA 1 2
+	run -0 "$EVKIT_TOOLS/rawreq" "$EVBUS_URL" "$f"
+	assert_output 'A 17 bytes'
+	[ "$(hub_status_field head_seq)" -eq 2 ]
+	# The same frame again (an ack lost, a crash before it was recorded).
+	run -0 "$EVKIT_TOOLS/rawreq" "$EVBUS_URL" "$f"
+	assert_output 'A 17 bytes'
+	[ "$(hub_status_field head_seq)" -eq 2 ]
+	[ "$(hub_status_field duplicates_dropped)" -eq 2 ]
+	# Overlapping: only the new line is stored; other producers are apart.
+	once_frame "$f" prodA 2 3
+	run -0 "$EVKIT_TOOLS/rawreq" "$EVBUS_URL" "$f"
+	once_frame "$BATS_TEST_TMPDIR/b" prodB 1
+	run -0 "$EVKIT_TOOLS/rawreq" "$EVBUS_URL" "$BATS_TEST_TMPDIR/b"
+	[ "$(hub_status_field head_seq)" -eq 4 ]
+	stop_hub
+	start_hub
+	run -0 "$EVKIT_TOOLS/rawreq" "$EVBUS_URL" "$f"
+	assert_output 'A 17 bytes'
+	[ "$(hub_status_field head_seq)" -eq 4 ]
+	run -0 evsub --since 0 -n 4 -o payload '**'
+	assert_output $'{"n":1}\n{"n":2}\n{"n":3}\n{"n":1}'
+	# Sequences must grow within a frame; ids are short and plain.
+	once_frame "$f" prodA 5 4
+	run -0 "$EVKIT_TOOLS/rawreq" "$EVBUS_URL" "$f"
+	assert_output 'E malformed frame: producer sequences not increasing'
+	once_frame "$f" 'bad id' 9
+	run -0 "$EVKIT_TOOLS/rawreq" "$EVBUS_URL" "$f"
+	assert_output 'E malformed frame: bad producer id'
+	[ "$(hub_status_field head_seq)" -eq 4 ]
 }

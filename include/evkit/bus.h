@@ -41,6 +41,20 @@ int evk_pub_open(struct evk_pub **out, const char *url, evk_ack_fn on_ack,
  * is full. The line is copied. Errors are those of the hub link. */
 int evk_pub_add(struct evk_pub *p, const char *line, size_t len);
 
+/* Exactly once (as JetStream's Nats-Msg-Id): names the publisher, 1-64
+ * bytes of [0-9A-Za-z_.:-], before anything is queued. From then on
+ * lines are added with evk_pub_add_seq (evk_pub_add refuses them), each
+ * with a sequence larger than the one before, kept by the caller across
+ * runs (an outbox row's). The hub keeps, per producer id and in the
+ * transaction that stores the events, the highest sequence it stored, and
+ * drops a line whose sequence is not above it while still acknowledging
+ * it: a line sent again after a crash is stored once. On a nats:// bus
+ * the lines go as with evk_pub_add. */
+int evk_pub_set_producer(struct evk_pub *p, const char *id);
+int evk_pub_add_seq(struct evk_pub *p, const char *line, size_t len, uint64_t pseq);
+/* Acknowledged lines the hub had stored before (dropped as repeats). */
+uint64_t evk_pub_dropped(const struct evk_pub *p);
+
 /* Builds and queues one event (see evk_event_build). */
 int evk_pub_event(struct evk_pub *p, const char *topic, const char *event,
 		  const struct cJSON *payload);

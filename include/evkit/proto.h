@@ -4,10 +4,20 @@
  *
  * Requests (REQ → hub's REP), first byte is the kind:
  *   'P' lines...                 publish; lines are canonical without seq
+ *   'Q' u8 idlen, id, u32 count, u64 pseq[count], lines...
+ *                                publish exactly once: id names the
+ *                                producer, pseq[i] is line i's sequence
+ *                                (strictly increasing); lines whose pseq
+ *                                is at most the highest the hub stored
+ *                                for id are dropped, still acknowledged
  *   'R' u64 from, u32 max        replay events with seq >= from
  *   'S'                          status
  * Replies:
  *   'A' u64 first, u32 count     publish acknowledged (committed)
+ *   'A' u64 first, u32 count, u32 dropped   the same for 'Q': the first
+ *                                `dropped` lines were stored before (first
+ *                                is the seq of the line after them; 0 when
+ *                                all were)
  *   'D' u64 first, u32 count, u64 head, u64 oldest, lines...   replay
  *   'S' json                     status
  *   'E' text                     refused: the request is bad (65)
@@ -28,6 +38,7 @@
 #include <string.h>
 
 #define EVK_MSG_PUBLISH 'P'
+#define EVK_MSG_PUBLISH_ONCE 'Q'
 #define EVK_MSG_REPLAY 'R'
 #define EVK_MSG_STATUS 'S'
 #define EVK_MSG_ACK 'A'
@@ -42,6 +53,8 @@
 /* Sizes of the fixed parts, the kind byte included. */
 #define EVK_EVENTS_HDR (1 + 8 + 4 + 8 + 8)
 #define EVK_ACK_LEN (1 + 8 + 4)
+#define EVK_ACK_ONCE_LEN (EVK_ACK_LEN + 4)
+#define EVK_PRODUCER_MAX 64 /* bytes in a producer id */
 #define EVK_REPLAY_LEN (1 + 8 + 4)
 #define EVK_HEARTBEAT_LEN (1 + 8)
 #define EVK_FAILURE_HDR (1 + 1)
@@ -110,6 +123,55 @@ evk_publish_get(const void *b, size_t n, const char **lines, size_t *len)
 	return true;
 }
 
+/* ---- 'Q': publish exactly once ---- */
+
+/* Bytes before the lines of a 'Q' frame. */
+static inline size_t
+evk_publish_once_hdr_len(size_t idlen, uint32_t count)
+{
+	return 1 + 1 + idlen + 4 + (size_t)count * 8;
+}
+
+/* Writes a 'Q' header (kind, id, count) at p; returns where the count
+ * sequences go (8 bytes each, evk_put_u64), the lines after them. */
+static inline unsigned char *
+evk_publish_once_hdr_put(unsigned char *p, const char *id, size_t idlen, uint32_t count)
+{
+	p[0] = EVK_MSG_PUBLISH_ONCE;
+	p[1] = (unsigned char)idlen;
+	memcpy(p + 2, id, idlen);
+	evk_put_u32(p + 2 + idlen, count);
+	return p + 2 + idlen + 4;
+}
+
+struct evk_publish_once {
+	const char *id;             /* not NUL-terminated */
+	size_t idlen;
+	uint32_t count;
+	const unsigned char *pseqs; /* count big-endian u64s */
+	const char *lines;
+	size_t len;
+};
+
+/* Reads a 'Q' frame; false when b[0..n) is not one (or holds no lines). */
+static inline bool
+evk_publish_once_get(const void *b, size_t n, struct evk_publish_once *q)
+{
+	const unsigned char *p = b;
+	if (n < 2 || p[0] != EVK_MSG_PUBLISH_ONCE || n < 2 + (size_t)p[1] + 4)
+		return false;
+	q->idlen = p[1];
+	q->id = (const char *)p + 2;
+	q->count = evk_get_u32(p + 2 + q->idlen);
+	size_t hdr = evk_publish_once_hdr_len(q->idlen, q->count);
+	if (q->count == 0 || (n - 2 - q->idlen - 4) / 8 < q->count || n <= hdr)
+		return false;
+	q->pseqs = p + 2 + q->idlen + 4;
+	q->lines = (const char *)p + hdr;
+	q->len = n - hdr;
+	return true;
+}
+
 /* ---- 'D': events (replay reply and fan-out) ---- */
 
 struct evk_events_hdr {
@@ -154,14 +216,24 @@ evk_ack_put(unsigned char p[EVK_ACK_LEN], uint64_t first, uint32_t count)
 	evk_put_u32(p + 9, count);
 }
 
+static inline void
+evk_ack_once_put(unsigned char p[EVK_ACK_ONCE_LEN], uint64_t first, uint32_t count,
+		 uint32_t dropped)
+{
+	evk_ack_put(p, first, count);
+	evk_put_u32(p + EVK_ACK_LEN, dropped);
+}
+
+/* Reads an ack; *dropped is 0 for a 'P' frame's. */
 static inline bool
-evk_ack_get(const void *b, size_t n, uint64_t *first, uint32_t *count)
+evk_ack_get(const void *b, size_t n, uint64_t *first, uint32_t *count, uint32_t *dropped)
 {
 	const unsigned char *p = b;
 	if (n < EVK_ACK_LEN || p[0] != EVK_MSG_ACK)
 		return false;
 	*first = evk_get_u64(p + 1);
 	*count = evk_get_u32(p + 9);
+	*dropped = n >= EVK_ACK_ONCE_LEN ? evk_get_u32(p + EVK_ACK_LEN) : 0;
 	return true;
 }
 
