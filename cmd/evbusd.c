@@ -285,8 +285,7 @@ hub_open_store(struct hub *h, const char *path)
 		"DROP TABLE events;",
 		/* 3: per producer ('Q' frames), the highest sequence stored,
 		 * written in the transaction that stores its events. */
-		"CREATE TABLE producers (id TEXT PRIMARY KEY, seq INTEGER NOT NULL)"
-		" WITHOUT ROWID;",
+		"CREATE TABLE producers (id TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;",
 	};
 	const char *why;
 	sqlite3_stmt *st;
