@@ -343,11 +343,17 @@ evk_json_lex_check(const char *p, size_t n, bool one_line, size_t *at,
 		unsigned char c = (unsigned char)p[i];
 		if (c == '"') {
 			for (i++; i < n && p[i] != '"'; i++) {
-				if (p[i] == '\\' && i + 1 < n && (unsigned char)p[i + 1] >= 0x20) {
+				if (p[i] == '\\' && i + 1 < n && (unsigned char)p[i + 1] >= 0x20 &&
+				    p[i + 1] != 0x7f) {
 					i++; /* an escaped character */
 					continue;
 				}
-				if ((unsigned char)p[i] < 0x20) {
+				unsigned char b = (unsigned char)p[i];
+				/* C0, DEL and C1 (U+0080-U+009F, C2 80-9F in
+				 * UTF-8): terminals act on them. */
+				if (b < 0x20 || b == 0x7f ||
+				    (b == 0xc2 && i + 1 < n && (unsigned char)p[i + 1] >= 0x80 &&
+				     (unsigned char)p[i + 1] <= 0x9f)) {
 					*at = i;
 					*why = "raw control byte";
 					*hint = " in a string (write it as \\u00XX)";

@@ -143,6 +143,8 @@ collect() {
 	[[ $stderr == *"raw control byte at column 8 in a string"* ]] || fail "$stderr"
 	run -65 --separate-stderr evpub a:b m $'{"x":"\x1b[2J"}'
 	run -65 --separate-stderr evpub a:b m $'"tab\there"'
+	run -65 --separate-stderr evpub a:b m $'"del\x7f"'
+	run -65 --separate-stderr evpub a:b m $'"csi\xc2\x9b2J"'
 	printf '{"topic":"a","event":"b","payload":{"x":"\x1b]0;pwned\x07"}}\n{"topic":"a","event":"b","payload":{"x":"ok\\u001b"}}\n' \
 		>"$BATS_TEST_TMPDIR/in"
 	run -65 --separate-stderr evpub -f "$BATS_TEST_TMPDIR/in"

@@ -85,7 +85,8 @@ int evk_event_scan(struct evk_event *ev, const char *line, size_t len);
 int evk_event_check(const char *line, size_t len, char *why, size_t whylen);
 
 /* The lexical rules cJSON does not enforce (RFC 8259): no raw control
- * byte inside a string, none between values but JSON white space (none
+ * character inside a string (C0, and also DEL and C1, which RFC 8259
+ * allows but terminals act on), none between values but JSON white space (none
  * at all when one_line), numbers spelled as the RFC says and within a
  * double's range. EVK_EINVAL otherwise, with the offset in *at, a static
  * reason in *why ("raw control byte") and where it was in *hint (" in a
