@@ -196,3 +196,27 @@ publish() {
 	run -0 evsub --since 0 -n 1 -F '%{payload.missing}|%{payload.x}' '**'
 	assert_output '|1'
 }
+
+@test "evsub --since/--latest --snapshot replays up to the head at the start and exits 0, however large the log (issue 18)" {
+	# Several refills' worth (4096 events or 1 MiB per refill reply).
+	seq 20000 | awk '{printf "{\"topic\":\"snap:%d\",\"event\":\"e\",\"payload\":{\"i\":%d,\"pad\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}}\n", $1 % 50, $1}' | evpub
+	run -0 evsub --since 0 --snapshot -o payload '**'
+	run jq -s -c 'map(.i) == [range(1;20001)]' <<<"$output"
+	assert_output true
+	run -0 evsub --since 19990 --snapshot -o payload 'snap:**'
+	[ "${#lines[@]}" -eq 10 ]
+	run -0 evsub --latest --snapshot -o payload 'snap:**'
+	run jq -s -c 'map(.i) == [range(19951;20001)]' <<<"$output"
+	assert_output true
+	# Nothing to replay: at once, nothing printed.
+	run -0 timeout 10 evsub --since 20000 --snapshot '**'
+	assert_output ''
+	# Events published after the start are not part of it.
+	bg_to "$BATS_TEST_TMPDIR/snap" evsub --since 0 --snapshot -o payload 'snap:**'
+	local snap=${BG_PIDS[-1]}
+	evpub snap:new e '{"i":0}'
+	wait "$snap"
+	[ "$(wc -l <"$BATS_TEST_TMPDIR/snap")" -ge 20000 ]
+	[ "$(wc -l <"$BATS_TEST_TMPDIR/snap")" -le 20001 ]
+	run -2 evsub --snapshot '**'
+}
