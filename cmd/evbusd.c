@@ -437,21 +437,6 @@ frame_valid(const char *b, size_t n, uint32_t *count, char *why, size_t whylen)
 	return true;
 }
 
-/* True for a producer id: 1-64 bytes of [0-9A-Za-z_.:-]. */
-static bool
-producer_valid(const char *id, size_t n)
-{
-	if (n == 0 || n > EVK_PRODUCER_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = id[i];
-		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		      c == '_' || c == '.' || c == ':' || c == '-'))
-			return false;
-	}
-	return true;
-}
-
 /* For a 'Q' frame of count lines: checks its producer id and sequences
  * (strictly increasing), and sets *skip to the lines stored before (those
  * at most the highest sequence stored for the producer: a prefix). */
@@ -459,7 +444,7 @@ static int
 producer_skip(struct hub *h, const struct evk_publish_once *q, uint32_t count,
 	      uint32_t *skip, char *why, size_t whylen)
 {
-	if (!producer_valid(q->id, q->idlen)) {
+	if (!evk_producer_valid(q->id, q->idlen)) {
 		snprintf(why, whylen, "malformed frame: bad producer id");
 		return EVK_EINVAL;
 	}

@@ -649,14 +649,8 @@ int
 evk_pub_set_producer(struct evk_pub *p, const char *id)
 {
 	size_t n = strlen(id);
-	if (n == 0 || n > EVK_PRODUCER_MAX || p->in_flight > 0 || p->slots[p->cur].count > 0)
+	if (!evk_producer_valid(id, n) || p->in_flight > 0 || p->slots[p->cur].count > 0)
 		return EVK_EINVAL;
-	for (size_t i = 0; i < n; i++) {
-		char c = id[i];
-		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		      c == '_' || c == '.' || c == ':' || c == '-'))
-			return EVK_EINVAL;
-	}
 	memcpy(p->producer, id, n);
 	p->producer_len = n;
 	return EVK_OK;

@@ -125,6 +125,21 @@ evk_publish_get(const void *b, size_t n, const char **lines, size_t *len)
 
 /* ---- 'Q': publish exactly once ---- */
 
+/* True for a producer id: 1 to EVK_PRODUCER_MAX bytes of [0-9A-Za-z_.:-]. */
+static inline bool
+evk_producer_valid(const char *id, size_t n)
+{
+	if (n == 0 || n > EVK_PRODUCER_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = id[i];
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      c == '_' || c == '.' || c == ':' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
 /* Bytes before the lines of a 'Q' frame. */
 static inline size_t
 evk_publish_once_hdr_len(size_t idlen, uint32_t count)
