@@ -43,7 +43,7 @@ for run in $(seq "$RUNS"); do
 	kill -9 "$pid" 2>/dev/null || true
 	wait "$pid" 2>/dev/null || true
 	casectl --db "$dir/cases.db" ingest --batch 1000 <"$dir/cases" 2>/dev/null
-	read -r cases creates most < <(evsub --since 0 --snapshot 'case:created' |
+	read -r cases creates most < <(evsub --since 0 -n "$(head_seq)" -W 120 "case:**" | jq -c "select(.topic == \"case:created\")" |
 		jq -r '.payload.data.case_reference' | sort | uniq -c |
 		awk '{ n++; t += $1; if ($1 > m) m = $1 } END { print n + 0, t + 0, m + 0 }')
 	dropped=$(evbusd --status | jq .duplicates_dropped)
