@@ -1,6 +1,7 @@
 /* evworker — a durable job queue in SQLite that runs commands and
  * workflows of named steps and broadcasts their progress on the bus
  * (Oban workers broadcasting through Phoenix.PubSub). */
+#include "evkit/tls.h"
 #include "evkit/buf.h"
 #include "evkit/bus.h"
 #include "evkit/db.h"
@@ -89,6 +90,7 @@ usage(FILE *out, int status)
 		"\n"
 		"  --db FILE   the queue (default $XDG_STATE_HOME/evkit/jobs.db)\n"
 		"  --bus URL   the hub (default $EVBUS_URL, else a private ipc path)\n"
+		EVK_TLS_USAGE
 		"  -h, --help, --version\n"
 		"\n"
 		"A step exits 0 for success, 75 to snooze (run again after the backoff,\n"
@@ -422,7 +424,7 @@ cmd_on(struct opts *o, int argc, char **argv)
 	struct evk_sub *sub;
 	int rv = evk_sub_open(&sub, url, since);
 	if (rv != EVK_OK)
-		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", url, evk_strerror(rv));
+		evk_die_hub(url, rv);
 	if (since == EVK_SINCE_LIVE) {
 		/* First start: from now on, and remember it. */
 		begin();
@@ -1245,6 +1247,7 @@ main(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "db", required_argument, NULL, 'd' },
 		{ "bus", required_argument, NULL, 'b' },
+		EVK_TLS_LONGOPTS,
 		{ "queue", required_argument, NULL, 'q' },
 		{ "priority", required_argument, NULL, 'p' },
 		{ "max-attempts", required_argument, NULL, 'm' },
@@ -1279,6 +1282,9 @@ main(int argc, char **argv)
 			switch (ch) {
 			case 'd': o.db_path = optarg; break;
 			case 'b': o.bus = optarg; break;
+			case EVK_OPT_TLS_CERT:
+			case EVK_OPT_TLS_KEY:
+			case EVK_OPT_TLS_CA: evk_tls_option(ch, optarg); break;
 			case 'q': o.queue = optarg; break;
 			case 'p': o.priority = (int)num(optarg, "--priority", 0, 9); break;
 			case 'm': o.max_attempts = (int)num(optarg, "--max-attempts", 1, 1000000); break;

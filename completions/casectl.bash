@@ -13,6 +13,10 @@ _casectl() {
 		fi
 	done
 	case $prev in
+	--tls-cert | --tls-key | --tls-ca)
+		COMPREPLY=($(compgen -f -- "$cur"))
+		return
+		;;
 	--db)
 		COMPREPLY=($(compgen -f -- "$cur"))
 		return

@@ -13,6 +13,10 @@ _evworker() {
 		esac
 	done
 	case $prev in
+	--tls-cert | --tls-key | --tls-ca)
+		COMPREPLY=($(compgen -f -- "$cur"))
+		return
+		;;
 	--db | --steps | --ready-file)
 		COMPREPLY=($(compgen -f -- "$cur"))
 		return
@@ -29,7 +33,7 @@ _evworker() {
 		;;
 	esac
 	if [[ $cur == -* ]]; then
-		COMPREPLY=($(compgen -W '--db --bus --queue --priority --max-attempts
+		COMPREPLY=($(compgen -W '--db --bus --tls-cert --tls-key --tls-ca --queue --priority --max-attempts
 			--backoff --timeout --in --at --unique-for --workflow --resource --steps
 			--concurrency --drain --grace --state --older-than --name --ready-file
 			--help --version' -- "$cur"))

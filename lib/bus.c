@@ -4,6 +4,7 @@
 #include "evkit/err.h"
 #include "evkit/limits.h"
 #include "evkit/proto.h"
+#include "evkit/tls.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -60,8 +61,8 @@ evk_bus_resolve(const char *opt, char *url, size_t n, const char **why)
 		opt = env;
 	if (opt != NULL) {
 		if (strncmp(opt, "ipc://", 6) != 0 && strncmp(opt, "tcp://", 6) != 0 &&
-		    strncmp(opt, "inproc://", 9) != 0) {
-			*why = "address must start with ipc://, tcp:// or inproc://";
+		    strncmp(opt, "inproc://", 9) != 0 && !evk_tls_url(opt)) {
+			*why = "address must start with ipc://, tcp://, tls+tcp:// or inproc://";
 			return EVK_EINVAL;
 		}
 		if (strlen(opt) + 5 >= n)
@@ -85,11 +86,11 @@ evk_bus_resolve(const char *opt, char *url, size_t n, const char **why)
 int
 evk_bus_fanout_url(const char *url, char *out, size_t n)
 {
-	if (strncmp(url, "tcp://", 6) == 0) {
+	if (strncmp(url, "tcp://", 6) == 0 || evk_tls_url(url)) {
 		const char *colon = strrchr(url, ':');
 		char *end;
 		long port = colon ? strtol(colon + 1, &end, 10) : -1;
-		if (colon == NULL || colon < url + 6 || *end != '\0' || port <= 0 ||
+		if (colon == NULL || colon < strstr(url, "://") + 3 || *end != '\0' || port <= 0 ||
 		    port >= 65535)
 			return EVK_EINVAL;
 		if ((size_t)snprintf(out, n, "%.*s:%ld", (int)(colon - url), url,
@@ -231,6 +232,9 @@ from_nng(int rv)
 	case NNG_ENOENT:
 	case NNG_EADDRINVAL:
 	case NNG_EUNREACHABLE: return EVK_EUNAVAIL;
+	case NNG_EPERM:
+	case NNG_EPEERAUTH: /* TLS: a certificate refused, either side */
+	case NNG_ECRYPTO: return EVK_EPERM;
 	case NNG_ECONNRESET:
 	case NNG_ECONNSHUT:
 	case NNG_ECLOSED: return EVK_ECLOSED;
@@ -271,7 +275,7 @@ req_open(nng_socket *s, const char *url)
 	    (rv = nng_socket_set_size(*s, NNG_OPT_RECVMAXSZ, EVK_FRAME_MAX)) != 0 ||
 	    (rv = nng_socket_set_ms(*s, NNG_OPT_RECVTIMEO, EVK_ACK_TIMEOUT_MS)) != 0 ||
 	    (rv = nng_socket_set_ms(*s, NNG_OPT_SENDTIMEO, EVK_ACK_TIMEOUT_MS)) != 0 ||
-	    (rv = nng_dial(*s, url, NULL, 0)) != 0) {
+	    (rv = evk_tls_dial(*s, url, 0)) != 0) {
 		nng_close(*s);
 		return from_nng(rv) == EVK_EIO ? EVK_EUNAVAIL : from_nng(rv);
 	}
@@ -808,7 +812,7 @@ evk_sub_open(struct evk_sub **out, const char *url, int64_t since)
 	if ((rv = nng_socket_set(s->sub, NNG_OPT_SUB_SUBSCRIBE, "", 0)) != 0 ||
 	    (rv = nng_socket_set_int(s->sub, NNG_OPT_RECVBUF, EVK_SUB_QUEUE_FRAMES)) != 0 ||
 	    (rv = nng_socket_set_size(s->sub, NNG_OPT_RECVMAXSZ, EVK_FRAME_MAX)) != 0 ||
-	    (rv = nng_dial(s->sub, fanout, NULL, 0)) != 0) {
+	    (rv = evk_tls_dial(s->sub, fanout, 0)) != 0) {
 		nng_close(s->sub);
 		free(s);
 		return from_nng(rv) == EVK_EIO ? EVK_EUNAVAIL : from_nng(rv);

@@ -468,6 +468,28 @@ evk_nats_pub_open(struct evk_nats_pub **out, const char *url, evk_ack_fn on_ack,
 	return EVK_OK;
 }
 
+/* The topic of a canonical line as evk_event_build writes it,
+ * {"ts":"<27>","topic":"...", when it holds no JSON escape; false
+ * otherwise (then the full scan finds it). */
+static bool
+plain_topic(const char *line, size_t len, const char **topic, size_t *n)
+{
+	static const char head[] = "{\"ts\":\"";
+	static const char mid[] = "\",\"topic\":\"";
+	const size_t at = sizeof(head) - 1 + EVK_TS_LEN + sizeof(mid) - 1;
+
+	if (len <= at || memcmp(line, head, sizeof(head) - 1) != 0 ||
+	    memcmp(line + sizeof(head) - 1 + EVK_TS_LEN, mid, sizeof(mid) - 1) != 0)
+		return false;
+	size_t max = len - at < EVK_TOPIC_MAX + 1 ? len - at : EVK_TOPIC_MAX + 1;
+	const char *end = memchr(line + at, '"', max);
+	if (end == NULL || memchr(line + at, '\\', (size_t)(end - (line + at))))
+		return false;
+	*topic = line + at;
+	*n = (size_t)(end - *topic);
+	return true;
+}
+
 int
 evk_nats_pub_add(struct evk_nats_pub *p, const char *line, size_t len)
 {
@@ -478,17 +500,24 @@ evk_nats_pub_add(struct evk_nats_pub *p, const char *line, size_t len)
 
 	if (p->failed)
 		return p->failed;
-	/* The topic, for the subject: scan the line as if it had a seq. */
-	if (len < 2 || line[0] != '{')
-		return EVK_EINVAL;
-	evk_buf_reset(&p->scan);
-	if ((rv = evk_buf_add(&p->scan, "{\"seq\":1,", 9)) != EVK_OK ||
-	    (rv = evk_buf_add(&p->scan, line + 1, len - 1)) != EVK_OK)
-		return rv;
-	if (evk_event_scan(&ev, p->scan.p, p->scan.len) != EVK_OK)
-		return EVK_EINVAL;
-	if ((rv = evk_subject_from_topic(p->subject, sizeof(p->subject), ev.topic,
-					 ev.topic_len)) != EVK_OK)
+	/* The topic, for the subject. */
+	const char *topic;
+	size_t topic_len;
+	if (!plain_topic(line, len, &topic, &topic_len)) {
+		/* Escapes in it: scan the line as if it had a seq. */
+		if (len < 2 || line[0] != '{')
+			return EVK_EINVAL;
+		evk_buf_reset(&p->scan);
+		if ((rv = evk_buf_add(&p->scan, "{\"seq\":1,", 9)) != EVK_OK ||
+		    (rv = evk_buf_add(&p->scan, line + 1, len - 1)) != EVK_OK)
+			return rv;
+		if (evk_event_scan(&ev, p->scan.p, p->scan.len) != EVK_OK)
+			return EVK_EINVAL;
+		topic = ev.topic;
+		topic_len = ev.topic_len;
+	}
+	if ((rv = evk_subject_from_topic(p->subject, sizeof(p->subject), topic,
+					 topic_len)) != EVK_OK)
 		return rv;
 	/* A place in the window. */
 	while (p->count == NATS_WINDOW ||
@@ -706,17 +735,39 @@ evk_nats_sub_open(struct evk_nats_sub **out, const char *url, int64_t since)
 	return EVK_OK;
 }
 
-/* The stream sequence of a message from the consumer. */
+/* The stream sequence of a message from the consumer, read from its
+ * reply subject: $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.... (9
+ * tokens), or with <domain>.<account hash> before <stream> (12 or more). */
 static bool
 stream_seq(natsMsg *m, uint64_t *seq)
 {
-	jsMsgMetaData *md = NULL;
+	const char *r = natsMsg_GetReply(m);
+	const char *tok[16];
+	int n = 0;
 
-	if (natsMsg_GetMetaData(&md, m) != NATS_OK)
+	if (r == NULL || strncmp(r, "$JS.ACK.", 8) != 0)
 		return false;
-	*seq = md->Sequence.Stream;
-	jsMsgMetaData_Destroy(md);
-	return *seq > 0;
+	for (const char *p = r; n < 16; p++) {
+		tok[n++] = p;
+		if ((p = strchr(p, '.')) == NULL)
+			break;
+	}
+	int at = n == 9 ? 5 : n >= 12 ? 7 : -1;
+	if (at < 0)
+		return false;
+	uint64_t v = 0;
+	const char *p = tok[at];
+	if (*p < '0' || *p > '9')
+		return false;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (v > (UINT64_MAX - 9) / 10)
+			return false;
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	if (*p != '.')
+		return false;
+	*seq = v;
+	return v > 0;
 }
 
 /* Makes the event of message m (stream sequence seq) the one to deliver:

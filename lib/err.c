@@ -11,6 +11,7 @@ static const char *const messages[] = {
 	[EVK_ENOMEM] = "out of memory",
 	[EVK_EINVAL] = "invalid input",
 	[EVK_EUNAVAIL] = "hub unavailable",
+	[EVK_EPERM] = "permission denied",
 	[EVK_ETIMEDOUT] = "timed out",
 	[EVK_EPROTO] = "protocol error",
 	[EVK_EIO] = "input/output error",
@@ -42,6 +43,7 @@ evk_err_exit(int err)
 	case EVK_ETIMEDOUT:
 	case EVK_EAGAIN: return EVK_EX_TEMPFAIL;
 	case EVK_EIO: return EVK_EX_IOERR;
+	case EVK_EPERM: return EVK_EX_NOPERM;
 	default: return EVK_EX_FAIL;
 	}
 }
@@ -94,4 +96,13 @@ evk_arg_seconds(const char *s, const char *flag)
 	if (*s == '\0' || *end != '\0' || !(v >= 0) || v > 1e9)
 		evk_die(EVK_EX_USAGE, "%s wants seconds, not '%s'", flag, s);
 	return v;
+}
+
+void
+evk_die_hub(const char *url, int err)
+{
+	if (err == EVK_EPERM)
+		evk_die(EVK_EX_NOPERM, "cannot connect to the hub at '%s': permission denied",
+			url);
+	evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", url, evk_strerror(err));
 }

@@ -293,14 +293,18 @@ flush_round(struct evk_outbox *ob, struct round_row *rows, bool *more, sqlite3_i
 		bool bad;
 		r->id = sqlite3_column_int64(st, 0);
 		r->sent = (long)sqlite3_column_int64(st, 3);
-		rv = each_line(ob->expand, ob->scratch, r->id, sqlite3_column_blob(st, 1),
-			       (size_t)sqlite3_column_bytes(st, 1), sqlite3_column_int(st, 2),
-			       r->sent, count_line, &k, &bad);
+		int sent = each_line(ob->expand, ob->scratch, r->id, sqlite3_column_blob(st, 1),
+				     (size_t)sqlite3_column_bytes(st, 1), sqlite3_column_int(st, 2),
+				     r->sent, count_line, &k, &bad);
 		r->added = k.added;
-		r->whole = rv == EVK_OK;
-		if (rv != EVK_OK) {
+		r->whole = sent == EVK_OK;
+		if (sent != EVK_OK) {
+			/* Damage or the hub's refusal stop the round; what the
+			 * hub took is settled all the same. */
 			if (bad)
 				*damaged = r->id;
+			else if (sent == EVK_ENOMEM)
+				rv = EVK_ENOMEM;
 			ok = false;
 			break;
 		}
@@ -309,7 +313,7 @@ flush_round(struct evk_outbox *ob, struct round_row *rows, bool *more, sqlite3_i
 	if (ok && n < OUTBOX_CHUNK && rc != SQLITE_DONE)
 		rv = fail(ob, "cannot read the outbox");
 	sqlite3_reset(st);
-	if (rv == EVK_ENOMEM || rv == EVK_EIO)
+	if (rv != EVK_OK)
 		return rv;
 	if (n == 0 || ob->pub == NULL) {
 		*more = false;

@@ -87,7 +87,7 @@ $stored"
 	local id
 	id=$(jq -r .id <<<"$output")
 	run -65 --separate-stderr cc create '{"agency":"hse","case_reference":"D1","offence_fine":2}'
-	[ "$stderr" = "casectl: case D1 of hse exists (id $id)" ]
+	[ "$stderr" = "casectl create: case D1 of hse exists (id $id)" ]
 	# Refused with an offender new to the database: nothing is written.
 	run -65 --separate-stderr cc create <<<'{"agency":"hse","case_reference":"D1","offender":{"name":"New Firm Ltd"}}'
 	[ "$(sqlite3 "$DB" 'SELECT count(*) FROM offenders')" -eq 0 ]
@@ -620,4 +620,78 @@ created_per_case() {
 	[ "$(sqlite3 "$DB" 'SELECT count(*) FROM cases')" -eq 20000 ]
 	evsub --since 0 -W 5 'case:created' >"$BATS_TEST_TMPDIR/log" || true
 	[ "$(created_per_case "$BATS_TEST_TMPDIR/log")" = "20000 20000 1" ]
+
+@test "casectl list --since refuses what is not a date, clearly, with the usage status" {
+	local bad
+	for bad in zzz 2024-13-45 2024-02-30 2024-03-01T25:00:00Z ''; do
+		run -2 --separate-stderr cc list --since "$bad"
+		[[ $stderr == *"--since: '$bad' is not a date"* ]] || fail "$bad: $stderr"
+	done
+	cc create '{"agency":"hse","case_reference":"S1"}' >/dev/null
+	run -0 cc list --since 2000-01-01
+	[ "${#lines[@]}" -eq 1 ]
+	run -0 cc list --since 2999-01-01T00:00:00Z
+	[ "${#lines[@]}" -eq 0 ]
+}
+
+@test "an offence_action_date that is not a date is rejected with its reason, the rest ingested" {
+	run -65 --separate-stderr cc ingest <<-'EOF2'
+	{"agency":"hse","case_reference":"D1","offence_action_date":"not a date"}
+	{"agency":"hse","case_reference":"D2","offence_action_date":"2024-02-29"}
+	{"agency":"hse","case_reference":"D3","offence_action_date":"2024-13-45"}
+	EOF2
+	[[ $stderr == *"stdin:1: 'offence_action_date' is not a date"* ]]
+	[[ $stderr == *"stdin:3: 'offence_action_date' is not a date"* ]]
+	[[ $stderr == *"1 created, 0 synced, 2 rejected"* ]]
+	run -0 cc list
+	[ "$(jq -r .case_reference <<<"$output")" = D2 ]
+	run -65 --separate-stderr cc create '{"agency":"hse","case_reference":"D4","offence_action_date":"tomorrow"}'
+	run -65 --separate-stderr cc update "$(cc list | jq -r .id)" '{"offence_action_date":"x"}'
+}
+
+@test "a string holding \\u0000 is refused with its reason, never stored cut short" {
+	run -65 --separate-stderr cc ingest <<-'EOF2'
+	{"agency":"hse","case_reference":"A\u0000B"}
+	{"agency":"hse","case_reference":"N2","offence_result":"lit\\u0000eral"}
+	EOF2
+	[[ $stderr == *"stdin:1: a string holds a NUL character"* ]]
+	[[ $stderr == *"1 created, 0 synced, 1 rejected"* ]]
+	run -0 cc list
+	[ "$(jq -r '[.case_reference, .offence_result] | join(" ")' <<<"$output")" = 'N2 lit\u0000eral' ]
+	run -65 --separate-stderr cc create '{"agency":"hse","case_reference":"A\u0000B"}'
+	[[ $stderr == *"NUL character"* ]]
+	run -65 --separate-stderr cc update "$(cc list | jq -r .id)" '{"offence_result":"x\u0000y"}'
+	[[ $stderr == *"NUL character"* ]]
+	[ "$(cc list | jq -r .case_reference)" = N2 ]
+}
+
+@test "casectl create - reads JSON lines on stdin; casectl ingest FILE reads the file" {
+	cases 2 1 | cc create - >"$BATS_TEST_TMPDIR/out"
+	[ "$(jq -r .case_reference "$BATS_TEST_TMPDIR/out" | paste -sd' ')" = "R1 R2" ]
+	cases 3 2 >"$BATS_TEST_TMPDIR/in.jsonl"
+	run -0 --separate-stderr cc ingest "$BATS_TEST_TMPDIR/in.jsonl" </dev/null
+	[ "$stderr" = "casectl: ingested 3: 2 created, 1 synced, 0 rejected" ]
+	printf '{"agency":"hse"}\n' >"$BATS_TEST_TMPDIR/bad.jsonl"
+	run -65 --separate-stderr cc ingest "$BATS_TEST_TMPDIR/bad.jsonl"
+	[[ $stderr == "casectl ingest: $BATS_TEST_TMPDIR/bad.jsonl:1: 'agency' and 'case_reference' are required"* ]]
+	run -74 --separate-stderr cc ingest "$BATS_TEST_TMPDIR/nope"
+	[[ $stderr == "casectl ingest: cannot open '$BATS_TEST_TMPDIR/nope'"* ]]
+	cases 1 9 | cc ingest - 2>/dev/null
+	[ "$(cc list | jq -r .case_reference | sort | paste -sd' ')" = "R1 R2 R3 R4 R9" ]
+}
+
+@test "casectl init refuses an empty admin name before it creates anything" {
+	local db=$BATS_TEST_TMPDIR/empty.db
+	run -2 --separate-stderr casectl --db "$db" init --admin ""
+	[[ $stderr == *"--admin: the name is empty"* ]]
+	[ ! -e "$db" ]
+}
+
+@test "casectl list --sort with an unknown column lists the valid ones; subcommand errors name the subcommand" {
+	run -2 --separate-stderr cc list --sort bogus
+	[ "$stderr" = "casectl: cannot sort by 'bogus' (inserted_at, updated_at, offence_action_date, offence_fine, offence_costs, case_reference, last_synced_at)" ]
+	run -1 --separate-stderr cc get nope
+	[ "$stderr" = "casectl get: no case 'nope'" ]
+	run -65 --separate-stderr cc ingest <<<'not json'
+	[[ $stderr == "casectl ingest: stdin:1: invalid JSON"* ]]
 }

@@ -44,10 +44,10 @@ collect() {
 @test "evpub refuses raw control bytes in JSON (a raw TAB in a string, a form feed after a value) with 65" {
 	# Found by tests/fuzz (fuzz_event): cJSON takes them, jq and RFC 8259 do not.
 	run -65 --separate-stderr evpub a e $'{"x":"a\tb"}'
-	[[ $stderr == *"raw control byte at column 8"* ]]
+	[[ $stderr == *"invalid JSON"*"column 8"* ]]
 	printf '{"topic":"a","event":"e","payload":{}\f}\n' >"$BATS_TEST_TMPDIR/in"
 	run -65 --separate-stderr evpub -f "$BATS_TEST_TMPDIR/in"
-	[[ $stderr == *":1: invalid JSON: raw control byte"* ]]
+	[[ $stderr == *":1: invalid JSON"* ]]
 	run -0 evpub --echo a e $'{"x":"a\\tb",\t"y":1}'
 	[ "$(jq -c .payload <<<"$output")" = '{"x":"a\tb","y":1}' ]
 }
@@ -135,7 +135,7 @@ collect() {
 
 @test "evpub rejects a bus address with an unknown scheme" {
 	run -2 --separate-stderr evpub --bus http://x a e
-	[[ $stderr == *"must start with ipc://, tcp:// or inproc://"* ]]
+	[[ $stderr == *"must start with ipc://, tcp://"* ]]
 }
 
 @test "evpub refuses raw control bytes inside JSON strings with 65 (RFC 8259), and stores none (issue 16.9)" {

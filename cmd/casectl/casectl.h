@@ -60,11 +60,14 @@ struct ctx {
 	char actor[256];
 	enum role role;
 	size_t max_line;
+	int input_fd;           /* create and ingest read JSON lines here */
+	const char *input_name; /* ... named so in messages */
 	long txn_cases; /* cases per ingest transaction (--batch) */
 	int interrupted; /* the signal that stopped reading the input, or 0 */
 	bool strict;
 	/* list/watch filters */
 	const char *agency, *offender, *since, *sort;
+	char since_ts[EVK_TS_LEN + 1]; /* --since in the stored form */
 	long limit;
 	long long refetch_ms;
 	long count; /* watch: exit after this many results */
@@ -130,6 +133,13 @@ void commit(struct ctx *c, bool more);
 bool announce(struct ctx *c, const char *id, const char *action, const char *past, bool keep);
 
 /* write.c */
+/* Whether JSON text holds the escape \u0000: cJSON would cut the string
+ * there, storing "A" for "A\u0000B", so such input is refused. */
+bool nul_escape(const char *text, size_t len);
+#define NUL_ESCAPE_WHY "a string holds a NUL character (\\u0000)"
+/* Whether s is a date (YYYY-MM-DD) or an RFC 3339 UTC time; its first
+ * moment in the stored form (microseconds, Z) is left in ts when given. */
+bool valid_date(const char *s, char *ts);
 bool parse_input(const cJSON *o, struct input *in, bool partial, char *why, size_t wl);
 const struct agency *agency_get(struct ctx *c, const char *code);
 void find_case(struct ctx *c, sqlite3_int64 agency, const char *ref, char id[37]);

@@ -89,6 +89,8 @@ update(struct ctx *c, int argc, char **argv, bool sync)
 
 	(void)argc;
 	require(c, ROLE_EDITOR, "update cases");
+	if (!sync && nul_escape(argv[1], strlen(argv[1])))
+		evk_die(EVK_EX_DATAERR, "%s", NUL_ESCAPE_WHY);
 	cJSON *o = sync ? cJSON_CreateObject() : cJSON_Parse(argv[1]);
 	if (o == NULL)
 		evk_die(EVK_EX_DATAERR, "the changes are not valid JSON");
@@ -246,7 +248,7 @@ cmd_watch(struct ctx *c, int argc, char **argv)
 		usage(stderr, EVK_EX_USAGE);
 	/* Subscribe first: no change after the first result is missed. */
 	if ((rv = evk_sub_open(&sub, c->url, EVK_SINCE_LIVE)) != EVK_OK)
-		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", c->url, evk_strerror(rv));
+		evk_die_hub(c->url, rv);
 	struct evk_gate *g = evk_gate_new(EVK_GATE_THROTTLE, c->refetch_ms, 1, 4096);
 	if (g == NULL)
 		evk_die(EVK_EX_FAIL, "out of memory");

@@ -127,6 +127,8 @@ fill_chunk(struct reader *rd, struct chunk *k)
 			snprintf(why, sizeof(why), "line longer than %zu bytes", rd->max_line);
 		else if (s == EVK_LINE_NUL)
 			snprintf(why, sizeof(why), "NUL byte in line");
+		else if (nul_escape(text, len))
+			snprintf(why, sizeof(why), "%s", NUL_ESCAPE_WHY);
 		else if ((o = cJSON_ParseWithLength(text, len)) == NULL)
 			snprintf(why, sizeof(why), "invalid JSON");
 		e->why = NO_TEXT;
@@ -217,10 +219,10 @@ chunk_done(struct reader *rd, struct chunk *k)
 }
 
 static struct reader *
-reader_start(size_t max_line)
+reader_start(int fd, size_t max_line)
 {
 	struct reader *rd = calloc(1, sizeof(*rd));
-	if (rd == NULL || evk_lines_init(&rd->r, STDIN_FILENO, max_line) != EVK_OK)
+	if (rd == NULL || evk_lines_init(&rd->r, fd, max_line) != EVK_OK)
 		evk_die(EVK_EX_FAIL, "out of memory");
 	rd->max_line = max_line;
 	rd->r.cancel = &rd->cancel;
@@ -334,7 +336,7 @@ take_chunk(struct ctx *c, struct intake *t, struct chunk *k)
 		}
 		if (why[0]) {
 			progress_clear(&t->pg);
-			evk_warn("stdin:%lu: %s", t->lineno, why);
+			evk_warn("%s:%lu: %s", c->input_name, t->lineno, why);
 			(*t->bad)++;
 			t->stop = c->strict;
 		}
@@ -354,7 +356,7 @@ read_cases(struct ctx *c, enum upsert mode, long *created, long *synced, long *b
 		.pg = { .tty = mode == UP_INGEST && isatty(STDERR_FILENO) == 1,
 			.start = evk_mono_ms() },
 	};
-	struct reader *rd = reader_start(c->max_line);
+	struct reader *rd = reader_start(c->input_fd, c->max_line);
 	int end = 0, err = 0, j = 0;
 
 	t.pg.next = t.pg.start + PROGRESS_AFTER_MS;
@@ -392,8 +394,8 @@ read_cases(struct ctx *c, enum upsert mode, long *created, long *synced, long *b
 	if (c->in_txn)
 		commit(c, false);
 	if (end == EVK_LINE_ERR)
-		evk_die(EVK_EX_IOERR, "stdin: read error after line %lu: %s (the cases before it "
-			"are stored and announced)", t.lineno, strerror(err));
+		evk_die(EVK_EX_IOERR, "%s: read error after line %lu: %s (the cases before it "
+			"are stored and announced)", c->input_name, t.lineno, strerror(err));
 	return 0;
 }
 
@@ -421,9 +423,13 @@ cmd_create(struct ctx *c, int argc, char **argv)
 	long created = 0, synced = 0, bad = 0;
 	if (argc > 1)
 		usage(stderr, EVK_EX_USAGE);
+	if (argc == 1 && strcmp(argv[0], "-") == 0)
+		argc = 0; /* JSON lines on stdin */
 	if (argc == 1) {
 		char why[512] = "";
 		struct input in;
+		if (nul_escape(argv[0], strlen(argv[0])))
+			evk_die(EVK_EX_DATAERR, "%s", NUL_ESCAPE_WHY);
 		cJSON *o = cJSON_Parse(argv[0]);
 		if (o == NULL)
 			evk_die(EVK_EX_DATAERR, "the case is not valid JSON");
@@ -455,10 +461,16 @@ int
 cmd_ingest(struct ctx *c, int argc, char **argv)
 {
 	long created = 0, synced = 0, bad = 0;
-	(void)argv;
-	if (argc > 0)
+	if (argc > 1)
 		usage(stderr, EVK_EX_USAGE);
+	if (argc == 1 && strcmp(argv[0], "-") != 0) {
+		c->input_name = argv[0];
+		if ((c->input_fd = open(argv[0], O_RDONLY | O_CLOEXEC)) < 0)
+			evk_die(EVK_EX_IOERR, "cannot open '%s': %s", argv[0], strerror(errno));
+	}
 	ingest(c, UP_INGEST, &created, &synced, &bad);
+	if (c->input_fd != STDIN_FILENO)
+		close(c->input_fd);
 	fprintf(stderr, "casectl: ingested %ld: %ld created, %ld synced, %ld rejected%s\n",
 		created + synced, created, synced, bad,
 		c->interrupted ? " (interrupted: the rest of the input was not read)" : "");

@@ -1,7 +1,7 @@
 /* casectl: the command table, options and main. */
 #include "casectl.h"
 
-#include "evkit/jsonmem.h"
+#include "evkit/tls.h"
 
 volatile sig_atomic_t stopping;
 
@@ -35,7 +35,7 @@ static const struct command commands[] = {
 	  "create the database and its first admin", NULL },
 	{ "user", cmd_user, ROLE_ADMIN, "manage users", "add NAME --role ROLE\nlist",
 	  "add an actor: admin, editor or viewer", "add list" },
-	{ "create", cmd_create, ROLE_EDITOR, "create cases", "[JSON]",
+	{ "create", cmd_create, ROLE_EDITOR, "create cases", "[JSON|-]",
 	  "create a case (or JSON lines on stdin)", NULL },
 	{ "get", cmd_get, ROLE_VIEWER, "read cases", "ID", "print one case", NULL },
 	{ "list", cmd_list, ROLE_VIEWER, "read cases", "[filters]",
@@ -44,7 +44,7 @@ static const struct command commands[] = {
 	{ "sync", cmd_sync, ROLE_NONE, NULL, "ID", "mark a case synced", NULL },
 	{ "destroy", cmd_destroy, ROLE_ADMIN, "destroy cases", "ID", "delete a case (admin)",
 	  NULL },
-	{ "ingest", cmd_ingest, ROLE_EDITOR, "ingest cases", "[--strict] [--batch N]",
+	{ "ingest", cmd_ingest, ROLE_EDITOR, "ingest cases", "[--strict] [--batch N] [FILE]",
 	  "upsert JSON lines by (agency, case_reference),\nN per transaction (default 5000)",
 	  NULL },
 	{ "outbox", cmd_outbox, ROLE_NONE, NULL, "list|flush", "notifications not yet delivered",
@@ -100,6 +100,7 @@ usage(FILE *out, int status)
 		"\n"
 		"  --db FILE        the database (default $XDG_STATE_HOME/evkit/cases.db)\n"
 		"  --bus URL        the hub (default $EVBUS_URL, else a private ipc path)\n"
+		EVK_TLS_USAGE
 		"  --actor NAME     act as NAME (default $CASECTL_ACTOR, else the login)\n"
 		"  --max-line BYTES longest input line (default 4194304)\n"
 		"  -h, --help, --version\n"
@@ -123,6 +124,7 @@ default_actor(struct ctx *c)
 static const struct option longopts[] = {
 	{ "db", required_argument, NULL, 'd' },
 	{ "bus", required_argument, NULL, 'b' },
+	EVK_TLS_LONGOPTS,
 	{ "actor", required_argument, NULL, 'a' },
 	{ "admin", required_argument, NULL, 'A' },
 	{ "role", required_argument, NULL, 'r' },
@@ -187,6 +189,18 @@ positive(const char *s, long long max, const char *flag)
 	return v;
 }
 
+/* The columns --sort takes, for a message: "a, b, c". */
+static const char *
+sort_names(void)
+{
+	static char names[256];
+	size_t n = 0;
+	for (int i = 0; evk_case_sort_columns[i]; i++)
+		n += (size_t)snprintf(names + n, sizeof(names) - n, "%s%s", i ? ", " : "",
+				      evk_case_sort_columns[i]);
+	return names;
+}
+
 /* Options go before or after the command: `casectl --db F list --agency hse`. */
 static void
 parse_opts(struct ctx *c, int argc, char **argv, const char *spec)
@@ -196,15 +210,27 @@ parse_opts(struct ctx *c, int argc, char **argv, const char *spec)
 		switch (ch) {
 		case 'd': c->db_path = optarg; break;
 		case 'b': c->bus = optarg; break;
+		case EVK_OPT_TLS_CERT:
+		case EVK_OPT_TLS_KEY:
+		case EVK_OPT_TLS_CA: evk_tls_option(ch, optarg); break;
 		case 'a': snprintf(c->actor, sizeof(c->actor), "%s", optarg); break;
-		case 'A': c->admin = optarg; break;
+		case 'A':
+			if (*optarg == '\0')
+				evk_die(EVK_EX_USAGE, "--admin: the name is empty (is $USER unset?)");
+			c->admin = optarg;
+			break;
 		case 'r': c->new_role = optarg; break;
 		case 'g': c->agency = optarg; break;
 		case 'o': c->offender = optarg; break;
-		case 's': c->since = optarg; break;
+		case 's':
+			if (!valid_date(optarg, c->since_ts))
+				evk_die(EVK_EX_USAGE, "--since: '%s' is not a date (YYYY-MM-DD) or an "
+					"RFC 3339 UTC time", optarg);
+			c->since = c->since_ts;
+			break;
 		case 'S':
 			if (evk_case_sort_column(optarg) == NULL)
-				evk_die(EVK_EX_USAGE, "cannot sort by '%s'", optarg);
+				evk_die(EVK_EX_USAGE, "cannot sort by '%s' (%s)", optarg, sort_names());
 			c->sort = optarg;
 			break;
 		case 'l': c->limit = (long)positive(optarg, LONG_MAX, "--limit"); break;
@@ -271,19 +297,11 @@ int
 main(int argc, char **argv)
 {
 	struct ctx c = { .limit = 100, .refetch_ms = 5000, .max_line = LINE_MAX_DEFAULT,
-			 .txn_cases = INGEST_TXN };
+			 .txn_cases = INGEST_TXN, .input_fd = STDIN_FILENO, .input_name = "stdin" };
+	static char progname[64];
 	const char *why;
 
 	evk_set_progname(argv[0]);
-	/* An ingest parses each input line into some 20 small cJSON blocks
-	 * and frees them again: they are reused instead of going back to
-	 * malloc. cJSON is used by one thread at a time: this one, except
-	 * while an ingest's input thread runs (it parses; this thread does
-	 * not touch cJSON until it has joined it). The sender and the
-	 * checkpointer threads never call it. The kept blocks are freed at
-	 * the end of main, not by exit(), which another thread's evk_die
-	 * may call while the input thread parses. */
-	evk_jsonmem_install();
 	default_actor(&c);
 	parse_opts(&c, argc, argv, "+n:h");
 	if (optind >= argc) {
@@ -302,6 +320,9 @@ main(int argc, char **argv)
 		evk_die(EVK_EX_USAGE, "bad bus address: %s", why);
 	signals_setup();
 	const struct command *k = command_find(name);
+	/* From here on, messages name the command: "casectl ingest: ...". */
+	snprintf(progname, sizeof(progname), "casectl %s", k->name);
+	evk_set_progname(progname);
 	open_db(&c, k->run == cmd_init);
 	if (evk_outbox_open(&c.outbox, c.db.sq, c.url, expand_note) != EVK_OK)
 		evk_die(EVK_EX_FAIL, "out of memory");
@@ -312,6 +333,5 @@ main(int argc, char **argv)
 	ctx_release(&c);
 	if (fclose(stdout) != 0 && status == 0)
 		evk_die(EVK_EX_IOERR, "writing stdout: %s", strerror(errno));
-	evk_jsonmem_release();
 	return status;
 }

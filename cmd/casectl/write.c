@@ -33,6 +33,39 @@ text_field(const cJSON *o, const char *name, const char **out, bool *has, char *
 	return text_value(cJSON_GetObjectItemCaseSensitive(o, name), name, out, has, why, wl);
 }
 
+bool
+nul_escape(const char *text, size_t len)
+{
+	const char *end = text + len;
+	/* Escapes are rare: memchr finds each (or none) at memory speed. */
+	for (const char *p = text; (p = memchr(p, '\\', (size_t)(end - p))) != NULL; p += 2) {
+		if (end - p >= 6 && p[1] == 'u' && memcmp(p + 2, "0000", 4) == 0)
+			return true;
+		if (end - p < 2)
+			break; /* p + 2: past the escaped character, a backslash included */
+	}
+	return false;
+}
+
+bool
+valid_date(const char *s, char *ts)
+{
+	char buf[EVK_TS_LEN + 1], out[EVK_TS_LEN + 1];
+	size_t n = strlen(s);
+	if (n == 10) {
+		/* A day: its first moment. */
+		memcpy(buf, s, 10);
+		memcpy(buf + 10, "T00:00:00Z", 11);
+		s = buf;
+		n = 20;
+	}
+	if (evk_ts_normalise(s, n, out) != EVK_OK)
+		return false;
+	if (ts)
+		memcpy(ts, out, sizeof(out));
+	return true;
+}
+
 /* The fields of an input case, each found in the one walk that checks
  * them (the first of a name counts, as with cJSON_GetObjectItemCaseSensitive). */
 enum field { F_AGENCY, F_REFERENCE, F_OFFENDER, F_DATE, F_FINE, F_COSTS, F_RESULT, F_COUNT };
@@ -66,6 +99,10 @@ parse_input(const cJSON *o, struct input *in, bool partial, char *why, size_t wl
 	    !text_value(f[F_DATE], field_names[F_DATE], &in->date, &in->has_date, why, wl) ||
 	    !text_value(f[F_RESULT], field_names[F_RESULT], &in->result, &in->has_result, why, wl))
 		return false;
+	if (in->date && !valid_date(in->date, NULL)) {
+		snprintf(why, wl, "'offence_action_date' is not a date (YYYY-MM-DD or RFC 3339)");
+		return false;
+	}
 	if (!partial && (in->agency == NULL || in->reference == NULL || !*in->agency ||
 			 !*in->reference)) {
 		snprintf(why, wl, "'agency' and 'case_reference' are required");

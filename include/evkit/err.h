@@ -32,6 +32,7 @@ enum evk_err {
 	EVK_ETOOLONG,    /* over a size limit */
 	EVK_EINTR,       /* interrupted by a signal */
 	EVK_EAGAIN,      /* temporary failure (a full disk, a busy store) */
+	EVK_EPERM,       /* permission denied (socket, file, certificate) */
 };
 
 /* A static description of an evk_err code. */
@@ -51,6 +52,11 @@ void evk_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * with "FLAG wants seconds, not 'S'" otherwise. */
 double evk_arg_seconds(const char *s, const char *flag);
 /* Print like evk_warn, then exit with status. */
+/* Reports that the hub at url cannot be reached (err from lib/bus.c) and
+ * exits: "permission denied" with 77 for EVK_EPERM (a socket or directory
+ * of another user, a refused certificate), else "no hub" with 69. */
+void evk_die_hub(const char *url, int err) __attribute__((noreturn));
+
 void evk_die(int status, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3), noreturn));
 

@@ -12,24 +12,13 @@
 
 #include "fuzz.h"
 
-#include <sys/mman.h>
-#include <unistd.h>
-
-static int fd = -1;
-static char path[64];
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size > 65536)
 		return 0;
-	if (fd < 0) {
-		fd = memfd_create("steps", 0);
-		FUZZ_CHECK(fd >= 0, "memfd_create");
-		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	}
-	FUZZ_CHECK(ftruncate(fd, 0) == 0 && pwrite(fd, data, size, 0) == (ssize_t)size,
-		   "cannot write the steps file");
+	const char *path = fuzz_file(data, size);
 
 	fuzz_begin();
 	if (setjmp(fuzz_die_jmp)) {
