@@ -620,6 +620,7 @@ created_per_case() {
 	[ "$(sqlite3 "$DB" 'SELECT count(*) FROM cases')" -eq 20000 ]
 	evsub --since 0 -W 5 'case:created' >"$BATS_TEST_TMPDIR/log" || true
 	[ "$(created_per_case "$BATS_TEST_TMPDIR/log")" = "20000 20000 1" ]
+}
 
 @test "casectl list --since refuses what is not a date, clearly, with the usage status" {
 	local bad
