@@ -1070,15 +1070,16 @@ evk_bus_status(const char *url, char **json)
 	}
 	*(char *)nng_msg_body(req) = EVK_MSG_STATUS;
 	if ((rv = request(s, req, &reply)) == EVK_OK) {
-		size_t n = nng_msg_len(reply);
-		const char *b = nng_msg_body(reply);
-		if (n < 1 || b[0] != EVK_MSG_STATUS) {
-			rv = EVK_EPROTO;
-		} else if ((*json = malloc(n)) == NULL) {
+		const char *text;
+		size_t len;
+		char why[WHY_MAX];
+		if (!evk_status_get(nng_msg_body(reply), nng_msg_len(reply), &text, &len)) {
+			rv = refusal(nng_msg_body(reply), nng_msg_len(reply), why);
+		} else if ((*json = malloc(len + 1)) == NULL) {
 			rv = EVK_ENOMEM;
 		} else {
-			memcpy(*json, b + 1, n - 1);
-			(*json)[n - 1] = '\0';
+			memcpy(*json, text, len);
+			(*json)[len] = '\0';
 		}
 		nng_msg_free(reply);
 	}

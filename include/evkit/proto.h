@@ -292,6 +292,21 @@ evk_heartbeat_get(const void *b, size_t n, uint64_t *head)
 	return true;
 }
 
+/* ---- 'S': status reply ---- */
+
+/* The JSON text of a status reply b[0..n) (not NUL-terminated); false
+ * when b is not one. */
+static inline bool
+evk_status_get(const void *b, size_t n, const char **json, size_t *len)
+{
+	const char *p = b;
+	if (n < 1 || p[0] != EVK_MSG_STATUS)
+		return false;
+	*json = p + 1;
+	*len = n - 1;
+	return true;
+}
+
 /* ---- 'E' and 'F': refusals and failures ---- */
 
 /* The text of an 'E' or 'F' reply b[0..n) (not NUL-terminated) in
