@@ -57,7 +57,7 @@ BIN_FILES := $(addprefix $(OUTBIN)/,$(PROGRAMS))
 DEPS_BUILD := gcc make pkg-config libnng-dev libcjson-dev libsqlite3-dev libnats-dev libncurses-dev
 DEPS_TEST  := bats bats-support bats-assert jq sqlite3 tmux procps groff-base mandoc bash-completion nats-server
 DEPS_TEST  += openssl util-linux
-DEPS_BENCH := redis-server redis-tools mosquitto mosquitto-clients time
+DEPS_BENCH := redis-server redis-tools mosquitto mosquitto-clients time libmimalloc2.0 libjemalloc2
 # `make fuzz` / `make fuzz-regress`: clang and its libFuzzer/ASan runtime.
 DEPS_FUZZ  := clang libclang-rt-14-dev
 
