@@ -144,6 +144,8 @@ publish(void *arg, const char *id_, size_t len)
 	/* A lost link is sync_announcements' to tell and mend. */
 	if (rv != EVK_OK && rv != EVK_ECLOSED && rv != EVK_EUNAVAIL && rv != EVK_EPROTO)
 		evk_warn("cannot announce widget '%s': %s", id, evk_strerror(rv));
+	else if (rv == EVK_OK)
+		evk_info("announced %s on %s", w ? "widget_updated" : "widget_removed", topic);
 	cJSON_Delete(gone);
 	return 0;
 }
@@ -437,6 +439,8 @@ start_daemon(struct daemon *dm, const struct opts *o)
 	    !(dm->publish_gate = evk_gate_new(EVK_GATE_THROTTLE, o->throttle_ms, EVK_GATE_MAX_KEYS,
 					      1 << 20)))
 		evk_die(EVK_EX_FAIL, "out of memory");
+	if (o->log && evk_daemon_log(o->log, o->daemon) != EVK_OK)
+		evk_die(EVK_EX_IOERR, "cannot open the log '%s': %s", o->log, strerror(errno));
 	if (o->daemon && evk_daemon_start() != EVK_OK)
 		evk_die(EVK_EX_FAIL, "cannot go to the background");
 	/* Subscribe, then load what the lists need: events newer than the
@@ -458,6 +462,8 @@ start_daemon(struct daemon *dm, const struct opts *o)
 	if (o->pidfile && evk_pidfile_write(o->pidfile) != EVK_OK)
 		evk_die(EVK_EX_IOERR, "cannot write pid file '%s'", o->pidfile);
 	evk_daemon_ready(0);
+	evk_info("subscribed to '%s'; %d widget%s declared", dm->url, dm->conf.n,
+		 dm->conf.n == 1 ? "" : "s");
 	return sub;
 }
 
