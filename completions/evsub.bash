@@ -22,7 +22,7 @@ _evsub() {
 	if [[ $cur == -* ]]; then
 		_evkit_reply '--bus --tls-cert --tls-key --tls-ca --exclude --event --until --count --timeout --since
 			--ready-file --format --template --throttle --throttle-key --debounce
-			--batch --batch-size --latest --stats --help --version'
+			--batch --batch-size --latest --snapshot --stats --help --version'
 	else
 		_evkit_patterns "$_EVKIT_PATTERNS"
 	fi

@@ -18,6 +18,7 @@ complete -c evsub -l debounce -x -d 'per key, the latest event after MS of quiet
 complete -c evsub -l batch -x -d 'one JSON array per MS window'
 complete -c evsub -l batch-size -x -d '... or per N events'
 complete -c evsub -l latest -d 'replay the newest retained event per topic'
+complete -c evsub -l snapshot -d 'replay up to the head as of the start, then exit 0'
 complete -c evsub -l stats -d 'figures as JSON on stderr at exit or SIGUSR1'
 complete -c evsub -s h -l help -d 'print usage'
 complete -c evsub -l version -d 'print the version'
