@@ -8,33 +8,12 @@ _evbusd() {
 	local cur prev words cword
 	_evkit_init
 	case $prev in
-<<<<<<< HEAD
 	--tls-cert | --tls-key | --tls-ca) _evkit_files; return ;;
-	--store | --pidfile) _evkit_files; return ;;
+	--store | --pidfile | --log) _evkit_files; return ;;
 	--bus) _evkit_reply 'ipc:// tcp://127.0.0.1: tls+tcp://'; return ;;
 	--retain) return ;;
 	esac
-	_evkit_reply '--bus --tls-cert --tls-key --tls-ca --insecure --store --memory --retain --daemon --pidfile --status
-		--help --version'
-=======
-	--tls-cert | --tls-key | --tls-ca)
-		COMPREPLY=($(compgen -f -- "$cur"))
-		return
-		;;
-	--store | --pidfile | --log)
-		COMPREPLY=($(compgen -f -- "$cur"))
-		return
-		;;
-	--bus)
-		COMPREPLY=($(compgen -W 'ipc:// tcp://127.0.0.1:' -- "$cur"))
-		return
-		;;
-	--retain)
-		return
-		;;
-	esac
-	COMPREPLY=($(compgen -W '--bus --tls-cert --tls-key --tls-ca --insecure --store --memory --retain --daemon
-		--pidfile --log -q --quiet -v --verbose --status --help --version' -- "$cur"))
->>>>>>> main
+	_evkit_reply '--bus --tls-cert --tls-key --tls-ca --insecure --store --memory --retain
+		--daemon --pidfile --log --quiet --verbose --status --help --version'
 }
 complete -F _evbusd evbusd

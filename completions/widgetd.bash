@@ -10,42 +10,20 @@ _widgetd() {
 	_evkit_init
 	_evkit_subcommand get view session
 	case $prev in
-<<<<<<< HEAD
 	--tls-cert | --tls-key | --tls-ca) _evkit_files; return ;;
-	--config | --cases-db | --state | --pidfile) _evkit_files; return ;;
+	--config | --cases-db | --state | --pidfile | --log) _evkit_files; return ;;
 	--bus) _evkit_reply 'ipc:// tcp://127.0.0.1: tls+tcp:// nats://127.0.0.1:4222'; return ;;
 	--throttle | -W | --wait) return ;;
 	esac
 	if [[ $cur == -* ]]; then
 		case $cmd in
-		'') _evkit_reply '--bus --tls-cert --tls-key --tls-ca --config --cases-db --state --throttle --daemon
-			--pidfile --wait --help --version' ;;
+		'') _evkit_reply '--bus --tls-cert --tls-key --tls-ca --config --cases-db --state --throttle
+			--daemon --pidfile --log --quiet --verbose --wait --help --version' ;;
 		esac
 	elif [[ -z $cmd ]]; then
 		_evkit_reply 'get view session'
 	elif [[ $cmd == session && $prev == session ]]; then
 		_evkit_reply 'start stop'
-=======
-	--tls-cert | --tls-key | --tls-ca)
-		COMPREPLY=($(compgen -f -- "$cur"))
-		return
-		;;
-	--config | --cases-db | --state | --pidfile | --log)
-		COMPREPLY=($(compgen -f -- "$cur"))
-		return
-		;;
-	--bus | --throttle | -W | --wait)
-		return
-		;;
-	esac
-	if [[ $cur == -* ]]; then
-		COMPREPLY=($(compgen -W '--bus --tls-cert --tls-key --tls-ca --config --cases-db --state --throttle
-			--daemon --pidfile --log -q --quiet -v --verbose -W --wait --help --version' -- "$cur"))
-	elif [[ $prev == session ]]; then
-		COMPREPLY=($(compgen -W 'start stop' -- "$cur"))
-	else
-		COMPREPLY=($(compgen -W 'get view session' -- "$cur"))
->>>>>>> main
 	fi
 }
 complete -F _widgetd widgetd

@@ -18,3 +18,6 @@ complete -c widgetd -n "__fish_seen_subcommand_from session; and not __fish_seen
 complete -c widgetd -n "not __fish_seen_subcommand_from $cmds" -l tls-cert -r -F -d 'certificate for tls+tcp:// addresses'
 complete -c widgetd -n "not __fish_seen_subcommand_from $cmds" -l tls-key -r -F -d 'its key'
 complete -c widgetd -n "not __fish_seen_subcommand_from $cmds" -l tls-ca -r -F -d 'the CA that signs the peer'
+complete -c widgetd -n "not __fish_seen_subcommand_from $cmds" -l log -r -F -d 'with --daemon, messages to FILE'
+complete -c widgetd -n "not __fish_seen_subcommand_from $cmds" -s q -l quiet -d 'errors only'
+complete -c widgetd -n "not __fish_seen_subcommand_from $cmds" -s v -l verbose -d 'more messages'
