@@ -34,7 +34,7 @@ usage(FILE *out, int status)
 {
 	fprintf(out,
 		"usage: widgetd [--bus URL] [--config FILE] [--cases-db FILE] [--state FILE]\n"
-		"               [--throttle MS] [--daemon] [--pidfile FILE]\n"
+		"               [--throttle MS] [--daemon] [--pidfile FILE] [--log FILE] [-q|-v]\n"
 		"       widgetd [-W SECS] get [ID]\n"
 		"       widgetd [-W SECS] view\n"
 		"       widgetd session start|stop [ID]\n"
@@ -53,6 +53,10 @@ usage(FILE *out, int status)
 		"  --throttle MS    per widget publishing window (default 500)\n"
 		"  --daemon         go to the background once subscribed\n"
 		"  --pidfile FILE   write the daemon's pid to FILE\n"
+		"  --log FILE       append messages to FILE, timestamped (a daemon without\n"
+		"                   it logs to syslog)\n"
+		"  -q, --quiet      no warnings (skipped events and the like); errors only\n"
+		"  -v, --verbose    also say what the daemon does (subscribed, announced)\n"
 		"  -W, --wait SECS  get, view: wait this long for the daemon (default 5)\n"
 		"  -h, --help, --version\n"
 		"\n"
@@ -193,6 +197,9 @@ main(int argc, char **argv)
 		{ "throttle", required_argument, NULL, 't' },
 		{ "daemon", no_argument, NULL, 'd' },
 		{ "pidfile", required_argument, NULL, 'p' },
+		{ "log", required_argument, NULL, 'L' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "verbose", no_argument, NULL, 'v' },
 		{ "wait", required_argument, NULL, 'W' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -208,7 +215,7 @@ main(int argc, char **argv)
 	 * malloc each event: cJSON is used on this thread only. */
 	evk_jsonmem_install();
 	atexit(evk_jsonmem_release);
-	while ((c = getopt_long(argc, argv, "hW:", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hqvW:", longopts, NULL)) != -1) {
 		char *end;
 		switch (c) {
 		case 'b': o.bus = optarg; break;
@@ -229,6 +236,9 @@ main(int argc, char **argv)
 			break;
 		case 'd': o.daemon = true; break;
 		case 'p': o.pidfile = optarg; break;
+		case 'L': o.log = optarg; break;
+		case 'q': evk_log_level(EVK_LOG_QUIET); break;
+		case 'v': evk_log_level(EVK_LOG_VERBOSE); break;
 		case 'h': usage(stdout, 0); break;
 		case 'V': printf("widgetd %s\n", EVK_VERSION); return 0;
 		default: usage(stderr, EVK_EX_USAGE);
