@@ -13,6 +13,7 @@
 #include "evkit/jsonmem.h"
 #include "evkit/store.h"
 #include "evkit/topic.h"
+#include "evkit/web.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -42,6 +43,8 @@ struct opts {
 	const char *bus, *config, *cases_db, *state, *pidfile;
 	long long throttle_ms;
 	bool daemon;
+	const char *http; /* --http ADDR: the page (lib/web.c) */
+	bool insecure;
 };
 
 static volatile sig_atomic_t stopping;
@@ -59,6 +62,7 @@ usage(FILE *out, int status)
 	fprintf(out,
 		"usage: widgetd [--bus URL] [--config FILE] [--cases-db FILE] [--state FILE]\n"
 		"               [--throttle MS] [--daemon] [--pidfile FILE]\n"
+		"               [--http [HOST:]PORT [--insecure]]\n"
 		"       widgetd [-W SECS] get [ID]\n"
 		"       widgetd [-W SECS] view\n"
 		"       widgetd session start|stop [ID]\n"
@@ -77,6 +81,10 @@ usage(FILE *out, int status)
 		"  --throttle MS    per widget publishing window (default 500)\n"
 		"  --daemon         go to the background once subscribed\n"
 		"  --pidfile FILE   write the daemon's pid to FILE\n"
+		"  --http [HOST:]PORT  serve the widgets to a browser: the page at /,\n"
+		"                   /widgets[/ID] as get prints them, /events live\n"
+		"                   (loopback unless HOST; 0 picks a free port)\n"
+		"  --insecure       allow --http beyond loopback (no TLS there)\n"
 		"  -W, --wait SECS  get, view: wait this long for the daemon (default 5)\n"
 		"  -h, --help, --version\n"
 		"\n"
@@ -195,6 +203,17 @@ static struct evk_gate *publish_gate;
 static struct evk_pub *pub;
 static uint64_t last_seq;
 static long long loop_now; /* the monotonic clock, read once per event */
+static struct evk_web *web; /* --http */
+
+/* The page's copy of widget id (w NULL: removed). */
+static void
+web_put(const char *id, const cJSON *w)
+{
+	char *text = w ? cJSON_PrintUnformatted(w) : NULL;
+	if ((w && text == NULL) || evk_web_widget(web, id, text, text ? strlen(text) : 0) != EVK_OK)
+		evk_die(EVK_EX_FAIL, "out of memory");
+	cJSON_free(text);
+}
 
 static cJSON *
 widget_or_new(const char *id, const char *type)
@@ -246,6 +265,8 @@ publish(void *arg, const char *id_, size_t len)
 	snprintf(topic, sizeof(topic), "widget:%s", id);
 	cJSON *w = evk_fold_find(widgets, id);
 	cJSON *gone = NULL;
+	if (web)
+		web_put(id, w);
 	if (w == NULL && ((gone = cJSON_CreateObject()) == NULL ||
 			  !cJSON_AddStringToObject(gone, "id", id)))
 		evk_die(EVK_EX_FAIL, "out of memory");
@@ -584,6 +605,14 @@ run_daemon(struct opts *o, const char *url)
 			changed(NULL, decls[i].id, EVK_FOLD_UPDATED);
 		}
 	}
+	if (o->http) {
+		if ((rv = evk_web_open(&web, o->http, o->insecure, url, &why)) != EVK_OK)
+			evk_die(rv == EVK_EPERM || rv == EVK_EINVAL ? EVK_EX_USAGE : EVK_EX_UNAVAILABLE,
+				"cannot serve --http %s: %s", o->http, why);
+		for (const cJSON *w = widgets->child; w; w = w->next)
+			web_put(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(w, "id")), w);
+		fprintf(stderr, "widgetd: the page is at %s\n", evk_web_url(web));
+	}
 	if (o->pidfile && evk_pidfile_write(o->pidfile) != EVK_OK)
 		evk_die(EVK_EX_IOERR, "cannot write pid file '%s'", o->pidfile);
 	evk_daemon_ready(0);
@@ -636,6 +665,7 @@ run_daemon(struct opts *o, const char *url)
 	save_state();
 	evk_sub_close(sub);
 	evk_pub_close(pub);
+	evk_web_close(web);
 	evk_gate_free(publish_gate);
 	for (int i = 0; i < ndecls; i++)
 		evk_gate_free(decls[i].refetch);
@@ -907,6 +937,8 @@ main(int argc, char **argv)
 		{ "daemon", no_argument, NULL, 'd' },
 		{ "pidfile", required_argument, NULL, 'p' },
 		{ "wait", required_argument, NULL, 'W' },
+		{ "http", required_argument, NULL, 'H' },
+		{ "insecure", no_argument, NULL, 'I' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
@@ -942,6 +974,8 @@ main(int argc, char **argv)
 			break;
 		case 'd': o.daemon = true; break;
 		case 'p': o.pidfile = optarg; break;
+		case 'H': o.http = optarg; break;
+		case 'I': o.insecure = true; break;
 		case 'h': usage(stdout, 0); break;
 		case 'V': printf("widgetd %s\n", EVK_VERSION); return 0;
 		default: usage(stderr, EVK_EX_USAGE);
