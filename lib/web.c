@@ -102,6 +102,16 @@ feed_start_write(struct feed *f)
 	nng_http_conn_write(f->conn, f->aio);
 }
 
+/* Ends feed f: its write is cancelled, the reaper frees it. */
+static void
+feed_drop(struct feed *f)
+{
+	f->dead = true;
+	if (f->busy)
+		nng_aio_cancel(f->aio);
+	pthread_cond_signal(&f->web->cv);
+}
+
 /* Queues n bytes on f; a feed that would hold more than its limit unsent
  * (a page that stopped reading) is dropped, its write cancelled. */
 static void
@@ -110,10 +120,7 @@ feed_queue(struct feed *f, const char *s, size_t n)
 	if (f->dead)
 		return;
 	if (f->out_len - f->off + f->pend_len + n > f->limit) {
-		f->dead = true;
-		if (f->busy)
-			nng_aio_cancel(f->aio);
-		pthread_cond_signal(&f->web->cv);
+		feed_drop(f);
 		return;
 	}
 	if (f->pend_len + n > f->pend_cap) {
@@ -122,10 +129,7 @@ feed_queue(struct feed *f, const char *s, size_t n)
 			cap *= 2;
 		char *p = realloc(f->pend, cap);
 		if (p == NULL) {
-			f->dead = true;
-			if (f->busy)
-				nng_aio_cancel(f->aio);
-			pthread_cond_signal(&f->web->cv);
+			feed_drop(f);
 			return;
 		}
 		f->pend = p;
@@ -585,11 +589,8 @@ evk_web_close(struct evk_web *w)
 	nng_http_server_stop(w->server);
 	pthread_mutex_lock(&w->mu);
 	w->stopping = true;
-	for (struct feed *f = w->feeds; f; f = f->next) {
-		f->dead = true;
-		if (f->busy)
-			nng_aio_cancel(f->aio);
-	}
+	for (struct feed *f = w->feeds; f; f = f->next)
+		feed_drop(f);
 	pthread_cond_signal(&w->cv);
 	pthread_mutex_unlock(&w->mu);
 	if (w->reaper_started)

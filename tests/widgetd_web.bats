@@ -137,17 +137,18 @@ feed_has() { grep -qF -- "$2" "$1"; }
 	local slow=${BG_PIDS[-1]}
 	WAIT_SECS=20 wait_for feed_has "$T/slow" 'event: snapshot'
 	kill -STOP "$slow"
-	# Far more than the feed's queue and the sockets' buffers hold: 40
-	# progress widgets, each announced with up to 50 updates of 4 KiB.
+	# Far more than the feed's queue and the sockets' buffers hold: the
+	# last announcements alone of 200 progress widgets, each with 50
+	# updates of 4 KiB, are 40 MB.
 	local pad
 	pad=$(head -c 4000 /dev/zero | tr '\0' x)
-	awk -v pad="$pad" 'BEGIN { for (i = 0; i < 3000; i++)
-		printf "{\"topic\":\"process:p%d\",\"event\":\"progress_update\",\"payload\":{\"process_id\":\"p%d\",\"workflow_id\":\"big%d\",\"content\":\"%d %s\"}}\n", i % 40, i % 40, i % 40, i, pad }' >"$T/events"
+	awk -v pad="$pad" 'BEGIN { for (i = 0; i < 10000; i++)
+		printf "{\"topic\":\"process:p%d\",\"event\":\"progress_update\",\"payload\":{\"process_id\":\"p%d\",\"workflow_id\":\"big%d\",\"content\":\"%d %s\"}}\n", i % 200, i % 200, i % 200, i, pad }' >"$T/events"
 	evpub <"$T/events"
 	progress process_created
 	progress step_progress '"percentage":77'
-	# The fold went on while the page slept.
-	[ "$(widgetd get progress-wf1 | jq .percentage)" = 77 ]
+	# The fold went on while the page slept (40 MB to fold: a while).
+	[ "$(widgetd -W 120 get progress-wf1 | jq .percentage)" = 77 ]
 	# The sleeper was cut off: woken, it reads what was sent and ends.
 	kill -CONT "$slow"
 	WAIT_SECS=60 wait_for gone "$slow"
