@@ -59,7 +59,7 @@ DEPS_TEST  := bats bats-support bats-assert jq sqlite3 tmux procps groff-base ma
 DEPS_TEST  += openssl util-linux
 # widgetd --http: the browser test (tests/widgetd_web.bats) and its curl checks.
 DEPS_TEST  += chromium chromium-driver curl
-DEPS_BENCH := redis-server redis-tools mosquitto mosquitto-clients time
+DEPS_BENCH := redis-server redis-tools mosquitto mosquitto-clients time libmimalloc2.0 libjemalloc2
 # `make fuzz` / `make fuzz-regress`: clang and its libFuzzer/ASan runtime.
 DEPS_FUZZ  := clang libclang-rt-14-dev
 
