@@ -240,7 +240,13 @@ reply(nng_aio *aio, uint16_t status, const char *type, const char *body, size_t 
 	if (nng_http_res_set_status(res, status) != 0 ||
 	    nng_http_res_set_header(res, "Content-Type", type) != 0 ||
 	    nng_http_res_set_header(res, "Cache-Control", "no-store") != 0 ||
+	    nng_http_res_set_header(res, "X-Content-Type-Options", "nosniff") != 0 ||
 	    (status == 405 && nng_http_res_set_header(res, "Allow", "GET, HEAD") != 0) ||
+	    /* The page may fetch nothing but its own feed. */
+	    (strncmp(type, "text/html", 9) == 0 &&
+	     nng_http_res_set_header(res, "Content-Security-Policy",
+				     "default-src 'none'; script-src 'unsafe-inline';"
+				     " style-src 'unsafe-inline'; connect-src 'self'") != 0) ||
 	    nng_http_res_copy_data(res, body, len) != 0) {
 		nng_http_res_free(res);
 		nng_aio_finish(aio, NNG_ENOMEM);
@@ -538,7 +544,13 @@ evk_web_open(struct evk_web **wp, const char *addr, bool insecure, const char *b
 	struct evk_web *w = calloc(1, sizeof(*w));
 	if (w == NULL)
 		return EVK_ENOMEM;
-	snprintf(w->bus, sizeof(w->bus), "%s", bus);
+	/* The bus as the page shows it: without a user or password. */
+	const char *scheme = strstr(bus, "://"), *rest = scheme ? scheme + 3 : bus;
+	const char *at = strchr(rest, '@'), *slash = strchr(rest, '/');
+	if (at && (slash == NULL || at < slash))
+		snprintf(w->bus, sizeof(w->bus), "%.*s%s", (int)(rest - bus), bus, at + 1);
+	else
+		snprintf(w->bus, sizeof(w->bus), "%s", bus);
 	for (char *c = w->bus; *c; c++)
 		if (*c == '\n' || *c == '\r')
 			*c = ' ';

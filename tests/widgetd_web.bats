@@ -77,6 +77,7 @@ feed_has() { grep -qF -- "$2" "$1"; }
 	assert_output --partial 'new EventSource("events")'
 	refute_output --regexp '(src|href)="(https?:)?//'
 	[ "$(status / HEAD)" = 200 ]
+	curl -sI "$URL" | grep -qi "^content-security-policy: default-src 'none'"
 	# None of it disturbed the daemon.
 	progress step_progress '"percentage":43'
 	[ "$(widgetd get progress-wf1 | jq .percentage)" = 43 ]
