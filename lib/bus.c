@@ -62,7 +62,7 @@ evk_bus_resolve(const char *opt, char *url, size_t n, const char **why)
 	if (opt != NULL) {
 		if (strncmp(opt, "ipc://", 6) != 0 && strncmp(opt, "tcp://", 6) != 0 &&
 		    strncmp(opt, "inproc://", 9) != 0 && !evk_tls_url(opt)) {
-			*why = "address must start with ipc://, tcp://, tls+tcp:// or inproc://";
+			*why = "address must start with ipc://, tcp://, tls+tcp://, inproc:// or nats://";
 			return EVK_EINVAL;
 		}
 		if (strlen(opt) + 5 >= n)
