@@ -34,15 +34,17 @@ struct widget {
 	size_t len;
 };
 
-/* One open feed: out is being written (from off), pend waits behind it. */
+/* One open feed: out is being written (from off), pend waits behind it.
+ * A read stays posted so that a page that goes away is noticed at once. */
 struct feed {
 	struct feed *next;
 	struct evk_web *web;
 	nng_http_conn *conn;
-	nng_aio *aio;
+	nng_aio *aio, *rdaio;
 	char *out, *pend;
 	size_t out_len, off, pend_len, pend_cap, limit;
-	bool busy, dead;
+	char in[64]; /* what the page sends after its request: ignored */
+	bool busy, reading, dead;
 };
 
 struct evk_web {
@@ -109,6 +111,8 @@ feed_drop(struct feed *f)
 	f->dead = true;
 	if (f->busy)
 		nng_aio_cancel(f->aio);
+	if (f->reading)
+		nng_aio_cancel(f->rdaio);
 	pthread_cond_signal(&f->web->cv);
 }
 
@@ -157,10 +161,37 @@ feed_written(void *arg)
 	pthread_mutex_unlock(&w->mu);
 }
 
+/* Posts a read on f's connection (under w->mu). */
+static void
+feed_start_read(struct feed *f)
+{
+	nng_iov iov = { .iov_buf = f->in, .iov_len = sizeof(f->in) };
+	if (f->dead || nng_aio_set_iov(f->rdaio, 1, &iov) != 0)
+		return;
+	f->reading = true;
+	nng_http_conn_read(f->conn, f->rdaio);
+}
+
+/* The page sent something (read on) or went away (the feed ends). */
+static void
+feed_read(void *arg)
+{
+	struct feed *f = arg;
+	struct evk_web *w = f->web;
+	pthread_mutex_lock(&w->mu);
+	f->reading = false;
+	if (nng_aio_result(f->rdaio) != 0)
+		feed_drop(f);
+	else
+		feed_start_read(f);
+	pthread_mutex_unlock(&w->mu);
+}
+
 static void
 feed_free(struct feed *f)
 {
 	nng_aio_free(f->aio); /* waits for its callback */
+	nng_aio_free(f->rdaio);
 	nng_http_conn_close(f->conn);
 	free(f->out);
 	free(f->pend);
@@ -206,7 +237,7 @@ reaper(void *arg)
 		struct feed *gone = NULL, **pp = &w->feeds;
 		while (*pp) {
 			struct feed *f = *pp;
-			if (f->dead && !f->busy) {
+			if (f->dead && !f->busy && !f->reading) {
 				*pp = f->next;
 				f->next = gone;
 				gone = f;
@@ -298,7 +329,10 @@ static void
 open_feed(nng_aio *aio, struct evk_web *w, nng_http_req *req, nng_http_conn *conn)
 {
 	struct feed *f = calloc(1, sizeof(*f));
-	if (f == NULL || nng_aio_alloc(&f->aio, feed_written, f) != 0) {
+	if (f == NULL || nng_aio_alloc(&f->aio, feed_written, f) != 0 ||
+	    nng_aio_alloc(&f->rdaio, feed_read, f) != 0) {
+		if (f && f->aio)
+			nng_aio_free(f->aio);
 		free(f);
 		nng_aio_finish(aio, NNG_ENOMEM);
 		return;
@@ -307,6 +341,7 @@ open_feed(nng_aio *aio, struct evk_web *w, nng_http_req *req, nng_http_conn *con
 	if (w->nfeeds >= EVK_WEB_FEEDS_MAX || w->stopping) {
 		pthread_mutex_unlock(&w->mu);
 		nng_aio_free(f->aio);
+		nng_aio_free(f->rdaio);
 		free(f);
 		reply_text(aio, 503, "too many open feeds\n");
 		return;
@@ -333,6 +368,7 @@ open_feed(nng_aio *aio, struct evk_web *w, nng_http_req *req, nng_http_conn *con
 	f->next = w->feeds;
 	w->feeds = f;
 	w->nfeeds++;
+	feed_start_read(f);
 	pthread_mutex_unlock(&w->mu);
 	nng_aio_set_output(aio, 0, NULL);
 	nng_aio_finish(aio, 0);
@@ -374,7 +410,8 @@ handle(nng_aio *aio)
 	bool all = (n == 8 && memcmp(uri, "/widgets", 8) == 0) ||
 		   (n == 9 && memcmp(uri, "/widgets/", 9) == 0);
 	bool one = n > 9 && memcmp(uri, "/widgets/", 9) == 0;
-	if (!page && !events && !all && !one) {
+	bool stat = n == 7 && memcmp(uri, "/status", 7) == 0;
+	if (!page && !events && !all && !one && !stat) {
 		reply_text(aio, 404, "not found\n");
 		return;
 	}
@@ -385,6 +422,13 @@ handle(nng_aio *aio)
 	if (page) {
 		reply(aio, 200, "text/html; charset=utf-8", evk_web_page_html,
 		      strlen(evk_web_page_html));
+	} else if (stat) {
+		char text[96];
+		pthread_mutex_lock(&w->mu);
+		int m = snprintf(text, sizeof(text), "{\"feeds\":%d,\"widgets\":%zu}\n", w->nfeeds,
+				 w->nws);
+		pthread_mutex_unlock(&w->mu);
+		reply(aio, 200, "application/json", text, (size_t)m);
 	} else if (events) {
 		open_feed(aio, w, req, conn);
 	} else if (all) {

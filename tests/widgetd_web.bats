@@ -49,6 +49,12 @@ progress() {
 	evpub "process:p1" "$1" "{\"process_id\":\"p1\",\"workflow_id\":\"wf1\"${2:+,$2}}"
 }
 
+# feeds — how many feeds widgetd has open (/status).
+feeds() { curl -sf "${URL}status" | jq .feeds; }
+
+# feeds_are N — widgetd has N feeds open.
+feeds_are() { [ "$(feeds)" = "$1" ]; }
+
 # feed_has FILE TEXT — the feed saved in FILE holds TEXT.
 feed_has() { grep -qF -- "$2" "$1"; }
 
@@ -130,6 +136,12 @@ feed_has() { grep -qF -- "$2" "$1"; }
 	all_updated() { [ "$(grep -l '"percentage":50' "$T"/feed.* | wc -l)" -eq 200 ]; }
 	WAIT_SECS=120 wait_for all_updated
 	[ "$(curl -sf "${URL}widgets/progress-wf1" | jq .percentage)" = 50 ]
+	feeds_are 200
+	# Pages that go away are let go at once, not at the next write.
+	for p in "${BG_PIDS[@]}"; do
+		[[ $p == "$WPID" ]] || kill "$p"
+	done
+	WAIT_SECS=60 wait_for feeds_are 0
 }
 
 @test "a feed that stops reading is dropped; the daemon folds on meanwhile" {
@@ -137,6 +149,7 @@ feed_has() { grep -qF -- "$2" "$1"; }
 	bg curl -s -N --max-time 300 -o "$T/slow" "${URL}events"
 	local slow=${BG_PIDS[-1]}
 	WAIT_SECS=20 wait_for feed_has "$T/slow" 'event: snapshot'
+	feeds_are 1
 	kill -STOP "$slow"
 	# Far more than the feed's queue and the sockets' buffers hold: the
 	# last announcements alone of 200 progress widgets, each with 50
@@ -150,6 +163,8 @@ feed_has() { grep -qF -- "$2" "$1"; }
 	progress step_progress '"percentage":77'
 	# The fold went on while the page slept (40 MB to fold: a while).
 	[ "$(widgetd -W 120 get progress-wf1 | jq .percentage)" = 77 ]
+	# widgetd let the sleeper go while it still sleeps.
+	WAIT_SECS=60 wait_for feeds_are 0
 	# The sleeper was cut off: woken, it reads what was sent and ends.
 	kill -CONT "$slow"
 	WAIT_SECS=60 wait_for gone "$slow"
