@@ -445,7 +445,7 @@ cmd_on(struct opts *o, int argc, char **argv)
 		if (rv == EVK_ETIMEDOUT)
 			continue;
 		if (rv == EVK_EGAP) {
-			evk_sub_report_gap(sub);
+			evk_warn("%s", evk_sub_gap_text(sub));
 			continue;
 		}
 		if (rv != EVK_OK) {

@@ -521,7 +521,7 @@ widgetd_daemon(const struct opts *o, const char *url)
 		if (rv == EVK_ETIMEDOUT)
 			continue;
 		if (rv == EVK_EGAP) {
-			evk_sub_report_gap(sub);
+			evk_warn("%s", evk_sub_gap_text(sub));
 			continue;
 		}
 		if (rv != EVK_OK) {
