@@ -377,13 +377,13 @@ evk_outbox_each(struct evk_outbox *ob, evk_outbox_line_fn fn, void *arg, sqlite3
 {
 	sqlite3_stmt *st =
 		evk_store_stmt(ob->db, "SELECT id, lines, format, sent FROM notes ORDER BY id");
-	int rv = EVK_OK;
+	int rv = EVK_OK, rc = SQLITE_DONE;
 	bool bad = false;
 
 	*damaged = 0;
 	if (st == NULL)
 		return fail(ob, "cannot read the outbox");
-	while (rv == EVK_OK && sqlite3_step(st) == SQLITE_ROW) {
+	while (rv == EVK_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		rv = each_line(ob->expand, ob->scratch, sqlite3_column_int64(st, 0),
 			       sqlite3_column_blob(st, 1), (size_t)sqlite3_column_bytes(st, 1),
 			       sqlite3_column_int(st, 2), (long)sqlite3_column_int64(st, 3), fn,
@@ -391,6 +391,8 @@ evk_outbox_each(struct evk_outbox *ob, evk_outbox_line_fn fn, void *arg, sqlite3
 		if (bad)
 			*damaged = sqlite3_column_int64(st, 0);
 	}
+	if (rv == EVK_OK && rc != SQLITE_DONE)
+		rv = fail(ob, "cannot read the outbox"); /* not all of it was walked */
 	sqlite3_reset(st);
 	return rv;
 }

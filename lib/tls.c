@@ -68,7 +68,9 @@ own_cert(nng_tls_config *cfg, const char *cert, const char *key)
 		rv = NNG_EINVAL; /* not a certificate and key that belong together */
 	free(c);
 	if (k) {
-		memset(k, 0, strlen(k));
+		/* not memset: a store before free may be left out by the
+		 * compiler, and the key would stay in freed memory */
+		explicit_bzero(k, strlen(k));
 		free(k);
 	}
 	return rv;

@@ -158,6 +158,8 @@ publish(void *arg, const char *id_, size_t len)
 	/* A lost link is sync_announcements' to tell and mend. */
 	if (rv != EVK_OK && rv != EVK_ECLOSED && rv != EVK_EUNAVAIL && rv != EVK_EPROTO)
 		evk_warn("cannot announce widget '%s': %s", id, evk_strerror(rv));
+	else if (rv == EVK_OK)
+		evk_info("announced %s on %s", w ? "widget_updated" : "widget_removed", topic);
 	cJSON_Delete(gone);
 	return 0;
 }
@@ -171,8 +173,10 @@ refetch(void *arg, const char *line, size_t len)
 	(void)line;
 	(void)len;
 	cJSON *items = cJSON_CreateArray();
+	int rv = cases_db && items ? evk_cases_recent(cases_db, d->c->limit, items) : EVK_OK;
 	d->queries++;
-	if (cases_db && items && evk_cases_recent(cases_db, d->c->limit, items) != EVK_OK)
+	folded(rv);
+	if (rv != EVK_OK)
 		evk_warn("keep_live '%s': %s", d->c->id, sqlite3_errmsg(cases_db));
 	folded(evk_fold_keep_live(d->daemon->widgets, d->c->id, items, (double)d->queries, changed,
 				  d->daemon));
@@ -399,14 +403,19 @@ load_state(struct daemon *dm, const char *path)
 	    evk_store_migrate(dm->state_db, migrations, 1) != EVK_OK)
 		evk_die(EVK_EX_UNAVAILABLE, "cannot open state '%s': %s", path,
 			dm->state_db ? sqlite3_errmsg(dm->state_db) : why);
+	/* A state that cannot be read stops the daemon: starting without it
+	 * would save over it. */
 	sqlite3_stmt *st = evk_store_stmt(dm->state_db, "SELECT widgets, last_seq FROM state WHERE id = 1");
-	if (st && sqlite3_step(st) == SQLITE_ROW) {
+	int rc = st ? sqlite3_step(st) : SQLITE_ERROR;
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		evk_die(EVK_EX_UNAVAILABLE, "cannot read state '%s': %s", path,
+			sqlite3_errmsg(dm->state_db));
+	if (rc == SQLITE_ROW) {
 		dm->widgets = cJSON_Parse((const char *)sqlite3_column_text(st, 0));
 		dm->last_seq = (uint64_t)sqlite3_column_int64(st, 1);
 		since = (int64_t)dm->last_seq;
 	}
-	if (st)
-		sqlite3_reset(st);
+	sqlite3_reset(st);
 	if (since != EVK_SINCE_LIVE && !cJSON_IsArray(dm->widgets)) {
 		evk_warn("state '%s': the saved widgets are not a JSON array; starting without them",
 			 path);
@@ -444,6 +453,8 @@ start_daemon(struct daemon *dm, const struct opts *o)
 	    !(dm->publish_gate = evk_gate_new(EVK_GATE_THROTTLE, o->throttle_ms, EVK_GATE_MAX_KEYS,
 					      1 << 20)))
 		evk_die(EVK_EX_FAIL, "out of memory");
+	if (o->log && evk_daemon_log(o->log, o->daemon) != EVK_OK)
+		evk_die(EVK_EX_IOERR, "cannot open the log '%s': %s", o->log, strerror(errno));
 	if (o->daemon && evk_daemon_start() != EVK_OK)
 		evk_die(EVK_EX_FAIL, "cannot go to the background");
 	/* Subscribe, then load what the lists need: events newer than the
@@ -474,6 +485,8 @@ start_daemon(struct daemon *dm, const struct opts *o)
 	if (o->pidfile && evk_pidfile_write(o->pidfile) != EVK_OK)
 		evk_die(EVK_EX_IOERR, "cannot write pid file '%s'", o->pidfile);
 	evk_daemon_ready(0);
+	evk_info("subscribed to '%s'; %d widget%s declared", dm->url, dm->conf.n,
+		 dm->conf.n == 1 ? "" : "s");
 	return sub;
 }
 

@@ -34,7 +34,7 @@ usage(FILE *out, int status)
 {
 	fprintf(out,
 		"usage: widgetd [--bus URL] [--config FILE] [--cases-db FILE] [--state FILE]\n"
-		"               [--throttle MS] [--daemon] [--pidfile FILE]\n"
+		"               [--throttle MS] [--daemon] [--pidfile FILE] [--log FILE] [-q|-v]\n"
 		"               [--http [HOST:]PORT [--insecure]]\n"
 		"       widgetd [-W SECS] get [ID]\n"
 		"       widgetd [-W SECS] view\n"
@@ -54,6 +54,10 @@ usage(FILE *out, int status)
 		"  --throttle MS    per widget publishing window (default 500)\n"
 		"  --daemon         go to the background once subscribed\n"
 		"  --pidfile FILE   write the daemon's pid to FILE\n"
+		"  --log FILE       append messages to FILE, timestamped (a daemon without\n"
+		"                   it logs to syslog)\n"
+		"  -q, --quiet      no warnings (skipped events and the like); errors only\n"
+		"  -v, --verbose    also say what the daemon does (subscribed, announced)\n"
 		"  --http [HOST:]PORT  serve the widgets to a browser: the page at /,\n"
 		"                   /widgets[/ID] as get prints them, /events live\n"
 		"                   (loopback unless HOST; 0 picks a free port)\n"
@@ -198,6 +202,9 @@ main(int argc, char **argv)
 		{ "throttle", required_argument, NULL, 't' },
 		{ "daemon", no_argument, NULL, 'd' },
 		{ "pidfile", required_argument, NULL, 'p' },
+		{ "log", required_argument, NULL, 'L' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "verbose", no_argument, NULL, 'v' },
 		{ "http", required_argument, NULL, 'H' },
 		{ "insecure", no_argument, NULL, 'I' },
 		{ "wait", required_argument, NULL, 'W' },
@@ -215,7 +222,7 @@ main(int argc, char **argv)
 	 * malloc each event: cJSON is used on this thread only. */
 	evk_jsonmem_install();
 	atexit(evk_jsonmem_release);
-	while ((c = getopt_long(argc, argv, "hW:", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "hqvW:", longopts, NULL)) != -1) {
 		char *end;
 		switch (c) {
 		case 'b': o.bus = optarg; break;
@@ -236,6 +243,9 @@ main(int argc, char **argv)
 			break;
 		case 'd': o.daemon = true; break;
 		case 'p': o.pidfile = optarg; break;
+		case 'L': o.log = optarg; break;
+		case 'q': evk_log_level(EVK_LOG_QUIET); break;
+		case 'v': evk_log_level(EVK_LOG_VERBOSE); break;
 		case 'H': o.http = optarg; break;
 		case 'I': o.insecure = true; break;
 		case 'h': usage(stdout, 0); break;

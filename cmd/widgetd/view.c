@@ -107,9 +107,13 @@ view_follow(struct view *v)
 	if (rv != EVK_OK || !topic_has_prefix(&ev, "widget:"))
 		return;
 	snprintf(id, sizeof(id), "%.*s", (int)ev.topic_len - 7, ev.topic + 7);
-	if (!evk_dash_put(v->list, id,
-			  event_is(&ev, "widget_updated") ? cJSON_ParseWithLength(ev.payload, ev.payload_len)
-							   : NULL))
+	cJSON *w = NULL;
+	if (event_is(&ev, "widget_updated") &&
+	    !cJSON_IsObject(w = cJSON_ParseWithLength(ev.payload, ev.payload_len))) {
+		cJSON_Delete(w); /* an update that is no widget: the row stays, not removed */
+		return;
+	}
+	if (!evk_dash_put(v->list, id, w))
 		evk_die(EVK_EX_FAIL, "out of memory");
 	v->changed = true;
 }
