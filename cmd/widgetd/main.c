@@ -35,6 +35,7 @@ usage(FILE *out, int status)
 	fprintf(out,
 		"usage: widgetd [--bus URL] [--config FILE] [--cases-db FILE] [--state FILE]\n"
 		"               [--throttle MS] [--daemon] [--pidfile FILE] [--log FILE] [-q|-v]\n"
+		"               [--http [HOST:]PORT [--insecure]]\n"
 		"       widgetd [-W SECS] get [ID]\n"
 		"       widgetd [-W SECS] view\n"
 		"       widgetd session start|stop [ID]\n"
@@ -57,6 +58,10 @@ usage(FILE *out, int status)
 		"                   it logs to syslog)\n"
 		"  -q, --quiet      no warnings (skipped events and the like); errors only\n"
 		"  -v, --verbose    also say what the daemon does (subscribed, announced)\n"
+		"  --http [HOST:]PORT  serve the widgets to a browser: the page at /,\n"
+		"                   /widgets[/ID] as get prints them, /events live\n"
+		"                   (loopback unless HOST; 0 picks a free port)\n"
+		"  --insecure       allow --http beyond loopback (no TLS there)\n"
 		"  -W, --wait SECS  get, view: wait this long for the daemon (default 5)\n"
 		"  -h, --help, --version\n"
 		"\n"
@@ -200,6 +205,8 @@ main(int argc, char **argv)
 		{ "log", required_argument, NULL, 'L' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "http", required_argument, NULL, 'H' },
+		{ "insecure", no_argument, NULL, 'I' },
 		{ "wait", required_argument, NULL, 'W' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -239,6 +246,8 @@ main(int argc, char **argv)
 		case 'L': o.log = optarg; break;
 		case 'q': evk_log_level(EVK_LOG_QUIET); break;
 		case 'v': evk_log_level(EVK_LOG_VERBOSE); break;
+		case 'H': o.http = optarg; break;
+		case 'I': o.insecure = true; break;
 		case 'h': usage(stdout, 0); break;
 		case 'V': printf("widgetd %s\n", EVK_VERSION); return 0;
 		default: usage(stderr, EVK_EX_USAGE);

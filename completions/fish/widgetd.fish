@@ -21,3 +21,5 @@ complete -c widgetd -n "not __fish_seen_subcommand_from $cmds" -l tls-ca -r -F -
 complete -c widgetd -n "not __fish_seen_subcommand_from $cmds" -l log -r -F -d 'with --daemon, messages to FILE'
 complete -c widgetd -n "not __fish_seen_subcommand_from $cmds" -s q -l quiet -d 'errors only'
 complete -c widgetd -n "not __fish_seen_subcommand_from $cmds" -s v -l verbose -d 'more messages'
+complete -c widgetd -n "not __fish_seen_subcommand_from $cmds" -l http -x -d 'serve the widgets over HTTP at ADDR'
+complete -c widgetd -n "not __fish_seen_subcommand_from $cmds" -l insecure -d 'serve HTTP beyond loopback'

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -88,4 +90,22 @@ fuzz_strict(void)
 	}
 	return v;
 }
+
+/* The path of a file that holds data[0..size): one memfd, rewritten at
+ * each call, for the programs that take a file name. */
+static inline const char *
+fuzz_file(const uint8_t *data, size_t size)
+{
+	static int fd = -1;
+	static char path[64];
+	if (fd < 0) {
+		fd = memfd_create("fuzz", 0);
+		FUZZ_CHECK(fd >= 0, "memfd_create");
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	}
+	FUZZ_CHECK(ftruncate(fd, 0) == 0 && pwrite(fd, data, size, 0) == (ssize_t)size,
+		   "cannot write the input file");
+	return path;
+}
+
 #endif

@@ -4,10 +4,10 @@
  * The input is the body of a publish request (after the 'P'). A refused
  * frame stores nothing; an accepted one stores and fans out the same
  * lines, numbered head+1, head+2, ... with nothing else, each line the
- * client's with its seq in front. With EVKIT_FUZZ_STRICT=1 every stored
- * line must also be a canonical event: it scans, with a valid topic and
- * event name, a normal ts, a payload that parses, no raw control byte
- * (issue 16 item 2). */
+ * client's with its seq in front, and each a canonical event: it scans,
+ * with a valid topic and event name, a normal ts, a payload that parses,
+ * no raw control byte (issue 16 item 2). A publish-once ('Q') frame sent
+ * a second time stores nothing (issue 16 item 3). */
 #define main evbusd_main
 #include "../../cmd/evbusd.c"
 #undef main
@@ -42,8 +42,6 @@ check_line(const char *l, size_t n, uint64_t seq, const char *sent, size_t sent_
 	FUZZ_CHECK(n == (size_t)hl + sent_len - 1 && memcmp(l, head, (size_t)hl) == 0 &&
 			   memcmp(l + hl, sent + 1, sent_len - 1) == 0,
 		   "line %llu is not the one sent with its seq", (unsigned long long)seq);
-	if (!fuzz_strict())
-		return;
 	struct evk_event ev;
 	char norm[EVK_TS_LEN + 1];
 	FUZZ_CHECK(evk_event_scan(&ev, l, n) == EVK_OK && ev.seq == seq,
@@ -61,35 +59,68 @@ check_line(const char *l, size_t n, uint64_t seq, const char *sent, size_t sent_
 	cJSON_Delete(v);
 }
 
+/* Publishes frame[0..n) as one request. */
+static int
+publish(const void *frame, size_t n, nng_msg **fan, uint32_t *count)
+{
+	nng_msg *req;
+	char why[256];
+	if (nng_msg_alloc(&req, n) != 0)
+		return EVK_ENOMEM;
+	memcpy(nng_msg_body(req), frame, n);
+	*fan = NULL;
+	*count = 0;
+	int rv = hub_publish(&hub, req, fan, count, why, sizeof(why));
+	FUZZ_CHECK(rv == EVK_OK || rv == EVK_EINVAL, "hub_publish: %d", rv);
+	if (rv == EVK_EINVAL)
+		FUZZ_CHECK(why[0], "a refusal without a reason");
+	nng_msg_free(req);
+	return rv;
+}
+
+/* The input is the body of a 'P' frame or, when it starts with 'Q', a
+ * whole publish-once frame (producer id, sequences, lines). */
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	nng_msg *req, *fan = NULL;
+	nng_msg *fan = NULL;
 	uint32_t count = 0;
 	uint64_t head0 = hub.head, oldest0 = hub.oldest;
+	static unsigned char frame[65536 + 1];
+	struct evk_publish_once q;
+	bool once = size > 0 && data[0] == EVK_MSG_PUBLISH_ONCE;
+	size_t n = once ? size : size + 1;
+	const char *s, *send; /* the lines sent */
 
-	if (size > 65536 || nng_msg_alloc(&req, size + 1) != 0)
+	if (size > 65536)
 		return 0;
-	unsigned char *body = nng_msg_body(req);
-	body[0] = EVK_MSG_PUBLISH;
-	if (size)
-		memcpy(body + 1, data, size);
+	if (once) {
+		memcpy(frame, data, size);
+	} else {
+		frame[0] = EVK_MSG_PUBLISH;
+		if (size)
+			memcpy(frame + 1, data, size);
+	}
+	if (once && evk_publish_once_get(frame, n, &q)) {
+		s = q.lines;
+		send = q.lines + q.len;
+	} else {
+		s = (const char *)frame + 1;
+		send = (const char *)frame + n;
+	}
 	FUZZ_CHECK(sqlite3_exec(hub.db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK, "BEGIN");
-#ifdef EVK_MSG_FAILURE /* hub_publish says why it refuses */
-	char why[256];
-	int rv = hub_publish(&hub, req, &fan, &count, why, sizeof(why));
-#else
-	int rv = hub_publish(&hub, req, &fan, &count);
-#endif
-	FUZZ_CHECK(rv == EVK_OK || rv == EVK_EINVAL, "hub_publish: %d", rv);
+	int rv = publish(frame, n, &fan, &count);
 
 	sqlite3_stmt *st;
 	FUZZ_CHECK(sqlite3_prepare_v2(hub.db, "SELECT first, last, lines FROM frames ORDER BY first",
 				      -1, &st, NULL) == SQLITE_OK,
 		   "prepare");
-	if (rv != EVK_OK) {
-		FUZZ_CHECK(hub.head == head0 && fan == NULL, "a refused frame moved head");
-		FUZZ_CHECK(sqlite3_step(st) == SQLITE_DONE, "a refused frame stored rows");
+	if (rv != EVK_OK || fan == NULL) {
+		/* Refused, or (a 'Q' frame) every line stored before. */
+		FUZZ_CHECK(rv != EVK_OK || (once && count == 0 && hub.dropped > 0),
+			   "an accepted frame without fan-out");
+		FUZZ_CHECK(hub.head == head0 && fan == NULL, "a frame not stored moved head");
+		FUZZ_CHECK(sqlite3_step(st) == SQLITE_DONE, "a frame not stored stored rows");
 	} else {
 		const unsigned char *f = nng_msg_body(fan);
 		size_t fl = nng_msg_len(fan);
@@ -98,9 +129,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				   evk_get_u64(f + 13) == head0 + count && evk_get_u64(f + 21) == oldest0 &&
 				   hub.head == head0 + count,
 			   "fan-out header wrong");
-		/* The fan-out: the lines sent, numbered. */
+		/* The fan-out: the lines sent (but those dropped as stored
+		 * before), numbered. */
+		for (uint32_t i = 0; once && i < hub.dropped; i++) {
+			const char *snl = memchr(s, '\n', (size_t)(send - s));
+			FUZZ_CHECK(snl, "dropped more lines than sent");
+			s = snl + 1;
+		}
 		const char *p = (const char *)f + EVK_EVENTS_HDR, *end = (const char *)f + fl;
-		const char *s = (const char *)data, *send = s + size;
 		uint64_t seq = head0;
 		while (p < end) {
 			const char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -131,10 +167,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		FUZZ_CHECK(off == body_len && next == head0 + count + 1, "log and fan-out differ");
 		nng_msg_free(fan);
+		if (once) {
+			/* Exactly once: the same frame again stores nothing. */
+			uint64_t head1 = hub.head;
+			FUZZ_CHECK(publish(frame, n, &fan, &count) == EVK_OK && fan == NULL &&
+					   count == 0 && hub.head == head1,
+				   "a 'Q' frame sent twice was stored twice");
+		}
 	}
 	sqlite3_finalize(st);
 	FUZZ_CHECK(sqlite3_exec(hub.db, "ROLLBACK", NULL, NULL, NULL) == SQLITE_OK, "ROLLBACK");
 	hub.head = head0;
-	nng_msg_free(req);
 	return 0;
 }

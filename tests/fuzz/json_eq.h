@@ -4,22 +4,8 @@
 #ifndef EVKIT_FUZZ_JSON_EQ_H
 #define EVKIT_FUZZ_JSON_EQ_H
 #include <cjson/cJSON.h>
-#include <math.h>
 #include <stdbool.h>
 #include <string.h>
-
-/* Whether v holds a number that is not finite (1e999): JSON has none,
- * so such a payload cannot be stored as it came (issue 16 item 11). */
-static inline bool
-json_has_nonfinite(const cJSON *v)
-{
-	if (cJSON_IsNumber(v))
-		return !isfinite(v->valuedouble);
-	for (const cJSON *c = v ? v->child : NULL; c; c = c->next)
-		if (json_has_nonfinite(c))
-			return true;
-	return false;
-}
 
 static inline bool
 json_eq(const cJSON *a, const cJSON *b)

@@ -26,8 +26,8 @@ for t in "$@"; do
 			-artifact_prefix="$B/crashes/$t/" $opts $dirs >"$log" 2>&1
 		rc=$?
 		runs=$(LC_ALL=C sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
-		done_line=$(grep -aE '^#[0-9]+[[:space:]]+DONE' "$log" | tail -n 1)
-		cov=$(echo "$done_line" | sed -n 's/.*cov: \([0-9]*\) ft: \([0-9]*\).*/cov \1 ft \2/p')
+		done_line=$(grep -aE '#[0-9]+[[:space:]]+DONE' "$log" | tail -n 1)
+		cov=$(echo "$done_line" | LC_ALL=C sed -n 's/.*cov: \([0-9]*\) ft: \([0-9]*\).*/cov \1 ft \2/p')
 		if [ $rc -ne 0 ]; then
 			tail -n 40 "$log"
 			echo "fuzz: $t: CRASH after ${runs:-?} runs; input kept in $B/crashes/$t/;" \

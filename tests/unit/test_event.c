@@ -210,13 +210,17 @@ main(void)
 	CHECK(!evk_utf8_valid("abcdefg\xc3", 8), "truncated");
 
 	/* Raw control bytes in JSON text (found by tests/fuzz). */
-	size_t at = 0;
-	CHECK(evk_json_no_controls("{\"a\":\t[1,\r\n2]}", 14, NULL), "JSON white space");
-	CHECK(evk_json_no_controls("\"a\\\"\\t\"", 7, NULL), "escapes");
-	CHECK(!evk_json_no_controls("\"a\tb\"", 5, &at) && at == 2, "TAB in a string");
-	CHECK(!evk_json_no_controls("{}\f", 3, &at) && at == 2, "form feed outside");
-	CHECK(!evk_json_no_controls("\"\\\x01\"", 4, &at) && at == 2, "escaped control byte");
-	CHECK(!evk_json_no_controls("1\0", 2, &at) && at == 1, "NUL");
+	{
+		size_t at = 0;
+		const char *lw, *lh;
+#define LEX(s, n) evk_json_lex_check(s, n, false, &at, &lw, &lh)
+		CHECK(LEX("{\"a\":\t[1,\r\n2]}", 14) == EVK_OK, "JSON white space");
+		CHECK(LEX("\"a\\\"\\t\"", 7) == EVK_OK, "escapes");
+		CHECK(LEX("\"a\tb\"", 5) == EVK_EINVAL && at == 2, "TAB in a string");
+		CHECK(LEX("{}\f", 3) == EVK_EINVAL && at == 2, "form feed outside");
+		CHECK(LEX("1\0", 2) == EVK_EINVAL && at == 1, "NUL");
+#undef LEX
+	}
 
 	/* JSON strings: runs copied whole, each escape in place. */
 	static const struct {
