@@ -61,10 +61,15 @@ seqs() { evsub --since 0 -n "$1" -W 20 '**' | jq -c -s 'map(.seq)'; }
 	[ "$rc" -ne 0 ]
 	kill -CONT "$HUB_PID"
 	run -0 evpub t:a tick '{"n":2}'
-	run -0 seqs 2
-	[ "$output" = "[1,2]" ]
-	run -0 hub_status_field head_seq
-	[ "$output" = 2 ]
+	# The publisher that gave up was never told its event was stored, and
+	# a timeout is ambiguous: the hub may still store it once it runs
+	# again (seen under load). What it promises: it answers, it keeps
+	# every acknowledged event, and the log has no hole or repeat.
+	local head
+	head=$(hub_status_field head_seq)
+	[[ $head == 2 || $head == 3 ]] || fail "head_seq $head"
+	run -0 bash -c "evsub --since 0 -n $head -W 20 '**' | jq -c -s '[map(.seq), (map(.payload.n) | first, last)]'"
+	if [[ $head == 2 ]]; then assert_output '[[1,2],1,2]'; else assert_output '[[1,2,3],1,2]'; fi
 }
 
 @test "the watchdog restarts a hub that stopped accepting; no acknowledged event is lost" {
