@@ -5,6 +5,7 @@
 #include "evkit/bus.h"
 #include "evkit/err.h"
 #include "evkit/event.h"
+#include "evkit/opts.h"
 #include "evkit/store.h"
 #include "evkit/topic.h"
 #include "evkit/utf8.h"
@@ -42,13 +43,6 @@ struct opts {
 
 static volatile sig_atomic_t stopping;
 static int child_pipe[2] = { -1, -1 }; /* SIGCHLD wakes the run loop */
-
-static void
-on_signal(int sig)
-{
-	(void)sig;
-	stopping = 1;
-}
 
 static void
 on_child(int sig)
@@ -175,11 +169,8 @@ open_db(const char *path)
 {
 	char def[4096];
 	const char *why;
-	if (path == NULL) {
-		if (evk_store_default_path("jobs.db", def, sizeof(def)) != EVK_OK)
-			evk_die(EVK_EX_USAGE, "no --db given and no HOME or XDG_STATE_HOME");
-		path = def;
-	}
+	if ((path = evk_state_file(path, "jobs.db", def, sizeof(def))) == NULL)
+		evk_usage_die("no --db given and no HOME or XDG_STATE_HOME");
 	if (evk_store_open(path, &db, &why) != EVK_OK)
 		evk_die(EVK_EX_UNAVAILABLE, "cannot open queue '%s': %s", path, why);
 	if (evk_store_migrate(db, migrations, 2) != EVK_OK)
@@ -272,17 +263,11 @@ outbox_flush(void)
 static cJSON *
 read_steps(const char *file)
 {
-	FILE *f = fopen(file, "r");
-	if (f == NULL)
-		evk_die(EVK_EX_IOERR, "cannot read '%s': %s", file, strerror(errno));
-	char *buf = malloc(1 << 20);
-	if (buf == NULL)
-		evk_die(EVK_EX_FAIL, "out of memory");
-	size_t n = fread(buf, 1, (1 << 20) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	cJSON *steps = cJSON_Parse(buf);
-	free(buf);
+	char why[EVK_OPT_WHY];
+	cJSON *steps;
+	int rv = evk_json_file_read(file, &steps, why);
+	if (rv != EVK_OK)
+		evk_die(rv == EVK_EIO ? EVK_EX_IOERR : EVK_EX_DATAERR, "%s", why);
 	if (!cJSON_IsArray(steps) || cJSON_GetArraySize(steps) == 0)
 		evk_die(EVK_EX_DATAERR, "%s: steps are a non-empty JSON array", file);
 	const cJSON *s;
@@ -458,11 +443,9 @@ cmd_on(struct opts *o, int argc, char **argv)
 		step_done(st);
 		exec("COMMIT");
 	}
-	if (o->ready_file) {
-		int fd = open(o->ready_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-		if (fd < 0 || close(fd) != 0)
-			evk_die(EVK_EX_IOERR, "cannot create ready file '%s'", o->ready_file);
-	}
+	if (o->ready_file && evk_ready_file(o->ready_file) != EVK_OK)
+		evk_die(EVK_EX_IOERR, "cannot create ready file '%s': %s", o->ready_file,
+			strerror(errno));
 	struct evk_event ev;
 	while (!stopping) {
 		rv = evk_sub_next(sub, &ev, 200);
@@ -1077,9 +1060,7 @@ cmd_run(struct opts *o)
 	long long grace_end = -1;
 	if (pipe2(child_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
 		evk_die(EVK_EX_FAIL, "cannot make a pipe: %s", strerror(errno));
-	struct sigaction sc = { .sa_handler = on_child, .sa_flags = SA_RESTART | SA_NOCLDSTOP };
-	sigemptyset(&sc.sa_mask);
-	sigaction(SIGCHLD, &sc, NULL);
+	evk_signal_catch(SIGCHLD, on_child, SA_RESTART | SA_NOCLDSTOP);
 	outbox_flush(); /* what an earlier run could not deliver */
 	for (;;) {
 		if (stopping && grace_end < 0)
@@ -1253,18 +1234,6 @@ cmd_stats(void)
 	return 0;
 }
 
-static long long
-num(const char *s, const char *flag, long long lo, long long hi)
-{
-	char *end;
-	errno = 0;
-	long long v = strtoll(s, &end, 10);
-	if (*s == '\0' || *end || errno || v < lo || v > hi)
-		evk_die(EVK_EX_USAGE, "%s wants a whole number from %lld to %lld, not '%s'", flag,
-			lo, hi, s);
-	return v;
-}
-
 int
 main(int argc, char **argv)
 {
@@ -1299,20 +1268,21 @@ main(int argc, char **argv)
 	int ch, cmd_at = 0;
 
 	evk_set_progname(argv[0]);
+	opterr = 0;
 	/* Options before the command, then the command's own up to "--". */
 	for (int pass = 0; pass < 2; pass++) {
-		while ((ch = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
+		while ((ch = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
 			switch (ch) {
 			case 'd': o.db_path = optarg; break;
 			case 'b': o.bus = optarg; break;
 			case 'q': o.queue = optarg; break;
-			case 'p': o.priority = (int)num(optarg, "--priority", 0, 9); break;
-			case 'm': o.max_attempts = (int)num(optarg, "--max-attempts", 1, 1000000); break;
-			case 'B': o.backoff = num(optarg, "--backoff", 0, 86400 * 365); break;
-			case 't': o.timeout = num(optarg, "--timeout", 1, 86400 * 365); break;
-			case 'i': o.in_s = num(optarg, "--in", 0, 86400 * 3650); break;
+			case 'p': o.priority = (int)evk_flag_int("--priority", optarg, 0, 9); break;
+			case 'm': o.max_attempts = (int)evk_flag_int("--max-attempts", optarg, 1, 1000000); break;
+			case 'B': o.backoff = evk_flag_int("--backoff", optarg, 0, 86400 * 365); break;
+			case 't': o.timeout = evk_flag_int("--timeout", optarg, 1, 86400 * 365); break;
+			case 'i': o.in_s = evk_flag_int("--in", optarg, 0, 86400 * 3650); break;
 			case 'a': o.at = optarg; break;
-			case 'u': o.unique_for = num(optarg, "--unique-for", 1, 86400 * 3650); break;
+			case 'u': o.unique_for = evk_flag_int("--unique-for", optarg, 1, 86400 * 3650); break;
 			case 'w':
 				if (!evk_topic_valid(optarg, strlen(optarg)) || strchr(optarg, ':') ||
 				    strlen(optarg) > 100)
@@ -1326,16 +1296,16 @@ main(int argc, char **argv)
 				o.resource = optarg;
 				break;
 			case 's': o.steps_file = optarg; break;
-			case 'c': o.concurrency = (int)num(optarg, "--concurrency", 1, MAX_CONCURRENCY); break;
+			case 'c': o.concurrency = (int)evk_flag_int("--concurrency", optarg, 1, MAX_CONCURRENCY); break;
 			case 'D': o.drain = true; break;
-			case 'g': o.grace = num(optarg, "--grace", 0, 86400); break;
+			case 'g': o.grace = evk_flag_int("--grace", optarg, 0, 86400); break;
 			case 'S': o.state = optarg; break;
-			case 'o': o.older_than = num(optarg, "--older-than", 1, 86400LL * 36500); break;
+			case 'o': o.older_than = evk_flag_int("--older-than", optarg, 1, 86400LL * 36500); break;
 			case 'N': o.name = optarg; break;
 			case 'R': o.ready_file = optarg; break;
 			case 'h': usage(stdout, 0); break;
 			case 'V': printf("evworker %s\n", EVK_VERSION); return 0;
-			default: usage(stderr, EVK_EX_USAGE);
+			default: evk_flag_die(ch, argv, longopts);
 			}
 		}
 		if (pass == 0) {
@@ -1362,11 +1332,7 @@ main(int argc, char **argv)
 	if (gethostname(host, sizeof(host)) != 0)
 		snprintf(host, sizeof(host), "localhost");
 
-	struct sigaction sa = { .sa_handler = on_signal };
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	evk_signals_init(&stopping, true);
 
 	open_db(o.db_path);
 	int status = 0;

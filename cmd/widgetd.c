@@ -5,6 +5,7 @@
 #include "evkit/bus.h"
 #include "evkit/daemon.h"
 #include "evkit/err.h"
+#include "evkit/opts.h"
 #include "evkit/event.h"
 #include "evkit/fold.h"
 #include "evkit/gate.h"
@@ -43,13 +44,6 @@ struct opts {
 };
 
 static volatile sig_atomic_t stopping;
-
-static void
-on_signal(int sig)
-{
-	(void)sig;
-	stopping = 1;
-}
 
 static void
 usage(FILE *out, int status)
@@ -117,21 +111,14 @@ static const char *default_config =
 static void
 load_config(const struct opts *o)
 {
-	char *text = NULL;
-	if (o->config) {
-		FILE *f = fopen(o->config, "r");
-		if (f == NULL)
-			evk_die(EVK_EX_IOERR, "cannot read config '%s': %s", o->config, strerror(errno));
-		text = calloc(1, 1 << 20);
-		if (text == NULL)
-			evk_die(EVK_EX_FAIL, "out of memory");
-		if (fread(text, 1, (1 << 20) - 1, f) == 0 && ferror(f))
-			evk_die(EVK_EX_IOERR, "cannot read config '%s'", o->config);
-		fclose(f);
-	}
+	char why[EVK_OPT_WHY];
+	cJSON *c = NULL;
+	int rv = o->config ? evk_json_file_read(o->config, &c, why) : EVK_OK;
+	if (rv != EVK_OK)
+		evk_die(rv == EVK_EIO ? EVK_EX_IOERR : EVK_EX_DATAERR, "config %s", why);
 	const char *name = o->config ? o->config : "the built-in config";
-	cJSON *c = cJSON_Parse(text ? text : default_config);
-	free(text);
+	if (c == NULL)
+		c = cJSON_Parse(default_config);
 	const cJSON *ws = cJSON_GetObjectItemCaseSensitive(c, "widgets");
 	if (!cJSON_IsObject(c) || !cJSON_IsArray(ws))
 		evk_die(EVK_EX_DATAERR, "%s: want {\"widgets\": [...]}", name);
@@ -546,12 +533,9 @@ run_daemon(struct opts *o, const char *url)
 	};
 	char def[4096];
 	const char *why;
-	const char *path = o->state;
-	if (path == NULL) {
-		if (evk_store_default_path("widgets.db", def, sizeof(def)) != EVK_OK)
-			evk_die(EVK_EX_USAGE, "no --state given and no HOME or XDG_STATE_HOME");
-		path = def;
-	}
+	const char *path = evk_state_file(o->state, "widgets.db", def, sizeof(def));
+	if (path == NULL)
+		evk_usage_die("no --state given and no HOME or XDG_STATE_HOME");
 	load_config(o);
 	if (evk_store_open(path, &state_db, &why) != EVK_OK ||
 	    evk_store_migrate(state_db, migrations, 1) != EVK_OK)
@@ -935,51 +919,53 @@ main(int argc, char **argv)
 	 * malloc each event: cJSON is used on this thread only. */
 	evk_jsonmem_install();
 	atexit(evk_jsonmem_release);
-	while ((c = getopt_long(argc, argv, "hW:", longopts, NULL)) != -1) {
-		char *end;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":hW:", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'b': o.bus = optarg; break;
 		case 'c': o.config = optarg; break;
 		case 'C': o.cases_db = optarg; break;
 		case 's': o.state = optarg; break;
-		case 't':
-			o.throttle_ms = strtoll(optarg, &end, 10);
-			if (*optarg == '\0' || *end || o.throttle_ms < 1)
-				evk_die(EVK_EX_USAGE, "--throttle wants milliseconds, not '%s'", optarg);
-			break;
+		case 't': o.throttle_ms = evk_flag_int("--throttle", optarg, 1, 86400000); break;
 		case 'W':
-			if ((answer_ms = (long long)(evk_arg_seconds(optarg, "-W") * 1000)) < 1)
-				evk_die(EVK_EX_USAGE, "-W wants seconds, not '%s'", optarg);
+			if ((answer_ms = (long long)(evk_flag_seconds("-W", optarg, 1e9) * 1000)) < 1)
+				evk_usage_die("-W wants seconds from 0.001, not '%s'", optarg);
 			break;
 		case 'd': o.daemon = true; break;
 		case 'p': o.pidfile = optarg; break;
 		case 'h': usage(stdout, 0); break;
 		case 'V': printf("widgetd %s\n", EVK_VERSION); return 0;
-		default: usage(stderr, EVK_EX_USAGE);
+		default: evk_flag_die(c, argv, longopts);
 		}
 	}
 	if (evk_bus_resolve(o.bus, url, sizeof(url), &why) != EVK_OK)
-		evk_die(EVK_EX_USAGE, "bad bus address: %s", why);
-	struct sigaction sa = { .sa_handler = on_signal };
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
+		evk_usage_die("bad bus address: %s", why);
+	evk_signals_init(&stopping, true);
 
+	static const char *const commands[] = { "get", "view", "session" };
+	for (size_t i = 0; optind < argc && i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(argv[optind], commands[i]) == 0)
+			evk_set_subcommand(commands[i]);
 	if (optind < argc && strcmp(argv[optind], "get") == 0) {
 		if (argc - optind > 2)
-			usage(stderr, EVK_EX_USAGE);
+			evk_usage_die("unexpected argument '%s'", argv[optind + 2]);
 		return cmd_get(url, argc - optind == 2 ? argv[optind + 1] : NULL);
 	}
-	if (optind < argc && strcmp(argv[optind], "view") == 0 && argc - optind == 1)
+	if (optind < argc && strcmp(argv[optind], "view") == 0) {
+		if (argc - optind > 1)
+			evk_usage_die("unexpected argument '%s'", argv[optind + 1]);
 		return cmd_view(url);
+	}
 	if (optind < argc && strcmp(argv[optind], "session") == 0) {
-		if (argc - optind < 2 || argc - optind > 3 ||
-		    (strcmp(argv[optind + 1], "start") && strcmp(argv[optind + 1], "stop")))
-			usage(stderr, EVK_EX_USAGE);
+		if (argc - optind < 2)
+			evk_usage_die("missing start or stop");
+		if (strcmp(argv[optind + 1], "start") && strcmp(argv[optind + 1], "stop"))
+			evk_usage_die("unknown action '%s' (start, stop)", argv[optind + 1]);
+		if (argc - optind > 3)
+			evk_usage_die("unexpected argument '%s'", argv[optind + 3]);
 		return cmd_session(url, argv[optind + 1], argc - optind == 3 ? argv[optind + 2] : NULL);
 	}
 	if (optind < argc)
-		evk_die(EVK_EX_USAGE, "unknown command '%s' (get, view, session)", argv[optind]);
+		evk_usage_die("unknown command '%s' (get, view, session)", argv[optind]);
 	return run_daemon(&o, url);
 }

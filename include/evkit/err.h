@@ -46,11 +46,16 @@ const char *evk_progname(void);
 /* Print "prog: message\n" on stderr. The format has no trailing newline. */
 void evk_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* The value of a seconds option (0 to 1e9, fractions allowed); exits 2
- * with "FLAG wants seconds, not 'S'" otherwise. */
-double evk_arg_seconds(const char *s, const char *flag);
 /* Print like evk_warn, then exit with status. */
 void evk_die(int status, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3), noreturn));
+
+/* A usage error, as git and mosquitto report one: "prog[ sub]: message"
+ * and "Try 'prog[ sub] --help' for more information." on stderr, then
+ * exit 2. The subcommand is the one named by evk_set_subcommand. */
+void evk_usage_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+/* The subcommand being run (NULL: none), named in usage errors. */
+void evk_set_subcommand(const char *name);
 
 #endif
