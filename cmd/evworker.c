@@ -9,9 +9,9 @@
 #include "evkit/event.h"
 #include "evkit/jobs.h"
 #include "evkit/opts.h"
+#include "evkit/step.h"
 #include "evkit/store.h"
 #include "evkit/topic.h"
-#include "evkit/utf8.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -25,17 +25,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #define MAX_CONCURRENCY 256
-#define OUTPUT_TAIL 4096  /* bytes of a job's output kept */
-#define PROGRESS_LINE 4096 /* longest progress line */
-#define PROGRESS_FD 3      /* the child's progress descriptor */
-#define WAIT_POLL_MAX_MS 500 /* wait: the longest pause between two looks */
 
 /* Which options a command takes (the table of commands says). */
 enum {
@@ -286,60 +281,24 @@ print_job(struct worker *w, int64_t id, bool with_output)
 	cJSON_Delete(j);
 }
 
-/* The steps in file: [{"name": NAME, "run": [ARGV...]}, ...], each
- * string whole (no \u0000 cutting it short). */
-static cJSON *
-read_steps(const char *file)
-{
-	const char *name = strcmp(file, "-") == 0 ? "stdin" : file;
-	char why[EVK_OPT_WHY];
-	cJSON *steps;
-	int rv = evk_json_file_read(file, &steps, why);
-	if (rv != EVK_OK)
-		evk_die(rv == EVK_EIO ? EVK_EX_IOERR : EVK_EX_DATAERR, "%s", why);
-	if (!cJSON_IsArray(steps) || cJSON_GetArraySize(steps) == 0)
-		evk_die(EVK_EX_DATAERR, "%s: steps are a non-empty JSON array", name);
-	const cJSON *s;
-	cJSON_ArrayForEach(s, steps) {
-		const cJSON *sname = cJSON_GetObjectItemCaseSensitive(s, "name");
-		const cJSON *run = cJSON_GetObjectItemCaseSensitive(s, "run");
-		if (!cJSON_IsString(sname) ||
-		    !evk_event_name_valid(sname->valuestring, strlen(sname->valuestring)) ||
-		    !cJSON_IsArray(run) || cJSON_GetArraySize(run) == 0)
-			evk_die(EVK_EX_DATAERR,
-				"%s: each step is {\"name\": NAME, \"run\": [ARGV...]}", name);
-		const cJSON *a;
-		cJSON_ArrayForEach(a, run) {
-			if (!cJSON_IsString(a))
-				evk_die(EVK_EX_DATAERR, "%s: 'run' holds strings", name);
-		}
-	}
-	return steps;
-}
-
 /* The steps of a command job, or of the workflow in --steps. */
 static char *
 steps_of(struct opts *o, int argc, char **argv)
 {
-	cJSON *steps;
-	if (o->steps_file) {
-		if (argc > 0)
-			evk_usage_die("--steps and a command exclude each other");
-		steps = read_steps(o->steps_file);
-	} else {
-		if (argc == 0)
-			evk_usage_die("missing CMD after '--' (or --steps FILE)");
-		cJSON *run = cJSON_CreateStringArray((const char *const *)argv, argc);
-		cJSON *step = cJSON_CreateObject();
-		steps = cJSON_CreateArray();
-		if (!run || !step || !steps || !cJSON_AddStringToObject(step, "name", "run") ||
-		    !cJSON_AddItemToObject(step, "run", run) || !cJSON_AddItemToArray(steps, step))
-			evk_die(EVK_EX_FAIL, "out of memory");
-	}
-	char *text = cJSON_PrintUnformatted(steps);
-	if (text == NULL)
+	char why[EVK_OPT_WHY], *text;
+	int rv;
+	if (o->steps_file && argc > 0)
+		evk_usage_die("--steps and a command exclude each other");
+	if (!o->steps_file && argc == 0)
+		evk_usage_die("missing CMD after '--' (or --steps FILE)");
+	if (o->steps_file)
+		rv = evk_jobs_steps_read(o->steps_file, &text, why);
+	else
+		rv = evk_jobs_steps_argv(argc, argv, &text);
+	if (rv == EVK_ENOMEM)
 		evk_die(EVK_EX_FAIL, "out of memory");
-	cJSON_Delete(steps);
+	if (rv != EVK_OK)
+		evk_die(rv == EVK_EIO ? EVK_EX_IOERR : EVK_EX_DATAERR, "%s", why);
 	return text;
 }
 
@@ -397,28 +356,6 @@ on_name(const struct opts *o, int np, char **patterns, const char *steps, struct
 		evk_die(EVK_EX_FAIL, "out of memory");
 }
 
-/* Where the subscription name stands: its last seq, or EVK_SINCE_LIVE. */
-static int64_t
-on_cursor(struct worker *w, const char *name)
-{
-	int64_t since = EVK_SINCE_LIVE;
-	sqlite3_stmt *st = stmt(w, "SELECT last_seq FROM cursors WHERE name = ?");
-	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		since = sqlite3_column_int64(st, 0);
-	sqlite3_reset(st);
-	return since;
-}
-
-static void
-on_set_cursor(struct worker *w, const char *sql, const char *name, uint64_t seq)
-{
-	sqlite3_stmt *st = stmt(w, sql);
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
-	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
-	step_done(w, st);
-}
-
 /* Enqueues a job for each event matching a pattern, and moves the
  * cursor, in one transaction, until stopped or the hub is lost. */
 static void
@@ -452,7 +389,7 @@ on_loop(struct worker *w, struct evk_sub *sub, int np, char **patterns, const ch
 			fprintf(stderr, "evworker: event %llu enqueued as job %lld\n",
 				(unsigned long long)ev.seq, (long long)id);
 		}
-		on_set_cursor(w, "UPDATE cursors SET last_seq = ? WHERE name = ?", name, ev.seq);
+		check(w, evk_jobs_cursor_set(w->db, name, ev.seq, false), "cannot write");
 		exec(w, "COMMIT");
 	}
 }
@@ -479,16 +416,19 @@ cmd_on(struct worker *w, int argc, char **argv)
 	struct evk_buf name = EVK_BUF_INIT(0);
 	on_name(&w->o, np, argv, steps_text, &name);
 
-	int64_t since = on_cursor(w, name.p);
+	int64_t since = EVK_SINCE_LIVE;
+	int rv = evk_jobs_cursor(w->db, name.p, &since);
+	if (rv != EVK_EINVAL)
+		check(w, rv, "cannot read the subscription's place");
 	struct evk_sub *sub;
-	int rv = evk_sub_open(&sub, w->url, since);
+	rv = evk_sub_open(&sub, w->url, since);
 	if (rv != EVK_OK)
 		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", w->url, evk_strerror(rv));
 	if (since == EVK_SINCE_LIVE) {
 		/* First start: from now on, and remember it. */
 		begin(w);
-		on_set_cursor(w, "INSERT OR IGNORE INTO cursors (last_seq, name) VALUES (?, ?)",
-			      name.p, evk_sub_start_head(sub));
+		check(w, evk_jobs_cursor_set(w->db, name.p, evk_sub_start_head(sub), true),
+		      "cannot write");
 		exec(w, "COMMIT");
 	}
 	if (w->o.ready_file && evk_ready_file(w->o.ready_file) != EVK_OK)
@@ -509,12 +449,7 @@ struct job {
 	int step;                /* current step index */
 	char process_id[37];
 	long long deadline;
-	pid_t child;
-	int progress_fd, output_fd;
-	char pline[PROGRESS_LINE];
-	size_t plen;
-	char tail[OUTPUT_TAIL];
-	size_t tlen;             /* bytes in tail (ring not needed: slide) */
+	struct evk_step s;       /* the running step's child */
 	bool timed_out;
 };
 
@@ -596,68 +531,6 @@ log_state(const struct job *j, const char *what)
 		j->q.attempt);
 }
 
-/* The child's environment: the worker's, without EVWORKER_* of its own,
- * plus the job's; vars holds the job's strings. Built before fork. */
-static char **
-child_env(const struct job *j, char vars[6][200])
-{
-	extern char **environ;
-	snprintf(vars[0], 200, "EVWORKER_JOB_ID=%lld", (long long)j->q.id);
-	snprintf(vars[1], 200, "EVWORKER_ATTEMPT=%d", j->q.attempt);
-	snprintf(vars[2], 200, "EVWORKER_PROGRESS_FD=%d", PROGRESS_FD);
-	snprintf(vars[3], 200, "EVWORKER_PROCESS_ID=%s", j->process_id);
-	snprintf(vars[4], 200, "EVWORKER_WORKFLOW_ID=%s", j->q.workflow);
-	snprintf(vars[5], 200, "EVWORKER_STEP=%s", step_name(j));
-	size_t ne = 0, k = 0;
-	while (environ[ne])
-		ne++;
-	char **envp = calloc(ne + 7, sizeof(char *));
-	if (envp == NULL)
-		evk_die(EVK_EX_FAIL, "out of memory");
-	for (size_t i = 0; i < ne; i++)
-		if (strncmp(environ[i], "EVWORKER_", 9) != 0)
-			envp[k++] = environ[i];
-	for (int i = 0; i < 6; i++)
-		envp[k++] = vars[i];
-	return envp;
-}
-
-/* The job's input (an event from `evworker on`) or /dev/null. */
-static int
-child_stdin(const struct job *j)
-{
-	if (j->q.input == NULL)
-		return open("/dev/null", O_RDONLY | O_CLOEXEC);
-	int fd = memfd_create("evworker-stdin", MFD_CLOEXEC);
-	if (fd < 0 || write(fd, j->q.input, j->q.input_len) != (ssize_t)j->q.input_len ||
-	    lseek(fd, 0, SEEK_SET) != 0)
-		evk_die(EVK_EX_FAIL, "cannot give the job its input: %s", strerror(errno));
-	return fd;
-}
-
-/* In the child: only async-signal-safe calls (the worker may have nng
- * threads) up to exec. */
-static void __attribute__((noreturn))
-child_exec(char **argv, char **envp, int prog, int out, int in)
-{
-	static const char msg[] = "evworker: cannot run the step's command\n";
-	setpgid(0, 0);
-	signal(SIGPIPE, SIG_DFL);
-	signal(SIGTERM, SIG_DFL);
-	signal(SIGINT, SIG_DFL);
-	signal(SIGCHLD, SIG_DFL);
-	/* dup2 onto itself keeps close-on-exec: clear it then. */
-	if ((prog == PROGRESS_FD ? fcntl(PROGRESS_FD, F_SETFD, 0) : dup2(prog, PROGRESS_FD)) < 0 ||
-	    dup2(out, STDOUT_FILENO) < 0 || dup2(out, STDERR_FILENO) < 0 ||
-	    (in >= 0 && dup2(in, STDIN_FILENO) < 0))
-		_exit(127);
-	execvpe(argv[0], argv, envp);
-	if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0) {
-		/* nothing more to say */
-	}
-	_exit(127);
-}
-
 /* Starts the job's current step as a child in its own process group. */
 static void
 start_step(struct job *j)
@@ -666,35 +539,23 @@ start_step(struct job *j)
 		cJSON_GetArrayItem(j->q.steps, j->step), "run");
 	int n = cJSON_GetArraySize(run);
 	char **argv = calloc((size_t)n + 1, sizeof(char *));
-	int prog[2], out[2];
-	if (argv == NULL || pipe2(prog, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0)
-		evk_die(EVK_EX_FAIL, "cannot start a step: %s", strerror(errno));
+	char vars[6][200], *extra[7] = { vars[0], vars[1], vars[2], vars[3], vars[4], vars[5] };
+	if (argv == NULL)
+		evk_die(EVK_EX_FAIL, "out of memory");
 	for (int i = 0; i < n; i++)
 		argv[i] = cJSON_GetStringValue(cJSON_GetArrayItem(run, i));
 	emit_on(j, "process", "step_started", step_payload(j, "n", "percentage", overall(j, 0)));
-
-	char vars[6][200];
-	char **envp = child_env(j, vars);
-	int in = child_stdin(j);
-	pid_t pid = fork();
-	if (pid < 0)
-		evk_die(EVK_EX_FAIL, "cannot fork: %s", strerror(errno));
-	if (pid == 0)
-		child_exec(argv, envp, prog[1], out[1], in);
-	free(envp);
-	if (in >= 0)
-		close(in);
-	setpgid(pid, pid);
+	snprintf(vars[0], 200, "EVWORKER_JOB_ID=%lld", (long long)j->q.id);
+	snprintf(vars[1], 200, "EVWORKER_ATTEMPT=%d", j->q.attempt);
+	snprintf(vars[2], 200, "EVWORKER_PROGRESS_FD=%d", EVK_STEP_PROGRESS_FD);
+	snprintf(vars[3], 200, "EVWORKER_PROCESS_ID=%s", j->process_id);
+	snprintf(vars[4], 200, "EVWORKER_WORKFLOW_ID=%s", j->q.workflow);
+	snprintf(vars[5], 200, "EVWORKER_STEP=%s", step_name(j));
+	int rv = evk_step_start(&j->s, argv, "EVWORKER_", extra, j->q.input, j->q.input_len);
 	free(argv);
-	close(prog[1]);
-	close(out[1]);
-	fcntl(prog[0], F_SETFL, O_NONBLOCK);
-	fcntl(out[0], F_SETFL, O_NONBLOCK);
-	j->child = pid;
-	j->progress_fd = prog[0];
-	j->output_fd = out[0];
-	j->plen = 0;
-	check(j->w, evk_jobs_set_child(j->w->db, j->q.id, pid), "cannot write");
+	if (rv != EVK_OK)
+		evk_die(EVK_EX_FAIL, "cannot start a step: %s", strerror(errno));
+	check(j->w, evk_jobs_set_child(j->w->db, j->q.id, j->s.pid), "cannot write");
 }
 
 /* One line from the step's progress descriptor. */
@@ -727,77 +588,22 @@ progress_line(struct job *j, char *line)
 	emit_on(j, "process", "progress_update", step_payload(j, "s", "content", line));
 }
 
-/* Reads fd until it would block; at its end closes it and sets it to
- * -1. Calls take(j, bytes, n) for what was read. */
 static void
-drain_fd(struct job *j, int *fd, void (*take)(struct job *, const char *, size_t))
+on_progress(void *arg, char *line)
 {
-	char buf[4096];
-	while (*fd >= 0) {
-		ssize_t n = read(*fd, buf, sizeof(buf));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == EAGAIN)
-			return;
-		if (n <= 0) {
-			close(*fd);
-			*fd = -1;
-			return;
-		}
-		take(j, buf, (size_t)n);
-	}
-}
-
-/* Progress bytes: each whole line (valid UTF-8, no NUL) becomes events. */
-static void
-take_progress(struct job *j, const char *buf, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (buf[i] == '\n' || j->plen == sizeof(j->pline) - 1) {
-			j->pline[j->plen] = '\0';
-			if (j->plen > 0 && evk_utf8_valid(j->pline, j->plen) &&
-			    !memchr(j->pline, '\0', j->plen))
-				progress_line(j, j->pline);
-			j->plen = 0;
-			if (buf[i] == '\n')
-				continue;
-		}
-		j->pline[j->plen++] = buf[i];
-	}
-}
-
-/* Output bytes: the job keeps the last OUTPUT_TAIL. */
-static void
-take_output(struct job *j, const char *buf, size_t n)
-{
-	if (n >= OUTPUT_TAIL) {
-		memcpy(j->tail, buf + n - OUTPUT_TAIL, OUTPUT_TAIL);
-		j->tlen = OUTPUT_TAIL;
-		return;
-	}
-	if (j->tlen + n > OUTPUT_TAIL) {
-		size_t drop = j->tlen + n - OUTPUT_TAIL;
-		memmove(j->tail, j->tail + drop, j->tlen - drop);
-		j->tlen -= drop;
-	}
-	memcpy(j->tail + j->tlen, buf, n);
-	j->tlen += n;
+	progress_line(arg, line);
 }
 
 static void
 drain_fds(struct job *j)
 {
-	drain_fd(j, &j->progress_fd, take_progress);
-	drain_fd(j, &j->output_fd, take_output);
+	evk_step_read(&j->s, on_progress, j);
 }
 
 static void
 job_free(struct job *j)
 {
-	if (j->progress_fd >= 0)
-		close(j->progress_fd);
-	if (j->output_fd >= 0)
-		close(j->output_fd);
+	evk_step_close(&j->s);
 	evk_job_release(&j->q);
 	free(j);
 }
@@ -820,7 +626,7 @@ job_ended(struct job *j, bool ok, bool snooze, const char *err)
 	struct evk_job_end e = {
 		.state = ok ? "completed" : snooze ? "scheduled" : retry ? "retryable" : "discarded",
 		.error = ok ? NULL : snooze ? "snoozed" : err,
-		.output = j->tail, .output_len = j->tlen,
+		.output = j->s.tail, .output_len = j->s.tail_len,
 		.due_ms = evk_wall_ms() + (snooze || retry ? backoff_ms(j) : 0),
 		.finished = ok || (!snooze && !retry), .uncount = snooze,
 	};
@@ -892,7 +698,7 @@ claim(struct worker *w)
 	if (j == NULL)
 		evk_die(EVK_EX_FAIL, "out of memory");
 	j->w = w;
-	j->progress_fd = j->output_fd = -1;
+	j->s.progress_fd = j->s.output_fd = -1;
 	begin(w);
 	check(w, evk_jobs_rescue(w->db, w->host, getpid(), on_rescued, NULL), "cannot rescue");
 	int rv = evk_jobs_claim(w->db, w->o.queue, w->host, getpid(), &j->q);
@@ -922,8 +728,8 @@ remove_running(struct worker *w, int i)
 static void
 abandon(struct job *j)
 {
-	kill(-j->child, SIGKILL);
-	waitpid(j->child, NULL, 0);
+	kill(-j->s.pid, SIGKILL);
+	waitpid(j->s.pid, NULL, 0);
 	check(j->w, evk_jobs_abandon(j->w->db, j->q.id), "cannot write");
 	log_state(j, "stopped, will retry");
 }
@@ -954,10 +760,10 @@ wait_for_news(struct worker *w)
 	int np = 0;
 	pfd[np++] = (struct pollfd){ .fd = child_pipe[0], .events = POLLIN };
 	for (int i = 0; i < w->nrunning; i++) {
-		if (w->running[i]->progress_fd >= 0)
-			pfd[np++] = (struct pollfd){ .fd = w->running[i]->progress_fd, .events = POLLIN };
-		if (w->running[i]->output_fd >= 0)
-			pfd[np++] = (struct pollfd){ .fd = w->running[i]->output_fd, .events = POLLIN };
+		if (w->running[i]->s.progress_fd >= 0)
+			pfd[np++] = (struct pollfd){ .fd = w->running[i]->s.progress_fd, .events = POLLIN };
+		if (w->running[i]->s.output_fd >= 0)
+			pfd[np++] = (struct pollfd){ .fd = w->running[i]->s.output_fd, .events = POLLIN };
 	}
 	poll(pfd, (nfds_t)np, 100);
 	if (pfd[0].revents & POLLIN) {
@@ -978,13 +784,13 @@ reap(struct worker *w)
 		drain_fds(j);
 		if (j->deadline > 0 && !j->timed_out && evk_mono_ms() >= j->deadline) {
 			j->timed_out = true;
-			kill(-j->child, SIGKILL);
+			kill(-j->s.pid, SIGKILL);
 		}
 		int status;
-		if (waitpid(j->child, &status, WNOHANG) != j->child)
+		if (waitpid(j->s.pid, &status, WNOHANG) != j->s.pid)
 			continue;
 		/* The step is over; whatever its group left behind goes too. */
-		kill(-j->child, SIGKILL);
+		kill(-j->s.pid, SIGKILL);
 		if (step_ended(j, status))
 			continue;
 		if (!(WIFEXITED(status) && (WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == 75)))
@@ -1150,41 +956,31 @@ cmd_stats(struct worker *w, int argc, char **argv)
 
 /* wait ID | --workflow WF: until the job, or every job of the workflow,
  * has ended; 0 all completed, 1 one discarded or cancelled, 124 at
- * --timeout. Reads the queue, so a job that ended before the wait began
- * is seen at once. The pause between looks grows to WAIT_POLL_MAX_MS. */
+ * --timeout. It reads the queue, so a job that ended before the wait
+ * began is seen at once. */
 static int
 cmd_wait(struct worker *w, int argc, char **argv)
 {
 	int64_t id = 0;
+	int total, pending, failed;
 	if (w->o.workflow && argc > 0)
 		evk_usage_die("ID and --workflow exclude each other");
 	if (!w->o.workflow)
 		id = one_id(argc, argv);
 	double limit = w->o.timeout ? evk_flag_seconds("--timeout", w->o.timeout, 1e9) : -1;
-	long long deadline = limit >= 0 ? evk_mono_ms() + (long long)(limit * 1000) : -1;
-	long long pause = 10;
-	for (;;) {
-		int total, pending, failed;
-		check(w, evk_jobs_progress(w->db, id, w->o.workflow, &total, &pending, &failed),
-		      "cannot read the queue");
-		if (total == 0 && w->o.workflow)
-			evk_die(EVK_EX_FAIL, "no job in workflow '%s'", w->o.workflow);
-		if (total == 0)
-			evk_die(EVK_EX_FAIL, "no job %lld", (long long)id);
-		if (pending == 0)
-			return failed ? EVK_EX_FAIL : 0;
-		if (stopping)
-			return EVK_EX_FAIL;
-		if (deadline >= 0 && evk_mono_ms() >= deadline) {
-			evk_warn("timed out: %d of %d job%s not ended", pending, total,
-				 total == 1 ? "" : "s");
-			return EVK_EX_TIMEOUT;
-		}
-		long long left = deadline >= 0 ? deadline - evk_mono_ms() : pause;
-		struct timespec ts = { 0, (left < pause ? (left > 0 ? left : 0) : pause) * 1000000 };
-		nanosleep(&ts, NULL);
-		pause = pause * 2 > WAIT_POLL_MAX_MS ? WAIT_POLL_MAX_MS : pause * 2;
-	}
+	int rv = evk_jobs_wait(w->db, id, w->o.workflow, limit < 0 ? -1 : (long long)(limit * 1000),
+			       &stopping, &total, &pending, &failed);
+	if (rv == EVK_EINVAL && w->o.workflow)
+		evk_die(EVK_EX_FAIL, "no job in workflow '%s'", w->o.workflow);
+	if (rv == EVK_EINVAL)
+		evk_die(EVK_EX_FAIL, "no job %lld", (long long)id);
+	if (rv == EVK_ETIMEDOUT || rv == EVK_EINTR)
+		evk_warn("%s: %d of %d job%s not ended", rv == EVK_EINTR ? "interrupted" : "timed out",
+			 pending, total, total == 1 ? "" : "s");
+	if (rv == EVK_ETIMEDOUT || rv == EVK_EINTR)
+		return rv == EVK_EINTR ? EVK_EX_FAIL : EVK_EX_TIMEOUT;
+	check(w, rv, "cannot read the queue");
+	return failed ? EVK_EX_FAIL : 0;
 }
 
 /* ---- the commands, their options and help: one table ---- */

@@ -4,7 +4,9 @@
 #include "evkit/err.h"
 #include "evkit/event.h"
 #include "evkit/limits.h"
+#include "evkit/opts.h"
 #include "evkit/store.h"
+#include "evkit/topic.h"
 
 #include <errno.h>
 #include <math.h>
@@ -500,8 +502,8 @@ evk_jobs_stats(sqlite3 *db, cJSON **stats)
 	return rv;
 }
 
-int
-evk_jobs_progress(sqlite3 *db, int64_t id, const char *workflow, int *total, int *pending,
+static int
+progress(sqlite3 *db, int64_t id, const char *workflow, int *total, int *pending,
 		  int *failed)
 {
 	sqlite3_stmt *st = evk_store_stmt(
@@ -522,6 +524,116 @@ evk_jobs_progress(sqlite3 *db, int64_t id, const char *workflow, int *total, int
 	}
 	sqlite3_reset(st);
 	return rc == SQLITE_ROW ? EVK_OK : EVK_EIO;
+}
+
+int
+evk_jobs_wait(sqlite3 *db, int64_t id, const char *workflow, long long timeout_ms,
+	      volatile sig_atomic_t *stop, int *total, int *pending, int *failed)
+{
+	long long deadline = timeout_ms >= 0 ? evk_mono_ms() + timeout_ms : -1, pause = 10;
+	for (;;) {
+		int rv = progress(db, id, workflow, total, pending, failed);
+		if (rv != EVK_OK)
+			return rv;
+		if (*total == 0)
+			return EVK_EINVAL;
+		if (*pending == 0)
+			return EVK_OK;
+		if (*stop)
+			return EVK_EINTR;
+		long long left = deadline >= 0 ? deadline - evk_mono_ms() : pause;
+		if (left <= 0)
+			return EVK_ETIMEDOUT;
+		long long ms = left < pause ? left : pause;
+		struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
+		nanosleep(&ts, NULL);
+		pause = pause * 2 > 500 ? 500 : pause * 2;
+	}
+}
+
+int
+evk_jobs_steps_read(const char *path, char **text, char why[EVK_OPT_WHY])
+{
+	const char *name = strcmp(path, "-") == 0 ? "stdin" : path;
+	cJSON *steps, *s;
+	int rv = evk_json_file_read(path, &steps, why);
+	*text = NULL;
+	if (rv != EVK_OK)
+		return rv;
+	rv = EVK_EINVAL;
+	if (!cJSON_IsArray(steps) || cJSON_GetArraySize(steps) == 0) {
+		snprintf(why, EVK_OPT_WHY, "%s: steps are a non-empty JSON array", name);
+		goto out;
+	}
+	cJSON_ArrayForEach(s, steps) {
+		const cJSON *sname = cJSON_GetObjectItemCaseSensitive(s, "name");
+		const cJSON *run = cJSON_GetObjectItemCaseSensitive(s, "run"), *a;
+		if (!cJSON_IsString(sname) ||
+		    !evk_event_name_valid(sname->valuestring, strlen(sname->valuestring)) ||
+		    !cJSON_IsArray(run) || cJSON_GetArraySize(run) == 0) {
+			snprintf(why, EVK_OPT_WHY,
+				 "%s: each step is {\"name\": NAME, \"run\": [ARGV...]}", name);
+			goto out;
+		}
+		cJSON_ArrayForEach(a, run) {
+			if (!cJSON_IsString(a)) {
+				snprintf(why, EVK_OPT_WHY, "%s: 'run' holds strings", name);
+				goto out;
+			}
+		}
+	}
+	rv = (*text = cJSON_PrintUnformatted(steps)) ? EVK_OK : EVK_ENOMEM;
+out:
+	cJSON_Delete(steps);
+	return rv;
+}
+
+int
+evk_jobs_steps_argv(int argc, char *const argv[], char **text)
+{
+	cJSON *steps = cJSON_CreateArray(), *step = cJSON_CreateObject();
+	cJSON *run = cJSON_CreateStringArray((const char *const *)argv, argc);
+	int rv = EVK_ENOMEM;
+	*text = NULL;
+	if (steps && step && run && cJSON_AddStringToObject(step, "name", "run") &&
+	    cJSON_AddItemToObject(step, "run", run)) {
+		run = NULL;
+		if (cJSON_AddItemToArray(steps, step)) {
+			step = NULL;
+			rv = (*text = cJSON_PrintUnformatted(steps)) ? EVK_OK : EVK_ENOMEM;
+		}
+	}
+	cJSON_Delete(run);
+	cJSON_Delete(step);
+	cJSON_Delete(steps);
+	return rv;
+}
+
+int
+evk_jobs_cursor(sqlite3 *db, const char *name, int64_t *seq)
+{
+	sqlite3_stmt *st = evk_store_stmt(db, "SELECT last_seq FROM cursors WHERE name = ?");
+	if (st == NULL)
+		return EVK_EIO;
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*seq = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW ? EVK_OK : rc == SQLITE_DONE ? EVK_EINVAL : EVK_EIO;
+}
+
+int
+evk_jobs_cursor_set(sqlite3 *db, const char *name, uint64_t seq, bool create)
+{
+	sqlite3_stmt *st = evk_store_stmt(
+		db, create ? "INSERT OR IGNORE INTO cursors (last_seq, name) VALUES (?, ?)"
+			   : "UPDATE cursors SET last_seq = ? WHERE name = ?");
+	if (st == NULL)
+		return EVK_EIO;
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
+	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+	return done(st);
 }
 
 long long

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <signal.h>
 #include <sys/types.h>
 
 #define EVK_JOBS_ID_MAX 100 /* bytes of a workflow or resource id */
@@ -104,11 +105,29 @@ int evk_jobs_prune(sqlite3 *db, const char *before_ts, int *n);
 /* {"queue": {"state": count, ...}, ...} */
 int evk_jobs_stats(sqlite3 *db, cJSON **stats);
 
-/* Where a job, or all the jobs of a workflow, stand: *pending counts the
- * jobs that have not ended, *failed those that ended discarded or
- * cancelled, *total all. */
-int evk_jobs_progress(sqlite3 *db, int64_t id, const char *workflow, int *total, int *pending,
-		      int *failed);
+/* Waits until job id, or every job of workflow (when not NULL), has
+ * ended, looking at the queue at growing intervals (at most 500 ms):
+ * EVK_OK with *failed the jobs that ended discarded or cancelled;
+ * EVK_ETIMEDOUT after timeout_ms (< 0: none) or EVK_EINTR once *stop is
+ * set, *pending jobs not ended of *total; EVK_EINVAL when there is no such
+ * job. A job that ended before the call returns at once. */
+int evk_jobs_wait(sqlite3 *db, int64_t id, const char *workflow, long long timeout_ms,
+		  volatile sig_atomic_t *stop, int *total, int *pending, int *failed);
+
+/* The steps in path ("-": stdin), [{"name": NAME, "run": [ARGV...]}, ...]
+ * with every string whole, as compact JSON text (cJSON_free). EVK_EIO
+ * when it cannot be read, EVK_EINVAL or EVK_ETOOLONG when it is not such
+ * steps; why says which. */
+int evk_jobs_steps_read(const char *path, char **text, char why[320]);
+
+/* The steps of a command job: [{"name": "run", "run": argv}]. */
+int evk_jobs_steps_argv(int argc, char *const argv[], char **text);
+
+/* Where the `evworker on` subscription name stands: EVK_OK with *seq, or
+ * EVK_EINVAL when it has no position yet. */
+int evk_jobs_cursor(sqlite3 *db, const char *name, int64_t *seq);
+/* Sets it to seq (creating it with create; an existing one is kept). */
+int evk_jobs_cursor_set(sqlite3 *db, const char *name, uint64_t seq, bool create);
 
 /* Oban's backoff: base + 2^attempt seconds, plus jitter (0-999 tenths of
  * a percent); base 0 retries at once. */
