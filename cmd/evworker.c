@@ -1002,7 +1002,7 @@ static const struct command {
 	  "jobs as JSON lines" },
 	{ "show", cmd_show, 0, NEED_DB, "ID", "one job, with its output tail" },
 	{ "wait", cmd_wait, F_WORKFLOW | F_TIMEOUT, NEED_DB, "ID | --workflow WF [--timeout SEC]",
-	  "until it ends: 0 completed, 1 failed, 124" },
+	  "until a job or workflow ends (0, 1 or 124)" },
 	{ "cancel", cmd_cancel, 0, NEED_DB, "ID", "stop (kill) a job" },
 	{ "retry", cmd_retry, 0, NEED_DB, "ID", "run a job again" },
 	{ "prune", cmd_prune, F_OLDER, NEED_DB, "--older-than SEC", "forget finished jobs" },
@@ -1040,16 +1040,18 @@ static void __attribute__((noreturn))
 usage(FILE *out, const struct command *c)
 {
 	if (c) {
-		fprintf(out, "usage: evworker [--db FILE] [--bus URL] %s %s\n\n%s.\n\n", c->name,
-			c->args, c->help);
-		print_flags(out, c->flags);
+		fprintf(out, "usage: evworker [options] %s%s%s\n\n%s\n\n", c->name,
+			*c->args ? " " : "", c->args, c->help);
+		if (c->flags)
+			print_flags(out, c->flags);
+		print_flags(out, 0);
 		exit(0);
 	}
 	fprintf(out, "usage: evworker [--db FILE] [--bus URL] COMMAND [ARGS]\n\n"
 		     "A durable job queue: jobs are commands or workflows of named steps;\n"
 		     "workers run them and broadcast every step on the bus.\n\n");
 	for (size_t i = 0; i < NCOMMANDS; i++)
-		fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].args);
+		fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].help);
 	fprintf(out, "\n'evworker COMMAND --help' describes a command and its options.\n\n");
 	print_flags(out, 0);
 	fprintf(out,

@@ -1,15 +1,21 @@
-# bash completion for evworker(1)
+# bash completion for evworker(1). The commands and each command's
+# options come from evworker itself (`evworker [COMMAND] --complete`, read
+# from its one table of commands and options), so they never drift.
 _evworker() {
-	local cur prev cmd i
+	local cur prev cmd i words
 	cur=${COMP_WORDS[COMP_CWORD]}
 	prev=${COMP_WORDS[COMP_CWORD - 1]}
+	words=$(evworker --complete 2>/dev/null)
 	for ((i = 1; i < COMP_CWORD; i++)); do
 		case ${COMP_WORDS[i]} in
-		enqueue | run | list | show | cancel | retry | prune | stats | on)
-			cmd=${COMP_WORDS[i]}
-			break
-			;;
 		--) return ;;
+		-*) ;;
+		*)
+			if grep -qx -- "${COMP_WORDS[i]}" <<<"$words"; then
+				cmd=${COMP_WORDS[i]}
+				break
+			fi
+			;;
 		esac
 	done
 	case $prev in
@@ -29,12 +35,9 @@ _evworker() {
 		;;
 	esac
 	if [[ $cur == -* ]]; then
-		COMPREPLY=($(compgen -W '--db --bus --queue --priority --max-attempts
-			--backoff --timeout --in --at --unique-for --workflow --resource --steps
-			--concurrency --drain --grace --state --older-than --name --ready-file
-			--help --version' -- "$cur"))
+		COMPREPLY=($(compgen -W "$(evworker $cmd --complete 2>/dev/null | grep -- '^-')" -- "$cur"))
 	elif [[ -z $cmd ]]; then
-		COMPREPLY=($(compgen -W 'enqueue run list show cancel retry prune stats on' -- "$cur"))
+		COMPREPLY=($(compgen -W "$(grep -v -- '^-' <<<"$words")" -- "$cur"))
 	fi
 }
 complete -F _evworker evworker
