@@ -7,6 +7,7 @@
 #include "evkit/bus.h"
 #include "evkit/err.h"
 #include "evkit/event.h"
+#include "evkit/jobrun.h"
 #include "evkit/jobs.h"
 #include "evkit/opts.h"
 #include "evkit/step.h"
@@ -17,15 +18,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <math.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -98,8 +96,6 @@ struct opts {
 	unsigned given; /* F_ bits of the options given */
 };
 
-struct job;
-
 /* The worker: everything a command and the run loop's callbacks share. */
 struct worker {
 	struct opts o;
@@ -110,7 +106,8 @@ struct worker {
 	struct evk_pub *pub; /* the outbox's link to the hub, or NULL */
 	bool hub_warned;
 	bool outbox_dirty; /* rows added since the last delivery */
-	struct job *running[MAX_CONCURRENCY];
+	struct evk_jobrun_sink sink; /* where running jobs send events and logs */
+	struct evk_jobrun *running[MAX_CONCURRENCY];
 	int nrunning;
 };
 
@@ -441,297 +438,30 @@ cmd_on(struct worker *w, int argc, char **argv)
 	return 0;
 }
 
-/* ---- running jobs ---- */
+/* ---- running jobs (lib/jobrun.c): their events go to the outbox ---- */
 
-struct job {
-	struct worker *w;
-	struct evk_job q;        /* as claimed from the queue */
-	int step;                /* current step index */
-	char process_id[37];
-	long long deadline;
-	struct evk_step s;       /* the running step's child */
-	bool timed_out;
-};
-
-static cJSON *
-base_payload(const struct job *j)
+static int
+sink_emit(void *arg, const char *topic, const char *event, cJSON *payload)
 {
-	cJSON *p = cJSON_CreateObject();
-	if (p == NULL || !cJSON_AddStringToObject(p, "process_id", j->process_id) ||
-	    !cJSON_AddStringToObject(p, "workflow_id", j->q.workflow) ||
-	    !cJSON_AddNumberToObject(p, "job_id", (double)j->q.id) ||
-	    !cJSON_AddNumberToObject(p, "attempt", j->q.attempt))
-		evk_die(EVK_EX_FAIL, "out of memory");
-	return p;
-}
-
-/* Puts event in the outbox on the process's topic, or the workflow's
- * (and the resource's); takes p. */
-static void
-emit_on(const struct job *j, const char *scope, const char *event, cJSON *p)
-{
-	char topic[EVK_TOPIC_MAX + 1];
-	if (strcmp(scope, "process") == 0) {
-		snprintf(topic, sizeof(topic), "process:%s", j->process_id);
-		outbox_add(j->w, topic, event, p);
-	} else {
-		snprintf(topic, sizeof(topic), "workflow:%s", j->q.workflow);
-		outbox_add(j->w, topic, event, p);
-		if (j->q.has_resource) {
-			snprintf(topic, sizeof(topic), "resource:%s", j->q.resource);
-			outbox_add(j->w, topic, event, p);
-		}
-	}
-	cJSON_Delete(p);
-}
-
-/* Overall percentage: steps done plus the running step's share. */
-static double
-overall(const struct job *j, double step_pct)
-{
-	double v = (j->step + step_pct / 100.0) * 100.0 / j->q.nsteps;
-	return round(v * 100) / 100;
-}
-
-static const char *
-step_name(const struct job *j)
-{
-	return cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
-		cJSON_GetArrayItem(j->q.steps, j->step), "name"));
-}
-
-/* A payload with the step and fields added by the caller's format:
- * 's' a string, 'n' a number, 'o' an object (taken), each after its name. */
-static cJSON *
-step_payload(const struct job *j, const char *fmt, ...)
-{
-	cJSON *p = base_payload(j);
-	va_list ap;
-	bool ok = cJSON_AddStringToObject(p, "step", step_name(j)) != NULL;
-	va_start(ap, fmt);
-	for (const char *f = fmt; ok && *f; f++) {
-		const char *name = va_arg(ap, const char *);
-		if (*f == 's')
-			ok = cJSON_AddStringToObject(p, name, va_arg(ap, const char *)) != NULL;
-		else if (*f == 'n')
-			ok = cJSON_AddNumberToObject(p, name, va_arg(ap, double)) != NULL;
-		else
-			ok = cJSON_AddItemToObject(p, name, va_arg(ap, cJSON *));
-	}
-	va_end(ap);
-	if (!ok)
-		evk_die(EVK_EX_FAIL, "out of memory");
-	return p;
+	outbox_add(arg, topic, event, payload);
+	return EVK_OK;
 }
 
 static void
-log_state(const struct job *j, const char *what)
-{
-	fprintf(stderr, "evworker: job %lld %s (attempt %d)\n", (long long)j->q.id, what,
-		j->q.attempt);
-}
-
-/* Starts the job's current step as a child in its own process group. */
-static void
-start_step(struct job *j)
-{
-	const cJSON *run = cJSON_GetObjectItemCaseSensitive(
-		cJSON_GetArrayItem(j->q.steps, j->step), "run");
-	int n = cJSON_GetArraySize(run);
-	char **argv = calloc((size_t)n + 1, sizeof(char *));
-	char vars[6][200], *extra[7] = { vars[0], vars[1], vars[2], vars[3], vars[4], vars[5] };
-	if (argv == NULL)
-		evk_die(EVK_EX_FAIL, "out of memory");
-	for (int i = 0; i < n; i++)
-		argv[i] = cJSON_GetStringValue(cJSON_GetArrayItem(run, i));
-	emit_on(j, "process", "step_started", step_payload(j, "n", "percentage", overall(j, 0)));
-	snprintf(vars[0], 200, "EVWORKER_JOB_ID=%lld", (long long)j->q.id);
-	snprintf(vars[1], 200, "EVWORKER_ATTEMPT=%d", j->q.attempt);
-	snprintf(vars[2], 200, "EVWORKER_PROGRESS_FD=%d", EVK_STEP_PROGRESS_FD);
-	snprintf(vars[3], 200, "EVWORKER_PROCESS_ID=%s", j->process_id);
-	snprintf(vars[4], 200, "EVWORKER_WORKFLOW_ID=%s", j->q.workflow);
-	snprintf(vars[5], 200, "EVWORKER_STEP=%s", step_name(j));
-	int rv = evk_step_start(&j->s, argv, "EVWORKER_", extra, j->q.input, j->q.input_len);
-	free(argv);
-	if (rv != EVK_OK)
-		evk_die(EVK_EX_FAIL, "cannot start a step: %s", strerror(errno));
-	check(j->w, evk_jobs_set_child(j->w->db, j->q.id, j->s.pid), "cannot write");
-}
-
-/* One line from the step's progress descriptor. */
-static void
-progress_line(struct job *j, char *line)
-{
-	char *end;
-	double pct = strtod(line, &end);
-	if (end != line && (*end == '\0' || *end == ' ') && pct >= 0 && pct <= 100 &&
-	    !isnan(pct)) {
-		while (*end == ' ')
-			end++;
-		emit_on(j, "process", "step_progress",
-			step_payload(j, "nns", "percentage", overall(j, pct), "step_percentage",
-				     pct, "content", end));
-		return;
-	}
-	cJSON *o = cJSON_Parse(line);
-	const cJSON *ev = cJSON_GetObjectItemCaseSensitive(o, "event");
-	if (cJSON_IsObject(o) && cJSON_IsString(ev) &&
-	    evk_event_name_valid(ev->valuestring, strlen(ev->valuestring))) {
-		cJSON *payload = cJSON_DetachItemFromObjectCaseSensitive(o, "payload");
-		char name[EVK_EVENT_MAX + 1];
-		snprintf(name, sizeof(name), "%s", ev->valuestring);
-		emit_on(j, "process", name, payload ? payload : cJSON_CreateObject());
-		cJSON_Delete(o);
-		return;
-	}
-	cJSON_Delete(o);
-	emit_on(j, "process", "progress_update", step_payload(j, "s", "content", line));
-}
-
-static void
-on_progress(void *arg, char *line)
-{
-	progress_line(arg, line);
-}
-
-static void
-drain_fds(struct job *j)
-{
-	evk_step_read(&j->s, on_progress, j);
-}
-
-static void
-job_free(struct job *j)
-{
-	evk_step_close(&j->s);
-	evk_job_release(&j->q);
-	free(j);
-}
-
-static long long
-backoff_ms(const struct job *j)
-{
-	unsigned r = 0;
-	if (getrandom(&r, sizeof(r), 0) != sizeof(r))
-		r = 0;
-	return evk_jobs_backoff_ms(j->q.backoff_s, j->q.attempt, r);
-}
-
-/* Records the end of the job's attempt and broadcasts the workflow's end
- * (unless snoozed). */
-static void
-job_ended(struct job *j, bool ok, bool snooze, const char *err)
-{
-	bool retry = !ok && !snooze && j->q.attempt < j->q.max_attempts;
-	struct evk_job_end e = {
-		.state = ok ? "completed" : snooze ? "scheduled" : retry ? "retryable" : "discarded",
-		.error = ok ? NULL : snooze ? "snoozed" : err,
-		.output = j->s.tail, .output_len = j->s.tail_len,
-		.due_ms = evk_wall_ms() + (snooze || retry ? backoff_ms(j) : 0),
-		.finished = ok || (!snooze && !retry), .uncount = snooze,
-	};
-	check(j->w, evk_jobs_end(j->w->db, j->q.id, &e), "cannot write");
-	if (!snooze) {
-		cJSON *p = base_payload(j);
-		if (!cJSON_AddStringToObject(p, "status", ok ? "completed" : "failed") ||
-		    (!ok && (!cJSON_AddStringToObject(p, "error", err) ||
-			     !cJSON_AddBoolToObject(p, "will_retry", retry))))
-			evk_die(EVK_EX_FAIL, "out of memory");
-		emit_on(j, "workflow", ok ? "workflow_completed" : "workflow_failed", p);
-	}
-	log_state(j, ok ? "completed" : snooze ? "snoozed" : retry ? "failed, will retry"
-							      : "failed, discarded");
-}
-
-/* The step's child is gone with status; goes on to the next step or ends
- * the job. Returns true while the job runs on. */
-static bool
-step_ended(struct job *j, int status)
-{
-	drain_fds(j);
-	int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-	bool ok = code == 0 && !j->timed_out;
-	bool snooze = code == 75 && !j->timed_out;
-	char err[160];
-	if (j->timed_out)
-		snprintf(err, sizeof(err), "timeout after %lld s", j->q.timeout_s);
-	else if (WIFSIGNALED(status))
-		snprintf(err, sizeof(err), "killed by signal %d", WTERMSIG(status));
-	else
-		snprintf(err, sizeof(err), "exit %d", code);
-
-	cJSON *p;
-	if (ok) {
-		cJSON *res = cJSON_CreateObject();
-		if (!res || !cJSON_AddStringToObject(res, "status", "success") ||
-		    !cJSON_AddNumberToObject(res, "exit", 0))
-			evk_die(EVK_EX_FAIL, "out of memory");
-		p = step_payload(j, "no", "percentage", overall(j, 100), "result", res);
-	} else {
-		p = step_payload(j, "ns", "percentage", overall(j, 0), "error",
-				 snooze ? "snoozed" : err);
-	}
-	emit_on(j, "process", "step_completed", p);
-	if (ok && j->step + 1 < j->q.nsteps) {
-		j->step++;
-		start_step(j);
-		return true;
-	}
-	job_ended(j, ok, snooze, err);
-	return false;
-}
-
-static void
-on_rescued(int64_t id, pid_t child, void *arg)
+sink_log(void *arg, long long id, int attempt, const char *what)
 {
 	(void)arg;
-	if (child > 0)
-		kill(-child, SIGKILL); /* the dead worker's step, if left */
-	fprintf(stderr, "evworker: job %lld rescued\n", (long long)id);
-}
-
-/* Claims the next due job of the queue, or NULL. */
-static struct job *
-claim(struct worker *w)
-{
-	struct job *j = calloc(1, sizeof(*j));
-	if (j == NULL)
-		evk_die(EVK_EX_FAIL, "out of memory");
-	j->w = w;
-	j->s.progress_fd = j->s.output_fd = -1;
-	begin(w);
-	check(w, evk_jobs_rescue(w->db, w->host, getpid(), on_rescued, NULL), "cannot rescue");
-	int rv = evk_jobs_claim(w->db, w->o.queue, w->host, getpid(), &j->q);
-	if (rv == EVK_OK) {
-		if (evk_uuid7(j->process_id) != EVK_OK)
-			evk_die(EVK_EX_FAIL, "no random bytes: %s", strerror(errno));
-		emit_on(j, "workflow", "process_created", base_payload(j));
-	} else if (rv != EVK_ETIMEDOUT) {
-		check(w, rv, "cannot claim a job");
-	}
-	exec(w, "COMMIT");
-	if (rv != EVK_OK || j->q.nsteps <= 0) {
-		job_free(j);
-		return NULL;
-	}
-	return j;
+	if (attempt > 0)
+		fprintf(stderr, "evworker: job %lld %s (attempt %d)\n", id, what, attempt);
+	else
+		fprintf(stderr, "evworker: job %lld %s\n", id, what);
 }
 
 static void
 remove_running(struct worker *w, int i)
 {
-	job_free(w->running[i]);
+	evk_jobrun_free(w->running[i]);
 	w->running[i] = w->running[--w->nrunning];
-}
-
-/* Stops a running step and marks its job retryable (shutdown). */
-static void
-abandon(struct job *j)
-{
-	kill(-j->s.pid, SIGKILL);
-	waitpid(j->s.pid, NULL, 0);
-	check(j->w, evk_jobs_abandon(j->w->db, j->q.id), "cannot write");
-	log_state(j, "stopped, will retry");
 }
 
 /* ---- run ---- */
@@ -741,14 +471,11 @@ static void
 start_due(struct worker *w)
 {
 	while (!stopping && w->nrunning < w->o.concurrency) {
-		struct job *j = claim(w);
-		if (j == NULL)
+		struct evk_jobrun *r;
+		check(w, evk_jobrun_claim(w->db, w->o.queue, w->host, &w->sink, &r), "running a job");
+		if (r == NULL)
 			break;
-		log_state(j, "started");
-		if (j->q.timeout_s > 0)
-			j->deadline = evk_mono_ms() + j->q.timeout_s * 1000;
-		start_step(j);
-		w->running[w->nrunning++] = j;
+		w->running[w->nrunning++] = r;
 	}
 }
 
@@ -780,22 +507,11 @@ reap(struct worker *w)
 {
 	int failed = 0;
 	for (int i = 0; i < w->nrunning; i++) {
-		struct job *j = w->running[i];
-		drain_fds(j);
-		if (j->deadline > 0 && !j->timed_out && evk_mono_ms() >= j->deadline) {
-			j->timed_out = true;
-			kill(-j->s.pid, SIGKILL);
-		}
-		int status;
-		if (waitpid(j->s.pid, &status, WNOHANG) != j->s.pid)
-			continue;
-		/* The step is over; whatever its group left behind goes too. */
-		kill(-j->s.pid, SIGKILL);
-		if (step_ended(j, status))
-			continue;
-		if (!(WIFEXITED(status) && (WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == 75)))
-			failed++;
-		remove_running(w, i--);
+		bool done, bad;
+		check(w, evk_jobrun_poll(w->running[i], &done, &bad), "running a job");
+		failed += bad;
+		if (done)
+			remove_running(w, i--);
 	}
 	return failed;
 }
@@ -810,6 +526,7 @@ cmd_run(struct worker *w, int argc, char **argv)
 	if (pipe2(child_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
 		evk_die(EVK_EX_FAIL, "cannot make a pipe: %s", strerror(errno));
 	evk_signal_catch(SIGCHLD, on_child, SA_RESTART | SA_NOCLDSTOP);
+	w->sink = (struct evk_jobrun_sink){ sink_emit, sink_log, w };
 	outbox_flush(w); /* what an earlier run could not deliver */
 	for (;;) {
 		if (stopping && grace_end < 0)
@@ -819,7 +536,7 @@ cmd_run(struct worker *w, int argc, char **argv)
 			break;
 		if (stopping && evk_mono_ms() >= grace_end) {
 			while (w->nrunning > 0) {
-				abandon(w->running[0]);
+				check(w, evk_jobrun_abandon(w->running[0]), "stopping a job");
 				remove_running(w, 0);
 			}
 			break;

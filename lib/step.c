@@ -84,7 +84,7 @@ evk_step_start(struct evk_step *s, char *const argv[], const char *drop, char *c
 
 	s->pid = -1;
 	s->progress_fd = s->output_fd = -1;
-	s->line_len = s->tail_len = 0;
+	s->line_len = 0; /* the tail goes on from the step before */
 	if (envp == NULL)
 		return EVK_ENOMEM;
 	if (pipe2(prog, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 ||

@@ -24,7 +24,8 @@ struct evk_step {
 /* Starts argv (found in PATH) as the leader of a new process group: the
  * environment without the variables starting with drop, plus extra (NULL
  * ended); stdin from input (NULL: /dev/null); progress descriptor
- * EVK_STEP_PROGRESS_FD; stdout and stderr into the tail. Everything is
+ * EVK_STEP_PROGRESS_FD; stdout and stderr into the tail, which goes on
+ * from the step started before with s (zero it first). Everything is
  * built before fork, so it is safe in a threaded program. EVK_EIO (errno
  * set) or EVK_ENOMEM on failure; a command that cannot be run exits 127. */
 int evk_step_start(struct evk_step *s, char *const argv[], const char *drop,
