@@ -69,10 +69,12 @@ evk_jobs_open(const char *path, sqlite3 **db, const char **why)
 bool
 evk_jobs_state_valid(const char *state)
 {
-	size_t n = strlen(state);
-	const char *p = strstr(evk_jobs_states, state);
-	return n > 0 && p && (p == evk_jobs_states || p[-1] == ' ') &&
-	       (p[n] == ',' || p[n] == '\0');
+	static const char *const states[] = { "available", "scheduled", "executing", "retryable",
+					      "completed", "discarded", "cancelled" };
+	for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++)
+		if (strcmp(state, states[i]) == 0)
+			return true;
+	return false;
 }
 
 void

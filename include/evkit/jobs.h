@@ -20,7 +20,7 @@
 /* Opens (creating) the queue at path and brings its schema up to date. */
 int evk_jobs_open(const char *path, sqlite3 **db, const char **why);
 
-/* True for one of the seven states; *valid lists them for a message. */
+/* True for one of the seven states; evk_jobs_states lists them. */
 bool evk_jobs_state_valid(const char *state);
 extern const char evk_jobs_states[];
 
