@@ -15,9 +15,9 @@ CFLAGS    ?= -O2 -g
 EVK_CFLAGS = -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude -MMD -MP \
              -DEVK_VERSION='"$(VERSION)"'
 # pkg-config is evaluated lazily (=), after `make deps` has installed it.
-PKG_CFLAGS = $(shell pkg-config --cflags libcjson sqlite3 2>/dev/null)
+PKG_CFLAGS = $(shell pkg-config --cflags libcjson sqlite3 libnats 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs libcjson sqlite3 2>/dev/null || echo -lcjson -lsqlite3)
-LDLIBS    += -lnng $(PKG_LIBS) -lpthread -lm
+LDLIBS    += -lnng -lnats $(PKG_LIBS) -lpthread -lm
 
 # SANITIZE=1 builds everything with ASan+UBSan into build/san/ (bin too).
 ifeq ($(SANITIZE),1)
@@ -34,7 +34,9 @@ ifneq ($(V),1)
 Q := @
 endif
 
-PROGRAMS  := $(patsubst cmd/%.c,%,$(wildcard cmd/*.c))
+# A program is cmd/NAME.c, or a folder cmd/NAME/ of .c files (one main.c).
+DIR_PROGRAMS := $(patsubst cmd/%/main.c,%,$(wildcard cmd/*/main.c))
+PROGRAMS  := $(patsubst cmd/%.c,%,$(wildcard cmd/*.c)) $(DIR_PROGRAMS)
 LIB_SRC   := $(wildcard lib/*.c)
 LIB_OBJ   := $(patsubst lib/%.c,$(BUILD)/lib/%.o,$(LIB_SRC))
 LIBEVKIT  := $(BUILD)/libevkit.a
@@ -49,11 +51,15 @@ TOOL_BIN  := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(TOOL_SRC))
 BIN_FILES := $(addprefix $(OUTBIN)/,$(PROGRAMS))
 
 # Debian packages: to build, to test, and (for `make bench`) the peers.
-DEPS_BUILD := gcc make pkg-config libnng-dev libcjson-dev libsqlite3-dev
-DEPS_TEST  := bats bats-support bats-assert jq sqlite3 tmux procps groff-base mandoc bash-completion
+DEPS_BUILD := gcc make pkg-config libnng-dev libcjson-dev libsqlite3-dev libnats-dev
+DEPS_TEST  := bats bats-support bats-assert jq sqlite3 tmux procps groff-base mandoc bash-completion nats-server
+DEPS_TEST  += openssl util-linux
 DEPS_BENCH := redis-server redis-tools mosquitto mosquitto-clients time
+# `make fuzz` / `make fuzz-regress`: clang and its libFuzzer/ASan runtime.
+DEPS_FUZZ  := clang libclang-rt-14-dev
 
-.PHONY: all test unit bats bench demo deps deps-bench install uninstall clean check-san
+.PHONY: all test test-nats unit bats bench demo deps deps-bench install uninstall clean check-san
+.PHONY: fuzz fuzz-regress fuzz-build deps-fuzz
 all: $(BIN_FILES) $(UNIT_BIN) $(TOOL_BIN)
 
 $(BUILD)/lib/%.o: lib/%.c
@@ -90,6 +96,15 @@ $(OUTBIN)/%: $(BUILD)/cmd/%.o $(LIBEVKIT)
 	$(if $(Q),@echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# A folder program links every object of its folder.
+define dir_program
+$$(OUTBIN)/$(1): $$(patsubst cmd/%.c,$$(BUILD)/cmd/%.o,$$(wildcard cmd/$(1)/*.c)) $$(LIBEVKIT)
+	@mkdir -p $$(@D)
+	$$(if $$(Q),@echo "  LD      $$@")
+	$$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+endef
+$(foreach p,$(DIR_PROGRAMS),$(eval $(call dir_program,$(p))))
+
 $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(LIBEVKIT)
 	$(if $(Q),@echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -120,9 +135,56 @@ test: deps
 	$(Q)$(MAKE) --no-print-directory unit
 	$(Q)$(MAKE) --no-print-directory bats
 
+# The bats suites again with the bus on a real `nats-server -js` (see
+# tests/helpers.bash), and the three-node cluster tests (nats_cluster.bats);
+# a test that cannot hold there says so as a skip. The cluster tests take
+# a minute or two, hence the longer limit.
+test-nats: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)EVKIT_TEST_BACKEND=nats $(MAKE) --no-print-directory BATS_TEST_TIMEOUT=240 bats
+
 # The same unit and bats tests, built with AddressSanitizer and UBSan.
 check-san:
 	$(Q)$(MAKE) --no-print-directory SANITIZE=1 all unit bats
+
+# libFuzzer harnesses (tests/fuzz/README.md), built by clang with ASan+UBSan
+# into build/fuzz/. `make fuzz` runs each for FUZZ_TIME seconds (FUZZ=NAME
+# for one); `make fuzz-regress` runs the seeds and every kept crash once.
+FUZZ_CC      ?= clang
+FUZZ_TIME    ?= 60
+FUZZ_BUILD   := build/fuzz
+FUZZ_CFLAGS  := -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
+                -fno-sanitize-recover=undefined
+FUZZ_NAMES   := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ          ?= $(FUZZ_NAMES)
+FUZZ_LIB_OBJ := $(patsubst lib/%.c,$(FUZZ_BUILD)/lib/%.o,$(LIB_SRC))
+FUZZ_BIN     := $(addprefix $(FUZZ_BUILD)/fuzz_,$(FUZZ_NAMES))
+
+$(FUZZ_BUILD)/lib/%.o: lib/%.c
+	@mkdir -p $(@D)
+	$(if $(Q),@echo "  CC      $< (fuzz)")
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link $(EVK_CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
+
+$(FUZZ_BUILD)/libevkit.a: $(FUZZ_LIB_OBJ)
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_BUILD)/libevkit.a
+	@mkdir -p $(@D)
+	$(if $(Q),@echo "  FUZZ    $<")
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(EVK_CFLAGS) $(PKG_CFLAGS) -o $@ $< \
+		$(FUZZ_BUILD)/libevkit.a $(LDLIBS)
+
+deps-fuzz:
+	@sh tools/deps.sh $(DEPS_BUILD) $(DEPS_FUZZ)
+
+fuzz-build: deps-fuzz
+	$(Q)$(MAKE) --no-print-directory $(FUZZ_BIN)
+
+fuzz: fuzz-build
+	sh tests/fuzz/run.sh fuzz $(FUZZ_TIME) $(FUZZ)
+
+fuzz-regress: fuzz-build
+	sh tests/fuzz/run.sh regress 0 $(FUZZ)
 
 bench: deps deps-bench
 	$(Q)$(MAKE) --no-print-directory all $(BENCH_BIN)

@@ -7,6 +7,10 @@
 #              over a unix socket, no persistence
 #   mosquitto  mosquitto_pub -l -> mosquitto (QoS 0) -> mosquitto_sub, loopback tcp
 #            (and redis over loopback tcp, its usual set-up)
+#   NATS       nats-server -js on loopback tcp: core pub/sub (no persistence)
+#              and JetStream (file storage) with the C client's fastest path
+#              (bench/natspeer.c: async publish with acks, callback
+#              subscriber), then evpub -> JetStream -> evsub (nats://)
 # then evkit's publish-to-delivery latency at 1,000 events/s, and evbusd's
 # peak RSS while a subscriber is stopped (SIGSTOP) during a 1,000,000-event
 # burst, and whether it gets them all once continued.
@@ -132,6 +136,17 @@ if command -v mosquitto >/dev/null && command -v mosquitto_sub >/dev/null; then
 	have_mosq=1
 fi
 
+have_nats=0
+if command -v nats-server >/dev/null && [ -x "$TOOLS/natspeer" ]; then
+	NPORT=$((20000 + RANDOM % 20000))
+	nats-server -js -a 127.0.0.1 -p "$NPORT" -sd "$dir/nats" -l "$dir/nats.log" </dev/null >/dev/null 2>&1 &
+	pids+=("$!")
+	wait_until 10 grep -q 'Server is ready' "$dir/nats.log"
+	have_nats=1
+fi
+# natspeer_run core|js — the C client, file to file.
+natspeer_run() { "$TOOLS/natspeer" "$1" "nats://127.0.0.1:$NPORT" "$dir/events" "$dir/natspeer.out" "$N"; }
+
 # One row per peer: median events/s over the runs, MB/s, worst loss.
 row() {
 	local name=$1 file=$2
@@ -143,8 +158,12 @@ row() {
 }
 
 : >"$dir/evkit.runs" >"$dir/redis.runs" >"$dir/redistcp.runs" >"$dir/mosq.runs"
+: >"$dir/natscore.runs" >"$dir/natsjs.runs" >"$dir/evkitnats.runs"
 for ((r = 1; r <= RUNS; r++)); do
 	evkit_run >>"$dir/evkit.runs"
+	((have_nats)) && natspeer_run core >>"$dir/natscore.runs"
+	((have_nats)) && natspeer_run js >>"$dir/natsjs.runs"
+	((have_nats)) && EVBUS_URL="nats://127.0.0.1:$NPORT/EVKB" evkit_run >>"$dir/evkitnats.runs"
 	((have_redis)) && redis_run -s "$dir/redis.sock" >>"$dir/redis.runs"
 	((have_redis)) && redis_run -h 127.0.0.1 -p "$RPORT" >>"$dir/redistcp.runs"
 	((have_mosq)) && mosq_run >>"$dir/mosq.runs"
@@ -159,6 +178,14 @@ row "evkit (durable SQLite log)" "$dir/evkit.runs" evkit
 ((have_redis)) && awk -v a="$rate_evkit" -v b="$rate_redis" -v c="$rate_redistcp" \
 	'BEGIN { printf "ratio evkit/redis      %.2f over a unix socket, %.2f over tcp (goal >= 2.0)\n", a / b, a / c }'
 ((have_mosq)) && awk -v a="$rate_evkit" -v b="$rate_mosq" 'BEGIN { printf "ratio evkit/mosquitto  %.2f\n", a / b }'
+if ((have_nats)); then
+	row "NATS core pub/sub (no persistence)" "$dir/natscore.runs" natscore
+	row "NATS JetStream, C client (file)" "$dir/natsjs.runs" natsjs
+	row "evkit over NATS JetStream" "$dir/evkitnats.runs" evkitnats
+	awk -v a="$rate_evkitnats" -v b="$rate_natsjs" -v c="$rate_evkit" 'BEGIN {
+		printf "ratio evkit-over-JetStream/C-client-JetStream %.2f (goal >= 0.9)\n", a / b
+		printf "ratio evbusd/JetStream (both durable, one node) %.2f (goal >= 1.0)\n", c / b }'
+fi
 
 # ---- latency at 1,000 events/s ----
 lat=$("$TOOLS/latency" "$EVBUS_URL" 1000 5)

@@ -7,12 +7,16 @@
 #include "evkit/limits.h"
 #include "evkit/proto.h"
 #include "evkit/store.h"
+#include "evkit/tls.h"
 #include "evkit/utf8.h"
+#include "evkit/watchdog.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <nng/nng.h>
 #include <nng/protocol/pubsub0/pub.h>
 #include <nng/protocol/reqrep0/rep.h>
@@ -24,6 +28,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
+#include <syslog.h>
 #include <time.h>
 
 #define BATCH_MSGS 64                 /* requests handled per commit */
@@ -60,6 +66,9 @@ struct hub {
 	 * gets to its refused frame, and must not be remembered then. */
 	uint32_t gone[GONE_MAX];
 	unsigned n_gone;
+	/* Turns of the main loop, for the watchdog (see hub_watch). */
+	uint64_t loops;
+	struct evk_watchdog *watchdog;
 };
 
 static volatile sig_atomic_t stopping;
@@ -69,7 +78,8 @@ usage(FILE *out, int status)
 {
 	fprintf(out,
 		"usage: evbusd [--bus URL] [--store FILE | --memory] [--retain N]\n"
-		"              [--daemon] [--pidfile FILE]\n"
+		"              [--daemon] [--pidfile FILE] [--insecure]\n"
+		"              [--tls-cert FILE --tls-key FILE --tls-ca FILE]\n"
 		"       evbusd --status [--bus URL]\n"
 		"\n"
 		"The evkit hub: numbers events, keeps them in a SQLite log, fans\n"
@@ -82,6 +92,8 @@ usage(FILE *out, int status)
 		"  --daemon        go to the background once accepting connections\n"
 		"  --pidfile FILE  write the hub's pid to FILE\n"
 		"  --status        print the running hub's figures as JSON\n"
+		"  --insecure      allow a plain tcp:// address beyond loopback\n"
+		EVK_TLS_USAGE
 		"  --help, --version\n",
 		EVK_RETAIN_DEFAULT);
 	exit(status);
@@ -240,6 +252,74 @@ hub_refuse_second(struct hub *h)
 	/* fd stays open: the lock lives as long as this process. */
 }
 
+/* ---- who may connect: tls+tcp:// requires a client certificate signed
+ * by the hub's CA; a plain tcp:// listener beyond loopback is refused
+ * unless --insecure (anyone who reaches it could publish and read). */
+
+static bool insecure; /* --insecure */
+
+/* True when every address host (of a tcp:// url) stands for is loopback. */
+static bool
+loopback_only(const char *url)
+{
+	char host[256];
+	const char *hp = strstr(url, "://") + 3, *colon = strrchr(hp, ':');
+	if (colon == NULL || (size_t)(colon - hp) >= sizeof(host))
+		return false;
+	memcpy(host, hp, (size_t)(colon - hp));
+	host[colon - hp] = '\0';
+	if (host[0] == '[' && colon - hp > 2) {
+		memmove(host, host + 1, strlen(host));
+		host[strlen(host) - 1] = '\0';
+	}
+	if (host[0] == '\0' || strcmp(host, "*") == 0)
+		return false; /* every interface */
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
+	if (getaddrinfo(host, NULL, &hints, &ai) != 0)
+		return false;
+	bool loop = ai != NULL;
+	for (struct addrinfo *a = ai; a && loop; a = a->ai_next) {
+		if (a->ai_family == AF_INET)
+			loop = (ntohl(((struct sockaddr_in *)a->ai_addr)->sin_addr.s_addr) >> 24) == 127;
+		else if (a->ai_family == AF_INET6)
+			loop = IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)a->ai_addr)->sin6_addr);
+		else
+			loop = false;
+	}
+	freeaddrinfo(ai);
+	return loop;
+}
+
+/* Refuses a plain tcp:// url beyond loopback unless --insecure; called
+ * before anything listens. */
+static void
+hub_check_exposure(const char *url)
+{
+	if (strncmp(url, "tcp://", 6) != 0 || loopback_only(url))
+		return;
+	if (!insecure)
+		evk_die(EVK_EX_USAGE,
+			"refusing to listen on '%s' without TLS: anyone who can reach it could"
+			" publish and read every event; use tls+tcp:// with --tls-cert,"
+			" --tls-key and --tls-ca, a loopback address, or --insecure",
+			url);
+	evk_warn("warning: listening on '%s' without TLS or authentication (--insecure)",
+		 url);
+}
+
+static void
+hub_secure_listener(nng_listener l, const char *url)
+{
+	const char *why = NULL;
+	int rv;
+
+	if (!evk_tls_url(url))
+		return;
+	if ((rv = evk_tls_listener(l, &why)) != 0)
+		evk_die(rv == NNG_ENOENT || rv == NNG_EPERM ? EVK_EX_IOERR : EVK_EX_USAGE,
+			"cannot listen on '%s': %s", url, why ? why : nng_strerror(rv));
+}
+
 static void
 hub_listen(struct hub *h)
 {
@@ -268,6 +348,7 @@ hub_listen(struct hub *h)
 				nng_strerror(rv));
 		if (strncmp(urls[i], "ipc://", 6) == 0)
 			nng_listener_set_int(l, NNG_OPT_IPC_PERMISSIONS, 0600);
+		hub_secure_listener(l, urls[i]);
 		if ((rv = nng_listener_start(l, 0)) != 0)
 			evk_die(EVK_EX_UNAVAILABLE, "cannot listen on '%s': %s%s",
 				urls[i], nng_strerror(rv),
@@ -463,6 +544,14 @@ fail:
 	reply_text(h, req, EVK_MSG_ERROR, "cannot read the log");
 }
 
+/* "armed" (restarts the hub if it stops answering), "waiting" (no probe
+ * has succeeded yet) or "off". */
+static const char *
+hub_watchdog_state(const struct hub *h)
+{
+	return h->watchdog == NULL ? "off" : evk_watchdog_armed(h->watchdog) ? "armed" : "waiting";
+}
+
 static void
 hub_status(struct hub *h, nng_msg *req)
 {
@@ -486,7 +575,8 @@ hub_status(struct hub *h, nng_msg *req)
 	    cJSON_AddNumberToObject(o, "events_out", (double)h->events_out) &&
 	    cJSON_AddNumberToObject(o, "rejected_frames", (double)h->rejected_frames) &&
 	    cJSON_AddNumberToObject(o, "refill_requests", (double)h->replay_requests) &&
-	    cJSON_AddNumberToObject(o, "refilled_events", (double)h->replayed_events))
+	    cJSON_AddNumberToObject(o, "refilled_events", (double)h->replayed_events) &&
+	    cJSON_AddStringToObject(o, "watchdog", hub_watchdog_state(h)))
 		text = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
 	reply_text(h, req, text ? EVK_MSG_STATUS : EVK_MSG_ERROR,
@@ -611,6 +701,7 @@ hub_run(struct hub *h)
 	nng_time next_beat = nng_clock() + EVK_HEARTBEAT_MS;
 
 	while (!stopping) {
+		__atomic_add_fetch(&h->loops, 1, __ATOMIC_RELAXED);
 		nng_time now = nng_clock();
 		if (now >= next_beat) {
 			hub_heartbeat(h);
@@ -634,6 +725,91 @@ hub_run(struct hub *h)
 	}
 }
 
+/* ---- private files: the store, its -wal, -shm and .lock, the pidfile
+ * and the sockets are 0600, new directories 0700, whatever the umask
+ * (events may carry secrets). A store left readable by others (made by
+ * an older evbusd) is made private, with a warning. */
+static void
+hub_private_files(void)
+{
+	umask(077);
+}
+
+static void
+hub_private_store(const char *store)
+{
+	static const char *const suffixes[] = { "", "-wal", "-shm", ".lock" };
+	char path[4096];
+	struct stat st;
+
+	for (size_t i = 0; store && i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+		if (snprintf(path, sizeof(path), "%s%s", store, suffixes[i]) >= (int)sizeof(path) ||
+		    stat(path, &st) != 0 || (st.st_mode & 077) == 0 || st.st_uid != geteuid())
+			continue;
+		if (chmod(path, st.st_mode & 0700) == 0)
+			evk_warn("'%s' was readable by others: made it private (0600)", path);
+		else
+			evk_warn("'%s' is readable by others and cannot be made private: %s",
+				 path, strerror(errno));
+	}
+}
+
+/* ---- the watchdog: a hub that no longer serves restarts itself ----
+ *
+ * nng 1.5.2 can stop accepting connections for good (see
+ * evk_nng_workaround) and has other poller and close bugs. A thread asks
+ * the hub for its status every WATCH_EVERY_MS through its own listening
+ * address, as a new client; after WATCH_FAILURES failed probes in a row
+ * while the main loop kept turning, the hub says so (stderr and syslog)
+ * and re-executes itself with the same arguments: same pid, same store
+ * and pidfile. Every acknowledged event was committed before its ack, so
+ * none is lost; clients in the middle of a request see the connection
+ * drop, as with any restart, and reconnect. */
+#define WATCH_EVERY_MS 500
+#define WATCH_TIMEOUT_MS 1000
+#define WATCH_FAILURES 3
+#define RESTARTED_ENV "EVBUSD_RESTARTED" /* set across the re-exec */
+
+static char **hub_argv;
+
+static void
+hub_wedged(void *arg, const char *url, int why)
+{
+	(void)arg;
+	evk_warn("the hub stopped answering at '%s' (%s): restarting it", url,
+		 evk_strerror(why));
+	syslog(LOG_WARNING, "hub at '%s' stopped answering (%s): re-executing pid %ld",
+	       url, evk_strerror(why), (long)getpid());
+	if (setenv(RESTARTED_ENV, "1", 1) == 0)
+		execv("/proc/self/exe", hub_argv);
+	evk_warn("cannot restart: %s", strerror(errno));
+	syslog(LOG_ERR, "cannot re-execute: %s", strerror(errno));
+}
+
+/* True (once) in a hub that its watchdog re-executed. */
+static bool
+hub_was_restarted(void)
+{
+	bool restarted = getenv(RESTARTED_ENV) != NULL;
+	unsetenv(RESTARTED_ENV);
+	if (restarted) {
+		evk_warn("restarted by its watchdog");
+		syslog(LOG_NOTICE, "restarted by its watchdog, pid %ld", (long)getpid());
+	}
+	return restarted;
+}
+
+static struct evk_watchdog *
+hub_watch(struct hub *h)
+{
+	struct evk_watchdog *w = NULL;
+	if (evk_watchdog_start(&w, h->url, &h->loops, WATCH_EVERY_MS, WATCH_TIMEOUT_MS,
+			       WATCH_FAILURES, hub_wedged, h) != EVK_OK)
+		evk_warn("cannot start the watchdog: the hub will not notice if it stops"
+			 " answering");
+	return w;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -645,6 +821,8 @@ main(int argc, char **argv)
 		{ "daemon", no_argument, NULL, 'd' },
 		{ "pidfile", required_argument, NULL, 'p' },
 		{ "status", no_argument, NULL, 'S' },
+		{ "insecure", no_argument, NULL, 'I' },
+		EVK_TLS_LONGOPTS,
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
@@ -656,6 +834,10 @@ main(int argc, char **argv)
 	int c;
 
 	evk_set_progname(argv[0]);
+	hub_argv = argv;
+	evk_nng_workaround();
+	openlog("evbusd", LOG_PID, LOG_DAEMON);
+	bool restarted = hub_was_restarted();
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
 		switch (c) {
@@ -666,6 +848,10 @@ main(int argc, char **argv)
 		case 'd': daemonize = true; break;
 		case 'p': pidfile = optarg; break;
 		case 'S': status = true; break;
+		case 'I': insecure = true; break;
+		case EVK_OPT_TLS_CERT:
+		case EVK_OPT_TLS_KEY:
+		case EVK_OPT_TLS_CA: evk_tls_option(c, optarg); break;
 		case 'h': usage(stdout, 0); break;
 		case 'V': printf("evbusd %s\n", EVK_VERSION); return 0;
 		default: evk_flag_die(c, argv, longopts);
@@ -679,12 +865,11 @@ main(int argc, char **argv)
 	if (evk_bus_resolve(bus, h.url, sizeof(h.url), &why) != EVK_OK)
 		evk_die(EVK_EX_USAGE, "bad bus address '%s': %s",
 			bus ? bus : getenv("EVBUS_URL") ? getenv("EVBUS_URL") : "(default)", why);
-	if (evk_bus_fanout_url(h.url, h.fanout, sizeof(h.fanout)) != EVK_OK)
-		evk_die(EVK_EX_USAGE, "bad bus address '%s'", h.url);
-
 	if (status) {
 		char *json;
 		int rv = evk_bus_status(h.url, &json);
+		if (rv == EVK_EPERM)
+			evk_die_hub(h.url, rv);
 		if (rv != EVK_OK)
 			evk_die(evk_err_exit(rv) == EVK_EX_DATAERR ? EVK_EX_UNAVAILABLE
 								    : evk_err_exit(rv),
@@ -693,17 +878,25 @@ main(int argc, char **argv)
 		free(json);
 		return fclose(stdout) == 0 ? 0 : EVK_EX_IOERR;
 	}
+	if (evk_bus_fanout_url(h.url, h.fanout, sizeof(h.fanout)) != EVK_OK)
+		evk_die(EVK_EX_USAGE, "bad bus address '%s'%s", h.url,
+			strncmp(h.url, "nats://", 7) == 0
+				? ": evbusd listens on ipc:// or tcp://; nats:// is a nats-server's"
+				: "");
 	if (!memory &&
 	    !(store = evk_state_file(store, "bus.db", default_store, sizeof(default_store))))
 		evk_usage_die("no --store given and no HOME or XDG_STATE_HOME");
 	h.store = memory ? NULL : store;
-	if (daemonize && evk_daemon_start() != EVK_OK)
+	hub_check_exposure(h.url);
+	if (daemonize && !restarted && evk_daemon_start() != EVK_OK)
 		evk_die(EVK_EX_FAIL, "cannot go to the background");
 
 	evk_signals_init(&stopping, true);
 
 	h.started = time(NULL);
+	hub_private_files();
 	hub_refuse_second(&h);
+	hub_private_store(h.store);
 	hub_open_store(&h, h.store);
 	if (h.store && (h.ckpt = evk_checkpointer_start(h.db, h.store, &why)) == NULL)
 		evk_warn("checkpoints stay in the writer: %s", why);
@@ -711,7 +904,9 @@ main(int argc, char **argv)
 	if (pidfile && evk_pidfile_write(pidfile) != EVK_OK)
 		evk_die(EVK_EX_IOERR, "cannot write pid file '%s'", pidfile);
 	evk_daemon_ready(0);
+	h.watchdog = hub_watch(&h);
 	hub_run(&h);
+	evk_watchdog_stop(h.watchdog);
 
 	/* Every ack was sent after its commit; give the pipes a moment to
 	 * carry the last ones out before closing. */

@@ -1,5 +1,6 @@
 /* evpub — publish events from arguments or JSON lines; exits 0 only when
  * the hub acknowledged (stored) every one. */
+#include "evkit/tls.h"
 #include "evkit/bus.h"
 #include "evkit/err.h"
 #include "evkit/event.h"
@@ -39,6 +40,7 @@ usage(FILE *out, int status)
 		"acknowledged, that is numbered and stored.\n"
 		"\n"
 		"  --bus URL         the hub (default $EVBUS_URL, else a private ipc path)\n"
+		EVK_TLS_USAGE
 		"  -f, --file FILE   read JSON lines from FILE instead of stdin\n"
 		"  -t, --topic TOPIC each input line is a payload for this topic\n"
 		"  -e, --event NAME  ... and this event name\n"
@@ -48,7 +50,7 @@ usage(FILE *out, int status)
 		"  -h, --help, --version\n"
 		"\n"
 		"Exit: 0 all published, 2 usage, 65 bad input lines (the good ones were\n"
-		"published), 69 no hub, 74 read error.\n");
+		"published), 69 no hub, 74 read error, 77 permission denied.\n");
 	exit(status);
 }
 
@@ -72,6 +74,8 @@ static void
 link_failed(struct evk_pub *p, const char *url, int rv)
 {
 	uint64_t acked = p ? evk_pub_acked(p) : 0;
+	if (rv == EVK_EPERM)
+		evk_die_hub(url, rv);
 	if (rv == EVK_EUNAVAIL)
 		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s'", url);
 	if (rv == EVK_ECLOSED || rv == EVK_ETIMEDOUT)
@@ -143,6 +147,7 @@ main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "bus", required_argument, NULL, 'b' },
+		EVK_TLS_LONGOPTS,
 		{ "file", required_argument, NULL, 'f' },
 		{ "topic", required_argument, NULL, 't' },
 		{ "event", required_argument, NULL, 'e' },
@@ -164,6 +169,9 @@ main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "+:f:t:e:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'b': o.bus = optarg; break;
+		case EVK_OPT_TLS_CERT:
+		case EVK_OPT_TLS_KEY:
+		case EVK_OPT_TLS_CA: evk_tls_option(c, optarg); break;
 		case 'f': o.file = optarg; break;
 		case 't': o.topic = optarg; break;
 		case 'e': o.event = optarg; break;

@@ -1,5 +1,6 @@
 /* evsub — subscribe by topic pattern and print matching events as JSON
  * lines, in seq order, none missed and none twice. */
+#include "evkit/tls.h"
 #include "evkit/bus.h"
 #include "evkit/err.h"
 #include "evkit/event.h"
@@ -70,6 +71,7 @@ usage(FILE *out, int status)
 		"a final '**' any number (also none): case:*:7, workflow:**, **.\n"
 		"\n"
 		"  --bus URL           the hub (default $EVBUS_URL, else a private ipc path)\n"
+		EVK_TLS_USAGE
 		"  --exclude PATTERN   drop events whose topic matches (repeatable)\n"
 		"  --event NAME        only events with this name (repeatable)\n"
 		"  --until NAME        print the first event with this name, then exit 0\n"
@@ -95,7 +97,7 @@ usage(FILE *out, int status)
 		"  --stats             on exit or SIGUSR1, figures as JSON on stderr\n"
 		"  -h, --help, --version\n"
 		"\n"
-		"Exit: 0 done, 2 usage, 69 no hub, 124 timeout.\n");
+		"Exit: 0 done, 2 usage, 69 no hub, 77 permission denied, 124 timeout.\n");
 	exit(status);
 }
 
@@ -119,6 +121,7 @@ parse_args(struct opts *o, int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "bus", required_argument, NULL, 'b' },
+		EVK_TLS_LONGOPTS,
 		{ "exclude", required_argument, NULL, 'x' },
 		{ "event", required_argument, NULL, 'E' },
 		{ "until", required_argument, NULL, 'u' },
@@ -145,6 +148,9 @@ parse_args(struct opts *o, int argc, char **argv)
 	while ((c = getopt_long(argc, argv, ":n:W:o:F:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'b': o->bus = optarg; break;
+		case EVK_OPT_TLS_CERT:
+		case EVK_OPT_TLS_KEY:
+		case EVK_OPT_TLS_CA: evk_tls_option(c, optarg); break;
 		case 'x': list_add(o->excludes, &o->nexcludes, optarg, "--exclude"); break;
 		case 'E': list_add(o->events, &o->nevents, optarg, "--event"); break;
 		case 'u': o->until = optarg; break;
@@ -443,7 +449,9 @@ main(int argc, char **argv)
 	evk_signals_init(&stopping, false);
 
 	long long deadline = o.timeout_s >= 0 ? evk_mono_ms() + (long long)(o.timeout_s * 1000) : -1;
-	if ((rv = evk_sub_open(&sub, url, o.since)) != EVK_OK)
+	if ((rv = evk_sub_open(&sub, url, o.since)) == EVK_EPERM)
+		evk_die_hub(url, rv);
+	if (rv != EVK_OK)
 		evk_die(rv == EVK_EUNAVAIL || rv == EVK_ECLOSED || rv == EVK_ETIMEDOUT
 				? EVK_EX_UNAVAILABLE
 				: evk_err_exit(rv),

@@ -4,14 +4,17 @@
  * is lib/jobs.c; this file holds the commands, the run loop and the
  * steps' children. */
 #include "evkit/buf.h"
+#include "evkit/db.h"
 #include "evkit/bus.h"
 #include "evkit/err.h"
 #include "evkit/event.h"
 #include "evkit/jobrun.h"
 #include "evkit/jobs.h"
 #include "evkit/opts.h"
+#include "evkit/outbox.h"
 #include "evkit/step.h"
 #include "evkit/store.h"
+#include "evkit/tls.h"
 #include "evkit/topic.h"
 
 #include <cjson/cJSON.h>
@@ -52,6 +55,12 @@ static const struct flag {
 	  "the queue (default $XDG_STATE_HOME/evkit/jobs.db)" },
 	{ { "bus", required_argument, NULL, 'b' }, 0, "URL",
 	  "the hub (default $EVBUS_URL, else a private ipc path)" },
+	{ { "tls-cert", required_argument, NULL, EVK_OPT_TLS_CERT }, 0, "FILE",
+	  "for tls+tcp:// (default $EVBUS_TLS_CERT)" },
+	{ { "tls-key", required_argument, NULL, EVK_OPT_TLS_KEY }, 0, "FILE",
+	  "for tls+tcp:// (default $EVBUS_TLS_KEY)" },
+	{ { "tls-ca", required_argument, NULL, EVK_OPT_TLS_CA }, 0, "FILE",
+	  "for tls+tcp:// (default $EVBUS_TLS_CA)" },
 	{ { "queue", required_argument, NULL, 'q' }, F_QUEUE, "Q", "the queue (default 'default')" },
 	{ { "priority", required_argument, NULL, 'p' }, F_PRIORITY, "P", "0 (first) to 9" },
 	{ { "max-attempts", required_argument, NULL, 'm' }, F_ATTEMPTS, "N", "default 20" },
@@ -103,7 +112,8 @@ struct worker {
 	sqlite3 *db;
 	char url[EVK_URL_MAX];
 	char host[256];
-	struct evk_pub *pub; /* the outbox's link to the hub, or NULL */
+	struct evk_db jobs;  /* the queue; db is its handle */
+	struct evk_outbox *outbox; /* opened when first used */
 	bool hub_warned;
 	bool outbox_dirty; /* rows added since the last delivery */
 	struct evk_jobrun_sink sink; /* where running jobs send events and logs */
@@ -145,15 +155,6 @@ check(struct worker *w, int rv, const char *what)
 		db_die(w, what);
 }
 
-static sqlite3_stmt *
-stmt(struct worker *w, const char *sql)
-{
-	sqlite3_stmt *st = evk_store_stmt(w->db, sql);
-	if (st == NULL)
-		db_die(w, "cannot prepare a query");
-	return st;
-}
-
 static void
 exec(struct worker *w, const char *sql)
 {
@@ -168,16 +169,17 @@ begin(struct worker *w)
 		db_die(w, "cannot start a transaction");
 }
 
-static void
-step_done(struct worker *w, sqlite3_stmt *st)
+/* ---- broadcasts: an outbox in the database (lib/outbox.c) ---- */
+
+static struct evk_outbox *
+the_outbox(struct worker *w)
 {
-	if (sqlite3_step(st) != SQLITE_DONE)
-		db_die(w, "cannot write");
-	sqlite3_reset(st);
+	if (w->outbox == NULL && evk_outbox_open(&w->outbox, w->db, w->url, NULL) != EVK_OK)
+		evk_die(EVK_EX_FAIL, "out of memory");
+	return w->outbox;
 }
 
-/* ---- broadcasts: an outbox in the database, delivered in order ---- */
-
+/* Records one event line in the open transaction. */
 static void
 outbox_add(struct worker *w, const char *topic, const char *event, cJSON *payload)
 {
@@ -185,71 +187,34 @@ outbox_add(struct worker *w, const char *topic, const char *event, cJSON *payloa
 	const char *why = NULL;
 	if (evk_event_build(&line, NULL, topic, event, payload, &why) != EVK_OK)
 		evk_die(EVK_EX_FAIL, "cannot build event: %s", why ? why : "");
-	sqlite3_stmt *st = stmt(w, "INSERT INTO outbox (line) VALUES (?)");
-	if (sqlite3_bind_text(st, 1, line.p, (int)line.len, SQLITE_STATIC) != SQLITE_OK)
-		db_die(w, "cannot bind");
-	step_done(w, st);
+	if (evk_buf_addch(&line, '\n') != EVK_OK)
+		evk_die(EVK_EX_FAIL, "out of memory");
+	if (evk_outbox_record(the_outbox(w), EVK_OUTBOX_LINES, line.p, line.len, 1, NULL) != EVK_OK)
+		evk_die(EVK_EX_UNAVAILABLE, "%s", evk_outbox_error(w->outbox));
 	evk_buf_release(&line);
 	w->outbox_dirty = true;
 }
 
-/* Publishes the outbox, oldest first; rows go in the same write
- * transaction that published them, so no two workers send one row. When
- * the hub goes away part-way, the rows it acknowledged go all the same:
- * a row is sent again only when the hub stored it but could not say so. */
+/* Publishes the outbox, oldest first, each line once; says once when the
+ * hub is away. */
 static void
 outbox_flush(struct worker *w)
 {
+	struct evk_outbox_report r;
 	w->outbox_dirty = false;
-	for (;;) {
-		int n = 0;
-		bool failed = false;
-		sqlite3_int64 last = 0;
-		uint64_t acked0 = w->pub ? evk_pub_acked(w->pub) : 0;
-		begin(w);
-		sqlite3_stmt *st = stmt(w, "SELECT id, line FROM outbox ORDER BY id LIMIT 1024");
-		while (sqlite3_step(st) == SQLITE_ROW) {
-			if (w->pub == NULL && evk_pub_open(&w->pub, w->url, NULL, NULL) != EVK_OK) {
-				w->pub = NULL;
-				break;
-			}
-			if (evk_pub_add(w->pub, (const char *)sqlite3_column_text(st, 1),
-					(size_t)sqlite3_column_bytes(st, 1)) != EVK_OK) {
-				failed = true;
-				break;
-			}
-			last = sqlite3_column_int64(st, 0);
-			n++;
-		}
-		sqlite3_reset(st);
-		if (n > 0 && evk_pub_sync(w->pub) == EVK_OK) {
-			st = stmt(w, "DELETE FROM outbox WHERE id <= ?");
-			sqlite3_bind_int64(st, 1, last);
-			step_done(w, st);
-			w->hub_warned = false;
-		} else if (n > 0 || failed || w->pub == NULL) {
-			uint64_t acked = w->pub ? evk_pub_acked(w->pub) - acked0 : 0;
-			if (acked > 0) {
-				st = stmt(w, "DELETE FROM outbox WHERE id IN"
-					  " (SELECT id FROM outbox ORDER BY id LIMIT ?)");
-				sqlite3_bind_int64(st, 1, (sqlite3_int64)acked);
-				step_done(w, st);
-			}
-			evk_pub_close(w->pub);
-			w->pub = NULL;
-			n = 0;
-		}
-		exec(w, "COMMIT");
-		if (n < 1024)
-			break;
-	}
-	if (w->pub == NULL && !w->hub_warned) {
-		sqlite3_stmt *st = stmt(w, "SELECT count(*) FROM outbox");
-		if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) > 0) {
-			evk_warn("hub at '%s' unavailable: events wait in the outbox", w->url);
-			w->hub_warned = true;
-		}
-		sqlite3_reset(st);
+	int rv = evk_outbox_flush(the_outbox(w), &r);
+	if (rv == EVK_ENOMEM)
+		evk_die(EVK_EX_FAIL, "out of memory");
+	if (rv != EVK_OK)
+		evk_die(EVK_EX_UNAVAILABLE, "%s", evk_outbox_error(w->outbox));
+	if (r.damaged)
+		evk_warn("outbox row %lld is damaged: it and the %ld events from it on wait",
+			 (long long)r.damaged, r.pending);
+	if (r.pending == 0) {
+		w->hub_warned = false;
+	} else if (!w->hub_warned && r.unreachable) {
+		evk_warn("hub at '%s' unavailable: events wait in the outbox", w->url);
+		w->hub_warned = true;
 	}
 }
 
@@ -420,7 +385,7 @@ cmd_on(struct worker *w, int argc, char **argv)
 	struct evk_sub *sub;
 	rv = evk_sub_open(&sub, w->url, since);
 	if (rv != EVK_OK)
-		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", w->url, evk_strerror(rv));
+		evk_die_hub(w->url, rv);
 	if (since == EVK_SINCE_LIVE) {
 		/* First start: from now on, and remember it. */
 		begin(w);
@@ -548,8 +513,8 @@ cmd_run(struct worker *w, int argc, char **argv)
 	}
 	if (w->outbox_dirty)
 		outbox_flush(w);
-	evk_pub_close(w->pub);
-	w->pub = NULL;
+	evk_outbox_close(w->outbox);
+	w->outbox = NULL;
 	return w->o.drain && failed ? EVK_EX_FAIL : 0;
 }
 
@@ -810,6 +775,9 @@ set_option(struct opts *o, int ch, const char *arg)
 	switch (ch) {
 	case 'd': o->db_path = arg; break;
 	case 'b': o->bus = arg; break;
+	case EVK_OPT_TLS_CERT:
+	case EVK_OPT_TLS_KEY:
+	case EVK_OPT_TLS_CA: evk_tls_option(ch, arg); break;
 	case 'q': o->queue = arg; break;
 	case 'p': o->priority = (int)evk_flag_int("--priority", arg, 0, 9); break;
 	case 'm': o->max_attempts = (int)evk_flag_int("--max-attempts", arg, 1, 1000000); break;
@@ -893,7 +861,6 @@ main(int argc, char **argv)
 	struct worker w = { .o = { .queue = "default", .max_attempts = 20, .backoff = 15,
 				   .concurrency = 1, .grace = 10 } };
 	const char *why;
-	char def[4096];
 
 	evk_set_progname(argv[0]);
 	int first = parse_args(&w, argc, argv);
@@ -903,16 +870,16 @@ main(int argc, char **argv)
 	if (gethostname(w.host, sizeof(w.host)) != 0)
 		snprintf(w.host, sizeof(w.host), "localhost");
 	evk_signals_init(&stopping, true);
-	const char *path = evk_state_file(w.o.db_path, "jobs.db", def, sizeof(def));
-	if (path == NULL)
-		evk_usage_die("no --db given and no HOME or XDG_STATE_HOME");
-	if (evk_jobs_open(path, &w.db, &why) != EVK_OK)
-		evk_die(EVK_EX_UNAVAILABLE, "cannot open queue '%s': %s", path, why);
+	int rv = evk_jobs_open(&w.jobs, w.o.db_path);
+	if (rv == EVK_EINVAL)
+		evk_usage_die("%s", evk_db_error(&w.jobs));
+	if (rv != EVK_OK)
+		evk_die(EVK_EX_UNAVAILABLE, "%s", evk_db_error(&w.jobs));
+	w.db = w.jobs.sq;
 
 	int status = w.cmd->run(&w, argc - first, argv + first);
-	evk_store_stmt_release_all();
-	if (sqlite3_close(w.db) != SQLITE_OK)
-		evk_warn("closing the queue: %s", sqlite3_errmsg(w.db));
+	if (evk_db_close(&w.jobs) != EVK_OK)
+		evk_warn("closing the queue: %s", evk_db_error(&w.jobs));
 	if (fclose(stdout) != 0 && status == 0)
 		evk_die(EVK_EX_IOERR, "writing stdout: %s", strerror(errno));
 	return status;

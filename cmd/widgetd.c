@@ -1,7 +1,9 @@
 /* widgetd — folds the bus's events into widget state (the seed's LiveView
  * widgets), keeps it durably, publishes each change on widget:{id}, and
  * shows it (widgetd get, widgetd view). */
+#include "evkit/tls.h"
 #include "evkit/buf.h"
+#include "evkit/cases.h"
 #include "evkit/bus.h"
 #include "evkit/daemon.h"
 #include "evkit/err.h"
@@ -61,6 +63,7 @@ usage(FILE *out, int status)
 		"at most once per --throttle window, the last state always sent).\n"
 		"\n"
 		"  --bus URL        the hub (default $EVBUS_URL, else a private ipc path)\n"
+		EVK_TLS_USAGE
 		"  --config FILE    widgets to keep (JSON; default: the seed's widgets)\n"
 		"  --cases-db FILE  casectl's database, for keep_live lists\n"
 		"  --state FILE     state and last applied seq (default\n"
@@ -251,26 +254,8 @@ refetch(void *arg, const char *line, size_t len)
 	cJSON *w = widget_or_new(d->id, "keep_live");
 	cJSON *items = cJSON_CreateArray();
 	d->queries++;
-	if (cases_db && items) {
-		sqlite3_stmt *st = evk_store_stmt(
-			cases_db,
-			"SELECT json_object('id', c.id, 'agency', a.code, 'case_reference',"
-			" c.case_reference, 'offender', o.name, 'offence_fine', c.offence_fine,"
-			" 'updated_at', c.updated_at) FROM cases c JOIN agencies a ON a.id = c.agency_id"
-			" LEFT JOIN offenders o ON o.id = c.offender_id ORDER BY c.updated_at DESC, c.id"
-			" LIMIT ?");
-		if (st) {
-			sqlite3_bind_int64(st, 1, d->limit);
-			while (sqlite3_step(st) == SQLITE_ROW) {
-				cJSON *it = cJSON_Parse((const char *)sqlite3_column_text(st, 0));
-				if (it)
-					cJSON_AddItemToArray(items, it);
-			}
-			sqlite3_reset(st);
-		} else {
-			evk_warn("keep_live '%s': %s", d->id, sqlite3_errmsg(cases_db));
-		}
-	}
+	if (cases_db && items && evk_cases_recent(cases_db, d->limit, items) != EVK_OK)
+		evk_warn("keep_live '%s': %s", d->id, sqlite3_errmsg(cases_db));
 	if (items == NULL ||
 	    !(cJSON_GetObjectItemCaseSensitive(w, "items")
 		      ? cJSON_ReplaceItemInObjectCaseSensitive(w, "items", items)
@@ -570,9 +555,9 @@ run_daemon(struct opts *o, const char *url)
 	struct evk_sub *sub;
 	int rv = evk_sub_open(&sub, url, since);
 	if (rv != EVK_OK)
-		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", url, evk_strerror(rv));
+		evk_die_hub(url, rv);
 	if ((rv = evk_pub_open(&pub, url, NULL, NULL)) != EVK_OK)
-		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", url, evk_strerror(rv));
+		evk_die_hub(url, rv);
 	char now_ts[EVK_TS_LEN + 1];
 	evk_ts_now(now_ts);
 	for (int i = 0; i < ndecls; i++) {
@@ -674,7 +659,7 @@ request_widgets(struct evk_sub *sub, const char *url, const char *id,
 	int rv = evk_publish(url, GET_TOPIC, "get", p, NULL);
 	cJSON_Delete(p);
 	if (rv != EVK_OK)
-		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", url, evk_strerror(rv));
+		evk_die_hub(url, rv);
 
 	long long deadline = evk_mono_ms() + answer_ms;
 	long n = 0;
@@ -725,7 +710,7 @@ cmd_get(const char *url, const char *id)
 	struct evk_sub *sub;
 	int rv = evk_sub_open(&sub, url, EVK_SINCE_LIVE);
 	if (rv != EVK_OK)
-		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", url, evk_strerror(rv));
+		evk_die_hub(url, rv);
 	long n = request_widgets(sub, url, id, print_widget, NULL);
 	if (fflush(stdout) == EOF)
 		evk_die(EVK_EX_IOERR, "writing stdout: %s", strerror(errno));
@@ -794,7 +779,7 @@ cmd_session(const char *url, const char *what, const char *id)
 	int rv = evk_publish(url, SESSION_TOPIC, event, p, NULL);
 	cJSON_Delete(p);
 	if (rv != EVK_OK)
-		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", url, evk_strerror(rv));
+		evk_die_hub(url, rv);
 	return 0;
 }
 
@@ -861,7 +846,7 @@ cmd_view(const char *url)
 	struct termios saved, raw;
 	int rv = evk_sub_open(&sub, url, EVK_SINCE_LIVE);
 	if (rv != EVK_OK)
-		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", url, evk_strerror(rv));
+		evk_die_hub(url, rv);
 	cJSON *map = cJSON_CreateObject();
 	if (map == NULL)
 		evk_die(EVK_EX_FAIL, "out of memory");
@@ -898,6 +883,7 @@ main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "bus", required_argument, NULL, 'b' },
+		EVK_TLS_LONGOPTS,
 		{ "config", required_argument, NULL, 'c' },
 		{ "cases-db", required_argument, NULL, 'C' },
 		{ "state", required_argument, NULL, 's' },
@@ -923,6 +909,9 @@ main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, ":hW:", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'b': o.bus = optarg; break;
+		case EVK_OPT_TLS_CERT:
+		case EVK_OPT_TLS_KEY:
+		case EVK_OPT_TLS_CA: evk_tls_option(c, optarg); break;
 		case 'c': o.config = optarg; break;
 		case 'C': o.cases_db = optarg; break;
 		case 's': o.state = optarg; break;

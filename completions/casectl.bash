@@ -1,28 +1,28 @@
-# bash completion for casectl(1)
+# bash completion for casectl(1). The words come from casectl itself
+# (casectl --complete-words WHAT reads its command and option tables), so
+# a new command, option or sort column needs no edit here.
 _casectl() {
-	local cur prev cmd i
+	local cur prev cmd i commands
 	cur=${COMP_WORDS[COMP_CWORD]}
 	prev=${COMP_WORDS[COMP_CWORD - 1]}
+	commands=$(casectl --complete-words commands 2>/dev/null)
 	for ((i = 1; i < COMP_CWORD; i++)); do
-		case ${COMP_WORDS[i]} in
-		init | user | create | get | list | update | sync | destroy | ingest | outbox | watch)
+		if grep -qxF -- "${COMP_WORDS[i]}" <<<"$commands"; then
 			cmd=${COMP_WORDS[i]}
 			break
-			;;
-		esac
+		fi
 	done
 	case $prev in
+	--tls-cert | --tls-key | --tls-ca)
+		COMPREPLY=($(compgen -f -- "$cur"))
+		return
+		;;
 	--db)
 		COMPREPLY=($(compgen -f -- "$cur"))
 		return
 		;;
-	--role)
-		COMPREPLY=($(compgen -W 'admin editor viewer' -- "$cur"))
-		return
-		;;
-	--sort)
-		COMPREPLY=($(compgen -W 'inserted_at updated_at offence_action_date
-			offence_fine offence_costs case_reference last_synced_at' -- "$cur"))
+	--role | --sort)
+		COMPREPLY=($(compgen -W "$(casectl --complete-words "$prev" 2>/dev/null)" -- "$cur"))
 		return
 		;;
 	--bus | --actor | --admin | --agency | --offender | --since | --limit | \
@@ -31,16 +31,11 @@ _casectl() {
 		;;
 	esac
 	if [[ $cur == -* ]]; then
-		COMPREPLY=($(compgen -W '--db --bus --actor --admin --role --agency
-			--offender --since --sort --limit --refetch-window --count --strict
-			--max-line --batch --help --version' -- "$cur"))
+		COMPREPLY=($(compgen -W "$(casectl --complete-words options 2>/dev/null)" -- "$cur"))
 	elif [[ -z $cmd ]]; then
-		COMPREPLY=($(compgen -W 'init user create get list update sync destroy
-			ingest outbox watch' -- "$cur"))
-	elif [[ $cmd == user && $prev == user ]]; then
-		COMPREPLY=($(compgen -W 'add list' -- "$cur"))
-	elif [[ $cmd == outbox && $prev == outbox ]]; then
-		COMPREPLY=($(compgen -W 'list flush' -- "$cur"))
+		COMPREPLY=($(compgen -W "$commands" -- "$cur"))
+	elif [[ $prev == "$cmd" ]]; then
+		COMPREPLY=($(compgen -W "$(casectl --complete-words "$cmd" 2>/dev/null)" -- "$cur"))
 	fi
 }
 complete -F _casectl casectl

@@ -4,6 +4,10 @@ _evbusd() {
 	cur=${COMP_WORDS[COMP_CWORD]}
 	prev=${COMP_WORDS[COMP_CWORD - 1]}
 	case $prev in
+	--tls-cert | --tls-key | --tls-ca)
+		COMPREPLY=($(compgen -f -- "$cur"))
+		return
+		;;
 	--store | --pidfile)
 		COMPREPLY=($(compgen -f -- "$cur"))
 		return
@@ -16,7 +20,7 @@ _evbusd() {
 		return
 		;;
 	esac
-	COMPREPLY=($(compgen -W '--bus --store --memory --retain --daemon
+	COMPREPLY=($(compgen -W '--bus --tls-cert --tls-key --tls-ca --insecure --store --memory --retain --daemon
 		--pidfile --status --help --version' -- "$cur"))
 }
 complete -F _evbusd evbusd

@@ -4,6 +4,10 @@ _evpub() {
 	cur=${COMP_WORDS[COMP_CWORD]}
 	prev=${COMP_WORDS[COMP_CWORD - 1]}
 	case $prev in
+	--tls-cert | --tls-key | --tls-ca)
+		COMPREPLY=($(compgen -f -- "$cur"))
+		return
+		;;
 	-f | --file)
 		COMPREPLY=($(compgen -f -- "$cur"))
 		return
@@ -17,7 +21,7 @@ _evpub() {
 		;;
 	esac
 	if [[ $cur == -* ]]; then
-		COMPREPLY=($(compgen -W '--bus --file --topic --event --strict --echo
+		COMPREPLY=($(compgen -W '--bus --tls-cert --tls-key --tls-ca --file --topic --event --strict --echo
 			--max-line --help --version' -- "$cur"))
 	fi
 }

@@ -4,6 +4,10 @@ _evsub() {
 	cur=${COMP_WORDS[COMP_CWORD]}
 	prev=${COMP_WORDS[COMP_CWORD - 1]}
 	case $prev in
+	--tls-cert | --tls-key | --tls-ca)
+		COMPREPLY=($(compgen -f -- "$cur"))
+		return
+		;;
 	--ready-file)
 		COMPREPLY=($(compgen -f -- "$cur"))
 		return
@@ -26,7 +30,7 @@ _evsub() {
 		;;
 	esac
 	if [[ $cur == -* ]]; then
-		COMPREPLY=($(compgen -W '--bus --exclude --event --until --count
+		COMPREPLY=($(compgen -W '--bus --tls-cert --tls-key --tls-ca --exclude --event --until --count
 			--timeout --since --ready-file --format --template --throttle
 			--throttle-key --debounce --batch --batch-size --latest --stats
 			--help --version' -- "$cur"))

@@ -19,6 +19,10 @@ _evworker() {
 		esac
 	done
 	case $prev in
+	--tls-cert | --tls-key | --tls-ca)
+		COMPREPLY=($(compgen -f -- "$cur"))
+		return
+		;;
 	--db | --steps | --ready-file)
 		COMPREPLY=($(compgen -f -- "$cur"))
 		return

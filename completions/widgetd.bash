@@ -4,6 +4,10 @@ _widgetd() {
 	cur=${COMP_WORDS[COMP_CWORD]}
 	prev=${COMP_WORDS[COMP_CWORD - 1]}
 	case $prev in
+	--tls-cert | --tls-key | --tls-ca)
+		COMPREPLY=($(compgen -f -- "$cur"))
+		return
+		;;
 	--config | --cases-db | --state | --pidfile)
 		COMPREPLY=($(compgen -f -- "$cur"))
 		return
@@ -13,7 +17,7 @@ _widgetd() {
 		;;
 	esac
 	if [[ $cur == -* ]]; then
-		COMPREPLY=($(compgen -W '--bus --config --cases-db --state --throttle
+		COMPREPLY=($(compgen -W '--bus --tls-cert --tls-key --tls-ca --config --cases-db --state --throttle
 			--daemon --pidfile -W --wait --help --version' -- "$cur"))
 	elif [[ $prev == session ]]; then
 		COMPREPLY=($(compgen -W 'start stop' -- "$cur"))

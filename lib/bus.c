@@ -1,8 +1,10 @@
+#include "bus_nng.h" /* its names: evk_nng_*, picked by lib/bus_pick.c */
 #include "evkit/bus.h"
 
 #include "evkit/err.h"
 #include "evkit/limits.h"
 #include "evkit/proto.h"
+#include "evkit/tls.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -59,8 +61,8 @@ evk_bus_resolve(const char *opt, char *url, size_t n, const char **why)
 		opt = env;
 	if (opt != NULL) {
 		if (strncmp(opt, "ipc://", 6) != 0 && strncmp(opt, "tcp://", 6) != 0 &&
-		    strncmp(opt, "inproc://", 9) != 0) {
-			*why = "address must start with ipc://, tcp:// or inproc://";
+		    strncmp(opt, "inproc://", 9) != 0 && !evk_tls_url(opt)) {
+			*why = "address must start with ipc://, tcp://, tls+tcp:// or inproc://";
 			return EVK_EINVAL;
 		}
 		if (strlen(opt) + 5 >= n)
@@ -84,11 +86,11 @@ evk_bus_resolve(const char *opt, char *url, size_t n, const char **why)
 int
 evk_bus_fanout_url(const char *url, char *out, size_t n)
 {
-	if (strncmp(url, "tcp://", 6) == 0) {
+	if (strncmp(url, "tcp://", 6) == 0 || evk_tls_url(url)) {
 		const char *colon = strrchr(url, ':');
 		char *end;
 		long port = colon ? strtol(colon + 1, &end, 10) : -1;
-		if (colon == NULL || colon < url + 6 || *end != '\0' || port <= 0 ||
+		if (colon == NULL || colon < strstr(url, "://") + 3 || *end != '\0' || port <= 0 ||
 		    port >= 65535)
 			return EVK_EINVAL;
 		if ((size_t)snprintf(out, n, "%.*s:%ld", (int)(colon - url), url,
@@ -230,6 +232,9 @@ from_nng(int rv)
 	case NNG_ENOENT:
 	case NNG_EADDRINVAL:
 	case NNG_EUNREACHABLE: return EVK_EUNAVAIL;
+	case NNG_EPERM:
+	case NNG_EPEERAUTH: /* TLS: a certificate refused, either side */
+	case NNG_ECRYPTO: return EVK_EPERM;
 	case NNG_ECONNRESET:
 	case NNG_ECONNSHUT:
 	case NNG_ECLOSED: return EVK_ECLOSED;
@@ -252,7 +257,7 @@ req_open(nng_socket *s, const char *url)
 	    (rv = nng_socket_set_size(*s, NNG_OPT_RECVMAXSZ, EVK_FRAME_MAX)) != 0 ||
 	    (rv = nng_socket_set_ms(*s, NNG_OPT_RECVTIMEO, EVK_ACK_TIMEOUT_MS)) != 0 ||
 	    (rv = nng_socket_set_ms(*s, NNG_OPT_SENDTIMEO, EVK_ACK_TIMEOUT_MS)) != 0 ||
-	    (rv = nng_dial(*s, url, NULL, 0)) != 0) {
+	    (rv = evk_tls_dial(*s, url, 0)) != 0) {
 		nng_close(*s);
 		return from_nng(rv) == EVK_EIO ? EVK_EUNAVAIL : from_nng(rv);
 	}
@@ -587,17 +592,6 @@ evk_pub_add(struct evk_pub *p, const char *line, size_t len)
 }
 
 int
-evk_pub_event(struct evk_pub *p, const char *topic, const char *event,
-	      const cJSON *payload)
-{
-	evk_buf_reset(&p->scratch);
-	int rv = evk_event_build(&p->scratch, NULL, topic, event, payload, NULL);
-	if (rv != EVK_OK)
-		return rv;
-	return evk_pub_add(p, p->scratch.p, p->scratch.len);
-}
-
-int
 evk_pub_flush(struct evk_pub *p)
 {
 	return p->failed ? p->failed : send_current(p);
@@ -664,21 +658,6 @@ evk_pub_close(struct evk_pub *p)
 	free(p);
 }
 
-int
-evk_publish(const char *url, const char *topic, const char *event,
-	    const cJSON *payload, uint64_t *seq)
-{
-	struct evk_pub *p;
-	int rv = evk_pub_open(&p, url, NULL, NULL);
-	if (rv != EVK_OK)
-		return rv;
-	if ((rv = evk_pub_event(p, topic, event, payload)) == EVK_OK &&
-	    (rv = evk_pub_sync(p)) == EVK_OK && seq)
-		*seq = p->last_seq;
-	evk_pub_close(p);
-	return rv;
-}
-
 /* ---- subscribing ---- */
 
 struct evk_sub {
@@ -742,7 +721,7 @@ evk_sub_open(struct evk_sub **out, const char *url, int64_t since)
 	if ((rv = nng_socket_set(s->sub, NNG_OPT_SUB_SUBSCRIBE, "", 0)) != 0 ||
 	    (rv = nng_socket_set_int(s->sub, NNG_OPT_RECVBUF, EVK_SUB_QUEUE_FRAMES)) != 0 ||
 	    (rv = nng_socket_set_size(s->sub, NNG_OPT_RECVMAXSZ, EVK_FRAME_MAX)) != 0 ||
-	    (rv = nng_dial(s->sub, fanout, NULL, 0)) != 0) {
+	    (rv = evk_tls_dial(s->sub, fanout, 0)) != 0) {
 		nng_close(s->sub);
 		free(s);
 		return from_nng(rv) == EVK_EIO ? EVK_EUNAVAIL : from_nng(rv);
@@ -1008,16 +987,4 @@ evk_bus_status(const char *url, char **json)
 	}
 	close_sockets(&s, 1);
 	return rv;
-}
-
-void
-evk_sub_report_gap(const struct evk_sub *s)
-{
-	uint64_t from, to;
-	evk_sub_gap(s, &from, &to);
-	if (from == to)
-		evk_warn("gap: event %llu is no longer retained", (unsigned long long)from);
-	else
-		evk_warn("gap: events %llu-%llu are no longer retained",
-			 (unsigned long long)from, (unsigned long long)to);
 }

@@ -11,6 +11,7 @@ static const char *const messages[] = {
 	[EVK_ENOMEM] = "out of memory",
 	[EVK_EINVAL] = "invalid input",
 	[EVK_EUNAVAIL] = "hub unavailable",
+	[EVK_EPERM] = "permission denied",
 	[EVK_ETIMEDOUT] = "timed out",
 	[EVK_EPROTO] = "protocol error",
 	[EVK_EIO] = "input/output error",
@@ -40,6 +41,7 @@ evk_err_exit(int err)
 	case EVK_ECLOSED: return EVK_EX_UNAVAILABLE;
 	case EVK_ETIMEDOUT: return EVK_EX_TEMPFAIL;
 	case EVK_EIO: return EVK_EX_IOERR;
+	case EVK_EPERM: return EVK_EX_NOPERM;
 	default: return EVK_EX_FAIL;
 	}
 }
@@ -104,4 +106,13 @@ evk_usage_die(const char *fmt, ...)
 		subcommand ? " " : "", subcommand ? subcommand : "", msg, progname,
 		subcommand ? " " : "", subcommand ? subcommand : "");
 	exit(EVK_EX_USAGE);
+}
+
+void
+evk_die_hub(const char *url, int err)
+{
+	if (err == EVK_EPERM)
+		evk_die(EVK_EX_NOPERM, "cannot connect to the hub at '%s': permission denied",
+			url);
+	evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", url, evk_strerror(err));
 }

@@ -5,8 +5,10 @@
 #include "evkit/utf8.h"
 
 #include <cjson/cJSON.h>
-#include <stdio.h>
 #include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
@@ -92,6 +94,62 @@ evk_ts_normalise(const char *ts, size_t n, char *out)
 	return EVK_OK;
 }
 
+/* Writes d with the fewest significant digits (15 to 17) that read back
+ * as d exactly; false when none does (not finite). */
+static bool
+exact_number(double d, char *buf, size_t n)
+{
+	for (int digits = 15; digits <= 17; digits++) {
+		snprintf(buf, n, "%.*g", digits, d);
+		if (strtod(buf, NULL) == d)
+			return true;
+	}
+	return false;
+}
+
+/* Whether cJSON would print a number in v so that it reads back as
+ * another: it writes 15 digits when they come within DBL_EPSILON, so
+ * 1.0000000000000002 would be stored as 1 (found by tests/fuzz). */
+static bool
+needs_exact(const cJSON *v)
+{
+	char buf[32];
+	if (cJSON_IsNumber(v)) {
+		double d = v->valuedouble;
+		if (!isfinite(d) || (fabs(d) < 1e15 && d == floor(d)))
+			return false; /* null, or printed whole */
+		snprintf(buf, sizeof(buf), "%1.15g", d);
+		return strtod(buf, NULL) != d;
+	}
+	for (const cJSON *c = v->child; c; c = c->next)
+		if (needs_exact(c))
+			return true;
+	return false;
+}
+
+/* Replaces each number of v (a copy) that needs it by its exact text. */
+static bool
+make_exact(cJSON *v)
+{
+	char buf[32];
+	for (cJSON *c = v->child, *next; c; c = next) {
+		next = c->next;
+		if (cJSON_IsNumber(c) && needs_exact(c)) {
+			exact_number(c->valuedouble, buf, sizeof(buf));
+			cJSON *raw = cJSON_CreateRaw(buf);
+			if (raw == NULL)
+				return false;
+			raw->string = c->string; /* the member's name moves over */
+			raw->type |= c->type & cJSON_StringIsConst;
+			c->string = NULL;
+			cJSON_ReplaceItemViaPointer(v, c, raw);
+		} else if (!make_exact(c)) {
+			return false;
+		}
+	}
+	return true;
+}
+
 /* Appends the payload's JSON text; prints into the buffer directly when
  * it fits, which avoids an allocation per event. */
 static int
@@ -99,6 +157,21 @@ add_payload(struct evk_buf *out, const cJSON *payload)
 {
 	if (payload == NULL)
 		return evk_buf_add(out, "{}", 2);
+	if (needs_exact(payload)) {
+		char buf[32];
+		if (cJSON_IsNumber(payload)) {
+			exact_number(payload->valuedouble, buf, sizeof(buf));
+			return evk_buf_addstr(out, buf);
+		}
+		cJSON *copy = cJSON_Duplicate(payload, 1);
+		char *text = copy && make_exact(copy) ? cJSON_PrintUnformatted(copy) : NULL;
+		cJSON_Delete(copy);
+		if (text == NULL)
+			return EVK_ENOMEM;
+		int rv = evk_buf_addstr(out, text);
+		cJSON_free(text);
+		return rv;
+	}
 	size_t guess = 256;
 	for (int attempt = 0; attempt < 2; attempt++) {
 		int rv = evk_buf_reserve(out, guess);
@@ -241,6 +314,11 @@ parse_value(const char *line, size_t len, char *why, size_t whylen)
 
 	if (!evk_utf8_valid(line, len)) {
 		snprintf(why, whylen, "invalid UTF-8");
+		return NULL;
+	}
+	size_t ctl;
+	if (!evk_json_no_controls(line, len, &ctl)) {
+		snprintf(why, whylen, "invalid JSON: raw control byte at column %zu", ctl + 1);
 		return NULL;
 	}
 	cJSON *v = cJSON_ParseWithLengthOpts(line, len, &end, 0);

@@ -1,10 +1,12 @@
 #include "evkit/jobs.h"
 
 #include "evkit/buf.h"
+#include "evkit/db.h"
 #include "evkit/err.h"
 #include "evkit/event.h"
 #include "evkit/limits.h"
 #include "evkit/opts.h"
+#include "evkit/outbox.h"
 #include "evkit/store.h"
 #include "evkit/topic.h"
 
@@ -35,6 +37,10 @@ static const char *const migrations[] = {
 	 * `on` subscription stands. */
 	"ALTER TABLE jobs ADD COLUMN stdin TEXT;"
 	"CREATE TABLE cursors (name TEXT PRIMARY KEY, last_seq INTEGER NOT NULL);",
+	/* 3: the outbox of lib/outbox.c (table notes, one event line a row). */
+	EVK_OUTBOX_SCHEMA "INSERT INTO notes (id, count, lines, format)"
+	" SELECT id, 1, CAST(line || char(10) AS BLOB), 2 FROM outbox ORDER BY id;"
+	"DROP TABLE outbox;",
 };
 
 const char evk_jobs_states[] =
@@ -55,15 +61,10 @@ done(sqlite3_stmt *st)
 }
 
 int
-evk_jobs_open(const char *path, sqlite3 **db, const char **why)
+evk_jobs_open(struct evk_db *db, const char *path)
 {
-	if (evk_store_open(path, db, why) != EVK_OK)
-		return EVK_EIO;
-	if (evk_store_migrate(*db, migrations, 2) != EVK_OK) {
-		*why = sqlite3_errmsg(*db);
-		return EVK_EIO;
-	}
-	return EVK_OK;
+	return evk_db_open(db, path, "jobs.db", true, migrations,
+			   (int)(sizeof(migrations) / sizeof(migrations[0])));
 }
 
 bool

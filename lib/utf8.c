@@ -50,3 +50,31 @@ evk_utf8_valid(const char *str, size_t n)
 	}
 	return true;
 }
+
+bool
+evk_json_no_controls(const char *s, size_t n, size_t *at)
+{
+	bool in_string = false;
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		bool bad;
+		if (in_string) {
+			if (c == '\\' && i + 1 < n && (unsigned char)s[i + 1] >= 0x20)
+				i++; /* an escaped character */
+			else if (c == '"')
+				in_string = false;
+			bad = c < 0x20;
+		} else {
+			if (c == '"')
+				in_string = true;
+			bad = c < 0x20 && c != '\t' && c != '\n' && c != '\r';
+		}
+		if (bad) {
+			if (at)
+				*at = i;
+			return false;
+		}
+	}
+	return true;
+}

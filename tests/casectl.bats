@@ -87,7 +87,7 @@ $stored"
 	local id
 	id=$(jq -r .id <<<"$output")
 	run -65 --separate-stderr cc create '{"agency":"hse","case_reference":"D1","offence_fine":2}'
-	[ "$stderr" = "casectl: case D1 of hse exists (id $id)" ]
+	[ "$stderr" = "casectl create: case D1 of hse exists (id $id)" ]
 	# Refused with an offender new to the database: nothing is written.
 	run -65 --separate-stderr cc create <<<'{"agency":"hse","case_reference":"D1","offender":{"name":"New Firm Ltd"}}'
 	[ "$(sqlite3 "$DB" 'SELECT count(*) FROM offenders')" -eq 0 ]
@@ -274,7 +274,7 @@ ingest_from_fifo() {
 	[ "$(cc outbox list | wc -l)" -eq 0 ]
 	run -2 --separate-stderr cc ingest --batch 0 </dev/null
 	run -2 --separate-stderr cc ingest --batch 1000001 </dev/null
-	[[ $stderr == *"at most 1000000"* ]]
+	[[ $stderr == *"--batch wants a whole number from 1 to 1000000"* ]]
 }
 
 # catches_int PID — true once PID has its own SIGINT handler (a background
@@ -411,7 +411,7 @@ ingest_ended() {
 		PRAGMA user_version = 1;
 	SQL
 	run -0 casectl --db "$old" list
-	[ "$(sqlite3 "$old" 'PRAGMA user_version')" -eq 5 ]
+	[ "$(sqlite3 "$old" 'PRAGMA user_version')" -eq 6 ]
 	run -0 evsub --since 0 -n 4 -W 10 -o tsv 'case:**'
 	run cut -f2,3 <<<"$output"
 	[ "${lines[0]}" = "case:created	create" ] && [ "${lines[1]}" = "case:created:c-1	create" ]
@@ -433,11 +433,33 @@ ingest_ended() {
 	SQL
 	start_hub
 	run -0 cc list
-	[ "$(sqlite3 "$DB" 'PRAGMA user_version')" -eq 5 ]
+	[ "$(sqlite3 "$DB" 'PRAGMA user_version')" -eq 6 ]
 	run -0 evsub --since 0 -n 2 -W 10 'case:**'
 	[ "$(jq -c '[.topic, .ts, .payload.data]' <<<"$output" | paste -sd' ')" = \
 		'["case:created","2026-01-02T03:04:05.000006Z",{"id":"c-3","x":[1,2]}] ["case:created:c-3","2026-01-02T03:04:05.000006Z",{"id":"c-3","x":[1,2]}]' ]
 	[ "$(sqlite3 "$DB" 'SELECT count(*) FROM notes')" -eq 0 ]
+}
+
+@test "an earlier casectl's payload notes (format 3) become event lines once; a damaged row stays damaged" {
+	stop_hub
+	sqlite3 "$DB" <<-'SQL'
+		DROP TABLE outbox_producer;
+		ALTER TABLE notes RENAME TO notifications;
+		PRAGMA user_version = 4;
+		INSERT INTO notifications (count, lines, format) VALUES (2, CAST(
+		  '2026-01-02T03:04:05.000006Z' || char(9) || 'sync' || char(9) || 'synced' || char(9) || 'c-4' || char(9) ||
+		  '{"data":{"id":"c-4"}}' || char(10) AS BLOB), 3);
+		INSERT INTO notifications (count, lines, format) VALUES (2, CAST('not a note' || char(10) AS BLOB), 3);
+	SQL
+	run -0 --separate-stderr cc list
+	[ "$(sqlite3 "$DB" 'SELECT group_concat(format) FROM notes ORDER BY id')" = 2,3 ]
+	[ "$(sqlite3 "$DB" 'SELECT count(*) FROM outbox_producer WHERE length(id) = 32')" -eq 1 ]
+	start_hub
+	run -65 --separate-stderr cc outbox flush
+	[[ $stderr == *"outbox row "*" is damaged"* ]]
+	run -0 evsub --since 0 -n 2 -W 10 'case:**'
+	[ "$(jq -r .topic <<<"$output" | paste -sd' ')" = 'case:synced case:synced:c-4' ]
+	[ "$(hub_status_field head_seq)" -eq 2 ]
 }
 
 @test "hostile values are stored and returned byte for byte; over-long fields are refused clearly" {
@@ -515,4 +537,116 @@ ingest_ended() {
 	[ "$(cc list --since 2000-01-01T00:00:00Z | wc -l)" -eq 1 ]
 	run -65 --separate-stderr cc --max-line 20 create <"$BATS_TEST_TMPDIR/in"
 	[[ $stderr == *"stdin:1: line longer than 20 bytes"* ]]
+}
+
+@test "casectl creates cases.db, its WAL and SHM 0600 whatever the umask" {
+	local db=$BATS_TEST_TMPDIR/private/cases.db
+	(umask 022 && casectl --db "$db" init --admin ann >/dev/null)
+	# watch keeps the database open, so its -wal and -shm stay.
+	(umask 022 && exec casectl --db "$db" watch >"$BATS_TEST_TMPDIR/watch" 2>&1) &
+	BG_PIDS+=($!)
+	wait_for test -s "$BATS_TEST_TMPDIR/watch"
+	wait_file "$db-wal"
+	[ "$(stat -c %a "$db")" = 600 ]
+	[ "$(stat -c %a "$db-wal")" = 600 ]
+	[ "$(stat -c %a "$db-shm")" = 600 ]
+	[ "$(stat -c %a "$BATS_TEST_TMPDIR/private")" = 700 ]
+}
+
+# offered WORDS... — what casectl's bash completion offers for the last word.
+offered() {
+	source "$BATS_TEST_DIRNAME/../completions/casectl.bash"
+	COMP_WORDS=(casectl "$@")
+	COMP_CWORD=$#
+	COMPREPLY=()
+	_casectl
+	printf '%s\n' "${COMPREPLY[@]}" | sort | paste -sd' '
+}
+
+@test "casectl's usage and completion come from its command table: every command, sort column and role" {
+	[ "$(offered '')" = "create destroy get ingest init list outbox sync update user watch" ]
+	[ "$(offered user '')" = "add list" ]
+	[ "$(offered outbox '')" = "flush list" ]
+	[ "$(offered list --sort '')" = "case_reference inserted_at last_synced_at offence_action_date offence_costs offence_fine updated_at" ]
+	[ "$(offered user add x --role '')" = "admin editor viewer" ]
+	run -0 casectl --help
+	local k
+	for k in $(casectl --complete-words commands); do
+		grep -q "^  $k" <<<"$output" || fail "usage lacks $k"
+	done
+}
+
+@test "casectl list --since refuses what is not a date, clearly, with the usage status" {
+	local bad
+	for bad in zzz 2024-13-45 2024-02-30 2024-03-01T25:00:00Z ''; do
+		run -2 --separate-stderr cc list --since "$bad"
+		[[ $stderr == *"--since: '$bad' is not a date"* ]] || fail "$bad: $stderr"
+	done
+	cc create '{"agency":"hse","case_reference":"S1"}' >/dev/null
+	run -0 cc list --since 2000-01-01
+	[ "${#lines[@]}" -eq 1 ]
+	run -0 cc list --since 2999-01-01T00:00:00Z
+	[ "${#lines[@]}" -eq 0 ]
+}
+
+@test "an offence_action_date that is not a date is rejected with its reason, the rest ingested" {
+	run -65 --separate-stderr cc ingest <<-'EOF2'
+	{"agency":"hse","case_reference":"D1","offence_action_date":"not a date"}
+	{"agency":"hse","case_reference":"D2","offence_action_date":"2024-02-29"}
+	{"agency":"hse","case_reference":"D3","offence_action_date":"2024-13-45"}
+	EOF2
+	[[ $stderr == *"stdin:1: 'offence_action_date' is not a date"* ]]
+	[[ $stderr == *"stdin:3: 'offence_action_date' is not a date"* ]]
+	[[ $stderr == *"1 created, 0 synced, 2 rejected"* ]]
+	run -0 cc list
+	[ "$(jq -r .case_reference <<<"$output")" = D2 ]
+	run -65 --separate-stderr cc create '{"agency":"hse","case_reference":"D4","offence_action_date":"tomorrow"}'
+	run -65 --separate-stderr cc update "$(cc list | jq -r .id)" '{"offence_action_date":"x"}'
+}
+
+@test "a string holding \\u0000 is refused with its reason, never stored cut short" {
+	run -65 --separate-stderr cc ingest <<-'EOF2'
+	{"agency":"hse","case_reference":"A\u0000B"}
+	{"agency":"hse","case_reference":"N2","offence_result":"lit\\u0000eral"}
+	EOF2
+	[[ $stderr == *"stdin:1: a string holds a NUL character"* ]]
+	[[ $stderr == *"1 created, 0 synced, 1 rejected"* ]]
+	run -0 cc list
+	[ "$(jq -r '[.case_reference, .offence_result] | join(" ")' <<<"$output")" = 'N2 lit\u0000eral' ]
+	run -65 --separate-stderr cc create '{"agency":"hse","case_reference":"A\u0000B"}'
+	[[ $stderr == *"NUL character"* ]]
+	run -65 --separate-stderr cc update "$(cc list | jq -r .id)" '{"offence_result":"x\u0000y"}'
+	[[ $stderr == *"NUL character"* ]]
+	[ "$(cc list | jq -r .case_reference)" = N2 ]
+}
+
+@test "casectl create - reads JSON lines on stdin; casectl ingest FILE reads the file" {
+	cases 2 1 | cc create - >"$BATS_TEST_TMPDIR/out"
+	[ "$(jq -r .case_reference "$BATS_TEST_TMPDIR/out" | paste -sd' ')" = "R1 R2" ]
+	cases 3 2 >"$BATS_TEST_TMPDIR/in.jsonl"
+	run -0 --separate-stderr cc ingest "$BATS_TEST_TMPDIR/in.jsonl" </dev/null
+	[ "$stderr" = "casectl: ingested 3: 2 created, 1 synced, 0 rejected" ]
+	printf '{"agency":"hse"}\n' >"$BATS_TEST_TMPDIR/bad.jsonl"
+	run -65 --separate-stderr cc ingest "$BATS_TEST_TMPDIR/bad.jsonl"
+	[[ $stderr == "casectl ingest: $BATS_TEST_TMPDIR/bad.jsonl:1: 'agency' and 'case_reference' are required"* ]]
+	run -74 --separate-stderr cc ingest "$BATS_TEST_TMPDIR/nope"
+	[[ $stderr == "casectl ingest: cannot open '$BATS_TEST_TMPDIR/nope'"* ]]
+	cases 1 9 | cc ingest - 2>/dev/null
+	[ "$(cc list | jq -r .case_reference | sort | paste -sd' ')" = "R1 R2 R3 R4 R9" ]
+}
+
+@test "casectl init refuses an empty admin name before it creates anything" {
+	local db=$BATS_TEST_TMPDIR/empty.db
+	run -2 --separate-stderr casectl --db "$db" init --admin ""
+	[[ $stderr == *"--admin: the name is empty"* ]]
+	[ ! -e "$db" ]
+}
+
+@test "casectl list --sort with an unknown column lists the valid ones; subcommand errors name the subcommand" {
+	run -2 --separate-stderr cc list --sort bogus
+	[ "$stderr" = "casectl: cannot sort by 'bogus' (inserted_at, updated_at, offence_action_date, offence_fine, offence_costs, case_reference, last_synced_at)" ]
+	run -1 --separate-stderr cc get nope
+	[ "$stderr" = "casectl get: no case 'nope'" ]
+	run -65 --separate-stderr cc ingest <<<'not json'
+	[[ $stderr == "casectl ingest: stdin:1: invalid JSON"* ]]
 }

@@ -2,6 +2,10 @@
 # evbusd: the hub — numbering, the durable log, retention, daemon life cycle.
 load helpers
 
+# On NATS the hub is nats-server: the tests of evbusd itself (its options,
+# store file, status figures, protocol and life cycle) are skipped there,
+# each saying so; the bus's promises (seq across restarts, replay, nothing
+# acknowledged lost) run on both.
 teardown() { stop_all; }
 
 # events N [TOPIC] — N JSON-lines events on stdout.
@@ -14,6 +18,7 @@ events() {
 }
 
 @test "evbusd --daemon returns once accepting; the pidfile names it; SIGTERM removes it" {
+	evbusd_only "a test of the evbusd program itself"
 	start_hub
 	run -0 evpub a b
 	[ "$HUB_PID" -gt 1 ]
@@ -25,6 +30,7 @@ events() {
 }
 
 @test "evbusd in the foreground exits 0 on SIGTERM and on SIGINT" {
+	evbusd_only "a test of the evbusd program itself"
 	export EVBUS_URL="ipc://$BATS_TEST_TMPDIR/bus"
 	local sig
 	for sig in TERM INT; do
@@ -39,6 +45,7 @@ events() {
 }
 
 @test "evbusd --status prints the hub's figures as JSON" {
+	evbusd_only "a test of the evbusd program itself"
 	start_hub
 	events 3 | evpub
 	run -0 evbusd --status
@@ -47,6 +54,7 @@ events() {
 }
 
 @test "evbusd --status exits 69 naming the address when no hub runs" {
+	evbusd_only "a test of the evbusd program itself"
 	run -69 --separate-stderr evbusd --status --bus "ipc://$BATS_TEST_TMPDIR/none"
 	assert [ -z "$output" ]
 	[[ $stderr == *"ipc://$BATS_TEST_TMPDIR/none"* ]]
@@ -78,6 +86,7 @@ events() {
 }
 
 @test "a log of evbusd 0.1 (a row per event) is upgraded: its events replay and seq goes on" {
+	evbusd_only "a test of the evbusd program itself"
 	sqlite3 "$BATS_TEST_TMPDIR/bus.db" <<-'SQL'
 		CREATE TABLE events (seq INTEGER PRIMARY KEY, line BLOB NOT NULL);
 		CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -100,6 +109,7 @@ events() {
 }
 
 @test "evbusd --memory keeps no file and starts from seq 1 each time" {
+	evbusd_only "a test of the evbusd program itself"
 	start_hub --memory
 	events 4 | evpub
 	[ "$(hub_status_field head_seq)" -eq 4 ]
@@ -112,6 +122,7 @@ events() {
 }
 
 @test "evbusd --retain N keeps about the newest N events" {
+	evbusd_only "a test of the evbusd program itself"
 	start_hub --retain 100
 	events 1000 | evpub
 	local head oldest
@@ -127,6 +138,7 @@ events() {
 }
 
 @test "evbusd --retain and --bus reject bad values with 2" {
+	evbusd_only "a test of the evbusd program itself"
 	run -2 --separate-stderr evbusd --memory --retain 0
 	[[ $stderr == *"--retain"* ]]
 	run -2 evbusd --memory --retain x
@@ -136,6 +148,7 @@ events() {
 }
 
 @test "a second hub on the same address is refused with 69" {
+	evbusd_only "a test of the evbusd program itself"
 	start_hub
 	run -69 --separate-stderr evbusd --memory
 	[[ $stderr == *"$EVBUS_URL"* ]]
@@ -143,6 +156,7 @@ events() {
 }
 
 @test "a second hub on the same store is refused with 69" {
+	evbusd_only "a test of the evbusd program itself"
 	start_hub
 	run -69 --separate-stderr evbusd --bus "ipc://$BATS_TEST_TMPDIR/other" --store "$HUB_STORE"
 	[[ $stderr == *"in use"* ]]
@@ -150,6 +164,7 @@ events() {
 }
 
 @test "evbusd exits 69 naming the store when it cannot be opened" {
+	evbusd_only "a test of the evbusd program itself"
 	: >"$BATS_TEST_TMPDIR/file"
 	run -69 --separate-stderr evbusd --bus "ipc://$BATS_TEST_TMPDIR/bus" \
 		--store "$BATS_TEST_TMPDIR/file/bus.db"
@@ -157,6 +172,7 @@ events() {
 }
 
 @test "without --bus or EVBUS_URL the hub uses a private 0700 directory" {
+	evbusd_only "a test of the evbusd program itself"
 	unset EVBUS_URL
 	export XDG_RUNTIME_DIR="$BATS_TEST_TMPDIR/run" XDG_STATE_HOME="$BATS_TEST_TMPDIR/state"
 	mkdir -m 0700 "$XDG_RUNTIME_DIR"
@@ -220,6 +236,7 @@ gen_halves() {
 }
 
 @test "evpub learns at once that the hub died: exit 69, not a wait for the ack timeout" {
+	evbusd_only "on NATS the client reconnects (to a cluster's other servers) and waits for PubAcks up to the ack timeout"
 	start_hub
 	mkfifo "$BATS_TEST_TMPDIR/in"
 	bg_to "$BATS_TEST_TMPDIR/in" yes '{"topic":"t:a","event":"tick","payload":{"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}}'
@@ -255,6 +272,7 @@ raw() {
 }
 
 @test "evbusd answers hostile requests with an error and keeps serving" {
+	evbusd_only "a test of the evbusd program itself"
 	start_hub
 	run -0 raw ''
 	assert_output --partial 'E '
@@ -287,6 +305,7 @@ raw() {
 }
 
 @test "after a refused frame the hub refuses the connection's later frames; a new connection is served" {
+	evbusd_only "a test of the evbusd program itself"
 	start_hub
 	printf 'Pnot json\n' >"$BATS_TEST_TMPDIR/bad"
 	printf 'P{"ts":"2026-01-01T00:00:00.000000Z","topic":"a","event":"b","payload":{}}\n' >"$BATS_TEST_TMPDIR/good"
@@ -314,6 +333,7 @@ raw() {
 }
 
 @test "a replay request for a huge count is served in bounded pieces" {
+	evbusd_only "a test of the evbusd program itself"
 	start_hub
 	yes '{"topic":"t","event":"e","payload":{}}' | head -n 5000 | evpub
 	run -0 raw 'R\000\000\000\000\000\000\000\000\377\377\377\377'

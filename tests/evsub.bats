@@ -116,7 +116,8 @@ publish() {
 	run -0 jq -s -c 'map(.i) == [range(1;200001)]' "$BATS_TEST_TMPDIR/out"
 	assert_output true
 	# The fan-out dropped frames while it was stopped; the log filled them in.
-	(($(hub_status_field refilled_events) > 0))
+	# (On NATS the consumer's flow control holds the server back instead.)
+	on_nats || (($(hub_status_field refilled_events) > 0))
 }
 
 @test "evsub reports a range no longer retained once on stderr and goes on" {

@@ -285,3 +285,34 @@ workflow:wf1 workflow_completed "
 	run -124 --separate-stderr ew wait --workflow never --timeout 0.2
 	[ "$stderr" = "evworker: timed out: 1 of 1 job not ended" ]
 }
+
+@test "evworker creates jobs.db, its WAL and SHM 0600 whatever the umask" {
+	(umask 022 && exec evworker --db "$DB" on --ready-file "$T/ready" 'never:*' -- true >/dev/null 2>&1) &
+	BG_PIDS+=($!)
+	wait_file "$T/ready"
+	wait_file "$DB-wal"
+	[ "$(stat -c %a "$DB")" = 600 ]
+	[ "$(stat -c %a "$DB-wal")" = 600 ]
+	[ "$(stat -c %a "$DB-shm")" = 600 ]
+}
+
+@test "events an earlier evworker left in its outbox go out once, in order, after the upgrade" {
+	ew enqueue -- true >/dev/null
+	# The queue as evworker wrote it before schema 3, two events pending.
+	sqlite3 "$DB" <<-'SQL'
+		DROP TABLE notes;
+		DROP TABLE outbox_producer;
+		CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, line TEXT NOT NULL);
+		INSERT INTO outbox (line) VALUES
+		  ('{"ts":"2026-01-02T03:04:05.000006Z","topic":"old:one","event":"e","payload":{"n":1}}'),
+		  ('{"ts":"2026-01-02T03:04:06.000006Z","topic":"old:two","event":"e","payload":{"n":2}}');
+		DELETE FROM jobs;
+		PRAGMA user_version = 2;
+	SQL
+	run -0 ew run --drain
+	[ "$(sqlite3 "$DB" 'PRAGMA user_version')" -eq 3 ]
+	[ "$(sqlite3 "$DB" 'SELECT count(*) FROM notes')" -eq 0 ]
+	[ "$(hub_status_field head_seq)" -eq 2 ]
+	run -0 evsub --since 0 -n 2 -W 10 'old:*'
+	[ "$(jq -r .topic <<<"$output" | paste -sd' ')" = 'old:one old:two' ]
+}

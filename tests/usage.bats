@@ -85,8 +85,8 @@ complete_words() {
 }
 
 # The programs whose usage errors follow git and mosquitto: one line that
-# says what is wrong, then where to look (casectl follows once it is split).
-switched() { echo evpub evsub evbusd evworker widgetd; }
+# says what is wrong, then where to look.
+switched() { echo evpub evsub evbusd evworker widgetd casectl; }
 
 @test "a usage error is one line and a --help hint, not the whole usage" {
 	for p in $(switched); do

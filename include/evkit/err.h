@@ -31,6 +31,7 @@ enum evk_err {
 	EVK_ECLOSED,     /* connection lost */
 	EVK_ETOOLONG,    /* over a size limit */
 	EVK_EINTR,       /* interrupted by a signal */
+	EVK_EPERM,       /* permission denied (socket, file, certificate) */
 };
 
 /* A static description of an evk_err code. */
@@ -47,6 +48,11 @@ const char *evk_progname(void);
 void evk_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Print like evk_warn, then exit with status. */
+/* Reports that the hub at url cannot be reached (err from lib/bus.c) and
+ * exits: "permission denied" with 77 for EVK_EPERM (a socket or directory
+ * of another user, a refused certificate), else "no hub" with 69. */
+void evk_die_hub(const char *url, int err) __attribute__((noreturn));
+
 void evk_die(int status, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3), noreturn));
 

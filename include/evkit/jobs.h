@@ -17,8 +17,11 @@
 
 #define EVK_JOBS_ID_MAX 100 /* bytes of a workflow or resource id */
 
-/* Opens (creating) the queue at path and brings its schema up to date. */
-int evk_jobs_open(const char *path, sqlite3 **db, const char **why);
+/* Opens (creating, 0600) the queue at path (NULL: the default
+ * $XDG_STATE_HOME/evkit/jobs.db) and brings its schema up to date, with
+ * evk_db_open's errors (EVK_EINVAL: no path and no default). */
+struct evk_db;
+int evk_jobs_open(struct evk_db *db, const char *path);
 
 /* True for one of the seven states; evk_jobs_states lists them. */
 bool evk_jobs_state_valid(const char *state);

@@ -6,6 +6,7 @@
 
 #include "check.h"
 
+#include <cjson/cJSON.h>
 #include <string.h>
 
 static const struct {
@@ -181,6 +182,25 @@ main(void)
 	CHECK(evk_event_scan(&ev, with_seq, strlen(with_seq)) == EVK_OK && ev.seq == 7,
 	      "built line scans");
 
+	/* Numbers keep their value when the payload is printed again (with
+	 * a ts, the line is rebuilt): cJSON's 15 digits lost the last bits
+	 * of 1.0000000000000002 (found by tests/fuzz). */
+	{
+		const char *in = "{\"topic\":\"t\",\"event\":\"e\",\"ts\":\"2026-01-01T00:00:00Z\","
+				 "\"payload\":{\"x\":1.0000000000000002,\"y\":[0.1,5.8888888888888888e55,3]}}";
+		evk_buf_reset(&out);
+		CHECK(evk_event_from_json(&out, in, strlen(in), why, sizeof(why)) == EVK_OK, "%s", why);
+		CHECK(strstr(out.p, "\"payload\":{\"x\":1.0000000000000002,\"y\":[0.1,5.888888888888889e+55,3]}") != NULL,
+		      "exact numbers: %s", out.p);
+		const char *n = "1.0000000000000002";
+		evk_buf_reset(&out);
+		cJSON *num = cJSON_Parse(n);
+		CHECK(num && evk_event_build(&out, NULL, "t", "e", num, NULL) == EVK_OK &&
+			      strstr(out.p, "\"payload\":1.0000000000000002}") != NULL,
+		      "exact number payload: %s", out.p);
+		cJSON_Delete(num);
+	}
+
 	/* UTF-8 */
 	CHECK(evk_utf8_valid("plain ascii text, long enough", 29), "ascii");
 	CHECK(evk_utf8_valid("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 9), "multi-byte");
@@ -188,6 +208,15 @@ main(void)
 	CHECK(!evk_utf8_valid("\xed\xa0\x80", 3), "surrogate");
 	CHECK(!evk_utf8_valid("\xf4\x90\x80\x80", 4), "above U+10FFFF");
 	CHECK(!evk_utf8_valid("abcdefg\xc3", 8), "truncated");
+
+	/* Raw control bytes in JSON text (found by tests/fuzz). */
+	size_t at = 0;
+	CHECK(evk_json_no_controls("{\"a\":\t[1,\r\n2]}", 14, NULL), "JSON white space");
+	CHECK(evk_json_no_controls("\"a\\\"\\t\"", 7, NULL), "escapes");
+	CHECK(!evk_json_no_controls("\"a\tb\"", 5, &at) && at == 2, "TAB in a string");
+	CHECK(!evk_json_no_controls("{}\f", 3, &at) && at == 2, "form feed outside");
+	CHECK(!evk_json_no_controls("\"\\\x01\"", 4, &at) && at == 2, "escaped control byte");
+	CHECK(!evk_json_no_controls("1\0", 2, &at) && at == 1, "NUL");
 
 	/* JSON strings: runs copied whole, each escape in place. */
 	static const struct {

@@ -1,5 +1,6 @@
 /* lib/jobs.c on an in-memory queue: states, dates, backoff, steps, and a
  * job's way from insert through claim to its end, as wait sees it. */
+#include "evkit/db.h"
 #include "evkit/err.h"
 #include "evkit/event.h"
 #include "evkit/jobs.h"
@@ -54,13 +55,14 @@ test_steps_argv(void)
 static void
 test_lifecycle(void)
 {
+	struct evk_db jobs;
 	sqlite3 *db;
-	const char *why;
 	int64_t a, b, c;
 	int total, pending, failed;
 	volatile sig_atomic_t stop = 0;
 
-	CHECK(evk_jobs_open(":memory:", &db, &why) == EVK_OK, "open");
+	CHECK(evk_jobs_open(&jobs, ":memory:") == EVK_OK, "open");
+	db = jobs.sq;
 	struct evk_job_spec s = { .queue = "q", .steps = "[{\"name\":\"a\",\"run\":[\"true\"]}]",
 				  .workflow = "wf", .max_attempts = 1, .due_ms = evk_wall_ms() };
 	evk_store_begin(db);
@@ -114,8 +116,7 @@ test_lifecycle(void)
 	      "a job as JSON: output, RFC 3339 scheduled_at, steps parsed");
 	cJSON_Delete(job);
 	CHECK(evk_jobs_get(db, 9, false, &job) == EVK_EINVAL && job == NULL, "get: no job 9");
-	evk_store_stmt_release_all();
-	sqlite3_close(db);
+	evk_db_close(&jobs);
 }
 
 int

@@ -1,0 +1,40 @@
+/* TLS with client certificates for tls+tcp:// bus addresses (nng's TLS
+ * transport, mbedTLS in Debian's nng). The settings are the process's:
+ * --tls-cert/--tls-key/--tls-ca, else $EVBUS_TLS_CERT/KEY/CA. */
+#ifndef EVKIT_TLS_H
+#define EVKIT_TLS_H
+
+#include <getopt.h>
+#include <nng/nng.h>
+#include <stdbool.h>
+
+/* The long options every program that takes --bus accepts; handle them
+ * with `case EVK_OPT_TLS_CERT: case EVK_OPT_TLS_KEY: case EVK_OPT_TLS_CA:
+ * evk_tls_option(c, optarg); break;`. */
+enum { EVK_OPT_TLS_CERT = 0x7c01, EVK_OPT_TLS_KEY, EVK_OPT_TLS_CA };
+#define EVK_TLS_LONGOPTS                                              \
+	{ "tls-cert", required_argument, NULL, EVK_OPT_TLS_CERT },    \
+	{ "tls-key", required_argument, NULL, EVK_OPT_TLS_KEY },      \
+	{ "tls-ca", required_argument, NULL, EVK_OPT_TLS_CA }
+#define EVK_TLS_USAGE                                                           \
+	"  --tls-cert FILE --tls-key FILE --tls-ca FILE\n"                    \
+	"                  certificate, key and CA for tls+tcp:// addresses\n" \
+	"                  (default $EVBUS_TLS_CERT, $EVBUS_TLS_KEY, $EVBUS_TLS_CA)\n"
+
+/* Records one of the options above (the file is read when used). */
+void evk_tls_option(int opt, const char *file);
+
+/* True when url is a tls+tcp:// address. */
+bool evk_tls_url(const char *url);
+
+/* Dials url on s as nng_dial(s, url, NULL, flags) does, with this
+ * process's certificate, key and CA for a tls+tcp:// url (the hub's
+ * certificate must be signed by the CA). Returns an nng error. */
+int evk_tls_dial(nng_socket s, const char *url, int flags);
+
+/* Sets up listener l (created on a tls+tcp:// url) to require a client
+ * certificate signed by the CA, presenting this process's certificate.
+ * An nng error, with *why naming the missing setting when one is. */
+int evk_tls_listener(nng_listener l, const char **why);
+
+#endif

@@ -1,0 +1,252 @@
+/* include/evkit/bus.h: picks the implementation by the URL's scheme,
+ * nats:// for NATS JetStream (lib/bus_nats.c), anything else for evbusd
+ * (lib/bus.c). Programs never know which one they talk to. */
+#include "evkit/bus.h"
+
+#include "bus_impl.h"
+
+#include "evkit/err.h"
+#include "evkit/limits.h"
+
+#include <cjson/cJSON.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bool
+is_nats(const char *url)
+{
+	return strncmp(url, EVK_NATS_SCHEME, sizeof(EVK_NATS_SCHEME) - 1) == 0;
+}
+
+int
+evk_bus_resolve(const char *opt, char *url, size_t n, const char **why)
+{
+	const char *env = getenv("EVBUS_URL");
+	const char *dummy;
+
+	if (why == NULL)
+		why = &dummy;
+	if (opt == NULL && env != NULL && *env != '\0')
+		opt = env;
+	if (opt == NULL || !is_nats(opt))
+		return evk_nng_bus_resolve(opt, url, n, why);
+	if (evk_nats_url_check(opt, why) != EVK_OK)
+		return EVK_EINVAL;
+	if (strlen(opt) >= n) {
+		*why = "address too long";
+		return EVK_EINVAL;
+	}
+	strcpy(url, opt);
+	return EVK_OK;
+}
+
+int
+evk_bus_fanout_url(const char *url, char *out, size_t n)
+{
+	if (is_nats(url))
+		return EVK_EINVAL; /* evbusd's own addresses only */
+	return evk_nng_bus_fanout_url(url, out, n);
+}
+
+/* ---- publishing ---- */
+
+struct evk_pub {
+	struct evk_nng_pub *nng;
+	struct evk_nats_pub *nats;
+	struct evk_buf scratch;
+	uint64_t last_seq; /* the one-shot evk_publish's */
+};
+
+int
+evk_pub_open(struct evk_pub **out, const char *url, evk_ack_fn on_ack, void *arg)
+{
+	struct evk_pub *p = calloc(1, sizeof(*p));
+	int rv;
+
+	if (p == NULL)
+		return EVK_ENOMEM;
+	if (is_nats(url))
+		rv = evk_nats_pub_open(&p->nats, url, on_ack, arg);
+	else
+		rv = evk_nng_pub_open(&p->nng, url, on_ack, arg);
+	if (rv != EVK_OK) {
+		free(p);
+		return rv;
+	}
+	p->scratch = (struct evk_buf)EVK_BUF_INIT(EVK_FRAME_MAX - 64);
+	*out = p;
+	return EVK_OK;
+}
+
+int
+evk_pub_add(struct evk_pub *p, const char *line, size_t len)
+{
+	return p->nats ? evk_nats_pub_add(p->nats, line, len)
+		       : evk_nng_pub_add(p->nng, line, len);
+}
+
+int
+evk_pub_event(struct evk_pub *p, const char *topic, const char *event,
+	      const cJSON *payload)
+{
+	evk_buf_reset(&p->scratch);
+	int rv = evk_event_build(&p->scratch, NULL, topic, event, payload, NULL);
+	if (rv != EVK_OK)
+		return rv;
+	return evk_pub_add(p, p->scratch.p, p->scratch.len);
+}
+
+int
+evk_pub_flush(struct evk_pub *p)
+{
+	return p->nats ? evk_nats_pub_flush(p->nats) : evk_nng_pub_flush(p->nng);
+}
+
+int
+evk_pub_sync(struct evk_pub *p)
+{
+	return p->nats ? evk_nats_pub_sync(p->nats) : evk_nng_pub_sync(p->nng);
+}
+
+uint64_t
+evk_pub_acked(const struct evk_pub *p)
+{
+	return p->nats ? evk_nats_pub_acked(p->nats) : evk_nng_pub_acked(p->nng);
+}
+
+uint64_t
+evk_pub_last_seq(const struct evk_pub *p)
+{
+	return p->nats ? evk_nats_pub_last_seq(p->nats) : evk_nng_pub_last_seq(p->nng);
+}
+
+void
+evk_pub_close(struct evk_pub *p)
+{
+	if (p == NULL)
+		return;
+	if (p->nats)
+		evk_nats_pub_close(p->nats);
+	else
+		evk_nng_pub_close(p->nng);
+	evk_buf_release(&p->scratch);
+	free(p);
+}
+
+int
+evk_publish(const char *url, const char *topic, const char *event,
+	    const cJSON *payload, uint64_t *seq)
+{
+	struct evk_pub *p;
+	int rv = evk_pub_open(&p, url, NULL, NULL);
+	if (rv != EVK_OK)
+		return rv;
+	if ((rv = evk_pub_event(p, topic, event, payload)) == EVK_OK &&
+	    (rv = evk_pub_sync(p)) == EVK_OK && seq)
+		*seq = evk_pub_last_seq(p);
+	evk_pub_close(p);
+	return rv;
+}
+
+/* ---- subscribing ---- */
+
+struct evk_sub {
+	struct evk_nng_sub *nng;
+	struct evk_nats_sub *nats;
+};
+
+int
+evk_sub_open(struct evk_sub **out, const char *url, int64_t since)
+{
+	struct evk_sub *s = calloc(1, sizeof(*s));
+	int rv;
+
+	if (s == NULL)
+		return EVK_ENOMEM;
+	if (is_nats(url))
+		rv = evk_nats_sub_open(&s->nats, url, since);
+	else
+		rv = evk_nng_sub_open(&s->nng, url, since);
+	if (rv != EVK_OK) {
+		free(s);
+		return rv;
+	}
+	*out = s;
+	return EVK_OK;
+}
+
+int
+evk_sub_next(struct evk_sub *s, struct evk_event *ev, int timeout_ms)
+{
+	return s->nats ? evk_nats_sub_next(s->nats, ev, timeout_ms)
+		       : evk_nng_sub_next(s->nng, ev, timeout_ms);
+}
+
+bool
+evk_sub_buffered(const struct evk_sub *s)
+{
+	return s->nats ? evk_nats_sub_buffered(s->nats) : evk_nng_sub_buffered(s->nng);
+}
+
+void
+evk_sub_gap(const struct evk_sub *s, uint64_t *from, uint64_t *to)
+{
+	if (s->nats)
+		evk_nats_sub_gap(s->nats, from, to);
+	else
+		evk_nng_sub_gap(s->nng, from, to);
+}
+
+void
+evk_sub_report_gap(const struct evk_sub *s)
+{
+	uint64_t from, to;
+	evk_sub_gap(s, &from, &to);
+	if (from == to)
+		evk_warn("gap: event %llu is no longer retained", (unsigned long long)from);
+	else
+		evk_warn("gap: events %llu-%llu are no longer retained",
+			 (unsigned long long)from, (unsigned long long)to);
+}
+
+uint64_t
+evk_sub_start_head(const struct evk_sub *s)
+{
+	return s->nats ? evk_nats_sub_start_head(s->nats)
+		       : evk_nng_sub_start_head(s->nng);
+}
+
+uint64_t
+evk_sub_malformed(const struct evk_sub *s)
+{
+	return s->nats ? evk_nats_sub_malformed(s->nats)
+		       : evk_nng_sub_malformed(s->nng);
+}
+
+uint64_t
+evk_sub_refilled(const struct evk_sub *s)
+{
+	/* JetStream's consumer never drops, so nothing is refilled there. */
+	return s->nats ? 0 : evk_nng_sub_refilled(s->nng);
+}
+
+void
+evk_sub_close(struct evk_sub *s)
+{
+	if (s == NULL)
+		return;
+	if (s->nats)
+		evk_nats_sub_close(s->nats);
+	else
+		evk_nng_sub_close(s->nng);
+	free(s);
+}
+
+int
+evk_bus_status(const char *url, char **json)
+{
+	return is_nats(url) ? evk_nats_bus_status(url, json)
+			    : evk_nng_bus_status(url, json);
+}

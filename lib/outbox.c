@@ -1,0 +1,547 @@
+/* The transactional outbox (include/evkit/outbox.h): rows of notes
+ * recorded with the change, delivered in order, each line once. */
+#include "evkit/outbox.h"
+
+#include "evkit/bus.h"
+#include "evkit/err.h"
+#include "evkit/limits.h"
+#include "evkit/store.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define OUTBOX_CHUNK 4096 /* rows per delivery round */
+
+/* The thread that sends a committed row while the writer goes on; it
+ * touches neither the database nor the outbox, only its own copy of the
+ * notes, its scratch and the hub connection. */
+struct sender {
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct evk_pub *pub;
+	evk_outbox_expand_fn expand;
+	struct evk_buf notes, scratch[2];
+	sqlite3_int64 row;
+	int format;
+	bool busy, stop;
+	int rv;
+	uint64_t acked; /* lines of the last row the hub acknowledged */
+};
+
+struct evk_outbox {
+	sqlite3 *db;
+	char url[EVK_URL_MAX];
+	evk_outbox_expand_fn expand;
+	struct evk_pub *pub;         /* flush's connection, kept while it works */
+	struct evk_buf scratch[2];   /* the caller's thread's */
+	struct sender *sender;       /* delivering as it goes, or NULL */
+	sqlite3_int64 sent_row;      /* the row handed to the sender, or 0 */
+	char err[256];
+};
+
+/* An outbox row in a delivery round: lines the hub had acknowledged
+ * before (sent), lines given to the publisher now, and whether all of
+ * the rest were. */
+struct round_row {
+	sqlite3_int64 id;
+	long sent, added;
+	bool whole;
+};
+
+static int
+fail(struct evk_outbox *ob, const char *what)
+{
+	snprintf(ob->err, sizeof(ob->err), "%s: %s", what, sqlite3_errmsg(ob->db));
+	return EVK_EIO;
+}
+
+const char *
+evk_outbox_error(const struct evk_outbox *ob)
+{
+	return ob->err;
+}
+
+/* ---- a row's event lines ---- */
+
+/* The line callback of a row walk: lines before skip are counted, not
+ * passed on; fn's own error is kept apart from damage. */
+struct walk {
+	sqlite3_int64 row;
+	long index, skip;
+	evk_outbox_line_fn fn;
+	void *arg;
+	int fn_rv;
+};
+
+static int
+walk_line(void *arg, const char *line, size_t len)
+{
+	struct walk *w = arg;
+	long i = w->index++;
+	if (i < w->skip)
+		return EVK_OK;
+	return w->fn_rv = w->fn(w->arg, line, len, EVK_OUTBOX_SEQ(w->row, i));
+}
+
+/* Calls fn on each event line of a row, oldest first, skipping the
+ * first skip; returns fn's first error. A row whose notes cannot be read
+ * is EVK_EPROTO with *damaged set. */
+static int
+each_line(evk_outbox_expand_fn expand, struct evk_buf scratch[2], sqlite3_int64 row,
+	  const char *blob, size_t len, int format, long skip, evk_outbox_line_fn fn,
+	  void *arg, bool *damaged)
+{
+	struct walk w = { .row = row, .skip = skip, .fn = fn, .arg = arg };
+	*damaged = false;
+	if (format != EVK_OUTBOX_LINES && expand == NULL)
+		goto bad_row;
+	for (const char *p = blob, *end = blob + len; p < end;) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		int rv;
+		if (nl == NULL)
+			goto bad_row;
+		if (format == EVK_OUTBOX_LINES)
+			rv = walk_line(&w, p, (size_t)(nl - p));
+		else
+			rv = expand(format, p, (size_t)(nl - p), scratch, walk_line, &w);
+		if (rv != EVK_OK && w.fn_rv == EVK_OK && rv == EVK_EPROTO)
+			goto bad_row;
+		if (rv != EVK_OK)
+			return rv;
+		p = nl + 1;
+	}
+	return EVK_OK;
+bad_row:
+	*damaged = true;
+	return EVK_EPROTO;
+}
+
+/* ---- opening ---- */
+
+int
+evk_outbox_open(struct evk_outbox **out, sqlite3 *db, const char *url,
+		evk_outbox_expand_fn expand)
+{
+	struct evk_outbox *ob = calloc(1, sizeof(*ob));
+	*out = NULL;
+	if (ob == NULL)
+		return EVK_ENOMEM;
+	if (strlen(url) >= sizeof(ob->url)) {
+		free(ob);
+		return EVK_EINVAL;
+	}
+	ob->db = db;
+	strcpy(ob->url, url);
+	ob->expand = expand;
+	for (int i = 0; i < 2; i++)
+		ob->scratch[i] = (struct evk_buf)EVK_BUF_INIT(0);
+	*out = ob;
+	return EVK_OK;
+}
+
+void
+evk_outbox_close(struct evk_outbox *ob)
+{
+	if (ob == NULL)
+		return;
+	evk_outbox_live_stop(ob);
+	evk_pub_close(ob->pub);
+	for (int i = 0; i < 2; i++)
+		evk_buf_release(&ob->scratch[i]);
+	free(ob);
+}
+
+int
+evk_outbox_producer(struct evk_outbox *ob, char id[EVK_OUTBOX_PRODUCER_LEN + 1])
+{
+	sqlite3_stmt *st = evk_store_stmt(ob->db, "SELECT id FROM outbox_producer");
+	int rv = EVK_EIO;
+	if (st == NULL)
+		return fail(ob, "cannot read the outbox's producer id");
+	if (sqlite3_step(st) == SQLITE_ROW &&
+	    sqlite3_column_bytes(st, 0) == EVK_OUTBOX_PRODUCER_LEN) {
+		memcpy(id, sqlite3_column_text(st, 0), EVK_OUTBOX_PRODUCER_LEN + 1);
+		rv = EVK_OK;
+	} else {
+		fail(ob, "cannot read the outbox's producer id");
+	}
+	sqlite3_reset(st);
+	return rv;
+}
+
+int
+evk_outbox_record(struct evk_outbox *ob, int format, const char *notes, size_t len, long count,
+		  sqlite3_int64 *row)
+{
+	sqlite3_stmt *st =
+		evk_store_stmt(ob->db, "INSERT INTO notes (count, lines, format) VALUES (?, ?, ?)");
+	if (st == NULL)
+		return fail(ob, "cannot write the outbox");
+	sqlite3_bind_int64(st, 1, count);
+	sqlite3_bind_int(st, 3, format);
+	int rv = sqlite3_bind_blob64(st, 2, notes, len, SQLITE_STATIC) == SQLITE_OK &&
+			 sqlite3_step(st) == SQLITE_DONE
+		 ? EVK_OK
+		 : fail(ob, "cannot write the outbox");
+	sqlite3_reset(st);
+	if (rv == EVK_OK && row)
+		*row = sqlite3_last_insert_rowid(ob->db);
+	return rv;
+}
+
+/* ---- delivery ---- */
+
+/* Runs st (bound, no rows) and resets it. */
+static int
+run(struct evk_outbox *ob, sqlite3_stmt *st, const char *what)
+{
+	int rv = sqlite3_step(st) == SQLITE_DONE ? EVK_OK : fail(ob, what);
+	sqlite3_reset(st);
+	return rv;
+}
+
+/* After a delivery round: the hub acknowledged the first `acked` lines
+ * given to the publisher, in order. Rows acknowledged whole leave; a row
+ * acknowledged in part keeps its count of lines sent, so the next round
+ * resumes after them instead of sending them again. */
+static int
+settle_round(struct evk_outbox *ob, const struct round_row *rows, long n, uint64_t acked)
+{
+	long i = 0;
+	sqlite3_stmt *st;
+	while (i < n && rows[i].whole && acked >= (uint64_t)rows[i].added)
+		acked -= (uint64_t)rows[i++].added;
+	if (i > 0) {
+		if ((st = evk_store_stmt(ob->db, "DELETE FROM notes WHERE id <= ?")) == NULL)
+			return fail(ob, "cannot clear the outbox");
+		sqlite3_bind_int64(st, 1, rows[i - 1].id);
+		if (run(ob, st, "cannot clear the outbox") != EVK_OK)
+			return EVK_EIO;
+	}
+	if (i < n && acked > 0) {
+		if ((st = evk_store_stmt(ob->db, "UPDATE notes SET sent = ? WHERE id = ?")) == NULL)
+			return fail(ob, "cannot update the outbox");
+		sqlite3_bind_int64(st, 1, rows[i].sent + (sqlite3_int64)acked);
+		sqlite3_bind_int64(st, 2, rows[i].id);
+		return run(ob, st, "cannot update the outbox");
+	}
+	return EVK_OK;
+}
+
+static int
+publish_line(void *pub, const char *line, size_t len, uint64_t seq)
+{
+	(void)seq;
+	return evk_pub_add(pub, line, len);
+}
+
+/* publish_line, counting the lines the publisher took. */
+struct counting {
+	struct evk_pub *pub;
+	long added;
+};
+
+static int
+count_line(void *arg, const char *line, size_t len, uint64_t seq)
+{
+	struct counting *k = arg;
+	int rv = publish_line(k->pub, line, len, seq);
+	if (rv == EVK_OK)
+		k->added++;
+	return rv;
+}
+
+/* One delivery round inside the open transaction: up to OUTBOX_CHUNK
+ * rows handed to the publisher, then what the hub acknowledged settled.
+ * *more: a full round went well; *damaged: the row that stopped it. */
+static int
+flush_round(struct evk_outbox *ob, struct round_row *rows, bool *more, sqlite3_int64 *damaged)
+{
+	sqlite3_stmt *st =
+		evk_store_stmt(ob->db, "SELECT id, lines, format, sent FROM notes ORDER BY id");
+	uint64_t acked0 = ob->pub ? evk_pub_acked(ob->pub) : 0;
+	long n = 0;
+	int rc = SQLITE_DONE, rv = EVK_OK;
+	bool ok = true;
+
+	if (st == NULL)
+		return fail(ob, "cannot read the outbox");
+	while (n < OUTBOX_CHUNK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (ob->pub == NULL && evk_pub_open(&ob->pub, ob->url, NULL, NULL) != EVK_OK) {
+			ob->pub = NULL;
+			ok = false;
+			break;
+		}
+		struct counting k = { ob->pub, 0 };
+		struct round_row *r = &rows[n++];
+		bool bad;
+		r->id = sqlite3_column_int64(st, 0);
+		r->sent = (long)sqlite3_column_int64(st, 3);
+		int sent = each_line(ob->expand, ob->scratch, r->id, sqlite3_column_blob(st, 1),
+				     (size_t)sqlite3_column_bytes(st, 1), sqlite3_column_int(st, 2),
+				     r->sent, count_line, &k, &bad);
+		r->added = k.added;
+		r->whole = sent == EVK_OK;
+		if (sent != EVK_OK) {
+			/* Damage or the hub's refusal stop the round; what the
+			 * hub took is settled all the same. */
+			if (bad)
+				*damaged = r->id;
+			else if (sent == EVK_ENOMEM)
+				rv = EVK_ENOMEM;
+			ok = false;
+			break;
+		}
+	}
+	*more = ok && n == OUTBOX_CHUNK;
+	if (ok && n < OUTBOX_CHUNK && rc != SQLITE_DONE)
+		rv = fail(ob, "cannot read the outbox");
+	sqlite3_reset(st);
+	if (rv != EVK_OK)
+		return rv;
+	if (n == 0 || ob->pub == NULL) {
+		*more = false;
+		return EVK_OK;
+	}
+	/* What the hub acknowledged goes, also when a later line could not
+	 * be sent. A connection that failed is not used again. */
+	if (evk_pub_sync(ob->pub) != EVK_OK || (!ok && !*damaged)) {
+		*more = false;
+		rv = settle_round(ob, rows, n, evk_pub_acked(ob->pub) - acked0);
+		evk_pub_close(ob->pub);
+		ob->pub = NULL;
+		return rv;
+	}
+	return settle_round(ob, rows, n, evk_pub_acked(ob->pub) - acked0);
+}
+
+static int
+pending(struct evk_outbox *ob, long *n)
+{
+	sqlite3_stmt *st =
+		evk_store_stmt(ob->db, "SELECT coalesce(sum(count - sent), 0) FROM notes");
+	if (st == NULL)
+		return fail(ob, "cannot read the outbox");
+	int rv = sqlite3_step(st) == SQLITE_ROW ? EVK_OK : fail(ob, "cannot read the outbox");
+	*n = rv == EVK_OK ? (long)sqlite3_column_int64(st, 0) : 0;
+	sqlite3_reset(st);
+	return rv;
+}
+
+int
+evk_outbox_flush(struct evk_outbox *ob, struct evk_outbox_report *r)
+{
+	struct round_row *rows = malloc(OUTBOX_CHUNK * sizeof(*rows));
+	bool more = true;
+	int rv = EVK_OK;
+
+	*r = (struct evk_outbox_report){ 0 };
+	if (rows == NULL)
+		return EVK_ENOMEM;
+	while (more && rv == EVK_OK) {
+		if (evk_store_begin(ob->db) != EVK_OK) {
+			rv = fail(ob, "cannot start a transaction");
+			break;
+		}
+		rv = flush_round(ob, rows, &more, &r->damaged);
+		if (rv != EVK_OK)
+			evk_store_exec(ob->db, "ROLLBACK");
+		else if (evk_store_exec(ob->db, "COMMIT") != EVK_OK)
+			rv = fail(ob, "cannot commit the outbox");
+	}
+	free(rows);
+	if (rv == EVK_OK)
+		rv = pending(ob, &r->pending);
+	r->unreachable = rv == EVK_OK && r->pending > 0 && r->damaged == 0;
+	return rv;
+}
+
+int
+evk_outbox_each(struct evk_outbox *ob, evk_outbox_line_fn fn, void *arg, sqlite3_int64 *damaged)
+{
+	sqlite3_stmt *st =
+		evk_store_stmt(ob->db, "SELECT id, lines, format, sent FROM notes ORDER BY id");
+	int rv = EVK_OK;
+	bool bad = false;
+
+	*damaged = 0;
+	if (st == NULL)
+		return fail(ob, "cannot read the outbox");
+	while (rv == EVK_OK && sqlite3_step(st) == SQLITE_ROW) {
+		rv = each_line(ob->expand, ob->scratch, sqlite3_column_int64(st, 0),
+			       sqlite3_column_blob(st, 1), (size_t)sqlite3_column_bytes(st, 1),
+			       sqlite3_column_int(st, 2), (long)sqlite3_column_int64(st, 3), fn,
+			       arg, &bad);
+		if (bad)
+			*damaged = sqlite3_column_int64(st, 0);
+	}
+	sqlite3_reset(st);
+	return rv;
+}
+
+/* ---- delivering as it goes ---- */
+
+static void *
+sender_run(void *arg)
+{
+	struct sender *s = arg;
+
+	pthread_mutex_lock(&s->mu);
+	for (;;) {
+		while (!s->busy && !s->stop)
+			pthread_cond_wait(&s->cv, &s->mu);
+		if (s->stop)
+			break;
+		pthread_mutex_unlock(&s->mu);
+		bool bad;
+		uint64_t acked0 = evk_pub_acked(s->pub);
+		int rv = each_line(s->expand, s->scratch, s->row, s->notes.p, s->notes.len,
+				   s->format, 0, publish_line, s->pub, &bad);
+		int synced = evk_pub_sync(s->pub); /* also counts what did go */
+		if (rv == EVK_OK)
+			rv = synced;
+		pthread_mutex_lock(&s->mu);
+		s->rv = rv;
+		s->acked = evk_pub_acked(s->pub) - acked0;
+		s->busy = false;
+		pthread_cond_broadcast(&s->cv);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return NULL;
+}
+
+/* Waits until the sender is idle; the outcome of its last row, and how
+ * many of its lines the hub acknowledged. */
+static int
+sender_wait(struct sender *s, uint64_t *acked)
+{
+	pthread_mutex_lock(&s->mu);
+	while (s->busy)
+		pthread_cond_wait(&s->cv, &s->mu);
+	int rv = s->rv;
+	*acked = s->acked;
+	pthread_mutex_unlock(&s->mu);
+	return rv;
+}
+
+static void
+sender_free(struct sender *s)
+{
+	evk_pub_close(s->pub);
+	evk_buf_release(&s->notes);
+	for (int i = 0; i < 2; i++)
+		evk_buf_release(&s->scratch[i]);
+	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->mu);
+	free(s);
+}
+
+void
+evk_outbox_live_stop(struct evk_outbox *ob)
+{
+	struct sender *s = ob->sender;
+
+	ob->sent_row = 0;
+	if (s == NULL)
+		return;
+	ob->sender = NULL;
+	pthread_mutex_lock(&s->mu);
+	s->stop = true;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	pthread_join(s->thread, NULL); /* after its row, if one was under way */
+	sender_free(s);
+}
+
+bool
+evk_outbox_is_live(const struct evk_outbox *ob)
+{
+	return ob->sender != NULL;
+}
+
+bool
+evk_outbox_live_start(struct evk_outbox *ob)
+{
+	struct evk_outbox_report r;
+	struct sender *s;
+
+	if (evk_outbox_flush(ob, &r) != EVK_OK || r.pending != 0 ||
+	    (s = calloc(1, sizeof(*s))) == NULL)
+		return false;
+	s->expand = ob->expand;
+	s->notes = (struct evk_buf)EVK_BUF_INIT(0);
+	for (int i = 0; i < 2; i++)
+		s->scratch[i] = (struct evk_buf)EVK_BUF_INIT(0);
+	if (pthread_mutex_init(&s->mu, NULL) != 0) {
+		free(s);
+		return false;
+	}
+	if (pthread_cond_init(&s->cv, NULL) != 0) {
+		pthread_mutex_destroy(&s->mu);
+		free(s);
+		return false;
+	}
+	if (evk_pub_open(&s->pub, ob->url, NULL, NULL) != EVK_OK) {
+		s->pub = NULL;
+		sender_free(s);
+		return false;
+	}
+	if (pthread_create(&s->thread, NULL, sender_run, s) != 0) {
+		sender_free(s);
+		return false;
+	}
+	ob->sender = s;
+	return true;
+}
+
+int
+evk_outbox_live_send(struct evk_outbox *ob, sqlite3_int64 row, int format, struct evk_buf *notes)
+{
+	struct sender *s = ob->sender;
+	if (s == NULL)
+		return EVK_OK;
+	sqlite3_stmt *st = evk_store_stmt(
+		ob->db, "SELECT count(*), min(id), max(sent) FROM notes WHERE id <= ?");
+	if (st == NULL)
+		return fail(ob, "cannot read the outbox");
+	sqlite3_bind_int64(st, 1, row);
+	/* Untouched, too: a flush in between may have sent part of it. */
+	bool ours = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) == 1 &&
+		    sqlite3_column_int64(st, 1) == row && sqlite3_column_int64(st, 2) == 0;
+	sqlite3_reset(st);
+	if (!ours) {
+		evk_outbox_live_stop(ob);
+		return EVK_OK;
+	}
+	/* The sender is idle (settled before this commit): swap buffers. */
+	struct evk_buf t = s->notes;
+	s->notes = *notes;
+	*notes = t;
+	evk_buf_reset(notes);
+	pthread_mutex_lock(&s->mu);
+	s->row = row;
+	s->format = format;
+	s->busy = true;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	ob->sent_row = row;
+	return EVK_OK;
+}
+
+int
+evk_outbox_live_settle(struct evk_outbox *ob)
+{
+	if (ob->sent_row == 0)
+		return EVK_OK;
+	uint64_t acked;
+	int sent = sender_wait(ob->sender, &acked);
+	struct round_row r = { .id = ob->sent_row, .added = (long)acked, .whole = sent == EVK_OK };
+	int rv = settle_round(ob, &r, 1, acked);
+	if (sent != EVK_OK)
+		evk_outbox_live_stop(ob);
+	ob->sent_row = 0;
+	return rv;
+}
