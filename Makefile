@@ -18,6 +18,9 @@ EVK_CFLAGS = -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude -MMD -MP \
 PKG_CFLAGS = $(shell pkg-config --cflags libcjson sqlite3 libnats 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs libcjson sqlite3 2>/dev/null || echo -lcjson -lsqlite3)
 LDLIBS    += -lnng -lnats $(PKG_LIBS) -lpthread -lm
+# widgetd view draws with ncurses (wide-character build where there is one).
+CURSES_CFLAGS = $(shell pkg-config --cflags ncursesw 2>/dev/null || pkg-config --cflags ncurses 2>/dev/null)
+CURSES_LIBS   = $(shell pkg-config --libs ncursesw 2>/dev/null || pkg-config --libs ncurses 2>/dev/null || echo -lncurses)
 
 # SANITIZE=1 builds everything with ASan+UBSan into build/san/ (bin too).
 ifeq ($(SANITIZE),1)
@@ -51,10 +54,10 @@ TOOL_BIN  := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(TOOL_SRC))
 BIN_FILES := $(addprefix $(OUTBIN)/,$(PROGRAMS))
 
 # Debian packages: to build, to test, and (for `make bench`) the peers.
-DEPS_BUILD := gcc make pkg-config libnng-dev libcjson-dev libsqlite3-dev libnats-dev
+DEPS_BUILD := gcc make pkg-config libnng-dev libcjson-dev libsqlite3-dev libnats-dev libncurses-dev
 DEPS_TEST  := bats bats-support bats-assert jq sqlite3 tmux procps groff-base mandoc bash-completion nats-server
 DEPS_TEST  += openssl util-linux
-DEPS_BENCH := redis-server redis-tools mosquitto mosquitto-clients time
+DEPS_BENCH := redis-server redis-tools mosquitto mosquitto-clients time libmimalloc2.0 libjemalloc2
 # `make fuzz` / `make fuzz-regress`: clang and its libFuzzer/ASan runtime.
 DEPS_FUZZ  := clang libclang-rt-14-dev
 
@@ -104,6 +107,9 @@ $$(OUTBIN)/$(1): $$(patsubst cmd/%.c,$$(BUILD)/cmd/%.o,$$(wildcard cmd/$(1)/*.c)
 	$$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
 endef
 $(foreach p,$(DIR_PROGRAMS),$(eval $(call dir_program,$(p))))
+# widgetd's dashboard (cmd/widgetd/view.c) draws with ncurses.
+$(BUILD)/cmd/widgetd/view.o: PKG_CFLAGS += $(CURSES_CFLAGS)
+$(OUTBIN)/widgetd: LDLIBS += $(CURSES_LIBS)
 
 $(BUILD)/tests/test_%: $(BUILD)/tests/test_%.o $(LIBEVKIT)
 	$(if $(Q),@echo "  LD      $@")

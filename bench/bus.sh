@@ -141,7 +141,7 @@ if command -v nats-server >/dev/null && [ -x "$TOOLS/natspeer" ]; then
 	NPORT=$((20000 + RANDOM % 20000))
 	nats-server -js -a 127.0.0.1 -p "$NPORT" -sd "$dir/nats" -l "$dir/nats.log" </dev/null >/dev/null 2>&1 &
 	pids+=("$!")
-	wait_until 10 grep -q 'Server is ready' "$dir/nats.log"
+	wait_until 10 grep -qs 'Server is ready' "$dir/nats.log"
 	have_nats=1
 fi
 # natspeer_run core|js — the C client, file to file.

@@ -3,7 +3,10 @@
  *   foldbench N   folds N events of a 4-step workflow (step_started,
  *                 step_progress, progress_update, step_completed) after
  *                 its process_created, as evworker sends them, with
- *                 cJSON's blocks cached as in widgetd (evkit/jsonmem.h) */
+ *                 cJSON's blocks cached as in widgetd (evkit/jsonmem.h)
+ *   foldbench N malloc
+ *                 the same with cJSON on plain malloc (or whatever
+ *                 allocator LD_PRELOAD puts there: mimalloc, jemalloc) */
 #include "evkit/err.h"
 #include "evkit/event.h"
 #include "evkit/fold.h"
@@ -26,7 +29,9 @@ int
 main(int argc, char **argv)
 {
 	long n = argc > 1 ? atol(argv[1]) : 1000000;
-	evk_jsonmem_install(); /* as widgetd does */
+	int cache = !(argc > 2 && strcmp(argv[2], "malloc") == 0);
+	if (cache)
+		evk_jsonmem_install(); /* as widgetd does */
 	static const char *const kinds[4][2] = {
 		{ "step_started", "\"step\":\"s%ld\",\"percentage\":%ld" },
 		{ "step_progress", "\"step\":\"s%ld\",\"percentage\":%ld" },
@@ -66,7 +71,8 @@ main(int argc, char **argv)
 	double s = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
 	printf("{\"events\":%ld,\"seconds\":%.3f,\"events_per_s\":%.0f}\n", n, s, (double)n / s);
 	cJSON_Delete(w);
-	evk_jsonmem_release();
+	if (cache)
+		evk_jsonmem_release();
 	free(lines);
 	free(evs);
 	return 0;

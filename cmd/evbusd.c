@@ -3,6 +3,7 @@
 #include "evkit/bus.h"
 #include "evkit/daemon.h"
 #include "evkit/err.h"
+#include "evkit/event.h"
 #include "evkit/opts.h"
 #include "evkit/limits.h"
 #include "evkit/proto.h"
@@ -36,24 +37,43 @@
 #define BATCH_BYTES (8 * 1024 * 1024) /* bytes handled per commit */
 #define REPLAY_BYTES (1024 * 1024)    /* bytes per replay reply */
 
+/* Seqs reserved at a time in the store's seq file (FILE.seq): every seq
+ * the hub assigns is below the number it holds, so a store that comes
+ * back empty (truncated, deleted) goes on above it, never from 1. */
+#define SEQ_RESERVE 1000000
+
 #define REFUSED_MAX 256 /* connections remembered as refused (the oldest go) */
 #define GONE_MAX 256    /* connections remembered as closed */
+
+/* The connections of one socket that nng reported added. A connection
+ * refused in its handshake (a wrong SP header or protocol) is reported
+ * removed without having been added: it must not lower the count. */
+struct pipes {
+	nng_mtx *mtx;
+	uint32_t *ids; /* sorted */
+	size_t n, cap;
+};
 
 struct hub {
 	sqlite3 *db;
 	sqlite3_stmt *insert, *select, *trim, *oldest_q, *set_head;
+	sqlite3_stmt *producer_get, *producer_set; /* exactly-once publishing */
+	uint32_t dropped; /* lines of the last 'Q' frame stored before */
+	uint64_t duplicates; /* such lines so far */
 	nng_socket rep, pub;
 	uint64_t head;   /* last seq assigned and committed */
 	uint64_t oldest; /* oldest retained seq; head + 1 when empty */
 	uint64_t retain;
 	uint32_t row_events; /* events stored per row at most: retain/16, 1..64 */
 	const char *store;
+	char seqfile[4096]; /* FILE.seq, "" with --memory */
+	uint64_t reserved;  /* the number seqfile holds */
 	char url[EVK_URL_MAX], fanout[EVK_URL_MAX];
 	time_t started;
 	/* figures for --status */
 	uint64_t events_in, frames_in, events_out, rejected_frames;
 	uint64_t replay_requests, replayed_events;
-	int subscribers, clients; /* updated from nng's pipe callbacks */
+	struct pipes subscribers, clients; /* from nng's pipe callbacks */
 	struct evk_checkpointer *ckpt; /* NULL with --memory */
 	/* Connections a publish frame of which was refused: their later
 	 * frames are refused too (they may be on their way already), so the
@@ -99,12 +119,51 @@ usage(FILE *out, int status)
 	exit(status);
 }
 
+/* Keeps set's ids up to date. Without memory for a new id, that
+ * connection is not counted. */
 static void
 pipe_event(nng_pipe p, nng_pipe_ev ev, void *arg)
 {
-	(void)p;
-	__atomic_add_fetch((int *)arg, ev == NNG_PIPE_EV_ADD_POST ? 1 : -1,
-			   __ATOMIC_RELAXED);
+	struct pipes *set = arg;
+	uint32_t id = (uint32_t)nng_pipe_id(p);
+	size_t lo = 0, hi;
+
+	nng_mtx_lock(set->mtx);
+	for (hi = set->n; lo < hi;) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (set->ids[mid] < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	bool known = lo < set->n && set->ids[lo] == id;
+	if (ev == NNG_PIPE_EV_ADD_POST && !known) {
+		if (set->n == set->cap) {
+			size_t cap = set->cap ? set->cap * 2 : 64;
+			uint32_t *ids = realloc(set->ids, cap * sizeof(*ids));
+			if (ids == NULL)
+				goto out;
+			set->ids = ids;
+			set->cap = cap;
+		}
+		memmove(set->ids + lo + 1, set->ids + lo, (set->n - lo) * sizeof(*set->ids));
+		set->ids[lo] = id;
+		set->n++;
+	} else if (ev == NNG_PIPE_EV_REM_POST && known) {
+		memmove(set->ids + lo, set->ids + lo + 1, (set->n - lo - 1) * sizeof(*set->ids));
+		set->n--;
+	}
+out:
+	nng_mtx_unlock(set->mtx);
+}
+
+static uint64_t
+pipes_count(struct pipes *set)
+{
+	nng_mtx_lock(set->mtx);
+	size_t n = set->n;
+	nng_mtx_unlock(set->mtx);
+	return n;
 }
 
 static bool
@@ -164,6 +223,56 @@ client_event(nng_pipe p, nng_pipe_ev ev, void *arg)
 	nng_mtx_unlock(h->refused_mtx);
 }
 
+/* Refuses a store that is read-only or damaged (74), and keeps seqs
+ * from starting over when the store came back empty: its seq file says
+ * how far numbering may have gone. */
+static void
+hub_check_store(struct hub *h, const char *path)
+{
+	char why[512];
+	uint64_t floor;
+	int rv;
+
+	/* Damage was looked for before the migrations (hub_open_store); now
+	 * whether it takes a write. */
+	if (evk_store_begin(h->db) != EVK_OK ||
+	    evk_store_exec(h->db, "UPDATE meta SET value = value WHERE key = 'head'") != EVK_OK ||
+	    evk_store_exec(h->db, "COMMIT") != EVK_OK) {
+		snprintf(why, sizeof(why), "%s", sqlite3_errmsg(h->db));
+		evk_store_exec(h->db, "ROLLBACK");
+		evk_die(EVK_EX_IOERR, "store '%s' cannot be used: it cannot be written: %s", path, why);
+	}
+	if ((size_t)snprintf(h->seqfile, sizeof(h->seqfile), "%s.seq", path) >=
+	    sizeof(h->seqfile))
+		evk_die(EVK_EX_USAGE, "store path too long: '%s'", path);
+	if ((rv = evk_seqfile_read(h->seqfile, &floor)) != EVK_OK)
+		evk_die(EVK_EX_IOERR, "cannot read '%s' (how far seqs went): %s", h->seqfile,
+			rv == EVK_EINVAL ? "it holds no number" : strerror(errno));
+	if (h->head == 0 && floor > 0) {
+		evk_warn("store '%s' is empty, but seqs up to %llu may have been used "
+			 "(says '%s'): numbering goes on after them (remove both files "
+			 "to start a new log from 1)",
+			 path, (unsigned long long)floor, h->seqfile);
+		h->head = floor;
+		h->oldest = floor + 1;
+		sqlite3_stmt *st;
+		if (sqlite3_prepare_v2(h->db, "UPDATE meta SET value = ? WHERE key = 'head'",
+				       -1, &st, NULL) != SQLITE_OK ||
+		    sqlite3_bind_int64(st, 1, (sqlite3_int64)floor) != SQLITE_OK ||
+		    sqlite3_step(st) != SQLITE_DONE)
+			evk_die(EVK_EX_IOERR, "cannot write store '%s': %s", path,
+				sqlite3_errmsg(h->db));
+		sqlite3_finalize(st);
+	}
+	/* A log that never held an event has no seq file: it may be empty. */
+	h->reserved = floor;
+	if (h->head > 0 && h->reserved <= h->head) {
+		if (evk_seqfile_write(h->seqfile, h->head + SEQ_RESERVE) != EVK_OK)
+			evk_die(EVK_EX_IOERR, "cannot write '%s': %s", h->seqfile, strerror(errno));
+		h->reserved = h->head + SEQ_RESERVE;
+	}
+}
+
 static void
 hub_open_store(struct hub *h, const char *path)
 {
@@ -179,14 +288,21 @@ hub_open_store(struct hub *h, const char *path)
 		"INSERT INTO frames (first, last, lines)"
 		" SELECT seq, seq, CAST(line || char(10) AS BLOB) FROM events ORDER BY seq;"
 		"DROP TABLE events;",
+		/* 3: per producer ('Q' frames), the highest sequence stored,
+		 * written in the transaction that stores its events. */
+		"CREATE TABLE producers (id TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;",
 	};
 	const char *why;
 	sqlite3_stmt *st;
 
+	struct stat st_file;
 	if (evk_store_open(path, &h->db, &why) != EVK_OK)
-		evk_die(EVK_EX_UNAVAILABLE, "cannot open store '%s': %s",
-			path ? path : ":memory:", why);
-	if (evk_store_migrate(h->db, migrations, 2) != EVK_OK)
+		evk_die(path && stat(path, &st_file) == 0 ? EVK_EX_IOERR : EVK_EX_UNAVAILABLE,
+			"cannot open store '%s': %s", path ? path : ":memory:", why);
+	char bad[512];
+	if (path && evk_store_check(h->db, NULL, bad, sizeof(bad)) != EVK_OK)
+		evk_die(EVK_EX_IOERR, "store '%s' cannot be used: %s", path, bad);
+	if (evk_store_migrate(h->db, migrations, 3) != EVK_OK)
 		evk_die(EVK_EX_IOERR, "cannot set up store '%s': %s",
 			path ? path : ":memory:", sqlite3_errmsg(h->db));
 	if (sqlite3_prepare_v2(h->db,
@@ -200,6 +316,8 @@ hub_open_store(struct hub *h, const char *path)
 	h->oldest = sqlite3_column_int64(st, 1) ? (uint64_t)sqlite3_column_int64(st, 1)
 						: h->head + 1;
 	sqlite3_finalize(st);
+	if (path)
+		hub_check_store(h, path);
 	/* The row holding seq ?1 (the latest that starts at or before it). */
 #define FROM_FRAME "(SELECT coalesce(max(first), 0) FROM frames WHERE first <= ?1)"
 	if (sqlite3_prepare_v3(h->db, "INSERT INTO frames (first, last, lines) VALUES (?, ?, ?)",
@@ -213,7 +331,13 @@ hub_open_store(struct hub *h, const char *path)
 	    sqlite3_prepare_v3(h->db, "SELECT min(first) FROM frames", -1,
 			       SQLITE_PREPARE_PERSISTENT, &h->oldest_q, NULL) ||
 	    sqlite3_prepare_v3(h->db, "UPDATE meta SET value = ? WHERE key = 'head'",
-			       -1, SQLITE_PREPARE_PERSISTENT, &h->set_head, NULL))
+			       -1, SQLITE_PREPARE_PERSISTENT, &h->set_head, NULL) ||
+	    sqlite3_prepare_v3(h->db, "SELECT seq FROM producers WHERE id = ?", -1,
+			       SQLITE_PREPARE_PERSISTENT, &h->producer_get, NULL) ||
+	    sqlite3_prepare_v3(h->db,
+			       "INSERT INTO producers (id, seq) VALUES (?1, ?2)"
+			       " ON CONFLICT (id) DO UPDATE SET seq = ?2",
+			       -1, SQLITE_PREPARE_PERSISTENT, &h->producer_set, NULL))
 		evk_die(EVK_EX_IOERR, "cannot prepare store: %s", sqlite3_errmsg(h->db));
 }
 
@@ -326,7 +450,9 @@ hub_listen(struct hub *h)
 	nng_listener l;
 	int rv;
 
-	if ((rv = nng_rep0_open_raw(&h->rep)) != 0 || (rv = nng_pub0_open(&h->pub)) != 0)
+	if ((rv = nng_mtx_alloc(&h->clients.mtx)) != 0 ||
+	    (rv = nng_mtx_alloc(&h->subscribers.mtx)) != 0 ||
+	    (rv = nng_rep0_open_raw(&h->rep)) != 0 || (rv = nng_pub0_open(&h->pub)) != 0)
 		evk_die(EVK_EX_FAIL, "cannot open sockets: %s", nng_strerror(rv));
 	if ((rv = nng_socket_set_size(h->rep, NNG_OPT_RECVMAXSZ, EVK_FRAME_MAX)) != 0 ||
 	    (rv = nng_socket_set_int(h->pub, NNG_OPT_SENDBUF, EVK_SUB_QUEUE_FRAMES)) != 0 ||
@@ -356,39 +482,139 @@ hub_listen(struct hub *h)
 	}
 }
 
-/* True when a publish frame's lines all look like canonical events without
- * seq; sets *count. The hub trusts no client: this is cheap, and keeps a
- * stray writer from storing lines that subscribers cannot read. */
+/* Checks that a publish frame holds only canonical events without seq
+ * ('\n' after each; see evk_event_check), and sets *count. The hub trusts
+ * no client: what it stores, subscribers must be able to read. On
+ * failure writes the reason, naming the line, to why[0..n). */
 static bool
-frame_valid(const char *b, size_t n, uint32_t *count)
+frame_valid(const char *b, size_t n, uint32_t *count, char *why, size_t whylen)
 {
 	uint32_t c = 0;
+	char reason[128];
 
-	if (n == 0 || b[n - 1] != '\n' || memchr(b, '\0', n) || !evk_utf8_valid(b, n))
+	if (n == 0 || b[n - 1] != '\n') {
+		snprintf(why, whylen, "malformed frame: not '\\n'-terminated lines");
 		return false;
+	}
 	for (const char *p = b, *end = b + n; p < end;) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		size_t len = (size_t)(nl - p);
-		if (len < 9 || memcmp(p, "{\"ts\":\"", 7) != 0 || p[len - 1] != '}')
-			return false;
 		c++;
+		if (evk_event_check(p, len, reason, sizeof(reason)) != EVK_OK) {
+			snprintf(why, whylen, "malformed event on line %u of the frame: %.120s",
+				 (unsigned)c, reason);
+			return false;
+		}
 		p = nl + 1;
 	}
 	*count = c;
-	return c > 0;
+	return true;
 }
 
-/* Numbers and stores one publish frame, building its fan-out message.
- * Called inside the batch's transaction. */
+/* For a 'Q' frame of count lines: checks its producer id and sequences
+ * (strictly increasing), and sets *skip to the lines stored before (those
+ * at most the highest sequence stored for the producer: a prefix). */
 static int
-hub_publish(struct hub *h, nng_msg *req, nng_msg **fan, uint32_t *count)
+producer_skip(struct hub *h, const struct evk_publish_once *q, uint32_t count,
+	      uint32_t *skip, char *why, size_t whylen)
 {
-	const char *b = (const char *)nng_msg_body(req) + 1;
-	size_t n = nng_msg_len(req) - 1;
-	nng_msg *m;
-
-	if (!frame_valid(b, n, count))
+	if (!evk_producer_valid(q->id, q->idlen)) {
+		snprintf(why, whylen, "malformed frame: bad producer id");
 		return EVK_EINVAL;
+	}
+	if (q->count != count) {
+		snprintf(why, whylen, "malformed frame: %u sequences for %u lines",
+			 (unsigned)q->count, (unsigned)count);
+		return EVK_EINVAL;
+	}
+	for (uint32_t i = 1; i < count; i++)
+		if (evk_get_u64(q->pseqs + 8 * i) <= evk_get_u64(q->pseqs + 8 * (i - 1))) {
+			snprintf(why, whylen, "malformed frame: producer sequences not increasing");
+			return EVK_EINVAL;
+		}
+	uint64_t high = 0;
+	int rc = sqlite3_bind_text(h->producer_get, 1, q->id, (int)q->idlen, SQLITE_STATIC);
+	if (rc == SQLITE_OK && (rc = sqlite3_step(h->producer_get)) == SQLITE_ROW) {
+		high = (uint64_t)sqlite3_column_int64(h->producer_get, 0);
+		rc = SQLITE_DONE;
+	}
+	sqlite3_reset(h->producer_get);
+	if (rc != SQLITE_DONE)
+		return EVK_EIO;
+	*skip = 0;
+	while (*skip < count && evk_get_u64(q->pseqs + 8 * *skip) <= high)
+		(*skip)++;
+	return EVK_OK;
+}
+
+/* Records the highest sequence of q as stored. */
+static int
+producer_stored(struct hub *h, const struct evk_publish_once *q)
+{
+	uint64_t last = evk_get_u64(q->pseqs + 8 * (q->count - 1));
+	int rc = sqlite3_bind_text(h->producer_set, 1, q->id, (int)q->idlen, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(h->producer_set, 2, (sqlite3_int64)last);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(h->producer_set);
+	sqlite3_reset(h->producer_set);
+	return rc == SQLITE_DONE ? EVK_OK : EVK_EIO;
+}
+
+/* True when req is a publish frame ('P' or 'Q'). */
+static bool
+is_publish(nng_msg *req)
+{
+	const char *lines;
+	size_t len;
+	struct evk_publish_once q;
+	return evk_publish_get(nng_msg_body(req), nng_msg_len(req), &lines, &len) ||
+	       evk_publish_once_get(nng_msg_body(req), nng_msg_len(req), &q);
+}
+
+/* Numbers and stores one publish frame, building its fan-out message
+ * (*fan NULL when a 'Q' frame held only lines stored before: h->dropped
+ * says how many of its lines were). Called inside the batch's
+ * transaction. */
+static int
+hub_publish(struct hub *h, nng_msg *req, nng_msg **fan, uint32_t *count,
+	    char *why, size_t whylen)
+{
+	const char *b;
+	size_t n;
+	nng_msg *m;
+	struct evk_publish_once q = { 0 };
+	bool once = false;
+	uint32_t skip = 0;
+	int rv;
+
+	h->dropped = 0;
+	*fan = NULL;
+	if (evk_publish_once_get(nng_msg_body(req), nng_msg_len(req), &q)) {
+		once = true;
+		b = q.lines;
+		n = q.len;
+	} else if (!evk_publish_get(nng_msg_body(req), nng_msg_len(req), &b, &n)) {
+		snprintf(why, whylen, "malformed frame");
+		return EVK_EINVAL;
+	}
+	if (!frame_valid(b, n, count, why, whylen))
+		return EVK_EINVAL;
+	if (once) {
+		if ((rv = producer_skip(h, &q, *count, &skip, why, whylen)) != EVK_OK)
+			return rv;
+		for (uint32_t i = 0; i < skip; i++) {
+			const char *nl = memchr(b, '\n', n);
+			n -= (size_t)(nl + 1 - b);
+			b = nl + 1;
+		}
+		h->dropped = skip;
+		*count -= skip;
+		if (*count == 0)
+			return EVK_OK;
+		if ((rv = producer_stored(h, &q)) != EVK_OK)
+			return rv;
+	}
 	if (nng_msg_alloc(&m, EVK_EVENTS_HDR + n + (size_t)*count * 28) != 0)
 		return EVK_ENOMEM;
 	unsigned char *out = nng_msg_body(m), *w = out + EVK_EVENTS_HDR;
@@ -423,11 +649,8 @@ hub_publish(struct hub *h, nng_msg *req, nng_msg **fan, uint32_t *count)
 		row = w;
 		row_first = seq + 1;
 	}
-	out[0] = EVK_MSG_EVENTS;
-	evk_put_u64(out + 1, h->head + 1);
-	evk_put_u32(out + 9, *count);
-	evk_put_u64(out + 13, seq);
-	evk_put_u64(out + 21, h->oldest);
+	evk_events_hdr_put(out, &(struct evk_events_hdr){
+		.first = h->head + 1, .count = *count, .head = seq, .oldest = h->oldest });
 	nng_msg_chop(m, nng_msg_len(m) - (size_t)(w - out));
 	h->head = seq;
 	*fan = m;
@@ -457,13 +680,14 @@ hub_trim(struct hub *h)
 	return rc == SQLITE_ROW ? EVK_OK : EVK_EIO;
 }
 
-/* Turns req into a reply of kind with an optional text body, keeping the
- * routing header, and sends it. */
+/* Turns req into a reply of kind (with a class byte when not 0) and an
+ * optional text body, keeping the routing header, and sends it. */
 static void
-reply_text(struct hub *h, nng_msg *req, char kind, const char *text)
+reply_text(struct hub *h, nng_msg *req, char kind, char class, const char *text)
 {
 	nng_msg_clear(req);
 	if (nng_msg_append(req, &kind, 1) != 0 ||
+	    (class && nng_msg_append(req, &class, 1) != 0) ||
 	    (text && nng_msg_append(req, text, strlen(text)) != 0) ||
 	    nng_sendmsg(h->rep, req, 0) != 0)
 		nng_msg_free(req);
@@ -472,17 +696,15 @@ reply_text(struct hub *h, nng_msg *req, char kind, const char *text)
 static void
 hub_replay(struct hub *h, nng_msg *req)
 {
-	const unsigned char *b = nng_msg_body(req);
+	const void *b = nng_msg_body(req);
 	unsigned char hdr[EVK_EVENTS_HDR];
 	uint64_t from, first = 0;
 	uint32_t max, count = 0;
 
-	if (nng_msg_len(req) != 13) {
-		reply_text(h, req, EVK_MSG_ERROR, "bad replay request");
+	if (!evk_replay_get(b, nng_msg_len(req), &from, &max)) {
+		reply_text(h, req, EVK_MSG_ERROR, 0, "bad replay request");
 		return;
 	}
-	from = evk_get_u64(b + 1);
-	max = evk_get_u32(b + 9);
 	if (max > EVK_REFILL_EVENTS)
 		max = EVK_REFILL_EVENTS;
 	h->replay_requests++;
@@ -530,18 +752,15 @@ hub_replay(struct hub *h, nng_msg *req)
 		if (rc != SQLITE_OK && rc != SQLITE_DONE && count == 0)
 			goto fail;
 	}
-	unsigned char *out = nng_msg_body(req);
-	out[0] = EVK_MSG_EVENTS;
-	evk_put_u64(out + 1, first);
-	evk_put_u32(out + 9, count);
-	evk_put_u64(out + 13, h->head);
-	evk_put_u64(out + 21, h->oldest);
+	evk_events_hdr_put(nng_msg_body(req), &(struct evk_events_hdr){
+		.first = first, .count = count, .head = h->head, .oldest = h->oldest });
 	h->replayed_events += count;
 	if (nng_sendmsg(h->rep, req, 0) != 0)
 		nng_msg_free(req);
 	return;
 fail:
-	reply_text(h, req, EVK_MSG_ERROR, "cannot read the log");
+	evk_warn("cannot read the log: %s", sqlite3_errmsg(h->db));
+	reply_text(h, req, EVK_MSG_FAILURE, EVK_FAIL_IO, "cannot read the hub's log (see the hub's messages)");
 }
 
 /* "armed" (restarts the hub if it stops answering), "waiting" (no probe
@@ -566,21 +785,22 @@ hub_status(struct hub *h, nng_msg *req)
 	    cJSON_AddNumberToObject(o, "head_seq", (double)h->head) &&
 	    cJSON_AddNumberToObject(o, "oldest_seq", (double)h->oldest) &&
 	    cJSON_AddNumberToObject(o, "retain", (double)h->retain) &&
-	    cJSON_AddNumberToObject(o, "subscribers",
-				    __atomic_load_n(&h->subscribers, __ATOMIC_RELAXED)) &&
-	    cJSON_AddNumberToObject(o, "clients",
-				    __atomic_load_n(&h->clients, __ATOMIC_RELAXED)) &&
+	    cJSON_AddNumberToObject(o, "subscribers", (double)pipes_count(&h->subscribers)) &&
+	    cJSON_AddNumberToObject(o, "clients", (double)pipes_count(&h->clients)) &&
 	    cJSON_AddNumberToObject(o, "events_in", (double)h->events_in) &&
 	    cJSON_AddNumberToObject(o, "frames_in", (double)h->frames_in) &&
 	    cJSON_AddNumberToObject(o, "events_out", (double)h->events_out) &&
 	    cJSON_AddNumberToObject(o, "rejected_frames", (double)h->rejected_frames) &&
 	    cJSON_AddNumberToObject(o, "refill_requests", (double)h->replay_requests) &&
 	    cJSON_AddNumberToObject(o, "refilled_events", (double)h->replayed_events) &&
+	    cJSON_AddNumberToObject(o, "duplicates_dropped", (double)h->duplicates) &&
+	    cJSON_AddNumberToObject(o, "checkpoint_failures",
+				    (double)evk_checkpointer_failures(h->ckpt, NULL, 0)) &&
 	    cJSON_AddStringToObject(o, "watchdog", hub_watchdog_state(h)))
 		text = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
-	reply_text(h, req, text ? EVK_MSG_STATUS : EVK_MSG_ERROR,
-		   text ? text : "out of memory");
+	reply_text(h, req, text ? EVK_MSG_STATUS : EVK_MSG_FAILURE,
+		   text ? 0 : EVK_FAIL_TEMP, text ? text : "out of memory");
 	cJSON_free(text);
 }
 
@@ -588,14 +808,32 @@ static void
 hub_heartbeat(struct hub *h)
 {
 	nng_msg *m;
-	unsigned char b[9];
+	unsigned char b[EVK_HEARTBEAT_LEN];
 
-	b[0] = EVK_MSG_HEARTBEAT;
-	evk_put_u64(b + 1, h->head);
+	evk_heartbeat_put(b, h->head);
 	if (nng_msg_alloc(&m, 0) != 0)
 		return;
 	if (nng_msg_append(m, b, sizeof(b)) != 0 || nng_sendmsg(h->pub, m, 0) != 0)
 		nng_msg_free(m);
+}
+
+/* Says why the store refused a write, in text[0..n), and whether that is
+ * temporary (a full disk or a busy lock: EVK_FAIL_TEMP) or a fault of the
+ * store (EVK_FAIL_IO). */
+static char
+store_failure(struct hub *h, char *text, size_t n)
+{
+	int rc = sqlite3_extended_errcode(h->db), sys = sqlite3_system_errno(h->db);
+	bool full = (rc & 0xff) == SQLITE_FULL || sys == ENOSPC || sys == EFBIG ||
+		    sys == EDQUOT;
+	bool busy = (rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED;
+
+	snprintf(text, n, "cannot store events in '%s': %s%s",
+		 h->store ? h->store : ":memory:",
+		 full ? "no space left (disk full or file size limit)"
+		      : sqlite3_errmsg(h->db),
+		 (rc & 0xff) == SQLITE_READONLY ? " (the store is read-only)" : "");
+	return full || busy ? EVK_FAIL_TEMP : EVK_FAIL_IO;
 }
 
 /* Handles one batch of requests: all publishes in one transaction, then
@@ -604,27 +842,29 @@ static void
 hub_batch(struct hub *h, nng_msg **reqs, int n)
 {
 	nng_msg *fan[BATCH_MSGS] = { 0 };
-	uint32_t counts[BATCH_MSGS] = { 0 };
+	uint32_t counts[BATCH_MSGS] = { 0 }, dropped[BATCH_MSGS] = { 0 };
 	int errs[BATCH_MSGS] = { 0 };
+	char whys[BATCH_MSGS][200];
+	char failure[256] = "", fail_class = EVK_FAIL_IO;
 	uint64_t head0 = h->head, oldest0 = h->oldest;
 	bool any = false, ok = true;
 
 	for (int i = 0; i < n; i++) {
-		if (nng_msg_len(reqs[i]) > 1 &&
-		    ((char *)nng_msg_body(reqs[i]))[0] == EVK_MSG_PUBLISH)
+		if (is_publish(reqs[i]))
 			any = true;
 	}
 	if (any) {
 		ok = evk_store_exec(h->db, "BEGIN") == EVK_OK;
 		for (int i = 0; ok && i < n; i++) {
-			const char *b = nng_msg_body(reqs[i]);
-			if (nng_msg_len(reqs[i]) < 2 || b[0] != EVK_MSG_PUBLISH)
+			if (!is_publish(reqs[i]))
 				continue;
 			if (is_refused(h, nng_msg_get_pipe(reqs[i]))) {
 				errs[i] = EVK_ECLOSED;
 				continue;
 			}
-			errs[i] = hub_publish(h, reqs[i], &fan[i], &counts[i]);
+			errs[i] = hub_publish(h, reqs[i], &fan[i], &counts[i], whys[i],
+					      sizeof(whys[i]));
+			dropped[i] = h->dropped;
 			if (errs[i] == EVK_EIO || errs[i] == EVK_ENOMEM)
 				ok = false;
 			else if (errs[i] != EVK_OK) /* its next frame may be in this batch */
@@ -638,10 +878,26 @@ hub_batch(struct hub *h, nng_msg **reqs, int n)
 		}
 		if (ok)
 			ok = hub_trim(h) == EVK_OK;
+		int seq_errno = 0;
+		if (ok && h->seqfile[0] && h->head >= h->reserved) {
+			/* Reserved before the commit that uses the seqs. */
+			if (evk_seqfile_write(h->seqfile, h->head + SEQ_RESERVE) == EVK_OK)
+				h->reserved = h->head + SEQ_RESERVE;
+			else
+				ok = false, seq_errno = errno ? errno : EIO;
+		}
 		if (ok)
 			ok = evk_store_exec(h->db, "COMMIT") == EVK_OK;
+		if (!ok && seq_errno) {
+			snprintf(failure, sizeof(failure), "cannot store events: cannot write '%.160s': %.40s",
+				 h->seqfile, strerror(seq_errno));
+			fail_class = seq_errno == ENOSPC || seq_errno == EDQUOT || seq_errno == EFBIG
+					     ? EVK_FAIL_TEMP : EVK_FAIL_IO;
+		}
 		if (!ok) {
-			evk_warn("cannot store events: %s", sqlite3_errmsg(h->db));
+			if (!seq_errno)
+				fail_class = store_failure(h, failure, sizeof(failure));
+			evk_warn("%s", failure);
 			evk_store_exec(h->db, "ROLLBACK");
 			h->head = head0;
 			h->oldest = oldest0;
@@ -649,47 +905,55 @@ hub_batch(struct hub *h, nng_msg **reqs, int n)
 	}
 	for (int i = 0; i < n; i++) {
 		nng_msg *req = reqs[i];
-		const char *b = nng_msg_body(req);
-		char kind = nng_msg_len(req) ? b[0] : 0;
+		char kind = evk_frame_kind(nng_msg_body(req), nng_msg_len(req));
 
-		if (kind == EVK_MSG_PUBLISH && nng_msg_len(req) > 1) {
+		if (is_publish(req)) {
 			if (!ok || errs[i] != EVK_OK) {
 				if (fan[i])
 					nng_msg_free(fan[i]);
 				h->rejected_frames++;
 				if (!ok) /* a batch that failed to store: all its frames */
 					refuse(h, nng_msg_get_pipe(req));
-				reply_text(h, req, EVK_MSG_ERROR,
-					   !ok ? "store failed"
-					   : errs[i] == EVK_ECLOSED
-						   ? "refused: an earlier frame of this connection was"
-						     " refused"
-						   : "malformed frame");
+				if (!ok)
+					reply_text(h, req, EVK_MSG_FAILURE, fail_class, failure);
+				else
+					reply_text(h, req, EVK_MSG_ERROR, 0,
+						   errs[i] == EVK_ECLOSED
+							   ? "refused: an earlier frame of this"
+							     " connection was refused"
+						   : errs[i] == EVK_EINVAL ? whys[i]
+									   : "out of memory");
 				continue;
 			}
 			h->frames_in++;
 			h->events_in += counts[i];
 			h->events_out += (uint64_t)counts[i] *
-					 (uint64_t)__atomic_load_n(&h->subscribers,
-								   __ATOMIC_RELAXED);
+					 pipes_count(&h->subscribers);
 			/* Acks first: the publisher waits on them. */
-			uint64_t first = evk_get_u64((unsigned char *)nng_msg_body(fan[i]) + 1);
-			unsigned char ack[13];
-			ack[0] = EVK_MSG_ACK;
-			evk_put_u64(ack + 1, first);
-			evk_put_u32(ack + 9, counts[i]);
+			struct evk_events_hdr fh = { 0 };
+			if (fan[i])
+				evk_events_hdr_get(nng_msg_body(fan[i]), nng_msg_len(fan[i]), &fh);
+			unsigned char ack[EVK_ACK_ONCE_LEN];
+			size_t ack_len = EVK_ACK_LEN;
+			if (kind == EVK_MSG_PUBLISH_ONCE) {
+				evk_ack_once_put(ack, fh.first, counts[i] + dropped[i], dropped[i]);
+				ack_len = EVK_ACK_ONCE_LEN;
+				h->duplicates += dropped[i];
+			} else {
+				evk_ack_put(ack, fh.first, counts[i]);
+			}
 			nng_msg_clear(req);
-			if (nng_msg_append(req, ack, sizeof(ack)) != 0 ||
+			if (nng_msg_append(req, ack, ack_len) != 0 ||
 			    nng_sendmsg(h->rep, req, 0) != 0)
 				nng_msg_free(req);
-			if (nng_sendmsg(h->pub, fan[i], 0) != 0)
+			if (fan[i] && nng_sendmsg(h->pub, fan[i], 0) != 0)
 				nng_msg_free(fan[i]);
 		} else if (kind == EVK_MSG_REPLAY) {
 			hub_replay(h, req);
 		} else if (kind == EVK_MSG_STATUS) {
 			hub_status(h, req);
 		} else {
-			reply_text(h, req, EVK_MSG_ERROR, "unknown request");
+			reply_text(h, req, EVK_MSG_ERROR, 0, "unknown request");
 		}
 	}
 }
@@ -738,7 +1002,7 @@ hub_private_files(void)
 static void
 hub_private_store(const char *store)
 {
-	static const char *const suffixes[] = { "", "-wal", "-shm", ".lock" };
+	static const char *const suffixes[] = { "", "-wal", "-shm", ".lock", ".seq" };
 	char path[4096];
 	struct stat st;
 
@@ -861,6 +1125,8 @@ main(int argc, char **argv)
 		evk_usage_die("unexpected argument '%s'", argv[optind]);
 	if (memory && store)
 		evk_usage_die("--store and --memory exclude each other");
+	if (store && *store == '\0')
+		evk_usage_die("--store wants a file name");
 	h.row_events = h.retain / 16 < 1 ? 1 : h.retain / 16 > 64 ? 64 : (uint32_t)(h.retain / 16);
 	if (evk_bus_resolve(bus, h.url, sizeof(h.url), &why) != EVK_OK)
 		evk_die(EVK_EX_USAGE, "bad bus address '%s': %s",
@@ -914,12 +1180,23 @@ main(int argc, char **argv)
 	nng_close(h.rep);
 	nng_close(h.pub);
 	nng_mtx_free(h.refused_mtx);
+	nng_mtx_free(h.clients.mtx);
+	nng_mtx_free(h.subscribers.mtx);
+	free(h.clients.ids);
+	free(h.subscribers.ids);
 	sqlite3_finalize(h.insert);
 	sqlite3_finalize(h.select);
 	sqlite3_finalize(h.trim);
 	sqlite3_finalize(h.oldest_q);
 	sqlite3_finalize(h.set_head);
-	evk_checkpointer_stop(h.ckpt);
+	sqlite3_finalize(h.producer_get);
+	sqlite3_finalize(h.producer_set);
+	char last[256];
+	uint64_t failed = evk_checkpointer_failures(h.ckpt, last, sizeof(last));
+	if (failed)
+		evk_warn("%llu checkpoints failed, the last: %s", (unsigned long long)failed, last);
+	if (evk_checkpointer_stop(h.ckpt) != EVK_OK)
+		evk_warn("closing the checkpoint connection failed");
 	if (sqlite3_close(h.db) != SQLITE_OK)
 		evk_warn("closing the store: %s", sqlite3_errmsg(h.db));
 	if (pidfile)

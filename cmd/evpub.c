@@ -83,6 +83,10 @@ link_failed(struct evk_pub *p, const char *url, int rv)
 			"lost the hub at '%s' (%s): %llu events acknowledged, "
 			"later ones may not be stored",
 			url, evk_strerror(rv), (unsigned long long)acked);
+	if (p && evk_pub_why(p))
+		evk_die(evk_err_exit(rv), "the hub at '%s' %s: %s (%llu events acknowledged)",
+			url, rv == EVK_EINVAL ? "refused a frame" : "failed",
+			evk_pub_why(p), (unsigned long long)acked);
 	evk_die(evk_err_exit(rv), "publishing to '%s': %s", url, evk_strerror(rv));
 }
 

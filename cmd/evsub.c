@@ -48,6 +48,7 @@ struct opts {
 	long long batch_ms;    /* 0: off */
 	uint64_t batch_size;   /* 0: off */
 	bool latest;
+	bool snapshot; /* replay up to the head at the start, then exit 0 */
 	bool stats;
 };
 
@@ -94,6 +95,8 @@ usage(FILE *out, int status)
 		"  --batch-size N      ... or of each N events (never an empty array)\n"
 		"  --latest            replay only the newest retained event per topic\n"
 		"                      (from --since, default 0), then go on live\n"
+		"  --snapshot          with --since or --latest: replay up to the hub's\n"
+		"                      head at the start, then exit 0 (not live)\n"
 		"  --stats             on exit or SIGUSR1, figures as JSON on stderr\n"
 		"  -h, --help, --version\n"
 		"\n"
@@ -137,6 +140,7 @@ parse_args(struct opts *o, int argc, char **argv)
 		{ "batch", required_argument, NULL, 'B' },
 		{ "batch-size", required_argument, NULL, 'Z' },
 		{ "latest", no_argument, NULL, 'L' },
+		{ "snapshot", no_argument, NULL, 'P' },
 		{ "stats", no_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -190,6 +194,7 @@ parse_args(struct opts *o, int argc, char **argv)
 					optarg);
 			break;
 		case 'L': o->latest = true; break;
+		case 'P': o->snapshot = true; break;
 		case 'S': o->stats = true; break;
 		case 'h': usage(stdout, 0); break;
 		case 'V': printf("evsub %s\n", EVK_VERSION); exit(0);
@@ -216,6 +221,8 @@ parse_args(struct opts *o, int argc, char **argv)
 	if ((o->batch_ms || o->batch_size) && o->format != FMT_JSON &&
 	    o->format != FMT_PAYLOAD)
 		evk_usage_die("--batch prints JSON arrays: use -o json or -o payload");
+	if (o->snapshot && !o->latest && o->since == EVK_SINCE_LIVE)
+		evk_usage_die("--snapshot replays: give --since SEQ or --latest");
 	if (o->latest && o->since == EVK_SINCE_LIVE)
 		o->since = 0;
 }
@@ -262,10 +269,13 @@ struct out {
 #define BATCH_BYTES_MAX (4u * 1024 * 1024) /* an array is cut at this size */
 
 
+/* Writes p[0..n); nothing for n == 0 (p may then be NULL, as an empty
+ * -F rendering leaves it, which fwrite must not be given). */
 static void
 write_out(const void *p, size_t n)
 {
-	fwrite(p, 1, n, stdout);
+	if (n > 0)
+		fwrite(p, 1, n, stdout);
 }
 
 static void
@@ -483,8 +493,11 @@ main(int argc, char **argv)
 				      EVK_GATE_MAX_BYTES)))
 		evk_die(EVK_EX_FAIL, "out of memory");
 	evk_signal_catch(SIGUSR1, on_stats, 0);
+	/* --snapshot: done once seq replay_end went by (at once when the
+	 * replay is empty). */
+	bool snapshot_done = o.snapshot && (uint64_t)o.since >= replay_end;
 
-	while (!stopping && !w.done) {
+	while (!stopping && !w.done && !snapshot_done) {
 		long long now = evk_mono_ms();
 		long long wait = 200; /* wake up now and then to notice signals */
 		if (deadline >= 0) {
@@ -531,14 +544,31 @@ main(int argc, char **argv)
 			continue;
 		}
 		if (rv == EVK_EGAP) {
+			uint64_t gap_from, gap_to;
 			w.gaps++;
-			evk_sub_report_gap(sub);
+			evk_sub_gap(sub, &gap_from, &gap_to);
+			if (o.snapshot && gap_from > replay_end) {
+				snapshot_done = true; /* past the snapshot: not ours */
+				continue;
+			}
+			evk_warn("%s", evk_sub_gap_text(sub));
+			if (o.snapshot && gap_to >= replay_end)
+				snapshot_done = true;
 			continue;
+		}
+		if (rv != EVK_OK && evk_sub_why(sub)) {
+			evk_warn("the hub at '%s' failed: %s", url, evk_sub_why(sub));
+			status = evk_err_exit(rv);
+			break;
 		}
 		if (rv != EVK_OK) {
 			evk_warn("lost the hub at '%s': %s", url, evk_strerror(rv));
 			status = EVK_EX_UNAVAILABLE;
 			break;
+		}
+		if (o.snapshot && ev.seq > replay_end) {
+			snapshot_done = true; /* published after the start */
+			continue;
 		}
 		if (w.latest && ev.seq > replay_end) {
 			/* Caught up: the newest of each topic, then live. */
@@ -566,6 +596,8 @@ main(int argc, char **argv)
 			evk_gate_free(w.latest);
 			w.latest = NULL;
 		}
+		if (o.snapshot && ev.seq >= replay_end)
+			snapshot_done = true;
 	}
 	/* Stopped (signal or -W): what the gates hold is still delivered, as a
 	 * throttle's last event always is; then the partial batch. */

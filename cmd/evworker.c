@@ -331,7 +331,7 @@ on_loop(struct worker *w, struct evk_sub *sub, int np, char **patterns, const ch
 		if (rv == EVK_ETIMEDOUT)
 			continue;
 		if (rv == EVK_EGAP) {
-			evk_sub_report_gap(sub);
+			evk_warn("%s", evk_sub_gap_text(sub));
 			continue;
 		}
 		if (rv != EVK_OK) {

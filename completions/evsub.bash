@@ -32,7 +32,7 @@ _evsub() {
 	if [[ $cur == -* ]]; then
 		COMPREPLY=($(compgen -W '--bus --tls-cert --tls-key --tls-ca --exclude --event --until --count
 			--timeout --since --ready-file --format --template --throttle
-			--throttle-key --debounce --batch --batch-size --latest --stats
+			--throttle-key --debounce --batch --batch-size --latest --snapshot --stats
 			--help --version' -- "$cur"))
 	else
 		COMPREPLY=($(compgen -W 'workflow:** process:** resource:** case:**

@@ -82,6 +82,8 @@ until widgetd get result-demo >"$dir/result" 2>/dev/null; do
 done
 sleep 0.5 # let the last redraw show before the view is stopped
 for p in "${pids[@]:2}"; do kill "$p" 2>/dev/null || true; done
+# the dashboard leaves its screen before the summary is printed
+wait "${pids[@]:2}" 2>/dev/null || true
 [ -t 1 ] && printf '\033[?25h\n'
 say "workflow demo: $(jq -r '.status + ", " + (.percentage | tostring) + "%"' "$dir/result")"
 say "cases: $(casectl --db "$dir/cases.db" list --limit 1000 | wc -l) ingested; $(evbusd --status | jq .head_seq) events on the bus"

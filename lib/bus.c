@@ -62,7 +62,7 @@ evk_bus_resolve(const char *opt, char *url, size_t n, const char **why)
 	if (opt != NULL) {
 		if (strncmp(opt, "ipc://", 6) != 0 && strncmp(opt, "tcp://", 6) != 0 &&
 		    strncmp(opt, "inproc://", 9) != 0 && !evk_tls_url(opt)) {
-			*why = "address must start with ipc://, tcp://, tls+tcp:// or inproc://";
+			*why = "address must start with ipc://, tcp://, tls+tcp://, inproc:// or nats://";
 			return EVK_EINVAL;
 		}
 		if (strlen(opt) + 5 >= n)
@@ -243,6 +243,24 @@ from_nng(int rv)
 	}
 }
 
+#define WHY_MAX 256
+
+/* An 'E' or 'F' reply's error code, its text copied to why[0..WHY_MAX);
+ * EVK_EPROTO (and an empty why) for anything else. */
+static int
+refusal(const void *b, size_t n, char *why)
+{
+	char class;
+	const char *text;
+	size_t len;
+
+	why[0] = '\0';
+	if (!evk_refusal_get(b, n, &class, &text, &len))
+		return EVK_EPROTO;
+	snprintf(why, WHY_MAX, "%.*s", (int)(len < WHY_MAX ? len : WHY_MAX - 1), text);
+	return class == 0 ? EVK_EINVAL : class == EVK_FAIL_TEMP ? EVK_EAGAIN : EVK_EIO;
+}
+
 /* Opens a REQ socket to the hub: no resend (a lost hub fails the request
  * instead of publishing it twice), large frames allowed. */
 static int
@@ -302,6 +320,7 @@ struct slot {
 	nng_aio *aio;
 	struct evk_pub *pub;
 	struct evk_buf lines; /* the frame, kept until acknowledged */
+	struct evk_buf pseqs; /* with a producer id: each line's sequence */
 	uint32_t count;
 	bool in_flight;
 	enum slot_state state; /* under pub->mtx */
@@ -325,6 +344,11 @@ struct evk_pub {
 	bool lost;         /* the connection to the hub went away */
 	bool broken;       /* a send failed: no frame goes after it */
 	bool sending;      /* a slot is SLOT_SENDING */
+	char why[WHY_MAX]; /* the hub's reason for a refusal, or "" */
+	char producer[EVK_PRODUCER_MAX]; /* exactly once: 'Q' frames */
+	size_t producer_len;             /* 0: 'P' frames */
+	uint64_t pseq_last;              /* the last sequence added */
+	uint64_t dropped;                /* lines the hub had stored before */
 	struct evk_pub *next_left;
 };
 
@@ -451,6 +475,7 @@ evk_pub_open(struct evk_pub **out, const char *url, evk_ack_fn on_ack, void *arg
 		struct slot *sl = &p->slots[i];
 		sl->pub = p;
 		sl->lines = (struct evk_buf)EVK_BUF_INIT(EVK_FRAME_MAX - 64);
+		sl->pseqs = (struct evk_buf)EVK_BUF_INIT(EVK_FRAME_MAX / 8);
 		if ((rv = nng_ctx_open(&sl->ctx, p->sock)) != 0 ||
 		    (rv = nng_aio_alloc(&sl->aio, on_slot_done, sl)) != 0) {
 			p->failed = from_nng(rv);
@@ -509,20 +534,30 @@ complete_oldest(struct evk_pub *p)
 			nng_msg_free(reply);
 		return p->failed = from_nng(rv);
 	}
-	const unsigned char *b = nng_msg_body(reply);
-	size_t n = nng_msg_len(reply);
-	if (n >= 13 && b[0] == EVK_MSG_ACK && evk_get_u32(b + 9) == sl->count) {
-		uint64_t first = evk_get_u64(b + 1);
+	uint64_t first;
+	uint32_t count, dropped;
+	if (evk_ack_get(nng_msg_body(reply), nng_msg_len(reply), &first, &count, &dropped) &&
+	    count == sl->count && dropped <= count) {
 		p->acked += sl->count;
-		p->last_seq = first + sl->count - 1;
-		if (p->on_ack)
-			p->on_ack(p->arg, first, sl->lines.p, sl->lines.len, sl->count);
+		p->dropped += dropped;
+		/* The lines stored before are skipped: on_ack sees those
+		 * stored now, numbered from first. */
+		const char *lines = sl->lines.p;
+		for (uint32_t i = 0; i < dropped; i++)
+			lines = (const char *)memchr(lines, '\n', sl->lines.len) + 1;
+		size_t len = sl->lines.len - (size_t)(lines - sl->lines.p);
+		if (dropped < count) {
+			p->last_seq = first + (count - dropped) - 1;
+			if (p->on_ack)
+				p->on_ack(p->arg, first, lines, len, count - dropped);
+		}
 		rv = EVK_OK;
 	} else {
-		rv = p->failed = EVK_EPROTO;
+		rv = p->failed = refusal(nng_msg_body(reply), nng_msg_len(reply), p->why);
 	}
 	nng_msg_free(reply);
 	evk_buf_reset(&sl->lines);
+	evk_buf_reset(&sl->pseqs);
 	sl->count = 0;
 	return rv;
 }
@@ -538,11 +573,19 @@ send_current(struct evk_pub *p)
 
 	if (sl->count == 0)
 		return EVK_OK;
-	if (nng_msg_alloc(&msg, 1 + sl->lines.len) != 0)
-		return p->failed = EVK_ENOMEM;
-	unsigned char *body = nng_msg_body(msg);
-	body[0] = EVK_MSG_PUBLISH;
-	memcpy(body + 1, sl->lines.p, sl->lines.len);
+	if (p->producer_len > 0) {
+		size_t hdr = evk_publish_once_hdr_len(p->producer_len, sl->count);
+		if (nng_msg_alloc(&msg, hdr + sl->lines.len) != 0)
+			return p->failed = EVK_ENOMEM;
+		unsigned char *w = evk_publish_once_hdr_put(nng_msg_body(msg), p->producer,
+							     p->producer_len, sl->count);
+		memcpy(w, sl->pseqs.p, sl->pseqs.len);
+		memcpy(w + sl->pseqs.len, sl->lines.p, sl->lines.len);
+	} else {
+		if (nng_msg_alloc(&msg, EVK_PUBLISH_HDR + sl->lines.len) != 0)
+			return p->failed = EVK_ENOMEM;
+		memcpy(evk_publish_hdr_put(nng_msg_body(msg)), sl->lines.p, sl->lines.len);
+	}
 	nng_aio_set_msg(sl->aio, msg);
 	nng_mtx_lock(p->mtx);
 	bool lost = p->lost || p->broken;
@@ -569,10 +612,12 @@ send_current(struct evk_pub *p)
 	return EVK_OK;
 }
 
-int
-evk_pub_add(struct evk_pub *p, const char *line, size_t len)
+/* Queues a line, with its sequence when p has a producer id. */
+static int
+add_line(struct evk_pub *p, const char *line, size_t len, uint64_t pseq)
 {
 	struct slot *sl = &p->slots[p->cur];
+	unsigned char be[8];
 	int rv;
 
 	if (p->failed)
@@ -582,13 +627,54 @@ evk_pub_add(struct evk_pub *p, const char *line, size_t len)
 			return rv;
 		sl = &p->slots[p->cur];
 	}
+	size_t mark = sl->lines.len;
+	evk_put_u64(be, pseq);
 	if ((rv = evk_buf_add(&sl->lines, line, len)) != EVK_OK ||
-	    (rv = evk_buf_addch(&sl->lines, '\n')) != EVK_OK)
+	    (rv = evk_buf_addch(&sl->lines, '\n')) != EVK_OK ||
+	    (p->producer_len > 0 && (rv = evk_buf_add(&sl->pseqs, (const char *)be, 8)) != EVK_OK)) {
+		sl->lines.len = mark;
 		return rv;
+	}
 	sl->count++;
 	if (sl->lines.len >= EVK_FRAME_TARGET)
 		return send_current(p);
 	return EVK_OK;
+}
+
+int
+evk_pub_add(struct evk_pub *p, const char *line, size_t len)
+{
+	if (p->producer_len > 0)
+		return EVK_EINVAL; /* each line needs its sequence */
+	return add_line(p, line, len, 0);
+}
+
+int
+evk_pub_set_producer(struct evk_pub *p, const char *id)
+{
+	size_t n = strlen(id);
+	if (!evk_producer_valid(id, n) || p->in_flight > 0 || p->slots[p->cur].count > 0)
+		return EVK_EINVAL;
+	memcpy(p->producer, id, n);
+	p->producer_len = n;
+	return EVK_OK;
+}
+
+int
+evk_pub_add_seq(struct evk_pub *p, const char *line, size_t len, uint64_t pseq)
+{
+	if (p->producer_len == 0 || (p->pseq_last != 0 && pseq <= p->pseq_last) || pseq == 0)
+		return EVK_EINVAL;
+	int rv = add_line(p, line, len, pseq);
+	if (rv == EVK_OK)
+		p->pseq_last = pseq;
+	return rv;
+}
+
+uint64_t
+evk_pub_dropped(const struct evk_pub *p)
+{
+	return p->dropped;
 }
 
 int
@@ -610,6 +696,12 @@ evk_pub_sync(struct evk_pub *p)
 		if ((rv = complete_oldest(p)) != EVK_OK)
 			return rv;
 	return EVK_OK;
+}
+
+const char *
+evk_pub_why(const struct evk_pub *p)
+{
+	return p->why[0] ? p->why : NULL;
 }
 
 uint64_t
@@ -651,6 +743,7 @@ evk_pub_close(struct evk_pub *p)
 			nng_aio_free(sl->aio);
 		}
 		evk_buf_release(&sl->lines);
+		evk_buf_release(&sl->pseqs);
 	}
 	evk_buf_release(&p->scratch);
 	nng_cv_free(p->cv);
@@ -666,6 +759,7 @@ struct evk_sub {
 	nng_msg *frame;        /* frame being read, or NULL */
 	const char *cursor;    /* next line in frame */
 	const char *frame_end;
+	uint64_t frame_seq;    /* seq of the line at cursor (from the header) */
 	uint64_t next;         /* seq of the next event to deliver */
 	uint64_t known_head;   /* highest seq known to exist */
 	uint64_t start_head;
@@ -673,29 +767,26 @@ struct evk_sub {
 	uint64_t malformed, refilled;
 	bool frame_is_refill;  /* frame came from the log, not the fan-out */
 	nng_duration recv_timeout;
+	char why[WHY_MAX];     /* the hub's reason for a refusal, or "" */
 };
 
 /* Asks the hub for up to max events from seq `from` on. */
 static int
-replay(struct evk_sub *s, uint64_t from, uint32_t max, nng_msg **reply)
+replay(struct evk_sub *s, uint64_t from, uint32_t max, nng_msg **reply,
+       struct evk_events_hdr *hdr)
 {
 	nng_msg *req;
 	int rv;
 
-	if ((rv = nng_msg_alloc(&req, 0)) != 0)
+	if ((rv = nng_msg_alloc(&req, EVK_REPLAY_LEN)) != 0)
 		return EVK_ENOMEM;
-	if ((rv = nng_msg_append(req, "R", 1)) != 0 ||
-	    (rv = nng_msg_append_u64(req, from)) != 0 ||
-	    (rv = nng_msg_append_u32(req, max)) != 0) {
-		nng_msg_free(req);
-		return EVK_ENOMEM;
-	}
+	evk_replay_put(nng_msg_body(req), from, max);
 	if ((rv = request(s->req, req, reply)) != EVK_OK)
 		return rv;
-	if (nng_msg_len(*reply) < EVK_EVENTS_HDR ||
-	    ((unsigned char *)nng_msg_body(*reply))[0] != EVK_MSG_EVENTS) {
+	if (!evk_events_hdr_get(nng_msg_body(*reply), nng_msg_len(*reply), hdr)) {
+		rv = refusal(nng_msg_body(*reply), nng_msg_len(*reply), s->why);
 		nng_msg_free(*reply);
-		return EVK_EPROTO;
+		return rv;
 	}
 	return EVK_OK;
 }
@@ -733,11 +824,12 @@ evk_sub_open(struct evk_sub **out, const char *url, int64_t since)
 	}
 	/* The head now: every later event has a larger seq, and reaches us
 	 * live or through refill. */
-	if ((rv = replay(s, UINT64_MAX, 0, &reply)) != EVK_OK) {
+	struct evk_events_hdr hdr;
+	if ((rv = replay(s, UINT64_MAX, 0, &reply, &hdr)) != EVK_OK) {
 		evk_sub_close(s);
 		return rv;
 	}
-	s->start_head = evk_get_u64((unsigned char *)nng_msg_body(reply) + 13);
+	s->start_head = hdr.head;
 	nng_msg_free(reply);
 	s->known_head = s->start_head;
 	if (since == EVK_SINCE_LIVE)
@@ -762,13 +854,14 @@ drop_frame(struct evk_sub *s)
  * the events already delivered. Returns EVK_EGAP when the frame starts
  * past s->next and the events between are not retained. */
 static void
-use_frame(struct evk_sub *s, nng_msg *m)
+use_frame(struct evk_sub *s, nng_msg *m, uint64_t first)
 {
-	const unsigned char *b = nng_msg_body(m);
+	const char *b = nng_msg_body(m);
 	drop_frame(s);
 	s->frame = m;
-	s->cursor = (const char *)b + EVK_EVENTS_HDR;
-	s->frame_end = (const char *)b + nng_msg_len(m);
+	s->cursor = b + EVK_EVENTS_HDR;
+	s->frame_end = b + nng_msg_len(m);
+	s->frame_seq = first;
 	s->frame_is_refill = false;
 }
 
@@ -777,14 +870,12 @@ static int
 refill(struct evk_sub *s)
 {
 	nng_msg *reply;
-	int rv = replay(s, s->next, EVK_REFILL_EVENTS, &reply);
+	struct evk_events_hdr hdr;
+	int rv = replay(s, s->next, EVK_REFILL_EVENTS, &reply, &hdr);
 	if (rv != EVK_OK)
 		return rv;
-	const unsigned char *b = nng_msg_body(reply);
-	uint64_t first = evk_get_u64(b + 1);
-	uint32_t count = evk_get_u32(b + 9);
-	uint64_t head = evk_get_u64(b + 13);
-	uint64_t oldest = evk_get_u64(b + 21);
+	uint64_t first = hdr.first, head = hdr.head;
+	uint32_t count = hdr.count;
 
 	if (head > s->known_head)
 		s->known_head = head;
@@ -800,9 +891,8 @@ refill(struct evk_sub *s)
 		s->known_head = head;
 		return EVK_OK;
 	}
-	(void)oldest;
 	s->refilled += count;
-	use_frame(s, reply);
+	use_frame(s, reply, first);
 	s->frame_is_refill = true;
 	if (first > s->next) {
 		s->gap_from = s->next;
@@ -825,29 +915,36 @@ evk_sub_next(struct evk_sub *s, struct evk_event *ev, int timeout_ms)
 			const char *line = s->cursor;
 			const char *nl = memchr(line, '\n', (size_t)(s->frame_end - line));
 			size_t len = nl ? (size_t)(nl - line) : (size_t)(s->frame_end - line);
+			/* A frame's lines are consecutive seqs from its header's
+			 * first: a line that does not scan, or names another seq,
+			 * still takes its place, so whatever a log holds never
+			 * moves this subscriber back or makes it invent a gap. */
+			uint64_t seq = s->frame_seq++;
 			s->cursor = line + len + 1;
-			if (evk_event_scan(ev, line, len) != EVK_OK) {
-				s->malformed++;
-				continue;
-			}
-			if (ev->seq < s->next)
+			bool bad = evk_event_scan(ev, line, len) != EVK_OK || ev->seq != seq;
+			if (seq < s->next)
 				continue; /* already delivered */
-			if (ev->seq > s->next) {
+			if (seq > s->next) {
 				s->cursor = line; /* deliver it after the gap */
+				s->frame_seq = seq;
 				if (s->frame_is_refill) {
 					/* The log itself lacks the stretch. */
 					s->gap_from = s->next;
-					s->gap_to = ev->seq - 1;
-					s->next = ev->seq;
+					s->gap_to = seq - 1;
+					s->next = seq;
 					return EVK_EGAP;
 				}
 				/* A live frame skips ahead: refill first. */
 				drop_frame(s);
-				if (s->known_head < ev->seq)
-					s->known_head = ev->seq;
+				if (s->known_head < seq)
+					s->known_head = seq;
 				break;
 			}
 			s->next++;
+			if (bad) {
+				s->malformed++; /* skipped, in its place */
+				continue;
+			}
 			return EVK_OK;
 		}
 		drop_frame(s);
@@ -875,25 +972,23 @@ evk_sub_next(struct evk_sub *s, struct evk_event *ev, int timeout_ms)
 				return EVK_ETIMEDOUT;
 			return from_nng(rv);
 		}
-		const unsigned char *b = nng_msg_body(m);
-		size_t n = nng_msg_len(m);
-		if (n >= 9 && b[0] == EVK_MSG_HEARTBEAT) {
-			uint64_t head = evk_get_u64(b + 1);
+		uint64_t head;
+		struct evk_events_hdr hdr;
+		if (evk_heartbeat_get(nng_msg_body(m), nng_msg_len(m), &head)) {
 			nng_msg_free(m);
-			if (head + 1 < s->next) {
-				/* A hub with a new log: its seqs start over. */
-				s->next = head + 1;
-			}
+			/* Never backwards: a heartbeat may have waited in the
+			 * queue while this process was stopped, and carry a
+			 * head older than what the log already gave us. */
 			if (head > s->known_head)
 				s->known_head = head;
 			continue;
 		}
-		if (n < EVK_EVENTS_HDR || b[0] != EVK_MSG_EVENTS) {
+		if (!evk_events_hdr_get(nng_msg_body(m), nng_msg_len(m), &hdr)) {
 			nng_msg_free(m);
 			continue;
 		}
-		uint64_t first = evk_get_u64(b + 1);
-		uint32_t count = evk_get_u32(b + 9);
+		uint64_t first = hdr.first;
+		uint32_t count = hdr.count;
 		uint64_t last = first + count - 1;
 		if (count == 0 || last < s->next) {
 			nng_msg_free(m);
@@ -905,7 +1000,7 @@ evk_sub_next(struct evk_sub *s, struct evk_event *ev, int timeout_ms)
 			nng_msg_free(m); /* missed some: the log has them all */
 			continue;
 		}
-		use_frame(s, m);
+		use_frame(s, m, first);
 	}
 }
 
@@ -926,6 +1021,12 @@ uint64_t
 evk_sub_start_head(const struct evk_sub *s)
 {
 	return s->start_head;
+}
+
+const char *
+evk_sub_why(const struct evk_sub *s)
+{
+	return s->why[0] ? s->why : NULL;
 }
 
 uint64_t
@@ -963,25 +1064,22 @@ evk_bus_status(const char *url, char **json)
 
 	if (rv != EVK_OK)
 		return rv;
-	if (nng_msg_alloc(&req, 0) != 0) {
+	if (nng_msg_alloc(&req, 1) != 0) {
 		close_sockets(&s, 1);
 		return EVK_ENOMEM;
 	}
-	if (nng_msg_append(req, "S", 1) != 0) {
-		nng_msg_free(req);
-		close_sockets(&s, 1);
-		return EVK_ENOMEM;
-	}
+	*(char *)nng_msg_body(req) = EVK_MSG_STATUS;
 	if ((rv = request(s, req, &reply)) == EVK_OK) {
-		size_t n = nng_msg_len(reply);
-		const char *b = nng_msg_body(reply);
-		if (n < 1 || b[0] != EVK_MSG_STATUS) {
-			rv = EVK_EPROTO;
-		} else if ((*json = malloc(n)) == NULL) {
+		const char *text;
+		size_t len;
+		char why[WHY_MAX];
+		if (!evk_status_get(nng_msg_body(reply), nng_msg_len(reply), &text, &len)) {
+			rv = refusal(nng_msg_body(reply), nng_msg_len(reply), why);
+		} else if ((*json = malloc(len + 1)) == NULL) {
 			rv = EVK_ENOMEM;
 		} else {
-			memcpy(*json, b + 1, n - 1);
-			(*json)[n - 1] = '\0';
+			memcpy(*json, text, len);
+			(*json)[len] = '\0';
 		}
 		nng_msg_free(reply);
 	}

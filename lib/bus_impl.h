@@ -21,6 +21,10 @@ int evk_nng_pub_flush(struct evk_nng_pub *p);
 int evk_nng_pub_sync(struct evk_nng_pub *p);
 uint64_t evk_nng_pub_acked(const struct evk_nng_pub *p);
 uint64_t evk_nng_pub_last_seq(const struct evk_nng_pub *p);
+const char *evk_nng_pub_why(const struct evk_nng_pub *p);
+int evk_nng_pub_set_producer(struct evk_nng_pub *p, const char *id);
+int evk_nng_pub_add_seq(struct evk_nng_pub *p, const char *line, size_t len, uint64_t pseq);
+uint64_t evk_nng_pub_dropped(const struct evk_nng_pub *p);
 void evk_nng_pub_close(struct evk_nng_pub *p);
 int evk_nng_sub_open(struct evk_nng_sub **out, const char *url, int64_t since);
 int evk_nng_sub_next(struct evk_nng_sub *s, struct evk_event *ev, int timeout_ms);
@@ -29,6 +33,7 @@ void evk_nng_sub_gap(const struct evk_nng_sub *s, uint64_t *from, uint64_t *to);
 uint64_t evk_nng_sub_start_head(const struct evk_nng_sub *s);
 uint64_t evk_nng_sub_malformed(const struct evk_nng_sub *s);
 uint64_t evk_nng_sub_refilled(const struct evk_nng_sub *s);
+const char *evk_nng_sub_why(const struct evk_nng_sub *s);
 void evk_nng_sub_close(struct evk_nng_sub *s);
 int evk_nng_bus_status(const char *url, char **json);
 

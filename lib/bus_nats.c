@@ -322,6 +322,7 @@ struct entry {
 	uint64_t seq;
 	int state;      /* under mu */
 	natsStatus err; /* of an ENTRY_FAILED */
+	jsErrCode jerr; /* and JetStream's reason, when it gave one */
 };
 
 struct evk_nats_pub {
@@ -357,6 +358,7 @@ on_puback(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure
 		} else {
 			e->state = ENTRY_FAILED;
 			e->err = pae ? pae->Err : NATS_ERR;
+			e->jerr = pae ? pae->ErrCode : 0;
 		}
 		e->msg = NULL;
 		pthread_cond_broadcast(&p->cv);
@@ -367,12 +369,17 @@ on_puback(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure
 }
 
 static int
-from_puback(natsStatus s)
+from_puback(natsStatus s, jsErrCode jerr)
 {
-	/* No ack within the wait: it may or may not be stored. */
-	if (s == NATS_TIMEOUT)
-		return EVK_ECLOSED;
-	return from_js(s, 0);
+	/* JetStream refused it (a full or failing store, a stream that
+	 * does not take the subject): an error of the bus itself. */
+	if (jerr != 0)
+		return from_js(s, jerr) == EVK_EUNAVAIL ? EVK_EUNAVAIL : EVK_EIO;
+	if (s == NATS_NO_RESPONDERS)
+		return EVK_EUNAVAIL;
+	/* No ack within the wait, or the connection went: it may or may
+	 * not be stored. */
+	return EVK_ECLOSED;
 }
 
 /* Reports the oldest entries whose ack came, in order. With wait, first
@@ -405,7 +412,7 @@ complete(struct evk_nats_pub *p, bool wait, long long deadline_ms)
 		struct entry *e = &p->ring[p->oldest];
 		if (e->state == ENTRY_FAILED) {
 			pthread_mutex_unlock(&p->mu);
-			return p->failed = from_puback(e->err);
+			return p->failed = from_puback(e->err, e->jerr);
 		}
 		pthread_mutex_unlock(&p->mu);
 		p->acked++;
@@ -557,7 +564,11 @@ evk_nats_pub_add(struct evk_nats_pub *p, const char *line, size_t len)
 		p->bytes -= e->len;
 		pthread_mutex_unlock(&p->mu);
 		natsMsg_Destroy(send);
-		return p->failed = from_nats(s);
+		/* Too large, or else the connection is gone (closed, or its
+		 * reconnect buffer full): what came before may be stored. */
+		return p->failed = s == NATS_MAX_PAYLOAD ? EVK_ETOOLONG
+				   : s == NATS_NO_MEMORY  ? EVK_ENOMEM
+							  : EVK_ECLOSED;
 	}
 	/* Reports what was acknowledged meanwhile, without waiting. */
 	return complete(p, false, 0);
@@ -979,6 +990,20 @@ evk_nats_sub_close(struct evk_nats_sub *s)
 
 /* ---- status ---- */
 
+/* Prints o (and deletes it) into *json, malloc'ed as the caller frees it:
+ * cJSON's own allocation may be a program's cache (evkit/jsonmem.h). */
+static int
+print_status(cJSON *o, bool ok, char **json)
+{
+	char *text = ok ? cJSON_PrintUnformatted(o) : NULL;
+	cJSON_Delete(o);
+	if (text == NULL)
+		return EVK_ENOMEM;
+	*json = strdup(text);
+	cJSON_free(text);
+	return *json ? EVK_OK : EVK_ENOMEM;
+}
+
 /* The stream's figures as JSON: head and retained range, replicas, the
  * cluster's leader and peers. */
 int
@@ -1010,10 +1035,7 @@ evk_nats_bus_status(const char *url, char **json)
 		     cJSON_AddNumberToObject(o, "oldest_seq", 0) &&
 		     cJSON_AddNumberToObject(o, "retained", 0);
 		link_close(&l);
-		if (ok)
-			*json = cJSON_PrintUnformatted(o);
-		cJSON_Delete(o);
-		return ok && *json ? EVK_OK : EVK_ENOMEM;
+		return print_status(o, ok, json);
 	}
 	/* The names of evbusd --status where the figure is the same. */
 	ok = ok && cJSON_AddStringToObject(o, "backend", "nats") &&
@@ -1049,8 +1071,5 @@ evk_nats_bus_status(const char *url, char **json)
 	}
 	jsStreamInfo_Destroy(si);
 	link_close(&l);
-	if (ok)
-		*json = cJSON_PrintUnformatted(o);
-	cJSON_Delete(o);
-	return ok && *json ? EVK_OK : EVK_ENOMEM;
+	return print_status(o, ok, json);
 }

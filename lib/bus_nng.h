@@ -20,7 +20,11 @@
 #define evk_publish evk_nng_publish
 #define evk_sub_open evk_nng_sub_open
 #define evk_sub_next evk_nng_sub_next
-#define evk_sub_report_gap evk_nng_sub_report_gap
+#define evk_pub_why evk_nng_pub_why
+#define evk_pub_set_producer evk_nng_pub_set_producer
+#define evk_pub_add_seq evk_nng_pub_add_seq
+#define evk_pub_dropped evk_nng_pub_dropped
+#define evk_sub_why evk_nng_sub_why
 #define evk_sub_buffered evk_nng_sub_buffered
 #define evk_sub_gap evk_nng_sub_gap
 #define evk_sub_start_head evk_nng_sub_start_head

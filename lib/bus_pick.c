@@ -122,6 +122,33 @@ evk_pub_last_seq(const struct evk_pub *p)
 	return p->nats ? evk_nats_pub_last_seq(p->nats) : evk_nng_pub_last_seq(p->nng);
 }
 
+int
+evk_pub_set_producer(struct evk_pub *p, const char *id)
+{
+	/* JetStream deduplicates by Nats-Msg-Id within its window; the nats
+	 * backend keeps at-least-once for now. */
+	return p->nats ? EVK_OK : evk_nng_pub_set_producer(p->nng, id);
+}
+
+int
+evk_pub_add_seq(struct evk_pub *p, const char *line, size_t len, uint64_t pseq)
+{
+	return p->nats ? evk_nats_pub_add(p->nats, line, len)
+		       : evk_nng_pub_add_seq(p->nng, line, len, pseq);
+}
+
+uint64_t
+evk_pub_dropped(const struct evk_pub *p)
+{
+	return p->nats ? 0 : evk_nng_pub_dropped(p->nng);
+}
+
+const char *
+evk_pub_why(const struct evk_pub *p)
+{
+	return p->nats ? NULL : evk_nng_pub_why(p->nng);
+}
+
 void
 evk_pub_close(struct evk_pub *p)
 {
@@ -155,6 +182,7 @@ evk_publish(const char *url, const char *topic, const char *event,
 struct evk_sub {
 	struct evk_nng_sub *nng;
 	struct evk_nats_sub *nats;
+	char gap_text[80]; /* evk_sub_gap_text's */
 };
 
 int
@@ -199,16 +227,25 @@ evk_sub_gap(const struct evk_sub *s, uint64_t *from, uint64_t *to)
 		evk_nng_sub_gap(s->nng, from, to);
 }
 
-void
-evk_sub_report_gap(const struct evk_sub *s)
+const char *
+evk_sub_gap_text(struct evk_sub *s)
 {
 	uint64_t from, to;
 	evk_sub_gap(s, &from, &to);
 	if (from == to)
-		evk_warn("gap: event %llu is no longer retained", (unsigned long long)from);
+		snprintf(s->gap_text, sizeof(s->gap_text),
+			 "gap: event %llu is no longer retained", (unsigned long long)from);
 	else
-		evk_warn("gap: events %llu-%llu are no longer retained",
+		snprintf(s->gap_text, sizeof(s->gap_text),
+			 "gap: events %llu-%llu are no longer retained",
 			 (unsigned long long)from, (unsigned long long)to);
+	return s->gap_text;
+}
+
+const char *
+evk_sub_why(const struct evk_sub *s)
+{
+	return s->nats ? NULL : evk_nng_sub_why(s->nng);
 }
 
 uint64_t

@@ -347,14 +347,23 @@ evk_cases_recent(sqlite3 *db, long limit, cJSON *items)
 		    " 'updated_at', c.updated_at) FROM cases c JOIN agencies a ON a.id = c.agency_id"
 		    " LEFT JOIN offenders o ON o.id = c.offender_id ORDER BY c.updated_at DESC, c.id"
 		    " LIMIT ?");
+	int rv = EVK_OK, rc = SQLITE_DONE;
 	if (st == NULL)
 		return EVK_EIO;
-	sqlite3_bind_int64(st, 1, limit);
-	while (sqlite3_step(st) == SQLITE_ROW) {
-		cJSON *it = cJSON_Parse((const char *)sqlite3_column_text(st, 0));
-		if (it)
-			cJSON_AddItemToArray(items, it);
+	if (sqlite3_bind_int64(st, 1, limit) != SQLITE_OK)
+		rv = EVK_EIO;
+	while (rv == EVK_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		/* SQLite's json_object: a NULL text or a failed parse is
+		 * memory run out */
+		const char *row = (const char *)sqlite3_column_text(st, 0);
+		cJSON *it = row ? cJSON_Parse(row) : NULL;
+		if (it == NULL || !cJSON_AddItemToArray(items, it)) {
+			cJSON_Delete(it);
+			rv = EVK_ENOMEM;
+		}
 	}
+	if (rv == EVK_OK && rc != SQLITE_DONE)
+		rv = EVK_EIO; /* a read cut short is not the whole list */
 	sqlite3_reset(st);
-	return EVK_OK;
+	return rv;
 }

@@ -19,6 +19,7 @@ static const char *const messages[] = {
 	[EVK_ECLOSED] = "connection to the hub lost",
 	[EVK_ETOOLONG] = "too long",
 	[EVK_EINTR] = "interrupted",
+	[EVK_EAGAIN] = "temporary failure, try again",
 };
 
 const char *
@@ -39,7 +40,8 @@ evk_err_exit(int err)
 	case EVK_ETOOLONG: return EVK_EX_DATAERR;
 	case EVK_EUNAVAIL:
 	case EVK_ECLOSED: return EVK_EX_UNAVAILABLE;
-	case EVK_ETIMEDOUT: return EVK_EX_TEMPFAIL;
+	case EVK_ETIMEDOUT:
+	case EVK_EAGAIN: return EVK_EX_TEMPFAIL;
 	case EVK_EIO: return EVK_EX_IOERR;
 	case EVK_EPERM: return EVK_EX_NOPERM;
 	default: return EVK_EX_FAIL;

@@ -267,6 +267,128 @@ trim(const char **p, size_t *n)
 		(*n)--;
 }
 
+/* Longest number text checked for range (longer ones are refused). */
+#define NUMBER_MAX 1100
+
+static bool
+is_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+/* Steps past one number at p[*i] as RFC 8259 spells it, checking that it
+ * fits a double. False (with *why) when it does not. */
+static bool
+lex_number(const char *p, size_t n, size_t *i, const char **why)
+{
+	size_t s = *i, k = *i;
+	bool big = false;
+
+	if (p[k] == '-')
+		k++;
+	if (k < n && p[k] == '0')
+		k++;
+	else if (k < n && p[k] >= '1' && p[k] <= '9')
+		while (k < n && is_digit(p[k]))
+			k++;
+	else
+		goto bad;
+	if (k < n && p[k] == '.') {
+		if (++k == n || !is_digit(p[k]))
+			goto bad;
+		while (k < n && is_digit(p[k]))
+			k++;
+	}
+	if (k < n && (p[k] == 'e' || p[k] == 'E')) {
+		big = true;
+		if (++k < n && (p[k] == '+' || p[k] == '-'))
+			k++;
+		if (k == n || !is_digit(p[k]))
+			goto bad;
+		while (k < n && is_digit(p[k]))
+			k++;
+	}
+	if (k < n && (is_digit(p[k]) || p[k] == '.' || p[k] == 'e' || p[k] == 'E' ||
+		      p[k] == '+' || p[k] == '-'))
+		goto bad;
+	*i = k;
+	if (big || k - s > 300) {
+		char text[NUMBER_MAX + 1];
+		if (k - s > NUMBER_MAX) {
+			*why = "number too long";
+			return false;
+		}
+		memcpy(text, p + s, k - s);
+		text[k - s] = '\0';
+		if (isinf(strtod(text, NULL))) {
+			*why = "number out of range (beyond a double)";
+			return false;
+		}
+	}
+	return true;
+bad:
+	*i = s;
+	*why = "invalid number";
+	return false;
+}
+
+int
+evk_json_lex_check(const char *p, size_t n, bool one_line, size_t *at,
+		   const char **why, const char **hint)
+{
+	size_t i = 0;
+
+	*hint = "";
+	while (i < n) {
+		unsigned char c = (unsigned char)p[i];
+		if (c == '"') {
+			for (i++; i < n && p[i] != '"'; i++) {
+				if (p[i] == '\\' && i + 1 < n && (unsigned char)p[i + 1] >= 0x20 &&
+				    p[i + 1] != 0x7f) {
+					i++; /* an escaped character */
+					continue;
+				}
+				unsigned char b = (unsigned char)p[i];
+				/* C0, DEL and C1 (U+0080-U+009F, C2 80-9F in
+				 * UTF-8): terminals act on them. */
+				if (b < 0x20 || b == 0x7f ||
+				    (b == 0xc2 && i + 1 < n && (unsigned char)p[i + 1] >= 0x80 &&
+				     (unsigned char)p[i + 1] <= 0x9f)) {
+					*at = i;
+					*why = "raw control byte";
+					*hint = " in a string (write it as \\u00XX)";
+					return EVK_EINVAL;
+				}
+			}
+			i++;
+		} else if (c == '-' || is_digit((char)c)) {
+			if (!lex_number(p, n, &i, why)) {
+				*at = i;
+				return EVK_EINVAL;
+			}
+		} else if (c < 0x20 && (one_line || !json_space((char)c))) {
+			*at = i;
+			*why = "raw control byte";
+			*hint = one_line ? " outside a string" : " between values";
+			return EVK_EINVAL;
+		} else {
+			i++;
+		}
+	}
+	return EVK_OK;
+}
+
+/* True when text[0..n) holds a byte below 0x20: JSON white space that a
+ * canonical line (one line) cannot carry as it is. */
+static bool
+has_control(const char *text, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)text[i] < 0x20)
+			return true;
+	return false;
+}
+
 /* When a valid event line is laid out exactly as
  * {"topic":"T","event":"E","payload":P} with T and E written without
  * escapes, sets the raw payload text P: copying it is much cheaper than
@@ -302,7 +424,11 @@ raw_payload(const char *line, size_t len, const char *topic, const char *event,
 	*rawlen = (size_t)(end - 1 - p);
 	*raw = p;
 	trim(raw, rawlen);
-	return *rawlen > 0;
+	if (*rawlen == 0 || has_control(*raw, *rawlen)) {
+		*raw = NULL; /* printed again from the tree: one line */
+		return false;
+	}
+	return true;
 }
 
 /* Parses line[0..len) as one JSON value with nothing but white space
@@ -316,9 +442,10 @@ parse_value(const char *line, size_t len, char *why, size_t whylen)
 		snprintf(why, whylen, "invalid UTF-8");
 		return NULL;
 	}
-	size_t ctl;
-	if (!evk_json_no_controls(line, len, &ctl)) {
-		snprintf(why, whylen, "invalid JSON: raw control byte at column %zu", ctl + 1);
+	size_t at;
+	const char *lexwhy, *hint;
+	if (evk_json_lex_check(line, len, false, &at, &lexwhy, &hint) != EVK_OK) {
+		snprintf(why, whylen, "invalid JSON: %s at column %zu%s", lexwhy, at + 1, hint);
 		return NULL;
 	}
 	cJSON *v = cJSON_ParseWithLengthOpts(line, len, &end, 0);
@@ -429,6 +556,8 @@ evk_event_from_payload(struct evk_buf *out, const char *topic,
 	const char *raw = line;
 	size_t rawlen = len;
 	trim(&raw, &rawlen);
+	if (has_control(raw, rawlen))
+		raw = NULL; /* several lines: printed again from the tree */
 	int rv = build(out, NULL, topic, event, payload, raw, rawlen, &reason);
 	if (rv != EVK_OK)
 		snprintf(why, whylen, "%s", reason);
@@ -446,6 +575,8 @@ expect(const char **p, const char *end, const char *lit, size_t n)
 	return 1;
 }
 
+static int scan_fields(struct evk_event *ev, const char *p, const char *end);
+
 int
 evk_event_scan(struct evk_event *ev, const char *line, size_t len)
 {
@@ -457,8 +588,21 @@ evk_event_scan(struct evk_event *ev, const char *line, size_t len)
 	const char *digits_start = p;
 	while (p < end && *p >= '0' && *p <= '9' && p - digits_start < 20)
 		seq = seq * 10 + (uint64_t)(*p++ - '0');
-	if (p == digits_start || !expect(&p, end, ",\"ts\":\"", 7) ||
-	    end - p < EVK_TS_LEN)
+	if (p == digits_start || !expect(&p, end, ",", 1) ||
+	    scan_fields(ev, p, end) != EVK_OK)
+		return EVK_EINVAL;
+	ev->seq = seq;
+	ev->line = line;
+	ev->line_len = len;
+	return EVK_OK;
+}
+
+/* Fills ev's fields from p, which starts at "ts" of a canonical line
+ * (the seq, if any, already read), to end. */
+static int
+scan_fields(struct evk_event *ev, const char *p, const char *end)
+{
+	if (!expect(&p, end, "\"ts\":\"", 6) || end - p < EVK_TS_LEN)
 		return EVK_EINVAL;
 	ev->ts = p;
 	p += EVK_TS_LEN;
@@ -496,10 +640,52 @@ evk_event_scan(struct evk_event *ev, const char *line, size_t len)
 		return EVK_EINVAL;
 	ev->payload = p;
 	ev->payload_len = (size_t)(end - 1 - p);
-	ev->seq = seq;
-	ev->line = line;
-	ev->line_len = len;
 	return EVK_OK;
+}
+
+int
+evk_event_check(const char *line, size_t len, char *why, size_t whylen)
+{
+	struct evk_event ev;
+	char ts[EVK_TS_LEN + 1];
+	const char *end = NULL, *reason, *hint = "";
+	size_t at = 0;
+
+	if (!evk_utf8_valid(line, len)) {
+		reason = "invalid UTF-8";
+		goto bad;
+	}
+	if (len < 2 || line[0] != '{' || scan_fields(&ev, line + 1, line + len) != EVK_OK) {
+		reason = "not a canonical event ({\"ts\",\"topic\",\"event\",\"payload\"})";
+		goto bad;
+	}
+	if (evk_ts_normalise(ev.ts, EVK_TS_LEN, ts) != EVK_OK ||
+	    memcmp(ts, ev.ts, EVK_TS_LEN) != 0) {
+		reason = "'ts' is not an RFC 3339 UTC time with microseconds";
+		goto bad;
+	}
+	if (!evk_topic_valid(ev.topic, ev.topic_len)) {
+		reason = "invalid topic";
+		goto bad;
+	}
+	if (!evk_event_name_valid(ev.event, ev.event_len)) {
+		reason = "invalid event name";
+		goto bad;
+	}
+	if (evk_json_lex_check(ev.payload, ev.payload_len, true, &at, &reason, &hint) != EVK_OK) {
+		snprintf(why, whylen, "%s at column %zu%s", reason,
+			 (size_t)(ev.payload - line) + at + 1, hint);
+		return EVK_EINVAL;
+	}
+	cJSON *v = cJSON_ParseWithLengthOpts(ev.payload, ev.payload_len, &end, 0);
+	bool ok = v != NULL && end == ev.payload + ev.payload_len;
+	cJSON_Delete(v);
+	if (ok)
+		return EVK_OK;
+	reason = "payload is not one JSON value";
+bad:
+	snprintf(why, whylen, "%s", reason);
+	return EVK_EINVAL;
 }
 
 /* Random bytes from a small pool, refilled by getrandom: one system call

@@ -1,56 +1,26 @@
 #include "evkit/fold.h"
 
 #include "evkit/err.h"
+#include "evkit/topic.h"
 
-#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
-/* cJSON_IsNumber, cJSON_IsArray and the like, inline: each was a call
- * into the library. */
-static bool
-has_type(const cJSON *v, int type)
-{
-	return v && (v->type & 0xFF) == type;
-}
+/* ---- small tools, on cJSON's public API ---- */
 
-/* cJSON_GetStringValue, inline. */
-static const char *
-text(const cJSON *v)
-{
-	return has_type(v, cJSON_String) ? v->valuestring : NULL;
-}
-
-/* Whether s is lit, a string literal. The names and fixed texts the fold
- * gives keep the very literal (see add), so for those the pointer tells;
- * two bytes rule out most other strings before a strcmp (lit is never
- * empty, so s[1] is read only when s[0] is not its end). */
-static bool
-is(const char *s, const char *lit)
-{
-	return s == lit || (s[0] == lit[0] && s[1] == lit[1] && strcmp(s, lit) == 0);
-}
-
-/* cJSON_GetObjectItemCaseSensitive (the first of the name; a member
- * without a name ends the search), comparing by is(). Inline: each call
- * names a literal, whose first bytes are then known. */
-static inline cJSON *
+/* Member name of o (the first of that name), as
+ * cJSON_GetObjectItemCaseSensitive finds it, but comparing the first byte
+ * before calling strcmp: cJSON's strcmp on every member passed over was
+ * a tenth of the fold's instructions (foldbench, callgrind). */
+static cJSON *
 member(const cJSON *o, const char *name)
 {
-	cJSON *m = o ? o->child : NULL;
-	while (m && m->string && !is(m->string, name))
-		m = m->next;
-	return m && m->string ? m : NULL;
-}
-
-cJSON *
-evk_fold_find(const cJSON *widgets, const char *id)
-{
-	cJSON *w;
-	cJSON_ArrayForEach(w, widgets) {
-		/* "id" comes first in every widget the fold or widgetd makes */
-		const char *wid = text(member(w, "id"));
-		if (wid && strcmp(wid, id) == 0)
-			return w;
+	cJSON *m;
+	cJSON_ArrayForEach(m, o) {
+		const char *k = m->string;
+		if (k && k[0] == name[0] && strcmp(k, name) == 0)
+			return m;
 	}
 	return NULL;
 }
@@ -58,65 +28,161 @@ evk_fold_find(const cJSON *widgets, const char *id)
 static const char *
 str(const cJSON *o, const char *name)
 {
-	return text(member(o, name));
+	return cJSON_GetStringValue(member(o, name));
 }
 
-/* Adds member name (a string literal: kept, not copied) to o, which has
- * none of that name (a new object): no lookup. false when out of memory. */
+cJSON *
+evk_fold_find(const cJSON *widgets, const char *id)
+{
+	cJSON *w;
+	cJSON_ArrayForEach(w, widgets) {
+		const char *wid = str(w, "id");
+		if (wid && strcmp(wid, id) == 0)
+			return w;
+	}
+	return NULL;
+}
+
+/* Adds member name (a string literal: cJSON keeps the pointer instead of
+ * a copy, cJSON_AddItemToObjectCS) to o, which has none of that name; v
+ * is taken either way. false when out of memory (or v is NULL: its
+ * creation failed). */
 static bool
 add(cJSON *o, const char *name, cJSON *v)
 {
-	if (v == NULL)
-		return false;
-	if (!cJSON_AddItemToObjectCS(o, name, v)) {
+	if (v && !cJSON_AddItemToObjectCS(o, name, v)) {
 		cJSON_Delete(v);
 		return false;
 	}
-	return true;
+	return v != NULL;
 }
 
-/* Sets (replacing) member name of o; false when out of memory. name is
- * a string literal: a new member keeps the pointer instead of a copy. */
+/* Sets member name of o to v (replacing one of that name); v is taken
+ * either way. false when out of memory (or v is NULL: its creation
+ * failed). */
 static bool
 put(cJSON *o, const char *name, cJSON *v)
 {
 	if (v == NULL)
 		return false;
-	cJSON *old = member(o, name);
-	if (old == NULL)
-		return add(o, name, v);
-	/* In place: the new item takes over the old one's name (dropping
-	 * any it brought, as a duplicated item does). */
-	if (v->string && !(v->type & cJSON_StringIsConst))
-		cJSON_free(v->string);
-	v->type &= ~cJSON_StringIsConst;
-	v->string = old->string;
-	v->type |= old->type & cJSON_StringIsConst;
-	old->string = NULL;
-	old->type &= ~cJSON_StringIsConst;
-	return cJSON_ReplaceItemViaPointer(o, old, v);
+	bool ok = member(o, name)
+			  ? cJSON_ReplaceItemInObjectCaseSensitive(o, name, v)
+			  : cJSON_AddItemToObject(o, name, v);
+	if (!ok)
+		cJSON_Delete(v);
+	return ok;
 }
 
-/* Sets number member name of o, whose current member is old (or NULL):
- * in place when that is a number. */
+/* Sets number member name of o, whose current member is old (NULL: none
+ * or not known): in place when that is a number. */
 static bool
-set_number(cJSON *o, const char *name, cJSON *old, double v)
+put_number(cJSON *o, const char *name, cJSON *old, double v)
 {
-	if (has_type(old, cJSON_Number)) {
-		cJSON_SetNumberHelper(old, v);
+	if (old == NULL)
+		old = member(o, name);
+	if (cJSON_IsNumber(old)) {
+		cJSON_SetNumberValue(old, v);
 		return true;
 	}
 	return put(o, name, cJSON_CreateNumber(v));
 }
 
-/* prefix + name into out (n bytes), cut short if need be (as snprintf
- * would): a widget id or a description. Inline: the prefix is a literal,
- * so its length and its copy are worked out at compile time. */
-static inline const char *
+/* Sets string member name of o: in place when it is a string. */
+static bool
+put_string(cJSON *o, const char *name, const char *v)
+{
+	cJSON *old = member(o, name);
+	if (cJSON_IsString(old) && cJSON_SetValuestring(old, v) != NULL)
+		return true;
+	return put(o, name, cJSON_CreateString(v));
+}
+
+static cJSON *
+ts_string(const char *ts)
+{
+	char s[EVK_TS_LEN + 1];
+	memcpy(s, ts, EVK_TS_LEN);
+	s[EVK_TS_LEN] = '\0';
+	return cJSON_CreateString(s);
+}
+
+/* Prepends item (taken) to the array name of w, list (NULL: not known;
+ * made when missing or not an array), keeping at most max. */
+static bool
+prepend(cJSON *w, const char *name, cJSON *list, cJSON *item, size_t max)
+{
+	cJSON *extra;
+	if (list == NULL)
+		list = member(w, name);
+	if (item == NULL)
+		return false;
+	if (!cJSON_IsArray(list) && (list = cJSON_CreateArray(), !put(w, name, list))) {
+		cJSON_Delete(item);
+		return false;
+	}
+	if (!cJSON_InsertItemInArray(list, 0, item)) {
+		cJSON_Delete(item);
+		return false;
+	}
+	/* one walk to the cap, then whatever lies past it goes */
+	cJSON *last = list->child;
+	for (size_t n = 1; last && n < max; n++)
+		last = last->next;
+	while (last && (extra = last->next) != NULL)
+		cJSON_Delete(cJSON_DetachItemViaPointer(list, extra));
+	return true;
+}
+
+/* The widget id, made (with these id and type members first) when
+ * missing; NULL when out of memory. */
+static cJSON *
+widget(cJSON *widgets, const char *id, const char *type)
+{
+	cJSON *w = evk_fold_find(widgets, id);
+	if (w)
+		return w;
+	if ((w = cJSON_CreateObject()) == NULL || !cJSON_AddStringToObject(w, "id", id) ||
+	    !cJSON_AddStringToObject(w, "type", type) || !cJSON_AddItemToArray(widgets, w)) {
+		cJSON_Delete(w);
+		return NULL;
+	}
+	return w;
+}
+
+static void
+tell(evk_fold_note_fn note, void *arg, const char *id, enum evk_fold_change c)
+{
+	if (note)
+		note(arg, id, c);
+}
+
+/* ---- workflow events: progress and result widgets ---- */
+
+/* One workflow event being folded. */
+struct fold {
+	cJSON *widgets;
+	const struct evk_event *ev;
+	cJSON *payload; /* an object */
+	/* Its members the clauses read, found in one walk (the first of a
+	 * name, as cJSON_GetObjectItemCaseSensitive finds). */
+	cJSON *step, *pct, *content, *status, *error, *result, *retry;
+	const char *wf, *pid; /* or NULL */
+	char topic_id[EVK_TOPIC_MAX + 1]; /* the id of process:{id} or workflow:{id} */
+	/* The members of the event's progress widget the clauses touch,
+	 * found in one walk (see scan_progress). */
+	cJSON *w_pid, *w_pct, *w_activities, *w_updates;
+	size_t max;
+	const char *why;
+};
+
+/* prefix + name into out (n bytes), cut short as snprintf would: a
+ * widget id or a description. Not snprintf: that was a tenth of the
+ * fold's instructions. */
+static const char *
 join(char *out, size_t n, const char *prefix, const char *name)
 {
 	size_t a = strlen(prefix), b = strlen(name);
-	if (a >= n)
+	if (a > n - 1)
 		a = n - 1;
 	if (b > n - 1 - a)
 		b = n - 1 - a;
@@ -126,350 +192,691 @@ join(char *out, size_t n, const char *prefix, const char *name)
 	return out;
 }
 
-/* The seed's describe_step/1 and estimate_progress/1; the fixed texts
- * are referenced, not copied. Joined, not printed: snprintf was a sixth
- * of a step_started's instructions. */
-static cJSON *
-describe(const char *step, char *buf, size_t n)
+/* prefix + wf, cut to EVK_FOLD_ID_MAX bytes. */
+static const char *
+widget_id(char out[EVK_FOLD_ID_MAX + 1], const char *prefix, const char *wf)
 {
-	if (is(step, "validate"))
-		return cJSON_CreateStringReference("Validating input");
-	if (is(step, "process"))
-		return cJSON_CreateStringReference("Processing data");
-	return cJSON_CreateString(join(buf, n, "Running ", step));
+	return join(out, EVK_FOLD_ID_MAX + 1, prefix, wf);
 }
 
-static double
-estimate(const char *step)
-{
-	return is(step, "validate") ? 30 : is(step, "process") ? 60 : 50;
-}
-
-/* Prepends item to list, the array name of w (NULL or not an array: a
- * new one), keeping at most max. */
-static bool
-prepend(cJSON *w, const char *name, cJSON *list, cJSON *item, size_t max)
-{
-	if (!has_type(list, cJSON_Array)) {
-		if ((list = cJSON_CreateArray()) == NULL || !put(w, name, list)) {
-			cJSON_Delete(item);
-			return false;
-		}
-	}
-	if (!cJSON_InsertItemInArray(list, 0, item)) {
-		cJSON_Delete(item);
-		return false;
-	}
-	/* One walk to the cap, then whatever lies past it goes. */
-	cJSON *last = list->child;
-	for (size_t n = 1; last && n < max; n++)
-		last = last->next;
-	while (last && last->next)
-		cJSON_Delete(cJSON_DetachItemViaPointer(list, last->next));
-	return true;
-}
-
-static cJSON *
-ts_string(const struct evk_event *ev)
-{
-	char ts[EVK_TS_LEN + 1];
-	memcpy(ts, ev->ts, EVK_TS_LEN);
-	ts[EVK_TS_LEN] = '\0';
-	return cJSON_CreateString(ts);
-}
-
-/* The payload members the fold reads, found in one walk; the first of a
- * name counts, as with cJSON_GetObjectItemCaseSensitive. Not const: the
- * fold may move one into a widget instead of copying it. */
-struct fields {
-	cJSON *wf, *pid, *step, *pct, *content, *status, *error, *result, *retry;
-};
-
-static void
-scan_payload(cJSON *p, struct fields *f)
-{
-	*f = (struct fields){ 0 };
-	for (cJSON *m = p->child; m; m = m->next) {
-		const char *k = m->string;
-		cJSON **slot = NULL;
-		if (k == NULL)
-			continue;
-		switch (k[0]) {
-		case 'w': slot = is(k, "workflow_id") ? &f->wf : is(k, "will_retry") ? &f->retry : NULL; break;
-		case 'p': slot = is(k, "process_id") ? &f->pid : is(k, "percentage") ? &f->pct : NULL; break;
-		case 's': slot = is(k, "step") ? &f->step : is(k, "status") ? &f->status : NULL; break;
-		case 'c': slot = is(k, "content") ? &f->content : NULL; break;
-		case 'e': slot = is(k, "error") ? &f->error : NULL; break;
-		case 'r': slot = is(k, "result") ? &f->result : NULL; break;
-		}
-		if (slot && *slot == NULL)
-			*slot = m;
-	}
-}
-
-/* The members of a progress widget the fold touches, found in one walk. */
-struct progress {
-	cJSON *w, *id, *pid, *pct, *activities, *updates;
-};
-
-static void
-scan_progress(cJSON *w, struct progress *pw)
-{
-	*pw = (struct progress){ .w = w };
-	for (cJSON *m = w->child; m; m = m->next) {
-		const char *k = m->string;
-		cJSON **slot = NULL;
-		if (k == NULL)
-			continue;
-		switch (k[0]) {
-		case 'i': slot = is(k, "id") ? &pw->id : NULL; break;
-		case 'p': slot = is(k, "process_id") ? &pw->pid : is(k, "percentage") ? &pw->pct : NULL; break;
-		case 'a': slot = is(k, "activities") ? &pw->activities : NULL; break;
-		case 'u': slot = is(k, "updates") ? &pw->updates : NULL; break;
-		}
-		if (slot && *slot == NULL)
-			*slot = m;
-	}
-}
-
-/* The progress widget an event of process pid (or NULL) of workflow wf
- * (or NULL) belongs to: progress-{wf} when it holds the process (or the
+/* The progress widget an event of process f->pid of workflow f->wf (either
+ * may be NULL) belongs to: progress-{wf} when it holds the process (or the
  * event names none), else the first that holds the process, else
- * progress-{wf}. false when there is none. A process id reused by another
- * workflow thus stays with the workflow the event names. */
-static bool
-progress_of(cJSON *widgets, const char *pid, const char *wf, struct progress *pw)
+ * progress-{wf}, else NULL. A process id reused by another workflow thus
+ * stays with the workflow the event names. */
+static void
+scan_progress(struct fold *f, cJSON *w)
+{
+	cJSON *m;
+	f->w_pid = f->w_pct = f->w_activities = f->w_updates = NULL;
+	cJSON_ArrayForEach(m, w) {
+		const char *k = m->string;
+		cJSON **slot = NULL;
+		switch (k ? k[0] : 0) {
+		case 'p': /* the second byte tells the two apart */
+			slot = k[1] == 'r' ? (!strcmp(k, "process_id") ? &f->w_pid : NULL)
+					   : (!strcmp(k, "percentage") ? &f->w_pct : NULL);
+			break;
+		case 'a': slot = !strcmp(k, "activities") ? &f->w_activities : NULL; break;
+		case 'u': slot = !strcmp(k, "updates") ? &f->w_updates : NULL; break;
+		}
+		if (slot && *slot == NULL)
+			*slot = m;
+	}
+}
+
+static cJSON *
+progress_of(struct fold *f)
 {
 	char id[EVK_FOLD_ID_MAX + 1];
-	cJSON *w, *own = NULL; /* progress-{wf} */
-	if (wf) {
-		/* Usually the event names both: progress-{wf} holding the
-		 * process is the answer without looking at every widget. */
-		join(id, sizeof(id), "progress-", wf);
-		if ((own = evk_fold_find(widgets, id)) != NULL) {
-			scan_progress(own, pw);
-			const char *wp = text(pw->pid);
-			if (pid == NULL || (wp && strcmp(wp, pid) == 0))
-				return true;
-		}
+	cJSON *w, *own = f->wf ? evk_fold_find(f->widgets, widget_id(id, "progress-", f->wf)) : NULL;
+	if (own) {
+		scan_progress(f, own);
+		const char *own_pid = cJSON_GetStringValue(f->w_pid);
+		if (f->pid == NULL || (own_pid && strcmp(own_pid, f->pid) == 0))
+			return own;
 	}
-	if (pid) {
-		cJSON_ArrayForEach(w, widgets) {
+	if (f->pid) {
+		cJSON_ArrayForEach(w, f->widgets) {
 			const char *t = str(w, "type"), *wp = str(w, "process_id");
-			if (t && wp && strcmp(t, "progress") == 0 && strcmp(wp, pid) == 0) {
-				scan_progress(w, pw);
-				return true;
+			if (t && wp && str(w, "id") && strcmp(t, "progress") == 0 && strcmp(wp, f->pid) == 0) {
+				scan_progress(f, w);
+				return w;
 			}
 		}
 	}
-	if (own) {
-		scan_progress(own, pw);
-		return true;
-	}
-	return false;
+	if (own)
+		scan_progress(f, own);
+	return own;
 }
 
 static cJSON *
 new_progress(cJSON *widgets, const char *wf)
 {
 	char id[EVK_FOLD_ID_MAX + 1];
-	join(id, sizeof(id), "progress-", wf);
 	cJSON *w = cJSON_CreateObject();
-	if (w == NULL || !add(w, "id", cJSON_CreateString(id)) ||
-	    !add(w, "type", cJSON_CreateString("progress")) ||
-	    !add(w, "workflow_id", cJSON_CreateString(wf)) ||
-	    !add(w, "is_live", cJSON_CreateTrue()) ||
-	    !add(w, "percentage", cJSON_CreateNumber(0)) ||
-	    !add(w, "activities", cJSON_CreateArray()) ||
-	    !add(w, "updates", cJSON_CreateArray()) || !cJSON_AddItemToArray(widgets, w)) {
+	if (w == NULL || !cJSON_AddStringToObject(w, "id", widget_id(id, "progress-", wf)) ||
+	    !cJSON_AddStringToObject(w, "type", "progress") ||
+	    !cJSON_AddStringToObject(w, "workflow_id", wf) || !cJSON_AddTrueToObject(w, "is_live") ||
+	    !cJSON_AddNumberToObject(w, "percentage", 0) || !cJSON_AddArrayToObject(w, "activities") ||
+	    !cJSON_AddArrayToObject(w, "updates") || !cJSON_AddItemToArray(widgets, w)) {
 		cJSON_Delete(w);
 		return NULL;
 	}
 	return w;
 }
 
-/* The widget events, told apart once. */
-enum kind {
-	NOT_WIDGET, CREATED, STARTED, PROGRESS, UPDATE, COMPLETED, WF_COMPLETED, WF_FAILED
-};
-
-static enum kind
-kind_of(const struct evk_event *ev)
+/* Whether workflow f->wf can name widgets: progress-{wf} and result-{wf}
+ * (as cut) each make a topic after "widget:", where they are announced.
+ * Asked only where a widget is about to be made. */
+static bool
+names_widgets(struct fold *f)
 {
-#define K(name, kind) { name, sizeof(name) - 1, kind }
-	static const struct {
-		const char *name;
-		size_t len;
-		enum kind kind;
-	} kinds[] = {
-		K("step_started", STARTED), K("step_progress", PROGRESS),
-		K("progress_update", UPDATE), K("step_completed", COMPLETED),
-		K("process_created", CREATED), K("workflow_completed", WF_COMPLETED),
-		K("workflow_failed", WF_FAILED),
-	};
-#undef K
-	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
-		if (ev->event_len == kinds[i].len && memcmp(ev->event, kinds[i].name, kinds[i].len) == 0)
-			return kinds[i].kind;
-	return NOT_WIDGET;
+	char topic[EVK_TOPIC_MAX + 1];
+	static const char *const prefixes[] = { "widget:progress-", "widget:result-" };
+	for (size_t i = 0; i < 2; i++) {
+		join(topic, sizeof(topic), prefixes[i], f->wf);
+		if (!evk_topic_valid(topic, strlen(topic))) {
+			f->why = "workflow_id cannot name a widget (widget:progress-{id} is no topic)";
+			return false;
+		}
+	}
+	return true;
 }
 
-#define FAIL(msg) do { *why = msg; rv = EVK_EINVAL; goto out; } while (0)
-#define OOM() do { rv = EVK_ENOMEM; goto out; } while (0)
+/* The event's progress widget, made for its workflow when there is none;
+ * NULL with f->why set, or on EVK_ENOMEM (*rv). */
+static cJSON *
+progress_or_new(struct fold *f, int *rv)
+{
+	cJSON *w = progress_of(f);
+	if (w)
+		return w;
+	if (f->wf == NULL) {
+		f->why = "no process_id or workflow_id to find the widget by";
+		*rv = EVK_EINVAL;
+	} else if (!names_widgets(f)) {
+		*rv = EVK_EINVAL;
+	} else if ((w = new_progress(f->widgets, f->wf)) == NULL) {
+		*rv = EVK_ENOMEM;
+	} else {
+		scan_progress(f, w);
+	}
+	return w;
+}
+
+/* The seed's describe_step/1 and estimate_progress/1. */
+static cJSON *
+describe(const char *step)
+{
+	char s[160];
+	if (strcmp(step, "validate") == 0)
+		return cJSON_CreateString("Validating input");
+	if (strcmp(step, "process") == 0)
+		return cJSON_CreateString("Processing data");
+	return cJSON_CreateString(join(s, sizeof(s), "Running ", step));
+}
+
+static double
+estimate(const char *step)
+{
+	return strcmp(step, "validate") == 0 ? 30 : strcmp(step, "process") == 0 ? 60 : 50;
+}
+
+/* The payload's percentage: NULL when absent, *bad when not a number. */
+static const cJSON *
+percentage(struct fold *f, bool *bad)
+{
+	const cJSON *pct = f->pct;
+	*bad = pct && !cJSON_IsNumber(pct);
+	if (*bad)
+		f->why = "percentage is not a number";
+	return pct;
+}
+
+/* process_created: progress-{wf} (made when missing) holds the process. */
+static int
+process_created(struct fold *f, cJSON **changed)
+{
+	char id[EVK_FOLD_ID_MAX + 1];
+	if (!f->pid || !f->wf) {
+		f->why = "process_created without process_id and workflow_id";
+		return EVK_EINVAL;
+	}
+	cJSON *w = evk_fold_find(f->widgets, widget_id(id, "progress-", f->wf));
+	if (w == NULL && !names_widgets(f))
+		return EVK_EINVAL;
+	if ((w == NULL && (w = new_progress(f->widgets, f->wf)) == NULL) ||
+	    !put_string(w, "process_id", f->pid))
+		return EVK_ENOMEM;
+	*changed = w;
+	return EVK_OK;
+}
+
+/* step_started: a running activity first, and the percentage given or the
+ * seed's estimate. */
+static int
+step_started(struct fold *f, cJSON **changed)
+{
+	const char *step = cJSON_GetStringValue(f->step);
+	bool bad;
+	const cJSON *pct = percentage(f, &bad);
+	int rv = EVK_OK;
+	if (bad)
+		return EVK_EINVAL;
+	if (step == NULL) {
+		f->why = "step event without step";
+		return EVK_EINVAL;
+	}
+	cJSON *w = progress_or_new(f, &rv), *a = cJSON_CreateObject();
+	if (w == NULL || a == NULL || !add(a, "step", cJSON_CreateString(step)) ||
+	    !add(a, "status", cJSON_CreateString("running")) ||
+	    !add(a, "timestamp", ts_string(f->ev->ts)) ||
+	    !add(a, "description", describe(step))) {
+		cJSON_Delete(a);
+		return rv ? rv : EVK_ENOMEM;
+	}
+	if (!prepend(w, "activities", f->w_activities, a, f->max) ||
+	    !put_number(w, "percentage", f->w_pct, pct ? pct->valuedouble : estimate(step)))
+		return EVK_ENOMEM;
+	*changed = w;
+	return EVK_OK;
+}
+
+/* step_progress: the percentage. */
+static int
+step_progress(struct fold *f, cJSON **changed)
+{
+	bool bad;
+	const cJSON *pct = percentage(f, &bad);
+	int rv = EVK_OK;
+	if (bad)
+		return EVK_EINVAL;
+	if (pct == NULL) {
+		f->why = "step_progress without percentage";
+		return EVK_EINVAL;
+	}
+	cJSON *w = progress_or_new(f, &rv);
+	if (w == NULL)
+		return rv;
+	if (!put_number(w, "percentage", f->w_pct, pct->valuedouble))
+		return EVK_ENOMEM;
+	*changed = w;
+	return EVK_OK;
+}
+
+/* progress_update: an update first. */
+static int
+progress_update(struct fold *f, cJSON **changed)
+{
+	const char *content = cJSON_GetStringValue(f->content);
+	bool bad;
+	int rv = EVK_OK;
+	percentage(f, &bad);
+	if (bad)
+		return EVK_EINVAL;
+	if (content == NULL) {
+		f->why = "progress_update without content";
+		return EVK_EINVAL;
+	}
+	cJSON *w = progress_or_new(f, &rv), *u = cJSON_CreateObject();
+	if (w == NULL || u == NULL || !add(u, "content", cJSON_CreateString(content)) ||
+	    !add(u, "timestamp", ts_string(f->ev->ts))) {
+		cJSON_Delete(u);
+		return rv ? rv : EVK_ENOMEM;
+	}
+	if (!prepend(w, "updates", f->w_updates, u, f->max))
+		return EVK_ENOMEM;
+	*changed = w;
+	return EVK_OK;
+}
+
+/* step_completed: the most recent running activity of the step becomes
+ * completed (failed with an error), with the payload's error and result
+ * moved over. */
+static int
+step_completed(struct fold *f, cJSON **changed)
+{
+	const char *step = cJSON_GetStringValue(f->step);
+	bool bad;
+	const cJSON *pct = percentage(f, &bad);
+	cJSON *w, *a, *found = NULL;
+	if (bad)
+		return EVK_EINVAL;
+	if (step == NULL) {
+		f->why = "step event without step";
+		return EVK_EINVAL;
+	}
+	if ((w = progress_of(f)) != NULL) {
+		cJSON_ArrayForEach(a, f->w_activities) {
+			const char *as = str(a, "step"), *st = str(a, "status");
+			if (as && st && strcmp(as, step) == 0 && strcmp(st, "running") == 0) {
+				found = a; /* the most recent: the list is newest first */
+				break;
+			}
+		}
+	}
+	if (found == NULL) {
+		f->why = "step_completed without a running activity of that step";
+		return EVK_EINVAL;
+	}
+	cJSON *err = f->error ? cJSON_DetachItemViaPointer(f->payload, f->error) : NULL;
+	cJSON *res = f->result ? cJSON_DetachItemViaPointer(f->payload, f->result) : NULL;
+	bool ok = put_string(found, "status", err ? "failed" : "completed");
+	ok = (err == NULL || put(found, "error", err)) && ok;
+	ok = (res == NULL || put(found, "result", res)) && ok;
+	if (!ok || (pct && !put_number(w, "percentage", f->w_pct, pct->valuedouble)))
+		return EVK_ENOMEM;
+	*changed = w;
+	return EVK_OK;
+}
+
+/* workflow_failed: the progress widget shows the error. */
+static int
+workflow_failed(struct fold *f, cJSON **changed)
+{
+	const char *err = cJSON_GetStringValue(f->error);
+	int rv = EVK_OK;
+	cJSON *w = progress_or_new(f, &rv);
+	if (w == NULL)
+		return rv;
+	if (!put_string(w, "status", "failed") || !put_string(w, "error", err ? err : "failed") ||
+	    !put(w, "will_retry",
+		 cJSON_CreateBool(cJSON_IsTrue(f->retry))))
+		return EVK_ENOMEM;
+	*changed = w;
+	return EVK_OK;
+}
+
+/* workflow_completed: result-{wf} replaces progress-{wf}. Notes both
+ * itself, the result first: a watcher never sees the workflow with
+ * neither. */
+static int
+workflow_completed(struct fold *f, cJSON **changed, evk_fold_note_fn note, void *arg)
+{
+	char pid_id[EVK_FOLD_ID_MAX + 1], rid[EVK_FOLD_ID_MAX + 1];
+	if (f->wf == NULL) {
+		f->why = "workflow_completed without workflow_id";
+		return EVK_EINVAL;
+	}
+	if (!names_widgets(f))
+		return EVK_EINVAL;
+	const char *status = cJSON_GetStringValue(f->status);
+	cJSON *r = cJSON_CreateObject(), *old;
+	if (r == NULL || !cJSON_AddStringToObject(r, "id", widget_id(rid, "result-", f->wf)) ||
+	    !cJSON_AddStringToObject(r, "type", "result") ||
+	    !cJSON_AddStringToObject(r, "workflow_id", f->wf) ||
+	    !cJSON_AddStringToObject(r, "status", status ? status : "completed") ||
+	    !cJSON_AddNumberToObject(r, "percentage", 100) ||
+	    !add(r, "completed_at", ts_string(f->ev->ts))) {
+		cJSON_Delete(r);
+		return EVK_ENOMEM;
+	}
+	if ((old = evk_fold_find(f->widgets, rid)) != NULL)
+		cJSON_Delete(cJSON_DetachItemViaPointer(f->widgets, old));
+	if (!cJSON_AddItemToArray(f->widgets, r)) {
+		cJSON_Delete(r);
+		return EVK_ENOMEM;
+	}
+	tell(note, arg, rid, EVK_FOLD_UPDATED);
+	if ((old = evk_fold_find(f->widgets, widget_id(pid_id, "progress-", f->wf))) != NULL) {
+		cJSON_Delete(cJSON_DetachItemViaPointer(f->widgets, old));
+		tell(note, arg, pid_id, EVK_FOLD_REMOVED);
+	}
+	*changed = NULL;
+	return EVK_OK;
+}
+
+/* The event -> clause table. A clause returns EVK_OK with *changed the
+ * widget to note (or NULL), or an error with nothing changed. */
+typedef int clause_fn(struct fold *f, cJSON **changed);
+#define CLAUSE(name) { #name, sizeof(#name) - 1, name }
+static const struct clause {
+	const char *event;
+	size_t len;
+	clause_fn *fold;
+} clauses[] = {
+	CLAUSE(process_created), CLAUSE(step_started),	  CLAUSE(step_progress),
+	CLAUSE(progress_update), CLAUSE(step_completed), CLAUSE(workflow_failed),
+	{ "workflow_completed", sizeof("workflow_completed") - 1, NULL },
+};
+#undef CLAUSE
+
+/* The seed's topics name the process (process:{pid}) or the workflow
+ * (workflow:{wf}) an event is about: the topic's id counts where the
+ * payload names none. */
+static void
+topic_ids(struct fold *f)
+{
+	static const struct {
+		const char *prefix;
+		size_t len;
+		size_t at;
+	} topics[] = {
+		{ "process:", 8, offsetof(struct fold, pid) },
+		{ "workflow:", 9, offsetof(struct fold, wf) },
+	};
+	const struct evk_event *ev = f->ev;
+	for (size_t i = 0; i < sizeof(topics) / sizeof(topics[0]); i++) {
+		const char **id = (const char **)((char *)f + topics[i].at);
+		size_t n = ev->topic_len - topics[i].len;
+		if (*id || ev->topic_len <= topics[i].len ||
+		    memcmp(ev->topic, topics[i].prefix, topics[i].len) != 0 ||
+		    memchr(ev->topic + topics[i].len, ':', n))
+			continue;
+		memcpy(f->topic_id, ev->topic + topics[i].len, n);
+		f->topic_id[n] = '\0';
+		*id = f->topic_id;
+	}
+}
+
+static void
+scan_payload(struct fold *f)
+{
+	cJSON *m, *wf = NULL, *pid = NULL;
+	cJSON_ArrayForEach(m, f->payload) {
+		const char *k = m->string;
+		cJSON **slot = NULL;
+		/* by the first letter (and the second or third where two
+		 * names share it), then the name: one strcmp at most */
+		switch (k[0]) {
+		case 'w': slot = k[1] == 'o' ? (!strcmp(k, "workflow_id") ? &wf : NULL)
+					     : (!strcmp(k, "will_retry") ? &f->retry : NULL); break;
+		case 'p': slot = k[1] == 'r' ? (!strcmp(k, "process_id") ? &pid : NULL)
+					     : (!strcmp(k, "percentage") ? &f->pct : NULL); break;
+		case 's': slot = k[1] && k[2] == 'e' ? (!strcmp(k, "step") ? &f->step : NULL)
+						     : (!strcmp(k, "status") ? &f->status : NULL); break;
+		case 'c': slot = !strcmp(k, "content") ? &f->content : NULL; break;
+		case 'e': slot = !strcmp(k, "error") ? &f->error : NULL; break;
+		case 'r': slot = !strcmp(k, "result") ? &f->result : NULL; break;
+		}
+		if (slot && *slot == NULL)
+			*slot = m; /* the first of a name, as cJSON_GetObjectItemCaseSensitive */
+	}
+	f->wf = cJSON_GetStringValue(wf);
+	f->pid = cJSON_GetStringValue(pid);
+	topic_ids(f);
+}
+
+static const struct clause *
+clause_of(const struct evk_event *ev)
+{
+	for (size_t i = 0; i < sizeof(clauses) / sizeof(clauses[0]); i++)
+		if (ev->event_len == clauses[i].len && memcmp(ev->event, clauses[i].event, ev->event_len) == 0)
+			return &clauses[i];
+	return NULL;
+}
 
 int
 evk_fold_apply(cJSON *widgets, const struct evk_event *ev, const struct evk_fold_opts *o,
 	       evk_fold_note_fn note, void *arg, const char **why)
 {
-	size_t max = o && o->list_max ? o->list_max : EVK_FOLD_LIST_MAX;
-	enum kind kind = kind_of(ev);
-	cJSON *p = NULL, *w;
-	struct fields f;
-	struct progress pw;
-	const char *wf, *pid, *step;
-	char desc[160];
-	int rv = EVK_OK;
-	static const char *none = "";
+	const struct clause *c = clause_of(ev);
+	cJSON *changed = NULL;
+	int rv;
 
-	*why = none;
-	if (kind == NOT_WIDGET)
+	*why = "";
+	if (c == NULL)
 		return EVK_OK; /* not a widget event */
-	p = cJSON_ParseWithLength(ev->payload, ev->payload_len);
-	if (!has_type(p, cJSON_Object))
-		FAIL("payload is not an object");
-	scan_payload(p, &f);
-	wf = text(f.wf);
-	pid = text(f.pid);
-
-	if (kind == CREATED) {
-		if (!pid || !wf)
-			FAIL("process_created without process_id and workflow_id");
-		char id[EVK_FOLD_ID_MAX + 1];
-		join(id, sizeof(id), "progress-", wf);
-		if ((w = evk_fold_find(widgets, id)) == NULL && (w = new_progress(widgets, wf)) == NULL)
-			OOM();
-		if (!put(w, "process_id", cJSON_CreateString(pid)))
-			OOM();
-		if (note) note(arg, id, EVK_FOLD_UPDATED);
-		goto out;
+	struct fold f = {
+		.widgets = widgets,
+		.ev = ev,
+		.payload = cJSON_ParseWithLength(ev->payload, ev->payload_len),
+		.max = o && o->list_max ? o->list_max : EVK_FOLD_LIST_MAX,
+	};
+	if (!cJSON_IsObject(f.payload)) {
+		*why = "payload is not an object";
+		cJSON_Delete(f.payload);
+		return EVK_EINVAL;
 	}
-	if (kind == WF_COMPLETED) {
-		if (!wf)
-			FAIL("workflow_completed without workflow_id");
-		char pid_id[EVK_FOLD_ID_MAX + 1], rid[EVK_FOLD_ID_MAX + 1];
-		join(pid_id, sizeof(pid_id), "progress-", wf);
-		join(rid, sizeof(rid), "result-", wf);
-		cJSON *r = cJSON_CreateObject();
-		const char *status = text(f.status);
-		if (r == NULL || !add(r, "id", cJSON_CreateString(rid)) ||
-		    !add(r, "type", cJSON_CreateString("result")) ||
-		    !add(r, "workflow_id", cJSON_CreateString(wf)) ||
-		    !add(r, "status", cJSON_CreateString(status ? status : "completed")) ||
-		    !add(r, "percentage", cJSON_CreateNumber(100)) ||
-		    !add(r, "completed_at", ts_string(ev))) {
-			cJSON_Delete(r);
-			OOM();
-		}
-		/* The result first, then the progress widget goes: a watcher
-		 * never sees the workflow with neither. */
-		cJSON *old = evk_fold_find(widgets, rid);
-		if (old)
-			cJSON_Delete(cJSON_DetachItemViaPointer(widgets, old));
-		if (!cJSON_AddItemToArray(widgets, r)) {
-			cJSON_Delete(r);
-			OOM();
-		}
-		if (note) note(arg, rid, EVK_FOLD_UPDATED);
-		if ((w = evk_fold_find(widgets, pid_id)) != NULL) {
-			cJSON_Delete(cJSON_DetachItemViaPointer(widgets, w));
-			if (note) note(arg, pid_id, EVK_FOLD_REMOVED);
-		}
-		goto out;
-	}
-	/* The rest act on the event's progress widget; check the event whole
-	 * before touching anything. */
-	step = text(f.step);
-	const cJSON *pct = f.pct;
-	const char *content = text(f.content);
-	if (pct && !has_type(pct, cJSON_Number))
-		FAIL("percentage is not a number");
-	if ((kind == STARTED || kind == COMPLETED) && !step)
-		FAIL("step event without step");
-	if (kind == PROGRESS && !pct)
-		FAIL("step_progress without percentage");
-	if (kind == UPDATE && !content)
-		FAIL("progress_update without content");
-	if (!progress_of(widgets, pid, wf, &pw)) {
-		if (kind == COMPLETED)
-			FAIL("step_completed without a running activity of that step");
-		if (!wf)
-			FAIL("no process_id or workflow_id to find the widget by");
-		if ((w = new_progress(widgets, wf)) == NULL)
-			OOM();
-		scan_progress(w, &pw);
-	}
-	w = pw.w;
-
-	if (kind == STARTED) {
-		cJSON *a = cJSON_CreateObject();
-		/* The payload's step (a string) moves into the activity: the
-		 * payload goes anyway. */
-		if (a == NULL || !add(a, "step", cJSON_DetachItemViaPointer(p, f.step)) ||
-		    !add(a, "status", cJSON_CreateStringReference("running")) ||
-		    !add(a, "timestamp", ts_string(ev)) ||
-		    !add(a, "description", describe(step, desc, sizeof(desc)))) {
-			cJSON_Delete(a);
-			OOM();
-		}
-		if (!prepend(w, "activities", pw.activities, a, max) ||
-		    !set_number(w, "percentage", pw.pct, pct ? pct->valuedouble : estimate(step)))
-			OOM();
-	} else if (kind == PROGRESS) {
-		if (!set_number(w, "percentage", pw.pct, pct->valuedouble))
-			OOM();
-	} else if (kind == UPDATE) {
-		cJSON *u = cJSON_CreateObject();
-		if (u == NULL || !add(u, "content", cJSON_DetachItemViaPointer(p, f.content)) ||
-		    !add(u, "timestamp", ts_string(ev))) {
-			cJSON_Delete(u);
-			OOM();
-		}
-		if (!prepend(w, "updates", pw.updates, u, max))
-			OOM();
-	} else if (kind == COMPLETED) {
-		cJSON *err = f.error, *res = f.result;
-		cJSON *a, *found = NULL, *status = NULL;
-		cJSON_ArrayForEach(a, pw.activities) {
-			const char *as = str(a, "step"), *st = text(status = member(a, "status"));
-			if (as && st && strcmp(as, step) == 0 && is(st, "running")) {
-				found = a; /* the most recent: the list is newest first */
-				break;
-			}
-		}
-		if (found == NULL)
-			FAIL("step_completed without a running activity of that step");
-		/* A status the fold gave refers to a literal (it owns no text):
-		 * it is pointed at the new one in place. The payload's error and
-		 * result move over whole, as copies of them would. */
-		const char *now = err ? "failed" : "completed";
-		if (status->type & cJSON_IsReference)
-			status->valuestring = (char *)now;
-		else if (!put(found, "status", cJSON_CreateStringReference(now)))
-			OOM();
-		if ((err && !put(found, "error", cJSON_DetachItemViaPointer(p, err))) ||
-		    (res && !put(found, "result", cJSON_DetachItemViaPointer(p, res))))
-			OOM();
-		if (pct && !set_number(w, "percentage", pw.pct, pct->valuedouble))
-			OOM();
-	} else { /* workflow_failed */
-		const char *err = text(f.error);
-		if (!put(w, "status", cJSON_CreateString("failed")) ||
-		    !put(w, "error", cJSON_CreateString(err ? err : "failed")) ||
-		    !put(w, "will_retry", cJSON_CreateBool(cJSON_IsTrue(f.retry))))
-			OOM();
-	}
-	if (note) note(arg, text(pw.id), EVK_FOLD_UPDATED);
-out:
-	cJSON_Delete(p);
+	scan_payload(&f);
+	rv = c->fold ? c->fold(&f, &changed) : workflow_completed(&f, &changed, note, arg);
+	if (rv == EVK_OK && changed)
+		tell(note, arg, str(changed, "id"), EVK_FOLD_UPDATED);
+	if (rv == EVK_EINVAL)
+		*why = f.why;
+	cJSON_Delete(f.payload);
 	return rv;
+}
+
+/* ---- declared widgets: counter, session, keep_live ---- */
+
+int
+evk_fold_count(cJSON *widgets, const char *id, const struct evk_event *ev,
+	       evk_fold_note_fn note, void *arg)
+{
+	char key[EVK_EVENT_MAX + 1];
+	cJSON *w = widget(widgets, id, "counter"), *counts, *n;
+	if (w == NULL)
+		return EVK_ENOMEM;
+	if (!cJSON_IsObject(counts = member(w, "counts")) &&
+	    (counts = cJSON_CreateObject(), !put(w, "counts", counts)))
+		return EVK_ENOMEM;
+	snprintf(key, sizeof(key), "%.*s", (int)ev->event_len, ev->event);
+	if (cJSON_IsNumber(n = member(counts, key)))
+		cJSON_SetNumberValue(n, n->valuedouble + 1);
+	else if (!put(counts, key, cJSON_CreateNumber(1)))
+		return EVK_ENOMEM;
+	tell(note, arg, id, EVK_FOLD_UPDATED);
+	return EVK_OK;
+}
+
+/* Session widget id, made when missing (active since ts): *made says so. */
+static cJSON *
+session_widget(cJSON *widgets, const char *id, const char *ts, bool *made)
+{
+	cJSON *w = evk_fold_find(widgets, id);
+	*made = w == NULL;
+	if (w)
+		return w;
+	if ((w = widget(widgets, id, "session")) == NULL || !cJSON_AddTrueToObject(w, "active") ||
+	    !add(w, "started_at", ts_string(ts)) ||
+	    !cJSON_AddArrayToObject(w, "items"))
+		return NULL;
+	return w;
+}
+
+int
+evk_fold_session_init(cJSON *widgets, const char *id, const char *ts,
+		      evk_fold_note_fn note, void *arg)
+{
+	bool made;
+	if (session_widget(widgets, id, ts, &made) == NULL)
+		return EVK_ENOMEM;
+	if (made)
+		tell(note, arg, id, EVK_FOLD_UPDATED);
+	return EVK_OK;
+}
+
+int
+evk_fold_session_add(cJSON *widgets, const char *id, size_t limit, const struct evk_event *ev,
+		     evk_fold_note_fn note, void *arg)
+{
+	bool made;
+	cJSON *w = session_widget(widgets, id, ev->ts, &made), *items, *it;
+	if (w == NULL)
+		return EVK_ENOMEM;
+	if (made)
+		tell(note, arg, id, EVK_FOLD_UPDATED);
+	if (!cJSON_IsTrue(member(w, "active")))
+		return EVK_OK;
+	cJSON *p = cJSON_ParseWithLength(ev->payload, ev->payload_len);
+	cJSON *data = cJSON_DetachItemFromObjectCaseSensitive(p, "data");
+	const char *cid = str(data, "id");
+	cJSON_Delete(p);
+	if (!cJSON_IsObject(data) || cid == NULL) {
+		cJSON_Delete(data);
+		return EVK_OK;
+	}
+	if (!cJSON_IsArray(items = member(w, "items")) &&
+	    (items = cJSON_CreateArray(), !put(w, "items", items))) {
+		cJSON_Delete(data);
+		return EVK_ENOMEM;
+	}
+	cJSON_ArrayForEach(it, items) {
+		const char *other = str(it, "id");
+		if (other && strcmp(other, cid) == 0) {
+			cJSON_Delete(cJSON_DetachItemViaPointer(items, it));
+			break;
+		}
+	}
+	if (!prepend(w, "items", items, data, limit))
+		return EVK_ENOMEM;
+	tell(note, arg, id, EVK_FOLD_UPDATED);
+	return EVK_OK;
+}
+
+int
+evk_fold_session_mark(cJSON *widgets, const char *id, bool start, const char *ts,
+		      evk_fold_note_fn note, void *arg)
+{
+	bool made;
+	cJSON *w = session_widget(widgets, id, ts, &made);
+	if (w == NULL)
+		return EVK_ENOMEM;
+	cJSON_DeleteItemFromObjectCaseSensitive(w, "active");
+	cJSON_DeleteItemFromObjectCaseSensitive(w, "stopped_at");
+	bool ok = cJSON_AddBoolToObject(w, "active", start) != NULL;
+	if (start) {
+		cJSON_DeleteItemFromObjectCaseSensitive(w, "started_at");
+		cJSON_DeleteItemFromObjectCaseSensitive(w, "items");
+		ok = ok && add(w, "started_at", ts_string(ts)) &&
+		     cJSON_AddArrayToObject(w, "items");
+	} else {
+		ok = ok && add(w, "stopped_at", ts_string(ts));
+	}
+	if (!ok)
+		return EVK_ENOMEM;
+	tell(note, arg, id, EVK_FOLD_UPDATED);
+	return EVK_OK;
+}
+
+int
+evk_fold_keep_live(cJSON *widgets, const char *id, cJSON *items, double queries,
+		   evk_fold_note_fn note, void *arg)
+{
+	cJSON *w = widget(widgets, id, "keep_live");
+	if (w == NULL || items == NULL) {
+		cJSON_Delete(items);
+		return EVK_ENOMEM;
+	}
+	if (!put(w, "items", items) || !put_number(w, "queries", NULL, queries))
+		return EVK_ENOMEM;
+	tell(note, arg, id, EVK_FOLD_UPDATED);
+	return EVK_OK;
+}
+
+/* ---- a saved state's shape ---- */
+
+/* A member a widget of some type must (or may) have, and its type. */
+struct rule {
+	const char *name;
+	cJSON_bool (*is)(const cJSON *v);
+	bool required;
+};
+
+static const struct rule progress_rules[] = {
+	{ "workflow_id", cJSON_IsString, true }, { "process_id", cJSON_IsString, false },
+	{ "percentage", cJSON_IsNumber, true },	 { "activities", cJSON_IsArray, true },
+	{ "updates", cJSON_IsArray, true },	 { "status", cJSON_IsString, false },
+	{ "error", cJSON_IsString, false },	 { "will_retry", cJSON_IsBool, false },
+	{ NULL, NULL, false },
+};
+static const struct rule result_rules[] = {
+	{ "workflow_id", cJSON_IsString, true }, { "status", cJSON_IsString, true },
+	{ "percentage", cJSON_IsNumber, true },	 { "completed_at", cJSON_IsString, false },
+	{ NULL, NULL, false },
+};
+static const struct rule counter_rules[] = {
+	{ "counts", cJSON_IsObject, false },
+	{ NULL, NULL, false },
+};
+static const struct rule session_rules[] = {
+	{ "active", cJSON_IsBool, true },	 { "started_at", cJSON_IsString, true },
+	{ "stopped_at", cJSON_IsString, false }, { "items", cJSON_IsArray, true },
+	{ NULL, NULL, false },
+};
+static const struct rule keep_live_rules[] = {
+	{ "items", cJSON_IsArray, false }, { "queries", cJSON_IsNumber, false },
+	{ NULL, NULL, false },
+};
+
+static const struct {
+	const char *type;
+	const struct rule *rules;
+} shapes[] = {
+	{ "progress", progress_rules }, { "result", result_rules },	  { "counter", counter_rules },
+	{ "session", session_rules },	{ "keep_live", keep_live_rules },
+};
+
+/* Each element of w's array name is an object, with string members
+ * (NULL-ended) when given. */
+static bool
+all_objects(const cJSON *w, const char *name, const char *const *strings)
+{
+	const cJSON *it;
+	cJSON_ArrayForEach(it, member(w, name)) {
+		if (!cJSON_IsObject(it))
+			return false;
+		for (const char *const *s = strings; s && *s; s++)
+			if (!cJSON_IsString(member(it, *s)))
+				return false;
+	}
+	return true;
+}
+
+/* Why widget w is damaged (into buf, n bytes), or NULL when it is not. */
+static const char *
+damage(const cJSON *widgets, const cJSON *w, char *buf, size_t n)
+{
+	static const char *const activity[] = { "step", "status", NULL };
+	const char *id = str(w, "id"), *type = str(w, "type");
+	const cJSON *m;
+	size_t k = 0;
+	if (!cJSON_IsObject(w))
+		return "not an object";
+	if (id == NULL || id[0] == '\0' || strlen(id) > EVK_FOLD_ID_MAX)
+		return "no id, or one too long";
+	snprintf(buf, n, "widget:%s", id);
+	if (!evk_topic_valid(buf, strlen(buf)))
+		return "an id that makes no topic";
+	if (evk_fold_find(widgets, id) != w)
+		return "a second widget of that id";
+	while (k < sizeof(shapes) / sizeof(shapes[0]) && !(type && strcmp(type, shapes[k].type) == 0))
+		k++;
+	if (k == sizeof(shapes) / sizeof(shapes[0]))
+		return "no known type";
+	for (const struct rule *r = shapes[k].rules; r->name; r++) {
+		m = member(w, r->name);
+		if (m ? !r->is(m) : r->required) {
+			snprintf(buf, n, "%s %s", r->name, m ? "of the wrong type" : "missing");
+			return buf;
+		}
+	}
+	if (!all_objects(w, "activities", activity) || !all_objects(w, "updates", NULL) ||
+	    !all_objects(w, "items", NULL))
+		return "a list holds something else than what the fold makes";
+	cJSON_ArrayForEach(m, member(w, "counts"))
+		if (!cJSON_IsNumber(m))
+			return "a count is not a number";
+	return NULL;
+}
+
+int
+evk_fold_check(cJSON *widgets, evk_fold_drop_fn drop, void *arg)
+{
+	cJSON *w = widgets ? widgets->child : NULL, *next;
+	int index = 0, dropped = 0;
+	char buf[EVK_TOPIC_MAX + 1];
+	for (; w; w = next, index++) {
+		next = w->next;
+		const char *why = damage(widgets, w, buf, sizeof(buf));
+		if (why == NULL)
+			continue;
+		if (drop)
+			drop(arg, index, str(w, "id"), why);
+		cJSON_Delete(cJSON_DetachItemViaPointer(widgets, w));
+		dropped++;
+	}
+	return dropped;
 }

@@ -234,8 +234,22 @@ settle_round(struct evk_outbox *ob, const struct round_row *rows, long n, uint64
 static int
 publish_line(void *pub, const char *line, size_t len, uint64_t seq)
 {
-	(void)seq;
-	return evk_pub_add(pub, line, len);
+	return evk_pub_add_seq(pub, line, len, seq);
+}
+
+/* A connection to the hub publishing as the outbox's producer, so the
+ * hub stores a line sent again after a crash only once. */
+static int
+open_pub(struct evk_outbox *ob, struct evk_pub **pub)
+{
+	char id[EVK_OUTBOX_PRODUCER_LEN + 1];
+	int rv = evk_outbox_producer(ob, id);
+	if (rv == EVK_OK && (rv = evk_pub_open(pub, ob->url, NULL, NULL)) == EVK_OK &&
+	    (rv = evk_pub_set_producer(*pub, id)) != EVK_OK)
+		evk_pub_close(*pub);
+	if (rv != EVK_OK)
+		*pub = NULL;
+	return rv;
 }
 
 /* publish_line, counting the lines the publisher took. */
@@ -270,8 +284,7 @@ flush_round(struct evk_outbox *ob, struct round_row *rows, bool *more, sqlite3_i
 	if (st == NULL)
 		return fail(ob, "cannot read the outbox");
 	while (n < OUTBOX_CHUNK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (ob->pub == NULL && evk_pub_open(&ob->pub, ob->url, NULL, NULL) != EVK_OK) {
-			ob->pub = NULL;
+		if (ob->pub == NULL && open_pub(ob, &ob->pub) != EVK_OK) {
 			ok = false;
 			break;
 		}
@@ -364,13 +377,13 @@ evk_outbox_each(struct evk_outbox *ob, evk_outbox_line_fn fn, void *arg, sqlite3
 {
 	sqlite3_stmt *st =
 		evk_store_stmt(ob->db, "SELECT id, lines, format, sent FROM notes ORDER BY id");
-	int rv = EVK_OK;
+	int rv = EVK_OK, rc = SQLITE_DONE;
 	bool bad = false;
 
 	*damaged = 0;
 	if (st == NULL)
 		return fail(ob, "cannot read the outbox");
-	while (rv == EVK_OK && sqlite3_step(st) == SQLITE_ROW) {
+	while (rv == EVK_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
 		rv = each_line(ob->expand, ob->scratch, sqlite3_column_int64(st, 0),
 			       sqlite3_column_blob(st, 1), (size_t)sqlite3_column_bytes(st, 1),
 			       sqlite3_column_int(st, 2), (long)sqlite3_column_int64(st, 3), fn,
@@ -378,6 +391,8 @@ evk_outbox_each(struct evk_outbox *ob, evk_outbox_line_fn fn, void *arg, sqlite3
 		if (bad)
 			*damaged = sqlite3_column_int64(st, 0);
 	}
+	if (rv == EVK_OK && rc != SQLITE_DONE)
+		rv = fail(ob, "cannot read the outbox"); /* not all of it was walked */
 	sqlite3_reset(st);
 	return rv;
 }
@@ -484,8 +499,7 @@ evk_outbox_live_start(struct evk_outbox *ob)
 		free(s);
 		return false;
 	}
-	if (evk_pub_open(&s->pub, ob->url, NULL, NULL) != EVK_OK) {
-		s->pub = NULL;
+	if (open_pub(ob, &s->pub) != EVK_OK) {
 		sender_free(s);
 		return false;
 	}

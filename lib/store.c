@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define BUSY_TIMEOUT_MS 10000
 
@@ -231,7 +233,34 @@ struct evk_checkpointer {
 	nng_cv *cv;
 	int wake_pages, force_pages;
 	bool wanted, stop;
+	/* Failed checkpoints (under mtx): counted and the last reason kept
+	 * for the program to report (lib/ never prints). */
+	uint64_t failures;
+	char failure[256];
 };
+
+/* Records a failed checkpoint of db. */
+static void
+checkpoint_failed(struct evk_checkpointer *c, sqlite3 *db)
+{
+	nng_mtx_lock(c->mtx);
+	c->failures++;
+	snprintf(c->failure, sizeof(c->failure), "%s", sqlite3_errmsg(db));
+	nng_mtx_unlock(c->mtx);
+}
+
+uint64_t
+evk_checkpointer_failures(struct evk_checkpointer *c, char *last, size_t n)
+{
+	if (c == NULL)
+		return 0;
+	nng_mtx_lock(c->mtx);
+	uint64_t k = c->failures;
+	if (last && n > 0)
+		snprintf(last, n, "%s", c->failure);
+	nng_mtx_unlock(c->mtx);
+	return k;
+}
 
 static void
 checkpointer_run(void *arg)
@@ -250,7 +279,7 @@ checkpointer_run(void *arg)
 		int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE,
 						   NULL, NULL);
 		if (rc != SQLITE_OK && rc != SQLITE_BUSY)
-			evk_warn("checkpoint: %s", sqlite3_errmsg(c->db));
+			checkpoint_failed(c, c->db);
 	}
 }
 
@@ -264,7 +293,7 @@ on_wal_commit(void *arg, sqlite3 *db, const char *name, int pages)
 		int rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_RESTART,
 						   NULL, NULL);
 		if (rc != SQLITE_OK && rc != SQLITE_BUSY)
-			evk_warn("checkpoint: %s", sqlite3_errmsg(db));
+			checkpoint_failed(c, db);
 	} else if (pages >= c->wake_pages) {
 		nng_mtx_lock(c->mtx);
 		c->wanted = true;
@@ -311,20 +340,121 @@ evk_checkpointer_start(sqlite3 *db, const char *path, const char **why)
 	return c;
 }
 
-void
+int
 evk_checkpointer_stop(struct evk_checkpointer *c)
 {
 	if (c == NULL)
-		return;
+		return EVK_OK;
 	sqlite3_wal_autocheckpoint(c->writer, 1000); /* SQLite's default hook */
 	nng_mtx_lock(c->mtx);
 	c->stop = true;
 	nng_cv_wake(c->cv);
 	nng_mtx_unlock(c->mtx);
 	nng_thread_destroy(c->thread); /* joins */
-	if (sqlite3_close(c->db) != SQLITE_OK)
-		evk_warn("closing the checkpoint connection: %s", sqlite3_errmsg(c->db));
+	int rv = sqlite3_close(c->db) == SQLITE_OK ? EVK_OK : EVK_EIO;
 	nng_cv_free(c->cv);
 	nng_mtx_free(c->mtx);
 	free(c);
+	return rv;
+}
+
+/* ---- health and the seq floor ---- */
+
+int
+evk_store_check(sqlite3 *db, const char *probe_sql, char *why, size_t n)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if (sqlite3_db_readonly(db, "main") == 1) {
+		snprintf(why, n, "it is read-only (check its and its directory's permissions)");
+		return EVK_EIO;
+	}
+	rc = sqlite3_prepare_v2(db, "PRAGMA quick_check(1)", -1, &st, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		snprintf(why, n, "it cannot be read: %s", sqlite3_errmsg(db));
+		sqlite3_finalize(st);
+		return EVK_EIO;
+	}
+	const char *res = (const char *)sqlite3_column_text(st, 0);
+	if (res == NULL || strcmp(res, "ok") != 0) {
+		snprintf(why, n, "it is damaged (%s)", res ? res : "no answer");
+		for (char *c = why; *c; c++)
+			if (*c == '\n')
+				*c = ' ';
+		sqlite3_finalize(st);
+		return EVK_EIO;
+	}
+	sqlite3_finalize(st);
+	if (probe_sql == NULL)
+		return EVK_OK;
+	if (evk_store_begin(db) != EVK_OK || evk_store_exec(db, probe_sql) != EVK_OK ||
+	    evk_store_exec(db, "COMMIT") != EVK_OK) {
+		snprintf(why, n, "it cannot be written: %s", sqlite3_errmsg(db));
+		evk_store_exec(db, "ROLLBACK");
+		return EVK_EIO;
+	}
+	return EVK_OK;
+}
+
+int
+evk_seqfile_read(const char *path, uint64_t *value)
+{
+	char text[32];
+	FILE *f = fopen(path, "re");
+
+	*value = 0;
+	if (f == NULL)
+		return errno == ENOENT ? EVK_OK : EVK_EIO;
+	size_t n = fread(text, 1, sizeof(text) - 1, f);
+	bool err = ferror(f);
+	fclose(f);
+	if (err)
+		return EVK_EIO;
+	text[n] = '\0';
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(text, &end, 10);
+	if (n == 0 || text[0] < '0' || text[0] > '9' || errno != 0 ||
+	    (*end != '\0' && *end != '\n'))
+		return EVK_EINVAL;
+	*value = v;
+	return EVK_OK;
+}
+
+int
+evk_seqfile_write(const char *path, uint64_t value)
+{
+	char tmp[4096], text[32];
+	int len = snprintf(text, sizeof(text), "%llu\n", (unsigned long long)value);
+
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
+		return EVK_EINVAL;
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return EVK_EIO;
+	bool ok = write(fd, text, (size_t)len) == len && fsync(fd) == 0;
+	ok = close(fd) == 0 && ok;
+	if (!ok || rename(tmp, path) != 0) {
+		unlink(tmp);
+		return EVK_EIO;
+	}
+	/* The rename itself lasts once the directory is synced. */
+	char dir[4096];
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash == dir)
+		slash[1] = '\0';
+	else if (slash)
+		*slash = '\0';
+	else
+		strcpy(dir, ".");
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
+	return EVK_OK;
 }

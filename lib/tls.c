@@ -68,7 +68,9 @@ own_cert(nng_tls_config *cfg, const char *cert, const char *key)
 		rv = NNG_EINVAL; /* not a certificate and key that belong together */
 	free(c);
 	if (k) {
-		memset(k, 0, strlen(k));
+		/* not memset: a store before free may be left out by the
+		 * compiler, and the key would stay in freed memory */
+		explicit_bzero(k, strlen(k));
 		free(k);
 	}
 	return rv;
@@ -135,11 +137,13 @@ evk_tls_dial(nng_socket s, const char *url, int flags)
 		rv = nng_dialer_start(d, flags);
 	if (rv != 0)
 		nng_dialer_close(d);
-	/* An evkit hub requires a client certificate: a client without one
-	 * sees its handshake cut short, which nng reports as a lost
-	 * connection. Say what it is. */
-	if ((rv == NNG_ECLOSED || rv == NNG_ECONNRESET || rv == NNG_ECONNSHUT) &&
-	    (setting(tls_cert, "EVBUS_TLS_CERT") == NULL || setting(tls_key, "EVBUS_TLS_KEY") == NULL))
+	/* An evkit hub requires a client certificate it can verify: a client
+	 * without one, or with one its CA did not sign, sees its handshake
+	 * cut short. nng reports the alert as a crypto error when it reads it
+	 * first, and as a lost connection when the hub's close comes first
+	 * (a matter of timing on a loaded machine). Either way it is a
+	 * refusal: say what it is. */
+	if (rv == NNG_ECLOSED || rv == NNG_ECONNRESET || rv == NNG_ECONNSHUT)
 		rv = NNG_EPEERAUTH;
 	return rv;
 }

@@ -342,14 +342,21 @@ evk_watchdog_start(struct evk_watchdog **out, const char *url,
 		free(w);
 		return EVK_ENOMEM;
 	}
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	int rc = pthread_cond_init(&w->cv, &ca);
+	/* pause_ms counts on the monotonic clock: on another the waits
+	 * would end at once and the probes never pause. */
+	int rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	if (rc == 0)
+		rc = pthread_cond_init(&w->cv, &ca);
 	pthread_condattr_destroy(&ca);
 	if (rc != 0) {
 		free(w);
 		return EVK_ENOMEM;
 	}
-	pthread_mutex_init(&w->mu, NULL);
+	if (pthread_mutex_init(&w->mu, NULL) != 0) {
+		pthread_cond_destroy(&w->cv);
+		free(w);
+		return EVK_ENOMEM;
+	}
 	if (pthread_create(&w->thread, NULL, watch, w) != 0) {
 		pthread_cond_destroy(&w->cv);
 		pthread_mutex_destroy(&w->mu);

@@ -576,6 +576,52 @@ offered() {
 	done
 }
 
+# created_per_case FILE — "CASES CREATES MAX" over the case:created events
+# of an evsub -o json log: distinct cases, events, most events of one case.
+created_per_case() {
+	jq -r 'select(.topic == "case:created") | .payload.data.case_reference' "$1" |
+		sort | uniq -c | awk '{ n++; t += $1; if ($1 > m) m = $1 } END { print n + 0, t + 0, m + 0 }'
+}
+
+@test "an outbox sent again after the hub stored it (ack lost, crash) is stored once (issue 16.3)" {
+	stop_hub
+	cases 50 | cc ingest 2>/dev/null
+	[ "$(cc outbox list | wc -l)" -eq 100 ]
+	# The database as a kill -9 leaves it after the hub stored a round but
+	# before casectl recorded the acknowledgement.
+	cp "$DB" "$BATS_TEST_TMPDIR/crashed.db"
+	start_hub
+	cc outbox flush
+	[ "$(hub_status_field head_seq)" -eq 100 ]
+	cp "$BATS_TEST_TMPDIR/crashed.db" "$DB"
+	rm -f "$DB-wal" "$DB-shm"
+	cc outbox flush
+	[ "$(cc outbox list | wc -l)" -eq 0 ]
+	[ "$(hub_status_field head_seq)" -eq 100 ]
+	[ "$(hub_status_field duplicates_dropped)" -eq 100 ]
+	evsub --since 0 -W 2 'case:**' >"$BATS_TEST_TMPDIR/log" || true
+	[ "$(created_per_case "$BATS_TEST_TMPDIR/log")" = "50 50 1" ]
+}
+
+@test "kill -9 of casectl ingest mid-run, then a resumed run: one case:created per case (issue 16.3)" {
+	local round
+	cases 20000 >"$BATS_TEST_TMPDIR/all"
+	for round in 1 2 3; do
+		casectl --db "$DB" ingest --batch 500 <"$BATS_TEST_TMPDIR/all" 2>/dev/null &
+		local pid=$!
+		BG_PIDS+=("$pid")
+		WAIT_SECS=60 wait_for head_at_least $((round * 2000))
+		kill -9 "$pid" 2>/dev/null || true # (it may have finished)
+		wait "$pid" 2>/dev/null || true
+	done
+	# Resume: the same input again (known cases sync), and the outbox drains.
+	cc ingest --batch 500 <"$BATS_TEST_TMPDIR/all" 2>/dev/null
+	[ "$(cc outbox list | wc -l)" -eq 0 ]
+	[ "$(sqlite3 "$DB" 'SELECT count(*) FROM cases')" -eq 20000 ]
+	evsub --since 0 -W 5 'case:created' >"$BATS_TEST_TMPDIR/log" || true
+	[ "$(created_per_case "$BATS_TEST_TMPDIR/log")" = "20000 20000 1" ]
+}
+
 @test "casectl list --since refuses what is not a date, clearly, with the usage status" {
 	local bad
 	for bad in zzz 2024-13-45 2024-02-30 2024-03-01T25:00:00Z ''; do

@@ -105,7 +105,7 @@ events() {
 	[ "$stderr" = "evsub: gap: event 1 is no longer retained" ]
 	run jq -s -c 'map([.seq, .topic])' <<<"$output"
 	assert_output '[[2,"old:a"],[3,"old:b"],[4,"new:c"]]'
-	[ "$(sqlite3 "$BATS_TEST_TMPDIR/bus.db" 'PRAGMA user_version')" -eq 2 ]
+	[ "$(sqlite3 "$BATS_TEST_TMPDIR/bus.db" 'PRAGMA user_version')" -eq 3 ]
 }
 
 @test "evbusd --memory keeps no file and starts from seq 1 each time" {
@@ -293,7 +293,7 @@ raw() {
 	# A whole 4 MiB frame of junk is refused by size or content, not stored.
 	{ printf P; head -c 4194000 /dev/zero | tr '\0' 'x'; } >"$BATS_TEST_TMPDIR/big"
 	run -0 "$EVKIT_TOOLS/rawreq" "$EVBUS_URL" "$BATS_TEST_TMPDIR/big"
-	assert_output 'E malformed frame'
+	assert_output "E malformed frame: not '\\n'-terminated lines"
 	# A frame beyond the hub's limit is dropped by nng with its connection.
 	{ printf P; head -c 5000000 /dev/zero | tr '\0' 'x'; } >"$BATS_TEST_TMPDIR/huge"
 	run -69 "$EVKIT_TOOLS/rawreq" "$EVBUS_URL" "$BATS_TEST_TMPDIR/huge" 1000
@@ -310,7 +310,7 @@ raw() {
 	printf 'Pnot json\n' >"$BATS_TEST_TMPDIR/bad"
 	printf 'P{"ts":"2026-01-01T00:00:00.000000Z","topic":"a","event":"b","payload":{}}\n' >"$BATS_TEST_TMPDIR/good"
 	run -0 "$EVKIT_TOOLS/rawreq" "$EVBUS_URL" "$BATS_TEST_TMPDIR/bad" 10000 "$BATS_TEST_TMPDIR/good"
-	[ "${lines[0]}" = "E malformed frame" ]
+	[[ ${lines[0]} == "E malformed event on line 1 of the frame: "* ]]
 	[ "${lines[1]}" = "E refused: an earlier frame of this connection was refused" ]
 	[ "$(hub_status_field head_seq)" -eq 0 ]
 	# Also when the good frames are on their way before the bad one is
@@ -322,7 +322,7 @@ raw() {
 	RAWREQ_PIPELINE=1 run -0 "$EVKIT_TOOLS/rawreq" "$EVBUS_URL" "$BATS_TEST_TMPDIR/replay" 10000 \
 		"$BATS_TEST_TMPDIR/bad" "$BATS_TEST_TMPDIR/good" "$BATS_TEST_TMPDIR/good"
 	[[ ${lines[0]} == "D "* ]]
-	[ "${lines[1]}" = "E malformed frame" ]
+	[[ ${lines[1]} == "E malformed event on line 1 of the frame: "* ]]
 	[ "${lines[2]}" = "E refused: an earlier frame of this connection was refused" ]
 	[ "${lines[3]}" = "E refused: an earlier frame of this connection was refused" ]
 	[ "$(hub_status_field head_seq)" -eq 40000 ]
@@ -341,4 +341,241 @@ raw() {
 	local bytes=${output#D }
 	bytes=${bytes% bytes}
 	((bytes < 8 * 1024 * 1024))
+}
+
+@test "the hub stores only canonical events and says why it refuses a line (issue 16.2)" {
+	start_hub
+	local ok='{"ts":"2026-01-01T00:00:00.000000Z","topic":"a","event":"b","payload":'
+	run -0 raw 'P{"ts":"x"}\n'
+	assert_output 'E malformed event on line 1 of the frame: not a canonical event ({"ts","topic","event","payload"})'
+	run -0 raw "P${ok}{}}\n${ok}{\"x\":\"a\001\"}}\n"
+	assert_output 'E malformed event on line 2 of the frame: raw control byte at column 78 in a string (write it as \u00XX)'
+	run -0 raw "P${ok}\"\033[2J\"}\n"
+	assert_output --partial 'raw control byte at column'
+	run -0 raw "P${ok}\"tab\there\"}\n"
+	assert_output --partial 'raw control byte at column'
+	run -0 raw "P${ok}{\"x\":\t1}}\n"
+	assert_output --partial 'outside a string'
+	run -0 raw "P${ok}1e999}\n"
+	assert_output --partial 'number out of range'
+	run -0 raw "P${ok}01}\n"
+	assert_output --partial 'invalid number'
+	run -0 raw "P${ok}[1,]}\n"
+	assert_output --partial 'payload is not one JSON value'
+	run -0 raw "P${ok}{} }\n"
+	assert_output --partial 'payload is not one JSON value'
+	run -0 raw 'P{"ts":"2026-01-01T00:00:00Z","topic":"a","event":"b","payload":{}}\n'
+	assert_output --partial 'not a canonical event'
+	run -0 raw 'P{"ts":"2026-13-01T00:00:00.000000Z","topic":"a","event":"b","payload":{}}\n'
+	assert_output --partial "'ts' is not an RFC 3339 UTC time with microseconds"
+	run -0 raw 'P{"ts":"2026-01-01T00:00:00.000000Z","topic":"a::b","event":"b","payload":{}}\n'
+	assert_output --partial 'invalid topic'
+	run -0 raw 'P{"ts":"2026-01-01T00:00:00.000000Z","topic":"a","event":"b c","payload":{}}\n'
+	assert_output --partial 'invalid event name'
+	run -0 raw 'P{"ts":"2026-01-01T00:00:00.000000Z","topic":"a","event":"b","payload":"\377"}\n'
+	assert_output --partial 'invalid UTF-8'
+	[ "$(hub_status_field head_seq)" -eq 0 ]
+	# Escaped, the same bytes are fine.
+	printf 'P%s%s}\n' "$ok" '{"x":"\u0001 \" ok","n":-1.5e3}' >"$BATS_TEST_TMPDIR/req"
+	run -0 "$EVKIT_TOOLS/rawreq" "$EVBUS_URL" "$BATS_TEST_TMPDIR/req"
+	assert_output 'A 13 bytes'
+	[ "$(hub_status_field head_seq)" -eq 1 ]
+	evbusd --status >/dev/null
+	evsub --since 0 -n 1 '**' | jq -e '.payload.n == -1500' >/dev/null
+}
+
+@test "a refused line neither repeats events nor invents a gap for a live subscriber (issue 16.2)" {
+	start_hub
+	rm -f "$BATS_TEST_TMPDIR/ready"
+	bg_to "$BATS_TEST_TMPDIR/got" evsub --ready-file "$BATS_TEST_TMPDIR/ready" -n 19 -W 60 '**' 2>"$BATS_TEST_TMPDIR/err"
+	local sub=${BG_PIDS[-1]}
+	wait_file "$BATS_TEST_TMPDIR/ready"
+	run -0 raw 'P{"ts":"x"}\n'
+	run -0 raw 'P{"ts":"x"}\n'
+	local i
+	for i in $(seq 19); do evpub t e "{\"i\":$i}"; done
+	wait "$sub"
+	run jq -s -c 'map(.seq)' "$BATS_TEST_TMPDIR/got"
+	assert_output "[$(seq -s, 19)]"
+	run cat "$BATS_TEST_TMPDIR/err"
+	assert_output ''
+	(($(hub_status_field refill_requests) < 10))
+}
+
+@test "whatever a log holds, a subscriber never repeats a seq, never goes back, never reports a false gap (issue 16.2)" {
+	start_hub
+	evpub t e '{"i":1}'
+	evpub t e '{"i":2}'
+	stop_hub
+	# Rows a hub of before the fix could have stored: a line that does not
+	# scan and a line naming another seq, as events 3 and 4.
+	sqlite3 "$HUB_STORE" "INSERT INTO frames VALUES (3, 4, CAST('{\"seq\":3,\"ts\":\"x\"}' || char(10) || '{\"seq\":1,\"ts\":\"2026-01-01T00:00:00.000000Z\",\"topic\":\"t\",\"event\":\"e\",\"payload\":{\"i\":1}}' || char(10) AS BLOB)); UPDATE meta SET value = 4 WHERE key = 'head';"
+	start_hub
+	rm -f "$BATS_TEST_TMPDIR/ready"
+	bg_to "$BATS_TEST_TMPDIR/live" evsub --ready-file "$BATS_TEST_TMPDIR/ready" --since 0 -n 4 -W 60 '**' 2>"$BATS_TEST_TMPDIR/err"
+	local sub=${BG_PIDS[-1]}
+	wait_file "$BATS_TEST_TMPDIR/ready"
+	evpub t e '{"i":5}'
+	evpub t e '{"i":6}'
+	wait "$sub"
+	run jq -s -c 'map([.seq, .payload.i])' "$BATS_TEST_TMPDIR/live"
+	assert_output '[[1,1],[2,2],[5,5],[6,6]]'
+	run cat "$BATS_TEST_TMPDIR/err"
+	assert_output ''
+	run -0 --separate-stderr evsub --since 2 -n 2 -o payload '**'
+	assert_output $'{"i":5}\n{"i":6}'
+	assert_equal "$stderr" ''
+}
+
+@test "--status counts right after connections with a wrong SP header (issue 16.8)" {
+	local port=$((20000 + RANDOM % 20000)) i p
+	export EVBUS_URL="tcp://127.0.0.1:$port"
+	evbusd --memory --daemon --pidfile "$BATS_TEST_TMPDIR/hub.pid"
+	HUB_PID=$(cat "$BATS_TEST_TMPDIR/hub.pid")
+	# A well-formed SP header naming the wrong protocol (pair), on both
+	# the request and the fan-out port: nng drops each in its handshake.
+	for i in $(seq 10); do
+		for p in "$port" "$((port + 1))"; do
+			timeout 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$p; printf '\\x00SP\\x00\\x00\\x10\\x00\\x00' >&3; timeout 2 cat <&3 >/dev/null; exec 3>&-" || true
+		done
+	done
+	bg_to "$BATS_TEST_TMPDIR/got" evsub --ready-file "$BATS_TEST_TMPDIR/ready" -n 1 -W 30 '**'
+	wait_file "$BATS_TEST_TMPDIR/ready"
+	evpub a b
+	wait "${BG_PIDS[-1]}"
+	run -0 evbusd --status
+	jq -e '.clients >= 0 and .subscribers >= 0 and .subscribers <= 1 and .events_out <= 2' <<<"$output" || fail "$output"
+}
+
+# store_with_events N — a store at $HUB_STORE holding N events, hub stopped.
+store_with_events() {
+	start_hub
+	yes '{"topic":"t","event":"e","payload":{"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}}' |
+		head -n "$1" | evpub
+	stop_hub
+}
+
+@test "a read-only store is refused at start with 74 and the reason (issue 16.12)" {
+	store_with_events 100
+	# SQLite opens a file whose write version (byte 18) is above 2 read-only,
+	# whoever runs the test (root ignores file modes).
+	printf '\003' | dd of="$HUB_STORE" bs=1 seek=18 conv=notrunc 2>/dev/null
+	run -74 --separate-stderr timeout 20 evbusd --store "$HUB_STORE"
+	[[ $stderr == "evbusd: store '$HUB_STORE' cannot be used: it is read-only"* ]] || fail "$stderr"
+}
+
+@test "a damaged store is refused at start with 74 and the reason (issue 16.12)" {
+	store_with_events 5000
+	head -c 4096 /dev/zero | tr '\0' '\377' | dd of="$HUB_STORE" bs=4096 seek=20 conv=notrunc 2>/dev/null
+	run -74 --separate-stderr timeout 20 evbusd --store "$HUB_STORE"
+	[[ $stderr == "evbusd: store '$HUB_STORE' cannot be used: it is damaged ("* ]] || fail "$stderr"
+	# Garbage where the header was: not a database at all.
+	head -c 4096 /dev/zero | tr '\0' '\377' | dd of="$HUB_STORE" bs=4096 conv=notrunc 2>/dev/null
+	run -74 --separate-stderr timeout 20 evbusd --store "$HUB_STORE"
+	[[ $stderr == "evbusd: cannot open store '$HUB_STORE': "* ]] || fail "$stderr"
+}
+
+@test "a store truncated to 0 bytes does not restart numbering from 1 (issue 16.12)" {
+	# A log that never held an event is no loss: it starts at 1.
+	start_hub
+	stop_hub
+	start_hub
+	run -0 evpub --echo a b
+	[ "$(jq .seq <<<"$output")" -eq 1 ]
+	stop_hub
+	rm -f "$HUB_STORE"*
+	store_with_events 10
+	: >"$HUB_STORE"
+	rm -f "$HUB_STORE-wal" "$HUB_STORE-shm"
+	start_hub 2>"$BATS_TEST_TMPDIR/err"
+	run -0 evpub --echo a b
+	(($(jq .seq <<<"$output") > 10))
+	grep -q "is empty, but seqs up to [0-9]* may have been used" "$BATS_TEST_TMPDIR/err"
+	# And again after a restart: seq goes on from there, as always.
+	local seq
+	seq=$(jq .seq <<<"$output")
+	stop_hub
+	start_hub
+	run -0 evpub --echo a b
+	[ "$(jq .seq <<<"$output")" -eq $((seq + 1)) ]
+	# Removing both files starts a new log from 1, on purpose.
+	stop_hub
+	rm -f "$HUB_STORE" "$HUB_STORE.seq" "$HUB_STORE-wal" "$HUB_STORE-shm"
+	start_hub
+	run -0 evpub --echo a b
+	[ "$(jq .seq <<<"$output")" -eq 1 ]
+}
+
+@test "a store that cannot grow: evpub gets the hub's reason and 74/75, not a protocol error (issue 16.12)" {
+	export EVBUS_URL="ipc://$BATS_TEST_TMPDIR/bus" HUB_STORE="$BATS_TEST_TMPDIR/bus.db"
+	# A file size limit makes the store's writes fail as a full disk would
+	# (SIGXFSZ ignored, so the write fails instead of killing the hub).
+	(trap '' XFSZ; ulimit -f 2048; exec evbusd --store "$HUB_STORE" --daemon --pidfile "$BATS_TEST_TMPDIR/hub.pid")
+	HUB_PID=$(cat "$BATS_TEST_TMPDIR/hub.pid")
+	yes '{"topic":"t","event":"e","payload":{"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}}' |
+		head -n 40000 >"$BATS_TEST_TMPDIR/in"
+	run --separate-stderr evpub -f "$BATS_TEST_TMPDIR/in"
+	[[ $status == 74 || $status == 75 ]] || fail "status $status: $stderr"
+	[[ $stderr == "evpub: the hub at '$EVBUS_URL' failed: cannot store events in '$HUB_STORE': "* ]] || fail "$stderr"
+	[[ $stderr != *"protocol error"* ]]
+	# What was acknowledged is there, and the hub still serves it.
+	local acked=${stderr##*(}
+	acked=${acked%% events*}
+	((acked > 0))
+	run -0 evsub --since 0 -n "$acked" -W 30 -o payload '**'
+	[ "${#lines[@]}" -eq "$acked" ]
+}
+
+# once_frame FILE ID SEQ... — writes a 'Q' frame (publish exactly once) of
+# producer ID with one event per SEQ (payload {"n":SEQ}) to FILE.
+once_frame() {
+	local file=$1 id=$2 seq
+	shift 2
+	{
+		printf 'Q'
+		printf "\\x$(printf %02x "${#id}")%s" "$id"
+		printf "\\x$(printf %02x $(($# >> 24 & 255)))\\x$(printf %02x $(($# >> 16 & 255)))\\x$(printf %02x $(($# >> 8 & 255)))\\x$(printf %02x $(($# & 255)))"
+		for seq in "$@"; do
+			printf '\000\000\000\000\000\000\000'
+			printf "\\x$(printf %02x "$seq")"
+		done
+		for seq in "$@"; do
+			printf '{"ts":"2026-01-01T00:00:00.000000Z","topic":"t","event":"e","payload":{"n":%d}}\n' "$seq"
+		done
+	} >"$file"
+}
+
+@test "a producer's line sent again is stored once and still acknowledged, across hub restarts (issue 16.3)" {
+	start_hub
+	local f=$BATS_TEST_TMPDIR/q
+	once_frame "$f" prodA 1 2
+	run -0 "$EVKIT_TOOLS/rawreq" "$EVBUS_URL" "$f"
+	assert_output 'A 17 bytes'
+	[ "$(hub_status_field head_seq)" -eq 2 ]
+	# The same frame again (an ack lost, a crash before it was recorded).
+	run -0 "$EVKIT_TOOLS/rawreq" "$EVBUS_URL" "$f"
+	assert_output 'A 17 bytes'
+	[ "$(hub_status_field head_seq)" -eq 2 ]
+	[ "$(hub_status_field duplicates_dropped)" -eq 2 ]
+	# Overlapping: only the new line is stored; other producers are apart.
+	once_frame "$f" prodA 2 3
+	run -0 "$EVKIT_TOOLS/rawreq" "$EVBUS_URL" "$f"
+	once_frame "$BATS_TEST_TMPDIR/b" prodB 1
+	run -0 "$EVKIT_TOOLS/rawreq" "$EVBUS_URL" "$BATS_TEST_TMPDIR/b"
+	[ "$(hub_status_field head_seq)" -eq 4 ]
+	stop_hub
+	start_hub
+	run -0 "$EVKIT_TOOLS/rawreq" "$EVBUS_URL" "$f"
+	assert_output 'A 17 bytes'
+	[ "$(hub_status_field head_seq)" -eq 4 ]
+	run -0 evsub --since 0 -n 4 -o payload '**'
+	assert_output $'{"n":1}\n{"n":2}\n{"n":3}\n{"n":1}'
+	# Sequences must grow within a frame; ids are short and plain.
+	once_frame "$f" prodA 5 4
+	run -0 "$EVKIT_TOOLS/rawreq" "$EVBUS_URL" "$f"
+	assert_output 'E malformed frame: producer sequences not increasing'
+	once_frame "$f" 'bad id' 9
+	run -0 "$EVKIT_TOOLS/rawreq" "$EVBUS_URL" "$f"
+	assert_output 'E malformed frame: bad producer id'
+	[ "$(hub_status_field head_seq)" -eq 4 ]
 }

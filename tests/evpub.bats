@@ -137,3 +137,46 @@ collect() {
 	run -2 --separate-stderr evpub --bus http://x a e
 	[[ $stderr == *"must start with ipc://, tcp://"* ]]
 }
+
+@test "evpub refuses raw control bytes inside JSON strings with 65 (RFC 8259), and stores none (issue 16.9)" {
+	run -65 --separate-stderr evpub a:b m $'{"x":"a\x01b"}'
+	[[ $stderr == *"raw control byte at column 8 in a string"* ]] || fail "$stderr"
+	run -65 --separate-stderr evpub a:b m $'{"x":"\x1b[2J"}'
+	run -65 --separate-stderr evpub a:b m $'"tab\there"'
+	run -65 --separate-stderr evpub a:b m $'"del\x7f"'
+	run -65 --separate-stderr evpub a:b m $'"csi\xc2\x9b2J"'
+	printf '{"topic":"a","event":"b","payload":{"x":"\x1b]0;pwned\x07"}}\n{"topic":"a","event":"b","payload":{"x":"ok\\u001b"}}\n' \
+		>"$BATS_TEST_TMPDIR/in"
+	run -65 --separate-stderr evpub -f "$BATS_TEST_TMPDIR/in"
+	[[ $stderr == *"in:1: invalid JSON: raw control byte at column "*" in a string"* ]] || fail "$stderr"
+	# Escaped, the same characters are fine; every stored line is JSON.
+	run -0 evsub --since 0 -n 1 -o json '**'
+	jq -e '.payload.x == "ok\u001b"' <<<"$output"
+	[ "$(hub_status_field head_seq)" -eq 1 ]
+}
+
+@test "evpub publishes a valid multi-line JSON argument or -t/-e line on one line (issue 16.10)" {
+	run -0 evpub --echo a:b m $'{"x":\n 1,\n\t"y": [1,\n 2]}'
+	jq -e -c '.payload == {"x":1,"y":[1,2]}' <<<"$output"
+	run -0 evsub --since 0 -n 1 '**'
+	[ "${#lines[@]}" -eq 1 ]
+	jq -e '.payload.y == [1,2]' <<<"$output"
+}
+
+@test "a number beyond a double is refused with 65 wherever it is, with or without ts (issue 16.11)" {
+	run -65 --separate-stderr evpub a:b m '{"x":1e999}'
+	[[ $stderr == *"number out of range"* ]] || fail "$stderr"
+	printf '%s\n' '{"topic":"a","event":"b","payload":{"x":1e999}}' \
+		'{"topic":"a","event":"b","payload":{"x":-1e999},"ts":"2026-01-01T00:00:00Z"}' \
+		'{"topic":"a","event":"b","payload":[1e400]}' >"$BATS_TEST_TMPDIR/in"
+	run -65 --separate-stderr evpub -f "$BATS_TEST_TMPDIR/in"
+	[ "$(grep -c 'number out of range' <<<"$stderr")" -eq 3 ]
+	echo '1e999' | run -65 evpub -t a -e b
+	# Numbers that fit keep their spelling; invalid spellings are refused.
+	run -0 evpub --echo a:b m '{"x":1.0e2,"y":-0.5E-3}'
+	jq -e '.payload.x == 100' <<<"$output"
+	run -65 evpub a:b m '{"x":01}'
+	run -65 evpub a:b m '{"x":1.}'
+	run -65 evpub a:b m '{"x":-.5}'
+	[ "$(hub_status_field head_seq)" -eq 1 ]
+}

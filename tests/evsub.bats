@@ -15,6 +15,9 @@ sub() {
 	wait_file "$BATS_TEST_TMPDIR/ready"
 }
 
+# lines_at_least FILE N — true once FILE has N lines or more.
+lines_at_least() { (($(wc -l <"$1") >= $2)); }
+
 # publish TOPIC... — publishes one event per topic, event name "e".
 publish() {
 	local t
@@ -120,6 +123,33 @@ publish() {
 	on_nats || (($(hub_status_field refilled_events) > 0))
 }
 
+@test "a subscriber stalled by SIGSTOP through a burst never goes back: no duplicate (issue 16.1)" {
+	# Heartbeats queued while evsub was stopped carry older heads than
+	# the log it refills from; taking one as "the hub started over" moved
+	# evsub back and repeated events. The burst ends with 12 small
+	# publishes over more than a heartbeat period (the pauses only spread
+	# them out), so the stalled queue holds heartbeats between frames.
+	seq 60000 | awk '{printf "{\"topic\":\"burst:%d\",\"event\":\"e\",\"payload\":{\"i\":%d,\"pad\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}}\n", $1 % 97, $1}' \
+		>"$BATS_TEST_TMPDIR/burst"
+	local round i
+	for round in 1 2; do
+		sub "$BATS_TEST_TMPDIR/out" -n 60013 -W 120 -o payload '**'
+		kill -STOP "$SUB_PID"
+		evpub -f "$BATS_TEST_TMPDIR/burst"
+		for i in $(seq 60001 60012); do
+			evpub tail e "{\"i\":$i}"
+			sleep 0.03
+		done
+		kill -CONT "$SUB_PID"
+		# Let it read its whole queue (heartbeats too) before the marker.
+		WAIT_SECS=120 wait_for lines_at_least "$BATS_TEST_TMPDIR/out" 60012
+		evpub end end '{"i":"end"}'
+		wait "$SUB_PID"
+		run -0 jq -s -c '[length, (map(.i) | unique | length), (.[:-1] | map(.i) == [range(1;60013)]), .[-1].i]' "$BATS_TEST_TMPDIR/out"
+		assert_output '[60013,60013,true,"end"]'
+	done
+}
+
 @test "evsub reports a range no longer retained once on stderr and goes on" {
 	stop_hub
 	rm -f "$HUB_STORE"*
@@ -156,4 +186,37 @@ publish() {
 	run jq -c '[.topic, .payload.ok]' "$BATS_TEST_TMPDIR/got"
 	assert_output '["over",true]'
 	run -69 evpub a b # EVBUS_URL: nothing there
+}
+
+@test "evsub -F with a template that renders nothing prints an empty line (issue 16.14, UBSan)" {
+	evpub a b '{"x":1}'
+	run -0 evsub --since 0 -n 1 -F '%{payload.missing}' '**'
+	assert_output ''
+	[ "${#lines[@]}" -eq 0 ]
+	run -0 evsub --since 0 -n 1 -F '%{payload.missing}|%{payload.x}' '**'
+	assert_output '|1'
+}
+
+@test "evsub --since/--latest --snapshot replays up to the head at the start and exits 0, however large the log (issue 18)" {
+	# Several refills' worth (4096 events or 1 MiB per refill reply).
+	seq 20000 | awk '{printf "{\"topic\":\"snap:%d\",\"event\":\"e\",\"payload\":{\"i\":%d,\"pad\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}}\n", $1 % 50, $1}' | evpub
+	run -0 evsub --since 0 --snapshot -o payload '**'
+	run jq -s -c 'map(.i) == [range(1;20001)]' <<<"$output"
+	assert_output true
+	run -0 evsub --since 19990 --snapshot -o payload 'snap:**'
+	[ "${#lines[@]}" -eq 10 ]
+	run -0 evsub --latest --snapshot -o payload 'snap:**'
+	run jq -s -c 'map(.i) == [range(19951;20001)]' <<<"$output"
+	assert_output true
+	# Nothing to replay: at once, nothing printed.
+	run -0 timeout 10 evsub --since 20000 --snapshot '**'
+	assert_output ''
+	# Events published after the start are not part of it.
+	bg_to "$BATS_TEST_TMPDIR/snap" evsub --since 0 --snapshot -o payload 'snap:**'
+	local snap=${BG_PIDS[-1]}
+	evpub snap:new e '{"i":0}'
+	wait "$snap"
+	[ "$(wc -l <"$BATS_TEST_TMPDIR/snap")" -ge 20000 ]
+	[ "$(wc -l <"$BATS_TEST_TMPDIR/snap")" -le 20001 ]
+	run -2 evsub --snapshot '**'
 }

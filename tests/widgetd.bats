@@ -175,11 +175,13 @@ widget_updated"
 	wait_for bash -c "evbusd --status | json_true '.subscribers >= 1'"
 	evpub process:x step_started '"not an object"'
 	evpub process:x step_progress '{"workflow_id":"wfz","percentage":"lots"}'
+	evpub process:x process_created '{"process_id":"p9","workflow_id":"a b"}'
 	progress process_created
 	wait_for widgetd get progress-wf1
 	kill -0 "$WPID"
 	grep -q "step_started.*skipped" "$T/err"
 	grep -q "percentage is not a number" "$T/err"
+	grep -q "process_created.*workflow_id cannot name a widget" "$T/err"
 }
 
 @test "widgetd refuses an unknown widget type or a bad config with 65" {
@@ -191,17 +193,186 @@ widget_updated"
 	run -2 widgetd frob
 }
 
-@test "widgetd view in tmux shows a progress bar moving and finishing" {
+@test "the seed's events on the seed's topics give the seed's widgets: process:{pid} and workflow:{wf} name them" {
+	start_widgetd --throttle 50
+	evpub resource:r1 process_created '{"process_id":"p1","workflow_id":"wf1"}'
+	evpub process:p1 progress_update '{"content":"Starting workflow..."}'
+	evpub process:p1 step_started '{"step":"validate"}'
+	evpub process:p1 step_completed '{"step":"validate","result":{"status":"success"}}'
+	wait_for bash -c "widgetd get progress-wf1 | json_true '.activities[0].status == \"completed\"'"
+	run -0 widgetd get progress-wf1
+	[ "$(jq -c '[.percentage, .activities[0].step, .activities[0].description, .updates[0].content]' <<<"$output")" = \
+		'[30,"validate","Validating input","Starting workflow..."]' ]
+	evpub workflow:wf1 workflow_completed '{"status":"completed"}'
+	wait_for widgetd get result-wf1
+	run -1 widgetd get progress-wf1
+}
+
+@test "widgetd announces every folded change once the hub is back after a hub restart" {
+	widgetd --state "$T/widgets.db" --throttle 50 2>"$T/err" &
+	WPID=$!
+	BG_PIDS+=("$WPID")
+	wait_for bash -c "widgetd get session-cases | json_true '.active'"
+	stop_hub
+	start_hub
+	bg_to "$T/wev" evsub --ready-file "$T/ready" -n 1 -W 30 'widget:session-cases'
+	wait_file "$T/ready"
+	# widgetd is subscribed again (the hub counts it and evsub)
+	wait_for bash -c "evbusd --status | json_true '.subscribers >= 2'"
+	run -0 widgetd session stop
+	wait "${BG_PIDS[-1]}" || fail "no announcement: $(cat "$T/err")"
+	run jq -c '[.topic, .event, .payload.active]' "$T/wev"
+	assert_output '["widget:session-cases","widget_updated",false]'
+	run -0 widgetd get session-cases
+	json_true '.active == false' <<<"$output"
+}
+
+@test "a saved state of the wrong shape never crashes widgetd: each damaged widget is dropped with a message" {
+	start_widgetd --throttle 50
+	progress process_created
+	wait_for widgetd get progress-wf1
+	kill "$WPID"
+	wait_for gone "$WPID"
+	# A progress widget without id holding p1, one whose activities are
+	# not objects, a second widget of one id, and something not a widget.
+	sqlite3 "$T/widgets.db" "UPDATE state SET widgets = json('[
+		{\"type\":\"progress\",\"process_id\":\"p1\",\"workflow_id\":\"wf1\",\"percentage\":0,\"activities\":[],\"updates\":[]},
+		{\"id\":\"progress-wf2\",\"type\":\"progress\",\"workflow_id\":\"wf2\",\"percentage\":0,\"activities\":[1],\"updates\":[]},
+		{\"id\":\"case-events\",\"type\":\"counter\",\"counts\":{\"create\":1}},
+		{\"id\":\"case-events\",\"type\":\"counter\",\"counts\":{}},
+		7]')"
+	local i
+	for i in 1 2; do
+		widgetd --state "$T/widgets.db" --throttle 50 2>"$T/err$i" &
+		WPID=$!
+		BG_PIDS+=("$WPID")
+		wait_for bash -c "widgetd get case-events | json_true '.counts.create == 1'"
+		evpub process:p1 step_progress '{"process_id":"p1","percentage":5}'
+		evpub process:p1 step_started '{"process_id":"p1","step":"a"}'
+		evpub process:p2 step_progress '{"workflow_id":"wf2","percentage":7}'
+		wait_for bash -c "widgetd get progress-wf2 | json_true '.percentage == 7'"
+		kill -0 "$WPID"
+		kill "$WPID"
+		wait "$WPID" || fail "widgetd exited $? on its restart $i: $(cat "$T/err$i")"
+	done
+	run cat "$T/err1"
+	assert_line --partial "widget 1 dropped: no id"
+	assert_line --partial "widget 2 ('progress-wf2') dropped: a list holds"
+	assert_line --partial "widget 4 ('case-events') dropped: a second widget of that id"
+	assert_line --partial "widget 5 dropped: not an object"
+	# What the first restart saved is whole: nothing dropped again.
+	run grep -c dropped "$T/err2"
+	assert_output 0
+}
+
+@test "widgetd refuses a config with a negative, fractional or huge limit or window, or one id twice, with 65" {
+	local bad
+	for bad in '"limit":-5' '"limit":1e300' '"limit":2.5' '"limit":"9"' '"refetch_window":-1' '"refetch_window":0'; do
+		echo "{\"widgets\":[{\"id\":\"r\",\"type\":\"keep_live\",$bad}]}" >"$T/bad.json"
+		# (timeout: a daemon that takes the config runs on)
+		run -65 --separate-stderr timeout 20 widgetd --state "$T/w.db" --config "$T/bad.json"
+		[[ $stderr == *"widget 'r': "*" is a whole number from 1 to "* ]] || fail "$bad: $stderr"
+	done
+	echo '{"widgets":[{"id":"s","type":"session"},{"id":"s","type":"counter"}]}' >"$T/dup.json"
+	run -65 --separate-stderr timeout 20 widgetd --state "$T/w.db" --config "$T/dup.json"
+	[ "$stderr" = "widgetd: $T/dup.json: widgets 1 and 2 have the same id 's'" ]
+}
+
+# pane — the view's screen now, one line per row.
+pane() { tmux capture-pane -p -t "$TMUX_SESSION"; }
+# on_pane ERE — waits until a row of the view matches.
+on_pane() { WAIT_SECS=${WAIT_SECS:-20} wait_for bash -c "tmux capture-pane -p -t '$TMUX_SESSION' | grep -Eq -- '$1'"; }
+# row_of ID — the row (1-based) where widget ID is shown.
+row_of() { pane | grep -n -- "^$1 " | cut -d: -f1; }
+
+# check_layout WIDTH — the title line first with the clock and a mark, and
+# every bar whole on its row (a wrapped bar would end on the next row).
+check_layout() {
+	local first line
+	first=$(pane | head -n 1)
+	[[ $first =~ ^evkit\ widgets\ .*[0-9][0-9]:[0-9][0-9]:[0-9][0-9]\ \ (connected|DISCONNECTED)\ *$ ]] ||
+		fail "title line: '$first'"
+	while IFS= read -r line; do
+		((${#line} <= $1)) || fail "row longer than $1: '$line'"
+		[[ $line != *"["* || $line =~ \[[#.]+\]\ +[0-9.]+% ]] || fail "bar cut: '$line'"
+		[[ $line =~ ^[#.]+\] ]] && fail "bar wrapped: '$line'"
+	done < <(pane)
+	return 0
+}
+
+# dashboard WIDTH HEIGHT — the dashboard through a workflow, a failure, a
+# long id and the hub going away, at that size.
+dashboard() {
+	local w=$1 h=$2 long row
+	long=$(printf 'w%.0s' {1..200})
 	start_widgetd --throttle 50
 	TMUX_SESSION=evkit-view-$$
-	tmux new-session -d -s "$TMUX_SESSION" -x 100 -y 30 "EVBUS_URL=$EVBUS_URL PATH=$PATH widgetd view"
-	progress process_created
-	progress step_started '"step":"work","percentage":0'
-	progress step_progress '"step":"work","percentage":50'
-	wait_for bash -c "tmux capture-pane -p -t '$TMUX_SESSION' | grep -q 'progress-wf1 .*###.*50.0%'"
-	progress workflow_completed '"status":"completed"'
-	wait_for bash -c "tmux capture-pane -p -t '$TMUX_SESSION' | grep -q 'result-wf1 .*100.0% completed'"
+	tmux new-session -d -s "$TMUX_SESSION" -x "$w" -y "$h" "EVBUS_URL=$EVBUS_URL PATH=$PATH widgetd view"
+	evpub resource:r1 process_created '{"process_id":"p1","workflow_id":"wf1"}'
+	evpub resource:r1 process_created "{\"process_id\":\"p2\",\"workflow_id\":\"$long\"}"
+	evpub resource:r1 process_created '{"process_id":"p3","workflow_id":"wf3"}'
+	evpub process:p1 step_started '{"step":"validate"}'
+	evpub process:p2 step_progress '{"percentage":70}'
+	on_pane '^progress-wf1 +\[#+\.+\] +30\.0% running validate'
+	on_pane '^progress-www.*~ \[#+\.*\] +70\.0%'
+	check_layout "$w"
+	local order
+	order=$(pane | grep -oE '^(progress|result|session|recent|case)-[^ ]*')
+	# Updates move no row.
+	evpub process:p1 step_progress '{"percentage":60}'
+	evpub process:p2 step_progress '{"percentage":80}'
+	on_pane '^progress-wf1 +\[#+\.+\] +60\.0%'
+	on_pane '^progress-www.* +80\.0%'
+	[ "$(pane | grep -oE '^(progress|result|session|recent|case)-[^ ]*')" = "$order" ] || fail "order changed"
+	# A failed workflow shows its error; a completed one takes its row.
+	evpub workflow:wf3 workflow_failed '{"error":"exit 3"}'
+	on_pane '^progress-wf3 .* failed: exit 3'
+	row=$(row_of progress-wf1)
+	evpub workflow:wf1 workflow_completed '{"status":"completed"}'
+	on_pane '^result-wf1 +\[#+\] 100\.0% completed'
+	[ "$(row_of result-wf1)" = "$row" ] || fail "result-wf1 not on progress-wf1's row $row"
+	check_layout "$w"
+	# The hub goes: the last widgets stay, marked DISCONNECTED, clock going.
+	stop_hub
+	on_pane '^evkit widgets .*DISCONNECTED'
+	local t1
+	t1=$(pane | head -n 1 | grep -oE '[0-9]{2}:[0-9]{2}:[0-9]{2}')
+	wait_for bash -c "tmux capture-pane -p -t '$TMUX_SESSION' | head -n 1 | grep -vq '$t1'"
+	check_layout "$w"
+	pane | grep -Eq '^progress-wf3 .* failed: exit 3'
 	tmux send-keys -t "$TMUX_SESSION" q
 	wait_for bash -c "! tmux has-session -t '$TMUX_SESSION' 2>/dev/null"
 	TMUX_SESSION=
+}
+
+@test "widgetd view at 80x24: title, clock and mark; bars that fit; rows in a stable order; errors; DISCONNECTED when the hub stops; q quits" {
+	dashboard 80 24
+}
+
+@test "widgetd view at 120x40 holds the same layout" {
+	dashboard 120 40
+}
+
+@test "widgetd view with TERM=dumb or NO_COLOR on a terminal, or piped, prints plain frames without an escape sequence" {
+	start_widgetd --throttle 50
+	progress process_created
+	progress step_progress '"percentage":40'
+	wait_for widgetd get progress-wf1
+	local env
+	for env in TERM=dumb NO_COLOR=1; do
+		TMUX_SESSION=evkit-plain-$$
+		rm -f "$T/go" "$T/raw"
+		tmux new-session -d -s "$TMUX_SESSION" -x 80 -y 24 \
+			"until [ -e '$T/go' ]; do sleep 0.05; done; env $env EVBUS_URL=$EVBUS_URL PATH=$PATH widgetd view"
+		tmux pipe-pane -t "$TMUX_SESSION" -o "cat >'$T/raw'"
+		touch "$T/go"
+		wait_for grep -q 'progress-wf1 .*40\.0%' "$T/raw"
+		tmux kill-session -t "$TMUX_SESSION"
+		TMUX_SESSION=
+		! grep -q $'\e' "$T/raw" || fail "$env: escape sequences: $(cat -v "$T/raw" | head -5)"
+		grep -q '^evkit widgets ' "$T/raw"
+	done
+	bg_to "$T/piped" widgetd view
+	wait_for grep -q 'progress-wf1 .*40\.0%' "$T/piped"
+	! grep -q $'\e' "$T/piped"
 }

@@ -79,10 +79,20 @@ expand_note(int format, const char *note, size_t len, struct evk_buf scratch[2],
 	if ((rv = note_payload(payload, f[1], p, (size_t)(nl - p))) != EVK_OK)
 		return rv;
 	for (int i = 0; i < 2; i++) {
-		/* Room for both parts whole: a topic too long is refused by
-		 * evk_event_build_raw, not cut. */
+		/* case:{past} or case:{past}:{id}, with room for both parts
+		 * whole: a topic too long is refused by evk_event_build_raw,
+		 * not cut. Copied, not printed: twice per note sent. */
 		char topic[2 * EVK_TOPIC_MAX + 8];
-		snprintf(topic, sizeof(topic), i ? "case:%s:%s" : "case:%s", f[2], f[3]);
+		size_t np = strlen(f[2]), t = 5 + np;
+		memcpy(topic, "case:", 5);
+		memcpy(topic + 5, f[2], np);
+		if (i) {
+			size_t ni = strlen(f[3]);
+			topic[t++] = ':';
+			memcpy(topic + t, f[3], ni);
+			t += ni;
+		}
+		topic[t] = '\0';
 		evk_buf_reset(line);
 		rv = evk_event_build_raw(line, f[0], topic, f[1], payload->p, payload->len, NULL);
 		if (rv == EVK_EINVAL)

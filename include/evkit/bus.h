@@ -41,6 +41,20 @@ int evk_pub_open(struct evk_pub **out, const char *url, evk_ack_fn on_ack,
  * is full. The line is copied. Errors are those of the hub link. */
 int evk_pub_add(struct evk_pub *p, const char *line, size_t len);
 
+/* Exactly once (as JetStream's Nats-Msg-Id): names the publisher, 1-64
+ * bytes of [0-9A-Za-z_.:-], before anything is queued. From then on
+ * lines are added with evk_pub_add_seq (evk_pub_add refuses them), each
+ * with a sequence larger than the one before, kept by the caller across
+ * runs (an outbox row's). The hub keeps, per producer id and in the
+ * transaction that stores the events, the highest sequence it stored, and
+ * drops a line whose sequence is not above it while still acknowledging
+ * it: a line sent again after a crash is stored once. On a nats:// bus
+ * the lines go as with evk_pub_add. */
+int evk_pub_set_producer(struct evk_pub *p, const char *id);
+int evk_pub_add_seq(struct evk_pub *p, const char *line, size_t len, uint64_t pseq);
+/* Acknowledged lines the hub had stored before (dropped as repeats). */
+uint64_t evk_pub_dropped(const struct evk_pub *p);
+
 /* Builds and queues one event (see evk_event_build). */
 int evk_pub_event(struct evk_pub *p, const char *topic, const char *event,
 		  const struct cJSON *payload);
@@ -54,6 +68,11 @@ int evk_pub_flush(struct evk_pub *p);
  * EVK_ECLOSED when the hub went away: events since the last acknowledged
  * frame may or may not be stored. */
 int evk_pub_sync(struct evk_pub *p);
+
+/* The hub's reason when it refused a frame (EVK_EINVAL: bad input) or
+ * failed to store it (EVK_EAGAIN: try again later, e.g. its disk is
+ * full; EVK_EIO: its store is damaged or read-only); NULL otherwise. */
+const char *evk_pub_why(const struct evk_pub *p);
 
 /* Events acknowledged so far, and the last seq acknowledged. */
 uint64_t evk_pub_acked(const struct evk_pub *p);
@@ -78,7 +97,9 @@ struct evk_sub;
 /* Subscribes to every event of the hub at url. since >= 0 replays the
  * retained events with seq > since first; EVK_SINCE_LIVE starts after
  * the hub's current head. On return the subscription is in place: no
- * event published after this call returns is missed. */
+ * event published after this call returns is missed. A subscriber never
+ * moves backwards: after a hub restarted without its log (--memory), the
+ * events it numbers again below the last seq delivered are not seen. */
 int evk_sub_open(struct evk_sub **out, const char *url, int64_t since);
 
 /* The next event in seq order, each once, refilled from the hub's log
@@ -88,9 +109,10 @@ int evk_sub_open(struct evk_sub **out, const char *url, int64_t since);
  * evk_sub_gap; the next call goes on after it), or a link error. */
 int evk_sub_next(struct evk_sub *s, struct evk_event *ev, int timeout_ms);
 
-/* Says on stderr, once, which stretch evk_sub_next's EVK_EGAP skipped:
- * "PROG: gap: events A-B are no longer retained". */
-void evk_sub_report_gap(const struct evk_sub *s);
+/* Which stretch evk_sub_next's EVK_EGAP skipped, as the programs say it
+ * on stderr: "gap: events A-B are no longer retained" (valid until the
+ * next call). */
+const char *evk_sub_gap_text(struct evk_sub *s);
 
 /* True while events already received wait to be read: the next
  * evk_sub_next returns without waiting on the hub. Lets a printer flush
@@ -103,7 +125,12 @@ void evk_sub_gap(const struct evk_sub *s, uint64_t *from, uint64_t *to);
 /* The hub's head seq when subscribed. */
 uint64_t evk_sub_start_head(const struct evk_sub *s);
 
-/* Lines that failed evk_event_scan (skipped), refilled events. */
+/* The hub's reason when it refused or failed a replay (EVK_EIO: its
+ * store cannot be read), NULL otherwise. */
+const char *evk_sub_why(const struct evk_sub *s);
+
+/* Lines that failed evk_event_scan (skipped in their place), refilled
+ * events. */
 uint64_t evk_sub_malformed(const struct evk_sub *s);
 uint64_t evk_sub_refilled(const struct evk_sub *s);
 

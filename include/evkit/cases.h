@@ -79,7 +79,8 @@ int evk_cases_list(sqlite3 *db, const struct evk_case_filter *f, evk_case_fn fn,
 
 /* The limit most recently changed cases (id, agency, case_reference,
  * offender, offence_fine, updated_at), appended to the array items: the
- * keep_live widget's list. */
+ * keep_live widget's list. EVK_EIO when SQLite failed (some rows may
+ * have been appended), EVK_ENOMEM. */
 int evk_cases_recent(sqlite3 *db, long limit, cJSON *items);
 
 #endif

@@ -31,6 +31,7 @@ enum evk_err {
 	EVK_ECLOSED,     /* connection lost */
 	EVK_ETOOLONG,    /* over a size limit */
 	EVK_EINTR,       /* interrupted by a signal */
+	EVK_EAGAIN,      /* temporary failure (a full disk, a busy store) */
 	EVK_EPERM,       /* permission denied (socket, file, certificate) */
 };
 

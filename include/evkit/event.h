@@ -10,6 +10,7 @@
 #include "evkit/buf.h"
 #include "evkit/limits.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -75,6 +76,23 @@ int evk_event_from_payload(struct evk_buf *out, const char *topic,
 /* Fills ev from a canonical line with seq, without copying or parsing
  * the payload. EVK_EINVAL when the line is not canonical. */
 int evk_event_scan(struct evk_event *ev, const char *line, size_t len);
+
+/* Checks that line[0..len) (no '\n') is a canonical event without seq,
+ * as the hub stores it: the four members in order, a normalised ts, a
+ * valid topic and event name, one JSON payload; valid UTF-8, one line, no
+ * raw control byte. EVK_EINVAL with the reason in why[0..whylen)
+ * otherwise. */
+int evk_event_check(const char *line, size_t len, char *why, size_t whylen);
+
+/* The lexical rules cJSON does not enforce (RFC 8259): no raw control
+ * character inside a string (C0, and also DEL and C1, which RFC 8259
+ * allows but terminals act on), none between values but JSON white space (none
+ * at all when one_line), numbers spelled as the RFC says and within a
+ * double's range. EVK_EINVAL otherwise, with the offset in *at, a static
+ * reason in *why ("raw control byte") and where it was in *hint (" in a
+ * string (write it as \\u00XX)", or ""). */
+int evk_json_lex_check(const char *text, size_t n, bool one_line, size_t *at,
+		       const char **why, const char **hint);
 
 /* A time-ordered (version 7, RFC 9562) UUID, as 36 characters and a NUL:
  * ids made later sort later, so an index on them grows at its end.

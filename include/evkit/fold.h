@@ -4,7 +4,14 @@
  *
  * The state is a cJSON array of widget objects, each with "id" and
  * "type". Progress widgets are "progress-{wf}"; on workflow_completed one
- * is replaced by "result-{wf}". */
+ * is replaced by "result-{wf}". Counters, session lists and keep_live
+ * lists are the widgets a config declares; their clauses are the
+ * evk_fold_count, evk_fold_session_* and evk_fold_keep_live below.
+ *
+ * Every clause checks the event whole before it touches the state: on
+ * EVK_EINVAL (malformed, *why says how) nothing changed. On EVK_ENOMEM the
+ * widget touched may be left half updated (still of a valid shape). Each
+ * widget changed is told to note (when not NULL), once per clause. */
 #ifndef EVKIT_FOLD_H
 #define EVKIT_FOLD_H
 
@@ -12,6 +19,7 @@
 #include "evkit/limits.h"
 
 #include <cjson/cJSON.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #define EVK_FOLD_LIST_MAX 50 /* activities and updates kept per widget */
@@ -28,14 +36,53 @@ enum evk_fold_change { EVK_FOLD_UPDATED, EVK_FOLD_REMOVED };
 typedef void (*evk_fold_note_fn)(void *arg, const char *widget_id,
 				 enum evk_fold_change change);
 
-/* Applies ev to widgets. EVK_OK when applied (or not meant for widgets:
- * then nothing changes); EVK_EINVAL when the event is malformed, with
- * *why saying how: nothing changes then either. EVK_ENOMEM. */
+/* Applies a workflow event (process_created, step_started, step_progress,
+ * progress_update, step_completed, workflow_completed, workflow_failed) to
+ * widgets. The process and workflow are the payload's process_id and
+ * workflow_id. EVK_OK
+ * when applied (or not meant for widgets: then nothing changes);
+ * EVK_EINVAL; EVK_ENOMEM. *why is "" unless EVK_EINVAL. */
 int evk_fold_apply(cJSON *widgets, const struct evk_event *ev,
 		   const struct evk_fold_opts *o, evk_fold_note_fn note, void *arg,
 		   const char **why);
 
 /* The widget with this id, or NULL. */
 cJSON *evk_fold_find(const cJSON *widgets, const char *id);
+
+/* counter widget id (made when missing): counts[event] goes up by one. */
+int evk_fold_count(cJSON *widgets, const char *id, const struct evk_event *ev,
+		   evk_fold_note_fn note, void *arg);
+
+/* Session widget id: made when missing (active, started at ts, no items;
+ * ts is EVK_TS_LEN bytes); EVK_OK whether made or found. */
+int evk_fold_session_init(cJSON *widgets, const char *id, const char *ts,
+			  evk_fold_note_fn note, void *arg);
+
+/* A case created or synced (payload {"data": {"id": ...}}): while the
+ * session of widget id is active, data goes first in its items, once per
+ * case id, at most limit kept. A payload without data.id is let be
+ * (EVK_OK, nothing noted), as the seed's handler does. */
+int evk_fold_session_add(cJSON *widgets, const char *id, size_t limit,
+			 const struct evk_event *ev, evk_fold_note_fn note, void *arg);
+
+/* widgetd session start|stop at ts (EVK_TS_LEN bytes): start empties the
+ * list and makes it active; stop freezes it. */
+int evk_fold_session_mark(cJSON *widgets, const char *id, bool start,
+			  const char *ts, evk_fold_note_fn note, void *arg);
+
+/* keep_live widget id (made when missing) gets items, the rows its query
+ * returned (taken, also on failure), and the count of queries made. */
+int evk_fold_keep_live(cJSON *widgets, const char *id, cJSON *items,
+		       double queries, evk_fold_note_fn note, void *arg);
+
+/* Checks the shape of each widget of a saved state against what the
+ * clauses above make and read, and takes out the damaged ones (and any
+ * widget after the first of its id), telling drop (when not NULL) the
+ * widget's index in the saved array, its id (or NULL) and why. Returns
+ * how many were dropped. */
+typedef void (*evk_fold_drop_fn)(void *arg, int index, const char *id,
+				 const char *why);
+int evk_fold_check(cJSON *widgets, evk_fold_drop_fn drop, void *arg);
+
 
 #endif

@@ -88,7 +88,8 @@ struct evk_outbox_report {
 int evk_outbox_flush(struct evk_outbox *ob, struct evk_outbox_report *r);
 
 /* Calls fn on each pending event line, oldest first (not those the hub
- * already acknowledged). EVK_EPROTO with *damaged set at a damaged row. */
+ * already acknowledged). EVK_EPROTO with *damaged set at a damaged row;
+ * EVK_EIO (evk_outbox_error) when SQLite failed. */
 int evk_outbox_each(struct evk_outbox *ob, evk_outbox_line_fn fn, void *arg,
 		    sqlite3_int64 *damaged);
 

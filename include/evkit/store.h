@@ -4,6 +4,7 @@
 
 #include <sqlite3.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Opens (creating) the database at path, or an in-memory one for NULL or
  * ":memory:", with WAL, synchronous=NORMAL (durable against a killed
@@ -29,8 +30,24 @@ struct evk_checkpointer;
 struct evk_checkpointer *evk_checkpointer_start(sqlite3 *db, const char *path,
 						const char **why);
 /* Stops the thread (waiting for a checkpoint under way) and restores the
- * automatic checkpoint. NULL is allowed. */
-void evk_checkpointer_stop(struct evk_checkpointer *c);
+ * automatic checkpoint. NULL is allowed. EVK_EIO when its connection did
+ * not close cleanly. */
+int evk_checkpointer_stop(struct evk_checkpointer *c);
+/* Checkpoints that failed so far (they are tried again later); the last
+ * one's reason goes to last[0..n) when last is not NULL. */
+uint64_t evk_checkpointer_failures(struct evk_checkpointer *c, char *last, size_t n);
+
+/* Checks at start that db is usable: not read-only, passing SQLite's
+ * quick_check, and (when probe_sql is not NULL) writable, by running
+ * probe_sql in a write transaction. EVK_EIO with the reason ("it is
+ * damaged (...)") in why[0..n) otherwise. */
+int evk_store_check(sqlite3 *db, const char *probe_sql, char *why, size_t n);
+
+/* A small file holding one number, replaced atomically and durably (a
+ * temporary file, fsync, rename, fsync of the directory), mode 0600.
+ * Reading a missing file gives 0; EVK_EINVAL when it holds no number. */
+int evk_seqfile_read(const char *path, uint64_t *value);
+int evk_seqfile_write(const char *path, uint64_t value);
 
 /* Runs sql (no parameters, no rows). */
 int evk_store_exec(sqlite3 *db, const char *sql);

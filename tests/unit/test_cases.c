@@ -88,6 +88,13 @@ main(void)
 				     cJSON_GetArrayItem(items, 0), "id")), "c-2") == 0,
 	      "recent");
 	cJSON_Delete(items);
+	/* A read SQLite stops part way (json_object refuses a BLOB) is an
+	 * error, not a shorter list. */
+	CHECK(evk_store_exec(db, "UPDATE cases SET offence_fine = x'00' WHERE id = 'c-1'") == EVK_OK,
+	      "blob fine");
+	items = cJSON_CreateArray();
+	CHECK(evk_cases_recent(db, 10, items) == EVK_EIO, "recent cut short is EVK_EIO");
+	cJSON_Delete(items);
 	evk_store_stmt_release_all();
 	sqlite3_close(db);
 	evk_buf_release(&b);

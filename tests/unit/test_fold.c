@@ -19,21 +19,37 @@ note(void *arg, const char *id, enum evk_fold_change c)
 		 c == EVK_FOLD_REMOVED ? "-" : "+", id);
 }
 
-/* Folds one event (topic, name, payload JSON) with ts second s. */
+/* The event (topic, name, payload JSON) with ts second s, in line. */
 static int
-fold(cJSON *widgets, const char *event, const char *payload, int s, const char **why)
+event(struct evk_event *ev, char line[2048], const char *topic, const char *name,
+      const char *payload, int s)
+{
+	snprintf(line, 2048,
+		 "{\"seq\":1,\"ts\":\"2026-11-24T10:00:%02d.000000Z\",\"topic\":\"%s\","
+		 "\"event\":\"%s\",\"payload\":%s}",
+		 s, topic, name, payload);
+	notes[0] = '\0';
+	return evk_event_scan(ev, line, strlen(line));
+}
+
+/* Folds one event on topic with ts second s. */
+static int
+fold_on(cJSON *widgets, const char *topic, const char *name, const char *payload, int s,
+	const char **why)
 {
 	char line[2048];
 	struct evk_event ev;
-	snprintf(line, sizeof(line),
-		 "{\"seq\":1,\"ts\":\"2026-11-24T10:00:%02d.000000Z\",\"topic\":\"process:p1\","
-		 "\"event\":\"%s\",\"payload\":%s}",
-		 s, event, payload);
-	if (evk_event_scan(&ev, line, strlen(line)) != EVK_OK)
-		return -1;
-	notes[0] = '\0';
 	struct evk_fold_opts o = { .list_max = 3 };
+	if (event(&ev, line, topic, name, payload, s) != EVK_OK)
+		return -1;
 	return evk_fold_apply(widgets, &ev, &o, note, NULL, why);
+}
+
+/* Folds one event of process:p1 with ts second s. */
+static int
+fold(cJSON *widgets, const char *name, const char *payload, int s, const char **why)
+{
+	return fold_on(widgets, "process:p1", name, payload, s, why);
 }
 
 /* A value of the widget id, as compact JSON, or "" */
@@ -59,8 +75,10 @@ get(const cJSON *widgets, const char *id, const char *path)
 
 #define IDS "\"process_id\":\"p1\",\"workflow_id\":\"wf\""
 
-int
-main(void)
+/* The progress and result clauses, one after the other, as a workflow
+ * runs. */
+static void
+test_workflow(void)
 {
 	cJSON *w = cJSON_CreateArray();
 	const char *why;
@@ -144,6 +162,9 @@ main(void)
 		{ "step_started", "[1,2]" },
 		{ "step_started", "\"text\"" },
 		{ "step_started", "{\"step\":\"a\"}" },
+		{ "process_created", "{\"process_id\":\"p5\",\"workflow_id\":\"a b\"}" },
+		{ "step_progress", "{\"workflow_id\":\"x*\",\"percentage\":1}" },
+		{ "workflow_completed", "{\"workflow_id\":\"a:\"}" },
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		CHECK(fold(w, bad[i].event, bad[i].payload, 30, &why) == EVK_EINVAL && why[0],
@@ -155,7 +176,13 @@ main(void)
 	cJSON_free(before);
 	cJSON_free(after);
 	cJSON_Delete(w);
+}
 
+static void
+test_long_id(void)
+{
+	cJSON *w;
+	const char *why;
 	/* A long workflow id: the widget id is cut so that widget:{id} is
 	 * still a topic, and the widget is found by it. */
 	w = cJSON_CreateArray();
@@ -177,7 +204,13 @@ main(void)
 		      cJSON_GetArraySize(w) == 1 && strcmp(get(w, lid, "percentage"), "5") == 0,
 	      "the long id's widget is found again");
 	cJSON_Delete(w);
+}
 
+static void
+test_replaced_members(void)
+{
+	cJSON *w;
+	const char *why;
 	/* A member replaced by a duplicated item (which brings its own name):
 	 * no name leaks (ASan's leak check in make check-san). */
 	w = cJSON_Parse("[{\"id\":\"progress-wf\",\"type\":\"progress\",\"process_id\":\"p1\","
@@ -190,5 +223,218 @@ main(void)
 		      strcmp(get(w, "progress-wf", "activities.0.result"), "{\"x\":2}") == 0,
 	      "error and result replaced: %s", why);
 	cJSON_Delete(w);
+}
+
+/* counter: one count per event name, made on the first. */
+static void
+test_counter(void)
+{
+	cJSON *w = cJSON_CreateArray();
+	char line[2048];
+	struct evk_event ev;
+	event(&ev, line, "case:created", "create", "{}", 1);
+	CHECK(evk_fold_count(w, "c", &ev, note, NULL) == EVK_OK && strcmp(notes, "+c") == 0,
+	      "counter made and noted: %s", notes);
+	evk_fold_count(w, "c", &ev, note, NULL);
+	event(&ev, line, "case:synced", "sync", "{}", 2);
+	evk_fold_count(w, "c", &ev, note, NULL);
+	CHECK(strcmp(get(w, "c", "counts"), "{\"create\":2,\"sync\":1}") == 0, "counts: %s",
+	      get(w, "c", "counts"));
+	CHECK(strcmp(get(w, "c", "type"), "\"counter\"") == 0, "type counter");
+	cJSON_Delete(w);
+}
+
+#define CASE(id, ref) "{\"resource\":\"case\",\"data\":{\"id\":\"" id "\",\"case_reference\":\"" ref "\"}}"
+
+/* session: made active, newest first, once per case, capped; stop freezes,
+ * start empties. */
+static void
+test_session(void)
+{
+	cJSON *w = cJSON_CreateArray();
+	char line[2048];
+	struct evk_event ev;
+	static const char ts[] = "2026-11-24T10:00:00.000000Z";
+	notes[0] = '\0';
+	CHECK(evk_fold_session_init(w, "s", ts, note, NULL) == EVK_OK && strcmp(notes, "+s") == 0,
+	      "session made and noted");
+	notes[0] = '\0';
+	evk_fold_session_init(w, "s", ts, note, NULL);
+	CHECK(notes[0] == '\0' && cJSON_GetArraySize(w) == 1, "made once");
+	CHECK(strcmp(get(w, "s", "active"), "true") == 0 &&
+		      strcmp(get(w, "s", "started_at"), "\"2026-11-24T10:00:00.000000Z\"") == 0,
+	      "active since ts");
+	static const char *const cases[][2] = { { "c1", "R1" }, { "c2", "R2" }, { "c3", "R3" },
+						{ "c1", "R1b" } };
+	for (size_t i = 0; i < 4; i++) {
+		char p[256];
+		snprintf(p, sizeof(p), "{\"data\":{\"id\":\"%s\",\"case_reference\":\"%s\"}}",
+			 cases[i][0], cases[i][1]);
+		event(&ev, line, "case:created", "create", p, (int)i + 1);
+		CHECK(evk_fold_session_add(w, "s", 3, &ev, note, NULL) == EVK_OK, "added");
+	}
+	CHECK(strcmp(get(w, "s", "items"),
+		     "[{\"id\":\"c1\",\"case_reference\":\"R1b\"},{\"id\":\"c3\",\"case_reference\":\"R3\"},"
+		     "{\"id\":\"c2\",\"case_reference\":\"R2\"}]") == 0,
+	      "newest first, once each, capped: %s", get(w, "s", "items"));
+	/* A payload without data.id is let be. */
+	event(&ev, line, "case:created", "create", "{\"data\":{\"x\":1}}", 5);
+	CHECK(evk_fold_session_add(w, "s", 3, &ev, note, NULL) == EVK_OK && notes[0] == '\0',
+	      "no data.id: nothing");
+	CHECK(evk_fold_session_mark(w, "s", false, "2026-11-24T10:00:06.000000Z", note, NULL) ==
+			      EVK_OK &&
+		      strcmp(get(w, "s", "active"), "false") == 0 &&
+		      strcmp(get(w, "s", "stopped_at"), "\"2026-11-24T10:00:06.000000Z\"") == 0,
+	      "stop");
+	event(&ev, line, "case:created", "create", CASE("c9", "R9"), 7);
+	evk_fold_session_add(w, "s", 3, &ev, note, NULL);
+	CHECK(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(evk_fold_find(w, "s"), "items")) == 3 &&
+		      notes[0] == '\0',
+	      "a stopped session keeps its list");
+	evk_fold_session_mark(w, "s", true, "2026-11-24T10:00:08.000000Z", note, NULL);
+	CHECK(strcmp(get(w, "s", "active"), "true") == 0 && strcmp(get(w, "s", "items"), "[]") == 0 &&
+		      strcmp(get(w, "s", "started_at"), "\"2026-11-24T10:00:08.000000Z\"") == 0 &&
+		      strcmp(get(w, "s", "stopped_at"), "") == 0,
+	      "start empties");
+	cJSON_Delete(w);
+}
+
+/* keep_live: the rows replace the items, the queries counted. */
+static void
+test_keep_live(void)
+{
+	cJSON *w = cJSON_CreateArray();
+	notes[0] = '\0';
+	CHECK(evk_fold_keep_live(w, "k", cJSON_Parse("[{\"id\":1}]"), 1, note, NULL) == EVK_OK &&
+		      strcmp(notes, "+k") == 0,
+	      "keep_live made and noted");
+	evk_fold_keep_live(w, "k", cJSON_Parse("[{\"id\":2},{\"id\":1}]"), 2, note, NULL);
+	CHECK(strcmp(get(w, "k", "items"), "[{\"id\":2},{\"id\":1}]") == 0 &&
+		      strcmp(get(w, "k", "queries"), "2") == 0 &&
+		      strcmp(get(w, "k", "type"), "\"keep_live\"") == 0,
+	      "items replaced: %s", get(w, "k", "items"));
+	CHECK(evk_fold_keep_live(w, "k", NULL, 3, note, NULL) == EVK_ENOMEM, "no items: ENOMEM");
+	cJSON_Delete(w);
+}
+
+/* A saved state's damaged widgets are dropped, each told once; the
+ * whole ones stay, in order. */
+static char drops[1024];
+
+static void
+drop(void *arg, int index, const char *id, const char *why)
+{
+	(void)arg;
+	size_t n = strlen(drops);
+	snprintf(drops + n, sizeof(drops) - n, "%s%d %s: %s", n ? "; " : "", index,
+		 id ? id : "-", why);
+}
+
+static void
+test_check(void)
+{
+	static const struct {
+		const char *widget, *why; /* why NULL: kept */
+	} cases[] = {
+		{ "{\"id\":\"progress-a\",\"type\":\"progress\",\"workflow_id\":\"a\",\"percentage\":0,"
+		  "\"activities\":[{\"step\":\"s\",\"status\":\"running\"}],\"updates\":[{}]}", NULL },
+		{ "{\"type\":\"progress\",\"process_id\":\"p1\",\"workflow_id\":\"a\",\"percentage\":0,"
+		  "\"activities\":[],\"updates\":[]}", "no id, or one too long" },
+		{ "{\"id\":\"progress-b\",\"type\":\"progress\",\"percentage\":0,\"activities\":[],"
+		  "\"updates\":[]}", "workflow_id missing" },
+		{ "{\"id\":\"progress-c\",\"type\":\"progress\",\"workflow_id\":\"c\",\"percentage\":\"0\","
+		  "\"activities\":[],\"updates\":[]}", "percentage of the wrong type" },
+		{ "{\"id\":\"progress-d\",\"type\":\"progress\",\"workflow_id\":\"d\",\"percentage\":0,"
+		  "\"activities\":[{\"step\":1,\"status\":\"running\"}],\"updates\":[]}",
+		  "a list holds something else than what the fold makes" },
+		{ "{\"id\":\"result-a\",\"type\":\"result\",\"workflow_id\":\"a\",\"status\":\"completed\","
+		  "\"percentage\":100}", NULL },
+		{ "{\"id\":\"result-b\",\"type\":\"result\",\"workflow_id\":\"b\",\"percentage\":100}",
+		  "status missing" },
+		{ "{\"id\":\"c\",\"type\":\"counter\",\"counts\":{\"x\":1}}", NULL },
+		{ "{\"id\":\"c\",\"type\":\"counter\"}", "a second widget of that id" },
+		{ "{\"id\":\"c2\",\"type\":\"counter\",\"counts\":{\"x\":\"1\"}}", "a count is not a number" },
+		{ "{\"id\":\"s\",\"type\":\"session\",\"active\":true,\"started_at\":\"t\",\"items\":[]}", NULL },
+		{ "{\"id\":\"s2\",\"type\":\"session\",\"active\":1,\"started_at\":\"t\",\"items\":[]}",
+		  "active of the wrong type" },
+		{ "{\"id\":\"k\",\"type\":\"keep_live\",\"items\":[{}],\"queries\":1}", NULL },
+		{ "{\"id\":\"k2\",\"type\":\"keep_live\",\"items\":[1]}",
+		  "a list holds something else than what the fold makes" },
+		{ "{\"id\":\"x\",\"type\":\"pie\"}", "no known type" },
+		{ "{\"id\":\"a b\",\"type\":\"counter\"}", "an id that makes no topic" },
+		{ "[]", "not an object" },
+	};
+	size_t n = sizeof(cases) / sizeof(cases[0]);
+	char expect[1024] = "";
+	cJSON *w = cJSON_CreateArray();
+	int bad = 0;
+	for (size_t i = 0; i < n; i++) {
+		cJSON_AddItemToArray(w, cJSON_Parse(cases[i].widget));
+		if (cases[i].why) {
+			size_t len = strlen(expect);
+			cJSON *one = cJSON_Parse(cases[i].widget);
+			const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(one, "id"));
+			snprintf(expect + len, sizeof(expect) - len, "%s%zu %s: %s", len ? "; " : "", i,
+				 id ? id : "-", cases[i].why);
+			cJSON_Delete(one);
+			bad++;
+		}
+	}
+	drops[0] = '\0';
+	CHECK(evk_fold_check(w, drop, NULL) == bad, "%d dropped", bad);
+	CHECK(strcmp(drops, expect) == 0, "drops:\n%s\nwant:\n%s", drops, expect);
+	CHECK(cJSON_GetArraySize(w) == (int)n - bad && evk_fold_find(w, "progress-a") &&
+		      evk_fold_find(w, "k"),
+	      "the whole ones stay");
+	CHECK(evk_fold_check(w, drop, NULL) == 0, "a checked state is whole");
+	cJSON_Delete(w);
+}
+
+/* The seed's topics name the process and the workflow; the payload's
+ * fields win when present. */
+static void
+test_topic_ids(void)
+{
+	cJSON *w = cJSON_CreateArray();
+	const char *why;
+	CHECK(fold_on(w, "resource:r1", "process_created", "{" IDS "}", 0, &why) == EVK_OK,
+	      "process_created on resource:{id}");
+	CHECK(fold_on(w, "process:p1", "step_started", "{\"step\":\"validate\"}", 1, &why) == EVK_OK &&
+		      strcmp(get(w, "progress-wf", "activities.0.step"), "\"validate\"") == 0 &&
+		      strcmp(notes, "+progress-wf") == 0,
+	      "process:p1 step_started into p1's widget: %s", why);
+	CHECK(fold_on(w, "process:p1:x", "step_progress", "{\"percentage\":9}", 2, &why) == EVK_EINVAL,
+	      "process:p1:x names no process");
+	CHECK(fold_on(w, "process:p2", "step_progress", "{\"process_id\":\"p1\",\"percentage\":9}", 3,
+		      &why) == EVK_OK &&
+		      strcmp(get(w, "progress-wf", "percentage"), "9") == 0,
+	      "the payload's process_id wins");
+	CHECK(fold_on(w, "process:p3", "process_created", "{\"workflow_id\":\"wf3\"}", 4, &why) == EVK_OK &&
+		      strcmp(get(w, "progress-wf3", "process_id"), "\"p3\"") == 0,
+	      "process_created's process from its topic");
+	CHECK(fold_on(w, "workflow:wf", "workflow_completed", "{\"status\":\"completed\"}", 5, &why) ==
+			      EVK_OK &&
+		      strcmp(get(w, "result-wf", "status"), "\"completed\"") == 0 &&
+		      evk_fold_find(w, "progress-wf") == NULL,
+	      "workflow_completed on workflow:{wf}: %s", why);
+	CHECK(fold_on(w, "workflow:wf9", "workflow_failed", "{\"workflow_id\":\"wf3\",\"error\":\"exit 3\"}",
+		      6, &why) == EVK_OK &&
+		      strcmp(get(w, "progress-wf3", "error"), "\"exit 3\"") == 0 &&
+		      evk_fold_find(w, "progress-wf9") == NULL,
+	      "the payload's workflow_id wins");
+	cJSON_Delete(w);
+}
+
+int
+main(void)
+{
+	test_workflow();
+	test_long_id();
+	test_replaced_members();
+	test_counter();
+	test_session();
+	test_keep_live();
+	test_check();
+	test_topic_ids();
 	return check_done("test_fold");
 }

@@ -1,0 +1,257 @@
+/* widgetd — folds the bus's events into widget state (the seed's LiveView
+ * widgets), keeps it durably, publishes each change on widget:{id}, and
+ * shows it (widgetd get, widgetd view). The daemon is in daemon.c,
+ * the dashboard in view.c. */
+#include "widgetd.h"
+
+#include "evkit/opts.h"
+#include "evkit/bus.h"
+#include "evkit/err.h"
+#include "evkit/event.h"
+#include "evkit/jsonmem.h"
+#include "evkit/tls.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+volatile sig_atomic_t widgetd_stopping;
+
+static void
+usage(FILE *out, int status)
+{
+	fprintf(out,
+		"usage: widgetd [--bus URL] [--config FILE] [--cases-db FILE] [--state FILE]\n"
+		"               [--throttle MS] [--daemon] [--pidfile FILE]\n"
+		"       widgetd [-W SECS] get [ID]\n"
+		"       widgetd [-W SECS] view\n"
+		"       widgetd session start|stop [ID]\n"
+		"\n"
+		"Folds workflow and case events into widgets: progress-{wf} (replaced by\n"
+		"result-{wf}), keep_live lists re-queried from casectl's database, session\n"
+		"lists and counters. Publishes each change on widget:{id} (widget_updated,\n"
+		"at most once per --throttle window, the last state always sent).\n"
+		"\n"
+		"  --bus URL        the hub (default $EVBUS_URL, else a private ipc path)\n"
+		EVK_TLS_USAGE
+		"  --config FILE    widgets to keep (JSON; default: the seed's widgets)\n"
+		"  --cases-db FILE  casectl's database, for keep_live lists\n"
+		"  --state FILE     state and last applied seq (default\n"
+		"                   $XDG_STATE_HOME/evkit/widgets.db)\n"
+		"  --throttle MS    per widget publishing window (default 500)\n"
+		"  --daemon         go to the background once subscribed\n"
+		"  --pidfile FILE   write the daemon's pid to FILE\n"
+		"  -W, --wait SECS  get, view: wait this long for the daemon (default 5)\n"
+		"  -h, --help, --version\n"
+		"\n"
+		"get asks the running daemon for one widget (exit 1 if unknown) or all,\n"
+		"as JSON lines, as of every event published before it; view is a live\n"
+		"dashboard (ncurses; q or Ctrl-C quits): the bus, the time, connected or\n"
+		"DISCONNECTED, a row per widget; plain frames when not on a terminal, with\n"
+		"TERM=dumb or NO_COLOR.\n"
+		"session start empties a session list and collects from then on; session\n"
+		"stop freezes it (all session widgets, or ID only).\n"
+		"\n"
+		"Exit: 0 ok, 1 unknown widget, 2 usage, 65 bad config, 69 no hub, no\n"
+		"daemon answering or no state.\n");
+	exit(status);
+}
+
+/* ---- get and view: the widgets from the running daemon ----
+ *
+ * A client subscribes, then publishes a get on GET_TOPIC naming a reply
+ * topic of its own; the daemon answers at the request's place in the
+ * stream, so the answer includes every event published before it. */
+
+/* Asks the daemon for its widgets (only widget id when not NULL) through
+ * sub, opened live before; calls fn on each widget's JSON text, in the
+ * daemon's order. Returns how many, or NO_ANSWER when no daemon answered
+ * within answer_ms, HUB_LOST (*err says why), INCOMPLETE (*err says
+ * whether the hub dropped part), INTERRUPTED. */
+long
+widgetd_request(struct evk_sub *sub, const char *url, long long answer_ms, const char *id,
+		void (*fn)(void *arg, const char *json, size_t len), void *arg, int *err)
+{
+	char nonce[37], reply[sizeof(REPLY_PREFIX) + 37];
+	if (evk_uuid7(nonce) != EVK_OK)
+		evk_die(EVK_EX_FAIL, "no random numbers");
+	snprintf(reply, sizeof(reply), "%s%s", REPLY_PREFIX, nonce);
+	cJSON *p = cJSON_CreateObject();
+	if (p == NULL || !cJSON_AddStringToObject(p, "reply", reply) ||
+	    (id && !cJSON_AddStringToObject(p, "widget", id)) ||
+	    !cJSON_AddNumberToObject(p, "until", (double)(evk_wall_ms() + answer_ms)))
+		evk_die(EVK_EX_FAIL, "out of memory");
+	*err = evk_publish(url, GET_TOPIC, "get", p, NULL);
+	cJSON_Delete(p);
+	if (*err != EVK_OK)
+		return HUB_LOST;
+
+	long long deadline = evk_mono_ms() + answer_ms;
+	long n = 0;
+	struct evk_event ev;
+	while (!widgetd_stopping) {
+		long long left = deadline - evk_mono_ms();
+		int rv = left <= 0 ? EVK_ETIMEDOUT
+				   : evk_sub_next(sub, &ev, left > INT_MAX ? INT_MAX : (int)left);
+		if (rv == EVK_ETIMEDOUT)
+			return NO_ANSWER;
+		if (rv == EVK_EGAP) {
+			*err = EVK_EGAP; /* part of the answer may be gone */
+			continue;
+		}
+		if (rv != EVK_OK)
+			return *err = rv, HUB_LOST;
+		if (!topic_is(&ev, reply))
+			continue;
+		if (event_is(&ev, "end")) {
+			cJSON *end = cJSON_ParseWithLength(ev.payload, ev.payload_len);
+			const cJSON *count = cJSON_GetObjectItemCaseSensitive(end, "count");
+			bool whole = cJSON_IsNumber(count) && count->valuedouble == (double)n;
+			cJSON_Delete(end);
+			return whole ? n : INCOMPLETE;
+		}
+		fn(arg, ev.payload, ev.payload_len);
+		n++;
+	}
+	return INTERRUPTED;
+}
+
+static void
+print_widget(void *arg, const char *json, size_t len)
+{
+	(void)arg;
+	if (fwrite(json, 1, len, stdout) != len || putchar('\n') == EOF)
+		evk_die(EVK_EX_IOERR, "writing stdout: %s", strerror(errno));
+}
+
+static int
+cmd_get(const char *url, long long answer_ms, const char *id)
+{
+	struct evk_sub *sub;
+	int rv = evk_sub_open(&sub, url, EVK_SINCE_LIVE);
+	if (rv != EVK_OK)
+		evk_die_hub(url, rv);
+	long n = widgetd_request(sub, url, answer_ms, id, print_widget, NULL, &rv);
+	if (fflush(stdout) == EOF)
+		evk_die(EVK_EX_IOERR, "writing stdout: %s", strerror(errno));
+	evk_sub_close(sub);
+	if (n == NO_ANSWER)
+		evk_die(EVK_EX_UNAVAILABLE, "no widgetd answered on '%s' within %lld ms", url,
+			answer_ms);
+	if (n == HUB_LOST)
+		evk_die_hub(url, rv);
+	if (n == INCOMPLETE)
+		evk_die(EVK_EX_UNAVAILABLE, "the daemon's answer came incomplete%s; ask again",
+			rv == EVK_EGAP ? " (the hub dropped part of it)" : "");
+	if (n == INTERRUPTED)
+		return 130;
+	if (id && n == 0) {
+		evk_warn("no widget '%s'", id);
+		return EVK_EX_FAIL;
+	}
+	return 0;
+}
+
+/* Asks the daemon, through the bus, to start or stop the session of
+ * widget id (every session widget when NULL). */
+static int
+cmd_session(const char *url, const char *what, const char *id)
+{
+	char event[16];
+	cJSON *p = cJSON_CreateObject();
+	if (p == NULL || (id && !cJSON_AddStringToObject(p, "widget", id)))
+		evk_die(EVK_EX_FAIL, "out of memory");
+	snprintf(event, sizeof(event), "session_%s", what);
+	int rv = evk_publish(url, SESSION_TOPIC, event, p, NULL);
+	cJSON_Delete(p);
+	if (rv != EVK_OK)
+		evk_die_hub(url, rv);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "bus", required_argument, NULL, 'b' },
+		EVK_TLS_LONGOPTS,
+		{ "config", required_argument, NULL, 'c' },
+		{ "cases-db", required_argument, NULL, 'C' },
+		{ "state", required_argument, NULL, 's' },
+		{ "throttle", required_argument, NULL, 't' },
+		{ "daemon", no_argument, NULL, 'd' },
+		{ "pidfile", required_argument, NULL, 'p' },
+		{ "wait", required_argument, NULL, 'W' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ 0 },
+	};
+	struct opts o = { .throttle_ms = 500, .answer_ms = ANSWER_MS };
+	char url[EVK_URL_MAX];
+	const char *why;
+	int c;
+
+	evk_set_progname(argv[0]);
+	/* The fold's small cJSON blocks are reused instead of going back to
+	 * malloc each event: cJSON is used on this thread only. */
+	evk_jsonmem_install();
+	atexit(evk_jsonmem_release);
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":hW:", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'b': o.bus = optarg; break;
+		case EVK_OPT_TLS_CERT:
+		case EVK_OPT_TLS_KEY:
+		case EVK_OPT_TLS_CA: evk_tls_option(c, optarg); break;
+		case 'c': o.config = optarg; break;
+		case 'C': o.cases_db = optarg; break;
+		case 's': o.state = optarg; break;
+		case 't': o.throttle_ms = evk_flag_int("--throttle", optarg, 1, 86400000); break;
+		case 'W':
+			if ((o.answer_ms = (long long)(evk_flag_seconds("-W", optarg, 1e9) * 1000)) < 1)
+				evk_usage_die("-W wants seconds from 0.001, not '%s'", optarg);
+			break;
+		case 'd': o.daemon = true; break;
+		case 'p': o.pidfile = optarg; break;
+		case 'h': usage(stdout, 0); break;
+		case 'V': printf("widgetd %s\n", EVK_VERSION); return 0;
+		default: evk_flag_die(c, argv, longopts);
+		}
+	}
+	if (evk_bus_resolve(o.bus, url, sizeof(url), &why) != EVK_OK)
+		evk_usage_die("bad bus address: %s", why);
+	evk_signals_init(&widgetd_stopping, true);
+
+	static const char *const commands[] = { "get", "view", "session" };
+	for (size_t i = 0; optind < argc && i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(argv[optind], commands[i]) == 0)
+			evk_set_subcommand(commands[i]);
+	if (optind < argc && strcmp(argv[optind], "get") == 0) {
+		if (argc - optind > 2)
+			evk_usage_die("unexpected argument '%s'", argv[optind + 2]);
+		return cmd_get(url, o.answer_ms, argc - optind == 2 ? argv[optind + 1] : NULL);
+	}
+	if (optind < argc && strcmp(argv[optind], "view") == 0) {
+		if (argc - optind > 1)
+			evk_usage_die("unexpected argument '%s'", argv[optind + 1]);
+		return widgetd_view(url, o.answer_ms);
+	}
+	if (optind < argc && strcmp(argv[optind], "session") == 0) {
+		if (argc - optind < 2)
+			evk_usage_die("missing start or stop");
+		if (strcmp(argv[optind + 1], "start") && strcmp(argv[optind + 1], "stop"))
+			evk_usage_die("unknown action '%s' (start, stop)", argv[optind + 1]);
+		if (argc - optind > 3)
+			evk_usage_die("unexpected argument '%s'", argv[optind + 3]);
+		return cmd_session(url, argv[optind + 1], argc - optind == 3 ? argv[optind + 2] : NULL);
+	}
+	if (optind < argc)
+		evk_usage_die("unknown command '%s' (get, view, session)", argv[optind]);
+	return widgetd_daemon(&o, url);
+}
