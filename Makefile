@@ -57,6 +57,8 @@ BIN_FILES := $(addprefix $(OUTBIN)/,$(PROGRAMS))
 DEPS_BUILD := gcc make pkg-config libnng-dev libcjson-dev libsqlite3-dev libnats-dev libncurses-dev
 DEPS_TEST  := bats bats-support bats-assert jq sqlite3 tmux procps groff-base mandoc bash-completion nats-server
 DEPS_TEST  += openssl util-linux
+# widgetd --http: the browser test (tests/widgetd_web.bats) and its curl checks.
+DEPS_TEST  += chromium chromium-driver curl
 DEPS_BENCH := redis-server redis-tools mosquitto mosquitto-clients time libmimalloc2.0 libjemalloc2
 # `make fuzz` / `make fuzz-regress`: clang and its libFuzzer/ASan runtime.
 DEPS_FUZZ  := clang libclang-rt-14-dev
@@ -69,6 +71,9 @@ $(BUILD)/lib/%.o: lib/%.c
 	@mkdir -p $(@D)
 	$(if $(Q),@echo "  CC      $<")
 	$(Q)$(CC) $(CFLAGS) $(EVK_CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
+
+# lib/web.c embeds widgetd's page (.incbin), built again when it changes.
+$(BUILD)/lib/web.o: share/web/index.html
 
 $(BUILD)/cmd/%.o: cmd/%.c
 	@mkdir -p $(@D)
@@ -170,6 +175,8 @@ $(FUZZ_BUILD)/lib/%.o: lib/%.c
 	@mkdir -p $(@D)
 	$(if $(Q),@echo "  CC      $< (fuzz)")
 	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link $(EVK_CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
+
+$(FUZZ_BUILD)/lib/web.o: share/web/index.html
 
 $(FUZZ_BUILD)/libevkit.a: $(FUZZ_LIB_OBJ)
 	$(Q)rm -f $@ && $(AR) rcs $@ $^

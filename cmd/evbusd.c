@@ -98,7 +98,7 @@ usage(FILE *out, int status)
 {
 	fprintf(out,
 		"usage: evbusd [--bus URL] [--store FILE | --memory] [--retain N]\n"
-		"              [--daemon] [--pidfile FILE] [--insecure]\n"
+		"              [--daemon] [--pidfile FILE] [--log FILE] [-q|-v] [--insecure]\n"
 		"              [--tls-cert FILE --tls-key FILE --tls-ca FILE]\n"
 		"       evbusd --status [--bus URL]\n"
 		"\n"
@@ -110,6 +110,10 @@ usage(FILE *out, int status)
 		"  --memory        keep the log in memory only (lost when the hub stops)\n"
 		"  --retain N      events the log keeps (default %d)\n"
 		"  --daemon        go to the background once accepting connections\n"
+		"  --log FILE      append messages to FILE, timestamped (with --daemon and\n"
+		"                  no --log, messages go to syslog)\n"
+		"  -q, --quiet     no warnings; errors only\n"
+		"  -v, --verbose   also say what the hub does (listening, stopping)\n"
 		"  --pidfile FILE  write the hub's pid to FILE\n"
 		"  --status        print the running hub's figures as JSON\n"
 		"  --insecure      allow a plain tcp:// address beyond loopback\n"
@@ -1084,6 +1088,9 @@ main(int argc, char **argv)
 		{ "retain", required_argument, NULL, 'r' },
 		{ "daemon", no_argument, NULL, 'd' },
 		{ "pidfile", required_argument, NULL, 'p' },
+		{ "log", required_argument, NULL, 'L' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "verbose", no_argument, NULL, 'v' },
 		{ "status", no_argument, NULL, 'S' },
 		{ "insecure", no_argument, NULL, 'I' },
 		EVK_TLS_LONGOPTS,
@@ -1092,7 +1099,7 @@ main(int argc, char **argv)
 		{ 0 },
 	};
 	struct hub h = { .retain = EVK_RETAIN_DEFAULT };
-	const char *bus = NULL, *store = NULL, *pidfile = NULL, *why;
+	const char *bus = NULL, *store = NULL, *pidfile = NULL, *logfile = NULL, *why;
 	char default_store[4096];
 	bool memory = false, daemonize = false, status = false;
 	int c;
@@ -1103,7 +1110,7 @@ main(int argc, char **argv)
 	openlog("evbusd", LOG_PID, LOG_DAEMON);
 	bool restarted = hub_was_restarted();
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":hqv", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'b': bus = optarg; break;
 		case 's': store = optarg; break;
@@ -1111,6 +1118,9 @@ main(int argc, char **argv)
 		case 'r': h.retain = (uint64_t)evk_flag_int("--retain", optarg, 1, INT64_MAX); break;
 		case 'd': daemonize = true; break;
 		case 'p': pidfile = optarg; break;
+		case 'L': logfile = optarg; break;
+		case 'q': evk_log_level(EVK_LOG_QUIET); break;
+		case 'v': evk_log_level(EVK_LOG_VERBOSE); break;
 		case 'S': status = true; break;
 		case 'I': insecure = true; break;
 		case EVK_OPT_TLS_CERT:
@@ -1154,6 +1164,12 @@ main(int argc, char **argv)
 		evk_usage_die("no --store given and no HOME or XDG_STATE_HOME");
 	h.store = memory ? NULL : store;
 	hub_check_exposure(h.url);
+	/* A hub its watchdog restarted is detached already: its log goes to
+	 * the file at once, or on to syslog. */
+	if (logfile && evk_daemon_log(logfile, daemonize && !restarted) != EVK_OK)
+		evk_die(EVK_EX_IOERR, "cannot open the log '%s': %s", logfile, strerror(errno));
+	if (!logfile && daemonize && restarted)
+		evk_log_syslog();
 	if (daemonize && !restarted && evk_daemon_start() != EVK_OK)
 		evk_die(EVK_EX_FAIL, "cannot go to the background");
 
@@ -1170,8 +1186,11 @@ main(int argc, char **argv)
 	if (pidfile && evk_pidfile_write(pidfile) != EVK_OK)
 		evk_die(EVK_EX_IOERR, "cannot write pid file '%s'", pidfile);
 	evk_daemon_ready(0);
+	evk_info("listening on '%s' and '%s'; store %s, retaining %llu events", h.url,
+		 h.fanout, h.store ? h.store : "in memory", (unsigned long long)h.retain);
 	h.watchdog = hub_watch(&h);
 	hub_run(&h);
+	evk_info("stopping");
 	evk_watchdog_stop(h.watchdog);
 
 	/* Every ack was sent after its commit; give the pipes a moment to

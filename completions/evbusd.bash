@@ -8,7 +8,7 @@ _evbusd() {
 		COMPREPLY=($(compgen -f -- "$cur"))
 		return
 		;;
-	--store | --pidfile)
+	--store | --pidfile | --log)
 		COMPREPLY=($(compgen -f -- "$cur"))
 		return
 		;;
@@ -21,6 +21,6 @@ _evbusd() {
 		;;
 	esac
 	COMPREPLY=($(compgen -W '--bus --tls-cert --tls-key --tls-ca --insecure --store --memory --retain --daemon
-		--pidfile --status --help --version' -- "$cur"))
+		--pidfile --log -q --quiet -v --verbose --status --help --version' -- "$cur"))
 }
 complete -F _evbusd evbusd

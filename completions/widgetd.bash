@@ -8,17 +8,17 @@ _widgetd() {
 		COMPREPLY=($(compgen -f -- "$cur"))
 		return
 		;;
-	--config | --cases-db | --state | --pidfile)
+	--config | --cases-db | --state | --pidfile | --log)
 		COMPREPLY=($(compgen -f -- "$cur"))
 		return
 		;;
-	--bus | --throttle | -W | --wait)
+	--bus | --throttle | -W | --wait | --http)
 		return
 		;;
 	esac
 	if [[ $cur == -* ]]; then
 		COMPREPLY=($(compgen -W '--bus --tls-cert --tls-key --tls-ca --config --cases-db --state --throttle
-			--daemon --pidfile -W --wait --help --version' -- "$cur"))
+			--daemon --pidfile --log -q --quiet -v --verbose --http --insecure -W --wait --help --version' -- "$cur"))
 	elif [[ $prev == session ]]; then
 		COMPREPLY=($(compgen -W 'start stop' -- "$cur"))
 	else

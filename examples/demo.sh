@@ -49,9 +49,13 @@ say "a private hub and widgetd in $dir"
 evbusd --store "$dir/bus.db" --daemon --pidfile "$dir/hub.pid"
 pids+=("$(cat "$dir/hub.pid")")
 casectl --db "$dir/cases.db" init --admin demo >/dev/null
+# widgetd also serves the widgets to a browser (--http, a free loopback port).
 widgetd --state "$dir/widgets.db" --cases-db "$dir/cases.db" --throttle 200 \
-	--config "$ROOT/examples/widgets.json" --daemon --pidfile "$dir/widgetd.pid"
+	--config "$ROOT/examples/widgets.json" --daemon --pidfile "$dir/widgetd.pid" \
+	--http "${DEMO_HTTP:-127.0.0.1:0}" 2>"$dir/widgetd.err" || { cat "$dir/widgetd.err" >&2; exit 1; }
 pids+=("$(cat "$dir/widgetd.pid")")
+say "the widgets in a browser: $(sed -n 's/^widgetd: the page is at //p' "$dir/widgetd.err")" \
+	"(DEMO_HOLD=1 keeps it open after the workflow, until Enter)"
 
 # The live view: the dashboard on a terminal, else the announcements.
 if [ -t 1 ]; then
@@ -81,6 +85,7 @@ until widgetd get result-demo >"$dir/result" 2>/dev/null; do
 	sleep 0.1
 done
 sleep 0.5 # let the last redraw show before the view is stopped
+[ "${DEMO_HOLD:-}" = 1 ] && [ -t 0 ] && read -r -p "the page stays until Enter " _
 for p in "${pids[@]:2}"; do kill "$p" 2>/dev/null || true; done
 # the dashboard leaves its screen before the summary is printed
 wait "${pids[@]:2}" 2>/dev/null || true

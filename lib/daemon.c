@@ -10,6 +10,13 @@
 #include <unistd.h>
 
 static int ready_fd = -1;
+static int log_fd = -1;
+
+void
+evk_daemon_log_fd(int fd)
+{
+	log_fd = fd;
+}
 
 int
 evk_daemon_start(void)
@@ -55,10 +62,12 @@ evk_daemon_ready(int status)
 		int null = open("/dev/null", O_RDWR);
 		if (null >= 0) {
 			dup2(null, 1);
-			dup2(null, 2);
+			dup2(log_fd >= 0 ? log_fd : null, 2);
 			if (null > 2)
 				close(null);
 		}
+		if (log_fd < 0)
+			evk_log_syslog(); /* stderr is gone: keep the messages */
 	}
 	if (write(ready_fd, &b, 1) != 1) {
 		/* The parent is gone; nothing to tell. */
@@ -83,5 +92,24 @@ evk_pidfile_write(const char *path)
 		unlink(tmp);
 		return EVK_EIO;
 	}
+	return EVK_OK;
+}
+
+int
+evk_daemon_log(const char *path, int detach_later)
+{
+	int fd;
+
+	if (evk_log_file(path, &fd) != EVK_OK)
+		return EVK_EIO;
+	if (detach_later) {
+		evk_daemon_log_fd(fd);
+		return EVK_OK;
+	}
+	if (dup2(fd, 2) < 0) {
+		close(fd);
+		return EVK_EIO;
+	}
+	close(fd);
 	return EVK_OK;
 }

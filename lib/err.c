@@ -1,10 +1,20 @@
 #include "evkit/err.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
 
 static const char *progname = "evkit";
+
+/* Where messages go (evk_log_*): the level from -q/-v, a timestamp on each
+ * line when they go to a log file, syslog once a daemon has no stderr. */
+static int log_level = EVK_LOG_NORMAL;
+static int log_stamps;
+static int log_syslog;
 
 static const char *const messages[] = {
 	[EVK_OK] = "success",
@@ -62,10 +72,25 @@ evk_progname(void)
 }
 
 static void
-vwarn(const char *fmt, va_list ap)
+vwarn(int priority, const char *fmt, va_list ap)
 {
 	char msg[4096];
 	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (log_syslog) {
+		syslog(priority, "%s", msg);
+		return;
+	}
+	if (log_stamps) {
+		struct timespec now;
+		struct tm tm;
+		char when[64] = "";
+		if (clock_gettime(CLOCK_REALTIME, &now) == 0 && gmtime_r(&now.tv_sec, &tm))
+			snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ ",
+				 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+				 tm.tm_min, tm.tm_sec, now.tv_nsec / 1000000);
+		fprintf(stderr, "%s%s[%ld]: %s\n", when, progname, (long)getpid(), msg);
+		return;
+	}
 	fprintf(stderr, "%s: %s\n", progname, msg);
 }
 
@@ -73,9 +98,46 @@ void
 evk_warn(const char *fmt, ...)
 {
 	va_list ap;
+	if (log_level < EVK_LOG_NORMAL)
+		return;
 	va_start(ap, fmt);
-	vwarn(fmt, ap);
+	vwarn(LOG_WARNING, fmt, ap);
 	va_end(ap);
+}
+
+void
+evk_info(const char *fmt, ...)
+{
+	va_list ap;
+	if (log_level < EVK_LOG_VERBOSE)
+		return;
+	va_start(ap, fmt);
+	vwarn(LOG_INFO, fmt, ap);
+	va_end(ap);
+}
+
+void
+evk_log_level(int level)
+{
+	log_level = level;
+}
+
+int
+evk_log_file(const char *path, int *fd)
+{
+	int f = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
+	if (f < 0)
+		return EVK_EIO;
+	log_stamps = 1;
+	*fd = f;
+	return EVK_OK;
+}
+
+void
+evk_log_syslog(void)
+{
+	openlog(progname, LOG_PID, LOG_DAEMON);
+	log_syslog = 1;
 }
 
 void
@@ -83,7 +145,7 @@ evk_die(int status, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	vwarn(fmt, ap);
+	vwarn(LOG_ERR, fmt, ap);
 	va_end(ap);
 	exit(status);
 }

@@ -13,6 +13,7 @@
 #include "evkit/gate.h"
 #include "evkit/store.h"
 #include "evkit/topic.h"
+#include "evkit/web.h"
 #include "evkit/widgetconf.h"
 
 #include <cjson/cJSON.h>
@@ -54,7 +55,18 @@ struct daemon {
 	long long reconnect_at; /* when to try the hub again (monotonic ms) */
 	uint64_t last_seq;
 	long long now; /* the monotonic clock, read once per event */
+	struct evk_web *web; /* --http */
 };
+
+/* The page's copy of widget id (w NULL: removed). */
+static void
+web_put(struct evk_web *web, const char *id, const cJSON *w)
+{
+	char *text = w ? cJSON_PrintUnformatted(w) : NULL;
+	if ((w && text == NULL) || evk_web_widget(web, id, text, text ? strlen(text) : 0) != EVK_OK)
+		evk_die(EVK_EX_FAIL, "out of memory");
+	cJSON_free(text);
+}
 
 /* The config (path, or the built-in one) into dm; dies on a bad one. */
 static void
@@ -131,6 +143,8 @@ publish(void *arg, const char *id_, size_t len)
 		evk_die(EVK_EX_FAIL, "out of memory");
 	cJSON *w = evk_fold_find(dm->widgets, id);
 	cJSON *gone = NULL;
+	if (dm->web)
+		web_put(dm->web, id, w);
 	if (w == NULL && ((gone = cJSON_CreateObject()) == NULL ||
 			  !cJSON_AddStringToObject(gone, "id", id)))
 		evk_die(EVK_EX_FAIL, "out of memory");
@@ -140,6 +154,8 @@ publish(void *arg, const char *id_, size_t len)
 	/* A lost link is sync_announcements' to tell and mend. */
 	if (rv != EVK_OK && rv != EVK_ECLOSED && rv != EVK_EUNAVAIL && rv != EVK_EPROTO)
 		evk_warn("cannot announce widget '%s': %s", id, evk_strerror(rv));
+	else if (rv == EVK_OK)
+		evk_info("announced %s on %s", w ? "widget_updated" : "widget_removed", topic);
 	cJSON_Delete(gone);
 	return 0;
 }
@@ -430,6 +446,8 @@ start_daemon(struct daemon *dm, const struct opts *o)
 	    !(dm->publish_gate = evk_gate_new(EVK_GATE_THROTTLE, o->throttle_ms, EVK_GATE_MAX_KEYS,
 					      1 << 20)))
 		evk_die(EVK_EX_FAIL, "out of memory");
+	if (o->log && evk_daemon_log(o->log, o->daemon) != EVK_OK)
+		evk_die(EVK_EX_IOERR, "cannot open the log '%s': %s", o->log, strerror(errno));
 	if (o->daemon && evk_daemon_start() != EVK_OK)
 		evk_die(EVK_EX_FAIL, "cannot go to the background");
 	/* Subscribe, then load what the lists need: events newer than the
@@ -448,9 +466,20 @@ start_daemon(struct daemon *dm, const struct opts *o)
 		if (dm->decls[i].c->kind == EVK_WIDGET_SESSION)
 			folded(evk_fold_session_init(dm->widgets, dm->decls[i].c->id, now_ts, changed, dm));
 	}
+	if (o->http) {
+		const char *why;
+		if ((rv = evk_web_open(&dm->web, o->http, o->insecure, dm->url, &why)) != EVK_OK)
+			evk_die(rv == EVK_EPERM || rv == EVK_EINVAL ? EVK_EX_USAGE : EVK_EX_UNAVAILABLE,
+				"cannot serve --http %s: %s", o->http, why);
+		for (const cJSON *w = dm->widgets->child; w; w = w->next)
+			web_put(dm->web, cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(w, "id")), w);
+		fprintf(stderr, "widgetd: the page is at %s\n", evk_web_url(dm->web));
+	}
 	if (o->pidfile && evk_pidfile_write(o->pidfile) != EVK_OK)
 		evk_die(EVK_EX_IOERR, "cannot write pid file '%s'", o->pidfile);
 	evk_daemon_ready(0);
+	evk_info("subscribed to '%s'; %d widget%s declared", dm->url, dm->conf.n,
+		 dm->conf.n == 1 ? "" : "s");
 	return sub;
 }
 
@@ -463,6 +492,7 @@ stop_daemon(struct daemon *dm, struct evk_sub *sub, const struct opts *o)
 	save_state(dm);
 	evk_sub_close(sub);
 	evk_pub_close(dm->pub);
+	evk_web_close(dm->web);
 	evk_gate_free(dm->publish_gate);
 	for (int i = 0; i < dm->conf.n; i++)
 		evk_gate_free(dm->decls[i].refetch);

@@ -28,7 +28,8 @@ usage(FILE *out, int status)
 {
 	fprintf(out,
 		"usage: widgetd [--bus URL] [--config FILE] [--cases-db FILE] [--state FILE]\n"
-		"               [--throttle MS] [--daemon] [--pidfile FILE]\n"
+		"               [--throttle MS] [--daemon] [--pidfile FILE] [--log FILE] [-q|-v]\n"
+		"               [--http [HOST:]PORT [--insecure]]\n"
 		"       widgetd [-W SECS] get [ID]\n"
 		"       widgetd [-W SECS] view\n"
 		"       widgetd session start|stop [ID]\n"
@@ -47,6 +48,14 @@ usage(FILE *out, int status)
 		"  --throttle MS    per widget publishing window (default 500)\n"
 		"  --daemon         go to the background once subscribed\n"
 		"  --pidfile FILE   write the daemon's pid to FILE\n"
+		"  --log FILE       append messages to FILE, timestamped (a daemon without\n"
+		"                   it logs to syslog)\n"
+		"  -q, --quiet      no warnings (skipped events and the like); errors only\n"
+		"  -v, --verbose    also say what the daemon does (subscribed, announced)\n"
+		"  --http [HOST:]PORT  serve the widgets to a browser: the page at /,\n"
+		"                   /widgets[/ID] as get prints them, /events live\n"
+		"                   (loopback unless HOST; 0 picks a free port)\n"
+		"  --insecure       allow --http beyond loopback (no TLS there)\n"
 		"  -W, --wait SECS  get, view: wait this long for the daemon (default 5)\n"
 		"  -h, --help, --version\n"
 		"\n"
@@ -187,6 +196,11 @@ main(int argc, char **argv)
 		{ "throttle", required_argument, NULL, 't' },
 		{ "daemon", no_argument, NULL, 'd' },
 		{ "pidfile", required_argument, NULL, 'p' },
+		{ "log", required_argument, NULL, 'L' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "http", required_argument, NULL, 'H' },
+		{ "insecure", no_argument, NULL, 'I' },
 		{ "wait", required_argument, NULL, 'W' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -203,7 +217,7 @@ main(int argc, char **argv)
 	evk_jsonmem_install();
 	atexit(evk_jsonmem_release);
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":hW:", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":hqvW:", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'b': o.bus = optarg; break;
 		case EVK_OPT_TLS_CERT:
@@ -219,6 +233,11 @@ main(int argc, char **argv)
 			break;
 		case 'd': o.daemon = true; break;
 		case 'p': o.pidfile = optarg; break;
+		case 'L': o.log = optarg; break;
+		case 'q': evk_log_level(EVK_LOG_QUIET); break;
+		case 'v': evk_log_level(EVK_LOG_VERBOSE); break;
+		case 'H': o.http = optarg; break;
+		case 'I': o.insecure = true; break;
 		case 'h': usage(stdout, 0); break;
 		case 'V': printf("widgetd %s\n", EVK_VERSION); return 0;
 		default: evk_flag_die(c, argv, longopts);

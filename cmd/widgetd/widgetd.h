@@ -16,9 +16,11 @@
 #define ANSWER_MS 5000                  /* how long get waits for the daemon */
 
 struct opts {
-	const char *bus, *config, *cases_db, *state, *pidfile;
+	const char *bus, *config, *cases_db, *state, *pidfile, *log;
 	long long throttle_ms, answer_ms; /* answer_ms: -W, how long get and view wait */
 	bool daemon;
+	const char *http; /* --http ADDR: the page (lib/web.c) */
+	bool insecure;
 };
 
 /* Set by SIGTERM and SIGINT: each loop ends at its next turn. */

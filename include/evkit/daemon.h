@@ -9,8 +9,18 @@
 int evk_daemon_start(void);
 
 /* In the child: reports status to the waiting parent (0: accepting) and
- * detaches stdout and stderr when status is 0. No-op when not daemonised. */
+ * detaches stdout and stderr when status is 0: stderr then goes to the
+ * file given to evk_daemon_log_fd, or else messages go to syslog
+ * (evk_log_syslog). No-op when not daemonised. */
 void evk_daemon_ready(int status);
+
+/* The --log file's descriptor, for evk_daemon_ready to keep as stderr. */
+void evk_daemon_log_fd(int fd);
+
+/* --log FILE: messages from now on are appended to path, timestamped
+ * (evk_log_file). With detach_later, stderr moves there when the daemon
+ * detaches (evk_daemon_ready); else at once. EVK_EIO: errno says why. */
+int evk_daemon_log(const char *path, int detach_later);
 
 /* Writes the pid to path (atomically, via a temporary file). */
 int evk_pidfile_write(const char *path);

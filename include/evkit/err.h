@@ -45,8 +45,26 @@ int evk_err_exit(int err);
 void evk_set_progname(const char *name);
 const char *evk_progname(void);
 
-/* Print "prog: message\n" on stderr. The format has no trailing newline. */
+/* Print "prog: message\n" on stderr. The format has no trailing newline.
+ * Nothing with -q (evk_log_level(EVK_LOG_QUIET)); evk_die always prints. */
 void evk_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Like evk_warn, only with -v (EVK_LOG_VERBOSE): what a daemon is doing. */
+void evk_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* How much evk_warn/evk_info print: -q, the default, -v. */
+enum evk_log_level { EVK_LOG_QUIET, EVK_LOG_NORMAL, EVK_LOG_VERBOSE };
+void evk_log_level(int level);
+
+/* --log FILE: opens path for appending (created 0600) into *fd and puts an
+ * RFC 3339 UTC timestamp and the pid before every later message. The
+ * caller points stderr at *fd (dup2, or evk_daemon_log_fd once detached).
+ * EVK_EIO when it cannot be opened (errno says why). */
+int evk_log_file(const char *path, int *fd);
+
+/* From now on messages go to syslog (LOG_DAEMON, tagged with the program's
+ * name and pid): a daemon without --log, whose stderr is gone. */
+void evk_log_syslog(void);
 
 /* Print like evk_warn, then exit with status. */
 /* Reports that the hub at url cannot be reached (err from lib/bus.c) and
