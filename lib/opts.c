@@ -1,6 +1,7 @@
 #include "evkit/opts.h"
 
 #include "evkit/err.h"
+#include "evkit/event.h"
 #include "evkit/store.h"
 
 #include <errno.h>
@@ -226,11 +227,15 @@ evk_json_file_read(const char *path, cJSON **json, char why[EVK_OPT_WHY])
 		snprintf(why, EVK_OPT_WHY, "%s: %s", name, evk_strerror(rv));
 		return rv;
 	}
-	const char *end = NULL;
+	const char *end = NULL, *lex, *hint;
+	size_t at;
 	rv = EVK_EINVAL;
 	if (memchr(text, '\0', len))
 		snprintf(why, EVK_OPT_WHY, "%s: NUL byte at byte %zu", name,
 			 (size_t)((char *)memchr(text, '\0', len) - text) + 1);
+	else if (evk_json_lex_check(text, len, false, &at, &lex, &hint) != EVK_OK)
+		/* cJSON takes any control byte for white space */
+		snprintf(why, EVK_OPT_WHY, "%s: %s at byte %zu%s", name, lex, at + 1, hint);
 	else if (evk_json_has_nul_escape(text, len))
 		snprintf(why, EVK_OPT_WHY, "%s: a string holds \\u0000", name);
 	else if ((*json = cJSON_ParseWithLengthOpts(text, len + 1, &end, true)) == NULL)

@@ -231,6 +231,10 @@ workflow:wf1 workflow_completed "
 	[[ $stderr == *'a string holds \u0000'* ]] || fail "$stderr"
 	run -74 --separate-stderr ew enqueue --steps "$T"
 	[[ $stderr == *"Is a directory"* ]] || fail "$stderr"
+	# cJSON takes any control byte for white space; JSON does not.
+	printf '[{"name":"a","run":["true"]}]\002\n' >"$T/ctl.json"
+	run -65 --separate-stderr ew enqueue --steps "$T/ctl.json"
+	[[ $stderr == *"raw control byte at byte 30"* ]] || fail "$stderr"
 	[ "$(ew list | wc -l)" -eq 0 ]
 }
 
