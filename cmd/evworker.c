@@ -61,7 +61,9 @@ static const struct flag {
 	  "for tls+tcp:// (default $EVBUS_TLS_KEY)" },
 	{ { "tls-ca", required_argument, NULL, EVK_OPT_TLS_CA }, 0, "FILE",
 	  "for tls+tcp:// (default $EVBUS_TLS_CA)" },
-	{ { "queue", required_argument, NULL, 'q' }, F_QUEUE, "Q", "the queue (default 'default')" },
+	{ { "quiet", no_argument, NULL, 'q' }, 0, NULL, "-q: no notices or warnings; errors only" },
+	{ { "verbose", no_argument, NULL, 'v' }, 0, NULL, "-v: also say what run does" },
+	{ { "queue", required_argument, NULL, 'Q' }, F_QUEUE, "Q", "the queue (default 'default')" },
 	{ { "priority", required_argument, NULL, 'p' }, F_PRIORITY, "P", "0 (first) to 9" },
 	{ { "max-attempts", required_argument, NULL, 'm' }, F_ATTEMPTS, "N", "default 20" },
 	{ { "backoff", required_argument, NULL, 'B' }, F_BACKOFF, "SEC",
@@ -101,7 +103,7 @@ struct opts {
 	const char *timeout, *at, *name, *ready_file;
 	int priority, max_attempts, concurrency;
 	long long backoff, in_s, unique_for, grace, older_than;
-	bool drain, complete;
+	bool drain, complete, quiet;
 	unsigned given; /* F_ bits of the options given */
 };
 
@@ -348,8 +350,9 @@ on_loop(struct worker *w, struct evk_sub *sub, int np, char **patterns, const ch
 			spec.input_len = ev.line_len;
 			spec.due_ms = evk_wall_ms() + w->o.in_s * 1000;
 			check(w, evk_jobs_insert(w->db, &spec, &id), "cannot enqueue");
-			fprintf(stderr, "evworker: event %llu enqueued as job %lld\n",
-				(unsigned long long)ev.seq, (long long)id);
+			if (!w->o.quiet)
+				fprintf(stderr, "evworker: event %llu enqueued as job %lld\n",
+					(unsigned long long)ev.seq, (long long)id);
 		}
 		check(w, evk_jobs_cursor_set(w->db, name, ev.seq, false), "cannot write");
 		exec(w, "COMMIT");
@@ -419,7 +422,9 @@ sink_emit(void *arg, const char *topic, const char *event, cJSON *payload)
 static void
 sink_log(void *arg, long long id, int attempt, const char *what)
 {
-	(void)arg;
+	const struct worker *w = arg;
+	if (w->o.quiet)
+		return;
 	if (attempt > 0)
 		fprintf(stderr, "evworker: job %lld %s (attempt %d)\n", id, what, attempt);
 	else
@@ -497,6 +502,8 @@ cmd_run(struct worker *w, int argc, char **argv)
 	evk_signal_catch(SIGCHLD, on_child, SA_RESTART | SA_NOCLDSTOP);
 	w->sink = (struct evk_jobrun_sink){ sink_emit, sink_log, w };
 	outbox_flush(w); /* what an earlier run could not deliver */
+	evk_info("running jobs of queue '%s', %d at once%s", w->o.queue, w->o.concurrency,
+		 w->o.drain ? ", until none is due" : "");
 	for (;;) {
 		if (stopping && grace_end < 0)
 			grace_end = evk_mono_ms() + w->o.grace * 1000;
@@ -759,10 +766,12 @@ complete(const struct command *c)
 {
 	for (size_t i = 0; !c && i < NCOMMANDS; i++)
 		printf("%s\n", commands[i].name);
+	/* Before a command: the options of every command; after it: its own. */
 	for (size_t i = 0; i < NFLAGS; i++)
-		if (flags[i].help && (!c || flags[i].bit == 0 || (flags[i].bit & c->flags)))
+		if (flags[i].help && (c ? (flags[i].bit & c->flags) != 0 : flags[i].bit == 0))
 			printf("--%s\n", flags[i].opt.name);
-	printf("--help\n%s", c ? "" : "--version\n");
+	if (!c)
+		printf("--help\n--version\n");
 	exit(0);
 }
 
@@ -782,7 +791,9 @@ set_option(struct opts *o, int ch, const char *arg)
 	case EVK_OPT_TLS_CERT:
 	case EVK_OPT_TLS_KEY:
 	case EVK_OPT_TLS_CA: evk_tls_option(ch, arg); break;
-	case 'q': o->queue = arg; break;
+	case 'Q': o->queue = arg; break;
+	case 'q': o->quiet = true; evk_log_level(EVK_LOG_QUIET); break;
+	case 'v': o->quiet = false; evk_log_level(EVK_LOG_VERBOSE); break;
 	case 'p': o->priority = (int)evk_flag_int("--priority", arg, 0, 9); break;
 	case 'm': o->max_attempts = (int)evk_flag_int("--max-attempts", arg, 1, 1000000); break;
 	case 'B': o->backoff = evk_flag_int("--backoff", arg, 0, 86400 * 365); break;
@@ -827,7 +838,7 @@ parse_args(struct worker *w, int argc, char **argv)
 		longopts[i] = flags[i].opt;
 	opterr = 0;
 	for (int pass = 0; pass < 2; pass++) {
-		while ((ch = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
+		while ((ch = getopt_long(argc, argv, "+:hqv", longopts, NULL)) != -1) {
 			if (ch == '?' || ch == ':')
 				evk_flag_die(ch, argv, longopts);
 			if (ch == 'V') {

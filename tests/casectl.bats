@@ -288,7 +288,7 @@ catches_int() {
 # ingest_ended — waits for the ingest (pid INGEST) to end; STATUS is its
 # exit status.
 ingest_ended() {
-	wait_for gone "$INGEST"
+	WAIT_SECS=30 wait_for gone "$INGEST"
 	STATUS=0
 	wait "$INGEST" || STATUS=$?
 }

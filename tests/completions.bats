@@ -61,7 +61,7 @@ bcomp() {
 
 @test "bash: evworker offers only the options of the subcommand being typed" {
 	run -0 bcomp evworker --
-	assert_output "$(printf '%s\n' --db --bus --tls-cert --tls-key --tls-ca --help --version)"
+	assert_output "$(printf '%s\n' --db --bus --tls-cert --tls-key --tls-ca --quiet --verbose --help --version)"
 	run -0 bcomp evworker run --
 	assert_output "$(printf '%s\n' --queue --concurrency --drain --grace)"
 	run -0 bcomp evworker --db x list --st
@@ -138,7 +138,7 @@ fcomp() {
 	run -0 fcomp 'evworker run --'
 	assert_output "$(printf '%s\n' --concurrency --drain --grace --queue)"
 	run -0 fcomp 'evworker --'
-	assert_output "$(printf '%s\n' --bus --db --help --tls-ca --tls-cert --tls-key --version)"
+	assert_output "$(printf '%s\n' --bus --db --help --quiet --tls-ca --tls-cert --tls-key --verbose --version)"
 	run -0 fcomp 'casectl user '
 	assert_output "$(printf '%s\n' add list)"
 	run -0 fcomp 'evsub wor'

@@ -283,7 +283,7 @@ workflow:wf1 workflow_completed "
 @test "evworker wait follows a job to its end, and gives 124 at --timeout" {
 	ew enqueue --workflow later -- sh -c 'sleep 0.3' >/dev/null
 	ew enqueue --in 3600 --workflow never -- true >/dev/null
-	bg ew run
+	bg evworker --db "$DB" run # the program itself, so stop_all stops it by its pid
 	run -0 ew wait --workflow later --timeout 30
 	[ "$(ew show 1 | jq -r .state)" = completed ]
 	run -124 --separate-stderr ew wait --workflow never --timeout 0.2

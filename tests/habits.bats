@@ -40,13 +40,13 @@ teardown() { evkit_teardown; }
 
 @test "a pattern error says why" {
 	run -2 --separate-stderr evsub -W 1 'case:**:x'
-	[ "$stderr" = "evsub: invalid pattern 'case:**:x': '**' may only end a pattern" ]
+	[ "${stderr_lines[0]}" = "evsub: invalid pattern 'case:**:x': '**' may only end a pattern" ]
 	run -2 --separate-stderr evsub -W 1 'case:created*'
-	[ "$stderr" = "evsub: invalid pattern 'case:created*': '*' must be a whole segment" ]
+	[ "${stderr_lines[0]}" = "evsub: invalid pattern 'case:created*': '*' must be a whole segment" ]
 	run -2 --separate-stderr evsub -W 1 --exclude 'a::b' '**'
 	[[ $stderr == *"'a::b': empty segment"* ]]
 	run -2 --separate-stderr evworker --db "$BATS_TEST_TMPDIR/j.db" on 'x:**:y' -- true
-	[ "$stderr" = "evworker: invalid pattern 'x:**:y': '**' may only end a pattern" ]
+	[ "${stderr_lines[0]}" = "evworker on: invalid pattern 'x:**:y': '**' may only end a pattern" ]
 }
 
 @test "an MQTT or NATS pattern gets a hint with the evkit spelling" {
@@ -57,7 +57,7 @@ teardown() { evkit_teardown; }
 	run -0 --separate-stderr evsub -W 0.1 'orders.>'
 	[ "$stderr" = "evsub: 'orders.>' looks like a NATS pattern; evkit spells it 'orders:**'" ]
 	run -2 --separate-stderr evsub -W 0.1 'orders.*'
-	[ "$stderr" = "evsub: invalid pattern 'orders.*': '*' must be a whole segment (a NATS pattern? evkit spells it 'orders:*')" ]
+	[ "${stderr_lines[0]}" = "evsub: invalid pattern 'orders.*': '*' must be a whole segment (a NATS pattern? evkit spells it 'orders:*')" ]
 	run -0 --separate-stderr evsub -W 0.1 'case:#'
 	[[ $stderr == *"evkit spells it 'case:**'"* ]]
 	# A plain pattern says nothing.

@@ -61,3 +61,20 @@ STAMP='^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z'
 	assert_output --partial '--log FILE'
 	assert_output --partial '-v, --verbose'
 }
+
+@test "evworker -q drops run's notices; -v adds what run does; errors still print" {
+	start_hub
+	evworker --db "$T/jobs.db" enqueue -- true >/dev/null
+	run -0 --separate-stderr evworker --db "$T/jobs.db" run --drain
+	[[ $stderr == *"job 1 completed"* ]] || fail "default: $stderr"
+	evworker --db "$T/jobs.db" enqueue -- true >/dev/null
+	run -0 --separate-stderr evworker -q --db "$T/jobs.db" run --drain
+	[ -z "$stderr" ] || fail "-q: $stderr"
+	run -0 evworker --db "$T/jobs.db" list --state completed
+	[ "${#lines[@]}" -eq 2 ]
+	evworker --db "$T/jobs.db" enqueue -- true >/dev/null
+	run -0 --separate-stderr evworker -v --db "$T/jobs.db" run --drain
+	[[ $stderr == *"running jobs of queue 'default', 1 at once, until none is due"* ]] || fail "-v: $stderr"
+	run -2 --separate-stderr evworker -q --db "$T/jobs.db" run --bogus
+	[[ $stderr == *"--bogus"* ]] || fail "-q hid a usage error: $stderr"
+}

@@ -4,6 +4,8 @@ complete -c evworker -f
 complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -l db -r -F -d 'the queue database'
 complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -l bus -x -a 'ipc:// tcp://127.0.0.1: tls+tcp:// nats://127.0.0.1:4222' -d 'the hub'
 complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -s h -l help -d 'print usage'
+complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -s q -l quiet -d 'errors only'
+complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -s v -l verbose -d 'more messages'
 complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -l version -d 'print the version'
 complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -a enqueue -d 'add a job'
 complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -a run -d 'work jobs'
