@@ -9,6 +9,12 @@ BINDIR     = $(PREFIX)/bin
 MANDIR     = $(PREFIX)/share/man
 BASHCOMPDIR = $(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR  = $(PREFIX)/share/zsh/vendor-completions
+EVKDATADIR  = $(PREFIX)/share/evkit
+FISHCOMPDIR = $(PREFIX)/share/fish/vendor_completions.d
+LIBDIR      = $(PREFIX)/lib
+INCLUDEDIR  = $(PREFIX)/include
+PCDIR       = $(LIBDIR)/pkgconfig
+SYSTEMDUSERDIR = $(PREFIX)/lib/systemd/user
 
 CC        ?= cc
 CFLAGS    ?= -O2 -g
@@ -41,8 +47,13 @@ endif
 DIR_PROGRAMS := $(patsubst cmd/%/main.c,%,$(wildcard cmd/*/main.c))
 PROGRAMS  := $(patsubst cmd/%.c,%,$(wildcard cmd/*.c)) $(DIR_PROGRAMS)
 LIB_SRC   := $(wildcard lib/*.c)
-LIB_OBJ   := $(patsubst lib/%.c,$(BUILD)/lib/%.o,$(LIB_SRC))
+# lib/ is built -fPIC (for libevkit.so too), into pic/ so that objects
+# built without it are never reused.
+LIB_OBJ   := $(patsubst lib/%.c,$(BUILD)/pic/%.o,$(LIB_SRC))
 LIBEVKIT  := $(BUILD)/libevkit.a
+# The same objects as a shared library for other programs (evkit.pc).
+SOVERSION := 0
+LIBEVKIT_SO := $(BUILD)/libevkit.so.$(VERSION)
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 # Benchmark tools, built by `make bench` only.
@@ -55,7 +66,7 @@ BIN_FILES := $(addprefix $(OUTBIN)/,$(PROGRAMS))
 
 # Debian packages: to build, to test, and (for `make bench`) the peers.
 DEPS_BUILD := gcc make pkg-config libnng-dev libcjson-dev libsqlite3-dev libnats-dev libncurses-dev
-DEPS_TEST  := bats bats-support bats-assert jq sqlite3 tmux procps groff-base mandoc bash-completion nats-server
+DEPS_TEST  := bats bats-support bats-assert jq sqlite3 tmux procps groff-base mandoc bash-completion nats-server zsh fish
 DEPS_TEST  += openssl util-linux
 # widgetd --http: the browser test (tests/widgetd_web.bats) and its curl checks.
 DEPS_TEST  += chromium chromium-driver curl
@@ -65,12 +76,12 @@ DEPS_FUZZ  := clang libclang-rt-14-dev
 
 .PHONY: all test test-nats unit bats bench demo deps deps-bench install uninstall clean check-san
 .PHONY: fuzz fuzz-regress fuzz-build deps-fuzz
-all: $(BIN_FILES) $(UNIT_BIN) $(TOOL_BIN)
+all: $(BIN_FILES) $(UNIT_BIN) $(TOOL_BIN) $(LIBEVKIT_SO)
 
-$(BUILD)/lib/%.o: lib/%.c
+$(BUILD)/pic/%.o: lib/%.c
 	@mkdir -p $(@D)
 	$(if $(Q),@echo "  CC      $<")
-	$(Q)$(CC) $(CFLAGS) $(EVK_CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
+	$(Q)$(CC) $(CFLAGS) $(EVK_CFLAGS) -fPIC $(PKG_CFLAGS) -c -o $@ $<
 
 # lib/web.c embeds widgetd's page (.incbin), built again when it changes.
 $(BUILD)/lib/web.o: share/web/index.html
@@ -98,6 +109,10 @@ $(BUILD)/tests/tools/%: tests/tools/%.c
 $(LIBEVKIT): $(LIB_OBJ)
 	$(if $(Q),@echo "  AR      $@")
 	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+$(LIBEVKIT_SO): $(LIB_OBJ)
+	$(if $(Q),@echo "  LD      $@")
+	$(Q)$(CC) -shared -Wl,-soname,libevkit.so.$(SOVERSION) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(OUTBIN)/%: $(BUILD)/cmd/%.o $(LIBEVKIT)
 	@mkdir -p $(@D)
@@ -207,7 +222,11 @@ demo: deps
 	$(Q)$(MAKE) --no-print-directory all
 	bash examples/demo.sh
 
-install: $(BIN_FILES)
+# evkit.pc: what linking libevkit statically also needs (libnats when the
+# NATS backend's package is among the build dependencies).
+PC_REQUIRES = libcjson sqlite3 $(if $(filter libnats-dev,$(DEPS_BUILD)),libnats)
+PC_LIBS_PRIVATE = -lnng -lpthread -lm
+install: $(BIN_FILES) $(LIBEVKIT_SO) $(LIBEVKIT)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7 \
 	    $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR)
 	install -m 0755 $(BIN_FILES) $(DESTDIR)$(BINDIR)/
@@ -216,6 +235,25 @@ install: $(BIN_FILES)
 	for f in completions/*.bash; do \
 	    install -m 0644 $$f $(DESTDIR)$(BASHCOMPDIR)/$$(basename $$f .bash); done
 	$(if $(wildcard completions/_*),install -m 0644 $(wildcard completions/_*) $(DESTDIR)$(ZSHCOMPDIR)/)
+	install -d $(DESTDIR)$(FISHCOMPDIR) $(DESTDIR)$(EVKDATADIR)/bats
+	install -m 0644 $(wildcard completions/fish/*.fish) $(DESTDIR)$(FISHCOMPDIR)/
+	install -m 0644 share/bats/load.bash $(DESTDIR)$(EVKDATADIR)/bats/load.bash
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PCDIR) $(DESTDIR)$(INCLUDEDIR)/evkit
+	install -m 0755 $(LIBEVKIT_SO) $(DESTDIR)$(LIBDIR)/
+	ln -sf libevkit.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libevkit.so.$(SOVERSION)
+	ln -sf libevkit.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/libevkit.so
+	install -m 0644 $(LIBEVKIT) $(DESTDIR)$(LIBDIR)/
+	install -m 0644 $(wildcard include/evkit/*.h) $(DESTDIR)$(INCLUDEDIR)/evkit/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))|' \
+	    -e 's|@INCLUDEDIR@|$(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))|' \
+	    -e 's|@VERSION@|$(VERSION)|' -e 's|@REQUIRES@|$(strip $(PC_REQUIRES))|' \
+	    -e 's|@LIBS_PRIVATE@|$(PC_LIBS_PRIVATE)|' share/pkgconfig/evkit.pc.in \
+	    >$(DESTDIR)$(PCDIR)/evkit.pc
+	chmod 0644 $(DESTDIR)$(PCDIR)/evkit.pc
+	install -d $(DESTDIR)$(SYSTEMDUSERDIR)
+	for f in examples/systemd/*.service; do \
+	    sed 's|/usr/local/bin/|$(BINDIR)/|' $$f >$(DESTDIR)$(SYSTEMDUSERDIR)/$$(basename $$f) && \
+	    chmod 0644 $(DESTDIR)$(SYSTEMDUSERDIR)/$$(basename $$f) || exit 1; done
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(PROGRAMS))
@@ -223,6 +261,12 @@ uninstall:
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man7/,$(notdir $(wildcard man/*.7)))
 	rm -f $(addprefix $(DESTDIR)$(BASHCOMPDIR)/,$(basename $(notdir $(wildcard completions/*.bash))))
 	rm -f $(addprefix $(DESTDIR)$(ZSHCOMPDIR)/,$(notdir $(wildcard completions/_*)))
+	rm -f $(addprefix $(DESTDIR)$(FISHCOMPDIR)/,$(notdir $(wildcard completions/fish/*.fish)))
+	rm -f $(DESTDIR)$(EVKDATADIR)/bats/load.bash
+	rm -f $(addprefix $(DESTDIR)$(LIBDIR)/,libevkit.so libevkit.so.$(SOVERSION) \
+	    libevkit.so.$(VERSION) libevkit.a) $(DESTDIR)$(PCDIR)/evkit.pc
+	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/evkit/,$(notdir $(wildcard include/evkit/*.h)))
+	rm -f $(addprefix $(DESTDIR)$(SYSTEMDUSERDIR)/,$(notdir $(wildcard examples/systemd/*.service)))
 
 clean:
 	rm -rf build bin

@@ -22,6 +22,7 @@ struct opts {
 	const char *file;
 	const char *topic;
 	const char *event;
+	const char *raw; /* --raw TEXT: the payload is TEXT as a JSON string */
 	size_t max_line;
 	bool strict;
 	bool echo;
@@ -31,7 +32,7 @@ static void
 usage(FILE *out, int status)
 {
 	fprintf(out,
-		"usage: evpub [options] TOPIC EVENT [PAYLOAD_JSON]\n"
+		"usage: evpub [options] TOPIC EVENT [PAYLOAD_JSON | --raw TEXT]\n"
 		"       evpub [options] [-f FILE]            (JSON lines: full events)\n"
 		"       evpub [options] -t TOPIC -e EVENT [-f FILE]  (JSON lines: payloads)\n"
 		"\n"
@@ -40,7 +41,8 @@ usage(FILE *out, int status)
 		"\n"
 		"  --bus URL         the hub (default $EVBUS_URL, else a private ipc path)\n"
 		EVK_TLS_USAGE
-		"  -f, --file FILE   read JSON lines from FILE instead of stdin\n"
+		"  -f, --file FILE   read JSON lines from FILE instead of stdin ('-': stdin)\n"
+		"  --raw TEXT        the payload is TEXT, published as a JSON string\n"
 		"  -t, --topic TOPIC each input line is a payload for this topic\n"
 		"  -e, --event NAME  ... and this event name\n"
 		"  --strict          stop at the first bad line (earlier lines stay published)\n"
@@ -51,6 +53,19 @@ usage(FILE *out, int status)
 		"Exit: 0 all published, 2 usage, 65 bad input lines (the good ones were\n"
 		"published), 69 no hub, 74 read error, 77 permission denied.\n");
 	exit(status);
+}
+
+/* TEXT as a JSON string (malloc'd), for --raw. */
+static char *
+raw_payload(const char *text)
+{
+	cJSON *s = cJSON_CreateString(text);
+	char *json = s ? cJSON_PrintUnformatted(s) : NULL;
+
+	cJSON_Delete(s);
+	if (json == NULL)
+		evk_die(EVK_EX_FAIL, "out of memory");
+	return json;
 }
 
 static void
@@ -94,11 +109,12 @@ publish_lines(struct evk_pub *pub, const struct opts *o, const char *url)
 {
 	struct evk_lines r;
 	struct evk_buf line = EVK_BUF_INIT(0);
-	const char *name = o->file ? o->file : "stdin";
+	bool std_in = o->file == NULL || strcmp(o->file, "-") == 0;
+	const char *name = std_in ? "stdin" : o->file;
 	char why[256];
 	int fd = 0, bad = 0, rv;
 
-	if (o->file && (fd = open(o->file, O_RDONLY | O_CLOEXEC)) < 0)
+	if (!std_in && (fd = open(o->file, O_RDONLY | O_CLOEXEC)) < 0)
 		evk_die(EVK_EX_IOERR,
 			"cannot open '%s': %s", o->file, strerror(errno));
 	if (evk_lines_init(&r, fd, o->max_line) != EVK_OK)
@@ -157,6 +173,7 @@ main(int argc, char **argv)
 		{ "strict", no_argument, NULL, 's' },
 		{ "echo", no_argument, NULL, 'E' },
 		{ "max-line", required_argument, NULL, 'L' },
+		{ "raw", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
@@ -179,6 +196,7 @@ main(int argc, char **argv)
 		case 'e': o.event = optarg; break;
 		case 's': o.strict = true; break;
 		case 'E': o.echo = true; break;
+		case 'r': o.raw = optarg; break;
 		case 'L': {
 			char *end;
 			unsigned long long v = strtoull(optarg, &end, 10);
@@ -194,6 +212,14 @@ main(int argc, char **argv)
 		}
 	}
 	int nargs = argc - optind;
+	/* The payload slot may hold --raw TEXT: evpub demo:x tick --raw hello */
+	if (nargs == 4 && strcmp(argv[optind + 2], "--raw") == 0) {
+		o.raw = argv[optind + 3];
+		nargs = 2;
+	}
+	if (o.raw && nargs != 2)
+		evk_die(EVK_EX_USAGE, "--raw TEXT is the payload of TOPIC EVENT%s",
+			nargs == 3 ? ", given a PAYLOAD_JSON too" : "");
 	if ((o.topic == NULL) != (o.event == NULL))
 		evk_die(EVK_EX_USAGE, "-t and -e go together");
 	if (o.topic && !evk_topic_valid(o.topic, strlen(o.topic)))
@@ -206,7 +232,8 @@ main(int argc, char **argv)
 	/* An event from the arguments is checked before connecting. */
 	struct evk_buf one = EVK_BUF_INIT(0);
 	if (nargs > 0) {
-		const char *payload = nargs == 3 ? argv[optind + 2] : "{}";
+		char *raw = o.raw ? raw_payload(o.raw) : NULL;
+		const char *payload = raw ? raw : nargs == 3 ? argv[optind + 2] : "{}";
 		char reason[256];
 		if (!evk_topic_valid(argv[optind], strlen(argv[optind])))
 			evk_die(EVK_EX_USAGE, "invalid topic '%s'", argv[optind]);
@@ -215,6 +242,7 @@ main(int argc, char **argv)
 		if (evk_event_from_payload(&one, argv[optind], argv[optind + 1], payload,
 					   strlen(payload), reason, sizeof(reason)) != EVK_OK)
 			evk_die(EVK_EX_DATAERR, "payload: %s", reason);
+		free(raw);
 	}
 	if (evk_bus_resolve(o.bus, url, sizeof(url), &why) != EVK_OK)
 		evk_die(EVK_EX_USAGE, "bad bus address: %s", why);

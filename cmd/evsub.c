@@ -215,12 +215,14 @@ parse_args(struct opts *o, int argc, char **argv)
 		evk_warn("no pattern given (use '**' for every topic)");
 		usage(stderr, EVK_EX_USAGE);
 	}
-	for (int i = 0; i < o->npatterns; i++)
-		if (!evk_pattern_valid(o->patterns[i]))
-			evk_die(EVK_EX_USAGE, "invalid pattern '%s'", o->patterns[i]);
-	for (int i = 0; i < o->nexcludes; i++)
-		if (!evk_pattern_valid(o->excludes[i]))
-			evk_die(EVK_EX_USAGE, "invalid pattern '%s'", o->excludes[i]);
+	for (int i = 0; i < o->npatterns + o->nexcludes; i++) {
+		char msg[640];
+		const char *p = i < o->npatterns ? o->patterns[i] : o->excludes[i - o->npatterns];
+		if (evk_pattern_check(p, msg, sizeof(msg)) == EVK_PATTERN_BAD)
+			evk_die(EVK_EX_USAGE, "%s", msg);
+		else if (*msg)
+			evk_warn("%s", msg);
+	}
 	for (int i = 0; i < o->nevents; i++)
 		if (!evk_event_name_valid(o->events[i], strlen(o->events[i])))
 			evk_die(EVK_EX_USAGE, "invalid event name '%s'", o->events[i]);

@@ -400,9 +400,13 @@ cmd_on(struct opts *o, int argc, char **argv)
 		np++;
 	if (np == 0 || np >= argc - 1)
 		evk_die(EVK_EX_USAGE, "usage: evworker on PATTERN... -- CMD [ARG...]");
-	for (int i = 0; i < np; i++)
-		if (!evk_pattern_valid(argv[i]))
-			evk_die(EVK_EX_USAGE, "invalid pattern '%s'", argv[i]);
+	for (int i = 0; i < np; i++) {
+		char msg[640];
+		if (evk_pattern_check(argv[i], msg, sizeof(msg)) == EVK_PATTERN_BAD)
+			evk_die(EVK_EX_USAGE, "%s", msg);
+		else if (*msg)
+			evk_warn("%s", msg);
+	}
 	char *steps_text = steps_of(o, argc - np - 1, argv + np + 1);
 	struct evk_buf name = EVK_BUF_INIT(0);
 	if (o->name)

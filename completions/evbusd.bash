@@ -1,26 +1,19 @@
 # bash completion for evbusd(1)
+_evkit_dir=$(dirname "${BASH_SOURCE[0]}")
+# shellcheck source=evkit-common.bash
+. "$_evkit_dir/evkit-common" 2>/dev/null || . "$_evkit_dir/evkit-common.bash"
+unset _evkit_dir
+
 _evbusd() {
-	local cur prev
-	cur=${COMP_WORDS[COMP_CWORD]}
-	prev=${COMP_WORDS[COMP_CWORD - 1]}
+	local cur prev words cword
+	_evkit_init
 	case $prev in
-	--tls-cert | --tls-key | --tls-ca)
-		COMPREPLY=($(compgen -f -- "$cur"))
-		return
-		;;
-	--store | --pidfile | --log)
-		COMPREPLY=($(compgen -f -- "$cur"))
-		return
-		;;
-	--bus)
-		COMPREPLY=($(compgen -W 'ipc:// tcp://127.0.0.1:' -- "$cur"))
-		return
-		;;
-	--retain)
-		return
-		;;
+	--tls-cert | --tls-key | --tls-ca) _evkit_files; return ;;
+	--store | --pidfile | --log) _evkit_files; return ;;
+	--bus) _evkit_reply 'ipc:// tcp://127.0.0.1: tls+tcp://'; return ;;
+	--retain) return ;;
 	esac
-	COMPREPLY=($(compgen -W '--bus --tls-cert --tls-key --tls-ca --insecure --store --memory --retain --daemon
-		--pidfile --log -q --quiet -v --verbose --status --help --version' -- "$cur"))
+	_evkit_reply '--bus --tls-cert --tls-key --tls-ca --insecure --store --memory --retain
+		--daemon --pidfile --log --quiet --verbose --status --help --version'
 }
 complete -F _evbusd evbusd

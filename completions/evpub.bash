@@ -1,28 +1,21 @@
 # bash completion for evpub(1)
+_evkit_dir=$(dirname "${BASH_SOURCE[0]}")
+# shellcheck source=evkit-common.bash
+. "$_evkit_dir/evkit-common" 2>/dev/null || . "$_evkit_dir/evkit-common.bash"
+unset _evkit_dir
+
 _evpub() {
-	local cur prev
-	cur=${COMP_WORDS[COMP_CWORD]}
-	prev=${COMP_WORDS[COMP_CWORD - 1]}
+	local cur prev words cword
+	_evkit_init
 	case $prev in
-	--tls-cert | --tls-key | --tls-ca)
-		COMPREPLY=($(compgen -f -- "$cur"))
-		return
-		;;
-	-f | --file)
-		COMPREPLY=($(compgen -f -- "$cur"))
-		return
-		;;
-	--bus)
-		COMPREPLY=($(compgen -W 'ipc:// tcp://127.0.0.1:' -- "$cur"))
-		return
-		;;
-	-t | --topic | -e | --event | --max-line)
-		return
-		;;
+	--tls-cert | --tls-key | --tls-ca) _evkit_files; return ;;
+	-f | --file) _evkit_files; return ;;
+	--bus) _evkit_reply 'ipc:// tcp://127.0.0.1: tls+tcp:// nats://127.0.0.1:4222'; return ;;
+	-t | --topic | -e | --event | --max-line | --raw) return ;;
 	esac
 	if [[ $cur == -* ]]; then
-		COMPREPLY=($(compgen -W '--bus --tls-cert --tls-key --tls-ca --file --topic --event --strict --echo
-			--max-line --help --version' -- "$cur"))
+		_evkit_reply '--bus --tls-cert --tls-key --tls-ca --file --topic --event --raw --strict --echo
+			--max-line --help --version'
 	fi
 }
 complete -F _evpub evpub

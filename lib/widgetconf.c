@@ -90,8 +90,10 @@ parse_widget(struct evk_widgetconf *c, const cJSON *w, char *why, size_t n)
 	d->limit = (long)limit;
 	snprintf(d->pattern, sizeof(d->pattern), "%s",
 		 pat ? pat : d->kind == EVK_WIDGET_COUNTER ? "**" : "case:*");
-	if ((pat && strlen(pat) >= sizeof(d->pattern)) || !evk_pattern_valid(d->pattern))
-		return snprintf(why, n, "widget '%s': invalid pattern '%s'", id, pat), EVK_EINVAL;
+	const char *perr = pat && strlen(pat) >= sizeof(d->pattern) ? "longer than 255 bytes"
+								      : evk_pattern_error(d->pattern);
+	if (perr)
+		return snprintf(why, n, "widget '%s': invalid pattern '%s': %s", id, pat, perr), EVK_EINVAL;
 	if (ev && !evk_event_name_valid(ev, strlen(ev)))
 		return snprintf(why, n, "widget '%s': invalid event '%s'", id, ev), EVK_EINVAL;
 	snprintf(d->event, sizeof(d->event), "%s", ev ? ev : "");

@@ -45,7 +45,7 @@ teardown() { stop_all; }
 }
 
 @test "examples/myproject.bats, a bats test of someone else's project, passes" {
-	run -0 bats "$EX/myproject.bats"
+	EVKIT_BATS_LIB=$BATS_TEST_DIRNAME/../share/bats/load run -0 bats "$EX/myproject.bats"
 }
 
 @test "every README block marked runnable runs and succeeds" {

@@ -56,7 +56,10 @@ complete_words() {
 	for p in $(programs); do
 		[ -f "$BATS_TEST_DIRNAME/../completions/$p.bash" ] || fail "no completion for $p"
 		local offered flag
-		offered=$(complete_words "$p" --)
+		# Options are offered where they apply: at the top or after a
+		# subcommand (evworker run --drain), so every place is asked.
+		offered=$(complete_words "$p" --
+			for sub in $(complete_words "$p" ''); do complete_words "$p" "$sub" --; done)
 		for flag in $("$p" --help | grep -o -- '--[a-z][a-z-]*' | sort -u); do
 			grep -qx -- "$flag" <<<"$offered" || fail "$p: completion lacks $flag"
 		done

@@ -104,6 +104,40 @@ main(void)
 	CHECK(!evk_topic_valid(long_topic, 256), "256-byte topic invalid");
 	CHECK(evk_event_name_valid(long_topic, 64), "64-byte event valid");
 	CHECK(!evk_event_name_valid(long_topic, 65), "65-byte event invalid");
+	/* Why a pattern is invalid, and the evkit spelling of MQTT/NATS ones. */
+	static const struct {
+		const char *pattern, *error, *hint;
+	} whys[] = {
+		{ "case:**:x", "'**' may only end a pattern", NULL },
+		{ "a*", "'*' must be a whole segment", NULL },
+		{ "a::b", "empty segment (a pattern has no leading, trailing or double ':')", NULL },
+		{ "", "empty pattern", NULL },
+		{ "a b", "a segment holds no space", NULL },
+		{ "sensors/#", NULL, "sensors:**" },
+		{ "a/+/b", NULL, "a:*:b" },
+		{ "orders.>", NULL, "orders:**" },
+		{ "orders.*", "'*' must be a whole segment", "orders:*" },
+		{ "#", NULL, "**" },
+		{ "case:#", NULL, "case:**" },
+		{ "a.b.c", NULL, NULL },
+		{ "case:*:7", NULL, NULL },
+	};
+	for (size_t i = 0; i < sizeof(whys) / sizeof(whys[0]); i++) {
+		const char *e = evk_pattern_error(whys[i].pattern);
+		char hint[300], msg[640];
+		bool h = evk_pattern_hint(whys[i].pattern, hint, sizeof(hint));
+		CHECK(whys[i].error ? e && strcmp(e, whys[i].error) == 0 : e == NULL,
+		      "'%s': error '%s'", whys[i].pattern, e ? e : "(none)");
+		CHECK(whys[i].hint ? h && strcmp(hint, whys[i].hint) == 0 : !h,
+		      "'%s': hint '%s'", whys[i].pattern, h ? hint : "(none)");
+		int r = evk_pattern_check(whys[i].pattern, msg, sizeof(msg));
+		CHECK(r == (e ? EVK_PATTERN_BAD : h ? EVK_PATTERN_HINT : EVK_PATTERN_OK) &&
+			      (r == EVK_PATTERN_OK) == (msg[0] == '\0'),
+		      "'%s': check %d '%s'", whys[i].pattern, r, msg);
+	}
+	char tiny[4];
+	CHECK(!evk_pattern_hint("sensors/#", tiny, sizeof(tiny)), "hint too long for out");
+
 	/* A topic is matched by its length, not a NUL. */
 	CHECK(evk_pattern_match("case:*", "case:7:x", 6), "length-bounded topic");
 	return check_done("test_topic");

@@ -42,7 +42,7 @@ main(void)
 		{ "{\"widgets\":[{\"id\":\"a:b\",\"type\":\"counter\"}]}", "widget 1 needs an id (no ':')" },
 		{ "{\"widgets\":[{\"type\":\"counter\"}]}", "widget 1 needs an id (no ':')" },
 		{ "{\"widgets\":[{\"id\":\"c\",\"type\":\"counter\",\"pattern\":\"a:**:b\"}]}",
-		  "widget 'c': invalid pattern 'a:**:b'" },
+		  "widget 'c': invalid pattern 'a:**:b': '**' may only end a pattern" },
 		{ "{\"widgets\":[{\"id\":\"c\",\"type\":\"counter\",\"event\":\"a b\"}]}",
 		  "widget 'c': invalid event 'a b'" },
 		{ "{\"list_max\":0,\"widgets\":[]}", "list_max is a whole number from 1 to 10000" },
