@@ -4,6 +4,7 @@
 #include "evkit/daemon.h"
 #include "evkit/err.h"
 #include "evkit/event.h"
+#include "evkit/opts.h"
 #include "evkit/limits.h"
 #include "evkit/proto.h"
 #include "evkit/store.h"
@@ -91,13 +92,6 @@ struct hub {
 };
 
 static volatile sig_atomic_t stopping;
-
-static void
-on_signal(int sig)
-{
-	(void)sig;
-	stopping = 1;
-}
 
 static void
 usage(FILE *out, int status)
@@ -1084,16 +1078,6 @@ hub_watch(struct hub *h)
 	return w;
 }
 
-static uint64_t
-parse_count(const char *s, const char *flag)
-{
-	char *end;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (*s == '\0' || *s == '-' || *end != '\0' || v == 0)
-		evk_die(EVK_EX_USAGE, "%s wants a positive whole number, not '%s'", flag, s);
-	return v;
-}
-
 int
 main(int argc, char **argv)
 {
@@ -1125,12 +1109,13 @@ main(int argc, char **argv)
 	evk_nng_workaround();
 	openlog("evbusd", LOG_PID, LOG_DAEMON);
 	bool restarted = hub_was_restarted();
-	while ((c = getopt_long(argc, argv, "hqv", longopts, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":hqv", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'b': bus = optarg; break;
 		case 's': store = optarg; break;
 		case 'm': memory = true; break;
-		case 'r': h.retain = parse_count(optarg, "--retain"); break;
+		case 'r': h.retain = (uint64_t)evk_flag_int("--retain", optarg, 1, INT64_MAX); break;
 		case 'd': daemonize = true; break;
 		case 'p': pidfile = optarg; break;
 		case 'L': logfile = optarg; break;
@@ -1143,15 +1128,15 @@ main(int argc, char **argv)
 		case EVK_OPT_TLS_CA: evk_tls_option(c, optarg); break;
 		case 'h': usage(stdout, 0); break;
 		case 'V': printf("evbusd %s\n", EVK_VERSION); return 0;
-		default: usage(stderr, EVK_EX_USAGE);
+		default: evk_flag_die(c, argv, longopts);
 		}
 	}
 	if (optind < argc)
-		evk_die(EVK_EX_USAGE, "unexpected argument '%s'", argv[optind]);
+		evk_usage_die("unexpected argument '%s'", argv[optind]);
 	if (memory && store)
-		evk_die(EVK_EX_USAGE, "--store and --memory exclude each other");
+		evk_usage_die("--store and --memory exclude each other");
 	if (store && *store == '\0')
-		evk_die(EVK_EX_USAGE, "--store wants a file name");
+		evk_usage_die("--store wants a file name");
 	h.row_events = h.retain / 16 < 1 ? 1 : h.retain / 16 > 64 ? 64 : (uint32_t)(h.retain / 16);
 	if (evk_bus_resolve(bus, h.url, sizeof(h.url), &why) != EVK_OK)
 		evk_die(EVK_EX_USAGE, "bad bus address '%s': %s",
@@ -1174,12 +1159,9 @@ main(int argc, char **argv)
 			strncmp(h.url, "nats://", 7) == 0
 				? ": evbusd listens on ipc:// or tcp://; nats:// is a nats-server's"
 				: "");
-	if (!memory && store == NULL) {
-		if (evk_store_default_path("bus.db", default_store,
-					   sizeof(default_store)) != EVK_OK)
-			evk_die(EVK_EX_USAGE, "no --store given and no HOME or XDG_STATE_HOME");
-		store = default_store;
-	}
+	if (!memory &&
+	    !(store = evk_state_file(store, "bus.db", default_store, sizeof(default_store))))
+		evk_usage_die("no --store given and no HOME or XDG_STATE_HOME");
 	h.store = memory ? NULL : store;
 	hub_check_exposure(h.url);
 	/* A hub its watchdog restarted is detached already: its log goes to
@@ -1191,11 +1173,7 @@ main(int argc, char **argv)
 	if (daemonize && !restarted && evk_daemon_start() != EVK_OK)
 		evk_die(EVK_EX_FAIL, "cannot go to the background");
 
-	struct sigaction sa = { .sa_handler = on_signal };
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	evk_signals_init(&stopping, true);
 
 	h.started = time(NULL);
 	hub_private_files();

@@ -5,6 +5,7 @@
 #include "evkit/err.h"
 #include "evkit/event.h"
 #include "evkit/lines.h"
+#include "evkit/opts.h"
 #include "evkit/topic.h"
 
 #include <cjson/cJSON.h>
@@ -185,7 +186,8 @@ main(int argc, char **argv)
 	int c, rv, bad = 0;
 
 	evk_set_progname(argv[0]);
-	while ((c = getopt_long(argc, argv, "+f:t:e:h", longopts, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+:f:t:e:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'b': o.bus = optarg; break;
 		case EVK_OPT_TLS_CERT:
@@ -197,18 +199,10 @@ main(int argc, char **argv)
 		case 's': o.strict = true; break;
 		case 'E': o.echo = true; break;
 		case 'r': o.raw = optarg; break;
-		case 'L': {
-			char *end;
-			unsigned long long v = strtoull(optarg, &end, 10);
-			if (*optarg == '-' || *end != '\0' || v == 0 || v > (1ULL << 30))
-				evk_die(EVK_EX_USAGE, "--max-line wants 1 to 1073741824, not '%s'",
-					optarg);
-			o.max_line = (size_t)v;
-			break;
-		}
+		case 'L': o.max_line = (size_t)evk_flag_int("--max-line", optarg, 1, 1LL << 30); break;
 		case 'h': usage(stdout, 0); break;
 		case 'V': printf("evpub %s\n", EVK_VERSION); return 0;
-		default: usage(stderr, EVK_EX_USAGE);
+		default: evk_flag_die(c, argv, longopts);
 		}
 	}
 	int nargs = argc - optind;
@@ -221,13 +215,18 @@ main(int argc, char **argv)
 		evk_die(EVK_EX_USAGE, "--raw TEXT is the payload of TOPIC EVENT%s",
 			nargs == 3 ? ", given a PAYLOAD_JSON too" : "");
 	if ((o.topic == NULL) != (o.event == NULL))
-		evk_die(EVK_EX_USAGE, "-t and -e go together");
+		evk_usage_die("-t and -e go together");
 	if (o.topic && !evk_topic_valid(o.topic, strlen(o.topic)))
-		evk_die(EVK_EX_USAGE, "invalid topic '%s'", o.topic);
+		evk_usage_die("invalid topic '%s'", o.topic);
 	if (o.event && !evk_event_name_valid(o.event, strlen(o.event)))
-		evk_die(EVK_EX_USAGE, "invalid event name '%s'", o.event);
-	if (nargs != 0 && (nargs < 2 || nargs > 3 || o.topic || o.file))
-		usage(stderr, EVK_EX_USAGE);
+		evk_usage_die("invalid event name '%s'", o.event);
+	if (nargs == 1)
+		evk_usage_die("missing EVENT after TOPIC '%s'", argv[optind]);
+	if (nargs > 3)
+		evk_usage_die("unexpected argument '%s'", argv[optind + 3]);
+	if (nargs > 0 && (o.topic || o.file))
+		evk_usage_die("TOPIC EVENT arguments and %s exclude each other",
+			      o.topic ? "-t/-e" : "-f");
 
 	/* An event from the arguments is checked before connecting. */
 	struct evk_buf one = EVK_BUF_INIT(0);
@@ -236,16 +235,16 @@ main(int argc, char **argv)
 		const char *payload = raw ? raw : nargs == 3 ? argv[optind + 2] : "{}";
 		char reason[256];
 		if (!evk_topic_valid(argv[optind], strlen(argv[optind])))
-			evk_die(EVK_EX_USAGE, "invalid topic '%s'", argv[optind]);
+			evk_usage_die("invalid topic '%s'", argv[optind]);
 		if (!evk_event_name_valid(argv[optind + 1], strlen(argv[optind + 1])))
-			evk_die(EVK_EX_USAGE, "invalid event name '%s'", argv[optind + 1]);
+			evk_usage_die("invalid event name '%s'", argv[optind + 1]);
 		if (evk_event_from_payload(&one, argv[optind], argv[optind + 1], payload,
 					   strlen(payload), reason, sizeof(reason)) != EVK_OK)
 			evk_die(EVK_EX_DATAERR, "payload: %s", reason);
 		free(raw);
 	}
 	if (evk_bus_resolve(o.bus, url, sizeof(url), &why) != EVK_OK)
-		evk_die(EVK_EX_USAGE, "bad bus address: %s", why);
+		evk_usage_die("bad bus address: %s", why);
 	if ((rv = evk_pub_open(&pub, url, o.echo ? echo_acked : NULL, NULL)) != EVK_OK)
 		link_failed(NULL, url, rv);
 	if (nargs > 0) {

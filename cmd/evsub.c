@@ -7,6 +7,7 @@
 #include "evkit/fmt.h"
 #include "evkit/gate.h"
 #include "evkit/limits.h"
+#include "evkit/opts.h"
 #include "evkit/topic.h"
 
 #include <errno.h>
@@ -54,12 +55,10 @@ struct opts {
 static volatile sig_atomic_t stopping, stats_wanted;
 
 static void
-on_signal(int sig)
+on_stats(int sig)
 {
-	if (sig == SIGUSR1)
-		stats_wanted = 1;
-	else
-		stopping = 1;
+	(void)sig;
+	stats_wanted = 1;
 }
 
 static void
@@ -109,7 +108,7 @@ static bool
 list_add(const char **list, int *n, const char *v, const char *flag)
 {
 	if (*n >= MAX_LIST)
-		evk_die(EVK_EX_USAGE, "too many %s (at most %d)", flag, MAX_LIST);
+		evk_usage_die("too many %s (at most %d)", flag, MAX_LIST);
 	list[(*n)++] = v;
 	return true;
 }
@@ -117,13 +116,7 @@ list_add(const char **list, int *n, const char *v, const char *flag)
 static uint64_t
 parse_u64(const char *s, const char *flag, bool allow_zero)
 {
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (*s == '\0' || *s == '-' || *end != '\0' || errno || (!allow_zero && v == 0) ||
-	    v > INT64_MAX)
-		evk_die(EVK_EX_USAGE, "%s wants a whole number, not '%s'", flag, s);
-	return v;
+	return (uint64_t)evk_flag_int(flag, s, allow_zero ? 0 : 1, INT64_MAX);
 }
 
 static void
@@ -155,7 +148,8 @@ parse_args(struct opts *o, int argc, char **argv)
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "n:W:o:F:h", longopts, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":n:W:o:F:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'b': o->bus = optarg; break;
 		case EVK_OPT_TLS_CERT:
@@ -165,7 +159,7 @@ parse_args(struct opts *o, int argc, char **argv)
 		case 'E': list_add(o->events, &o->nevents, optarg, "--event"); break;
 		case 'u': o->until = optarg; break;
 		case 'n': o->count = parse_u64(optarg, "--count", false); break;
-		case 'W': o->timeout_s = evk_arg_seconds(optarg, "--timeout"); break;
+		case 'W': o->timeout_s = evk_flag_seconds("--timeout", optarg, 1e9); break;
 		case 's': o->since = (int64_t)parse_u64(optarg, "--since", true); break;
 		case 'r': o->ready_file = optarg; break;
 		case 'o':
@@ -178,8 +172,7 @@ parse_args(struct opts *o, int argc, char **argv)
 			else if (strcmp(optarg, "tsv") == 0)
 				o->format = FMT_TSV;
 			else
-				evk_die(EVK_EX_USAGE,
-					"unknown format '%s' (json, payload, text, tsv)", optarg);
+				evk_usage_die("unknown format '%s' (json, payload, text, tsv)", optarg);
 			break;
 		case 'F':
 			o->template = optarg;
@@ -197,8 +190,7 @@ parse_args(struct opts *o, int argc, char **argv)
 			else if (strcmp(optarg, "event") == 0)
 				o->key = KEY_EVENT;
 			else
-				evk_die(EVK_EX_USAGE,
-					"unknown --throttle-key '%s' (topic+event, topic, event)",
+				evk_usage_die("unknown --throttle-key '%s' (topic+event, topic, event)",
 					optarg);
 			break;
 		case 'L': o->latest = true; break;
@@ -206,35 +198,33 @@ parse_args(struct opts *o, int argc, char **argv)
 		case 'S': o->stats = true; break;
 		case 'h': usage(stdout, 0); break;
 		case 'V': printf("evsub %s\n", EVK_VERSION); exit(0);
-		default: usage(stderr, EVK_EX_USAGE);
+		default: evk_flag_die(c, argv, longopts);
 		}
 	}
 	for (int i = optind; i < argc; i++)
 		list_add(o->patterns, &o->npatterns, argv[i], "patterns");
-	if (o->npatterns == 0) {
-		evk_warn("no pattern given (use '**' for every topic)");
-		usage(stderr, EVK_EX_USAGE);
-	}
+	if (o->npatterns == 0)
+		evk_usage_die("missing PATTERN (use '**' for every topic)");
 	for (int i = 0; i < o->npatterns + o->nexcludes; i++) {
 		char msg[640];
 		const char *p = i < o->npatterns ? o->patterns[i] : o->excludes[i - o->npatterns];
 		if (evk_pattern_check(p, msg, sizeof(msg)) == EVK_PATTERN_BAD)
-			evk_die(EVK_EX_USAGE, "%s", msg);
+			evk_usage_die("%s", msg);
 		else if (*msg)
 			evk_warn("%s", msg);
 	}
 	for (int i = 0; i < o->nevents; i++)
 		if (!evk_event_name_valid(o->events[i], strlen(o->events[i])))
-			evk_die(EVK_EX_USAGE, "invalid event name '%s'", o->events[i]);
+			evk_usage_die("invalid event name '%s'", o->events[i]);
 	if (o->until && !evk_event_name_valid(o->until, strlen(o->until)))
-		evk_die(EVK_EX_USAGE, "invalid event name '%s'", o->until);
+		evk_usage_die("invalid event name '%s'", o->until);
 	if (o->throttle_ms && o->debounce_ms)
-		evk_die(EVK_EX_USAGE, "--throttle and --debounce exclude each other");
+		evk_usage_die("--throttle and --debounce exclude each other");
 	if ((o->batch_ms || o->batch_size) && o->format != FMT_JSON &&
 	    o->format != FMT_PAYLOAD)
-		evk_die(EVK_EX_USAGE, "--batch prints JSON arrays: use -o json or -o payload");
+		evk_usage_die("--batch prints JSON arrays: use -o json or -o payload");
 	if (o->snapshot && !o->latest && o->since == EVK_SINCE_LIVE)
-		evk_die(EVK_EX_USAGE, "--snapshot replays: give --since SEQ or --latest");
+		evk_usage_die("--snapshot replays: give --since SEQ or --latest");
 	if (o->latest && o->since == EVK_SINCE_LIVE)
 		o->since = 0;
 }
@@ -444,16 +434,6 @@ print_stats(const struct out *w, const struct evk_sub *sub)
 		(unsigned long long)w->gaps);
 }
 
-/* Creates the ready file (empty) atomically enough for a poller. */
-static void
-touch_ready(const char *path)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0 || close(fd) != 0)
-		evk_die(EVK_EX_IOERR, "cannot create ready file '%s': %s", path,
-			strerror(errno));
-}
-
 /* True when stdout is a pipe whose reader has gone: noticed while idle,
  * so that `evsub ... | head -1` ends without waiting for another event. */
 static bool
@@ -476,12 +456,9 @@ main(int argc, char **argv)
 	evk_set_progname(argv[0]);
 	parse_args(&o, argc, argv);
 	if (evk_bus_resolve(o.bus, url, sizeof(url), &why) != EVK_OK)
-		evk_die(EVK_EX_USAGE, "bad bus address: %s", why);
+		evk_usage_die("bad bus address: %s", why);
 
-	struct sigaction sa = { .sa_handler = on_signal };
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
+	evk_signals_init(&stopping, false);
 
 	long long deadline = o.timeout_s >= 0 ? evk_mono_ms() + (long long)(o.timeout_s * 1000) : -1;
 	if ((rv = evk_sub_open(&sub, url, o.since)) == EVK_EPERM)
@@ -491,8 +468,9 @@ main(int argc, char **argv)
 				? EVK_EX_UNAVAILABLE
 				: evk_err_exit(rv),
 			"no hub at '%s': %s", url, evk_strerror(rv));
-	if (o.ready_file)
-		touch_ready(o.ready_file);
+	if (o.ready_file && evk_ready_file(o.ready_file) != EVK_OK)
+		evk_die(EVK_EX_IOERR, "cannot create ready file '%s': %s", o.ready_file,
+			strerror(errno));
 
 	static char outbuf[64 * 1024];
 	if (setvbuf(stdout, outbuf, _IOFBF, sizeof(outbuf)) != 0)
@@ -502,7 +480,7 @@ main(int argc, char **argv)
 			 .batch = EVK_BUF_INIT(BATCH_BYTES_MAX + EVK_MAX_LINE_DEFAULT) };
 	const char *fwhy;
 	if (o.template && (w.fmt = evk_fmt_new(o.template, &fwhy)) == NULL)
-		evk_die(EVK_EX_USAGE, "bad template '%s': %s", o.template, fwhy);
+		evk_usage_die("bad template '%s': %s", o.template, fwhy);
 	if ((o.throttle_ms &&
 	     !(w.gate = evk_gate_new(EVK_GATE_THROTTLE, o.throttle_ms, EVK_GATE_MAX_KEYS,
 				     EVK_GATE_MAX_BYTES))) ||
@@ -516,7 +494,7 @@ main(int argc, char **argv)
 	    !(w.latest = evk_gate_new(EVK_GATE_LATEST, 0, EVK_GATE_MAX_KEYS,
 				      EVK_GATE_MAX_BYTES)))
 		evk_die(EVK_EX_FAIL, "out of memory");
-	sigaction(SIGUSR1, &sa, NULL);
+	evk_signal_catch(SIGUSR1, on_stats, 0);
 	/* --snapshot: done once seq replay_end went by (at once when the
 	 * replay is empty). */
 	bool snapshot_done = o.snapshot && (uint64_t)o.since >= replay_end;

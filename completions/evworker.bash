@@ -1,16 +1,16 @@
 # bash completion for evworker(1): the subcommand first, then only its
-# own options.
+# own options. The commands and each command's options come from evworker
+# itself (`evworker [COMMAND] --complete`, read from its one table of
+# commands and options), so they never drift.
 _evkit_dir=$(dirname "${BASH_SOURCE[0]}")
 # shellcheck source=evkit-common.bash
 . "$_evkit_dir/evkit-common" 2>/dev/null || . "$_evkit_dir/evkit-common.bash"
 unset _evkit_dir
 
 _evworker() {
-	local cur prev words cword cmd
+	local cur prev words cword cmd cmds
 	_evkit_init
-	local cmds='enqueue run list show cancel retry prune stats on'
-	# wait, where this evworker has it
-	evworker --help 2>/dev/null | grep -qE '^  wait ' && cmds+=' wait'
+	cmds=$(evworker --complete 2>/dev/null | grep -v -- '^-')
 	# shellcheck disable=SC2086
 	_evkit_subcommand $cmds
 	case $prev in
@@ -31,18 +31,9 @@ _evworker() {
 	for ((i = 1; i < cword; i++)); do
 		[[ ${words[i]} == -- ]] && { _evkit_files; return; } # the command's own words
 	done
-	local enq='--queue --priority --max-attempts --backoff --timeout --in --at
-		--unique-for --workflow --resource'
 	if [[ $cur == -* ]]; then
-		case $cmd in
-		'') _evkit_reply '--db --bus --tls-cert --tls-key --tls-ca --help --version' ;;
-		enqueue) _evkit_reply "$enq --steps --" ;;
-		run) _evkit_reply '--queue --concurrency --drain --grace' ;;
-		list) _evkit_reply '--state --queue' ;;
-		prune) _evkit_reply '--older-than' ;;
-		wait) _evkit_reply '--workflow --timeout' ;;
-		on) _evkit_reply "--name --ready-file $enq --" ;;
-		esac
+		# shellcheck disable=SC2086
+		_evkit_reply "$(evworker $cmd --complete 2>/dev/null | grep -- '^-')"
 	elif [[ -z $cmd ]]; then
 		_evkit_reply "$cmds"
 	elif [[ $cmd == on ]]; then

@@ -150,14 +150,26 @@ evk_die(int status, const char *fmt, ...)
 	exit(status);
 }
 
-double
-evk_arg_seconds(const char *s, const char *flag)
+static const char *subcommand;
+
+void
+evk_set_subcommand(const char *name)
 {
-	char *end;
-	double v = strtod(s, &end);
-	if (*s == '\0' || *end != '\0' || !(v >= 0) || v > 1e9)
-		evk_die(EVK_EX_USAGE, "%s wants seconds, not '%s'", flag, s);
-	return v;
+	subcommand = name;
+}
+
+void
+evk_usage_die(const char *fmt, ...)
+{
+	char msg[4096];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "%s%s%s: %s\nTry '%s%s%s --help' for more information.\n", progname,
+		subcommand ? " " : "", subcommand ? subcommand : "", msg, progname,
+		subcommand ? " " : "", subcommand ? subcommand : "");
+	exit(EVK_EX_USAGE);
 }
 
 void

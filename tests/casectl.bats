@@ -274,7 +274,7 @@ ingest_from_fifo() {
 	[ "$(cc outbox list | wc -l)" -eq 0 ]
 	run -2 --separate-stderr cc ingest --batch 0 </dev/null
 	run -2 --separate-stderr cc ingest --batch 1000001 </dev/null
-	[[ $stderr == *"at most 1000000"* ]]
+	[[ $stderr == *"--batch wants a whole number from 1 to 1000000"* ]]
 }
 
 # catches_int PID — true once PID has its own SIGINT handler (a background

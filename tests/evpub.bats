@@ -31,7 +31,7 @@ collect() {
 
 @test "evpub rejects an invalid topic or event name as a usage error" {
 	run -2 --separate-stderr evpub 'a::b' e
-	assert [ "$stderr" = "evpub: invalid topic 'a::b'" ]
+	assert [ "$stderr" = "evpub: invalid topic 'a::b'"$'\n'"Try 'evpub --help' for more information." ]
 	run -2 evpub a 'e e'
 	run -2 evpub -t 'a*' -e e
 }

@@ -36,7 +36,7 @@ publish() {
 @test "evsub rejects invalid patterns with exit 2" {
 	for p in 'a:**:b' 'c*' 'a::b' '' ':a'; do
 		run -2 --separate-stderr evsub "$p"
-		[[ $stderr == "evsub: invalid pattern '$p': "* ]] || fail "$p: $stderr"
+		[[ ${stderr_lines[0]} == "evsub: invalid pattern '$p': "* ]] || fail "$p: $stderr"
 	done
 	run -2 evsub
 }

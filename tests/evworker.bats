@@ -212,6 +212,84 @@ workflow:wf1 workflow_completed "
 	[ "$(ew show 2 | jq -r .state)" = available ]
 }
 
+@test "a steps file is read whole past 1 MiB; past the 64 MiB bound it is refused, never cut" {
+	{ printf '%*s' 1300000 ''; echo '[{"name":"late","run":["true"]}]'; } >"$T/big.json"
+	run -0 ew enqueue --steps "$T/big.json"
+	[ "$(jq -r '.steps[0].name' <<<"$output")" = late ]
+	truncate -s 70M "$T/huge.json"
+	run -65 --separate-stderr ew enqueue --steps "$T/huge.json"
+	[ "$stderr" = "evworker: $T/huge.json: longer than 67108864 bytes" ]
+	[ "$(ew list | wc -l)" -eq 1 ]
+}
+
+@test "--steps refuses trailing garbage and a \\u0000 in a string (65), and a directory (74)" {
+	echo '[{"name":"a","run":["true"]}] trailing' >"$T/garbage.json"
+	run -65 --separate-stderr ew enqueue --steps "$T/garbage.json"
+	[[ $stderr == *"invalid JSON at byte 31"* ]] || fail "$stderr"
+	echo '[{"name":"a","run":["tr\u0000ue", "x"]}]' >"$T/nul.json"
+	run -65 --separate-stderr ew enqueue --steps "$T/nul.json"
+	[[ $stderr == *'a string holds \u0000'* ]] || fail "$stderr"
+	run -74 --separate-stderr ew enqueue --steps "$T"
+	[[ $stderr == *"Is a directory"* ]] || fail "$stderr"
+	# cJSON takes any control byte for white space; JSON does not.
+	printf '[{"name":"a","run":["true"]}]\002\n' >"$T/ctl.json"
+	run -65 --separate-stderr ew enqueue --steps "$T/ctl.json"
+	[[ $stderr == *"raw control byte at byte 30"* ]] || fail "$stderr"
+	[ "$(ew list | wc -l)" -eq 0 ]
+}
+
+@test "enqueue --steps - reads the steps from stdin" {
+	run -0 ew enqueue --steps - --workflow from-stdin <<<'[{"name":"s","run":["true"]}]'
+	[ "$(jq -c '[.workflow_id, .steps[0].name]' <<<"$output")" = '["from-stdin","s"]' ]
+}
+
+@test "an option that does not apply to the command is a usage error naming both" {
+	echo '[{"name":"a","run":["true"]}]' >"$T/x.json"
+	run -2 --separate-stderr ew run --priority 3 --steps "$T/x.json" --drain
+	[ "$stderr" = "evworker run: --priority does not apply to run"$'\n'"Try 'evworker run --help' for more information." ]
+	run -2 --separate-stderr ew list --older-than 5
+	[ "${stderr_lines[0]}" = "evworker list: --older-than does not apply to list" ]
+	run -0 ew run --help
+	assert_output --partial "usage: evworker [options] run"
+	assert_output --partial "--concurrency N"
+	refute_output --partial "--priority"
+}
+
+@test "list --state with an unknown state lists the valid ones" {
+	run -2 --separate-stderr ew list --state done
+	[ "${stderr_lines[0]}" = "evworker list: unknown state 'done' (available, scheduled, executing, retryable, completed, discarded, cancelled)" ]
+}
+
+@test "dates in evworker's JSON are RFC 3339, scheduled_at included" {
+	run -0 ew enqueue --at 2030-01-02T03:04:05Z -- true
+	[ "$(jq -r .scheduled_at <<<"$output")" = 2030-01-02T03:04:05.000000Z ]
+	[[ $(jq -r .inserted_at <<<"$output") =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z$ ]]
+}
+
+@test "evworker wait: a job that ended before the wait returns at once with its status" {
+	ew enqueue --workflow ok -- true >/dev/null
+	ew enqueue --workflow bad --max-attempts 1 -- false >/dev/null
+	ew run --drain 2>/dev/null || true
+	run -0 ew wait 1
+	run -1 ew wait 2
+	run -0 ew wait --workflow ok
+	run -1 ew wait --workflow bad
+	run -1 --separate-stderr ew wait 99
+	[ "$stderr" = "evworker: no job 99" ]
+	run -2 ew wait
+	run -2 ew wait 1 --workflow ok
+}
+
+@test "evworker wait follows a job to its end, and gives 124 at --timeout" {
+	ew enqueue --workflow later -- sh -c 'sleep 0.3' >/dev/null
+	ew enqueue --in 3600 --workflow never -- true >/dev/null
+	bg ew run
+	run -0 ew wait --workflow later --timeout 30
+	[ "$(ew show 1 | jq -r .state)" = completed ]
+	run -124 --separate-stderr ew wait --workflow never --timeout 0.2
+	[ "$stderr" = "evworker: timed out: 1 of 1 job not ended" ]
+}
+
 @test "evworker creates jobs.db, its WAL and SHM 0600 whatever the umask" {
 	(umask 022 && exec evworker --db "$DB" on --ready-file "$T/ready" 'never:*' -- true >/dev/null 2>&1) &
 	BG_PIDS+=($!)

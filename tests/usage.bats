@@ -86,3 +86,48 @@ complete_words() {
 		done
 	done
 }
+
+# The programs whose usage errors follow git and mosquitto: one line that
+# says what is wrong, then where to look.
+switched() { echo evpub evsub evbusd evworker widgetd casectl; }
+
+@test "a usage error is one line and a --help hint, not the whole usage" {
+	for p in $(switched); do
+		run -2 --separate-stderr "$p" --no-such-flag
+		[ "$stderr" = "$p: unknown option '--no-such-flag'"$'\n'"Try '$p --help' for more information." ] ||
+			fail "$p: $stderr"
+		[ -z "$output" ] || fail "$p: stdout: $output"
+	done
+}
+
+@test "a missing option argument is named" {
+	for p in $(switched); do
+		run -2 --separate-stderr "$p" --bus
+		[ "${stderr_lines[0]}" = "$p: option '--bus' needs an argument" ] || fail "$p: $stderr"
+		run -2 --separate-stderr "$p" --help=x
+		[ "${stderr_lines[0]}" = "$p: option '--help' takes no argument" ] || fail "$p: $stderr"
+	done
+}
+
+@test "a bad number names the flag, the range and the value, in one wording" {
+	run -2 --separate-stderr evpub --max-line 0
+	[ "${stderr_lines[0]}" = "evpub: --max-line wants a whole number from 1 to 1073741824, not '0'" ]
+	run -2 --separate-stderr evbusd --retain x
+	[ "${stderr_lines[0]}" = "evbusd: --retain wants a whole number from 1 to 9223372036854775807, not 'x'" ]
+	run -2 --separate-stderr evsub -W -1 '**'
+	[ "${stderr_lines[0]}" = "evsub: --timeout wants seconds from 0 to 1000000000, not '-1'" ]
+	run -2 --separate-stderr widgetd --throttle 5ms
+	[ "${stderr_lines[0]}" = "widgetd: --throttle wants a whole number from 1 to 86400000, not '5ms'" ]
+	run -2 --separate-stderr evworker --priority 12 enqueue -- true
+	[ "${stderr_lines[0]}" = "evworker: --priority wants a whole number from 0 to 9, not '12'" ]
+	[ "${stderr_lines[1]}" = "Try 'evworker --help' for more information." ]
+}
+
+@test "a missing argument is named" {
+	run -2 --separate-stderr evsub
+	[ "$stderr" = "evsub: missing PATTERN (use '**' for every topic)"$'\n'"Try 'evsub --help' for more information." ]
+	run -2 --separate-stderr evpub a
+	[ "${stderr_lines[0]}" = "evpub: missing EVENT after TOPIC 'a'" ]
+	run -2 --separate-stderr widgetd session
+	[ "$stderr" = "widgetd session: missing start or stop"$'\n'"Try 'widgetd session --help' for more information." ]
+}

@@ -1,15 +1,10 @@
 /* casectl: the command table, options and main. */
 #include "casectl.h"
 
+#include "evkit/opts.h"
 #include "evkit/tls.h"
 
 volatile sig_atomic_t stopping;
-
-static void
-on_signal(int sig)
-{
-	stopping = sig;
-}
 
 /* SIGURG interrupts the input thread's read (reader_halt); nothing else. */
 static void
@@ -175,18 +170,11 @@ complete_words(const char *what)
 	exit(fclose(stdout) == 0 ? 0 : EVK_EX_IOERR);
 }
 
-/* A whole number above 0 for option ch, within max. */
+/* A whole number above 0 for option flag, within max. */
 static long long
 positive(const char *s, long long max, const char *flag)
 {
-	char *end;
-	errno = 0;
-	long long v = strtoll(s, &end, 10);
-	if (*s == '\0' || *end || errno || v <= 0)
-		evk_die(EVK_EX_USAGE, "'%s' is not a positive whole number", s);
-	if (v > max)
-		evk_die(EVK_EX_USAGE, "%s: at most %lld cases per transaction", flag, max);
-	return v;
+	return evk_flag_int(flag, s, 1, max);
 }
 
 /* The columns --sort takes, for a message: "a, b, c". */
@@ -206,6 +194,7 @@ static void
 parse_opts(struct ctx *c, int argc, char **argv, const char *spec)
 {
 	int ch;
+	opterr = 0;
 	while ((ch = getopt_long(argc, argv, spec, longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'd': c->db_path = optarg; break;
@@ -242,7 +231,7 @@ parse_opts(struct ctx *c, int argc, char **argv, const char *spec)
 		case 'h': usage(stdout, 0); break;
 		case 'V': printf("casectl %s\n", EVK_VERSION); exit(0);
 		case 'W': complete_words(optarg); break;
-		default: usage(stderr, EVK_EX_USAGE);
+		default: evk_flag_die(ch, argv, longopts);
 		}
 	}
 }
@@ -253,18 +242,13 @@ parse_opts(struct ctx *c, int argc, char **argv, const char *spec)
 static void
 signals_setup(void)
 {
-	struct sigaction sa = { .sa_handler = on_signal };
 	sigset_t urgent;
 
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
+	evk_signals_init(&stopping, true);
 	sigemptyset(&urgent);
 	sigaddset(&urgent, SIGURG);
 	pthread_sigmask(SIG_BLOCK, &urgent, NULL);
-	sa.sa_handler = on_urgent;
-	sigaction(SIGURG, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	evk_signal_catch(SIGURG, on_urgent, 0);
 }
 
 static const struct command *
@@ -303,7 +287,7 @@ main(int argc, char **argv)
 
 	evk_set_progname(argv[0]);
 	default_actor(&c);
-	parse_opts(&c, argc, argv, "+n:h");
+	parse_opts(&c, argc, argv, "+:n:h");
 	if (optind >= argc) {
 		evk_warn("no command given");
 		usage(stderr, EVK_EX_USAGE);
@@ -314,7 +298,7 @@ main(int argc, char **argv)
 	int sub_argc = argc - optind;
 	char **sub_argv = argv + optind;
 	optind = 0; /* glibc: start over, permuting again */
-	parse_opts(&c, sub_argc, sub_argv, "n:h");
+	parse_opts(&c, sub_argc, sub_argv, ":n:h");
 
 	if (evk_bus_resolve(c.bus, c.url, sizeof(c.url), &why) != EVK_OK)
 		evk_die(EVK_EX_USAGE, "bad bus address: %s", why);

@@ -3,6 +3,7 @@
  * widget:{id} and answers widgetd get. */
 #include "widgetd.h"
 
+#include "evkit/opts.h"
 #include "evkit/bus.h"
 #include "evkit/cases.h"
 #include "evkit/daemon.h"
@@ -73,18 +74,13 @@ load_config(struct daemon *dm, const char *path)
 {
 	char *text = NULL, why[256];
 	size_t len = strlen(evk_widgetconf_default);
-	if (path) {
-		FILE *f = fopen(path, "r");
-		if (f == NULL)
-			evk_die(EVK_EX_IOERR, "cannot read config '%s': %s", path, strerror(errno));
-		if ((text = malloc(1 << 20)) == NULL)
-			evk_die(EVK_EX_FAIL, "out of memory");
-		len = fread(text, 1, 1 << 20, f);
-		if (ferror(f) || !feof(f))
-			evk_die(EVK_EX_IOERR, "cannot read config '%s': %s", path,
-				ferror(f) ? strerror(errno) : "over 1 MiB");
-		fclose(f);
-	}
+	int rv = path ? evk_file_read(path, EVK_FILE_MAX, &text, &len) : EVK_OK;
+	if (rv == EVK_EIO)
+		evk_die(EVK_EX_IOERR, "cannot read config '%s': %s", path, strerror(errno));
+	if (rv == EVK_ETOOLONG)
+		evk_die(EVK_EX_DATAERR, "config %s: longer than %d bytes", path, EVK_FILE_MAX);
+	if (rv != EVK_OK)
+		evk_die(EVK_EX_FAIL, "out of memory");
 	if (evk_widgetconf_parse(&dm->conf, text ? text : evk_widgetconf_default, len, why,
 				 sizeof(why)) != EVK_OK)
 		evk_die(EVK_EX_DATAERR, "%s: %s", path ? path : "the built-in config", why);
@@ -436,12 +432,9 @@ static struct evk_sub *
 start_daemon(struct daemon *dm, const struct opts *o)
 {
 	char def[4096];
-	const char *path = o->state;
-	if (path == NULL) {
-		if (evk_store_default_path("widgets.db", def, sizeof(def)) != EVK_OK)
-			evk_die(EVK_EX_USAGE, "no --state given and no HOME or XDG_STATE_HOME");
-		path = def;
-	}
+	const char *path = evk_state_file(o->state, "widgets.db", def, sizeof(def));
+	if (path == NULL)
+		evk_usage_die("no --state given and no HOME or XDG_STATE_HOME");
 	load_config(dm, o->config);
 	int64_t since = load_state(dm, path);
 	if (o->cases_db) {

@@ -4,6 +4,7 @@
  * the dashboard in view.c. */
 #include "widgetd.h"
 
+#include "evkit/opts.h"
 #include "evkit/bus.h"
 #include "evkit/err.h"
 #include "evkit/event.h"
@@ -21,13 +22,6 @@
 #include <string.h>
 
 volatile sig_atomic_t widgetd_stopping;
-
-static void
-on_signal(int sig)
-{
-	(void)sig;
-	widgetd_stopping = 1;
-}
 
 static void
 usage(FILE *out, int status)
@@ -222,8 +216,8 @@ main(int argc, char **argv)
 	 * malloc each event: cJSON is used on this thread only. */
 	evk_jsonmem_install();
 	atexit(evk_jsonmem_release);
-	while ((c = getopt_long(argc, argv, "hqvW:", longopts, NULL)) != -1) {
-		char *end;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":hqvW:", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'b': o.bus = optarg; break;
 		case EVK_OPT_TLS_CERT:
@@ -232,14 +226,10 @@ main(int argc, char **argv)
 		case 'c': o.config = optarg; break;
 		case 'C': o.cases_db = optarg; break;
 		case 's': o.state = optarg; break;
-		case 't':
-			o.throttle_ms = strtoll(optarg, &end, 10);
-			if (*optarg == '\0' || *end || o.throttle_ms < 1)
-				evk_die(EVK_EX_USAGE, "--throttle wants milliseconds, not '%s'", optarg);
-			break;
+		case 't': o.throttle_ms = evk_flag_int("--throttle", optarg, 1, 86400000); break;
 		case 'W':
-			if ((o.answer_ms = (long long)(evk_arg_seconds(optarg, "-W") * 1000)) < 1)
-				evk_die(EVK_EX_USAGE, "-W wants seconds, not '%s'", optarg);
+			if ((o.answer_ms = (long long)(evk_flag_seconds("-W", optarg, 1e9) * 1000)) < 1)
+				evk_usage_die("-W wants seconds from 0.001, not '%s'", optarg);
 			break;
 		case 'd': o.daemon = true; break;
 		case 'p': o.pidfile = optarg; break;
@@ -250,31 +240,37 @@ main(int argc, char **argv)
 		case 'I': o.insecure = true; break;
 		case 'h': usage(stdout, 0); break;
 		case 'V': printf("widgetd %s\n", EVK_VERSION); return 0;
-		default: usage(stderr, EVK_EX_USAGE);
+		default: evk_flag_die(c, argv, longopts);
 		}
 	}
 	if (evk_bus_resolve(o.bus, url, sizeof(url), &why) != EVK_OK)
-		evk_die(EVK_EX_USAGE, "bad bus address: %s", why);
-	struct sigaction sa = { .sa_handler = on_signal };
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
+		evk_usage_die("bad bus address: %s", why);
+	evk_signals_init(&widgetd_stopping, true);
 
+	static const char *const commands[] = { "get", "view", "session" };
+	for (size_t i = 0; optind < argc && i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(argv[optind], commands[i]) == 0)
+			evk_set_subcommand(commands[i]);
 	if (optind < argc && strcmp(argv[optind], "get") == 0) {
 		if (argc - optind > 2)
-			usage(stderr, EVK_EX_USAGE);
+			evk_usage_die("unexpected argument '%s'", argv[optind + 2]);
 		return cmd_get(url, o.answer_ms, argc - optind == 2 ? argv[optind + 1] : NULL);
 	}
-	if (optind < argc && strcmp(argv[optind], "view") == 0 && argc - optind == 1)
+	if (optind < argc && strcmp(argv[optind], "view") == 0) {
+		if (argc - optind > 1)
+			evk_usage_die("unexpected argument '%s'", argv[optind + 1]);
 		return widgetd_view(url, o.answer_ms);
+	}
 	if (optind < argc && strcmp(argv[optind], "session") == 0) {
-		if (argc - optind < 2 || argc - optind > 3 ||
-		    (strcmp(argv[optind + 1], "start") && strcmp(argv[optind + 1], "stop")))
-			usage(stderr, EVK_EX_USAGE);
+		if (argc - optind < 2)
+			evk_usage_die("missing start or stop");
+		if (strcmp(argv[optind + 1], "start") && strcmp(argv[optind + 1], "stop"))
+			evk_usage_die("unknown action '%s' (start, stop)", argv[optind + 1]);
+		if (argc - optind > 3)
+			evk_usage_die("unexpected argument '%s'", argv[optind + 3]);
 		return cmd_session(url, argv[optind + 1], argc - optind == 3 ? argv[optind + 2] : NULL);
 	}
 	if (optind < argc)
-		evk_die(EVK_EX_USAGE, "unknown command '%s' (get, view, session)", argv[optind]);
+		evk_usage_die("unknown command '%s' (get, view, session)", argv[optind]);
 	return widgetd_daemon(&o, url);
 }

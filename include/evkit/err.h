@@ -66,9 +66,6 @@ int evk_log_file(const char *path, int *fd);
  * name and pid): a daemon without --log, whose stderr is gone. */
 void evk_log_syslog(void);
 
-/* The value of a seconds option (0 to 1e9, fractions allowed); exits 2
- * with "FLAG wants seconds, not 'S'" otherwise. */
-double evk_arg_seconds(const char *s, const char *flag);
 /* Print like evk_warn, then exit with status. */
 /* Reports that the hub at url cannot be reached (err from lib/bus.c) and
  * exits: "permission denied" with 77 for EVK_EPERM (a socket or directory
@@ -77,5 +74,13 @@ void evk_die_hub(const char *url, int err) __attribute__((noreturn));
 
 void evk_die(int status, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3), noreturn));
+
+/* A usage error, as git and mosquitto report one: "prog[ sub]: message"
+ * and "Try 'prog[ sub] --help' for more information." on stderr, then
+ * exit 2. The subcommand is the one named by evk_set_subcommand. */
+void evk_usage_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+/* The subcommand being run (NULL: none), named in usage errors. */
+void evk_set_subcommand(const char *name);
 
 #endif

@@ -1,0 +1,54 @@
+/* Running one claimed job of the queue (lib/jobs.c): its steps in order,
+ * each a child (lib/step.c), their events, the job's end recorded with
+ * Oban's retry, snooze and discard. The program gives the sinks: where
+ * events go (evworker: its outbox) and where the log lines go. Nothing
+ * here prints or exits. Errors: EVK_ENOMEM, EVK_EIO (the database: see
+ * sqlite3_errmsg, or a step that cannot start: errno). */
+#ifndef EVKIT_JOBRUN_H
+#define EVKIT_JOBRUN_H
+
+#include "evkit/jobs.h"
+#include "evkit/step.h"
+
+#include <cjson/cJSON.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+
+struct evk_jobrun_sink {
+	/* An event for topic; payload stays the caller's. 0 or an error. */
+	int (*emit)(void *arg, const char *topic, const char *event, cJSON *payload);
+	/* "job ID WHAT (attempt N)"; attempt 0 when it does not apply. */
+	void (*log)(void *arg, long long id, int attempt, const char *what);
+	void *arg;
+};
+
+struct evk_jobrun {
+	const struct evk_jobrun_sink *sink;
+	sqlite3 *db;
+	struct evk_job q;       /* as claimed */
+	int step;               /* the current step */
+	char process_id[37];
+	long long deadline;     /* monotonic ms, 0: none */
+	struct evk_step s;      /* the current step's child */
+	bool timed_out;
+	int err;                /* the first error met, sticky */
+};
+
+/* In one write transaction: rescues the jobs of dead workers of host,
+ * claims the next due job of queue and announces it (process_created);
+ * then starts its first step. *run is NULL when no job is due. */
+int evk_jobrun_claim(sqlite3 *db, const char *queue, const char *host,
+		     const struct evk_jobrun_sink *sink, struct evk_jobrun **run);
+
+/* Reads what the step wrote (progress lines become events), kills it at
+ * its timeout, and when its child has ended goes on to the next step or
+ * ends the job: then *done is true and *failed says whether the attempt
+ * failed (a snooze is not a failure). */
+int evk_jobrun_poll(struct evk_jobrun *r, bool *done, bool *failed);
+
+/* Kills the running step and puts the job back as retryable (shutdown). */
+int evk_jobrun_abandon(struct evk_jobrun *r);
+
+void evk_jobrun_free(struct evk_jobrun *r);
+
+#endif
