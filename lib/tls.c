@@ -159,3 +159,33 @@ evk_tls_listener(nng_listener l, const char **why)
 	nng_tls_config_free(cfg);
 	return rv;
 }
+
+int
+evk_tls_web_config(nng_tls_config **out, const char **why)
+{
+	const char *cert = setting(tls_cert, "EVBUS_TLS_CERT");
+	const char *key = setting(tls_key, "EVBUS_TLS_KEY");
+	nng_tls_config *cfg;
+	int rv;
+
+	*out = NULL;
+	*why = NULL;
+	if (cert == NULL && key == NULL)
+		return 0; /* no identity: the caller serves in the clear */
+	if ((cert == NULL) != (key == NULL)) {
+		*why = "--tls-cert and --tls-key go together";
+		return NNG_EINVAL;
+	}
+	if ((rv = nng_tls_config_alloc(&cfg, NNG_TLS_MODE_SERVER)) != 0)
+		return rv;
+	if ((rv = own_cert(cfg, cert, key)) != 0)
+		*why = "cannot load the certificate or key (--tls-cert, --tls-key)";
+	else if ((rv = nng_tls_config_auth_mode(cfg, NNG_TLS_AUTH_MODE_NONE)) != 0)
+		*why = "cannot set the TLS authentication mode";
+	if (rv != 0) {
+		nng_tls_config_free(cfg);
+		return rv;
+	}
+	*out = cfg;
+	return 0;
+}

@@ -8,9 +8,11 @@
  * connection. */
 #include "evkit/web.h"
 #include "evkit/err.h"
+#include "evkit/tls.h"
 
 #include <nng/nng.h>
 #include <nng/supplemental/http/http.h>
+#include <nng/supplemental/tls/tls.h>
 #include <arpa/inet.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -55,6 +57,7 @@ struct evk_web {
 	pthread_cond_t cv;
 	pthread_t reaper;
 	bool reaper_started, stopping;
+	bool clear; /* plain HTTP beyond loopback (--insecure) */
 	struct widget *ws;
 	size_t nws, capws;
 	struct feed *feeds;
@@ -529,6 +532,12 @@ evk_web_url(const struct evk_web *w)
 	return w->url;
 }
 
+bool
+evk_web_clear(const struct evk_web *w)
+{
+	return w->clear;
+}
+
 /* Splits addr into host and port; a lone port is on loopback. */
 static int
 parse_addr(const char *addr, char *host, size_t hostsz, long *port, const char **why)
@@ -577,17 +586,30 @@ evk_web_open(struct evk_web **wp, const char *addr, bool insecure, const char *b
 	nng_url *url = NULL;
 	int rv;
 
+	nng_tls_config *tls = NULL;
+
 	*wp = NULL;
 	if ((rv = parse_addr(addr, host, sizeof(host), &port, why)) != EVK_OK)
 		return rv;
-	if (!loopback(host) && !insecure) {
-		*why = "not a loopback address: the page has no TLS yet; add --insecure to serve it"
-		       " in the clear";
+	/* With this process's certificate and key the page is HTTPS. */
+	if ((rv = evk_tls_web_config(&tls, why)) != 0) {
+		if (*why == NULL)
+			*why = nng_strerror(rv);
+		return rv == NNG_ENOMEM ? EVK_ENOMEM : EVK_EINVAL;
+	}
+	if (tls == NULL && !loopback(host) && !insecure) {
+		*why = "not a loopback address: give the page a certificate (--tls-cert, --tls-key)"
+		       " or add --insecure to serve it in the clear";
 		return EVK_EPERM;
 	}
+	const char *scheme_web = tls ? "https" : "http";
 	struct evk_web *w = calloc(1, sizeof(*w));
-	if (w == NULL)
+	if (w == NULL) {
+		if (tls)
+			nng_tls_config_free(tls);
 		return EVK_ENOMEM;
+	}
+	w->clear = tls == NULL && !loopback(host);
 	/* The bus as the page shows it: without a user or password. */
 	const char *scheme = strstr(bus, "://"), *rest = scheme ? scheme + 3 : bus;
 	const char *at = strchr(rest, '@'), *slash = strchr(rest, '/');
@@ -600,10 +622,11 @@ evk_web_open(struct evk_web **wp, const char *addr, bool insecure, const char *b
 			*c = ' ';
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_cond_init(&w->cv, NULL);
-	snprintf(text, sizeof(text), "http://%s:%ld", host, port);
+	snprintf(text, sizeof(text), "%s://%s:%ld", scheme_web, host, port);
 	*why = "cannot serve there";
 	if ((rv = nng_url_parse(&url, text)) != 0 ||
 	    (rv = nng_http_server_hold(&w->server, url)) != 0 ||
+	    (tls && (rv = nng_http_server_set_tls(w->server, tls)) != 0) ||
 	    (rv = nng_http_handler_alloc(&w->handler, "/", handle)) != 0 ||
 	    (rv = nng_http_handler_set_tree(w->handler)) != 0 ||
 	    (rv = nng_http_handler_set_method(w->handler, NULL)) != 0 ||
@@ -611,6 +634,8 @@ evk_web_open(struct evk_web **wp, const char *addr, bool insecure, const char *b
 	    (rv = nng_http_server_add_handler(w->server, w->handler)) != 0 ||
 	    ((w->handler = NULL), (rv = nng_http_server_start(w->server))) != 0) {
 		*why = nng_strerror(rv);
+		if (tls)
+			nng_tls_config_free(tls);
 		if (url)
 			nng_url_free(url);
 		if (w->handler)
@@ -623,11 +648,13 @@ evk_web_open(struct evk_web **wp, const char *addr, bool insecure, const char *b
 		return rv == NNG_ENOMEM ? EVK_ENOMEM : EVK_EIO;
 	}
 	nng_url_free(url);
+	if (tls)
+		nng_tls_config_free(tls); /* the server holds its own reference */
 	nng_sockaddr sa;
 	if (port == 0 && nng_http_server_get_addr(w->server, &sa) == 0 &&
 	    (sa.s_family == NNG_AF_INET || sa.s_family == NNG_AF_INET6))
 		port = ntohs(sa.s_family == NNG_AF_INET ? sa.s_in.sa_port : sa.s_in6.sa_port);
-	snprintf(w->url, sizeof(w->url), "http://%s:%ld/", host, port);
+	snprintf(w->url, sizeof(w->url), "%s://%s:%ld/", scheme_web, host, port);
 	if (pthread_create(&w->reaper, NULL, reaper, w) != 0) {
 		evk_web_close(w);
 		return EVK_ENOMEM;

@@ -26,7 +26,7 @@ start_web() {
 	WPID=$(cat "$T/w.pid")
 	BG_PIDS+=("$WPID")
 	URL=$(sed -n 's/^widgetd: the page is at //p' "$T/werr")
-	[[ $URL == http://127.0.0.1:*/ ]]
+	[[ $URL == ${URL_LIKE:-http://127.0.0.1:*/} ]]
 }
 
 # stop_web — stops widgetd by its pid and waits until it is gone.
@@ -95,6 +95,61 @@ feed_has() { grep -qF -- "$2" "$1"; }
 	[[ $stderr == *"--insecure"* ]]
 	run -2 widgetd --state "$T/w2.db" --http 'not a port'
 	HTTP_ADDR=0 start_web
+}
+
+# web_cert — a CA (ca.crt) and the page's key and certificate signed by it
+# (web.key, web.crt, valid for 127.0.0.1 and localhost), made by openssl.
+web_cert() {
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+		-keyout "$T/ca.key" -out "$T/ca.crt" -days 2 -subj "/CN=ca" 2>/dev/null
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+		-keyout "$T/web.key" -out "$T/web.csr" -subj "/CN=web" 2>/dev/null
+	printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$T/web.ext"
+	openssl x509 -req -in "$T/web.csr" -CA "$T/ca.crt" -CAkey "$T/ca.key" \
+		-CAcreateserial -out "$T/web.crt" -days 2 -extfile "$T/web.ext" 2>/dev/null
+}
+
+@test "--http with --tls-cert/--tls-key: HTTPS, beyond loopback without --insecure; plain HTTP refused" {
+	web_cert
+	# The certificate makes a non-loopback address acceptable.
+	HTTP_ADDR=0.0.0.0:0 URL_LIKE='https://0.0.0.0:*/' \
+		start_web --tls-cert "$T/web.crt" --tls-key "$T/web.key"
+	! grep -q 'without TLS' "$T/werr"
+	local port=${URL##*:}
+	port=${port%/}
+	URL=https://127.0.0.1:$port/
+	progress process_created
+	progress step_progress '"percentage":42'
+	wait_for widgetd get progress-wf1
+	WAIT_SECS=20 wait_for eval "curl -sf --cacert '$T/ca.crt' '${URL}widgets/progress-wf1' | json_true '.percentage == 42'"
+	run -0 curl -sf --cacert "$T/ca.crt" "${URL}widgets/progress-wf1"
+	[ "$output" = "$(widgetd get progress-wf1)" ]
+	run -0 curl -sf --cacert "$T/ca.crt" "${URL}widgets"
+	[ "$(jq -r .id <<<"$output" | sort)" = "$(widgetd get | jq -r .id | sort)" ]
+	# Plain HTTP on the same port gets no page (nng ends the connection);
+	# a client without the CA refuses the certificate.
+	run curl -sf --max-time 20 "http://127.0.0.1:$port/widgets"
+	[[ $status == 52 || $status == 56 ]] # empty reply, or reset
+	[ -z "$output" ]
+	run curl -sf --max-time 20 "${URL}widgets"
+	[ "$status" -ne 0 ]
+	# The page is still served afterwards, and its live feed over TLS.
+	curl -sf --cacert "$T/ca.crt" "$URL" | grep -qi '<html'
+	bg curl -s -N --max-time 120 --cacert "$T/ca.crt" -o "$T/feed" "${URL}events"
+	WAIT_SECS=20 wait_for feed_has "$T/feed" 'event: snapshot'
+	progress step_progress '"percentage":60'
+	WAIT_SECS=20 wait_for feed_has "$T/feed" '"percentage":60'
+	kill -0 "$WPID"
+	# A certificate without its key is a usage error.
+	run -2 --separate-stderr widgetd --state "$T/w2.db" --http 0 --tls-cert "$T/web.crt"
+	[[ $stderr == *"--tls-key"* ]]
+}
+
+@test "--http beyond loopback with --insecure and no certificate: served in the clear, with a warning" {
+	HTTP_ADDR=0.0.0.0:0 URL_LIKE='http://0.0.0.0:*/' start_web --insecure
+	grep -q "warning: serving the page on 'http://0.0.0.0:.*' without TLS (--insecure)" "$T/werr"
+	local port=${URL##*:}
+	run -0 curl -sf "http://127.0.0.1:${port%/}/widgets"
 }
 
 @test "the feed sends the whole current state first, then each update and removal" {

@@ -474,6 +474,9 @@ start_daemon(struct daemon *dm, const struct opts *o)
 		for (const cJSON *w = dm->widgets->child; w; w = w->next)
 			web_put(dm->web, cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(w, "id")), w);
 		fprintf(stderr, "widgetd: the page is at %s\n", evk_web_url(dm->web));
+		if (evk_web_clear(dm->web))
+			evk_warn("warning: serving the page on '%s' without TLS (--insecure)",
+				 evk_web_url(dm->web));
 	}
 	if (o->pidfile && evk_pidfile_write(o->pidfile) != EVK_OK)
 		evk_die(EVK_EX_IOERR, "cannot write pid file '%s'", o->pidfile);

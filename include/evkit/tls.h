@@ -37,4 +37,12 @@ int evk_tls_dial(nng_socket s, const char *url, int flags);
  * An nng error, with *why naming the missing setting when one is. */
 int evk_tls_listener(nng_listener l, const char **why);
 
+struct nng_tls_config;
+
+/* A server config for an HTTPS page with this process's certificate and
+ * key (the identity it has on the bus), asking no client certificate (a
+ * browser has none): *out is the caller's (nng_tls_config_free), or NULL
+ * when no certificate or key is set. An nng error, with *why saying what. */
+int evk_tls_web_config(struct nng_tls_config **out, const char **why);
+
 #endif

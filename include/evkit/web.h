@@ -19,14 +19,19 @@
 
 struct evk_web;
 
-/* Serves on addr: "PORT" (loopback), "HOST:PORT" or "[V6]:PORT"; a host
- * that is not loopback is refused unless insecure (no TLS here yet). bus
- * is shown in the page's header. An evk error, with *why saying what. */
+/* Serves on addr: "PORT" (loopback), "HOST:PORT" or "[V6]:PORT". With
+ * this process's certificate and key (evk_tls_web_config) the page is
+ * HTTPS; without them a host that is not loopback is refused unless
+ * insecure. bus is shown in the page's header. An evk error, with *why
+ * saying what. */
 int evk_web_open(struct evk_web **wp, const char *addr, bool insecure, const char *bus,
 		 const char **why);
 
 /* The page's address, with the port bound (for "--http 0"). */
 const char *evk_web_url(const struct evk_web *w);
+
+/* True when the page is plain HTTP beyond loopback (insecure). */
+bool evk_web_clear(const struct evk_web *w);
 
 /* A widget's new state (JSON text json of len bytes), or its removal when
  * json is NULL: kept for the next requests and queued to every feed. Never
