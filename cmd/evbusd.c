@@ -1048,6 +1048,11 @@ hub_wedged(void *arg, const char *url, int why)
 		 evk_strerror(why));
 	syslog(LOG_WARNING, "hub at '%s' stopped answering (%s): re-executing pid %ld",
 	       url, evk_strerror(why), (long)getpid());
+	/* The mask survives execv: a signal blocked in this thread would stay
+	 * blocked in the new hub, which then could not be stopped. */
+	sigset_t none;
+	sigemptyset(&none);
+	pthread_sigmask(SIG_SETMASK, &none, NULL);
 	if (setenv(RESTARTED_ENV, "1", 1) == 0)
 		execv("/proc/self/exe", hub_argv);
 	evk_warn("cannot restart: %s", strerror(errno));
