@@ -131,3 +131,19 @@ switched() { echo evpub evsub evbusd evworker widgetd casectl; }
 	run -2 --separate-stderr widgetd session
 	[ "$stderr" = "widgetd session: missing start or stop"$'\n'"Try 'widgetd session --help' for more information." ]
 }
+
+@test "casectl's argument errors are one line naming what is wrong, plus the --help hint" {
+	local db=$BATS_TEST_TMPDIR/c.db
+	casectl --db "$db" init --admin me >/dev/null
+	run -2 --separate-stderr casectl --db "$db" --actor me get
+	[ "$stderr" = "casectl get: missing ID"$'\n'"Try 'casectl get --help' for more information." ]
+	run -2 --separate-stderr casectl --db "$db" --actor me update 1
+	[ "${stderr_lines[0]}" = "casectl update: missing JSON after ID" ]
+	run -2 --separate-stderr casectl --db "$db" --actor me list extra
+	[ "${stderr_lines[0]}" = "casectl list: unexpected argument 'extra'" ]
+	run -2 --separate-stderr casectl --db "$db" --actor me user add x
+	[ "${stderr_lines[0]}" = "casectl user: missing --role for 'x' (admin, editor or viewer)" ]
+	run -2 --separate-stderr casectl --db "$db"
+	[ "${#stderr_lines[@]}" -eq 2 ]
+	[[ ${stderr_lines[0]} == "casectl: missing COMMAND ("* ]]
+}

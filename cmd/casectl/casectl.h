@@ -163,6 +163,7 @@ int cmd_watch(struct ctx *c, int argc, char **argv);
 
 /* main.c */
 void usage(FILE *out, int status) __attribute__((noreturn));
+void casectl_args(int argc, char **argv, int min, int max, const char *missing);
 
 extern volatile sig_atomic_t stopping;
 

@@ -1,11 +1,21 @@
 /* casectl: the commands other than create and ingest. */
 #include "casectl.h"
 
+/* A usage error for a command's arguments, in one line (evk_usage_die):
+ * fewer than min names what is missing, more than max the first extra. */
+void
+casectl_args(int argc, char **argv, int min, int max, const char *missing)
+{
+	if (argc < min)
+		evk_usage_die("missing %s", missing);
+	if (argc > max)
+		evk_usage_die("unexpected argument '%s'", argv[max]);
+}
+
 int
 cmd_get(struct ctx *c, int argc, char **argv)
 {
-	if (argc != 1)
-		usage(stderr, EVK_EX_USAGE);
+	casectl_args(argc, argv, 1, 1, "ID");
 	if (!case_with(c, argv[0], print_case, NULL))
 		evk_die(EVK_EX_FAIL, "no case '%s'", argv[0]);
 	outbox_flush(c, true);
@@ -52,9 +62,7 @@ query(struct ctx *c, bool array)
 int
 cmd_list(struct ctx *c, int argc, char **argv)
 {
-	(void)argv;
-	if (argc > 0)
-		usage(stderr, EVK_EX_USAGE);
+	casectl_args(argc, argv, 0, 0, "");
 	query(c, false);
 	put_text(&c->out);
 	outbox_flush(c, true);
@@ -66,8 +74,7 @@ static int update(struct ctx *c, int argc, char **argv, bool sync);
 int
 cmd_update(struct ctx *c, int argc, char **argv)
 {
-	if (argc != 2)
-		usage(stderr, EVK_EX_USAGE);
+	casectl_args(argc, argv, 2, 2, argc ? "JSON after ID" : "ID and JSON");
 	return update(c, argc, argv, false);
 }
 
@@ -75,8 +82,7 @@ cmd_update(struct ctx *c, int argc, char **argv)
 int
 cmd_sync(struct ctx *c, int argc, char **argv)
 {
-	if (argc != 1)
-		usage(stderr, EVK_EX_USAGE);
+	casectl_args(argc, argv, 1, 1, "ID");
 	return update(c, argc, argv, true);
 }
 
@@ -112,8 +118,7 @@ update(struct ctx *c, int argc, char **argv, bool sync)
 int
 cmd_destroy(struct ctx *c, int argc, char **argv)
 {
-	if (argc != 1)
-		usage(stderr, EVK_EX_USAGE);
+	casectl_args(argc, argv, 1, 1, "ID");
 	begin(c);
 	if (!announce(c, argv[0], "destroy", "destroyed", true))
 		evk_die(EVK_EX_FAIL, "no case '%s'", argv[0]);
@@ -132,8 +137,7 @@ cmd_destroy(struct ctx *c, int argc, char **argv)
 int
 cmd_outbox(struct ctx *c, int argc, char **argv)
 {
-	if (argc != 1)
-		usage(stderr, EVK_EX_USAGE);
+	casectl_args(argc, argv, 1, 1, "list or flush");
 	if (strcmp(argv[0], "list") == 0) {
 		require(c, ROLE_VIEWER, "read the outbox");
 		sqlite3_int64 damaged;
@@ -149,8 +153,7 @@ cmd_outbox(struct ctx *c, int argc, char **argv)
 		long pending = outbox_flush(c, false);
 		return c->damaged_row ? EVK_EX_DATAERR : pending ? EVK_EX_UNAVAILABLE : 0;
 	}
-	usage(stderr, EVK_EX_USAGE);
-	return EVK_EX_USAGE;
+	evk_usage_die("unknown outbox command '%s' (list, flush)", argv[0]);
 }
 
 int
@@ -172,8 +175,13 @@ cmd_user(struct ctx *c, int argc, char **argv)
 		done(st);
 		return 0;
 	}
-	if (argc != 2 || strcmp(argv[0], "add") != 0 || role == NULL)
-		usage(stderr, EVK_EX_USAGE);
+	if (argc == 0)
+		evk_usage_die("missing add or list");
+	if (strcmp(argv[0], "add") != 0 && strcmp(argv[0], "list") != 0)
+		evk_usage_die("unknown user command '%s' (add, list)", argv[0]);
+	casectl_args(argc, argv, 2, strcmp(argv[0], "add") == 0 ? 2 : 1, "NAME after add");
+	if (role == NULL)
+		evk_usage_die("missing --role for '%s' (admin, editor or viewer)", argv[1]);
 	if (strcmp(role, "admin") && strcmp(role, "editor") && strcmp(role, "viewer"))
 		evk_die(EVK_EX_USAGE, "unknown role '%s' (admin, editor, viewer)", role);
 	sqlite3_stmt *st = prepare(c, "INSERT INTO users (name, role) VALUES (?, ?)"
@@ -243,9 +251,7 @@ cmd_watch(struct ctx *c, int argc, char **argv)
 	struct watch w = { .c = c };
 	int rv;
 
-	(void)argv;
-	if (argc > 0)
-		usage(stderr, EVK_EX_USAGE);
+	casectl_args(argc, argv, 0, 0, "");
 	/* Subscribe first: no change after the first result is missed. */
 	if ((rv = evk_sub_open(&sub, c->url, EVK_SINCE_LIVE)) != EVK_OK)
 		evk_die_hub(c->url, rv);

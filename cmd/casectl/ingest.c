@@ -421,8 +421,7 @@ int
 cmd_create(struct ctx *c, int argc, char **argv)
 {
 	long created = 0, synced = 0, bad = 0;
-	if (argc > 1)
-		usage(stderr, EVK_EX_USAGE);
+	casectl_args(argc, argv, 0, 1, "");
 	if (argc == 1 && strcmp(argv[0], "-") == 0)
 		argc = 0; /* JSON lines on stdin */
 	if (argc == 1) {
@@ -461,8 +460,7 @@ int
 cmd_ingest(struct ctx *c, int argc, char **argv)
 {
 	long created = 0, synced = 0, bad = 0;
-	if (argc > 1)
-		usage(stderr, EVK_EX_USAGE);
+	casectl_args(argc, argv, 0, 1, "");
 	if (argc == 1 && strcmp(argv[0], "-") != 0) {
 		c->input_name = argv[0];
 		if ((c->input_fd = open(argv[0], O_RDONLY | O_CLOEXEC)) < 0)

@@ -288,10 +288,9 @@ main(int argc, char **argv)
 	evk_set_progname(argv[0]);
 	default_actor(&c);
 	parse_opts(&c, argc, argv, "+:n:h");
-	if (optind >= argc) {
-		evk_warn("no command given");
-		usage(stderr, EVK_EX_USAGE);
-	}
+	if (optind >= argc)
+		evk_usage_die("missing COMMAND (init, user, create, get, list, update, sync, destroy,"
+			      " ingest, outbox, watch)");
 	const char *name = argv[optind];
 	/* The command's own arguments and options: argv[optind..] with the
 	 * command in the place of the program name. */
