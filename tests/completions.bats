@@ -105,7 +105,7 @@ zcomp() {
 @test "zsh: subcommands, their own options and quoted patterns" {
 	command -v zsh >/dev/null || skip "zsh is not installed (make deps)"
 	run -0 zcomp 'evworker '
-	assert_output "$(printf '%s\n' cancel enqueue list on prune retry run show stats)"
+	assert_output "$(printf '%s\n' cancel enqueue list on prune retry run show stats wait)"
 	run -0 zcomp 'evworker run --'
 	assert_output "$(printf '%s\n' --concurrency --drain --grace --queue)"
 	run -0 zcomp 'evworker list --state d'

@@ -1,5 +1,5 @@
 # fish completion for evworker(1): the subcommand, then only its options.
-set -l cmds enqueue run list show cancel retry prune stats on
+set -l cmds enqueue run list show wait cancel retry prune stats on
 complete -c evworker -f
 complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -l db -r -F -d 'the queue database'
 complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -l bus -x -a 'ipc:// tcp://127.0.0.1: tls+tcp:// nats://127.0.0.1:4222' -d 'the hub'
@@ -11,6 +11,7 @@ complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -a enqueue -d 'a
 complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -a run -d 'work jobs'
 complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -a list -d 'jobs as JSON lines'
 complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -a show -d 'one job'
+complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -a wait -d 'until a job or workflow ends'
 complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -a cancel -d 'stop a job'
 complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -a retry -d 'run a job again'
 complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -a prune -d 'forget finished jobs'
@@ -43,3 +44,5 @@ complete -c evworker -n "__fish_seen_subcommand_from prune" -l older-than -x -d 
 complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -l tls-cert -r -F -d 'certificate for tls+tcp:// addresses'
 complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -l tls-key -r -F -d 'its key'
 complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -l tls-ca -r -F -d 'the CA that signs the peer'
+complete -c evworker -n "__fish_seen_subcommand_from wait" -l workflow -x -d 'the workflow id'
+complete -c evworker -n "__fish_seen_subcommand_from wait" -l timeout -x -d 'give up after SEC (124)'
