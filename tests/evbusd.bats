@@ -344,6 +344,7 @@ raw() {
 }
 
 @test "the hub stores only canonical events and says why it refuses a line (issue 16.2)" {
+	evbusd_only "raw frames of evbusd's own wire protocol (tests/tools/rawreq)"
 	start_hub
 	local ok='{"ts":"2026-01-01T00:00:00.000000Z","topic":"a","event":"b","payload":'
 	run -0 raw 'P{"ts":"x"}\n'
@@ -385,6 +386,7 @@ raw() {
 }
 
 @test "a refused line neither repeats events nor invents a gap for a live subscriber (issue 16.2)" {
+	evbusd_only "raw frames of evbusd's own wire protocol (tests/tools/rawreq)"
 	start_hub
 	rm -f "$BATS_TEST_TMPDIR/ready"
 	bg_to "$BATS_TEST_TMPDIR/got" evsub --ready-file "$BATS_TEST_TMPDIR/ready" -n 19 -W 60 '**' 2>"$BATS_TEST_TMPDIR/err"
@@ -403,6 +405,7 @@ raw() {
 }
 
 @test "whatever a log holds, a subscriber never repeats a seq, never goes back, never reports a false gap (issue 16.2)" {
+	evbusd_only "rows written into evbusd's SQLite store"
 	start_hub
 	evpub t e '{"i":1}'
 	evpub t e '{"i":2}'
@@ -456,6 +459,7 @@ store_with_events() {
 }
 
 @test "a read-only store is refused at start with 74 and the reason (issue 16.12)" {
+	evbusd_only "evbusd's SQLite store"
 	store_with_events 100
 	# SQLite opens a file whose write version (byte 18) is above 2 read-only,
 	# whoever runs the test (root ignores file modes).
@@ -465,6 +469,7 @@ store_with_events() {
 }
 
 @test "a damaged store is refused at start with 74 and the reason (issue 16.12)" {
+	evbusd_only "evbusd's SQLite store"
 	store_with_events 5000
 	head -c 4096 /dev/zero | tr '\0' '\377' | dd of="$HUB_STORE" bs=4096 seek=20 conv=notrunc 2>/dev/null
 	run -74 --separate-stderr timeout 20 evbusd --store "$HUB_STORE"
@@ -476,6 +481,7 @@ store_with_events() {
 }
 
 @test "a store truncated to 0 bytes does not restart numbering from 1 (issue 16.12)" {
+	evbusd_only "evbusd's SQLite store"
 	# A log that never held an event is no loss: it starts at 1.
 	start_hub
 	stop_hub
@@ -546,6 +552,7 @@ once_frame() {
 }
 
 @test "a producer's line sent again is stored once and still acknowledged, across hub restarts (issue 16.3)" {
+	evbusd_only "publish-once (producer ids, Q frames) is evbusd's; on NATS the outbox delivers at least once (casectl(1))"
 	start_hub
 	local f=$BATS_TEST_TMPDIR/q
 	once_frame "$f" prodA 1 2
