@@ -24,18 +24,26 @@ put_digits(char *out, long v, int width)
 void
 evk_ts_now(char *ts)
 {
+	/* The date and time to the second, written again only when the
+	 * second changes: evpub stamps each event it reads. */
+	static _Thread_local time_t last = -1;
+	static _Thread_local char second[EVK_TS_LEN + 1];
 	struct timespec now;
 	struct tm tm;
 
 	clock_gettime(CLOCK_REALTIME, &now);
-	gmtime_r(&now.tv_sec, &tm);
-	memcpy(ts, "0000-00-00T00:00:00.000000Z", EVK_TS_LEN + 1);
-	put_digits(ts, tm.tm_year + 1900, 4);
-	put_digits(ts + 5, tm.tm_mon + 1, 2);
-	put_digits(ts + 8, tm.tm_mday, 2);
-	put_digits(ts + 11, tm.tm_hour, 2);
-	put_digits(ts + 14, tm.tm_min, 2);
-	put_digits(ts + 17, tm.tm_sec, 2);
+	if (now.tv_sec != last) {
+		gmtime_r(&now.tv_sec, &tm);
+		memcpy(second, "0000-00-00T00:00:00.000000Z", EVK_TS_LEN + 1);
+		put_digits(second, tm.tm_year + 1900, 4);
+		put_digits(second + 5, tm.tm_mon + 1, 2);
+		put_digits(second + 8, tm.tm_mday, 2);
+		put_digits(second + 11, tm.tm_hour, 2);
+		put_digits(second + 14, tm.tm_min, 2);
+		put_digits(second + 17, tm.tm_sec, 2);
+		last = now.tv_sec;
+	}
+	memcpy(ts, second, EVK_TS_LEN + 1);
 	put_digits(ts + 20, now.tv_nsec / 1000, 6);
 }
 
@@ -770,6 +778,62 @@ parse_value(const char *line, size_t len, char *why, size_t whylen)
 	return v;
 }
 
+/* Copies the string at *p (after its opening quote) up to its closing
+ * quote into dst[0..cap) with a NUL, and steps past the quote; false when
+ * it holds a '\\' or a control byte, does not end, or does not fit. */
+static bool
+plain_string(const char **p, const char *end, char *dst, size_t cap)
+{
+	const char *s = *p;
+	while (s < end && *s != '"' && *s != '\\' && (unsigned char)*s >= 0x20)
+		s++;
+	if (s == end || *s != '"' || (size_t)(s - *p) >= cap)
+		return false;
+	memcpy(dst, *p, (size_t)(s - *p));
+	dst[s - *p] = '\0';
+	*p = s + 1;
+	return true;
+}
+
+/* evpub's fast path: a line laid out as {"topic":"T","event":"E",
+ * "payload":P} (white space only around it), T and E without escapes and
+ * P one JSON value on one line (json_value_check) gives the canonical
+ * line with P copied, exactly as parsing it does (raw_payload), without a
+ * tree. False, with out as it was, for any other line, a bad one
+ * included: the full parse then says what is wrong. */
+static bool
+fast_event(struct evk_buf *out, const char *line, size_t len)
+{
+	char topic[EVK_TOPIC_MAX + 1], event[EVK_EVENT_MAX + 1];
+	const char *p = line, *end, *why, *hint;
+	size_t n = len, at;
+
+	trim(&p, &n);
+	end = p + n;
+#define LIT(s) (sizeof(s) - 1)
+	if (n < LIT("{\"topic\":\"\",\"event\":\"\",\"payload\":0}") || end[-1] != '}' ||
+	    memcmp(p, "{\"topic\":\"", LIT("{\"topic\":\"")) != 0)
+		return false;
+	p += LIT("{\"topic\":\"");
+	if (!plain_string(&p, end, topic, sizeof(topic)) ||
+	    (size_t)(end - p) < LIT(",\"event\":\"") ||
+	    memcmp(p, ",\"event\":\"", LIT(",\"event\":\"")) != 0)
+		return false;
+	p += LIT(",\"event\":\"");
+	if (!plain_string(&p, end, event, sizeof(event)) ||
+	    (size_t)(end - p) < LIT(",\"payload\":") + 1 ||
+	    memcmp(p, ",\"payload\":", LIT(",\"payload\":")) != 0)
+		return false;
+	p += LIT(",\"payload\":");
+#undef LIT
+	size_t rawlen = (size_t)(end - 1 - p);
+	trim(&p, &rawlen);
+	if (rawlen == 0 || json_value_check(p, rawlen, &at, &why, &hint) != EVK_OK ||
+	    !evk_utf8_valid(line, len))
+		return false;
+	return build(out, NULL, topic, event, NULL, p, rawlen, NULL) == EVK_OK;
+}
+
 int
 evk_event_from_json(struct evk_buf *out, const char *line, size_t len,
 		    char *why, size_t whylen)
@@ -780,6 +844,8 @@ evk_event_from_json(struct evk_buf *out, const char *line, size_t len,
 	const char *reason = NULL;
 	int rv = EVK_EINVAL;
 
+	if (fast_event(out, line, len))
+		return EVK_OK;
 	cJSON *obj = parse_value(line, len, why, whylen);
 	if (obj == NULL)
 		return EVK_EINVAL;
