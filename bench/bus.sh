@@ -2,7 +2,8 @@
 # bench/bus.sh — the bus against the brokers a user would pick instead.
 #
 # 200,000 events of ~200 bytes from a file, 3 runs each, side by side:
-#   evkit      evpub -> evbusd (durable SQLite log) -> evsub, over ipc
+#   evkit      evpub -> evbusd (durable SQLite log) -> evsub, over ipc; again
+#              with evbusd --synchronous full (a sync per commit)
 #   redis      redis-cli --pipe of PUBLISH -> redis-server -> redis-cli SUBSCRIBE,
 #              over a unix socket, no persistence
 #   mosquitto  mosquitto_pub -l -> mosquitto (QoS 0) -> mosquitto_sub, loopback tcp
@@ -64,6 +65,10 @@ bytes=$(wc -c <"$dir/events")
 export EVBUS_URL="ipc://$dir/bus"
 evbusd --store "$dir/bus.db" --daemon --pidfile "$dir/hub.pid"
 hub=$(cat "$dir/hub.pid"); pids+=("$hub")
+# The same with SQLite's synchronous=FULL: each commit synced before the ack.
+FULL_URL="ipc://$dir/busfull"
+evbusd --bus "$FULL_URL" --store "$dir/busfull.db" --synchronous full --daemon --pidfile "$dir/hubfull.pid"
+pids+=("$(cat "$dir/hubfull.pid")")
 evkit_run() {
 	rm -f "$dir/ready"
 	evsub --ready-file "$dir/ready" -n "$N" -W 120 'bench:**' >"$dir/evkit.out" &
@@ -159,9 +164,10 @@ row() {
 }
 
 : >"$dir/evkit.runs" >"$dir/redis.runs" >"$dir/redistcp.runs" >"$dir/mosq.runs"
-: >"$dir/natscore.runs" >"$dir/natsjs.runs" >"$dir/evkitnats.runs"
+: >"$dir/evkitfull.runs" >"$dir/natscore.runs" >"$dir/natsjs.runs" >"$dir/evkitnats.runs"
 for ((r = 1; r <= RUNS; r++)); do
 	evkit_run >>"$dir/evkit.runs"
+	EVBUS_URL=$FULL_URL evkit_run >>"$dir/evkitfull.runs"
 	((have_nats)) && natspeer_run core >>"$dir/natscore.runs"
 	((have_nats)) && natspeer_run js >>"$dir/natsjs.runs"
 	((have_nats)) && EVBUS_URL="nats://127.0.0.1:$NPORT/EVKB" evkit_run >>"$dir/evkitnats.runs"
@@ -181,6 +187,7 @@ ratio() {
 echo "bus: $N events of ~$((bytes / N)) bytes, $RUNS runs each (median), $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg)"
 printf '%-34s %12s %8s %8s\n' path events/s MB/s loss
 row "evkit (evbusd, SQLite log, acked)" "$dir/evkit.runs" evkit
+row "evkit, --synchronous full" "$dir/evkitfull.runs" evkitfull
 if ((have_nats)); then
 	row "NATS core pub/sub (no log, no acks)" "$dir/natscore.runs" natscore
 	row "NATS JetStream, C client (file)" "$dir/natsjs.runs" natsjs
@@ -195,6 +202,7 @@ echo "ratios (median of per-run ratios):"
 	"$(ratio evkit redis)" "$(ratio evkit redistcp)"
 ((have_nats)) && printf '  evkit/JetStream (both durable)  %5.2f  (goal >= 1.0)\n' "$(ratio evkit natsjs)"
 ((have_nats)) && printf '  evkit-over-JetStream/C client   %5.2f  (goal >= 0.9)\n' "$(ratio evkitnats natsjs)"
+printf '  evkit full/normal               %5.2f  (the cost of synchronous=FULL)\n' "$(ratio evkitfull evkit)"
 ((have_mosq)) && printf '  evkit/mosquitto                 %5.2f\n' "$(ratio evkit mosq)"
 
 # ---- latency at 1,000 and 10,000 events/s ----
@@ -215,6 +223,7 @@ echo "latency, publish to delivery, $LSECS s per row (goal at 1000/s, durable an
 printf '%-40s %6s %8s %8s %8s %s\n' path ev/s p50_us p99_us max_us received
 for rate in 1000 10000; do
 	lat_row "evkit (evbusd, acked, committed)" "$rate" "$EVBUS_URL"
+	lat_row "evkit, --synchronous full" "$rate" "$FULL_URL"
 	if ((have_nats)); then
 		lat_row "JetStream, C client (acked, file)" "$rate" --nats-js "nats://127.0.0.1:$NPORT"
 		lat_row "NATS core, C client (no log, no acks)" "$rate" --nats-core "nats://127.0.0.1:$NPORT"
