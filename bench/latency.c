@@ -6,7 +6,8 @@
  * Publishes RATE events per second for SECONDS, each acknowledged before
  * the next (as evpub does when its input is idle), and receives them on a
  * subscriber thread; prints one JSON line with p50, p99 and max in
- * microseconds, and how many were received. The URL picks evkit's
+ * microseconds, how many were received, and the rate reached (below
+ * RATE when each acknowledgement takes longer than 1/RATE s). The URL picks evkit's
  * backend (an evbusd, or JetStream through evkit's client with
  * nats://URL/STREAM). The NATS peers use the C client directly, each
  * publish sent at once, an async callback subscriber: --nats-core (no
@@ -37,6 +38,7 @@ struct rx {
 	struct evk_sub *sub;
 	long *lat;
 	size_t want, got;
+	long long sent_us; /* how long publishing took: the rate reached */
 	pthread_mutex_t mu;
 };
 
@@ -133,6 +135,7 @@ run_nats(const char *url, bool js, long rate, struct rx *rx)
 		       : natsConnection_Publish(pc, LAT_SUBJECT, data, len);
 		jsPubAck_Destroy(pa);
 	}
+	rx->sent_us = now_us() - start;
 	for (int i = 0; i < 500; i++) {
 		pthread_mutex_lock(&rx->mu);
 		bool done = rx->got >= rx->want;
@@ -189,9 +192,10 @@ report(struct rx *rx, size_t n)
 		fprintf(stderr, "latency: nothing received\n");
 		return 1;
 	}
-	printf("{\"sent\":%zu,\"received\":%zu,\"p50_us\":%ld,\"p99_us\":%ld,\"max_us\":%ld}\n",
+	printf("{\"sent\":%zu,\"received\":%zu,\"p50_us\":%ld,\"p99_us\":%ld,\"max_us\":%ld,"
+	       "\"rate\":%.0f}\n",
 	       n, rx->got, rx->lat[rx->got / 2], rx->lat[(size_t)((double)rx->got * 0.99)],
-	       rx->lat[rx->got - 1]);
+	       rx->lat[rx->got - 1], rx->sent_us > 0 ? (double)n * 1e6 / (double)rx->sent_us : 0.0);
 	free(rx->lat);
 	return rx->got == n ? 0 : 1;
 }
@@ -247,6 +251,7 @@ main(int argc, char **argv)
 			return 69;
 		}
 	}
+	rx.sent_us = now_us() - start;
 	pthread_join(th, NULL);
 	evk_pub_close(pub);
 	evk_sub_close(rx.sub);
