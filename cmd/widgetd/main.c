@@ -188,8 +188,7 @@ int
 main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "bus", required_argument, NULL, 'b' },
-		EVK_TLS_LONGOPTS,
+		EVK_BUS_LONGOPTS,
 		{ "config", required_argument, NULL, 'c' },
 		{ "cases-db", required_argument, NULL, 'C' },
 		{ "state", required_argument, NULL, 's' },
