@@ -314,7 +314,7 @@ workflow:wf1 workflow_completed "
 		PRAGMA user_version = 2;
 	SQL
 	run -0 ew run --drain
-	[ "$(sqlite3 "$DB" 'PRAGMA user_version')" -eq 3 ]
+	[ "$(sqlite3 "$DB" 'PRAGMA user_version')" -eq 4 ]
 	[ "$(sqlite3 "$DB" 'SELECT count(*) FROM notes')" -eq 0 ]
 	[ "$(hub_status_field head_seq)" -eq 2 ]
 	run -0 evsub --since 0 -n 2 -W 10 'old:*'
