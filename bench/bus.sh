@@ -23,21 +23,8 @@ set -euo pipefail
 N=${1:-200000}
 BURST=${BURST:-1000000}
 RUNS=${RUNS:-3}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BIN=${EVKIT_BIN:-$ROOT/bin}
-TOOLS=${EVKIT_BENCH_TOOLS:-$ROOT/build/obj/bench}
-export PATH="$BIN:$PATH" LC_ALL=C
-
-dir=$(mktemp -d "${TMPDIR:-/tmp}/evkit-bench.XXXXXX")
-pids=()
-cleanup() {
-	local p
-	for p in "${pids[@]}"; do kill -CONT "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done
-	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh" bench
 
 now() { date +%s.%N; }
 # wait_until SECS CMD... — polls CMD until it succeeds, at most SECS seconds.
