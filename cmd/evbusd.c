@@ -1149,7 +1149,7 @@ main(int argc, char **argv)
 	if (status) {
 		char *json;
 		int rv = evk_bus_status(h.url, &json);
-		if (rv == EVK_EPERM)
+		if (rv == EVK_EPERM || (rv != EVK_OK && evk_bus_why()))
 			evk_die_hub(h.url, rv);
 		if (rv != EVK_OK)
 			evk_die(evk_err_exit(rv) == EVK_EX_DATAERR ? EVK_EX_UNAVAILABLE

@@ -90,6 +90,31 @@ start_nats() {
 	WAIT_SECS=20 wait_for grep -q 'Server is ready' "$dir/log"
 }
 
+# nats_suite — the setup of a suite that starts its own nats-server
+# processes: skipped, saying why, unless the suites run on NATS; sets T.
+nats_suite() {
+	on_nats || skip "the NATS tests run with make test-nats (EVKIT_TEST_BACKEND=nats)"
+	command -v nats-server >/dev/null ||
+		skip "nats-server is not installed (make deps installs it)"
+	T=$BATS_TEST_TMPDIR
+	unset EVBUS_URL
+}
+
+# free_port — a loopback port nothing listens on (probed with a connect),
+# none of those in TAKEN (to which the caller of $(free_port) adds it).
+free_port() {
+	local p fd
+	while :; do
+		p=$((20000 + RANDOM % 40000))
+		[[ " ${TAKEN[*]:-} " == *" $p "* ]] && continue
+		if ! { exec {fd}<>"/dev/tcp/127.0.0.1/$p"; } 2>/dev/null; then
+			echo "$p"
+			return
+		fi
+		exec {fd}>&-
+	done
+}
+
 # stop_hub [SIGNAL] — stops the hub started by start_hub, by its pid, and
 # waits until it is gone.
 stop_hub() {
