@@ -62,6 +62,7 @@
 #define NATS_LEADER_WAIT_MS 5000            /* a stream elects its leader */
 #define NATS_GAP_CHECK_MS 100               /* the retained range, read again */
 #define NATS_CLOSED_POLL_MS 100             /* waiting acks: is the link closed? */
+#define NATS_NAP_NS 200000                  /* in a burst, before waiting */
 
 /* ---- addresses ---- */
 
@@ -519,24 +520,37 @@ stream_open(struct link *l, jsStreamInfo **si)
 
 /* ---- publishing ---- */
 
+/* Each event is published with a reply subject <inbox>.<n>, n counting
+ * the publisher's events; JetStream's PubAck comes there. The acks are
+ * taken in by the publishing thread itself, from a synchronous
+ * subscription on <inbox>.*: no lock, no callback, and one wake-up for
+ * many acks when it waits for a window to drain. */
+
 enum { ENTRY_FREE, ENTRY_SENT, ENTRY_ACKED, ENTRY_FAILED };
 
 struct entry {
-	natsMsg *msg;   /* handed to the library, until its ack came */
-	char *line;     /* the canonical line without seq, '\n'-terminated */
+	char *line;     /* the canonical line without seq, '\n'-terminated,
+			 * kept only for on_ack */
 	size_t len, cap;
+	uint64_t n;     /* its number, in its reply subject */
 	uint64_t seq;
-	int state;      /* under mu */
-	natsStatus err; /* of an ENTRY_FAILED */
-	jsErrCode jerr; /* and JetStream's reason, when it gave one */
+	int state;
+	bool no_stream; /* of an ENTRY_FAILED: no stream took it */
+	int jerr;       /* else JetStream's error code (0: an ack unread) */
 };
 
 struct evk_nats_pub {
 	struct link l;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;      /* an entry left ENTRY_SENT */
+	natsSubscription *acks;
+	char inbox[64];         /* "<inbox>." */
+	size_t inbox_len;
+	char ack_head[64];      /* a PubAck's start: {"stream":"<name>","seq": */
+	size_t ack_head_len;
 	struct entry ring[NATS_WINDOW];
 	unsigned oldest, count; /* the entries in flight, in publishing order */
+	unsigned done;          /* of them, the first ones no longer ENTRY_SENT */
+	unsigned adds;          /* since acks were last taken in */
+	uint64_t n_next;
 	size_t bytes;           /* their lines' bytes */
 	evk_ack_fn on_ack;
 	void *arg;
@@ -544,41 +558,98 @@ struct evk_nats_pub {
 	int failed;             /* sticky */
 	struct evk_buf scan;
 	char subject[EVK_SUBJECT_MAX];
+	size_t longest;         /* the longest subject published, and its topic */
+	char longest_topic[EVK_TOPIC_MAX + 1];
 	char why[1024];         /* evk_nats_pub_why's, once failed */
 };
 
-/* A PubAck or its failure (runs on a library thread). */
-static void
-on_puback(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+/* The stream sequence of a PubAck: the server writes it as
+ * {"stream":"<name>","seq":N...}, read here at once; anything else (an
+ * error, another field first) goes to cJSON. false for a refusal, with
+ * *jerr JetStream's error code (-1 when it gave none). */
+static bool
+read_puback(const struct evk_nats_pub *p, const char *data, int len, uint64_t *seq,
+	    int *jerr)
 {
-	struct evk_nats_pub *p = closure;
-	(void)js;
-
-	pthread_mutex_lock(&p->mu);
-	for (unsigned i = 0; i < p->count; i++) {
-		struct entry *e = &p->ring[(p->oldest + i) % NATS_WINDOW];
-		if (e->msg != msg || e->state != ENTRY_SENT)
-			continue;
-		if (pa != NULL) {
-			e->state = ENTRY_ACKED;
-			e->seq = pa->Sequence;
-		} else {
-			e->state = ENTRY_FAILED;
-			e->err = pae ? pae->Err : NATS_ERR;
-			e->jerr = pae ? pae->ErrCode : 0;
+	*jerr = -1;
+	if (data && len > (int)p->ack_head_len &&
+	    memcmp(data, p->ack_head, p->ack_head_len) == 0) {
+		const char *d = data + p->ack_head_len, *end = data + len;
+		uint64_t v = 0;
+		for (; d < end && *d >= '0' && *d <= '9' && v < UINT64_MAX / 10 - 9; d++)
+			v = v * 10 + (uint64_t)(*d - '0');
+		if (d < end && (*d == '}' || *d == ',') && v > 0) {
+			*seq = v;
+			return true;
 		}
-		e->msg = NULL;
-		pthread_cond_broadcast(&p->cv);
-		break;
 	}
-	pthread_mutex_unlock(&p->mu);
-	natsMsg_Destroy(msg);
+	cJSON *o = data ? cJSON_ParseWithLength(data, (size_t)(len < 0 ? 0 : len)) : NULL;
+	cJSON *err = cJSON_GetObjectItemCaseSensitive(o, "error");
+	cJSON *s = cJSON_GetObjectItemCaseSensitive(o, "seq");
+	bool ok = err == NULL && cJSON_IsNumber(s) && s->valuedouble >= 1;
+	if (ok)
+		*seq = (uint64_t)s->valuedouble;
+	cJSON *code = cJSON_GetObjectItemCaseSensitive(err, "err_code");
+	if (cJSON_IsNumber(code))
+		*jerr = code->valueint;
+	cJSON_Delete(o);
+	return ok;
 }
 
-/* The topic of a canonical line without seq, found as evk_nats_pub_add
- * does (p->scan may hold it). EVK_EINVAL when there is none. */
-static int line_topic(struct evk_nats_pub *p, const char *line, size_t len,
-		      const char **topic, size_t *n);
+/* One ack message: marks its entry. */
+static void
+take_ack(struct evk_nats_pub *p, natsMsg *m)
+{
+	const char *subj = natsMsg_GetSubject(m);
+	uint64_t n = 0;
+
+	if (p->count == 0 || subj == NULL || strncmp(subj, p->inbox, p->inbox_len) != 0)
+		return;
+	const char *d = subj + p->inbox_len;
+	for (; *d >= '0' && *d <= '9' && n < UINT64_MAX / 10 - 9; d++)
+		n = n * 10 + (uint64_t)(*d - '0');
+	uint64_t first = p->ring[p->oldest].n;
+	if (*d != '\0' || n < first || n - first >= p->count)
+		return; /* not one in flight (a late ack of a failed one) */
+	struct entry *e = &p->ring[(p->oldest + (unsigned)(n - first)) % NATS_WINDOW];
+	if (e->state != ENTRY_SENT)
+		return;
+	if (natsMsg_IsNoResponders(m)) {
+		e->state = ENTRY_FAILED;
+		e->no_stream = true;
+	} else if (read_puback(p, natsMsg_GetData(m), natsMsg_GetDataLength(m), &e->seq,
+			       &e->jerr)) {
+		e->state = ENTRY_ACKED;
+	} else {
+		e->state = ENTRY_FAILED;
+	}
+	while (p->done < p->count &&
+	       p->ring[(p->oldest + p->done) % NATS_WINDOW].state != ENTRY_SENT)
+		p->done++;
+}
+
+/* Takes in the acks that came; with wait_ms > 0 and none there, waits up
+ * to that long for one. */
+static void
+take_acks(struct evk_nats_pub *p, int64_t wait_ms)
+{
+	int msgs = 0, bytes = 0;
+	natsMsg *m;
+
+	if (natsSubscription_GetPending(p->acks, &msgs, &bytes) != NATS_OK)
+		return;
+	if (msgs == 0 && wait_ms > 0 &&
+	    natsSubscription_NextMsg(&m, p->acks, wait_ms) == NATS_OK) {
+		take_ack(p, m);
+		natsMsg_Destroy(m);
+		return;
+	}
+	/* Those there: NextMsg returns each at once. */
+	while (msgs-- > 0 && natsSubscription_NextMsg(&m, p->acks, 1) == NATS_OK) {
+		take_ack(p, m);
+		natsMsg_Destroy(m);
+	}
+}
 
 /* No ack came in time: the event may or may not be stored. When the
  * stream lost its quorum (no leader, or JetStream cannot answer while the
@@ -603,11 +674,11 @@ lost_failed(struct evk_nats_pub *p)
 	return EVK_EUNAVAIL;
 }
 
-/* The first unacknowledged event failed (a PubAck error): why. */
+/* The first unacknowledged event was refused: why. */
 static int
-puback_failed(struct evk_nats_pub *p, natsStatus s, jsErrCode jerr)
+refused(struct evk_nats_pub *p, const struct entry *e)
 {
-	if (s == NATS_NO_RESPONDERS) {
+	if (e->no_stream) {
 		/* No stream took the subject: its leader is gone, or the
 		 * stream itself. */
 		snprintf(p->why, sizeof(p->why),
@@ -616,26 +687,21 @@ puback_failed(struct evk_nats_pub *p, natsStatus s, jsErrCode jerr)
 			 p->l.u.stream);
 		return EVK_EUNAVAIL;
 	}
-	if (jerr == JSStreamMessageExceedsMaximumErr) {
+	if (e->jerr == JSStreamMessageExceedsMaximumErr) {
 		snprintf(p->why, sizeof(p->why),
 			 "an event is larger than stream '%s' takes (its max_msg_size)",
 			 p->l.u.stream);
 		return EVK_ETOOLONG;
 	}
-	if (jerr != 0) {
-		/* JetStream refused it (a full or failing store). */
-		snprintf(p->why, sizeof(p->why), "stream '%s' refused an event (JetStream error %d)",
-			 p->l.u.stream, (int)jerr);
-		return from_js(s, jerr) == EVK_EUNAVAIL ? EVK_EUNAVAIL : EVK_EIO;
-	}
-	/* No ack within the wait, or the connection went: it may or may
-	 * not be stored. */
-	return lost_failed(p);
+	/* A full or failing store, a stream without quorum. */
+	snprintf(p->why, sizeof(p->why), "stream '%s' refused an event (JetStream error %d)",
+		 p->l.u.stream, e->jerr);
+	return from_js(NATS_ERR, (jsErrCode)e->jerr) == EVK_EUNAVAIL ? EVK_EUNAVAIL : EVK_EIO;
 }
 
 /* The server closed the connection: why. A subject longer than its
- * max_control_line is the one reason the user can act on (the event with
- * the longest subject among those in flight is named). */
+ * max_control_line is the one reason the user can act on (the longest
+ * subject published is named). */
 static int
 closed_failed(struct evk_nats_pub *p)
 {
@@ -644,75 +710,47 @@ closed_failed(struct evk_nats_pub *p)
 	natsConnection_GetLastError(p->l.nc, &text);
 	if (text == NULL || strstr(text, "ontrol line") == NULL)
 		return EVK_ECLOSED;
-	const char *topic = NULL, *t;
-	size_t topic_len = 0, subject_len = 0, n;
-	for (unsigned i = 0; i < p->count; i++) {
-		struct entry *e = &p->ring[(p->oldest + i) % NATS_WINDOW];
-		if (line_topic(p, e->line, e->len - 1, &t, &n) != EVK_OK ||
-		    evk_subject_from_topic(p->subject, sizeof(p->subject), t, n) != EVK_OK ||
-		    strlen(p->subject) <= subject_len)
-			continue;
-		subject_len = strlen(p->subject);
-		snprintf(p->why, sizeof(p->why), "%.*s", (int)n, t);
-		topic = p->why;
-		topic_len = n;
-	}
-	char name[EVK_TOPIC_MAX + 1];
-	snprintf(name, sizeof(name), "%.*s", (int)topic_len, topic ? topic : "");
-	if (topic)
-		snprintf(p->why, sizeof(p->why),
-			 "subject too long: topic '%.60s%s' makes a %zu-byte subject, "
-			 "longer than the server takes (its max_control_line)",
-			 name, topic_len > 60 ? "..." : "", subject_len);
-	else
-		snprintf(p->why, sizeof(p->why),
-			 "subject too long for the server (its max_control_line)");
+	size_t topic_len = strlen(p->longest_topic);
+	snprintf(p->why, sizeof(p->why),
+		 "subject too long: topic '%.60s%s' makes a %zu-byte subject, "
+		 "longer than the server takes (its max_control_line)",
+		 p->longest_topic, topic_len > 60 ? "..." : "", p->longest);
 	return EVK_ETOOLONG;
 }
 
-/* ts: the realtime clock ms from now. */
-static void
-timespec_in(struct timespec *ts, long long ms)
-{
-	clock_gettime(CLOCK_REALTIME, ts);
-	if (ms < 0)
-		ms = 0;
-	ts->tv_sec += ms / 1000;
-	ts->tv_nsec += (ms % 1000) * 1000000;
-	if (ts->tv_nsec >= 1000000000) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000;
-	}
-}
-
-/* Reports the oldest entries whose ack came, in order. With wait, first
- * waits (until deadline_ms on the monotonic clock) for the oldest one,
- * noticing a connection the server closed. */
+/* Reports the oldest entries whose ack came, in order, up to a refused
+ * one. With want > 0, first waits (until deadline_ms on the monotonic
+ * clock) until want entries (or all there are) have their answer, noticing
+ * a connection the server closed. */
 static int
-complete(struct evk_nats_pub *p, bool wait, long long deadline_ms)
+complete(struct evk_nats_pub *p, unsigned want, long long deadline_ms)
 {
-	pthread_mutex_lock(&p->mu);
-	while (wait && p->count > 0 && p->ring[p->oldest].state == ENTRY_SENT) {
+	take_acks(p, 0);
+	if (want > p->count)
+		want = p->count;
+	while (p->done < want) {
 		long long left = deadline_ms - evk_mono_ms();
-		if (left <= 0) {
-			pthread_mutex_unlock(&p->mu);
+		if (left <= 0)
 			return p->failed = lost_failed(p);
-		}
-		if (natsConnection_IsClosed(p->l.nc)) {
-			pthread_mutex_unlock(&p->mu);
+		if (natsConnection_IsClosed(p->l.nc))
 			return p->failed = closed_failed(p);
+		if (want - p->done > 16) {
+			/* Many to come: they gather meanwhile, taken in at
+			 * once rather than each with a wake-up. */
+			nats_Sleep(1);
+			take_acks(p, 0);
+		} else {
+			take_acks(p, left < NATS_CLOSED_POLL_MS ? left : NATS_CLOSED_POLL_MS);
 		}
-		struct timespec ts;
-		timespec_in(&ts, left < NATS_CLOSED_POLL_MS ? left : NATS_CLOSED_POLL_MS);
-		pthread_cond_timedwait(&p->cv, &p->mu, &ts);
 	}
-	while (p->count > 0 && p->ring[p->oldest].state != ENTRY_SENT) {
-		struct entry *e = &p->ring[p->oldest];
+	unsigned k = 0;
+	int rv = EVK_OK;
+	for (; k < p->done; k++) {
+		struct entry *e = &p->ring[(p->oldest + k) % NATS_WINDOW];
 		if (e->state == ENTRY_FAILED) {
-			pthread_mutex_unlock(&p->mu);
-			return p->failed = puback_failed(p, e->err, e->jerr);
+			rv = p->failed = refused(p, e);
+			break;
 		}
-		pthread_mutex_unlock(&p->mu);
 		p->acked++;
 		p->last_seq = e->seq;
 		if (p->on_ack)
@@ -722,14 +760,13 @@ complete(struct evk_nats_pub *p, bool wait, long long deadline_ms)
 			e->line = NULL;
 			e->cap = 0;
 		}
-		pthread_mutex_lock(&p->mu);
 		e->state = ENTRY_FREE;
 		p->bytes -= e->len;
-		p->oldest = (p->oldest + 1) % NATS_WINDOW;
-		p->count--;
 	}
-	pthread_mutex_unlock(&p->mu);
-	return EVK_OK;
+	p->oldest = (p->oldest + k) % NATS_WINDOW;
+	p->count -= k;
+	p->done -= k;
+	return rv;
 }
 
 int
@@ -738,34 +775,40 @@ evk_nats_pub_open(struct evk_nats_pub **out, const char *url, evk_ack_fn on_ack,
 {
 	struct evk_nats_pub *p = calloc(1, sizeof(*p));
 	jsStreamInfo *si = NULL;
+	natsInbox *inbox = NULL;
 	jsOptions jo;
+	natsStatus s;
 	int rv;
 
 	if (p == NULL)
 		return EVK_ENOMEM;
-	if (pthread_mutex_init(&p->mu, NULL) != 0) {
-		free(p);
-		return EVK_ENOMEM;
-	}
-	if (pthread_cond_init(&p->cv, NULL) != 0) {
-		pthread_mutex_destroy(&p->mu);
-		free(p);
-		return EVK_ENOMEM;
-	}
 	jsOptions_Init(&jo);
 	jo.Wait = NATS_API_WAIT_MS;
-	jo.PublishAsync.MaxPending = NATS_WINDOW;
-	jo.PublishAsync.AckHandler = on_puback;
-	jo.PublishAsync.AckHandlerClosure = p;
 	if ((rv = link_open(&p->l, url, &jo)) != EVK_OK ||
 	    (rv = stream_open(&p->l, &si)) != EVK_OK) {
 		link_close(&p->l);
-		pthread_cond_destroy(&p->cv);
-		pthread_mutex_destroy(&p->mu);
 		free(p);
 		return rv;
 	}
 	jsStreamInfo_Destroy(si);
+	char acks[80];
+	if ((s = natsInbox_Create(&inbox)) != NATS_OK ||
+	    (size_t)snprintf(p->inbox, sizeof(p->inbox), "%s.", inbox) >= sizeof(p->inbox) ||
+	    (size_t)snprintf(acks, sizeof(acks), "%s*", p->inbox) >= sizeof(acks) ||
+	    (s = natsConnection_SubscribeSync(&p->acks, p->l.nc, acks)) != NATS_OK ||
+	    (s = natsSubscription_SetPendingLimits(p->acks, 4 * NATS_WINDOW, -1)) != NATS_OK) {
+		natsInbox_Destroy(inbox);
+		if (p->acks)
+			natsSubscription_Destroy(p->acks);
+		link_close(&p->l);
+		free(p);
+		return s == NATS_NO_MEMORY || s == NATS_OK ? EVK_ENOMEM : from_nats(s);
+	}
+	natsInbox_Destroy(inbox);
+	p->inbox_len = strlen(p->inbox);
+	p->ack_head_len = (size_t)snprintf(p->ack_head, sizeof(p->ack_head),
+					   "{\"stream\":\"%s\",\"seq\":", p->l.u.stream);
+	p->n_next = 1;
 	p->scan = (struct evk_buf)EVK_BUF_INIT(EVK_FRAME_MAX);
 	p->on_ack = on_ack;
 	p->arg = arg;
@@ -795,6 +838,8 @@ plain_topic(const char *line, size_t len, const char **topic, size_t *n)
 	return true;
 }
 
+/* The topic of a canonical line without seq (p->scan may hold it).
+ * EVK_EINVAL when there is none. */
 static int
 line_topic(struct evk_nats_pub *p, const char *line, size_t len, const char **topic,
 	   size_t *n)
@@ -821,7 +866,6 @@ line_topic(struct evk_nats_pub *p, const char *line, size_t len, const char **to
 int
 evk_nats_pub_add(struct evk_nats_pub *p, const char *line, size_t len)
 {
-	natsMsg *m = NULL;
 	natsStatus s;
 	int rv;
 
@@ -835,44 +879,43 @@ evk_nats_pub_add(struct evk_nats_pub *p, const char *line, size_t len)
 	if ((rv = evk_subject_from_topic(p->subject, sizeof(p->subject), topic,
 					 topic_len)) != EVK_OK)
 		return rv;
-	/* A place in the window. */
-	while (p->count == NATS_WINDOW ||
-	       (p->count > 0 && p->bytes + len + 1 > NATS_WINDOW_BYTES))
-		if ((rv = complete(p, true, evk_mono_ms() + EVK_ACK_TIMEOUT_MS + 5000)) !=
-		    EVK_OK)
-			return rv;
-	struct entry *e = &p->ring[(p->oldest + p->count) % NATS_WINDOW];
-	if (e->cap < len + 1) {
-		char *n = realloc(e->line, len + 1);
-		if (n == NULL)
-			return EVK_ENOMEM;
-		e->line = n;
-		e->cap = len + 1;
+	if (len > INT32_MAX)
+		return EVK_ETOOLONG;
+	size_t subject_len = strlen(p->subject);
+	if (subject_len > p->longest) {
+		/* Named when the server finds a subject too long. */
+		p->longest = subject_len;
+		memcpy(p->longest_topic, topic, topic_len);
+		p->longest_topic[topic_len] = '\0';
 	}
-	memcpy(e->line, line, len);
-	e->line[len] = '\n';
-	e->len = len + 1;
-	if ((s = natsMsg_Create(&m, p->subject, NULL, line, (int)len)) != NATS_OK)
-		return p->failed = from_nats(s);
-	pthread_mutex_lock(&p->mu);
-	e->msg = m;
-	e->state = ENTRY_SENT;
-	p->count++;
-	p->bytes += e->len;
-	pthread_mutex_unlock(&p->mu);
-	jsPubOptions po;
-	jsPubOptions_Init(&po);
-	po.MaxWait = EVK_ACK_TIMEOUT_MS;
-	natsMsg *send = m;
-	if ((s = js_PublishMsgAsync(p->l.js, &send, &po)) != NATS_OK) {
-		/* Not handed over: it is still ours, and the last entry. */
-		pthread_mutex_lock(&p->mu);
-		e->state = ENTRY_FREE;
-		e->msg = NULL;
-		p->count--;
-		p->bytes -= e->len;
-		pthread_mutex_unlock(&p->mu);
-		natsMsg_Destroy(send);
+	/* A place in the window: when it is full, a quarter of it is
+	 * freed at once. */
+	if (p->count == NATS_WINDOW ||
+	    (p->count > 0 && p->bytes + len + 1 > NATS_WINDOW_BYTES)) {
+		unsigned want = p->count == NATS_WINDOW ? NATS_WINDOW / 4 : 1;
+		long long deadline = evk_mono_ms() + EVK_ACK_TIMEOUT_MS + 5000;
+		while (p->count > NATS_WINDOW - want ||
+		       (p->count > 0 && p->bytes + len + 1 > NATS_WINDOW_BYTES))
+			if ((rv = complete(p, want, deadline)) != EVK_OK)
+				return rv;
+	}
+	struct entry *e = &p->ring[(p->oldest + p->count) % NATS_WINDOW];
+	if (p->on_ack) {
+		/* The line is echoed once acknowledged. */
+		if (e->cap < len + 1) {
+			char *n = realloc(e->line, len + 1);
+			if (n == NULL)
+				return EVK_ENOMEM;
+			e->line = n;
+			e->cap = len + 1;
+		}
+		memcpy(e->line, line, len);
+		e->line[len] = '\n';
+	}
+	char reply[96];
+	snprintf(reply, sizeof(reply), "%s%llu", p->inbox, (unsigned long long)p->n_next);
+	if ((s = natsConnection_PublishRequest(p->l.nc, p->subject, reply, line, (int)len)) !=
+	    NATS_OK) {
 		/* Too large, or else the connection is gone (closed, or its
 		 * reconnect buffer full): what came before may be stored. */
 		if (s == NATS_MAX_PAYLOAD)
@@ -884,8 +927,18 @@ evk_nats_pub_add(struct evk_nats_pub *p, const char *line, size_t len)
 				   : natsConnection_IsClosed(p->l.nc) ? closed_failed(p)
 								       : EVK_ECLOSED;
 	}
-	/* Reports what was acknowledged meanwhile, without waiting. */
-	return complete(p, false, 0);
+	e->n = p->n_next++;
+	e->len = len + 1;
+	e->state = ENTRY_SENT;
+	e->no_stream = false;
+	e->jerr = 0;
+	p->count++;
+	p->bytes += e->len;
+	/* Reports what was acknowledged meanwhile, without waiting: at
+	 * once for an echo, else now and then. */
+	if (p->on_ack || ++p->adds % 64 == 0)
+		return complete(p, 0, 0);
+	return EVK_OK;
 }
 
 int
@@ -895,7 +948,7 @@ evk_nats_pub_flush(struct evk_nats_pub *p)
 	 * them): only acks to report. */
 	if (p->failed)
 		return p->failed;
-	return complete(p, false, 0);
+	return complete(p, 0, 0);
 }
 
 int
@@ -903,10 +956,16 @@ evk_nats_pub_sync(struct evk_nats_pub *p)
 {
 	int rv;
 
-	while (p->count > 0)
-		if ((rv = complete(p, true, evk_mono_ms() + EVK_ACK_TIMEOUT_MS + 5000)) !=
-		    EVK_OK)
+	if (p->failed)
+		return p->failed;
+	long long deadline = evk_mono_ms() + EVK_ACK_TIMEOUT_MS + 5000;
+	while (p->count > 0) {
+		uint64_t before = p->acked;
+		if ((rv = complete(p, p->count, deadline)) != EVK_OK)
 			return rv;
+		if (p->acked != before) /* the deadline is for the next ack */
+			deadline = evk_mono_ms() + EVK_ACK_TIMEOUT_MS + 5000;
+	}
 	return p->failed;
 }
 
@@ -933,27 +992,14 @@ evk_nats_pub_close(struct evk_nats_pub *p)
 {
 	if (p == NULL)
 		return;
-	/* Acks still to come would call into p: give them a moment. */
-	long long until = evk_mono_ms() + NATS_CLOSE_WAIT_MS;
-	p->on_ack = NULL;
-	while (p->count > 0 && evk_mono_ms() < until)
-		if (complete(p, true, until) != EVK_OK)
-			break;
+	/* What is buffered is sent; acks still to come are not waited for
+	 * (nothing calls back into p). */
 	natsConnection_Close(p->l.nc);
-	pthread_mutex_lock(&p->mu);
-	bool pending = false;
-	for (unsigned i = 0; i < p->count; i++)
-		if (p->ring[(p->oldest + i) % NATS_WINDOW].state == ENTRY_SENT)
-			pending = true;
-	pthread_mutex_unlock(&p->mu);
+	natsSubscription_Destroy(p->acks);
 	link_close(&p->l);
-	if (pending)
-		return; /* the library may still call on_puback: p stays */
 	for (unsigned i = 0; i < NATS_WINDOW; i++)
 		free(p->ring[i].line);
 	evk_buf_release(&p->scan);
-	pthread_cond_destroy(&p->cv);
-	pthread_mutex_destroy(&p->mu);
 	free(p);
 }
 
@@ -964,6 +1010,9 @@ struct evk_nats_sub {
 	natsSubscription *sub; /* NULL while a new consumer is to be made */
 	long long resub_since; /* when making one started failing, or 0 */
 	long long probed;      /* when the consumer was last known to exist */
+	bool active;          /* a message came since */
+	int queued;           /* messages known to wait in the library's queue */
+	bool burst;           /* the last one was there without waiting */
 	natsMsg *held;        /* the message after a gap, delivered next */
 	uint64_t held_seq;
 	struct evk_buf line;  /* the event being delivered, with its seq */
@@ -1005,6 +1054,8 @@ subscribe(struct evk_nats_sub *s)
 	s->l.reconnected = false;
 	s->probed = evk_mono_ms();
 	s->cseq_next = 1;
+	s->queued = 0;
+	s->burst = false;
 	s->checked = 0; /* the first skip reads the range again */
 	jsOptions_Init(&jo);
 	jo.Wait = NATS_API_WAIT_MS;
@@ -1121,11 +1172,10 @@ reply_seqs(natsMsg *m, uint64_t *seq, uint64_t *cseq)
 
 	if (r == NULL || strncmp(r, "$JS.ACK.", 8) != 0)
 		return false;
-	for (const char *p = r; n < 16; p++) {
-		tok[n++] = p;
-		if ((p = strchr(p, '.')) == NULL)
-			break;
-	}
+	tok[n++] = r;
+	for (const char *p = r; *p && n < 16; p++)
+		if (*p == '.')
+			tok[n++] = p + 1;
 	int at = n == 9 ? 5 : n >= 12 ? 7 : -1;
 	if (at < 0)
 		return false;
@@ -1154,13 +1204,20 @@ take(struct evk_nats_sub *s, natsMsg *m, uint64_t seq, struct evk_event *ev)
 {
 	const char *data = natsMsg_GetData(m);
 	int len = natsMsg_GetDataLength(m);
-	char num[32];
+	char num[32], *at = num + sizeof(num);
 
 	if (data == NULL || len < 2 || data[0] != '{')
 		return false;
 	evk_buf_reset(&s->line);
-	int n = snprintf(num, sizeof(num), "{\"seq\":%llu,", (unsigned long long)seq);
-	if (evk_buf_add(&s->line, num, (size_t)n) != EVK_OK ||
+	/* {"seq":<seq>, written backwards */
+	*--at = ',';
+	do
+		*--at = (char)('0' + seq % 10);
+	while ((seq /= 10) > 0);
+	at -= 7;
+	memcpy(at, "{\"seq\":", 7);
+	size_t n = (size_t)(num + sizeof(num) - at);
+	if (evk_buf_add(&s->line, at, n) != EVK_OK ||
 	    evk_buf_add(&s->line, data + 1, (size_t)len - 1) != EVK_OK)
 		return false;
 	if (evk_event_scan(ev, s->line.p, s->line.len) != EVK_OK)
@@ -1185,6 +1242,11 @@ consumer_alive(struct evk_nats_sub *s)
 
 	if (s->l.reconnected)
 		return false;
+	if (s->active) {
+		/* Messages came: it was there a moment ago. */
+		s->active = false;
+		s->probed = evk_mono_ms();
+	}
 	if (evk_mono_ms() - s->probed < NATS_PROBE_MS)
 		return true;
 	jsOptions_Init(&jo);
@@ -1231,13 +1293,14 @@ drop_consumer(struct evk_nats_sub *s, natsMsg *m)
 		natsMsg_Destroy(m);
 	natsSubscription_Destroy(s->sub);
 	s->sub = NULL;
+	s->queued = 0;
 }
 
 /* The next message from the consumer (made again when needed), in *m.
  * EVK_OK, EVK_ETIMEDOUT at the deadline, EVK_EAGAIN when the consumer was
  * dropped (call again), or an error of the link. */
 static int
-next_msg(struct evk_nats_sub *s, natsMsg **m, int timeout_ms, long long deadline)
+next_msg(struct evk_nats_sub *s, natsMsg **m, int timeout_ms, long long *deadline)
 {
 	if (s->sub == NULL) {
 		/* A new consumer from s->next on; tried again while the
@@ -1256,26 +1319,44 @@ next_msg(struct evk_nats_sub *s, natsMsg **m, int timeout_ms, long long deadline
 					 "(no quorum?)", s->l.u.stream, NATS_RESUB_MS / 1000);
 				return EVK_ECLOSED;
 			}
-			if (timeout_ms >= 0 && evk_mono_ms() >= deadline)
+			if (timeout_ms >= 0 && evk_mono_ms() >= *deadline)
 				return EVK_ETIMEDOUT;
 			nats_Sleep(NATS_RETRY_MS);
 			return EVK_EAGAIN;
 		}
 	}
+	int msgs = 0, bytes = 0;
+	if (s->queued == 0 && natsSubscription_GetPending(s->sub, &msgs, &bytes) == NATS_OK &&
+	    msgs == 0 && s->burst) {
+		/* The queue ran dry in a burst: a moment's nap lets the next
+		 * messages gather, taken then without a wake-up each. */
+		struct timespec nap = { 0, NATS_NAP_NS };
+		nanosleep(&nap, NULL);
+		natsSubscription_GetPending(s->sub, &msgs, &bytes);
+	}
+	if (s->queued == 0)
+		s->queued = msgs;
 	int64_t wait = 3600 * 1000;
-	if (timeout_ms >= 0) {
-		long long left = deadline - evk_mono_ms();
+	if (s->queued > 0) {
+		wait = NATS_PROBE_MS; /* there: returned at once */
+	} else if (timeout_ms >= 0) {
+		long long left = *deadline - evk_mono_ms();
 		wait = left < 0 ? 0 : left;
 	}
 	if (wait > NATS_PROBE_MS)
 		wait = NATS_PROBE_MS;
+	s->burst = s->queued > 0;
 	natsStatus st = natsSubscription_NextMsg(m, s->sub, wait);
+	if (s->queued > 0)
+		s->queued--;
 	if (st == NATS_TIMEOUT) {
 		if (!consumer_alive(s)) {
 			drop_consumer(s, NULL);
 			return EVK_EAGAIN;
 		}
-		if (timeout_ms < 0 || evk_mono_ms() < deadline)
+		if (timeout_ms >= 0 && *deadline == 0)
+			*deadline = evk_mono_ms() + timeout_ms;
+		if (timeout_ms < 0 || evk_mono_ms() < *deadline)
 			return EVK_EAGAIN;
 		return EVK_ETIMEDOUT;
 	}
@@ -1292,19 +1373,22 @@ next_msg(struct evk_nats_sub *s, natsMsg **m, int timeout_ms, long long deadline
 int
 evk_nats_sub_next(struct evk_nats_sub *s, struct evk_event *ev, int timeout_ms)
 {
-	long long deadline = timeout_ms < 0 ? 0 : evk_mono_ms() + timeout_ms;
+	/* The clock is read only when a wait is due. */
+	long long deadline = 0;
 
 	for (;;) {
 		natsMsg *m = s->held;
 		uint64_t seq = s->held_seq, cseq;
 		s->held = NULL;
 		if (m == NULL) {
-			int rv = next_msg(s, &m, timeout_ms, deadline);
+			if (deadline == 0 && timeout_ms >= 0 && s->queued == 0)
+				deadline = evk_mono_ms() + timeout_ms;
+			int rv = next_msg(s, &m, timeout_ms, &deadline);
 			if (rv == EVK_EAGAIN)
 				continue;
 			if (rv != EVK_OK)
 				return rv;
-			s->probed = evk_mono_ms();
+			s->active = true;
 			if (!reply_seqs(m, &seq, &cseq)) {
 				s->malformed++;
 				natsMsg_Destroy(m);
@@ -1353,7 +1437,7 @@ bool
 evk_nats_sub_buffered(const struct evk_nats_sub *s)
 {
 	int msgs = 0, bytes = 0;
-	if (s->held)
+	if (s->held || s->queued > 0)
 		return true;
 	return s->sub && natsSubscription_GetPending(s->sub, &msgs, &bytes) == NATS_OK && msgs > 0;
 }
