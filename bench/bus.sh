@@ -185,6 +185,10 @@ if ((have_nats)); then
 	awk -v a="$rate_evkitnats" -v b="$rate_natsjs" -v c="$rate_evkit" 'BEGIN {
 		printf "ratio evkit-over-JetStream/C-client-JetStream %.2f (goal >= 0.9)\n", a / b
 		printf "ratio evbusd/JetStream (both durable, one node) %.2f (goal >= 1.0)\n", c / b }'
+	# Each run's ratio: the two ran back to back in every run.
+	paste -d' ' "$dir/natsjs.runs" "$dir/evkitnats.runs" | awk '
+		{ r = r sprintf(" %.2f", ($2 - $1) / ($5 - $4)) }
+		END { print "ratio evkit-over-JetStream/C-client-JetStream in each run:" r }'
 fi
 
 # ---- latency at 1,000 events/s ----

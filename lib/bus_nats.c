@@ -14,12 +14,13 @@
  * quorum, a stream evkit cannot use, a subject longer than the server
  * takes) is told by evk_bus_why or the handle's why, naming the address.
  *
- * Publishing is asynchronous with PubAcks, up to NATS_WINDOW messages (and
- * NATS_WINDOW_BYTES) in flight; acks are reported in publishing order and
- * the first failure is sticky, so nothing after an unacknowledged event
- * is reported as acknowledged. Subscribing is an ordered push consumer
- * (flow control, heartbeats, made again from the next
- * stream sequence when it misses something) on the subscriber's patterns'
+ * Publishing is asynchronous with PubAcks (each event a publish with its
+ * own reply subject), up to NATS_WINDOW messages (and NATS_WINDOW_BYTES)
+ * in flight; acks are reported in publishing order and the first failure
+ * is sticky, so nothing after an unacknowledged event is reported as
+ * acknowledged. Subscribing is an ordered push consumer (flow control,
+ * heartbeats, made again from the next stream sequence when it misses
+ * something) on the subscriber's patterns'
  * subject filter (evkit/subject.h; evk.> for every event), starting at
  * the wanted sequence: the consumer sequence tells a message lost on the
  * way, the stream's oldest retained sequence tells a gap (the stream no
@@ -34,7 +35,6 @@
 
 #include <cjson/cJSON.h>
 #include <nats/nats.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -544,7 +544,7 @@ struct evk_nats_pub {
 	natsSubscription *acks;
 	char inbox[64];         /* "<inbox>." */
 	size_t inbox_len;
-	char ack_head[64];      /* a PubAck's start: {"stream":"<name>","seq": */
+	char ack_head[64];      /* a PubAck's start: {"stream":"<name>", */
 	size_t ack_head_len;
 	struct entry ring[NATS_WINDOW];
 	unsigned oldest, count; /* the entries in flight, in publishing order */
@@ -564,18 +564,26 @@ struct evk_nats_pub {
 };
 
 /* The stream sequence of a PubAck: the server writes it as
- * {"stream":"<name>","seq":N...}, read here at once; anything else (an
+ * {"stream":"<name>", "seq":N...}, read here at once; anything else (an
  * error, another field first) goes to cJSON. false for a refusal, with
  * *jerr JetStream's error code (-1 when it gave none). */
 static bool
 read_puback(const struct evk_nats_pub *p, const char *data, int len, uint64_t *seq,
 	    int *jerr)
 {
+	static const char seq_key[] = "\"seq\":";
+
 	*jerr = -1;
-	if (data && len > (int)p->ack_head_len &&
+	if (data && len > (int)p->ack_head_len + 8 &&
 	    memcmp(data, p->ack_head, p->ack_head_len) == 0) {
 		const char *d = data + p->ack_head_len, *end = data + len;
 		uint64_t v = 0;
+		if (*d == ' ')
+			d++;
+		if (end - d < (long)sizeof(seq_key) || memcmp(d, seq_key, sizeof(seq_key) - 1) != 0)
+			d = end; /* not the usual shape */
+		else
+			d += sizeof(seq_key) - 1;
 		for (; d < end && *d >= '0' && *d <= '9' && v < UINT64_MAX / 10 - 9; d++)
 			v = v * 10 + (uint64_t)(*d - '0');
 		if (d < end && (*d == '}' || *d == ',') && v > 0) {
@@ -807,7 +815,7 @@ evk_nats_pub_open(struct evk_nats_pub **out, const char *url, evk_ack_fn on_ack,
 	natsInbox_Destroy(inbox);
 	p->inbox_len = strlen(p->inbox);
 	p->ack_head_len = (size_t)snprintf(p->ack_head, sizeof(p->ack_head),
-					   "{\"stream\":\"%s\",\"seq\":", p->l.u.stream);
+					   "{\"stream\":\"%s\",", p->l.u.stream);
 	p->n_next = 1;
 	p->scan = (struct evk_buf)EVK_BUF_INIT(EVK_FRAME_MAX);
 	p->on_ack = on_ack;
