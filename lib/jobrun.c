@@ -296,29 +296,18 @@ evk_jobrun_claim(sqlite3 *db, const char *queue, const char *host,
 	r->sink = sink;
 	r->db = db;
 	r->s.progress_fd = r->s.output_fd = -1;
-	if (evk_store_begin(db) != EVK_OK) {
-		free(r);
-		return EVK_EIO;
-	}
 	int rv = evk_jobs_rescue(db, host, getpid(), on_rescued, (void *)sink);
 	if (rv == EVK_OK)
 		rv = evk_jobs_claim(db, queue, host, getpid(), &r->q);
-	bool claimed = rv == EVK_OK;
-	if (claimed && evk_uuid7(r->process_id) != EVK_OK)
+	if (rv == EVK_OK && evk_uuid7(r->process_id) != EVK_OK)
 		rv = EVK_EIO;
 	if (rv == EVK_OK) {
 		emit_on(r, "workflow", "process_created", base_payload(r));
 		rv = r->err;
 	}
-	if (rv == EVK_ETIMEDOUT)
-		rv = EVK_OK; /* none due; the rescues stand */
-	if (rv != EVK_OK)
-		evk_store_exec(db, "ROLLBACK");
-	else if (evk_store_exec(db, "COMMIT") != EVK_OK)
-		rv = EVK_EIO;
-	if (rv != EVK_OK || !claimed || r->q.nsteps <= 0) {
+	if (rv != EVK_OK || r->q.nsteps <= 0) {
 		evk_jobrun_free(r);
-		return rv;
+		return rv == EVK_ETIMEDOUT ? EVK_OK : rv; /* none due; the rescues stand */
 	}
 	log_state(r, "started");
 	if (r->q.timeout_s > 0)

@@ -41,6 +41,11 @@ static const char *const migrations[] = {
 	EVK_OUTBOX_SCHEMA "INSERT INTO notes (id, count, lines, format)"
 	" SELECT id, 1, CAST(line || char(10) AS BLOB), 2 FROM outbox ORDER BY id;"
 	"DROP TABLE outbox;",
+	/* 4: the claim and the rescue read only the jobs they are after, in
+	 * order, instead of sorting every due job or scanning the history. */
+	"CREATE INDEX IF NOT EXISTS jobs_due ON jobs (queue, priority, scheduled_at, id)"
+	" WHERE state IN ('available','scheduled','retryable');"
+	"CREATE INDEX IF NOT EXISTS jobs_running ON jobs (worker_host) WHERE state = 'executing';",
 };
 
 const char evk_jobs_states[] =
