@@ -21,8 +21,8 @@ CFLAGS    ?= -O2 -g
 EVK_CFLAGS = -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude -MMD -MP \
              -DEVK_VERSION='"$(VERSION)"'
 # pkg-config is evaluated lazily (=), after `make deps` has installed it.
-PKG_CFLAGS = $(shell pkg-config --cflags libcjson sqlite3 libnats 2>/dev/null)
-PKG_LIBS   = $(shell pkg-config --libs libcjson sqlite3 2>/dev/null || echo -lcjson -lsqlite3)
+PKG_CFLAGS = $(shell pkg-config --cflags libcjson sqlite3 libnats libpq 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs libcjson sqlite3 libpq 2>/dev/null || echo -lcjson -lsqlite3 -lpq)
 LDLIBS    += -lnng -lnats $(PKG_LIBS) -lpthread -lm
 # widgetd view draws with ncurses (wide-character build where there is one).
 CURSES_CFLAGS = $(shell pkg-config --cflags ncursesw 2>/dev/null || pkg-config --cflags ncurses 2>/dev/null)
@@ -73,6 +73,9 @@ DEPS_TEST  += chromium chromium-driver curl
 DEPS_BENCH := redis-server redis-tools mosquitto mosquitto-clients time libmimalloc2.0 libjemalloc2
 # `make fuzz` / `make fuzz-regress`: clang and its libFuzzer/ASan runtime.
 DEPS_FUZZ  := clang libclang-rt-14-dev
+# The PostgreSQL store (lib/db.c, libpq) and the real server its tests start.
+DEPS_BUILD += libpq-dev
+DEPS_TEST  += postgresql-15
 
 .PHONY: all test test-nats unit bats bench demo deps deps-bench install uninstall clean check-san
 .PHONY: fuzz fuzz-regress fuzz-build deps-fuzz
@@ -224,7 +227,7 @@ demo: deps
 
 # evkit.pc: what linking libevkit statically also needs (libnats when the
 # NATS backend's package is among the build dependencies).
-PC_REQUIRES = libcjson sqlite3 $(if $(filter libnats-dev,$(DEPS_BUILD)),libnats)
+PC_REQUIRES = libcjson sqlite3 libpq $(if $(filter libnats-dev,$(DEPS_BUILD)),libnats)
 PC_LIBS_PRIVATE = -lnng -lpthread -lm
 install: $(BIN_FILES) $(LIBEVKIT_SO) $(LIBEVKIT)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7 \

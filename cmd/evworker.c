@@ -1,4 +1,4 @@
-/* evworker — a durable job queue in SQLite that runs commands and
+/* evworker — a durable job queue in SQLite or PostgreSQL that runs commands and
  * workflows of named steps and broadcasts their progress on the bus
  * (Oban workers broadcasting through Phoenix.PubSub). The queue itself
  * is lib/jobs.c; this file holds the commands, the run loop and the
@@ -51,8 +51,9 @@ static const struct flag {
 	unsigned bit;
 	const char *arg, *help;
 } flags[] = {
-	{ { "db", required_argument, NULL, 'd' }, 0, "FILE",
-	  "the queue (default $XDG_STATE_HOME/evkit/jobs.db)" },
+	{ { "db", required_argument, NULL, 'd' }, 0, "DB",
+	  "the queue: a SQLite file (default $EVWORKER_DB, else\n"
+	  "                       $XDG_STATE_HOME/evkit/jobs.db) or postgresql://..." },
 	{ { "bus", required_argument, NULL, 'b' }, 0, "URL",
 	  "the hub (default $EVBUS_URL, else a private ipc path)" },
 	{ { "tls-cert", required_argument, NULL, EVK_OPT_TLS_CERT }, 0, "FILE",
@@ -111,10 +112,9 @@ struct opts {
 struct worker {
 	struct opts o;
 	const struct command *cmd;
-	sqlite3 *db;
 	char url[EVK_URL_MAX];
 	char host[256];
-	struct evk_db jobs;  /* the queue; db is its handle */
+	struct evk_db jobs;  /* the queue */
 	struct evk_outbox *outbox; /* opened when first used */
 	bool hub_warned;
 	bool outbox_dirty; /* rows added since the last delivery */
@@ -141,10 +141,18 @@ on_child(int sig)
 
 /* ---- the database ---- */
 
+/* The queue failed (a lost PostgreSQL connection among others): the
+ * running steps are killed, since no one could record their end (a
+ * worker on PostgreSQL rescues their jobs once this connection is gone),
+ * and the worker exits 69. */
 static void
 db_die(struct worker *w, const char *what)
 {
-	evk_die(EVK_EX_UNAVAILABLE, "%s: %s", what, sqlite3_errmsg(w->db));
+	for (int i = 0; i < w->nrunning; i++)
+		if (w->running[i]->s.pid > 0)
+			kill(-w->running[i]->s.pid, SIGKILL);
+	evk_db_fail(&w->jobs, what);
+	evk_die(EVK_EX_UNAVAILABLE, "%s", evk_db_error(&w->jobs));
 }
 
 /* Dies unless rv (from lib/jobs.c) is EVK_OK. */
@@ -158,17 +166,17 @@ check(struct worker *w, int rv, const char *what)
 }
 
 static void
-exec(struct worker *w, const char *sql)
+begin(struct worker *w)
 {
-	if (evk_store_exec(w->db, sql) != EVK_OK)
-		db_die(w, sql);
+	if (evk_db_begin(&w->jobs) != EVK_OK)
+		db_die(w, "cannot start a transaction");
 }
 
 static void
-begin(struct worker *w)
+commit(struct worker *w)
 {
-	if (evk_store_begin(w->db) != EVK_OK)
-		db_die(w, "cannot start a transaction");
+	if (evk_db_commit(&w->jobs) != EVK_OK)
+		db_die(w, "cannot commit");
 }
 
 /* ---- broadcasts: an outbox in the database (lib/outbox.c) ---- */
@@ -176,7 +184,7 @@ begin(struct worker *w)
 static struct evk_outbox *
 the_outbox(struct worker *w)
 {
-	if (w->outbox == NULL && evk_outbox_open(&w->outbox, w->db, w->url, NULL) != EVK_OK)
+	if (w->outbox == NULL && evk_outbox_open(&w->outbox, &w->jobs, w->url, NULL) != EVK_OK)
 		evk_die(EVK_EX_FAIL, "out of memory");
 	return w->outbox;
 }
@@ -237,7 +245,7 @@ static void
 print_job(struct worker *w, int64_t id, bool with_output)
 {
 	cJSON *j;
-	int rv = evk_jobs_get(w->db, id, with_output, &j);
+	int rv = evk_jobs_get(&w->jobs, id, with_output, &j);
 	if (rv == EVK_EINVAL)
 		evk_die(EVK_EX_FAIL, "no job %lld", (long long)id);
 	check(w, rv, "cannot read the job");
@@ -296,8 +304,8 @@ cmd_enqueue(struct worker *w, int argc, char **argv)
 	struct evk_job_spec spec = spec_of(&w->o, steps_text);
 	int64_t id;
 	begin(w);
-	check(w, evk_jobs_insert(w->db, &spec, &id), "cannot enqueue");
-	exec(w, "COMMIT");
+	check(w, evk_jobs_insert(&w->jobs, &spec, &id), "cannot enqueue");
+	commit(w);
 	cJSON_free(steps_text);
 	print_job(w, id, false);
 	return 0;
@@ -349,13 +357,13 @@ on_loop(struct worker *w, struct evk_sub *sub, int np, char **patterns, const ch
 			spec.input = ev.line;
 			spec.input_len = ev.line_len;
 			spec.due_ms = evk_wall_ms() + w->o.in_s * 1000;
-			check(w, evk_jobs_insert(w->db, &spec, &id), "cannot enqueue");
+			check(w, evk_jobs_insert(&w->jobs, &spec, &id), "cannot enqueue");
 			if (!w->o.quiet)
 				fprintf(stderr, "evworker: event %llu enqueued as job %lld\n",
 					(unsigned long long)ev.seq, (long long)id);
 		}
-		check(w, evk_jobs_cursor_set(w->db, name, ev.seq, false), "cannot write");
-		exec(w, "COMMIT");
+		check(w, evk_jobs_cursor_set(&w->jobs, name, ev.seq, false), "cannot write");
+		commit(w);
 	}
 }
 
@@ -386,7 +394,7 @@ cmd_on(struct worker *w, int argc, char **argv)
 	on_name(&w->o, np, argv, steps_text, &name);
 
 	int64_t since = EVK_SINCE_LIVE;
-	int rv = evk_jobs_cursor(w->db, name.p, &since);
+	int rv = evk_jobs_cursor(&w->jobs, name.p, &since);
 	if (rv != EVK_EINVAL)
 		check(w, rv, "cannot read the subscription's place");
 	struct evk_sub *sub;
@@ -396,9 +404,9 @@ cmd_on(struct worker *w, int argc, char **argv)
 	if (since == EVK_SINCE_LIVE) {
 		/* First start: from now on, and remember it. */
 		begin(w);
-		check(w, evk_jobs_cursor_set(w->db, name.p, evk_sub_start_head(sub), true),
+		check(w, evk_jobs_cursor_set(&w->jobs, name.p, evk_sub_start_head(sub), true),
 		      "cannot write");
-		exec(w, "COMMIT");
+		commit(w);
 	}
 	if (w->o.ready_file && evk_ready_file(w->o.ready_file) != EVK_OK)
 		evk_die(EVK_EX_IOERR, "cannot create ready file '%s': %s", w->o.ready_file,
@@ -446,7 +454,7 @@ start_due(struct worker *w)
 {
 	while (!stopping && w->nrunning < w->o.concurrency) {
 		struct evk_jobrun *r;
-		check(w, evk_jobrun_claim(w->db, w->o.queue, w->host, &w->sink, &r), "running a job");
+		check(w, evk_jobrun_claim(&w->jobs, w->o.queue, w->host, &w->sink, &r), "running a job");
 		if (r == NULL)
 			break;
 		w->running[w->nrunning++] = r;
@@ -575,7 +583,7 @@ cmd_list(struct worker *w, int argc, char **argv)
 	if (w->o.state && !evk_jobs_state_valid(w->o.state))
 		evk_usage_die("unknown state '%s' (%s)", w->o.state, evk_jobs_states);
 	const char *queue = (w->o.given & F_QUEUE) ? w->o.queue : NULL;
-	check(w, evk_jobs_list(w->db, w->o.state, queue, print_each, NULL), "cannot list");
+	check(w, evk_jobs_list(&w->jobs, w->o.state, queue, print_each, NULL), "cannot list");
 	return 0;
 }
 
@@ -593,11 +601,11 @@ cancel_retry(struct worker *w, int argc, char **argv, bool cancel)
 	char state[16];
 	pid_t child;
 	begin(w);
-	int rv = evk_jobs_cancel_retry(w->db, id, cancel, w->host, state, &child);
+	int rv = evk_jobs_cancel_retry(&w->jobs, id, cancel, w->host, state, &child);
 	if (rv == EVK_OK)
-		exec(w, "COMMIT");
+		commit(w);
 	else
-		exec(w, "ROLLBACK");
+		evk_db_rollback(&w->jobs);
 	if (rv == EVK_EINVAL && state[0] == '\0')
 		evk_die(EVK_EX_FAIL, "no job %lld", (long long)id);
 	if (rv == EVK_EINVAL)
@@ -631,7 +639,7 @@ cmd_prune(struct worker *w, int argc, char **argv)
 	char ts[28];
 	int n;
 	evk_jobs_ts(evk_wall_ms() - w->o.older_than * 1000, ts);
-	check(w, evk_jobs_prune(w->db, ts, &n), "cannot prune");
+	check(w, evk_jobs_prune(&w->jobs, ts, &n), "cannot prune");
 	printf("{\"pruned\":%d}\n", n);
 	return 0;
 }
@@ -641,7 +649,7 @@ cmd_stats(struct worker *w, int argc, char **argv)
 {
 	cJSON *all;
 	no_args(argc, argv);
-	check(w, evk_jobs_stats(w->db, &all), "cannot count");
+	check(w, evk_jobs_stats(&w->jobs, &all), "cannot count");
 	print_json(all);
 	cJSON_Delete(all);
 	return 0;
@@ -661,7 +669,7 @@ cmd_wait(struct worker *w, int argc, char **argv)
 	if (!w->o.workflow)
 		id = one_id(argc, argv);
 	double limit = w->o.timeout ? evk_flag_seconds("--timeout", w->o.timeout, 1e9) : -1;
-	int rv = evk_jobs_wait(w->db, id, w->o.workflow, limit < 0 ? -1 : (long long)(limit * 1000),
+	int rv = evk_jobs_wait(&w->jobs, id, w->o.workflow, limit < 0 ? -1 : (long long)(limit * 1000),
 			       &stopping, &total, &pending, &failed);
 	if (rv == EVK_EINVAL && w->o.workflow)
 		evk_die(EVK_EX_FAIL, "no job in workflow '%s'", w->o.workflow);
@@ -740,7 +748,7 @@ usage(FILE *out, const struct command *c)
 		print_flags(out, 0);
 		exit(0);
 	}
-	fprintf(out, "usage: evworker [--db FILE] [--bus URL] COMMAND [ARGS]\n\n"
+	fprintf(out, "usage: evworker [--db DB] [--bus URL] COMMAND [ARGS]\n\n"
 		     "A durable job queue: jobs are commands or workflows of named steps;\n"
 		     "workers run them and broadcast every step on the bus.\n\n");
 	for (size_t i = 0; i < NCOMMANDS; i++)
@@ -885,12 +893,13 @@ main(int argc, char **argv)
 	if (gethostname(w.host, sizeof(w.host)) != 0)
 		snprintf(w.host, sizeof(w.host), "localhost");
 	evk_signals_init(&stopping, true);
+	if (w.o.db_path == NULL && getenv("EVWORKER_DB") && *getenv("EVWORKER_DB"))
+		w.o.db_path = getenv("EVWORKER_DB");
 	int rv = evk_jobs_open(&w.jobs, w.o.db_path);
 	if (rv == EVK_EINVAL)
 		evk_usage_die("%s", evk_db_error(&w.jobs));
 	if (rv != EVK_OK)
 		evk_die(EVK_EX_UNAVAILABLE, "%s", evk_db_error(&w.jobs));
-	w.db = w.jobs.sq;
 
 	int status = w.cmd->run(&w, argc - first, argv + first);
 	if (evk_db_close(&w.jobs) != EVK_OK)

@@ -1,9 +1,9 @@
 #include "evkit/jobrun.h"
 
+#include "evkit/db.h"
 #include "evkit/err.h"
 #include "evkit/event.h"
 #include "evkit/limits.h"
-#include "evkit/store.h"
 #include "evkit/topic.h"
 
 #include <errno.h>
@@ -199,6 +199,9 @@ job_ended(struct evk_jobrun *r, bool ok, bool snooze, const char *err)
 		.due_ms = evk_wall_ms() + (snooze || retry ? backoff_ms(r) : 0),
 		.finished = ok || (!snooze && !retry), .uncount = snooze,
 	};
+	/* The end and its broadcast in one transaction. */
+	if (fail(r, evk_db_begin(r->db)) != EVK_OK)
+		return;
 	fail(r, evk_jobs_end(r->db, r->q.id, &e));
 	if (!snooze) {
 		cJSON *p = base_payload(r);
@@ -210,6 +213,10 @@ job_ended(struct evk_jobrun *r, bool ok, bool snooze, const char *err)
 		}
 		emit_on(r, "workflow", ok ? "workflow_completed" : "workflow_failed", p);
 	}
+	if (r->err != EVK_OK)
+		evk_db_rollback(r->db);
+	else
+		fail(r, evk_db_commit(r->db));
 	log_state(r, ok ? "completed" : snooze ? "snoozed" : retry ? "failed, will retry"
 							      : "failed, discarded");
 }
@@ -286,7 +293,7 @@ on_rescued(int64_t id, pid_t child, void *arg)
 }
 
 int
-evk_jobrun_claim(sqlite3 *db, const char *queue, const char *host,
+evk_jobrun_claim(struct evk_db *db, const char *queue, const char *host,
 		 const struct evk_jobrun_sink *sink, struct evk_jobrun **run)
 {
 	struct evk_jobrun *r = calloc(1, sizeof(*r));
@@ -296,7 +303,7 @@ evk_jobrun_claim(sqlite3 *db, const char *queue, const char *host,
 	r->sink = sink;
 	r->db = db;
 	r->s.progress_fd = r->s.output_fd = -1;
-	if (evk_store_begin(db) != EVK_OK) {
+	if (evk_db_begin(db) != EVK_OK) {
 		free(r);
 		return EVK_EIO;
 	}
@@ -312,10 +319,13 @@ evk_jobrun_claim(sqlite3 *db, const char *queue, const char *host,
 	}
 	if (rv == EVK_ETIMEDOUT)
 		rv = EVK_OK; /* none due; the rescues stand */
+	bool busy = rv == EVK_EAGAIN; /* a rescuer holds it: next time */
 	if (rv != EVK_OK)
-		evk_store_exec(db, "ROLLBACK");
-	else if (evk_store_exec(db, "COMMIT") != EVK_OK)
+		evk_db_rollback(db);
+	else if (evk_db_commit(db) != EVK_OK)
 		rv = EVK_EIO;
+	if (busy)
+		rv = EVK_OK;
 	if (rv != EVK_OK || !claimed || r->q.nsteps <= 0) {
 		evk_jobrun_free(r);
 		return rv;
