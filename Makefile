@@ -76,9 +76,6 @@ DEPS_TEST  += chromium chromium-driver curl
 DEPS_BENCH := redis-server redis-tools mosquitto mosquitto-clients time libmimalloc2.0 libjemalloc2
 # `make fuzz` / `make fuzz-regress`: clang and its libFuzzer/ASan runtime.
 DEPS_FUZZ  := clang libclang-rt-14-dev
-# The PostgreSQL store (lib/db.c, libpq) and the real server its tests start.
-DEPS_BUILD += libpq-dev
-DEPS_TEST  += postgresql-15
 
 .PHONY: all test test-nats test-pg unit bats bench demo deps deps-bench install uninstall clean check-san
 .PHONY: fuzz fuzz-regress fuzz-build deps-fuzz
