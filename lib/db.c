@@ -58,10 +58,13 @@ set_err(struct evk_db *db, const char *fmt, ...)
 static void
 pg_why(struct evk_db *db, const char *msg)
 {
+	if (msg && strncmp(msg, "ERROR:  ", 8) == 0)
+		msg += 8;
+	if (msg && strncmp(msg, "FATAL:  ", 8) == 0)
+		msg += 8;
 	snprintf(db->why, sizeof(db->why), "%s", msg && *msg ? msg : "unknown error");
-	for (char *p = db->why; *p; p++)
-		if (*p == '\n' || *p == '\r' || *p == '\t')
-			*p = *(p + 1) ? ' ' : '\0';
+	/* The first line: what went wrong (the rest points into the SQL). */
+	db->why[strcspn(db->why, "\n")] = '\0';
 	size_t n = strlen(db->why);
 	while (n > 0 && db->why[n - 1] == ' ')
 		db->why[--n] = '\0';

@@ -623,8 +623,8 @@ evk_jobs_list(struct evk_db *db, const char *state, const char *queue,
 	      int (*each)(cJSON *job, void *arg), void *arg)
 {
 	struct evk_q *st = evk_db_q(db, "SELECT " JOB_COLS " FROM jobs WHERE"
-					" (?1 IS NULL OR state = ?1)"
-					" AND (?2 IS NULL OR queue = ?2) ORDER BY id");
+					" (CAST(?1 AS TEXT) IS NULL OR state = ?1)"
+					" AND (CAST(?2 AS TEXT) IS NULL OR queue = ?2) ORDER BY id");
 	int rv = EVK_OK, rc = EVK_DONE;
 	if (st == NULL)
 		return EVK_EIO;
@@ -690,7 +690,8 @@ progress(struct evk_db *db, int64_t id, const char *workflow, int *total, int *p
 		    " coalesce(sum(CASE WHEN state NOT IN ('completed','discarded','cancelled')"
 		    "  THEN 1 ELSE 0 END), 0),"
 		    " coalesce(sum(CASE WHEN state IN ('discarded','cancelled') THEN 1 ELSE 0 END), 0)"
-		    " FROM jobs WHERE (?1 IS NULL OR workflow_id = ?1) AND (?2 = 0 OR id = ?2)");
+		    " FROM jobs WHERE (CAST(?1 AS TEXT) IS NULL OR workflow_id = ?1)"
+		    " AND (?2 = 0 OR id = ?2)");
 	if (st == NULL)
 		return EVK_EIO;
 	evk_q_bind_text(st, 1, workflow);

@@ -240,6 +240,16 @@ pg_end_sessions() {
 		-c "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '$name'" >/dev/null
 }
 
+# pg_no_sessions DB — true when no session is connected to the database
+# of the URI DB (a killed client's session ends once the server sees its
+# connection close).
+pg_no_sessions() {
+	local name=${1#postgresql:///}
+	name=${name%%\?*}
+	[ "$(psql -XAtq -d "host=$PG_HOST user=evkit dbname=postgres" \
+		-c "SELECT count(*) FROM pg_stat_activity WHERE datname = '$name'")" = 0 ]
+}
+
 # drop_test_dbs — drops the databases new_db made in this test (stop_all
 # calls it once the test's programs are stopped).
 drop_test_dbs() {
