@@ -124,12 +124,13 @@ enqueue_marker() {
 
 @test "a lost database connection: a clear message, exit 69, the step stopped; another worker rescues the job" {
 	on_pg || skip "PostgreSQL only: SQLite has no connection to lose"
-	ew enqueue -- sh -c 'echo run >>"$0.log"; [ -e "$0" ] && exit 0; echo $$ >"$0.pid"; touch "$0"; exec sleep 30.7171' "$T/job" >/dev/null
+	ew enqueue -- sh -c 'echo run >>"$0.log"; [ -e "$0" ] && exit 0; echo $$ >"$0.pid"; touch "$0"; exec sleep 300.7171' "$T/job" >/dev/null
 	evworker --db "$DB" run 2>"$T/a.err" &
 	local a=$!
 	BG_PIDS+=("$a")
 	wait_file "$T/job"
 	pg_end_sessions "$DB"
+	WAIT_SECS=20 wait_for gone "$a"
 	local st=0
 	wait "$a" || st=$?
 	[ "$st" -eq 69 ]
