@@ -2,6 +2,7 @@
  * case view, its JSON and its queries. */
 #include "evkit/cases.h"
 
+#include "evkit/db.h"
 #include "evkit/err.h"
 #include "evkit/outbox.h"
 #include "evkit/store.h"
@@ -12,90 +13,90 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const evk_cases_migrations[EVK_CASES_MIGRATIONS] = {
-	"CREATE TABLE agencies (id INTEGER PRIMARY KEY, code TEXT NOT NULL UNIQUE,"
-	" name TEXT NOT NULL);"
-	"CREATE TABLE offenders (id INTEGER PRIMARY KEY, name TEXT NOT NULL,"
-	" postcode TEXT, match_key TEXT NOT NULL UNIQUE);"
-	"CREATE TABLE cases (id TEXT PRIMARY KEY,"
-	" agency_id INTEGER NOT NULL REFERENCES agencies(id),"
-	" case_reference TEXT NOT NULL,"
-	" offender_id INTEGER REFERENCES offenders(id),"
-	" offence_action_date TEXT, offence_fine REAL, offence_costs REAL,"
-	" offence_result TEXT, inserted_at TEXT NOT NULL, updated_at TEXT NOT NULL,"
-	" last_synced_at TEXT, UNIQUE (agency_id, case_reference));"
-	"CREATE INDEX cases_updated ON cases(updated_at);"
-	"CREATE TABLE users (name TEXT PRIMARY KEY,"
-	" role TEXT NOT NULL CHECK (role IN ('admin','editor','viewer')));"
-	"CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, ts TEXT NOT NULL,"
-	" action TEXT NOT NULL, past TEXT NOT NULL, case_id TEXT NOT NULL,"
-	" payload TEXT NOT NULL);",
+const struct evk_migration evk_cases_migrations[EVK_CASES_MIGRATIONS] = {
+	{ "CREATE TABLE agencies (id INTEGER PRIMARY KEY, code TEXT NOT NULL UNIQUE,"
+	  " name TEXT NOT NULL);"
+	  "CREATE TABLE offenders (id INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+	  " postcode TEXT, match_key TEXT NOT NULL UNIQUE);"
+	  "CREATE TABLE cases (id TEXT PRIMARY KEY,"
+	  " agency_id INTEGER NOT NULL REFERENCES agencies(id),"
+	  " case_reference TEXT NOT NULL,"
+	  " offender_id INTEGER REFERENCES offenders(id),"
+	  " offence_action_date TEXT, offence_fine REAL, offence_costs REAL,"
+	  " offence_result TEXT, inserted_at TEXT NOT NULL, updated_at TEXT NOT NULL,"
+	  " last_synced_at TEXT, UNIQUE (agency_id, case_reference));"
+	  "CREATE INDEX cases_updated ON cases(updated_at);"
+	  "CREATE TABLE users (name TEXT PRIMARY KEY,"
+	  " role TEXT NOT NULL CHECK (role IN ('admin','editor','viewer')));"
+	  "CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, ts TEXT NOT NULL,"
+	  " action TEXT NOT NULL, past TEXT NOT NULL, case_id TEXT NOT NULL,"
+	  " payload TEXT NOT NULL);", NULL },
 	/* 2: an outbox row holds the ready event lines of one transaction
 	 * (count of them, each ending in a newline): a long ingest writes one
 	 * row per batch instead of one per case. */
-	"CREATE TABLE outbox2 (id INTEGER PRIMARY KEY AUTOINCREMENT,"
-	" count INTEGER NOT NULL, lines BLOB NOT NULL);"
-	"INSERT INTO outbox2 (count, lines) SELECT 2,"
-	" '{\"ts\":\"' || ts || '\",\"topic\":\"case:' || past || '\",\"event\":\"' || action"
-	" || '\",\"payload\":' || payload || '}' || char(10) ||"
-	" '{\"ts\":\"' || ts || '\",\"topic\":\"case:' || past || ':' || case_id"
-	" || '\",\"event\":\"' || action || '\",\"payload\":' || payload || '}' || char(10)"
-	" FROM outbox ORDER BY id;"
-	"DROP TABLE outbox;"
-	"ALTER TABLE outbox2 RENAME TO outbox;",
+	{ "CREATE TABLE outbox2 (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	  " count INTEGER NOT NULL, lines BLOB NOT NULL);"
+	  "INSERT INTO outbox2 (count, lines) SELECT 2,"
+	  " '{\"ts\":\"' || ts || '\",\"topic\":\"case:' || past || '\",\"event\":\"' || action"
+	  " || '\",\"payload\":' || payload || '}' || char(10) ||"
+	  " '{\"ts\":\"' || ts || '\",\"topic\":\"case:' || past || ':' || case_id"
+	  " || '\",\"event\":\"' || action || '\",\"payload\":' || payload || '}' || char(10)"
+	  " FROM outbox ORDER BY id;"
+	  "DROP TABLE outbox;"
+	  "ALTER TABLE outbox2 RENAME TO outbox;", NULL },
 	/* 3: the outbox moves to table notifications, whose rows may hold
 	 * notes instead of lines (format 3): one per notification,
 	 * "ts\taction\tpast\tid\tpayload\n", expanded into its two event
 	 * lines when sent; half the bytes to write. Table outbox goes, so an
 	 * older casectl stops at it instead of sending notes as lines. */
-	"CREATE TABLE notifications (id INTEGER PRIMARY KEY AUTOINCREMENT,"
-	" count INTEGER NOT NULL, lines BLOB NOT NULL, format INTEGER NOT NULL);"
-	"INSERT INTO notifications (id, count, lines, format)"
-	" SELECT id, count, lines, 2 FROM outbox ORDER BY id;"
-	"DROP TABLE outbox;",
+	{ "CREATE TABLE notifications (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	  " count INTEGER NOT NULL, lines BLOB NOT NULL, format INTEGER NOT NULL);"
+	  "INSERT INTO notifications (id, count, lines, format)"
+	  " SELECT id, count, lines, 2 FROM outbox ORDER BY id;"
+	  "DROP TABLE outbox;", NULL },
 	/* 4: how many of a row's event lines the hub already acknowledged:
 	 * a delivery cut short resumes after them instead of sending them
 	 * again. */
-	"ALTER TABLE notifications ADD COLUMN sent INTEGER NOT NULL DEFAULT 0;",
+	{ "ALTER TABLE notifications ADD COLUMN sent INTEGER NOT NULL DEFAULT 0;", NULL },
 	/* 5: rows may hold notes of format 4 (values without member names,
 	 * the payload built when sent). The table is renamed so that an
 	 * older casectl stops at it instead of sending such notes as they
 	 * are; its rows keep their own format. */
-	"ALTER TABLE notifications RENAME TO notes;",
+	{ "ALTER TABLE notifications RENAME TO notes;", NULL },
 	/* 6: notes of format 3 (ts, action, past, id and the payload itself)
 	 * become their two event lines (format 2, EVK_OUTBOX_LINES), so that
 	 * only the current format needs reading; a row whose notes cannot be
 	 * read keeps format 3, which the outbox reports as damaged. The
 	 * outbox gets its producer id. */
-	"CREATE TEMP TABLE note3 AS"
-	" WITH RECURSIVE split(id, n, rest, note) AS ("
-	"  SELECT id, 0, CAST(lines AS TEXT), NULL FROM notes WHERE format = 3"
-	"  UNION ALL SELECT id, n + 1, substr(rest, instr(rest, char(10)) + 1),"
-	"  substr(rest, 1, instr(rest, char(10)) - 1) FROM split WHERE instr(rest, char(10)) > 0),"
-	" t1(id, n, ts, r) AS (SELECT id, n, substr(note, 1, instr(note, char(9)) - 1),"
-	"  CASE WHEN instr(note, char(9)) > 0 THEN substr(note, instr(note, char(9)) + 1) END"
-	"  FROM split WHERE n > 0),"
-	" t2(id, n, ts, action, r) AS (SELECT id, n, ts, substr(r, 1, instr(r, char(9)) - 1),"
-	"  CASE WHEN instr(r, char(9)) > 0 THEN substr(r, instr(r, char(9)) + 1) END FROM t1),"
-	" t3(id, n, ts, action, past, r) AS (SELECT id, n, ts, action,"
-	"  substr(r, 1, instr(r, char(9)) - 1),"
-	"  CASE WHEN instr(r, char(9)) > 0 THEN substr(r, instr(r, char(9)) + 1) END FROM t2),"
-	" t4(id, n, ts, action, past, cid, payload) AS (SELECT id, n, ts, action, past,"
-	"  substr(r, 1, instr(r, char(9)) - 1),"
-	"  CASE WHEN instr(r, char(9)) > 0 THEN substr(r, instr(r, char(9)) + 1) END FROM t3)"
-	" SELECT id, n, CASE WHEN payload IS NULL OR payload = '' OR length(ts) <> 27"
-	"  OR action = '' OR past = '' OR cid = '' THEN NULL ELSE"
-	"  '{\"ts\":\"' || ts || '\",\"topic\":\"case:' || past || '\",\"event\":\"' || action"
-	"  || '\",\"payload\":' || payload || '}' || char(10) ||"
-	"  '{\"ts\":\"' || ts || '\",\"topic\":\"case:' || past || ':' || cid"
-	"  || '\",\"event\":\"' || action || '\",\"payload\":' || payload || '}' || char(10)"
-	"  END AS line FROM t4"
-	" UNION ALL SELECT id, -1, NULL FROM split WHERE instr(rest, char(10)) = 0 AND rest <> '';"
-	"UPDATE notes SET format = 2, lines = CAST(coalesce((SELECT group_concat(line, '') FROM"
-	" (SELECT line FROM note3 WHERE note3.id = notes.id ORDER BY n)), '') AS BLOB)"
-	" WHERE format = 3 AND NOT EXISTS"
-	" (SELECT 1 FROM note3 WHERE note3.id = notes.id AND line IS NULL);"
-	"DROP TABLE note3;" EVK_OUTBOX_PRODUCER_SCHEMA,
+	{ "CREATE TEMP TABLE note3 AS"
+	  " WITH RECURSIVE split(id, n, rest, note) AS ("
+	  "  SELECT id, 0, CAST(lines AS TEXT), NULL FROM notes WHERE format = 3"
+	  "  UNION ALL SELECT id, n + 1, substr(rest, instr(rest, char(10)) + 1),"
+	  "  substr(rest, 1, instr(rest, char(10)) - 1) FROM split WHERE instr(rest, char(10)) > 0),"
+	  " t1(id, n, ts, r) AS (SELECT id, n, substr(note, 1, instr(note, char(9)) - 1),"
+	  "  CASE WHEN instr(note, char(9)) > 0 THEN substr(note, instr(note, char(9)) + 1) END"
+	  "  FROM split WHERE n > 0),"
+	  " t2(id, n, ts, action, r) AS (SELECT id, n, ts, substr(r, 1, instr(r, char(9)) - 1),"
+	  "  CASE WHEN instr(r, char(9)) > 0 THEN substr(r, instr(r, char(9)) + 1) END FROM t1),"
+	  " t3(id, n, ts, action, past, r) AS (SELECT id, n, ts, action,"
+	  "  substr(r, 1, instr(r, char(9)) - 1),"
+	  "  CASE WHEN instr(r, char(9)) > 0 THEN substr(r, instr(r, char(9)) + 1) END FROM t2),"
+	  " t4(id, n, ts, action, past, cid, payload) AS (SELECT id, n, ts, action, past,"
+	  "  substr(r, 1, instr(r, char(9)) - 1),"
+	  "  CASE WHEN instr(r, char(9)) > 0 THEN substr(r, instr(r, char(9)) + 1) END FROM t3)"
+	  " SELECT id, n, CASE WHEN payload IS NULL OR payload = '' OR length(ts) <> 27"
+	  "  OR action = '' OR past = '' OR cid = '' THEN NULL ELSE"
+	  "  '{\"ts\":\"' || ts || '\",\"topic\":\"case:' || past || '\",\"event\":\"' || action"
+	  "  || '\",\"payload\":' || payload || '}' || char(10) ||"
+	  "  '{\"ts\":\"' || ts || '\",\"topic\":\"case:' || past || ':' || cid"
+	  "  || '\",\"event\":\"' || action || '\",\"payload\":' || payload || '}' || char(10)"
+	  "  END AS line FROM t4"
+	  " UNION ALL SELECT id, -1, NULL FROM split WHERE instr(rest, char(10)) = 0 AND rest <> '';"
+	  "UPDATE notes SET format = 2, lines = CAST(coalesce((SELECT group_concat(line, '') FROM"
+	  " (SELECT line FROM note3 WHERE note3.id = notes.id ORDER BY n)), '') AS BLOB)"
+	  " WHERE format = 3 AND NOT EXISTS"
+	  " (SELECT 1 FROM note3 WHERE note3.id = notes.id AND line IS NULL);"
+	  "DROP TABLE note3;" EVK_OUTBOX_PRODUCER_SCHEMA, NULL },
 };
 
 void

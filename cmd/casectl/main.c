@@ -307,7 +307,7 @@ main(int argc, char **argv)
 	snprintf(progname, sizeof(progname), "casectl %s", k->name);
 	evk_set_progname(progname);
 	open_db(&c, k->run == cmd_init);
-	if (evk_outbox_open(&c.outbox, c.db.sq, c.url, expand_note) != EVK_OK)
+	if (evk_outbox_open(&c.outbox, &c.db, c.url, expand_note) != EVK_OK)
 		evk_die(EVK_EX_FAIL, "out of memory");
 	c.role = role_of(&c, c.actor);
 	if (k->need != ROLE_NONE)

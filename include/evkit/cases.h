@@ -9,13 +9,15 @@
 #include "evkit/buf.h"
 
 #include <cjson/cJSON.h>
+#include "evkit/db.h"
+
 #include <sqlite3.h>
 #include <stdbool.h>
 
 /* The schema's migrations, for evk_db_open: the cases, agencies,
  * offenders, users and the outbox (table notes, lib/outbox.c). */
 #define EVK_CASES_MIGRATIONS 6
-extern const char *const evk_cases_migrations[EVK_CASES_MIGRATIONS];
+extern const struct evk_migration evk_cases_migrations[EVK_CASES_MIGRATIONS];
 
 /* The columns of a case and what it loads, in evk_case_from_row's order. */
 #define EVK_CASE_SELECT                                                                 \

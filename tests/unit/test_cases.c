@@ -66,8 +66,10 @@ main(void)
 	int n = 0;
 	bool found;
 	CHECK(evk_store_open(NULL, &db, &why) == EVK_OK, "open");
-	CHECK(evk_store_migrate(db, evk_cases_migrations, EVK_CASES_MIGRATIONS) == EVK_OK,
-	      "migrate");
+	const char *sql[EVK_CASES_MIGRATIONS];
+	for (int i = 0; i < EVK_CASES_MIGRATIONS; i++)
+		sql[i] = evk_cases_migrations[i].sql;
+	CHECK(evk_store_migrate(db, sql, EVK_CASES_MIGRATIONS) == EVK_OK, "migrate");
 	CHECK(evk_store_exec(db, "INSERT INTO agencies VALUES (1, 'hse', 'hse');"
 				 "INSERT INTO cases (id, agency_id, case_reference, inserted_at,"
 				 " updated_at) VALUES ('c-1', 1, 'R1', 't', 't'), ('c-2', 1, 'R2',"
