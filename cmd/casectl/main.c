@@ -82,7 +82,7 @@ usage_command(FILE *out, const struct command *k)
 void
 usage(FILE *out, int status)
 {
-	fprintf(out, "usage: casectl [--db FILE] [--bus URL] [--actor NAME] COMMAND [ARGS]\n"
+	fprintf(out, "usage: casectl [--db FILE|URI] [--bus URL] [--actor NAME] COMMAND [ARGS]\n"
 		     "\n"
 		     "The enforcement case resource; every change is announced on the bus\n"
 		     "(case:{created,synced,updated,destroyed} and ...:{id}).\n"
@@ -93,7 +93,8 @@ usage(FILE *out, int status)
 		"\n"
 		"filters: --agency CODE --offender TEXT --since TS --sort FIELD --limit N\n"
 		"\n"
-		"  --db FILE        the database (default $XDG_STATE_HOME/evkit/cases.db)\n"
+		"  --db FILE|URI    the database: a SQLite file (default $CASECTL_DB, else\n"
+		"                   $XDG_STATE_HOME/evkit/cases.db) or postgresql://...\n"
 		"  --bus URL        the hub (default $EVBUS_URL, else a private ipc path)\n"
 		EVK_TLS_USAGE
 		"  --actor NAME     act as NAME (default $CASECTL_ACTOR, else the login)\n"
