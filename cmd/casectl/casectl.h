@@ -49,6 +49,7 @@
 #define PROGRESS_EVERY_MS 250         /* ... redrawn at most this often */
 #define BATCH_BYTES (8u << 20)        /* ingest commits past this much to announce */
 #define AGENCY_CACHE 64               /* agencies a process remembers */
+#define OFFENDER_CACHE 16384          /* offenders a process remembers */
 
 enum role { ROLE_NONE, ROLE_VIEWER, ROLE_EDITOR, ROLE_ADMIN };
 
@@ -86,6 +87,12 @@ struct ctx {
 		struct evk_buf name, postcode; /* NUL-terminated */
 		bool has_postcode;
 	} off;
+	/* Offenders met, by match key (glibc's hsearch_r): never renamed or
+	 * deleted once stored, so a process looks each up once. Emptied
+	 * when full. */
+	struct hsearch_data *off_tab; /* NULL until the first */
+	struct known_offender **known;
+	size_t n_known;
 	/* a write transaction is open, with its notifications in batch */
 	bool in_txn;
 	struct evk_outbox *outbox;
@@ -138,6 +145,7 @@ void commit(struct ctx *c, bool more);
 bool announce(struct ctx *c, const char *id, const char *action, const char *past, bool keep);
 
 /* write.c */
+void offenders_forget(struct ctx *c);
 /* Whether JSON text holds the escape \u0000: cJSON would cut the string
  * there, storing "A" for "A\u0000B", so such input is refused. */
 bool nul_escape(const char *text, size_t len);

@@ -1,6 +1,8 @@
 /* casectl: input cases, agencies and offenders written. */
 #include "casectl.h"
 
+#include <search.h>
+
 /* A text field of the input, the member v (or NULL when absent): *out is
  * its text, NULL when absent or null; *has (if given) whether it came. */
 static bool
@@ -234,6 +236,77 @@ offender_find(struct ctx *c)
 	return found;
 }
 
+/* An offender met: its id, stored name and postcode, and its match key. */
+struct known_offender {
+	int64_t id;
+	const char *name, *postcode; /* postcode NULL: none */
+	char key[];
+};
+
+void
+offenders_forget(struct ctx *c)
+{
+	if (c->off_tab) {
+		hdestroy_r(c->off_tab);
+		free(c->off_tab);
+		c->off_tab = NULL;
+	}
+	for (size_t i = 0; i < c->n_known; i++)
+		free(c->known[i]);
+	free(c->known);
+	c->known = NULL;
+	c->n_known = 0;
+}
+
+/* The offender of match key c->key when this process met it, into c->off. */
+static bool
+offender_known(struct ctx *c)
+{
+	ENTRY e = { .key = c->key.p }, *found;
+	struct offender *o = &c->off;
+	if (c->off_tab == NULL || hsearch_r(e, FIND, &found, c->off_tab) == 0)
+		return false;
+	const struct known_offender *k = found->data;
+	evk_buf_reset(&o->name);
+	evk_buf_reset(&o->postcode);
+	if (evk_buf_add(&o->name, k->name, strlen(k->name) + 1) ||
+	    (k->postcode && evk_buf_add(&o->postcode, k->postcode, strlen(k->postcode) + 1)))
+		evk_die(EVK_EX_FAIL, "out of memory");
+	o->has_postcode = k->postcode != NULL;
+	o->id = k->id;
+	return true;
+}
+
+/* Remembers the offender in c->off under match key c->key; past
+ * OFFENDER_CACHE offenders the process forgets them all and starts again. */
+static void
+offender_remember(struct ctx *c)
+{
+	const struct offender *o = &c->off;
+	size_t nk = strlen(c->key.p) + 1, nn = strlen(o->name.p) + 1,
+	       np = o->has_postcode ? strlen(o->postcode.p) + 1 : 0;
+	ENTRY *added;
+	if (c->n_known == OFFENDER_CACHE)
+		offenders_forget(c);
+	if (c->off_tab == NULL) {
+		/* calloc: hcreate_r wants the table zeroed */
+		if ((c->off_tab = calloc(1, sizeof(*c->off_tab))) == NULL ||
+		    hcreate_r(OFFENDER_CACHE * 4 / 3, c->off_tab) == 0 ||
+		    (c->known = calloc(OFFENDER_CACHE, sizeof(*c->known))) == NULL)
+			evk_die(EVK_EX_FAIL, "out of memory");
+	}
+	struct known_offender *k = malloc(sizeof(*k) + nk + nn + np);
+	if (k == NULL)
+		evk_die(EVK_EX_FAIL, "out of memory");
+	k->id = o->id;
+	memcpy(k->key, c->key.p, nk);
+	k->name = memcpy(k->key + nk, o->name.p, nn);
+	k->postcode = np ? memcpy(k->key + nk + nn, o->postcode.p, np) : NULL;
+	c->known[c->n_known++] = k;
+	if (hsearch_r((ENTRY){ .key = k->key, .data = k }, ENTER, &added, c->off_tab) == 0)
+		evk_die(EVK_EX_FAIL, "out of memory");
+}
+
 /* The offender of the input (matched by normalised name and postcode),
  * created when new; its stored name and postcode are left in c->off.
  * One row per match key whoever writes: the key is unique, and an
@@ -245,8 +318,12 @@ offender_get(struct ctx *c, const struct input *in)
 	match_key(in->off_name, in->off_postcode, &c->key);
 	if (c->key.p == NULL)
 		evk_die(EVK_EX_FAIL, "out of memory");
-	if (offender_find(c))
+	if (offender_known(c))
 		return o->id;
+	if (offender_find(c)) {
+		offender_remember(c);
+		return o->id;
+	}
 	struct evk_q *q = prepare(c, "INSERT INTO offenders (name, postcode, match_key)"
 				     " VALUES (?, ?, ?) ON CONFLICT (match_key) DO NOTHING RETURNING id");
 	bind_text(c, q, 1, in->off_name);
@@ -259,6 +336,7 @@ offender_get(struct ctx *c, const struct input *in)
 	if (!added) {
 		if (!offender_find(c))
 			db_die(c, "cannot add an offender");
+		offender_remember(c);
 		return o->id;
 	}
 	if (evk_buf_add(&o->name, in->off_name, strlen(in->off_name) + 1) ||
@@ -266,6 +344,7 @@ offender_get(struct ctx *c, const struct input *in)
 	     evk_buf_add(&o->postcode, in->off_postcode, strlen(in->off_postcode) + 1)))
 		evk_die(EVK_EX_FAIL, "out of memory");
 	o->has_postcode = in->off_postcode != NULL;
+	offender_remember(c);
 	return o->id;
 }
 
