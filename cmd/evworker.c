@@ -121,6 +121,7 @@ struct worker {
 	struct evk_jobrun_sink sink; /* where running jobs send events and logs */
 	struct evk_jobrun *running[MAX_CONCURRENCY];
 	int nrunning;
+	long long pinged; /* when the queue's connection was last checked */
 };
 
 /* Signals reach the run loop through these two (a handler has no
@@ -206,13 +207,21 @@ outbox_add(struct worker *w, const char *topic, const char *event, cJSON *payloa
 }
 
 /* Publishes the outbox, oldest first, each line once; says once when the
- * hub is away. */
+ * hub is away. Another worker delivering (PostgreSQL): again next time,
+ * or, with last, after a short wait (bounded: that one sends them too). */
 static void
-outbox_flush(struct worker *w)
+outbox_flush(struct worker *w, bool last)
 {
 	struct evk_outbox_report r;
+	int rv;
 	w->outbox_dirty = false;
-	int rv = evk_outbox_flush(the_outbox(w), &r);
+	for (int tries = 0;; tries++) {
+		rv = evk_outbox_flush(the_outbox(w), &r);
+		if (rv != EVK_OK || !r.busy || !last || tries == 100)
+			break;
+		nanosleep(&(struct timespec){ 0, 20 * 1000000 }, NULL);
+	}
+	w->outbox_dirty = rv == EVK_OK && r.busy;
 	if (rv == EVK_ENOMEM)
 		evk_die(EVK_EX_FAIL, "out of memory");
 	if (rv != EVK_OK)
@@ -465,8 +474,8 @@ start_due(struct worker *w)
 static void
 wait_for_news(struct worker *w)
 {
-	struct pollfd pfd[2 * MAX_CONCURRENCY + 1];
-	int np = 0;
+	struct pollfd pfd[2 * MAX_CONCURRENCY + 2];
+	int np = 0, dbfd = evk_db_fd(&w->jobs), di = -1;
 	pfd[np++] = (struct pollfd){ .fd = child_pipe[0], .events = POLLIN };
 	for (int i = 0; i < w->nrunning; i++) {
 		if (w->running[i]->s.progress_fd >= 0)
@@ -474,11 +483,26 @@ wait_for_news(struct worker *w)
 		if (w->running[i]->s.output_fd >= 0)
 			pfd[np++] = (struct pollfd){ .fd = w->running[i]->s.output_fd, .events = POLLIN };
 	}
+	if (dbfd >= 0) {
+		di = np;
+		pfd[np++] = (struct pollfd){ .fd = dbfd, .events = POLLIN };
+	}
 	poll(pfd, (nfds_t)np, 100);
 	if (pfd[0].revents & POLLIN) {
 		char b[64];
 		while (read(child_pipe[0], b, sizeof(b)) > 0) {
 		}
+	}
+	/* PostgreSQL: the server said goodbye, or a second passed while jobs
+	 * run. A worker whose connection is gone has lost its jobs' locks,
+	 * so another may rescue them: it stops them now (db_die) instead of
+	 * running them beside their rescuer. */
+	long long now = evk_mono_ms();
+	if ((di >= 0 && pfd[di].revents) ||
+	    (dbfd >= 0 && w->nrunning > 0 && now - w->pinged >= 1000)) {
+		w->pinged = now;
+		if (evk_db_alive(&w->jobs, true) != EVK_OK)
+			db_die(w, "the queue");
 	}
 }
 
@@ -509,7 +533,7 @@ cmd_run(struct worker *w, int argc, char **argv)
 		evk_die(EVK_EX_FAIL, "cannot make a pipe: %s", strerror(errno));
 	evk_signal_catch(SIGCHLD, on_child, SA_RESTART | SA_NOCLDSTOP);
 	w->sink = (struct evk_jobrun_sink){ sink_emit, sink_log, w };
-	outbox_flush(w); /* what an earlier run could not deliver */
+	outbox_flush(w, false); /* what an earlier run could not deliver */
 	evk_info("running jobs of queue '%s', %d at once%s", w->o.queue, w->o.concurrency,
 		 w->o.drain ? ", until none is due" : "");
 	for (;;) {
@@ -526,12 +550,12 @@ cmd_run(struct worker *w, int argc, char **argv)
 			break;
 		}
 		if (w->outbox_dirty)
-			outbox_flush(w);
+			outbox_flush(w, false);
 		wait_for_news(w);
 		failed += reap(w);
 	}
 	if (w->outbox_dirty)
-		outbox_flush(w);
+		outbox_flush(w, true);
 	evk_outbox_close(w->outbox);
 	w->outbox = NULL;
 	return w->o.drain && failed ? EVK_EX_FAIL : 0;

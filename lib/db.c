@@ -892,6 +892,28 @@ evk_db_rollback(struct evk_db *db)
 		       : evk_db_fail(db, "cannot roll back a transaction");
 }
 
+int
+evk_db_fd(const struct evk_db *db)
+{
+	return db->pg ? PQsocket(db->pg) : -1;
+}
+
+int
+evk_db_alive(struct evk_db *db, bool ping)
+{
+	if (db->dialect != EVK_DB_POSTGRES)
+		return EVK_OK;
+	if (db->lost || PQconsumeInput(db->pg) == 0 || PQstatus(db->pg) != CONNECTION_OK) {
+		if (!db->lost)
+			pg_why(db, PQerrorMessage(db->pg));
+		db->lost = true;
+		return evk_db_fail(db, "the database");
+	}
+	if (ping && pg_exec(db, "SELECT 1", NULL) != EVK_OK)
+		return evk_db_fail(db, "the database");
+	return EVK_OK;
+}
+
 /* ---- advisory locks (PostgreSQL) ---- */
 
 int

@@ -277,15 +277,33 @@ count_line(void *arg, const char *line, size_t len, uint64_t seq)
  * rows handed to the publisher, then what the hub acknowledged settled.
  * *more: a full round went well; *damaged: the row that stopped it. */
 static int
-flush_round(struct evk_outbox *ob, struct round_row *rows, bool *more, long long *damaged)
+flush_round(struct evk_outbox *ob, struct round_row *rows, bool *more, long long *damaged,
+	    bool *busy)
 {
 	/* PostgreSQL: one flusher at a time (SQLite's write lock does it),
 	 * locked before the rows are read, and no more rows than a round
 	 * takes. */
 	bool pg = evk_db_dialect(ob->db) == EVK_DB_POSTGRES;
-	struct evk_q *st = pg ? evk_db_q(ob->db, "SELECT pg_advisory_xact_lock(2121, 2)") : NULL;
-	if (pg && (st == NULL || evk_q_done(st) != EVK_OK))
-		return fail(ob, "cannot lock the outbox");
+	struct evk_q *st =
+		pg ? evk_db_q(ob->db, "SELECT CASE WHEN pg_try_advisory_xact_lock(2121, 2)"
+				      " THEN 1 ELSE 0 END")
+		   : NULL;
+	if (pg) {
+		if (st == NULL || evk_q_step(st) != EVK_ROW) {
+			evk_q_reset(st);
+			return fail(ob, "cannot lock the outbox");
+		}
+		bool mine = evk_q_int64(st, 0) == 1;
+		evk_q_reset(st);
+		if (!mine) {
+			/* Another process is delivering: its round sends these
+			 * rows too (a stopped one holds them back, never stalls
+			 * this one). */
+			*more = false;
+			*busy = true;
+			return EVK_OK;
+		}
+	}
 	st = evk_db_q(ob->db, pg ? "SELECT id, lines, format, sent FROM notes ORDER BY id LIMIT 4096"
 				 : "SELECT id, lines, format, sent FROM notes ORDER BY id");
 	uint64_t acked0 = ob->pub ? evk_pub_acked(ob->pub) : 0;
@@ -360,7 +378,7 @@ int
 evk_outbox_flush(struct evk_outbox *ob, struct evk_outbox_report *r)
 {
 	struct round_row *rows = malloc(OUTBOX_CHUNK * sizeof(*rows));
-	bool more = true;
+	bool more = true, busy = false;
 	int rv = EVK_OK;
 
 	*r = (struct evk_outbox_report){ 0 };
@@ -371,16 +389,17 @@ evk_outbox_flush(struct evk_outbox *ob, struct evk_outbox_report *r)
 			rv = fail(ob, "cannot start a transaction");
 			break;
 		}
-		rv = flush_round(ob, rows, &more, &r->damaged);
+		rv = flush_round(ob, rows, &more, &r->damaged, &busy);
 		if (rv != EVK_OK)
 			evk_db_rollback(ob->db);
 		else if (evk_db_commit(ob->db) != EVK_OK)
 			rv = fail(ob, "cannot commit the outbox");
 	}
 	free(rows);
-	if (rv == EVK_OK)
+	if (rv == EVK_OK && !busy)
 		rv = pending(ob, &r->pending);
 	r->unreachable = rv == EVK_OK && r->pending > 0 && r->damaged == 0;
+	r->busy = busy;
 	return rv;
 }
 

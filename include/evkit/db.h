@@ -172,6 +172,14 @@ const char *evk_db_error(const struct evk_db *db);
 /* True once the PostgreSQL connection is gone (never for SQLite). */
 bool evk_db_lost(const struct evk_db *db);
 
+/* PostgreSQL: the connection's socket, for a program to poll while it
+ * waits (readable when the server says goodbye); -1 on SQLite. */
+int evk_db_fd(const struct evk_db *db);
+/* PostgreSQL: reads what the server sent meanwhile and, with ping, runs a
+ * trivial query; EVK_EIO with err set ("lost the connection ...") once
+ * the connection is gone. Outside a transaction. EVK_OK on SQLite. */
+int evk_db_alive(struct evk_db *db, bool ping);
+
 /* PostgreSQL session-level advisory locks on a 64-bit key (a job id),
  * held until unlocked or the connection ends: *got says whether it was
  * free (or held by this session already). The keys held are in

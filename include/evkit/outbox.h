@@ -89,11 +89,15 @@ struct evk_outbox_report {
 	long pending;          /* event lines still in the outbox */
 	long long damaged; /* the row that cannot be sent, or 0 */
 	bool unreachable;      /* lines waited and the hub did not take them */
+	bool busy;             /* PostgreSQL: another process was delivering; lines
+				* committed after its round began wait for the next */
 };
 
 /* Delivers the outbox, oldest first, each line once: rows go (or their
  * acknowledged part is recorded) in the write transaction that published
- * them, so two processes never send one row. A line is sent again only
+ * them, so two processes never send one row. On PostgreSQL, when another
+ * process is delivering already, it returns at once with busy set and
+ * nothing pending: call it again a little later. A line is sent again only
  * when the hub stored it and could not say so. Runs its own
  * transactions: call it outside one. */
 int evk_outbox_flush(struct evk_outbox *ob, struct evk_outbox_report *r);
