@@ -212,7 +212,17 @@ $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_BUILD)/libevkit.a
 	@mkdir -p $(@D)
 	$(if $(Q),@echo "  FUZZ    $<")
 	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(EVK_CFLAGS) $(PKG_CFLAGS) -o $@ $< \
-		$(FUZZ_BUILD)/libevkit.a $(LDLIBS)
+		$(filter %.o,$^) $(FUZZ_BUILD)/libevkit.a $(LDLIBS)
+
+# fuzz_hub links the hub itself: every object of cmd/evbusd/ but main.o.
+FUZZ_HUB_OBJ := $(patsubst cmd/%.c,$(FUZZ_BUILD)/cmd/%.o,\
+                $(filter-out cmd/evbusd/main.c,$(wildcard cmd/evbusd/*.c)))
+$(FUZZ_BUILD)/fuzz_hub: $(FUZZ_HUB_OBJ)
+
+$(FUZZ_BUILD)/cmd/%.o: cmd/%.c
+	@mkdir -p $(@D)
+	$(if $(Q),@echo "  CC      $< (fuzz)")
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link $(EVK_CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
 
 deps-fuzz:
 	@sh tools/deps.sh $(DEPS_BUILD) $(DEPS_FUZZ)

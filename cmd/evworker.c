@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #define MAX_CONCURRENCY 256
+#define OUTBOX_ROW_TARGET (256 * 1024) /* bytes of event lines per outbox row, about */
 
 /* Which options a command takes (the table of commands says). */
 enum {
@@ -118,6 +119,8 @@ struct worker {
 	struct evk_outbox *outbox; /* opened when first used */
 	bool hub_warned;
 	bool outbox_dirty; /* rows added since the last delivery */
+	struct evk_buf batch;  /* the open transaction's event lines */
+	long batch_n;          /* how many */
 	struct evk_jobrun_sink sink; /* where running jobs send events and logs */
 	struct evk_jobrun *running[MAX_CONCURRENCY];
 	int nrunning;
@@ -142,16 +145,24 @@ on_child(int sig)
 
 /* ---- the database ---- */
 
-/* The queue failed (a lost PostgreSQL connection among others): the
- * running steps are killed, since no one could record their end (a
- * worker on PostgreSQL rescues their jobs once this connection is gone),
- * and the worker exits 69. */
+/* A worker that gives up leaves no step running: those started in the
+ * failed transaction are not recorded, the others would be killed by
+ * the rescue anyway. */
 static void
-db_die(struct worker *w, const char *what)
+stop_steps(struct worker *w)
 {
 	for (int i = 0; i < w->nrunning; i++)
 		if (w->running[i]->s.pid > 0)
 			kill(-w->running[i]->s.pid, SIGKILL);
+}
+
+/* The queue failed, a lost PostgreSQL connection included (a worker on
+ * PostgreSQL rescues this one's jobs once the connection is gone): exit
+ * 69 with no step left running. */
+static void
+db_die(struct worker *w, const char *what)
+{
+	stop_steps(w);
 	evk_db_fail(&w->jobs, what);
 	evk_die(EVK_EX_UNAVAILABLE, "%s", evk_db_error(&w->jobs));
 }
@@ -160,8 +171,10 @@ db_die(struct worker *w, const char *what)
 static void
 check(struct worker *w, int rv, const char *what)
 {
-	if (rv == EVK_ENOMEM)
+	if (rv == EVK_ENOMEM) {
+		stop_steps(w);
 		evk_die(EVK_EX_FAIL, "out of memory");
+	}
 	if (rv != EVK_OK)
 		db_die(w, what);
 }
@@ -190,20 +203,39 @@ the_outbox(struct worker *w)
 	return w->outbox;
 }
 
-/* Records one event line in the open transaction. */
+/* The event lines gathered so far become one outbox row of the open
+ * transaction. */
+static void
+outbox_record(struct worker *w)
+{
+	if (w->batch_n == 0)
+		return;
+	if (evk_outbox_record(the_outbox(w), EVK_OUTBOX_LINES, w->batch.p, w->batch.len,
+			      w->batch_n, NULL) != EVK_OK) {
+		stop_steps(w);
+		evk_die(EVK_EX_UNAVAILABLE, "%s", evk_outbox_error(w->outbox));
+	}
+	evk_buf_reset(&w->batch);
+	w->batch_n = 0;
+	w->outbox_dirty = true;
+}
+
+/* Adds one event line to the open transaction's. */
 static void
 outbox_add(struct worker *w, const char *topic, const char *event, cJSON *payload)
 {
-	struct evk_buf line = EVK_BUF_INIT(0);
 	const char *why = NULL;
-	if (evk_event_build(&line, NULL, topic, event, payload, &why) != EVK_OK)
+	if (evk_event_build(&w->batch, NULL, topic, event, payload, &why) != EVK_OK) {
+		stop_steps(w);
 		evk_die(EVK_EX_FAIL, "cannot build event: %s", why ? why : "");
-	if (evk_buf_addch(&line, '\n') != EVK_OK)
+	}
+	if (evk_buf_addch(&w->batch, '\n') != EVK_OK) {
+		stop_steps(w);
 		evk_die(EVK_EX_FAIL, "out of memory");
-	if (evk_outbox_record(the_outbox(w), EVK_OUTBOX_LINES, line.p, line.len, 1, NULL) != EVK_OK)
-		evk_die(EVK_EX_UNAVAILABLE, "%s", evk_outbox_error(w->outbox));
-	evk_buf_release(&line);
-	w->outbox_dirty = true;
+	}
+	w->batch_n++;
+	if (w->batch.len >= OUTBOX_ROW_TARGET)
+		outbox_record(w);
 }
 
 /* Publishes the outbox, oldest first, each line once; says once when the
@@ -522,40 +554,58 @@ reap(struct worker *w)
 	return failed;
 }
 
+/* One turn of the run loop in one write transaction: the steps that
+ * ended are recorded, the next steps and due jobs started, each with
+ * its events, which then go to the hub. Returns how many jobs failed;
+ * *over: the loop is done. */
+static int
+run_turn(struct worker *w, long long *grace_end, bool *over)
+{
+	begin(w);
+	int failed = reap(w);
+	start_due(w);
+	/* Read once: SIGTERM may come at any point of the turn. */
+	bool stop = stopping;
+	if (stop && *grace_end < 0)
+		*grace_end = evk_mono_ms() + w->o.grace * 1000;
+	*over = w->nrunning == 0 && (stop || w->o.drain);
+	if (!*over && stop && evk_mono_ms() >= *grace_end) {
+		while (w->nrunning > 0) {
+			check(w, evk_jobrun_abandon(w->running[0]), "stopping a job");
+			remove_running(w, 0);
+		}
+		*over = true;
+	}
+	outbox_record(w);
+	commit(w);
+	if (w->outbox_dirty)
+		outbox_flush(w, *over);
+	return failed;
+}
+
 static int
 cmd_run(struct worker *w, int argc, char **argv)
 {
 	int failed = 0;
 	long long grace_end = -1;
+	bool over = false;
 	if (argc > 0)
 		evk_usage_die("unexpected argument '%s'", argv[0]);
 	if (pipe2(child_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
 		evk_die(EVK_EX_FAIL, "cannot make a pipe: %s", strerror(errno));
 	evk_signal_catch(SIGCHLD, on_child, SA_RESTART | SA_NOCLDSTOP);
 	w->sink = (struct evk_jobrun_sink){ sink_emit, sink_log, w };
+	w->batch = (struct evk_buf)EVK_BUF_INIT(0);
 	outbox_flush(w, false); /* what an earlier run could not deliver */
 	evk_info("running jobs of queue '%s', %d at once%s", w->o.queue, w->o.concurrency,
 		 w->o.drain ? ", until none is due" : "");
 	for (;;) {
-		if (stopping && grace_end < 0)
-			grace_end = evk_mono_ms() + w->o.grace * 1000;
-		start_due(w);
-		if (w->nrunning == 0 && (stopping || w->o.drain))
+		failed += run_turn(w, &grace_end, &over);
+		if (over)
 			break;
-		if (stopping && evk_mono_ms() >= grace_end) {
-			while (w->nrunning > 0) {
-				check(w, evk_jobrun_abandon(w->running[0]), "stopping a job");
-				remove_running(w, 0);
-			}
-			break;
-		}
-		if (w->outbox_dirty)
-			outbox_flush(w, false);
 		wait_for_news(w);
-		failed += reap(w);
 	}
-	if (w->outbox_dirty)
-		outbox_flush(w, true);
+	evk_buf_release(&w->batch);
 	evk_outbox_close(w->outbox);
 	w->outbox = NULL;
 	return w->o.drain && failed ? EVK_EX_FAIL : 0;

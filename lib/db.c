@@ -851,6 +851,31 @@ evk_db_begin(struct evk_db *db)
 						  : evk_db_fail(db, "cannot start a transaction");
 }
 
+/* Releases the locks whose release waited for the commit. */
+static int
+pg_unlock_pending(struct evk_db *db)
+{
+	int rv = EVK_OK, n = db->nunlocks;
+	db->nunlocks = 0;
+	for (int i = 0; i < n; i++)
+		if (evk_db_unlock(db, db->unlocks[i]) != EVK_OK)
+			rv = EVK_EIO;
+	return rv;
+}
+
+int
+evk_db_unlock_at_commit(struct evk_db *db, int64_t key)
+{
+	if (db->dialect != EVK_DB_POSTGRES)
+		return EVK_OK;
+	if (!db->in_tx)
+		return evk_db_unlock(db, key);
+	if (db->nunlocks == (int)(sizeof(db->unlocks) / sizeof(db->unlocks[0])))
+		return EVK_ETOOLONG;
+	db->unlocks[db->nunlocks++] = key;
+	return EVK_OK;
+}
+
 int
 evk_db_commit(struct evk_db *db)
 {
@@ -866,7 +891,11 @@ evk_db_commit(struct evk_db *db)
 								     : "the transaction was rolled back")
 				       : PQerrorMessage(db->pg));
 		PQclear(res);
-		return ok ? EVK_OK : evk_db_fail(db, "cannot commit a transaction");
+		if (!ok) {
+			db->nunlocks = 0;
+			return evk_db_fail(db, "cannot commit a transaction");
+		}
+		return pg_unlock_pending(db);
 	}
 	return evk_store_exec(db->sq, "COMMIT") == EVK_OK
 		       ? EVK_OK
@@ -878,6 +907,7 @@ evk_db_rollback(struct evk_db *db)
 {
 	if (db->dialect == EVK_DB_POSTGRES) {
 		db->in_tx = false;
+		db->nunlocks = 0;
 		/* Keeps the reason of the failure that led here. */
 		char why[sizeof(db->why)], err[sizeof(db->err)];
 		memcpy(why, db->why, sizeof(why));

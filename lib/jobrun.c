@@ -199,9 +199,6 @@ job_ended(struct evk_jobrun *r, bool ok, bool snooze, const char *err)
 		.due_ms = evk_wall_ms() + (snooze || retry ? backoff_ms(r) : 0),
 		.finished = ok || (!snooze && !retry), .uncount = snooze,
 	};
-	/* The end and its broadcast in one transaction. */
-	if (fail(r, evk_db_begin(r->db)) != EVK_OK)
-		return;
 	fail(r, evk_jobs_end(r->db, r->q.id, &e));
 	if (!snooze) {
 		cJSON *p = base_payload(r);
@@ -213,10 +210,6 @@ job_ended(struct evk_jobrun *r, bool ok, bool snooze, const char *err)
 		}
 		emit_on(r, "workflow", ok ? "workflow_completed" : "workflow_failed", p);
 	}
-	if (r->err != EVK_OK)
-		evk_db_rollback(r->db);
-	else
-		fail(r, evk_db_commit(r->db));
 	log_state(r, ok ? "completed" : snooze ? "snoozed" : retry ? "failed, will retry"
 							      : "failed, discarded");
 }
@@ -303,32 +296,20 @@ evk_jobrun_claim(struct evk_db *db, const char *queue, const char *host,
 	r->sink = sink;
 	r->db = db;
 	r->s.progress_fd = r->s.output_fd = -1;
-	if (evk_db_begin(db) != EVK_OK) {
-		free(r);
-		return EVK_EIO;
-	}
 	int rv = evk_jobs_rescue(db, host, getpid(), on_rescued, (void *)sink);
 	if (rv == EVK_OK)
 		rv = evk_jobs_claim(db, queue, host, getpid(), &r->q);
-	bool claimed = rv == EVK_OK;
-	if (claimed && evk_uuid7(r->process_id) != EVK_OK)
+	if (rv == EVK_OK && evk_uuid7(r->process_id) != EVK_OK)
 		rv = EVK_EIO;
 	if (rv == EVK_OK) {
 		emit_on(r, "workflow", "process_created", base_payload(r));
 		rv = r->err;
 	}
-	if (rv == EVK_ETIMEDOUT)
-		rv = EVK_OK; /* none due; the rescues stand */
-	bool busy = rv == EVK_EAGAIN; /* a rescuer holds it: next time */
-	if (rv != EVK_OK)
-		evk_db_rollback(db);
-	else if (evk_db_commit(db) != EVK_OK)
-		rv = EVK_EIO;
-	if (busy)
-		rv = EVK_OK;
-	if (rv != EVK_OK || !claimed || r->q.nsteps <= 0) {
+	if (rv != EVK_OK || r->q.nsteps <= 0) {
 		evk_jobrun_free(r);
-		return rv;
+		/* None due (the rescues stand), or a rescuer still held the
+		 * job's lock (PostgreSQL: the claim was undone; next time). */
+		return rv == EVK_ETIMEDOUT || rv == EVK_EAGAIN ? EVK_OK : rv;
 	}
 	log_state(r, "started");
 	if (r->q.timeout_s > 0)

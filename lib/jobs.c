@@ -48,7 +48,6 @@ static const struct evk_migration migrations[] = {
 	  " last_error TEXT, output BYTEA, stdin BYTEA);"
 	  "CREATE INDEX jobs_fetch ON jobs (queue, state, priority, scheduled_at, id);"
 	  "CREATE INDEX jobs_unique ON jobs (unique_key) WHERE unique_key IS NOT NULL;"
-	  "CREATE INDEX jobs_executing ON jobs (id) WHERE state = 'executing';"
 	  "CREATE TABLE cursors (name TEXT PRIMARY KEY, last_seq BIGINT NOT NULL);"
 	  EVK_OUTBOX_SCHEMA_PG },
 	/* 2: jobs fed an event on stdin by `evworker on`, and where each
@@ -61,6 +60,12 @@ static const struct evk_migration migrations[] = {
 	  " SELECT id, 1, CAST(line || char(10) AS BLOB), 2 FROM outbox ORDER BY id;"
 	  "DROP TABLE outbox;",
 	  "" },
+	/* 4: the claim and the rescue read only the jobs they are after, in
+	 * order, instead of sorting every due job or scanning the history. */
+	{ "CREATE INDEX IF NOT EXISTS jobs_due ON jobs (queue, priority, scheduled_at, id)"
+	  " WHERE state IN ('available','scheduled','retryable');"
+	  "CREATE INDEX IF NOT EXISTS jobs_running ON jobs (worker_host) WHERE state = 'executing';",
+	  NULL },
 };
 
 const char evk_jobs_states[] =
@@ -261,6 +266,10 @@ claim_pg(struct evk_db *db, const char *queue, const char *host, pid_t pid,
 {
 	char ts[EVK_TS_LEN + 1];
 	evk_ts_now(ts);
+	/* A savepoint, to undo the claim alone when the lock is taken (the
+	 * caller's transaction may hold other changes). */
+	if (evk_db_exec(db, "SAVEPOINT evk_claim") != EVK_OK)
+		return EVK_EIO;
 	struct evk_q *st = evk_db_q(
 		db, "UPDATE jobs SET state = 'executing', attempt = attempt + 1,"
 		    " worker_host = ?, worker_pid = ?, attempted_at = ?"
@@ -279,6 +288,8 @@ claim_pg(struct evk_db *db, const char *queue, const char *host, pid_t pid,
 	int rc = evk_q_step(st);
 	int rv = rc == EVK_ROW ? job_from_claim(st, job) : rc == EVK_DONE ? EVK_ETIMEDOUT : EVK_EIO;
 	evk_q_reset(st);
+	if (rv == EVK_ETIMEDOUT && evk_db_exec(db, "RELEASE SAVEPOINT evk_claim") != EVK_OK)
+		rv = EVK_EIO;
 	if (rv != EVK_OK) {
 		if (rc == EVK_ROW)
 			evk_job_release(job);
@@ -289,7 +300,10 @@ claim_pg(struct evk_db *db, const char *queue, const char *host, pid_t pid,
 	bool got;
 	rv = evk_db_try_lock(db, job->id, &got);
 	if (rv == EVK_OK && !got)
-		rv = EVK_EAGAIN;
+		rv = evk_db_exec(db, "ROLLBACK TO SAVEPOINT evk_claim") == EVK_OK ? EVK_EAGAIN
+										: EVK_EIO;
+	if (rv == EVK_OK && evk_db_exec(db, "RELEASE SAVEPOINT evk_claim") != EVK_OK)
+		rv = EVK_EIO;
 	if (rv != EVK_OK)
 		evk_job_release(job);
 	return rv;
@@ -479,7 +493,7 @@ evk_jobs_end(struct evk_db *db, int64_t id, const struct evk_job_end *e)
 	evk_q_bind_int64(st, 7, e->uncount ? 1 : 0);
 	evk_q_bind_int64(st, 8, id);
 	int rv = done(st);
-	return rv == EVK_OK ? evk_db_unlock(db, id) : rv;
+	return rv == EVK_OK ? evk_db_unlock_at_commit(db, id) : rv;
 }
 
 int
@@ -493,7 +507,7 @@ evk_jobs_abandon(struct evk_db *db, int64_t id)
 	evk_q_bind_int64(st, 1, evk_wall_ms());
 	evk_q_bind_int64(st, 2, id);
 	int rv = done(st);
-	return rv == EVK_OK ? evk_db_unlock(db, id) : rv;
+	return rv == EVK_OK ? evk_db_unlock_at_commit(db, id) : rv;
 }
 
 static bool

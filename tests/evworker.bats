@@ -130,6 +130,25 @@ workflow:wf1 workflow_completed "
 	[ ! -e pwned ] && [ ! -e "$T/pwned" ]
 }
 
+@test "a step that cannot be run fails with 127 and says why; a script without #! runs under sh" {
+	printf 'echo "$2" >"$1"\n' >"$T/plain"
+	chmod +x "$T/plain"
+	ew enqueue --max-attempts 1 -- evkit-no-such-command >/dev/null
+	ew enqueue --max-attempts 1 -- "$T/plain" "$T/ran" yes >/dev/null
+	run -1 ew run --drain
+	run ew show 1
+	[ "$(jq -c '[.state, .last_error, .output]' <<<"$output")" = \
+		'["discarded","exit 127","cannot run the step'"'"'s command: evkit-no-such-command\n"]' ]
+	[ "$(ew show 2 | jq -r .state)" = completed ]
+	[ "$(cat "$T/ran")" = yes ]
+}
+
+@test "a step starts with the default action for SIGPIPE, which the worker ignores" {
+	ew enqueue --max-attempts 1 -- sh -c 'kill -PIPE $$; exit 0' >/dev/null
+	run -1 ew run --drain
+	[ "$(ew show 1 | jq -r .last_error)" = "killed by signal 13" ]
+}
+
 @test "with the hub down the job still runs; its events are delivered in order once the hub is back" {
 	stop_hub
 	ew enqueue --workflow wf9 -- sh -c 'echo "10 a" >&$EVWORKER_PROGRESS_FD; echo "90 b" >&$EVWORKER_PROGRESS_FD' >/dev/null
@@ -322,7 +341,7 @@ workflow:wf1 workflow_completed "
 		PRAGMA user_version = 2;
 	SQL
 	run -0 ew run --drain
-	[ "$(sqlite3 "$DB" 'PRAGMA user_version')" -eq 3 ]
+	[ "$(sqlite3 "$DB" 'PRAGMA user_version')" -eq 4 ]
 	[ "$(sqlite3 "$DB" 'SELECT count(*) FROM notes')" -eq 0 ]
 	[ "$(hub_status_field head_seq)" -eq 2 ]
 	run -0 evsub --since 0 -n 2 -W 10 'old:*'

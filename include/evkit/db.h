@@ -67,6 +67,8 @@ struct evk_db {
 	bool lost;                   /* PostgreSQL: the connection is gone */
 	int64_t locks[256];          /* PostgreSQL: advisory locks held (evk_db_try_lock) */
 	int nlocks;
+	int64_t unlocks[256];        /* PostgreSQL: to release once the transaction commits */
+	int nunlocks;
 	char path[EVK_DB_PATH_MAX];  /* the file, or the connection string */
 	char err[EVK_DB_ERR_MAX];    /* the last failure, for the program to print */
 	char why[EVK_DB_ERR_MAX];    /* PostgreSQL: the server's last message */
@@ -187,5 +189,9 @@ int evk_db_alive(struct evk_db *db, bool ping);
  * both are no-ops with *got true. */
 int evk_db_try_lock(struct evk_db *db, int64_t key, bool *got);
 int evk_db_unlock(struct evk_db *db, int64_t key);
+/* Releases the lock once the open transaction commits (at once outside
+ * one): a change that ends what the lock guards is seen by others before
+ * the lock is free. A rollback keeps the lock. */
+int evk_db_unlock_at_commit(struct evk_db *db, int64_t key);
 
 #endif

@@ -35,9 +35,15 @@ struct evk_jobrun {
 	int err;                /* the first error met, sticky */
 };
 
-/* In one write transaction: rescues the jobs of dead workers of host,
- * claims the next due job of queue and announces it (process_created);
- * then starts its first step. *run is NULL when no job is due. */
+/* Each call below runs inside the caller's write transaction, which
+ * holds the job's changes and its events (the sink's) together; a step's
+ * child is started inside it, its pid recorded with the claim or with
+ * the step before it. When the transaction fails, the caller kills the
+ * process groups of the steps it started (as a rescue would).
+ *
+ * Rescues the jobs of dead workers of host, claims the next due job of
+ * queue, announces it (process_created) and starts its first step. *run
+ * is NULL when no job is due. */
 int evk_jobrun_claim(struct evk_db *db, const char *queue, const char *host,
 		     const struct evk_jobrun_sink *sink, struct evk_jobrun **run);
 

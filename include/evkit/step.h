@@ -25,9 +25,10 @@ struct evk_step {
  * environment without the variables starting with drop, plus extra (NULL
  * ended); stdin from input (NULL: /dev/null); progress descriptor
  * EVK_STEP_PROGRESS_FD; stdout and stderr into the tail, which goes on
- * from the step started before with s (zero it first). Everything is
- * built before fork, so it is safe in a threaded program. EVK_EIO (errno
- * set) or EVK_ENOMEM on failure; a command that cannot be run exits 127. */
+ * from the step started before with s (zero it first). Started by
+ * posix_spawn, everything built before, so it is safe in a threaded
+ * program. EVK_EIO (errno set) or EVK_ENOMEM on failure; a command that
+ * cannot be run exits 127 after saying why on its output. */
 int evk_step_start(struct evk_step *s, char *const argv[], const char *drop,
 		   char *const extra[], const char *input, size_t input_len);
 

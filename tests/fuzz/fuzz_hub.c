@@ -1,5 +1,6 @@
-/* The hub's publish path: cmd/evbusd.c's frame check and hub_publish,
- * compiled in here as they are (its main renamed), on an in-memory store.
+/* The hub's publish path: cmd/evbusd/'s frame check and hub_publish,
+ * linked in as they are (every object of cmd/evbusd/ but main.o, see the
+ * Makefile), on an in-memory store.
  *
  * The input is the body of a publish request (after the 'P'). A refused
  * frame stores nothing; an accepted one stores and fans out the same
@@ -8,15 +9,20 @@
  * with a valid topic and event name, a normal ts, a payload that parses,
  * no raw control byte (issue 16 item 2). A publish-once ('Q') frame sent
  * a second time stores nothing (issue 16 item 3). */
-#define main evbusd_main
-#include "../../cmd/evbusd.c"
-#undef main
+#include "../../cmd/evbusd/evbusd.h"
 
 #include "fuzz.h"
 #include "json_eq.h"
 
+#include "evkit/err.h"
 #include "evkit/event.h"
+#include "evkit/proto.h"
 #include "evkit/topic.h"
+#include "evkit/utf8.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <string.h>
 
 static struct hub hub;
 
