@@ -14,23 +14,15 @@
 set -euo pipefail
 
 N=${1:-100000}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-export PATH="${EVKIT_BIN:-$ROOT/bin}:$PATH" LC_ALL=C CASECTL_ACTOR=bench
-dir=$(mktemp -d "${TMPDIR:-/tmp}/evkit-casectl.XXXXXX")
 ROUNDS=${ROUNDS:-5}
+export CASECTL_ACTOR=bench
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh" casectl
 PG_ROUNDS=${PG_ROUNDS:-3}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
-hub= pg= pgdir=
-cleanup() {
-	[ -n "$hub" ] && kill "$hub" 2>/dev/null || true
-	if [ -n "$pg" ]; then
-		kill -INT "$pg" 2>/dev/null || true
-		while kill -0 "$pg" 2>/dev/null; do sleep 0.1; done
-	fi
-	rm -rf "$dir" ${pgdir:+"$pgdir"}
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+pgdir=
+# bench_exit stops the PostgreSQL server too (in pids); its folder goes after.
+trap 'bench_exit; [ -z "$pgdir" ] || rm -rf "$pgdir"' EXIT
 
 awk -v n="$N" 'BEGIN {
 	for (i = 1; i <= n; i++)
@@ -93,7 +85,7 @@ if [ "$PG_ROUNDS" -gt 0 ]; then
 		>"$dir/initdb.log" 2>&1
 	as_pg "$PG_BIN/postgres" -D "$pgdir/data" -k "$pgdir" -c listen_addresses= \
 		-c synchronous_commit=off </dev/null >"$dir/pg.log" 2>&1 &
-	pg=$!
+	pids+=($!)
 	for _ in $(seq 300); do
 		psql -XAtq -d "host=$pgdir user=evkit dbname=postgres" -c 'SELECT 1' >/dev/null 2>&1 && break
 		sleep 0.1
