@@ -431,3 +431,16 @@ evk_cases_open(struct evk_db *db, const char *path)
 	return evk_db_open(db, path, "cases.db", false, evk_cases_migrations,
 			   EVK_CASES_MIGRATIONS);
 }
+
+int
+evk_cases_reconnect(struct evk_db *db, bool *reopened)
+{
+	char path[EVK_DB_PATH_MAX];
+	*reopened = false;
+	if (!evk_db_lost(db) && (db->sq || db->pg))
+		return EVK_OK;
+	*reopened = true;
+	snprintf(path, sizeof(path), "%s", db->path);
+	evk_db_close(db);
+	return evk_cases_open(db, path);
+}

@@ -804,7 +804,7 @@ outbox_empty() { [ "$(db_sql "$DB" 'SELECT count(*) FROM notes')" -eq 0 ]; }
 	CASECTL_DB=$gone run -0 casectl --db "$DB" list
 }
 
-@test "widgetd's keep_live list reads the cases from casectl's store" {
+@test "widgetd's keep_live list reads the cases from casectl's store, and connects again when the server cut it" {
 	echo '{"widgets":[{"id":"recent","type":"keep_live","limit":2,"refetch_window":100}]}' >"$BATS_TEST_TMPDIR/conf.json"
 	widgetd --state "$BATS_TEST_TMPDIR/widgets.db" --daemon --pidfile "$BATS_TEST_TMPDIR/w.pid" \
 		--config "$BATS_TEST_TMPDIR/conf.json" --cases-db "$DB" --throttle 50
@@ -812,4 +812,9 @@ outbox_empty() { [ "$(db_sql "$DB" 'SELECT count(*) FROM notes')" -eq 0 ]; }
 	cases 3 1 | cc ingest 2>/dev/null
 	wait_for bash -c "widgetd get recent | json_true '.items | map(.case_reference) == [\"R3\", \"R2\"]'"
 	[ "$(widgetd get recent | jq -c '.items[0] | [.agency, .offender, .offence_fine]')" = '["hse","Firm 3 Ltd",300]' ]
+	# A server that cut its sessions (a restart, a failover): widgetd
+	# connects again and the list follows as before.
+	! on_pg || pg_end_sessions "$DB"
+	cases 2 4 | cc ingest 2>/dev/null
+	wait_for bash -c "widgetd get recent | json_true '.items | map(.case_reference) == [\"R5\", \"R4\"]'"
 }

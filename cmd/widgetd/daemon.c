@@ -171,6 +171,14 @@ refetch(void *arg, const char *line, size_t len)
 	(void)len;
 	cJSON *items = cJSON_CreateArray();
 	int rv = cases_db && items ? evk_cases_recent(cases_db, d->c->limit, items) : EVK_OK;
+	bool again = false;
+	if (rv == EVK_EIO && evk_cases_reconnect(cases_db, &again) == EVK_OK && again) {
+		/* The server went away and is back: asked again on a new
+		 * connection, the list as if nothing had happened. */
+		cJSON_Delete(items);
+		items = cJSON_CreateArray();
+		rv = items ? evk_cases_recent(cases_db, d->c->limit, items) : EVK_ENOMEM;
+	}
 	d->queries++;
 	folded(rv);
 	if (rv != EVK_OK)
@@ -438,13 +446,6 @@ start_daemon(struct daemon *dm, const struct opts *o)
 		evk_usage_die("no --state given and no HOME or XDG_STATE_HOME");
 	load_config(dm, o->config);
 	int64_t since = load_state(dm, path);
-	if (o->cases_db) {
-		if ((dm->cases_db = calloc(1, sizeof(*dm->cases_db))) == NULL)
-			evk_die(EVK_EX_FAIL, "out of memory");
-		if (evk_cases_open(dm->cases_db, o->cases_db) != EVK_OK)
-			evk_die(EVK_EX_UNAVAILABLE, "cannot open cases database: %s",
-				evk_db_error(dm->cases_db));
-	}
 	if (!(dm->unacked = cJSON_CreateObject()) ||
 	    !(dm->publish_gate = evk_gate_new(EVK_GATE_THROTTLE, o->throttle_ms, EVK_GATE_MAX_KEYS,
 					      1 << 20)))
@@ -453,6 +454,17 @@ start_daemon(struct daemon *dm, const struct opts *o)
 		evk_die(EVK_EX_IOERR, "cannot open the log '%s': %s", o->log, strerror(errno));
 	if (o->daemon && evk_daemon_start() != EVK_OK)
 		evk_die(EVK_EX_FAIL, "cannot go to the background");
+	/* casectl's database, opened in the process that reads it: a
+	 * database connection does not survive a fork (SQLite's locks stay
+	 * with the parent: the child would read an old snapshot). Until
+	 * ready, a failure still reaches the caller's terminal. */
+	if (o->cases_db) {
+		if ((dm->cases_db = calloc(1, sizeof(*dm->cases_db))) == NULL)
+			evk_die(EVK_EX_FAIL, "out of memory");
+		if (evk_cases_open(dm->cases_db, o->cases_db) != EVK_OK)
+			evk_die(EVK_EX_UNAVAILABLE, "cannot open cases database: %s",
+				evk_db_error(dm->cases_db));
+	}
 	/* Subscribe, then load what the lists need: events newer than the
 	 * snapshot are replayed by the subscription, none falls between. */
 	struct evk_sub *sub;

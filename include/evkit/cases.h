@@ -92,4 +92,11 @@ int evk_cases_recent(struct evk_db *db, long limit, cJSON *items);
  * widgetd: never creates it. As evk_db_open. */
 int evk_cases_open(struct evk_db *db, const char *path);
 
+/* Opens db again at its own path when its PostgreSQL connection was lost
+ * (a server restart, a failover) or an earlier reopening failed: a
+ * long-running reader's way back. EVK_OK when db is open, *reopened
+ * saying whether it was opened again (false: nothing was lost); else as
+ * evk_db_open, db left closed (the next call tries again). */
+int evk_cases_reconnect(struct evk_db *db, bool *reopened);
+
 #endif
