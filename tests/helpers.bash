@@ -246,12 +246,23 @@ new_db() {
 
 # db_sql DB SQL — runs SQL (trusted test text) on the store DB names (a
 # new_db value) and prints the rows, columns separated by '|', as sqlite3
-# and psql -At both do.
+# and psql -At both do. On PostgreSQL the programs' own schemas (casectl's
+# "cases", evworker's "jobs": lib/db.c) are searched first.
 db_sql() {
 	if [[ $1 == postgresql://* ]]; then
-		psql -XAtq -v ON_ERROR_STOP=1 -d "$1" -c "$2"
+		PGOPTIONS='-c search_path=cases,jobs,public' psql -XAtq -v ON_ERROR_STOP=1 -d "$1" -c "$2"
 	else
 		sqlite3 "$1" "$2"
+	fi
+}
+
+# as_blob EXPR — SQL for the text EXPR as a byte string (BLOB, BYTEA) in
+# the dialect of the suite's store.
+as_blob() {
+	if on_pg; then
+		echo "convert_to($1, 'UTF8')"
+	else
+		echo "CAST($1 AS BLOB)"
 	fi
 }
 
