@@ -176,7 +176,7 @@ test-nats: deps
 # The suites whose programs keep a store, again with it on a real
 # PostgreSQL 15 that each suite starts itself (tests/helpers.bash:
 # EVKIT_STORE=pg); a test that cannot hold there says so as a skip.
-PG_SUITES ?= tests/pg_harness.bats tests/evworker.bats tests/evworker_scale.bats
+PG_SUITES ?= tests/pg_harness.bats tests/evworker.bats tests/evworker_scale.bats tests/casectl.bats
 test-pg: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)EVKIT_STORE=pg $(MAKE) --no-print-directory BATS_TESTS="$(PG_SUITES)" bats

@@ -90,6 +90,31 @@ start_nats() {
 	WAIT_SECS=20 wait_for grep -q 'Server is ready' "$dir/log"
 }
 
+# nats_suite — the setup of a suite that starts its own nats-server
+# processes: skipped, saying why, unless the suites run on NATS; sets T.
+nats_suite() {
+	on_nats || skip "the NATS tests run with make test-nats (EVKIT_TEST_BACKEND=nats)"
+	command -v nats-server >/dev/null ||
+		skip "nats-server is not installed (make deps installs it)"
+	T=$BATS_TEST_TMPDIR
+	unset EVBUS_URL
+}
+
+# free_port — a loopback port nothing listens on (probed with a connect),
+# none of those in TAKEN (to which the caller of $(free_port) adds it).
+free_port() {
+	local p fd
+	while :; do
+		p=$((20000 + RANDOM % 40000))
+		[[ " ${TAKEN[*]:-} " == *" $p "* ]] && continue
+		if ! { exec {fd}<>"/dev/tcp/127.0.0.1/$p"; } 2>/dev/null; then
+			echo "$p"
+			return
+		fi
+		exec {fd}>&-
+	done
+}
+
 # stop_hub [SIGNAL] — stops the hub started by start_hub, by its pid, and
 # waits until it is gone.
 stop_hub() {
@@ -221,12 +246,23 @@ new_db() {
 
 # db_sql DB SQL — runs SQL (trusted test text) on the store DB names (a
 # new_db value) and prints the rows, columns separated by '|', as sqlite3
-# and psql -At both do.
+# and psql -At both do. On PostgreSQL the programs' own schemas (casectl's
+# "cases", evworker's "jobs": lib/db.c) are searched first.
 db_sql() {
 	if [[ $1 == postgresql://* ]]; then
-		psql -XAtq -v ON_ERROR_STOP=1 -d "$1" -c "$2"
+		PGOPTIONS='-c search_path=cases,jobs,public' psql -XAtq -v ON_ERROR_STOP=1 -d "$1" -c "$2"
 	else
 		sqlite3 "$1" "$2"
+	fi
+}
+
+# as_blob EXPR — SQL for the text EXPR as a byte string (BLOB, BYTEA) in
+# the dialect of the suite's store.
+as_blob() {
+	if on_pg; then
+		echo "convert_to($1, 'UTF8')"
+	else
+		echo "CAST($1 AS BLOB)"
 	fi
 }
 
