@@ -527,9 +527,9 @@ reap(struct worker *w)
 }
 
 /* One turn of the run loop in one write transaction: the steps that
- * ended are recorded, the next steps and due jobs started, each with
- * its events, which then go to the hub. Returns how many jobs failed;
- * *over: the loop is done. */
+ * ended are recorded, the next steps and due jobs announced, their
+ * children started last, and the turn's events go to the hub. Returns
+ * how many jobs failed; *over: the loop is done. */
 static int
 run_turn(struct worker *w, long long *grace_end, bool *over)
 {
@@ -549,6 +549,8 @@ run_turn(struct worker *w, long long *grace_end, bool *over)
 		*over = true;
 	}
 	outbox_record(w);
+	for (int i = 0; i < w->nrunning; i++)
+		check(w, evk_jobrun_launch(w->running[i]), "starting a step");
 	exec(w, "COMMIT");
 	if (w->outbox_dirty)
 		outbox_flush(w);
