@@ -10,17 +10,10 @@
 set -euo pipefail
 
 N=${1:-100000}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-export PATH="${EVKIT_BIN:-$ROOT/bin}:$PATH" LC_ALL=C CASECTL_ACTOR=bench
-dir=$(mktemp -d "${TMPDIR:-/tmp}/evkit-casectl.XXXXXX")
 ROUNDS=${ROUNDS:-5}
-hub=
-cleanup() {
-	[ -n "$hub" ] && kill "$hub" 2>/dev/null || true
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+export CASECTL_ACTOR=bench
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh" casectl
 
 awk -v n="$N" 'BEGIN {
 	for (i = 1; i <= n; i++)

@@ -9,16 +9,8 @@
 set -euo pipefail
 
 N=${1:-1000000}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-export PATH="${EVKIT_BIN:-$ROOT/bin}:$PATH" LC_ALL=C
-dir=$(mktemp -d "${TMPDIR:-/tmp}/evkit-fold.XXXXXX")
-hub=
-cleanup() {
-	[ -n "$hub" ] && kill "$hub" 2>/dev/null || true
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh" fold
 
 awk -v n="$N" 'BEGIN {
 	for (i = 1; i <= n; i++)

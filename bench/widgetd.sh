@@ -10,18 +10,8 @@
 set -euo pipefail
 
 N=${1:-200000}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-export PATH="${EVKIT_BIN:-$ROOT/bin}:$PATH" LC_ALL=C
-TOOLS=${EVKIT_BENCH_TOOLS:-$ROOT/build/obj/bench}
-dir=$(mktemp -d "${TMPDIR:-/tmp}/evkit-widgetd.XXXXXX")
-pids=()
-cleanup() {
-	local p
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh" widgetd
 
 inproc=$("$TOOLS/foldbench" 1000000)
 
@@ -39,12 +29,6 @@ awk -v n="$N" 'BEGIN {
 	printf "{\"topic\":\"workflow:wfb\",\"event\":\"workflow_completed\",\"payload\":{%s,\"status\":\"completed\"}}\n", ids
 }' >"$dir/events"
 
-# stop_by_pidfile FILE — TERM to the daemon FILE names; returns once it
-# has removed FILE on its way out.
-stop_by_pidfile() {
-	kill "$(cat "$1")"
-	while [ -e "$1" ]; do sleep 0.01; done
-}
 
 # Each run on a fresh hub, so neither pays for the other's log.
 hub() {
@@ -53,11 +37,19 @@ hub() {
 	pids+=("$(cat "$dir/$1.pid")")
 }
 
+# watch READY EVSUB-ARGS... — evsub in the background, returning once it
+# is subscribed (--ready-file $dir/READY); $sub is its pid.
+watch() {
+	local ready="$dir/$1"
+	shift
+	evsub --ready-file "$ready" "$@" >/dev/null &
+	sub=$!
+	wait_file "$ready"
+}
+
 # The bus alone: plain evsub.
 hub bus1
-evsub --ready-file "$dir/r1" -n "$N" -W 120 '**' >/dev/null &
-sub=$!
-while [ ! -e "$dir/r1" ]; do sleep 0.01; done
+watch r1 -n "$N" -W 120 '**'
 t0=$(date +%s.%N)
 evpub -f "$dir/events"
 wait "$sub"
@@ -71,9 +63,7 @@ widgetd --state "$dir/w0.db" --daemon --pidfile "$dir/w0.pid"
 stop_by_pidfile "$dir/w0.pid"
 widgetd --state "$dir/w.db" --throttle 500 --daemon --pidfile "$dir/w.pid"
 pids+=("$(cat "$dir/w.pid")")
-evsub --ready-file "$dir/r2" --until widget_removed -W 120 'widget:progress-wfb' >/dev/null &
-sub=$!
-while [ ! -e "$dir/r2" ]; do sleep 0.01; done
+watch r2 --until widget_removed -W 120 'widget:progress-wfb'
 t2=$(date +%s.%N)
 evpub -f "$dir/events"
 wait "$sub"
@@ -84,9 +74,7 @@ stop_by_pidfile "$dir/w.pid"
 t4=$(date +%s.%N)
 evsub --since 0 -n "$N" -W 120 '**' >/dev/null
 t5=$(date +%s.%N)
-evsub --ready-file "$dir/r3" --until widget_removed -W 120 'widget:progress-wfb' >/dev/null &
-sub=$!
-while [ ! -e "$dir/r3" ]; do sleep 0.01; done
+watch r3 --until widget_removed -W 120 'widget:progress-wfb'
 t6=$(date +%s.%N)
 widgetd --state "$dir/w0.db" --throttle 500 --daemon --pidfile "$dir/w0.pid"
 pids+=("$(cat "$dir/w0.pid")")

@@ -166,8 +166,7 @@ int
 main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "bus", required_argument, NULL, 'b' },
-		EVK_TLS_LONGOPTS,
+		EVK_BUS_LONGOPTS,
 		{ "file", required_argument, NULL, 'f' },
 		{ "topic", required_argument, NULL, 't' },
 		{ "event", required_argument, NULL, 'e' },

@@ -123,8 +123,7 @@ static void
 parse_args(struct opts *o, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "bus", required_argument, NULL, 'b' },
-		EVK_TLS_LONGOPTS,
+		EVK_BUS_LONGOPTS,
 		{ "exclude", required_argument, NULL, 'x' },
 		{ "event", required_argument, NULL, 'E' },
 		{ "until", required_argument, NULL, 'u' },

@@ -369,13 +369,9 @@ on_loop(struct worker *w, struct evk_sub *sub, int np, char **patterns, const ch
 	struct evk_event ev;
 	struct evk_job_spec spec = spec_of(&w->o, steps);
 	while (!stopping) {
-		int rv = evk_sub_next(sub, &ev, 200);
+		int rv = evk_sub_next_past_gaps(sub, &ev, 200, evk_warn_text);
 		if (rv == EVK_ETIMEDOUT)
 			continue;
-		if (rv == EVK_EGAP) {
-			evk_warn("%s", evk_sub_gap_text(sub));
-			continue;
-		}
 		if (rv != EVK_OK) {
 			evk_warn("lost the hub at '%s': %s", w->url, evk_strerror(rv));
 			break;

@@ -12,8 +12,9 @@ _evbusd() {
 	--store | --pidfile | --log) _evkit_files; return ;;
 	--bus) _evkit_reply 'ipc:// tcp://127.0.0.1: tls+tcp://'; return ;;
 	--retain) return ;;
+	--synchronous) _evkit_reply 'normal full'; return ;;
 	esac
-	_evkit_reply '--bus --tls-cert --tls-key --tls-ca --insecure --store --memory --retain
+	_evkit_reply '--bus --tls-cert --tls-key --tls-ca --insecure --store --memory --retain --synchronous
 		--daemon --pidfile --log --quiet --verbose --status --help --version'
 }
 complete -F _evbusd evbusd

@@ -63,14 +63,10 @@ int
 evk_pub_open(struct evk_pub **out, const char *url, evk_ack_fn on_ack, void *arg)
 {
 	struct evk_pub *p = calloc(1, sizeof(*p));
-	int rv;
-
 	if (p == NULL)
 		return EVK_ENOMEM;
-	if (is_nats(url))
-		rv = evk_nats_pub_open(&p->nats, url, on_ack, arg);
-	else
-		rv = evk_nng_pub_open(&p->nng, url, on_ack, arg);
+	int rv = is_nats(url) ? evk_nats_pub_open(&p->nats, url, on_ack, arg)
+			      : evk_nng_pub_open(&p->nng, url, on_ack, arg);
 	if (rv != EVK_OK) {
 		free(p);
 		return rv;
@@ -189,14 +185,10 @@ int
 evk_sub_open(struct evk_sub **out, const char *url, int64_t since)
 {
 	struct evk_sub *s = calloc(1, sizeof(*s));
-	int rv;
-
 	if (s == NULL)
 		return EVK_ENOMEM;
-	if (is_nats(url))
-		rv = evk_nats_sub_open(&s->nats, url, since);
-	else
-		rv = evk_nng_sub_open(&s->nng, url, since);
+	int rv = is_nats(url) ? evk_nats_sub_open(&s->nats, url, since)
+			      : evk_nng_sub_open(&s->nng, url, since);
 	if (rv != EVK_OK) {
 		free(s);
 		return rv;
@@ -210,6 +202,17 @@ evk_sub_next(struct evk_sub *s, struct evk_event *ev, int timeout_ms)
 {
 	return s->nats ? evk_nats_sub_next(s->nats, ev, timeout_ms)
 		       : evk_nng_sub_next(s->nng, ev, timeout_ms);
+}
+
+int
+evk_sub_next_past_gaps(struct evk_sub *s, struct evk_event *ev, int timeout_ms,
+		       void (*on_gap)(const char *text))
+{
+	int rv = evk_sub_next(s, ev, timeout_ms);
+	if (rv != EVK_EGAP)
+		return rv;
+	on_gap(evk_sub_gap_text(s));
+	return EVK_ETIMEDOUT;
 }
 
 bool

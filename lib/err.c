@@ -173,6 +173,12 @@ evk_usage_die(const char *fmt, ...)
 }
 
 void
+evk_warn_text(const char *text)
+{
+	evk_warn("%s", text);
+}
+
+void
 evk_die_hub(const char *url, int err)
 {
 	if (err == EVK_EPERM)

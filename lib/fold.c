@@ -1,5 +1,7 @@
 #include "evkit/fold.h"
 
+#include "fold_impl.h"
+
 #include "evkit/err.h"
 #include "evkit/topic.h"
 
@@ -7,29 +9,14 @@
 #include <stdio.h>
 #include <string.h>
 
-/* ---- small tools, on cJSON's public API ---- */
-
-/* Member name of o (the first of that name), as
- * cJSON_GetObjectItemCaseSensitive finds it, but comparing the first byte
- * before calling strcmp: cJSON's strcmp on every member passed over was
- * a tenth of the fold's instructions (foldbench, callgrind). */
-static cJSON *
-member(const cJSON *o, const char *name)
-{
-	cJSON *m;
-	cJSON_ArrayForEach(m, o) {
-		const char *k = m->string;
-		if (k && k[0] == name[0] && strcmp(k, name) == 0)
-			return m;
-	}
-	return NULL;
-}
-
-static const char *
-str(const cJSON *o, const char *name)
-{
-	return cJSON_GetStringValue(member(o, name));
-}
+/* ---- small tools, on cJSON's public API ----
+ *
+ * Cost (bench/foldbench, callgrind, N=120000 minus N=20000): 5,364
+ * instructions per event; 5,198 when the fold reached into cJSON's
+ * internals (525858c). The rest is the accessors called instead of read
+ * inline (cJSON_GetStringValue, cJSON_Is*: about 110 an event) and reused
+ * entries refilled with cJSON_SetValuestring instead of pointing at
+ * literals (about 60): no measured need for the internals. */
 
 cJSON *
 evk_fold_find(const cJSON *widgets, const char *id)
@@ -58,19 +45,27 @@ add(cJSON *o, const char *name, cJSON *v)
 }
 
 /* Sets member name of o to v (replacing one of that name); v is taken
- * either way. false when out of memory (or v is NULL: its creation
- * failed). */
+ * either way. A new member keeps name by pointer when it is a literal
+ * (cJSON_AddItemToObjectCS), else a copy. false when out of memory (or v
+ * is NULL: its creation failed). */
 static bool
-put(cJSON *o, const char *name, cJSON *v)
+set_member(cJSON *o, const char *name, cJSON *v, bool literal)
 {
 	if (v == NULL)
 		return false;
-	bool ok = member(o, name)
-			  ? cJSON_ReplaceItemInObjectCaseSensitive(o, name, v)
-			  : cJSON_AddItemToObject(o, name, v);
+	bool ok = member(o, name) ? cJSON_ReplaceItemInObjectCaseSensitive(o, name, v)
+		  : literal	  ? cJSON_AddItemToObjectCS(o, name, v)
+				  : cJSON_AddItemToObject(o, name, v);
 	if (!ok)
 		cJSON_Delete(v);
 	return ok;
+}
+
+/* set_member for a name that is a string literal. */
+static bool
+put(cJSON *o, const char *name, cJSON *v)
+{
+	return set_member(o, name, v, true);
 }
 
 /* Sets number member name of o, whose current member is old (NULL: none
@@ -97,13 +92,49 @@ put_string(cJSON *o, const char *name, const char *v)
 	return put(o, name, cJSON_CreateString(v));
 }
 
+/* An event's ts as a string, in s. */
+static const char *
+ts_text(char s[EVK_TS_LEN + 1], const char *ts)
+{
+	memcpy(s, ts, EVK_TS_LEN);
+	s[EVK_TS_LEN] = '\0';
+	return s;
+}
+
 static cJSON *
 ts_string(const char *ts)
 {
 	char s[EVK_TS_LEN + 1];
-	memcpy(s, ts, EVK_TS_LEN);
-	s[EVK_TS_LEN] = '\0';
-	return cJSON_CreateString(s);
+	return cJSON_CreateString(ts_text(s, ts));
+}
+
+/* The array name of w, list (NULL: not known), made when missing or not
+ * an array; NULL when out of memory. */
+static cJSON *
+list_of(cJSON *w, const char *name, cJSON *list)
+{
+	if (list == NULL)
+		list = member(w, name);
+	if (!cJSON_IsArray(list) && (list = cJSON_CreateArray(), !put(w, name, list)))
+		return NULL;
+	return list;
+}
+
+/* Makes room in list for one more item, keeping at most max (at least
+ * one): the item that one more would push out is detached and returned
+ * (the caller may reuse it), any past it deleted; NULL when there is room.
+ * One walk to the cap. */
+static cJSON *
+take_tail(cJSON *list, size_t max)
+{
+	cJSON *last = list->child, *extra;
+	for (size_t n = 1; last && n < max; n++)
+		last = last->next;
+	if (last == NULL)
+		return NULL;
+	while ((extra = last->next) != NULL)
+		cJSON_Delete(cJSON_DetachItemViaPointer(list, extra));
+	return cJSON_DetachItemViaPointer(list, last);
 }
 
 /* Prepends item (taken) to the array name of w, list (NULL: not known;
@@ -111,25 +142,68 @@ ts_string(const char *ts)
 static bool
 prepend(cJSON *w, const char *name, cJSON *list, cJSON *item, size_t max)
 {
-	cJSON *extra;
-	if (list == NULL)
-		list = member(w, name);
 	if (item == NULL)
 		return false;
-	if (!cJSON_IsArray(list) && (list = cJSON_CreateArray(), !put(w, name, list))) {
+	if ((list = list_of(w, name, list)) == NULL) {
 		cJSON_Delete(item);
 		return false;
 	}
+	cJSON_Delete(take_tail(list, max));
 	if (!cJSON_InsertItemInArray(list, 0, item)) {
 		cJSON_Delete(item);
 		return false;
 	}
-	/* one walk to the cap, then whatever lies past it goes */
-	cJSON *last = list->child;
-	for (size_t n = 1; last && n < max; n++)
-		last = last->next;
-	while (last && (extra = last->next) != NULL)
-		cJSON_Delete(cJSON_DetachItemViaPointer(list, extra));
+	return true;
+}
+
+/* An object of n string members, names[i] (literals) = values[i], in that
+ * order. old (taken, or NULL) is an item a full list dropped: when it is
+ * such an object (members past the n may differ: they go), it is refilled
+ * in place (cJSON_SetValuestring), which spares a dozen allocations per
+ * event at steady state; else it goes and a new object is made. NULL
+ * when out of memory. */
+static cJSON *
+entry(cJSON *old, const char *const *names, const char *const *values, size_t n)
+{
+	cJSON *m = cJSON_IsObject(old) ? old->child : NULL, *next;
+	size_t i = 0;
+	for (; m && i < n && m->string && is_name(m->string, names[i]); i++)
+		m = m->next;
+	if (i == n) {
+		for (; m; m = next) {
+			next = m->next;
+			cJSON_Delete(cJSON_DetachItemViaPointer(old, m));
+		}
+		/* NULL for a member that is no string (or a reference) */
+		for (i = 0, m = old->child; i < n && cJSON_SetValuestring(m, values[i]); i++)
+			m = m->next;
+		if (i == n)
+			return old;
+	}
+	cJSON_Delete(old);
+	cJSON *o = cJSON_CreateObject();
+	for (i = 0; o && i < n; i++)
+		if (!add(o, names[i], cJSON_CreateString(values[i]))) {
+			cJSON_Delete(o);
+			return NULL;
+		}
+	return o;
+}
+
+/* Puts an entry (see entry()) first in the array name of w, list (NULL:
+ * not known; made when missing or not an array), keeping at most max. */
+static bool
+prepend_entry(cJSON *w, const char *name, cJSON *list, size_t max, const char *const *names,
+	      const char *const *values, size_t n)
+{
+	cJSON *item;
+	if ((list = list_of(w, name, list)) == NULL ||
+	    (item = entry(take_tail(list, max), names, values, n)) == NULL)
+		return false;
+	if (!cJSON_InsertItemInArray(list, 0, item)) {
+		cJSON_Delete(item);
+		return false;
+	}
 	return true;
 }
 
@@ -141,8 +215,8 @@ widget(cJSON *widgets, const char *id, const char *type)
 	cJSON *w = evk_fold_find(widgets, id);
 	if (w)
 		return w;
-	if ((w = cJSON_CreateObject()) == NULL || !cJSON_AddStringToObject(w, "id", id) ||
-	    !cJSON_AddStringToObject(w, "type", type) || !cJSON_AddItemToArray(widgets, w)) {
+	if ((w = cJSON_CreateObject()) == NULL || !add(w, "id", cJSON_CreateString(id)) ||
+	    !add(w, "type", cJSON_CreateString(type)) || !cJSON_AddItemToArray(widgets, w)) {
 		cJSON_Delete(w);
 		return NULL;
 	}
@@ -178,7 +252,7 @@ struct fold {
 /* prefix + name into out (n bytes), cut short as snprintf would: a
  * widget id or a description. Not snprintf: that was a tenth of the
  * fold's instructions. */
-static const char *
+static inline const char *
 join(char *out, size_t n, const char *prefix, const char *name)
 {
 	size_t a = strlen(prefix), b = strlen(name);
@@ -193,7 +267,7 @@ join(char *out, size_t n, const char *prefix, const char *name)
 }
 
 /* prefix + wf, cut to EVK_FOLD_ID_MAX bytes. */
-static const char *
+static inline const char *
 widget_id(char out[EVK_FOLD_ID_MAX + 1], const char *prefix, const char *wf)
 {
 	return join(out, EVK_FOLD_ID_MAX + 1, prefix, wf);
@@ -214,11 +288,11 @@ scan_progress(struct fold *f, cJSON *w)
 		cJSON **slot = NULL;
 		switch (k ? k[0] : 0) {
 		case 'p': /* the second byte tells the two apart */
-			slot = k[1] == 'r' ? (!strcmp(k, "process_id") ? &f->w_pid : NULL)
-					   : (!strcmp(k, "percentage") ? &f->w_pct : NULL);
+			slot = k[1] == 'r' ? (is_name(k, "process_id") ? &f->w_pid : NULL)
+					   : (is_name(k, "percentage") ? &f->w_pct : NULL);
 			break;
-		case 'a': slot = !strcmp(k, "activities") ? &f->w_activities : NULL; break;
-		case 'u': slot = !strcmp(k, "updates") ? &f->w_updates : NULL; break;
+		case 'a': slot = is_name(k, "activities") ? &f->w_activities : NULL; break;
+		case 'u': slot = is_name(k, "updates") ? &f->w_updates : NULL; break;
 		}
 		if (slot && *slot == NULL)
 			*slot = m;
@@ -255,11 +329,12 @@ new_progress(cJSON *widgets, const char *wf)
 {
 	char id[EVK_FOLD_ID_MAX + 1];
 	cJSON *w = cJSON_CreateObject();
-	if (w == NULL || !cJSON_AddStringToObject(w, "id", widget_id(id, "progress-", wf)) ||
-	    !cJSON_AddStringToObject(w, "type", "progress") ||
-	    !cJSON_AddStringToObject(w, "workflow_id", wf) || !cJSON_AddTrueToObject(w, "is_live") ||
-	    !cJSON_AddNumberToObject(w, "percentage", 0) || !cJSON_AddArrayToObject(w, "activities") ||
-	    !cJSON_AddArrayToObject(w, "updates") || !cJSON_AddItemToArray(widgets, w)) {
+	if (w == NULL || !add(w, "id", cJSON_CreateString(widget_id(id, "progress-", wf))) ||
+	    !add(w, "type", cJSON_CreateString("progress")) ||
+	    !add(w, "workflow_id", cJSON_CreateString(wf)) || !add(w, "is_live", cJSON_CreateTrue()) ||
+	    !add(w, "percentage", cJSON_CreateNumber(0)) ||
+	    !add(w, "activities", cJSON_CreateArray()) || !add(w, "updates", cJSON_CreateArray()) ||
+	    !cJSON_AddItemToArray(widgets, w)) {
 		cJSON_Delete(w);
 		return NULL;
 	}
@@ -306,15 +381,14 @@ progress_or_new(struct fold *f, int *rv)
 }
 
 /* The seed's describe_step/1 and estimate_progress/1. */
-static cJSON *
-describe(const char *step)
+static const char *
+describe(char s[160], const char *step)
 {
-	char s[160];
 	if (strcmp(step, "validate") == 0)
-		return cJSON_CreateString("Validating input");
+		return "Validating input";
 	if (strcmp(step, "process") == 0)
-		return cJSON_CreateString("Processing data");
-	return cJSON_CreateString(join(s, sizeof(s), "Running ", step));
+		return "Processing data";
+	return join(s, 160, "Running ", step);
 }
 
 static double
@@ -368,15 +442,13 @@ step_started(struct fold *f, cJSON **changed)
 		f->why = "step event without step";
 		return EVK_EINVAL;
 	}
-	cJSON *w = progress_or_new(f, &rv), *a = cJSON_CreateObject();
-	if (w == NULL || a == NULL || !add(a, "step", cJSON_CreateString(step)) ||
-	    !add(a, "status", cJSON_CreateString("running")) ||
-	    !add(a, "timestamp", ts_string(f->ev->ts)) ||
-	    !add(a, "description", describe(step))) {
-		cJSON_Delete(a);
-		return rv ? rv : EVK_ENOMEM;
-	}
-	if (!prepend(w, "activities", f->w_activities, a, f->max) ||
+	static const char *const names[] = { "step", "status", "timestamp", "description" };
+	char ts[EVK_TS_LEN + 1], text[160];
+	const char *values[] = { step, "running", ts_text(ts, f->ev->ts), describe(text, step) };
+	cJSON *w = progress_or_new(f, &rv);
+	if (w == NULL)
+		return rv;
+	if (!prepend_entry(w, "activities", f->w_activities, f->max, names, values, 4) ||
 	    !put_number(w, "percentage", f->w_pct, pct ? pct->valuedouble : estimate(step)))
 		return EVK_ENOMEM;
 	*changed = w;
@@ -419,13 +491,13 @@ progress_update(struct fold *f, cJSON **changed)
 		f->why = "progress_update without content";
 		return EVK_EINVAL;
 	}
-	cJSON *w = progress_or_new(f, &rv), *u = cJSON_CreateObject();
-	if (w == NULL || u == NULL || !add(u, "content", cJSON_CreateString(content)) ||
-	    !add(u, "timestamp", ts_string(f->ev->ts))) {
-		cJSON_Delete(u);
-		return rv ? rv : EVK_ENOMEM;
-	}
-	if (!prepend(w, "updates", f->w_updates, u, f->max))
+	static const char *const names[] = { "content", "timestamp" };
+	char ts[EVK_TS_LEN + 1];
+	const char *values[] = { content, ts_text(ts, f->ev->ts) };
+	cJSON *w = progress_or_new(f, &rv);
+	if (w == NULL)
+		return rv;
+	if (!prepend_entry(w, "updates", f->w_updates, f->max, names, values, 2))
 		return EVK_ENOMEM;
 	*changed = w;
 	return EVK_OK;
@@ -503,11 +575,11 @@ workflow_completed(struct fold *f, cJSON **changed, evk_fold_note_fn note, void 
 		return EVK_EINVAL;
 	const char *status = cJSON_GetStringValue(f->status);
 	cJSON *r = cJSON_CreateObject(), *old;
-	if (r == NULL || !cJSON_AddStringToObject(r, "id", widget_id(rid, "result-", f->wf)) ||
-	    !cJSON_AddStringToObject(r, "type", "result") ||
-	    !cJSON_AddStringToObject(r, "workflow_id", f->wf) ||
-	    !cJSON_AddStringToObject(r, "status", status ? status : "completed") ||
-	    !cJSON_AddNumberToObject(r, "percentage", 100) ||
+	if (r == NULL || !add(r, "id", cJSON_CreateString(widget_id(rid, "result-", f->wf))) ||
+	    !add(r, "type", cJSON_CreateString("result")) ||
+	    !add(r, "workflow_id", cJSON_CreateString(f->wf)) ||
+	    !add(r, "status", cJSON_CreateString(status ? status : "completed")) ||
+	    !add(r, "percentage", cJSON_CreateNumber(100)) ||
 	    !add(r, "completed_at", ts_string(f->ev->ts))) {
 		cJSON_Delete(r);
 		return EVK_ENOMEM;
@@ -655,7 +727,7 @@ evk_fold_count(cJSON *widgets, const char *id, const struct evk_event *ev,
 	snprintf(key, sizeof(key), "%.*s", (int)ev->event_len, ev->event);
 	if (cJSON_IsNumber(n = member(counts, key)))
 		cJSON_SetNumberValue(n, n->valuedouble + 1);
-	else if (!put(counts, key, cJSON_CreateNumber(1)))
+	else if (!set_member(counts, key, cJSON_CreateNumber(1), false))
 		return EVK_ENOMEM;
 	tell(note, arg, id, EVK_FOLD_UPDATED);
 	return EVK_OK;
@@ -764,119 +836,4 @@ evk_fold_keep_live(cJSON *widgets, const char *id, cJSON *items, double queries,
 		return EVK_ENOMEM;
 	tell(note, arg, id, EVK_FOLD_UPDATED);
 	return EVK_OK;
-}
-
-/* ---- a saved state's shape ---- */
-
-/* A member a widget of some type must (or may) have, and its type. */
-struct rule {
-	const char *name;
-	cJSON_bool (*is)(const cJSON *v);
-	bool required;
-};
-
-static const struct rule progress_rules[] = {
-	{ "workflow_id", cJSON_IsString, true }, { "process_id", cJSON_IsString, false },
-	{ "percentage", cJSON_IsNumber, true },	 { "activities", cJSON_IsArray, true },
-	{ "updates", cJSON_IsArray, true },	 { "status", cJSON_IsString, false },
-	{ "error", cJSON_IsString, false },	 { "will_retry", cJSON_IsBool, false },
-	{ NULL, NULL, false },
-};
-static const struct rule result_rules[] = {
-	{ "workflow_id", cJSON_IsString, true }, { "status", cJSON_IsString, true },
-	{ "percentage", cJSON_IsNumber, true },	 { "completed_at", cJSON_IsString, false },
-	{ NULL, NULL, false },
-};
-static const struct rule counter_rules[] = {
-	{ "counts", cJSON_IsObject, false },
-	{ NULL, NULL, false },
-};
-static const struct rule session_rules[] = {
-	{ "active", cJSON_IsBool, true },	 { "started_at", cJSON_IsString, true },
-	{ "stopped_at", cJSON_IsString, false }, { "items", cJSON_IsArray, true },
-	{ NULL, NULL, false },
-};
-static const struct rule keep_live_rules[] = {
-	{ "items", cJSON_IsArray, false }, { "queries", cJSON_IsNumber, false },
-	{ NULL, NULL, false },
-};
-
-static const struct {
-	const char *type;
-	const struct rule *rules;
-} shapes[] = {
-	{ "progress", progress_rules }, { "result", result_rules },	  { "counter", counter_rules },
-	{ "session", session_rules },	{ "keep_live", keep_live_rules },
-};
-
-/* Each element of w's array name is an object, with string members
- * (NULL-ended) when given. */
-static bool
-all_objects(const cJSON *w, const char *name, const char *const *strings)
-{
-	const cJSON *it;
-	cJSON_ArrayForEach(it, member(w, name)) {
-		if (!cJSON_IsObject(it))
-			return false;
-		for (const char *const *s = strings; s && *s; s++)
-			if (!cJSON_IsString(member(it, *s)))
-				return false;
-	}
-	return true;
-}
-
-/* Why widget w is damaged (into buf, n bytes), or NULL when it is not. */
-static const char *
-damage(const cJSON *widgets, const cJSON *w, char *buf, size_t n)
-{
-	static const char *const activity[] = { "step", "status", NULL };
-	const char *id = str(w, "id"), *type = str(w, "type");
-	const cJSON *m;
-	size_t k = 0;
-	if (!cJSON_IsObject(w))
-		return "not an object";
-	if (id == NULL || id[0] == '\0' || strlen(id) > EVK_FOLD_ID_MAX)
-		return "no id, or one too long";
-	snprintf(buf, n, "widget:%s", id);
-	if (!evk_topic_valid(buf, strlen(buf)))
-		return "an id that makes no topic";
-	if (evk_fold_find(widgets, id) != w)
-		return "a second widget of that id";
-	while (k < sizeof(shapes) / sizeof(shapes[0]) && !(type && strcmp(type, shapes[k].type) == 0))
-		k++;
-	if (k == sizeof(shapes) / sizeof(shapes[0]))
-		return "no known type";
-	for (const struct rule *r = shapes[k].rules; r->name; r++) {
-		m = member(w, r->name);
-		if (m ? !r->is(m) : r->required) {
-			snprintf(buf, n, "%s %s", r->name, m ? "of the wrong type" : "missing");
-			return buf;
-		}
-	}
-	if (!all_objects(w, "activities", activity) || !all_objects(w, "updates", NULL) ||
-	    !all_objects(w, "items", NULL))
-		return "a list holds something else than what the fold makes";
-	cJSON_ArrayForEach(m, member(w, "counts"))
-		if (!cJSON_IsNumber(m))
-			return "a count is not a number";
-	return NULL;
-}
-
-int
-evk_fold_check(cJSON *widgets, evk_fold_drop_fn drop, void *arg)
-{
-	cJSON *w = widgets ? widgets->child : NULL, *next;
-	int index = 0, dropped = 0;
-	char buf[EVK_TOPIC_MAX + 1];
-	for (; w; w = next, index++) {
-		next = w->next;
-		const char *why = damage(widgets, w, buf, sizeof(buf));
-		if (why == NULL)
-			continue;
-		if (drop)
-			drop(arg, index, str(w, "id"), why);
-		cJSON_Delete(cJSON_DetachItemViaPointer(widgets, w));
-		dropped++;
-	}
-	return dropped;
 }

@@ -577,6 +577,22 @@ loopback(const char *host)
 	       strncmp(host, "127.", 4) == 0;
 }
 
+/* The bus as the page shows it, in out (n bytes): without a user or
+ * password, on one line. */
+static void
+shown_bus(char *out, size_t n, const char *bus)
+{
+	const char *scheme = strstr(bus, "://"), *rest = scheme ? scheme + 3 : bus;
+	const char *at = strchr(rest, '@'), *slash = strchr(rest, '/');
+	if (at && (slash == NULL || at < slash))
+		snprintf(out, n, "%.*s%s", (int)(rest - bus), bus, at + 1);
+	else
+		snprintf(out, n, "%s", bus);
+	for (char *c = out; *c; c++)
+		if (*c == '\n' || *c == '\r')
+			*c = ' ';
+}
+
 int
 evk_web_open(struct evk_web **wp, const char *addr, bool insecure, const char *bus,
 	     const char **why)
@@ -610,16 +626,7 @@ evk_web_open(struct evk_web **wp, const char *addr, bool insecure, const char *b
 		return EVK_ENOMEM;
 	}
 	w->clear = tls == NULL && !loopback(host);
-	/* The bus as the page shows it: without a user or password. */
-	const char *scheme = strstr(bus, "://"), *rest = scheme ? scheme + 3 : bus;
-	const char *at = strchr(rest, '@'), *slash = strchr(rest, '/');
-	if (at && (slash == NULL || at < slash))
-		snprintf(w->bus, sizeof(w->bus), "%.*s%s", (int)(rest - bus), bus, at + 1);
-	else
-		snprintf(w->bus, sizeof(w->bus), "%s", bus);
-	for (char *c = w->bus; *c; c++)
-		if (*c == '\n' || *c == '\r')
-			*c = ' ';
+	shown_bus(w->bus, sizeof(w->bus), bus);
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_cond_init(&w->cv, NULL);
 	snprintf(text, sizeof(text), "%s://%s:%ld", scheme_web, host, port);

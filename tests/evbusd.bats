@@ -586,3 +586,16 @@ once_frame() {
 	assert_output 'E malformed frame: bad producer id'
 	[ "$(hub_status_field head_seq)" -eq 4 ]
 }
+
+@test "evbusd --synchronous full keeps every acknowledged event across kill -9; a bad mode is a usage error (issue 19)" {
+	evbusd_only "a test of the evbusd program itself"
+	run -2 evbusd --synchronous sometimes --memory
+	[[ $output == *"--synchronous takes normal or full, not 'sometimes'"* ]] || fail "$output"
+	start_hub --synchronous full
+	events 1000 | evpub
+	kill -9 "$HUB_PID"
+	wait_for gone "$HUB_PID"
+	start_hub --synchronous full
+	run -0 evsub --since 0 -n 1000 -W 20 't:**'
+	[ "$(jq -r .seq <<<"$output" | awk '$1 != NR { bad++ } END { print NR, bad + 0 }')" = "1000 0" ]
+}

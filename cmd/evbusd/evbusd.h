@@ -49,6 +49,7 @@ struct hub {
 	uint64_t head;   /* last seq assigned and committed */
 	uint64_t oldest; /* oldest retained seq; head + 1 when empty */
 	uint64_t retain;
+	bool sync_full; /* --synchronous full: fsync the WAL at each commit */
 	uint32_t row_events; /* events stored per row at most: retain/16, 1..64 */
 	const char *store;
 	char seqfile[4096]; /* FILE.seq, "" with --memory */

@@ -28,6 +28,7 @@ usage(FILE *out, int status)
 {
 	fprintf(out,
 		"usage: evbusd [--bus URL] [--store FILE | --memory] [--retain N]\n"
+		"              [--synchronous normal|full]\n"
 		"              [--daemon] [--pidfile FILE] [--log FILE] [-q|-v] [--insecure]\n"
 		"              [--tls-cert FILE --tls-key FILE --tls-ca FILE]\n"
 		"       evbusd --status [--bus URL]\n"
@@ -39,6 +40,9 @@ usage(FILE *out, int status)
 		"  --store FILE    the event log (default $XDG_STATE_HOME/evkit/bus.db)\n"
 		"  --memory        keep the log in memory only (lost when the hub stops)\n"
 		"  --retain N      events the log keeps (default %d)\n"
+		"  --synchronous normal|full\n"
+		"                  normal (default): an acknowledged event survives the\n"
+		"                  hub's crash; full: also the machine's (fsync per commit)\n"
 		"  --daemon        go to the background once accepting connections\n"
 		"  --log FILE      append messages to FILE, timestamped (with --daemon and\n"
 		"                  no --log, messages go to syslog)\n"
@@ -63,6 +67,7 @@ parse_args(struct hub *h, struct evbusd_opts *o, int argc, char **argv)
 		{ "store", required_argument, NULL, 's' },
 		{ "memory", no_argument, NULL, 'm' },
 		{ "retain", required_argument, NULL, 'r' },
+		{ "synchronous", required_argument, NULL, 'Y' },
 		{ "daemon", no_argument, NULL, 'd' },
 		{ "pidfile", required_argument, NULL, 'p' },
 		{ "log", required_argument, NULL, 'L' },
@@ -84,6 +89,11 @@ parse_args(struct hub *h, struct evbusd_opts *o, int argc, char **argv)
 		case 's': o->store = optarg; break;
 		case 'm': o->memory = true; break;
 		case 'r': h->retain = (uint64_t)evk_flag_int("--retain", optarg, 1, INT64_MAX); break;
+		case 'Y':
+			if (strcmp(optarg, "full") != 0 && strcmp(optarg, "normal") != 0)
+				evk_usage_die("--synchronous takes normal or full, not '%s'", optarg);
+			h->sync_full = strcmp(optarg, "full") == 0;
+			break;
 		case 'd': o->daemonize = true; break;
 		case 'p': o->pidfile = optarg; break;
 		case 'L': o->logfile = optarg; break;

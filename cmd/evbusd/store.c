@@ -92,6 +92,9 @@ hub_open_store(struct hub *h, const char *path)
 	if (evk_store_open(path, &h->db, &why) != EVK_OK)
 		evk_die(path && stat(path, &st_file) == 0 ? EVK_EX_IOERR : EVK_EX_UNAVAILABLE,
 			"cannot open store '%s': %s", path ? path : ":memory:", why);
+	if (h->sync_full && evk_store_exec(h->db, "PRAGMA synchronous=FULL") != EVK_OK)
+		evk_die(EVK_EX_IOERR, "cannot set up store '%s': %s", path ? path : ":memory:",
+			sqlite3_errmsg(h->db));
 	char bad[512];
 	if (path && evk_store_check(h->db, NULL, bad, sizeof(bad)) != EVK_OK)
 		evk_die(EVK_EX_IOERR, "store '%s' cannot be used: %s", path, bad);

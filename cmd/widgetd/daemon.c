@@ -526,13 +526,9 @@ widgetd_daemon(const struct opts *o, const char *url)
 			burst = 0;
 			wait = housekeeping(&dm, sub, &unsaved);
 		}
-		rv = evk_sub_next(sub, &ev, idle ? wait : 0);
+		rv = evk_sub_next_past_gaps(sub, &ev, idle ? wait : 0, evk_warn_text);
 		if (rv == EVK_ETIMEDOUT)
 			continue;
-		if (rv == EVK_EGAP) {
-			evk_warn("%s", evk_sub_gap_text(sub));
-			continue;
-		}
 		if (rv != EVK_OK) {
 			evk_warn("lost the hub at '%s': %s", url, evk_strerror(rv));
 			break;

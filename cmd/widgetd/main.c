@@ -184,12 +184,12 @@ cmd_session(const char *url, const char *what, const char *id)
 	return 0;
 }
 
-int
-main(int argc, char **argv)
+/* Reads the options into o; exits 2 on bad usage. */
+static void
+parse_args(struct opts *o, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "bus", required_argument, NULL, 'b' },
-		EVK_TLS_LONGOPTS,
+		EVK_BUS_LONGOPTS,
 		{ "config", required_argument, NULL, 'c' },
 		{ "cases-db", required_argument, NULL, 'C' },
 		{ "state", required_argument, NULL, 's' },
@@ -206,71 +206,99 @@ main(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
 	};
+	int c;
+
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":hqvW:", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'b': o->bus = optarg; break;
+		case EVK_OPT_TLS_CERT:
+		case EVK_OPT_TLS_KEY:
+		case EVK_OPT_TLS_CA: evk_tls_option(c, optarg); break;
+		case 'c': o->config = optarg; break;
+		case 'C': o->cases_db = optarg; break;
+		case 's': o->state = optarg; break;
+		case 't': o->throttle_ms = evk_flag_int("--throttle", optarg, 1, 86400000); break;
+		case 'W':
+			if ((o->answer_ms = (long long)(evk_flag_seconds("-W", optarg, 1e9) * 1000)) < 1)
+				evk_usage_die("-W wants seconds from 0.001, not '%s'", optarg);
+			break;
+		case 'd': o->daemon = true; break;
+		case 'p': o->pidfile = optarg; break;
+		case 'L': o->log = optarg; break;
+		case 'q': evk_log_level(EVK_LOG_QUIET); break;
+		case 'v': evk_log_level(EVK_LOG_VERBOSE); break;
+		case 'H': o->http = optarg; break;
+		case 'I': o->insecure = true; break;
+		case 'h': usage(stdout, 0); break;
+		case 'V': printf("widgetd %s\n", EVK_VERSION); exit(0);
+		default: evk_flag_die(c, argv, longopts);
+		}
+	}
+}
+
+/* The commands: each gets the n arguments after its name. */
+static int
+run_get(const struct opts *o, const char *url, int n, char **args)
+{
+	if (n > 1)
+		evk_usage_die("unexpected argument '%s'", args[1]);
+	return cmd_get(url, o->answer_ms, n == 1 ? args[0] : NULL);
+}
+
+static int
+run_view(const struct opts *o, const char *url, int n, char **args)
+{
+	if (n > 0)
+		evk_usage_die("unexpected argument '%s'", args[0]);
+	return widgetd_view(url, o->answer_ms);
+}
+
+static int
+run_session(const struct opts *o, const char *url, int n, char **args)
+{
+	(void)o;
+	if (n < 1)
+		evk_usage_die("missing start or stop");
+	if (strcmp(args[0], "start") && strcmp(args[0], "stop"))
+		evk_usage_die("unknown action '%s' (start, stop)", args[0]);
+	if (n > 2)
+		evk_usage_die("unexpected argument '%s'", args[2]);
+	return cmd_session(url, args[0], n == 2 ? args[1] : NULL);
+}
+
+static const struct command {
+	const char *name;
+	int (*run)(const struct opts *o, const char *url, int n, char **args);
+} commands[] = {
+	{ "get", run_get },
+	{ "view", run_view },
+	{ "session", run_session },
+};
+
+int
+main(int argc, char **argv)
+{
 	struct opts o = { .throttle_ms = 500, .answer_ms = ANSWER_MS };
 	char url[EVK_URL_MAX];
 	const char *why;
-	int c;
 
 	evk_set_progname(argv[0]);
 	/* The fold's small cJSON blocks are reused instead of going back to
 	 * malloc each event: cJSON is used on this thread only. */
 	evk_jsonmem_install();
 	atexit(evk_jsonmem_release);
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":hqvW:", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'b': o.bus = optarg; break;
-		case EVK_OPT_TLS_CERT:
-		case EVK_OPT_TLS_KEY:
-		case EVK_OPT_TLS_CA: evk_tls_option(c, optarg); break;
-		case 'c': o.config = optarg; break;
-		case 'C': o.cases_db = optarg; break;
-		case 's': o.state = optarg; break;
-		case 't': o.throttle_ms = evk_flag_int("--throttle", optarg, 1, 86400000); break;
-		case 'W':
-			if ((o.answer_ms = (long long)(evk_flag_seconds("-W", optarg, 1e9) * 1000)) < 1)
-				evk_usage_die("-W wants seconds from 0.001, not '%s'", optarg);
-			break;
-		case 'd': o.daemon = true; break;
-		case 'p': o.pidfile = optarg; break;
-		case 'L': o.log = optarg; break;
-		case 'q': evk_log_level(EVK_LOG_QUIET); break;
-		case 'v': evk_log_level(EVK_LOG_VERBOSE); break;
-		case 'H': o.http = optarg; break;
-		case 'I': o.insecure = true; break;
-		case 'h': usage(stdout, 0); break;
-		case 'V': printf("widgetd %s\n", EVK_VERSION); return 0;
-		default: evk_flag_die(c, argv, longopts);
-		}
-	}
+	parse_args(&o, argc, argv);
 	if (evk_bus_resolve(o.bus, url, sizeof(url), &why) != EVK_OK)
 		evk_usage_die("bad bus address: %s", why);
 	evk_signals_init(&widgetd_stopping, true);
 
-	static const char *const commands[] = { "get", "view", "session" };
-	for (size_t i = 0; optind < argc && i < sizeof(commands) / sizeof(commands[0]); i++)
-		if (strcmp(argv[optind], commands[i]) == 0)
-			evk_set_subcommand(commands[i]);
-	if (optind < argc && strcmp(argv[optind], "get") == 0) {
-		if (argc - optind > 2)
-			evk_usage_die("unexpected argument '%s'", argv[optind + 2]);
-		return cmd_get(url, o.answer_ms, argc - optind == 2 ? argv[optind + 1] : NULL);
-	}
-	if (optind < argc && strcmp(argv[optind], "view") == 0) {
-		if (argc - optind > 1)
-			evk_usage_die("unexpected argument '%s'", argv[optind + 1]);
-		return widgetd_view(url, o.answer_ms);
-	}
-	if (optind < argc && strcmp(argv[optind], "session") == 0) {
-		if (argc - optind < 2)
-			evk_usage_die("missing start or stop");
-		if (strcmp(argv[optind + 1], "start") && strcmp(argv[optind + 1], "stop"))
-			evk_usage_die("unknown action '%s' (start, stop)", argv[optind + 1]);
-		if (argc - optind > 3)
-			evk_usage_die("unexpected argument '%s'", argv[optind + 3]);
-		return cmd_session(url, argv[optind + 1], argc - optind == 3 ? argv[optind + 2] : NULL);
-	}
-	if (optind < argc)
-		evk_usage_die("unknown command '%s' (get, view, session)", argv[optind]);
-	return widgetd_daemon(&o, url);
+	if (optind == argc)
+		return widgetd_daemon(&o, url);
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(argv[optind], commands[i].name) == 0) {
+			evk_set_subcommand(commands[i].name);
+			return commands[i].run(&o, url, argc - optind - 1, argv + optind + 1);
+		}
+	evk_usage_die("unknown command '%s' (get, view, session)", argv[optind]);
 }

@@ -1,5 +1,17 @@
 # fish completion for casectl(1): the subcommand, then only its options.
-set -l cmds init user create get list update sync destroy ingest outbox watch
+set -l subs \
+    'init:create the database and its first admin' \
+    'user:add or list actors' \
+    'create:create a case' \
+    'get:print one case' \
+    'list:print cases' \
+    'update:change a case' \
+    'sync:mark a case synced' \
+    'destroy:delete a case' \
+    'ingest:upsert JSON lines' \
+    'outbox:undelivered notifications' \
+    'watch:print the list again after case events'
+set -l cmds (string replace -r ':.*' '' -- $subs)
 complete -c casectl -f
 complete -c casectl -n "not __fish_seen_subcommand_from $cmds" -l db -r -F -d 'the database'
 complete -c casectl -n "not __fish_seen_subcommand_from $cmds" -l bus -x -a 'ipc:// tcp://127.0.0.1: tls+tcp:// nats://127.0.0.1:4222' -d 'the hub'
@@ -7,17 +19,11 @@ complete -c casectl -n "not __fish_seen_subcommand_from $cmds" -l actor -x -d 'a
 complete -c casectl -n "not __fish_seen_subcommand_from $cmds" -l max-line -x -d 'longest input line'
 complete -c casectl -n "not __fish_seen_subcommand_from $cmds" -s h -l help -d 'print usage'
 complete -c casectl -n "not __fish_seen_subcommand_from $cmds" -l version -d 'print the version'
-complete -c casectl -n "not __fish_seen_subcommand_from $cmds" -a init -d 'create the database and its first admin'
-complete -c casectl -n "not __fish_seen_subcommand_from $cmds" -a user -d 'add or list actors'
-complete -c casectl -n "not __fish_seen_subcommand_from $cmds" -a create -d 'create a case'
-complete -c casectl -n "not __fish_seen_subcommand_from $cmds" -a get -d 'print one case'
-complete -c casectl -n "not __fish_seen_subcommand_from $cmds" -a list -d 'print cases'
-complete -c casectl -n "not __fish_seen_subcommand_from $cmds" -a update -d 'change a case'
-complete -c casectl -n "not __fish_seen_subcommand_from $cmds" -a sync -d 'mark a case synced'
-complete -c casectl -n "not __fish_seen_subcommand_from $cmds" -a destroy -d 'delete a case'
-complete -c casectl -n "not __fish_seen_subcommand_from $cmds" -a ingest -d 'upsert JSON lines'
-complete -c casectl -n "not __fish_seen_subcommand_from $cmds" -a outbox -d 'undelivered notifications'
-complete -c casectl -n "not __fish_seen_subcommand_from $cmds" -a watch -d 'print the list again after case events'
+# the subcommands, each with what it does
+for s in $subs
+    set -l nd (string split -m 1 : -- $s)
+    complete -c casectl -n "not __fish_seen_subcommand_from $cmds" -a $nd[1] -d $nd[2]
+end
 complete -c casectl -n "__fish_seen_subcommand_from init" -l admin -x -d 'the first admin'
 complete -c casectl -n "__fish_seen_subcommand_from user; and not __fish_seen_subcommand_from add list" -a 'add list'
 complete -c casectl -n "__fish_seen_subcommand_from user" -l role -x -a 'admin editor viewer' -d 'the role'

@@ -4,6 +4,7 @@ complete -c evbusd -l bus -x -a 'ipc:// tcp://127.0.0.1: tls+tcp://' -d 'listen 
 complete -c evbusd -l store -r -F -d 'the event log'
 complete -c evbusd -l memory -d 'keep the log in memory only'
 complete -c evbusd -l retain -x -d 'events the log keeps'
+complete -c evbusd -l synchronous -x -a 'normal full' -d 'what an acknowledged event survives'
 complete -c evbusd -l daemon -d 'go to the background once accepting connections'
 complete -c evbusd -l pidfile -r -F -d 'write the pid to FILE'
 complete -c evbusd -l status -d "print the running hub's figures as JSON"

@@ -1,5 +1,16 @@
 # fish completion for evworker(1): the subcommand, then only its options.
-set -l cmds enqueue run list show wait cancel retry prune stats on
+set -l subs \
+    'enqueue:add a job' \
+    'run:work jobs' \
+    'list:jobs as JSON lines' \
+    'show:one job' \
+    'wait:until a job or workflow ends' \
+    'cancel:stop a job' \
+    'retry:run a job again' \
+    'prune:forget finished jobs' \
+    'stats:counts per queue and state' \
+    'on:a job per matching event'
+set -l cmds (string replace -r ':.*' '' -- $subs)
 complete -c evworker -f
 complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -l db -r -F -d 'the queue database'
 complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -l bus -x -a 'ipc:// tcp://127.0.0.1: tls+tcp:// nats://127.0.0.1:4222' -d 'the hub'
@@ -7,16 +18,11 @@ complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -s h -l help -d 
 complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -s q -l quiet -d 'errors only'
 complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -s v -l verbose -d 'more messages'
 complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -l version -d 'print the version'
-complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -a enqueue -d 'add a job'
-complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -a run -d 'work jobs'
-complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -a list -d 'jobs as JSON lines'
-complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -a show -d 'one job'
-complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -a wait -d 'until a job or workflow ends'
-complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -a cancel -d 'stop a job'
-complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -a retry -d 'run a job again'
-complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -a prune -d 'forget finished jobs'
-complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -a stats -d 'counts per queue and state'
-complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -a on -d 'a job per matching event'
+# the subcommands, each with what it does
+for s in $subs
+    set -l nd (string split -m 1 : -- $s)
+    complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -a $nd[1] -d $nd[2]
+end
 # enqueue and on share the job options
 for sub in enqueue on
     complete -c evworker -n "__fish_seen_subcommand_from $sub" -l queue -x -d 'the queue'

@@ -114,6 +114,12 @@ int evk_sub_next(struct evk_sub *s, struct evk_event *ev, int timeout_ms);
  * next call). */
 const char *evk_sub_gap_text(struct evk_sub *s);
 
+/* evk_sub_next for a loop that goes on past a gap: a gap's text
+ * (evk_sub_gap_text) goes to on_gap, and the call returns EVK_ETIMEDOUT
+ * as if nothing came. Otherwise as evk_sub_next. */
+int evk_sub_next_past_gaps(struct evk_sub *s, struct evk_event *ev, int timeout_ms,
+			   void (*on_gap)(const char *text));
+
 /* True while events already received wait to be read: the next
  * evk_sub_next returns without waiting on the hub. Lets a printer flush
  * once per frame instead of once per event. */

@@ -72,6 +72,10 @@ void evk_log_syslog(void);
  * of another user, a refused certificate), else "no hub" with 69. */
 void evk_die_hub(const char *url, int err) __attribute__((noreturn));
 
+/* evk_warn of a text as it is (no format), for callbacks that pass one
+ * (evk_sub_next_past_gaps). */
+void evk_warn_text(const char *text);
+
 void evk_die(int status, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3), noreturn));
 

@@ -16,6 +16,8 @@ enum { EVK_OPT_TLS_CERT = 0x7c01, EVK_OPT_TLS_KEY, EVK_OPT_TLS_CA };
 	{ "tls-cert", required_argument, NULL, EVK_OPT_TLS_CERT },    \
 	{ "tls-key", required_argument, NULL, EVK_OPT_TLS_KEY },      \
 	{ "tls-ca", required_argument, NULL, EVK_OPT_TLS_CA }
+/* --bus URL ('b') and the TLS options: what a client of the hub takes. */
+#define EVK_BUS_LONGOPTS { "bus", required_argument, NULL, 'b' }, EVK_TLS_LONGOPTS
 #define EVK_TLS_USAGE                                                           \
 	"  --tls-cert FILE --tls-key FILE --tls-ca FILE\n"                    \
 	"                  certificate, key and CA for tls+tcp:// addresses\n" \

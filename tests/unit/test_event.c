@@ -290,6 +290,90 @@ main(void)
 	      "addch stops at the cap");
 	evk_buf_release(&small);
 
+	/* A payload printed from the tree keeps DEL and C1 escaped (cJSON
+	 * prints them raw, which the hub refuses). */
+	{
+		static const char in[] = "{\"ts\":\"2026-11-22T22:01:02Z\",\"topic\":\"a\","
+					 "\"event\":\"e\",\"payload\":[\"\\u009e\\u007fx\xc2\xa0\"]}";
+		char w[256];
+		evk_buf_reset(&out);
+		CHECK(evk_event_from_json(&out, in, sizeof(in) - 1, w, sizeof(w)) == EVK_OK &&
+			      strstr(out.p, "[\"\\u009e\\u007fx\xc2\xa0\"]") != NULL &&
+			      evk_event_check(out.p, out.len, w, sizeof(w)) == EVK_OK,
+		      "DEL and C1 printed escaped: %s", out.p);
+	}
+
+	/* The hub's single-pass payload check (evk_event_check). */
+	static const struct {
+		const char *payload;
+		const char *error; /* NULL: accepted; else a substring */
+	} payloads[] = {
+		{ "{}", NULL }, { "[]", NULL }, { " {}", NULL }, { "0", NULL }, { "-1.5e3", NULL },
+		{ "\"\\u00e9\\ud83d\\ude00\\n\\/\"", NULL }, { "true", NULL }, { "null", NULL },
+		{ "{\"a\" : [1, {\"b\":false}, \"x\"] , \"c\":{}}", NULL },
+		{ "[[[[]]],[]]", NULL },
+		{ "{} ", "payload is not one JSON value at column 73" },
+		{ "[1,]", "not one JSON value" }, { "{\"a\"}", "not one JSON value" },
+		{ "{\"a\":1,}", "not one JSON value" }, { "[1 2]", "not one JSON value" },
+		{ "{1:2}", "not one JSON value" }, { "[}", "not one JSON value" },
+		{ "{]", "not one JSON value" }, { "[1]]", "not one JSON value" },
+		{ "[", "not one JSON value" }, { "\"abc", "not one JSON value" },
+		{ "tru", "not one JSON value" }, { "truex", "not one JSON value" },
+		{ "nul", "not one JSON value" }, { "'a'", "not one JSON value" },
+		{ "\xef\xbb\xbf{}", "not one JSON value" },
+		{ "01", "invalid number" }, { "1e999", "number out of range" },
+		{ "\"\\x\"", "invalid escape at column 72 in a string" },
+		{ "\"\\uZZZZ\"", "invalid escape" }, { "\"\\ud800\"", "invalid escape" },
+		{ "\"\\udc00\"", "invalid escape" }, { "\"\\ud800\\u0041\"", "invalid escape" },
+		{ "\"\\u12\"", "invalid escape" },
+		{ "\"a\tb\"", "raw control byte at column 73 in a string" },
+		{ "\"a\x7f\"", "raw control byte" }, { "\"a\xc2\x85\"", "raw control byte" },
+		{ "\"\xc2\xa0\"", NULL },
+		{ "[1,\t2]", "raw control byte at column 74 outside a string" },
+	};
+	static const char ok[] = "{\"ts\":\"2026-01-01T00:00:00.000000Z\",\"topic\":\"a\","
+				 "\"event\":\"b\",\"payload\":";
+	char hubline[256];
+	for (size_t i = 0; i < sizeof(payloads) / sizeof(payloads[0]); i++) {
+		int len = snprintf(hubline, sizeof(hubline), "%s%s}", ok, payloads[i].payload);
+		int rv = evk_event_check(hubline, (size_t)len, why, sizeof(why));
+		if (payloads[i].error == NULL)
+			CHECK(rv == EVK_OK, "payload %s refused: %s", payloads[i].payload, why);
+		else
+			CHECK(rv == EVK_EINVAL && strstr(why, payloads[i].error),
+			      "payload %s: got %s, want %s", payloads[i].payload,
+			      rv == EVK_OK ? "accepted" : why, payloads[i].error);
+	}
+	/* 1000 levels of nesting pass (cJSON's limit), 1001 do not. */
+	static char deep[3000];
+	for (int levels = 1000; levels <= 1001; levels++) {
+		int len = snprintf(deep, sizeof(deep), "%s", ok);
+		memset(deep + len, '[', (size_t)levels);
+		memset(deep + len + levels, ']', (size_t)levels);
+		deep[len + 2 * levels] = '}';
+		int rv = evk_event_check(deep, (size_t)len + 2 * (size_t)levels + 1, why, sizeof(why));
+		CHECK(levels == 1000 ? rv == EVK_OK : rv == EVK_EINVAL && strstr(why, "nested too deep"),
+		      "%d levels of nesting", levels);
+	}
+	/* The word-at-a-time string scan finds a stop byte at every place: a
+	 * string of n plain bytes with byte v at place at. */
+	int missed = 0;
+	for (size_t n = 1; n <= 20; n++)
+		for (size_t at = 0; at < n; at++)
+			for (int v = 1; v < 256; v++) {
+				int len = snprintf(hubline, sizeof(hubline), "%s\"", ok);
+				memset(hubline + len, 'a', n);
+				hubline[len + (int)at] = (char)v;
+				hubline[len + (int)n] = '"';
+				hubline[len + (int)n + 1] = '}';
+				size_t total = (size_t)len + n + 2;
+				bool want = v >= 0x20 && v < 0x7f && v != '"' && v != '\\';
+				bool valid = evk_utf8_valid(hubline, total);
+				if (valid && (evk_event_check(hubline, total, why, sizeof(why)) == EVK_OK) != want)
+					missed++;
+			}
+	CHECK(missed == 0, "string scan: %d bytes judged wrong", missed);
+
 	evk_buf_release(&out);
 	return check_done("test_event");
 }

@@ -425,10 +425,68 @@ test_topic_ids(void)
 	cJSON_Delete(w);
 }
 
+/* A full list reuses the entry it drops for the new one: what it holds
+ * after is exactly what a new entry would hold, whatever the dropped one
+ * held (a result, an error, members of a saved state in another order or
+ * of another type). */
+static void
+test_full_lists(void)
+{
+	cJSON *w = cJSON_CreateArray();
+	const char *why;
+	char pl[160];
+
+	fold(w, "process_created", "{" IDS "}", 0, &why);
+	for (int i = 0; i < 3; i++) {
+		snprintf(pl, sizeof(pl), "{" IDS ",\"step\":\"s%d\"}", i);
+		fold(w, "step_started", pl, 1, &why);
+		snprintf(pl, sizeof(pl),
+			 "{" IDS ",\"step\":\"s%d\",\"error\":\"exit %d\",\"result\":{\"n\":%d}}", i,
+			 i, i);
+		fold(w, "step_completed", pl, 2, &why);
+	}
+	CHECK(fold(w, "step_started", "{" IDS ",\"step\":\"validate\"}", 3, &why) == EVK_OK &&
+		      strcmp(get(w, "progress-wf", "activities.0"),
+			     "{\"step\":\"validate\",\"status\":\"running\",\"timestamp\":"
+			     "\"2026-11-24T10:00:03.000000Z\",\"description\":\"Validating input\"}") == 0,
+	      "a reused activity holds only what a new one would: %s",
+	      get(w, "progress-wf", "activities.0"));
+	CHECK(strcmp(get(w, "progress-wf", "activities.2.step"), "\"s1\"") == 0 &&
+		      cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(
+			      evk_fold_find(w, "progress-wf"), "activities")) == 3,
+	      "the oldest went, three kept");
+	/* A saved state's entries, of other shapes. */
+	cJSON *acts = cJSON_GetObjectItemCaseSensitive(evk_fold_find(w, "progress-wf"), "activities");
+	cJSON_ReplaceItemInArray(acts, 2, cJSON_Parse("{\"status\":\"x\",\"step\":\"y\"}"));
+	fold(w, "step_started", "{" IDS ",\"step\":\"a\"}", 4, &why);
+	cJSON_ReplaceItemInArray(acts, 2, cJSON_Parse("{\"step\":1,\"status\":\"x\",\"timestamp\":\"t\","
+						      "\"description\":\"d\"}"));
+	fold(w, "step_started", "{" IDS ",\"step\":\"b\"}", 5, &why);
+	CHECK(strcmp(get(w, "progress-wf", "activities.1"),
+		     "{\"step\":\"a\",\"status\":\"running\",\"timestamp\":"
+		     "\"2026-11-24T10:00:04.000000Z\",\"description\":\"Running a\"}") == 0 &&
+		      strcmp(get(w, "progress-wf", "activities.0"),
+			     "{\"step\":\"b\",\"status\":\"running\",\"timestamp\":"
+			     "\"2026-11-24T10:00:05.000000Z\",\"description\":\"Running b\"}") == 0,
+	      "entries of another shape dropped, new ones made: %s",
+	      get(w, "progress-wf", "activities"));
+	for (int i = 0; i < 4; i++) {
+		snprintf(pl, sizeof(pl), "{" IDS ",\"content\":\"a longer update %d\"}", i);
+		fold(w, "progress_update", pl, 6, &why);
+	}
+	fold(w, "progress_update", "{" IDS ",\"content\":\"u\"}", 7, &why);
+	CHECK(strcmp(get(w, "progress-wf", "updates.0"),
+		     "{\"content\":\"u\",\"timestamp\":\"2026-11-24T10:00:07.000000Z\"}") == 0 &&
+		      strcmp(get(w, "progress-wf", "updates.2.content"), "\"a longer update 2\"") == 0,
+	      "a reused update: %s", get(w, "progress-wf", "updates"));
+	cJSON_Delete(w);
+}
+
 int
 main(void)
 {
 	test_workflow();
+	test_full_lists();
 	test_long_id();
 	test_replaced_members();
 	test_counter();
