@@ -1,9 +1,9 @@
 #!/bin/bash
-# bench/evworker.sh [N [RUNS]] — the worker's overhead per job against the
+# bench/evworker.sh [N] — the worker's overhead per job against the
 # fork/exec floor: N (2,000) `true` jobs through `evworker run --drain
 # --concurrency 2` (claim, run, record, broadcast 4 events each through a
 # running hub), beside `xargs -P2 -n1 true` on the same N commands. The
-# queue is filled once and copied (sqlite3) for each of RUNS (3) runs; each run
+# queue is filled once and copied (sqlite3) for each of $RUNS (3) runs; each run
 # times xargs, the worker, then xargs again, and compares the worker with
 # the mean of the two, so that a machine whose load drifts (CI, a shared
 # VM) shows in both sides of a ratio. Each run must complete every job
@@ -12,17 +12,8 @@
 set -euo pipefail
 
 N=${1:-2000}
-RUNS=${2:-3}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-export PATH="${EVKIT_BIN:-$ROOT/bin}:$PATH" LC_ALL=C
-dir=$(mktemp -d "${TMPDIR:-/tmp}/evkit-worker.XXXXXX")
-hub=
-cleanup() {
-	[ -n "$hub" ] && kill "$hub" 2>/dev/null || true
-	rm -rf "$dir"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+RUNS=${RUNS:-3}
+. "$(dirname "$0")/lib.sh" worker
 
 export EVBUS_URL="ipc://$dir/bus"
 evbusd --store "$dir/bus.db" --daemon --pidfile "$dir/hub.pid"
@@ -59,6 +50,8 @@ for ((r = 1; r <= RUNS; r++)); do
 	ratio=$(awk -v a="$t0" -v b="$t1" -v c="$t2" -v d="$t3" \
 		'BEGIN { printf "%.2f", (c - b) / (((b - a) + (d - c)) / 2) }')
 	ratios+=("$ratio")
+	# The floor in seconds (the last run's), for rows that compare with it.
+	xargs_s=$(awk -v a="$t0" -v b="$t1" -v c="$t2" -v d="$t3" 'BEGIN { print ((b - a) + (d - c)) / 2 }')
 	awk -v r="$r" -v a="$t0" -v b="$t1" -v c="$t2" -v d="$t3" -v q="$ratio" -v k="$done/$N" \
 		-v e="$events" -v h0="$h0" -v h1="$h1" 'BEGIN {
 		printf "%-4d %9.2f %9.2f %9.2f %7s %11s %9d %9.0f\n", r, b - a, c - b, d - c, q, k, e,
