@@ -563,12 +563,30 @@ child_ended(void)
 	return poll(&p, 1, 0) == 1;
 }
 
+/* Starts the children of the steps the turn announced, once it has
+ * committed, in a write transaction that records their pids: a worker
+ * killed after a child started and before its pid is committed leaves
+ * no more unrecorded than that UPDATE and COMMIT take. */
+static void
+launch_steps(struct worker *w)
+{
+	int n = 0;
+	for (int i = 0; i < w->nrunning; i++)
+		n += w->running[i]->launch;
+	if (n == 0)
+		return;
+	begin(w);
+	for (int i = 0; i < w->nrunning; i++)
+		check(w, evk_jobrun_launch(w->running[i]), "starting a step");
+	commit(w);
+}
+
 /* One turn of the run loop in one write transaction: the steps that
- * ended are recorded, the next steps and due jobs announced, their
- * children started last. Then the turn's events go to the hub, unless a
- * step ended meanwhile: a delivery waits for the hub's answer, so the
- * next turn fills that slot first, for up to OUTBOX_DEFER_MS. Returns
- * how many jobs failed; *over: the loop is done. */
+ * ended are recorded, the next steps and due jobs announced; then their
+ * children start. The turn's events go to the hub, unless a step ended
+ * meanwhile: a delivery waits for the hub's answer, so the next turn
+ * fills that slot first, for up to OUTBOX_DEFER_MS. Returns how many
+ * jobs failed; *over: the loop is done. */
 static int
 run_turn(struct worker *w, long long *grace_end, bool *over)
 {
@@ -588,9 +606,8 @@ run_turn(struct worker *w, long long *grace_end, bool *over)
 		*over = true;
 	}
 	outbox_record(w);
-	for (int i = 0; i < w->nrunning; i++)
-		check(w, evk_jobrun_launch(w->running[i]), "starting a step");
 	commit(w);
+	launch_steps(w);
 	if (w->outbox_dirty &&
 	    (*over || !child_ended() || evk_mono_ms() - w->dirty_since >= OUTBOX_DEFER_MS))
 		outbox_flush(w, *over);

@@ -117,7 +117,7 @@ log_state(struct evk_jobrun *r, const char *what)
 }
 
 /* Announces the job's current step, whose child the caller starts with
- * evk_jobrun_launch just before its commit. */
+ * evk_jobrun_launch once the announcement has committed. */
 static void
 start_step(struct evk_jobrun *r)
 {

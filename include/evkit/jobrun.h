@@ -46,10 +46,11 @@ int evk_jobrun_claim(struct evk_db *db, const char *queue, const char *host,
 		     const struct evk_jobrun_sink *sink, struct evk_jobrun **run);
 
 /* Starts the child of the step announced last (if not yet started) and
- * records its pid: the last thing before the caller's COMMIT, so that a
- * worker killed in between leaves as little as can be unrecorded (the
- * child runs already; a transaction cannot hold it back). When the
- * commit fails, the caller kills the child's process group. */
+ * records its pid, in a write transaction after the one that announced
+ * it: the claim is stored before its child runs, and a worker killed in
+ * between leaves only the pid's UPDATE and COMMIT unrecorded (the child
+ * runs already; a transaction cannot hold it back). When that commit
+ * fails, the caller kills the child's process group. */
 int evk_jobrun_launch(struct evk_jobrun *r);
 
 /* Reads what the step wrote (progress lines become events), kills it at
