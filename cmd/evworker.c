@@ -33,6 +33,7 @@
 
 #define MAX_CONCURRENCY 256
 #define OUTBOX_ROW_TARGET (256 * 1024) /* bytes of event lines per outbox row, about */
+#define OUTBOX_DEFER_MS 10 /* how long a delivery may wait for a turn that is due */
 
 /* Which options a command takes (the table of commands says). */
 enum {
@@ -119,6 +120,7 @@ struct worker {
 	struct evk_outbox *outbox; /* opened when first used */
 	bool hub_warned;
 	bool outbox_dirty; /* rows added since the last delivery */
+	long long dirty_since; /* monotonic ms of the oldest such row */
 	struct evk_buf batch;  /* the open transaction's event lines */
 	long batch_n;          /* how many */
 	struct evk_jobrun_sink sink; /* where running jobs send events and logs */
@@ -217,6 +219,8 @@ outbox_record(struct worker *w)
 	}
 	evk_buf_reset(&w->batch);
 	w->batch_n = 0;
+	if (!w->outbox_dirty)
+		w->dirty_since = evk_mono_ms();
 	w->outbox_dirty = true;
 }
 
@@ -550,10 +554,39 @@ reap(struct worker *w)
 	return failed;
 }
 
+/* Whether a step's child ended since the loop last looked (its SIGCHLD
+ * is waiting in the pipe). */
+static bool
+child_ended(void)
+{
+	struct pollfd p = { .fd = child_pipe[0], .events = POLLIN };
+	return poll(&p, 1, 0) == 1;
+}
+
+/* Starts the children of the steps the turn announced, once it has
+ * committed, in a write transaction that records their pids: a worker
+ * killed after a child started and before its pid is committed leaves
+ * no more unrecorded than that UPDATE and COMMIT take. */
+static void
+launch_steps(struct worker *w)
+{
+	int n = 0;
+	for (int i = 0; i < w->nrunning; i++)
+		n += w->running[i]->launch;
+	if (n == 0)
+		return;
+	begin(w);
+	for (int i = 0; i < w->nrunning; i++)
+		check(w, evk_jobrun_launch(w->running[i]), "starting a step");
+	commit(w);
+}
+
 /* One turn of the run loop in one write transaction: the steps that
- * ended are recorded, the next steps and due jobs started, each with
- * its events, which then go to the hub. Returns how many jobs failed;
- * *over: the loop is done. */
+ * ended are recorded, the next steps and due jobs announced; then their
+ * children start. The turn's events go to the hub, unless a step ended
+ * meanwhile: a delivery waits for the hub's answer, so the next turn
+ * fills that slot first, for up to OUTBOX_DEFER_MS. Returns how many
+ * jobs failed; *over: the loop is done. */
 static int
 run_turn(struct worker *w, long long *grace_end, bool *over)
 {
@@ -574,7 +607,9 @@ run_turn(struct worker *w, long long *grace_end, bool *over)
 	}
 	outbox_record(w);
 	commit(w);
-	if (w->outbox_dirty)
+	launch_steps(w);
+	if (w->outbox_dirty &&
+	    (*over || !child_ended() || evk_mono_ms() - w->dirty_since >= OUTBOX_DEFER_MS))
 		outbox_flush(w, *over);
 	return failed;
 }

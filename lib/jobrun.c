@@ -116,33 +116,42 @@ log_state(struct evk_jobrun *r, const char *what)
 	r->sink->log(r->sink->arg, (long long)r->q.id, r->q.attempt, what);
 }
 
-/* Starts the job's current step as a child in its own process group. */
+/* Announces the job's current step, whose child the caller starts with
+ * evk_jobrun_launch once the announcement has committed. */
 static void
 start_step(struct evk_jobrun *r)
 {
+	emit_on(r, "process", "step_started", step_payload(r, "n", "percentage", overall(r, 0)));
+	r->s.pid = -1;
+	r->launch = true;
+}
+
+int
+evk_jobrun_launch(struct evk_jobrun *r)
+{
+	if (!r->launch || r->err != EVK_OK)
+		return r->err;
 	const cJSON *run = cJSON_GetObjectItemCaseSensitive(
 		cJSON_GetArrayItem(r->q.steps, r->step), "run");
 	int n = cJSON_GetArraySize(run);
 	char **argv = calloc((size_t)n + 1, sizeof(char *));
 	char vars[6][200], *extra[7] = { vars[0], vars[1], vars[2], vars[3], vars[4], vars[5] };
-	if (argv == NULL) {
-		fail(r, EVK_ENOMEM);
-		return;
-	}
+	if (argv == NULL)
+		return fail(r, EVK_ENOMEM);
 	for (int i = 0; i < n; i++)
 		argv[i] = cJSON_GetStringValue(cJSON_GetArrayItem(run, i));
-	emit_on(r, "process", "step_started", step_payload(r, "n", "percentage", overall(r, 0)));
 	snprintf(vars[0], 200, "EVWORKER_JOB_ID=%lld", (long long)r->q.id);
 	snprintf(vars[1], 200, "EVWORKER_ATTEMPT=%d", r->q.attempt);
 	snprintf(vars[2], 200, "EVWORKER_PROGRESS_FD=%d", EVK_STEP_PROGRESS_FD);
 	snprintf(vars[3], 200, "EVWORKER_PROCESS_ID=%s", r->process_id);
 	snprintf(vars[4], 200, "EVWORKER_WORKFLOW_ID=%s", r->q.workflow);
 	snprintf(vars[5], 200, "EVWORKER_STEP=%s", step_name(r));
-	if (r->err == EVK_OK &&
-	    fail(r, evk_step_start(&r->s, argv, "EVWORKER_", extra, r->q.input,
+	r->launch = false;
+	if (fail(r, evk_step_start(&r->s, argv, "EVWORKER_", extra, r->q.input,
 				   r->q.input_len)) == EVK_OK)
 		fail(r, evk_jobs_set_child(r->db, r->q.id, r->s.pid));
 	free(argv);
+	return r->err;
 }
 
 /* One line from the step's progress descriptor: "PERCENT [MESSAGE]", a
@@ -259,6 +268,8 @@ evk_jobrun_poll(struct evk_jobrun *r, bool *done, bool *failed)
 {
 	int status;
 	*done = *failed = false;
+	if (r->s.pid <= 0) /* not launched */
+		return r->err;
 	evk_step_read(&r->s, progress_line, r);
 	if (r->deadline > 0 && !r->timed_out && evk_mono_ms() >= r->deadline) {
 		r->timed_out = true;
@@ -296,6 +307,7 @@ evk_jobrun_claim(struct evk_db *db, const char *queue, const char *host,
 	r->sink = sink;
 	r->db = db;
 	r->s.progress_fd = r->s.output_fd = -1;
+	r->s.pid = -1;
 	int rv = evk_jobs_rescue(db, host, getpid(), on_rescued, (void *)sink);
 	if (rv == EVK_OK)
 		rv = evk_jobs_claim(db, queue, host, getpid(), &r->q);
@@ -322,8 +334,10 @@ evk_jobrun_claim(struct evk_db *db, const char *queue, const char *host,
 int
 evk_jobrun_abandon(struct evk_jobrun *r)
 {
-	kill(-r->s.pid, SIGKILL);
-	waitpid(r->s.pid, NULL, 0);
+	if (r->s.pid > 0) {
+		kill(-r->s.pid, SIGKILL);
+		waitpid(r->s.pid, NULL, 0);
+	}
 	fail(r, evk_jobs_abandon(r->db, r->q.id));
 	log_state(r, "stopped, will retry");
 	return r->err;

@@ -63,12 +63,14 @@ workflow:wf1 workflow_completed "
 }
 
 @test "--timeout 1 kills the job's whole process group and marks it failed by timeout" {
-	ew enqueue --timeout 1 --max-attempts 1 -- sh -c 'sleep 30.4242 & sleep 30.4242' >/dev/null
+	# A duration of this run's own: other suites on the machine sleep too.
+	local s=30.$$$RANDOM
+	ew enqueue --timeout 1 --max-attempts 1 -- sh -c 'sleep "$0" & sleep "$0"' "$s" >/dev/null
 	run -1 ew run --drain
 	run ew show 1
 	[ "$(jq -r .last_error <<<"$output")" = "timeout after 1 s" ]
 	[ "$(jq -r .state <<<"$output")" = discarded ]
-	run pgrep -f 'sleep 30.4242'
+	run pgrep -f "sleep $s"
 	assert_failure
 }
 
@@ -89,7 +91,8 @@ workflow:wf1 workflow_completed "
 }
 
 @test "a job whose worker was killed -9 is rescued and completes on the next run, never twice at once" {
-	ew enqueue -- sh -c 'echo run >>"$0.log"; [ -e "$0" ] && exit 0; touch "$0"; sleep 30.4343' "$T/once" >/dev/null
+	local s=30.$$$RANDOM
+	ew enqueue -- sh -c 'echo run >>"$0.log"; [ -e "$0" ] && exit 0; touch "$0"; sleep "$1"' "$T/once" "$s" >/dev/null
 	evworker --db "$DB" run 2>/dev/null &
 	local w=$!
 	wait_file "$T/once"
@@ -101,7 +104,7 @@ workflow:wf1 workflow_completed "
 	run -0 ew run --drain
 	[ "$(ew show 1 | jq -r .state)" = completed ]
 	[ "$(wc -l <"$T/once.log")" -eq 2 ]
-	run pgrep -f 'sleep 30.4343'
+	run pgrep -f "sleep $s"
 	assert_failure
 }
 

@@ -30,27 +30,33 @@ struct evk_jobrun {
 	int step;               /* the current step */
 	char process_id[37];
 	long long deadline;     /* monotonic ms, 0: none */
-	struct evk_step s;      /* the current step's child */
+	struct evk_step s;      /* the current step's child (pid -1: none yet) */
+	bool launch;            /* the current step waits for evk_jobrun_launch */
 	bool timed_out;
 	int err;                /* the first error met, sticky */
 };
 
 /* Each call below runs inside the caller's write transaction, which
- * holds the job's changes and its events (the sink's) together; a step's
- * child is started inside it, its pid recorded with the claim or with
- * the step before it. When the transaction fails, the caller kills the
- * process groups of the steps it started (as a rescue would).
+ * holds the job's changes and its events (the sink's) together.
  *
  * Rescues the jobs of dead workers of host, claims the next due job of
- * queue, announces it (process_created) and starts its first step. *run
- * is NULL when no job is due. */
+ * queue and announces it (process_created) and its first step
+ * (step_started). *run is NULL when no job is due. */
 int evk_jobrun_claim(struct evk_db *db, const char *queue, const char *host,
 		     const struct evk_jobrun_sink *sink, struct evk_jobrun **run);
 
+/* Starts the child of the step announced last (if not yet started) and
+ * records its pid, in a write transaction after the one that announced
+ * it: the claim is stored before its child runs, and a worker killed in
+ * between leaves only the pid's UPDATE and COMMIT unrecorded (the child
+ * runs already; a transaction cannot hold it back). When that commit
+ * fails, the caller kills the child's process group. */
+int evk_jobrun_launch(struct evk_jobrun *r);
+
 /* Reads what the step wrote (progress lines become events), kills it at
- * its timeout, and when its child has ended goes on to the next step or
- * ends the job: then *done is true and *failed says whether the attempt
- * failed (a snooze is not a failure). */
+ * its timeout, and when its child has ended announces the next step (to
+ * launch) or ends the job: then *done is true and *failed says whether
+ * the attempt failed (a snooze is not a failure). */
 int evk_jobrun_poll(struct evk_jobrun *r, bool *done, bool *failed);
 
 /* Kills the running step and puts the job back as retryable (shutdown). */
