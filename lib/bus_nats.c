@@ -63,6 +63,7 @@
 #define NATS_GAP_CHECK_MS 100               /* the retained range, read again */
 #define NATS_CLOSED_POLL_MS 100             /* waiting acks: is the link closed? */
 #define NATS_NAP_NS 200000                  /* in a burst, before waiting */
+#define NATS_PEER_SILENT_MS 5000            /* a replica unheard of is down */
 
 /* ---- addresses ---- */
 
@@ -444,8 +445,12 @@ has_quorum(const jsStreamInfo *si)
 	if (si->Cluster == NULL)
 		return true;
 	int online = 1, total = 1 + si->Cluster->ReplicasLen;
-	for (int i = 0; i < si->Cluster->ReplicasLen; i++)
-		online += !si->Cluster->Replicas[i]->Offline;
+	for (int i = 0; i < si->Cluster->ReplicasLen; i++) {
+		/* Offline, or not heard from for a while (a node killed a
+		 * moment ago is not known offline yet). */
+		const jsPeerInfo *r = si->Cluster->Replicas[i];
+		online += !r->Offline && r->Active < (int64_t)NATS_PEER_SILENT_MS * 1000000;
+	}
 	return 2 * online > total;
 }
 
@@ -966,6 +971,10 @@ evk_nats_pub_sync(struct evk_nats_pub *p)
 
 	if (p->failed)
 		return p->failed;
+	/* What is buffered goes now: the library's flusher would wait a
+	 * millisecond to gather more (an error shows in the acks). */
+	if (p->count > p->done)
+		natsConnection_FlushTimeout(p->l.nc, NATS_API_WAIT_MS);
 	long long deadline = evk_mono_ms() + EVK_ACK_TIMEOUT_MS + 5000;
 	while (p->count > 0) {
 		uint64_t before = p->acked;
