@@ -119,30 +119,29 @@ parse_u64(const char *s, const char *flag, bool allow_zero)
 	return (uint64_t)evk_flag_int(flag, s, allow_zero ? 0 : 1, INT64_MAX);
 }
 
-static enum format
-parse_format(const char *v)
-{
-	if (strcmp(v, "json") == 0)
-		return FMT_JSON;
-	if (strcmp(v, "payload") == 0)
-		return FMT_PAYLOAD;
-	if (strcmp(v, "text") == 0)
-		return FMT_TEXT;
-	if (strcmp(v, "tsv") == 0)
-		return FMT_TSV;
-	evk_usage_die("unknown format '%s' (json, payload, text, tsv)", v);
-}
+static const char *const format_names[] = {
+	[FMT_JSON] = "json", [FMT_PAYLOAD] = "payload", [FMT_TEXT] = "text", [FMT_TSV] = "tsv",
+	NULL,
+};
+static const char *const key_names[] = {
+	[KEY_TOPIC_EVENT] = "topic+event", [KEY_TOPIC] = "topic", [KEY_EVENT] = "event", NULL,
+};
 
-static enum tkey
-parse_key(const char *v)
+/* The index of v among names (NULL-terminated); a usage error listing
+ * them when v is none of them. */
+static int
+one_of(const char *v, const char *const *names, const char *what)
 {
-	if (strcmp(v, "topic+event") == 0)
-		return KEY_TOPIC_EVENT;
-	if (strcmp(v, "topic") == 0)
-		return KEY_TOPIC;
-	if (strcmp(v, "event") == 0)
-		return KEY_EVENT;
-	evk_usage_die("unknown --throttle-key '%s' (topic+event, topic, event)", v);
+	char list[128] = "";
+	size_t len = 0;
+
+	for (int i = 0; names[i]; i++) {
+		if (strcmp(v, names[i]) == 0)
+			return i;
+		len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s", i ? ", " : "",
+					names[i]);
+	}
+	evk_usage_die("unknown %s '%s' (%s)", what, v, list);
 }
 
 /* The checks that need the whole command line: patterns, event names and
@@ -218,7 +217,7 @@ parse_args(struct opts *o, int argc, char **argv)
 		case 'W': o->timeout_s = evk_flag_seconds("--timeout", optarg, 1e9); break;
 		case 's': o->since = (int64_t)parse_u64(optarg, "--since", true); break;
 		case 'r': o->ready_file = optarg; break;
-		case 'o': o->format = parse_format(optarg); break;
+		case 'o': o->format = (enum format)one_of(optarg, format_names, "format"); break;
 		case 'F':
 			o->template = optarg;
 			o->format = FMT_TEMPLATE;
@@ -227,7 +226,7 @@ parse_args(struct opts *o, int argc, char **argv)
 		case 'D': o->debounce_ms = (long long)parse_u64(optarg, "--debounce", false); break;
 		case 'B': o->batch_ms = (long long)parse_u64(optarg, "--batch", false); break;
 		case 'Z': o->batch_size = parse_u64(optarg, "--batch-size", false); break;
-		case 'K': o->key = parse_key(optarg); break;
+		case 'K': o->key = (enum tkey)one_of(optarg, key_names, "--throttle-key"); break;
 		case 'L': o->latest = true; break;
 		case 'P': o->snapshot = true; break;
 		case 'S': o->stats = true; break;
