@@ -189,6 +189,9 @@ echo "ratios (median of per-run ratios):"
 	"$(ratio evkit redis)" "$(ratio evkit redistcp)"
 ((have_nats)) && printf '  evkit/JetStream (both durable)  %5.2f  (goal >= 1.0)\n' "$(ratio evkit natsjs)"
 ((have_nats)) && printf '  evkit-over-JetStream/C client   %5.2f  (goal >= 0.9)\n' "$(ratio evkitnats natsjs)"
+# each run's (the two ran back to back in every run)
+((have_nats)) && paste -d' ' "$dir/natsjs.runs" "$dir/evkitnats.runs" |
+	awk '{ r = r sprintf(" %.2f", ($2 - $1) / ($5 - $4)) } END { print "    in each run:                 " r }'
 printf '  evkit full/normal               %5.2f  (the cost of synchronous=FULL)\n' "$(ratio evkitfull evkit)"
 ((have_mosq)) && printf '  evkit/mosquitto                 %5.2f\n' "$(ratio evkit mosq)"
 

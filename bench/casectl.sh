@@ -7,6 +7,10 @@
 # transaction into an equivalent schema (no matching, no notifications).
 # Five rounds, each pair run back to back on fresh files and a fresh hub;
 # medians are reported, so one noisy moment does not decide the ratio.
+# Then the same on PostgreSQL 15 (a private server on a unix socket,
+# synchronous_commit=off: a commit survives a killed process, as SQLite's
+# synchronous=NORMAL does), beside psql's \copy of the rows in one
+# transaction: PG_ROUNDS rounds (default 3; 0 skips).
 set -euo pipefail
 
 N=${1:-100000}
@@ -14,6 +18,11 @@ ROUNDS=${ROUNDS:-5}
 export CASECTL_ACTOR=bench
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh" casectl
+PG_ROUNDS=${PG_ROUNDS:-3}
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+pgdir=
+# bench_exit stops the PostgreSQL server too (in pids); its folder goes after.
+trap 'bench_exit; [ -z "$pgdir" ] || rm -rf "$pgdir"' EXIT
 
 awk -v n="$N" 'BEGIN {
 	for (i = 1; i <= n; i++)
@@ -61,6 +70,56 @@ for r in $(seq "$ROUNDS"); do
 	rm -f "$dir/cases$r.db"* "$dir/floor$r.db"* "$dir/bus$r.db"*
 done
 
+# PostgreSQL: a server of its own, as the unprivileged nobody when root
+# (its socket in a short directory: the path must stay under 107 bytes).
+as_pg() {
+	if [ "$(id -u)" = 0 ]; then
+		exec setpriv --reuid=nobody --regid=nogroup --clear-groups -- "$@"
+	fi
+	exec "$@"
+}
+if [ "$PG_ROUNDS" -gt 0 ]; then
+	pgdir=$(mktemp -d /tmp/evkpgb.XXXXXX)
+	[ "$(id -u)" != 0 ] || chown nobody:nogroup "$pgdir"
+	(as_pg "$PG_BIN/initdb" -D "$pgdir/data" -U evkit --auth=trust -E UTF8 --locale=C.UTF-8) \
+		>"$dir/initdb.log" 2>&1
+	as_pg "$PG_BIN/postgres" -D "$pgdir/data" -k "$pgdir" -c listen_addresses= \
+		-c synchronous_commit=off </dev/null >"$dir/pg.log" 2>&1 &
+	pids+=($!)
+	for _ in $(seq 300); do
+		psql -XAtq -d "host=$pgdir user=evkit dbname=postgres" -c 'SELECT 1' >/dev/null 2>&1 && break
+		sleep 0.1
+	done
+	cd "$dir" # psql's \copy reads cases.csv from here
+fi
+for r in $(seq "$PG_ROUNDS"); do
+	export EVBUS_URL="ipc://$dir/pgbus$r"
+	evbusd --store "$dir/pgbus$r.db" --daemon --pidfile "$dir/pghub$r.pid"
+	hub=$(cat "$dir/pghub$r.pid")
+	psql -XAtq -d "host=$pgdir user=evkit dbname=postgres" -c "CREATE DATABASE c$r" -c "CREATE DATABASE f$r"
+	db="postgresql:///c$r?host=$pgdir&user=evkit"
+	casectl --db "$db" init --admin bench >/dev/null
+	t0=$(now)
+	/usr/bin/time -o "$dir/pgingest$r.time" -f "%U %S" \
+		casectl --db "$db" ingest <"$dir/cases.jsonl" 2>"$dir/pgingest$r.err"
+	t1=$(now)
+	notes=$(evbusd --status | jq .head_seq)
+	kill "$hub"
+	hub=
+	read -r user sys <"$dir/pgingest$r.time"
+	echo "$r pgcasectl $(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }') $user $sys 0 $notes" >>"$dir/runs"
+	psql -XAtq -d "host=$pgdir user=evkit dbname=f$r" -c "CREATE TABLE cases (id BIGINT PRIMARY KEY,
+		agency TEXT, case_reference TEXT, offender TEXT, postcode TEXT, offence_action_date TEXT,
+		offence_fine DOUBLE PRECISION, offence_costs DOUBLE PRECISION, offence_result TEXT,
+		UNIQUE (agency, case_reference))"
+	t2=$(now)
+	psql -XAtq -d "host=$pgdir user=evkit dbname=f$r" -c '\copy cases FROM cases.csv WITH (FORMAT csv)'
+	t3=$(now)
+	echo "$r pgfloor $(awk -v a="$t2" -v b="$t3" 'BEGIN { print b - a }')" >>"$dir/runs"
+	psql -XAtq -d "host=$pgdir user=evkit dbname=postgres" -c "DROP DATABASE c$r" -c "DROP DATABASE f$r"
+	rm -f "$dir/pgbus$r.db"*
+done
+
 # The median of a column over the rows of one kind.
 median() {
 	awk -v k="$1" -v c="$2" '$2 == k { print $c }' "$dir/runs" | sort -g |
@@ -77,3 +136,14 @@ printf '%-40s %10.2f %12.0f   %s\n' "sqlite3 shell .import, one transaction" "$f
 awk -v a="$ct" -v b="$ft" 'BEGIN { printf "casectl/sqlite3 time ratio %.2f (goal <= 3)\n", a / b }'
 echo "cpu seconds: casectl $(median casectl 4) user + $(median casectl 5) system (with its checkpoint thread), hub $(median casectl 6)"
 echo "notifications on the bus: $(median casectl 7) ($(sed 's/^casectl: //' "$dir/ingest1.err"))"
+if [ "$PG_ROUNDS" -gt 0 ]; then
+	pt=$(median pgcasectl 3) pf=$(median pgfloor 3)
+	echo
+	echo "PostgreSQL 15 (unix socket, synchronous_commit=off), median of $PG_ROUNDS rounds"
+	printf '%-40s %10.2f %12.0f   %s\n' "casectl ingest, PostgreSQL" "$pt" "$(awk -v n="$N" -v t="$pt" 'BEGIN { print n / t }')" \
+		"$(awk '$2 == "pgcasectl" { printf "%.2f ", $3 }' "$dir/runs")"
+	printf '%-40s %10.2f %12.0f   %s\n' "psql \\copy, one transaction" "$pf" "$(awk -v n="$N" -v t="$pf" 'BEGIN { print n / t }')" \
+		"$(awk '$2 == "pgfloor" { printf "%.2f ", $3 }' "$dir/runs")"
+	awk -v a="$pt" -v b="$pf" -v s="$ct" 'BEGIN { printf "casectl/psql time ratio %.2f; casectl on PostgreSQL/on SQLite %.2f\n", a / b, a / s }'
+	echo "cpu seconds: casectl $(median pgcasectl 4) user + $(median pgcasectl 5) system; notifications on the bus: $(median pgcasectl 7)"
+fi

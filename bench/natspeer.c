@@ -85,6 +85,9 @@ main(int argc, char **argv)
 		jsOptions jo;
 		jsOptions_Init(&jo);
 		jo.PublishAsync.MaxPending = 4096;
+		/* A loaded machine may hold acks back longer than the
+		 * default 200 ms a full window waits. */
+		jo.PublishAsync.StallWait = 10000;
 		if ((s = natsConnection_JetStream(&pjs, pc, &jo)) != NATS_OK ||
 		    (s = natsConnection_JetStream(&sjs, sc, NULL)) != NATS_OK)
 			die("jetstream", s);

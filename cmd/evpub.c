@@ -91,9 +91,9 @@ static void
 link_failed(struct evk_pub *p, const char *url, int rv)
 {
 	uint64_t acked = p ? evk_pub_acked(p) : 0;
-	if (rv == EVK_EPERM)
+	if (rv == EVK_EPERM || (p == NULL && evk_bus_why()))
 		evk_die_hub(url, rv);
-	if (rv == EVK_EUNAVAIL)
+	if (rv == EVK_EUNAVAIL && !(p && evk_pub_why(p)))
 		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s'", url);
 	if (rv == EVK_ECLOSED || rv == EVK_ETIMEDOUT)
 		evk_die(EVK_EX_UNAVAILABLE,

@@ -473,7 +473,12 @@ subscribe(const struct opts *o, const char *url)
 	struct evk_sub *sub;
 	int rv;
 
-	if ((rv = evk_sub_open(&sub, url, o->since)) == EVK_EPERM)
+	/* The bus filters by the patterns where it can (--latest and
+	 * --snapshot see every event, to notice the end of the replay). */
+	bool all = o->latest || o->snapshot;
+	if ((rv = evk_sub_open_match(&sub, url, o->since, all ? NULL : o->patterns,
+				     all ? 0 : o->npatterns)) == EVK_EPERM ||
+	    (rv != EVK_OK && evk_bus_why()))
 		evk_die_hub(url, rv);
 	if (rv != EVK_OK)
 		evk_die(rv == EVK_EUNAVAIL || rv == EVK_ECLOSED || rv == EVK_ETIMEDOUT

@@ -1,4 +1,4 @@
-/* evworker — a durable job queue in SQLite that runs commands and
+/* evworker — a durable job queue in SQLite or PostgreSQL that runs commands and
  * workflows of named steps and broadcasts their progress on the bus
  * (Oban workers broadcasting through Phoenix.PubSub). The queue itself
  * is lib/jobs.c; this file holds the commands, the run loop and the
@@ -52,8 +52,9 @@ static const struct flag {
 	unsigned bit;
 	const char *arg, *help;
 } flags[] = {
-	{ { "db", required_argument, NULL, 'd' }, 0, "FILE",
-	  "the queue (default $XDG_STATE_HOME/evkit/jobs.db)" },
+	{ { "db", required_argument, NULL, 'd' }, 0, "DB",
+	  "the queue: a SQLite file (default $EVWORKER_DB, else\n"
+	  "                       $XDG_STATE_HOME/evkit/jobs.db) or postgresql://..." },
 	{ { "bus", required_argument, NULL, 'b' }, 0, "URL",
 	  "the hub (default $EVBUS_URL, else a private ipc path)" },
 	{ { "tls-cert", required_argument, NULL, EVK_OPT_TLS_CERT }, 0, "FILE",
@@ -112,10 +113,9 @@ struct opts {
 struct worker {
 	struct opts o;
 	const struct command *cmd;
-	sqlite3 *db;
 	char url[EVK_URL_MAX];
 	char host[256];
-	struct evk_db jobs;  /* the queue; db is its handle */
+	struct evk_db jobs;  /* the queue */
 	struct evk_outbox *outbox; /* opened when first used */
 	bool hub_warned;
 	bool outbox_dirty; /* rows added since the last delivery */
@@ -124,6 +124,7 @@ struct worker {
 	struct evk_jobrun_sink sink; /* where running jobs send events and logs */
 	struct evk_jobrun *running[MAX_CONCURRENCY];
 	int nrunning;
+	long long pinged; /* when the queue's connection was last checked */
 };
 
 /* Signals reach the run loop through these two (a handler has no
@@ -155,11 +156,15 @@ stop_steps(struct worker *w)
 			kill(-w->running[i]->s.pid, SIGKILL);
 }
 
+/* The queue failed, a lost PostgreSQL connection included (a worker on
+ * PostgreSQL rescues this one's jobs once the connection is gone): exit
+ * 69 with no step left running. */
 static void
 db_die(struct worker *w, const char *what)
 {
 	stop_steps(w);
-	evk_die(EVK_EX_UNAVAILABLE, "%s: %s", what, sqlite3_errmsg(w->db));
+	evk_db_fail(&w->jobs, what);
+	evk_die(EVK_EX_UNAVAILABLE, "%s", evk_db_error(&w->jobs));
 }
 
 /* Dies unless rv (from lib/jobs.c) is EVK_OK. */
@@ -175,17 +180,17 @@ check(struct worker *w, int rv, const char *what)
 }
 
 static void
-exec(struct worker *w, const char *sql)
+begin(struct worker *w)
 {
-	if (evk_store_exec(w->db, sql) != EVK_OK)
-		db_die(w, sql);
+	if (evk_db_begin(&w->jobs) != EVK_OK)
+		db_die(w, "cannot start a transaction");
 }
 
 static void
-begin(struct worker *w)
+commit(struct worker *w)
 {
-	if (evk_store_begin(w->db) != EVK_OK)
-		db_die(w, "cannot start a transaction");
+	if (evk_db_commit(&w->jobs) != EVK_OK)
+		db_die(w, "cannot commit");
 }
 
 /* ---- broadcasts: an outbox in the database (lib/outbox.c) ---- */
@@ -193,7 +198,7 @@ begin(struct worker *w)
 static struct evk_outbox *
 the_outbox(struct worker *w)
 {
-	if (w->outbox == NULL && evk_outbox_open(&w->outbox, w->db, w->url, NULL) != EVK_OK)
+	if (w->outbox == NULL && evk_outbox_open(&w->outbox, &w->jobs, w->url, NULL) != EVK_OK)
 		evk_die(EVK_EX_FAIL, "out of memory");
 	return w->outbox;
 }
@@ -234,13 +239,21 @@ outbox_add(struct worker *w, const char *topic, const char *event, cJSON *payloa
 }
 
 /* Publishes the outbox, oldest first, each line once; says once when the
- * hub is away. */
+ * hub is away. Another worker delivering (PostgreSQL): again next time,
+ * or, with last, after a short wait (bounded: that one sends them too). */
 static void
-outbox_flush(struct worker *w)
+outbox_flush(struct worker *w, bool last)
 {
 	struct evk_outbox_report r;
+	int rv;
 	w->outbox_dirty = false;
-	int rv = evk_outbox_flush(the_outbox(w), &r);
+	for (int tries = 0;; tries++) {
+		rv = evk_outbox_flush(the_outbox(w), &r);
+		if (rv != EVK_OK || !r.busy || !last || tries == 100)
+			break;
+		nanosleep(&(struct timespec){ 0, 20 * 1000000 }, NULL);
+	}
+	w->outbox_dirty = rv == EVK_OK && r.busy;
 	if (rv == EVK_ENOMEM)
 		evk_die(EVK_EX_FAIL, "out of memory");
 	if (rv != EVK_OK)
@@ -273,7 +286,7 @@ static void
 print_job(struct worker *w, int64_t id, bool with_output)
 {
 	cJSON *j;
-	int rv = evk_jobs_get(w->db, id, with_output, &j);
+	int rv = evk_jobs_get(&w->jobs, id, with_output, &j);
 	if (rv == EVK_EINVAL)
 		evk_die(EVK_EX_FAIL, "no job %lld", (long long)id);
 	check(w, rv, "cannot read the job");
@@ -332,8 +345,8 @@ cmd_enqueue(struct worker *w, int argc, char **argv)
 	struct evk_job_spec spec = spec_of(&w->o, steps_text);
 	int64_t id;
 	begin(w);
-	check(w, evk_jobs_insert(w->db, &spec, &id), "cannot enqueue");
-	exec(w, "COMMIT");
+	check(w, evk_jobs_insert(&w->jobs, &spec, &id), "cannot enqueue");
+	commit(w);
 	cJSON_free(steps_text);
 	print_job(w, id, false);
 	return 0;
@@ -381,13 +394,13 @@ on_loop(struct worker *w, struct evk_sub *sub, int np, char **patterns, const ch
 			spec.input = ev.line;
 			spec.input_len = ev.line_len;
 			spec.due_ms = evk_wall_ms() + w->o.in_s * 1000;
-			check(w, evk_jobs_insert(w->db, &spec, &id), "cannot enqueue");
+			check(w, evk_jobs_insert(&w->jobs, &spec, &id), "cannot enqueue");
 			if (!w->o.quiet)
 				fprintf(stderr, "evworker: event %llu enqueued as job %lld\n",
 					(unsigned long long)ev.seq, (long long)id);
 		}
-		check(w, evk_jobs_cursor_set(w->db, name, ev.seq, false), "cannot write");
-		exec(w, "COMMIT");
+		check(w, evk_jobs_cursor_set(&w->jobs, name, ev.seq, false), "cannot write");
+		commit(w);
 	}
 }
 
@@ -418,7 +431,7 @@ cmd_on(struct worker *w, int argc, char **argv)
 	on_name(&w->o, np, argv, steps_text, &name);
 
 	int64_t since = EVK_SINCE_LIVE;
-	int rv = evk_jobs_cursor(w->db, name.p, &since);
+	int rv = evk_jobs_cursor(&w->jobs, name.p, &since);
 	if (rv != EVK_EINVAL)
 		check(w, rv, "cannot read the subscription's place");
 	struct evk_sub *sub;
@@ -428,9 +441,9 @@ cmd_on(struct worker *w, int argc, char **argv)
 	if (since == EVK_SINCE_LIVE) {
 		/* First start: from now on, and remember it. */
 		begin(w);
-		check(w, evk_jobs_cursor_set(w->db, name.p, evk_sub_start_head(sub), true),
+		check(w, evk_jobs_cursor_set(&w->jobs, name.p, evk_sub_start_head(sub), true),
 		      "cannot write");
-		exec(w, "COMMIT");
+		commit(w);
 	}
 	if (w->o.ready_file && evk_ready_file(w->o.ready_file) != EVK_OK)
 		evk_die(EVK_EX_IOERR, "cannot create ready file '%s': %s", w->o.ready_file,
@@ -478,7 +491,7 @@ start_due(struct worker *w)
 {
 	while (!stopping && w->nrunning < w->o.concurrency) {
 		struct evk_jobrun *r;
-		check(w, evk_jobrun_claim(w->db, w->o.queue, w->host, &w->sink, &r), "running a job");
+		check(w, evk_jobrun_claim(&w->jobs, w->o.queue, w->host, &w->sink, &r), "running a job");
 		if (r == NULL)
 			break;
 		w->running[w->nrunning++] = r;
@@ -489,8 +502,8 @@ start_due(struct worker *w)
 static void
 wait_for_news(struct worker *w)
 {
-	struct pollfd pfd[2 * MAX_CONCURRENCY + 1];
-	int np = 0;
+	struct pollfd pfd[2 * MAX_CONCURRENCY + 2];
+	int np = 0, dbfd = evk_db_fd(&w->jobs), di = -1;
 	pfd[np++] = (struct pollfd){ .fd = child_pipe[0], .events = POLLIN };
 	for (int i = 0; i < w->nrunning; i++) {
 		if (w->running[i]->s.progress_fd >= 0)
@@ -498,11 +511,26 @@ wait_for_news(struct worker *w)
 		if (w->running[i]->s.output_fd >= 0)
 			pfd[np++] = (struct pollfd){ .fd = w->running[i]->s.output_fd, .events = POLLIN };
 	}
+	if (dbfd >= 0) {
+		di = np;
+		pfd[np++] = (struct pollfd){ .fd = dbfd, .events = POLLIN };
+	}
 	poll(pfd, (nfds_t)np, 100);
 	if (pfd[0].revents & POLLIN) {
 		char b[64];
 		while (read(child_pipe[0], b, sizeof(b)) > 0) {
 		}
+	}
+	/* PostgreSQL: the server said goodbye, or a second passed while jobs
+	 * run. A worker whose connection is gone has lost its jobs' locks,
+	 * so another may rescue them: it stops them now (db_die) instead of
+	 * running them beside their rescuer. */
+	long long now = evk_mono_ms();
+	if ((di >= 0 && pfd[di].revents) ||
+	    (dbfd >= 0 && w->nrunning > 0 && now - w->pinged >= 1000)) {
+		w->pinged = now;
+		if (evk_db_alive(&w->jobs, true) != EVK_OK)
+			db_die(w, "the queue");
 	}
 }
 
@@ -545,9 +573,9 @@ run_turn(struct worker *w, long long *grace_end, bool *over)
 		*over = true;
 	}
 	outbox_record(w);
-	exec(w, "COMMIT");
+	commit(w);
 	if (w->outbox_dirty)
-		outbox_flush(w);
+		outbox_flush(w, *over);
 	return failed;
 }
 
@@ -564,7 +592,7 @@ cmd_run(struct worker *w, int argc, char **argv)
 	evk_signal_catch(SIGCHLD, on_child, SA_RESTART | SA_NOCLDSTOP);
 	w->sink = (struct evk_jobrun_sink){ sink_emit, sink_log, w };
 	w->batch = (struct evk_buf)EVK_BUF_INIT(0);
-	outbox_flush(w); /* what an earlier run could not deliver */
+	outbox_flush(w, false); /* what an earlier run could not deliver */
 	evk_info("running jobs of queue '%s', %d at once%s", w->o.queue, w->o.concurrency,
 		 w->o.drain ? ", until none is due" : "");
 	for (;;) {
@@ -625,7 +653,7 @@ cmd_list(struct worker *w, int argc, char **argv)
 	if (w->o.state && !evk_jobs_state_valid(w->o.state))
 		evk_usage_die("unknown state '%s' (%s)", w->o.state, evk_jobs_states);
 	const char *queue = (w->o.given & F_QUEUE) ? w->o.queue : NULL;
-	check(w, evk_jobs_list(w->db, w->o.state, queue, print_each, NULL), "cannot list");
+	check(w, evk_jobs_list(&w->jobs, w->o.state, queue, print_each, NULL), "cannot list");
 	return 0;
 }
 
@@ -643,11 +671,11 @@ cancel_retry(struct worker *w, int argc, char **argv, bool cancel)
 	char state[16];
 	pid_t child;
 	begin(w);
-	int rv = evk_jobs_cancel_retry(w->db, id, cancel, w->host, state, &child);
+	int rv = evk_jobs_cancel_retry(&w->jobs, id, cancel, w->host, state, &child);
 	if (rv == EVK_OK)
-		exec(w, "COMMIT");
+		commit(w);
 	else
-		exec(w, "ROLLBACK");
+		evk_db_rollback(&w->jobs);
 	if (rv == EVK_EINVAL && state[0] == '\0')
 		evk_die(EVK_EX_FAIL, "no job %lld", (long long)id);
 	if (rv == EVK_EINVAL)
@@ -681,7 +709,7 @@ cmd_prune(struct worker *w, int argc, char **argv)
 	char ts[28];
 	int n;
 	evk_jobs_ts(evk_wall_ms() - w->o.older_than * 1000, ts);
-	check(w, evk_jobs_prune(w->db, ts, &n), "cannot prune");
+	check(w, evk_jobs_prune(&w->jobs, ts, &n), "cannot prune");
 	printf("{\"pruned\":%d}\n", n);
 	return 0;
 }
@@ -691,7 +719,7 @@ cmd_stats(struct worker *w, int argc, char **argv)
 {
 	cJSON *all;
 	no_args(argc, argv);
-	check(w, evk_jobs_stats(w->db, &all), "cannot count");
+	check(w, evk_jobs_stats(&w->jobs, &all), "cannot count");
 	print_json(all);
 	cJSON_Delete(all);
 	return 0;
@@ -711,7 +739,7 @@ cmd_wait(struct worker *w, int argc, char **argv)
 	if (!w->o.workflow)
 		id = one_id(argc, argv);
 	double limit = w->o.timeout ? evk_flag_seconds("--timeout", w->o.timeout, 1e9) : -1;
-	int rv = evk_jobs_wait(w->db, id, w->o.workflow, limit < 0 ? -1 : (long long)(limit * 1000),
+	int rv = evk_jobs_wait(&w->jobs, id, w->o.workflow, limit < 0 ? -1 : (long long)(limit * 1000),
 			       &stopping, &total, &pending, &failed);
 	if (rv == EVK_EINVAL && w->o.workflow)
 		evk_die(EVK_EX_FAIL, "no job in workflow '%s'", w->o.workflow);
@@ -790,7 +818,7 @@ usage(FILE *out, const struct command *c)
 		print_flags(out, 0);
 		exit(0);
 	}
-	fprintf(out, "usage: evworker [--db FILE] [--bus URL] COMMAND [ARGS]\n\n"
+	fprintf(out, "usage: evworker [--db DB] [--bus URL] COMMAND [ARGS]\n\n"
 		     "A durable job queue: jobs are commands or workflows of named steps;\n"
 		     "workers run them and broadcast every step on the bus.\n\n");
 	for (size_t i = 0; i < NCOMMANDS; i++)
@@ -935,12 +963,13 @@ main(int argc, char **argv)
 	if (gethostname(w.host, sizeof(w.host)) != 0)
 		snprintf(w.host, sizeof(w.host), "localhost");
 	evk_signals_init(&stopping, true);
+	if (w.o.db_path == NULL && getenv("EVWORKER_DB") && *getenv("EVWORKER_DB"))
+		w.o.db_path = getenv("EVWORKER_DB");
 	int rv = evk_jobs_open(&w.jobs, w.o.db_path);
 	if (rv == EVK_EINVAL)
 		evk_usage_die("%s", evk_db_error(&w.jobs));
 	if (rv != EVK_OK)
 		evk_die(EVK_EX_UNAVAILABLE, "%s", evk_db_error(&w.jobs));
-	w.db = w.jobs.sq;
 
 	int status = w.cmd->run(&w, argc - first, argv + first);
 	if (evk_db_close(&w.jobs) != EVK_OK)

@@ -9,6 +9,9 @@
 
 #define EVK_NATS_SCHEME "nats://"
 
+/* Sets evk_bus_why's sentence (lib/bus_pick.c clears it on each open). */
+void evk_bus_set_why(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* ---- nng (lib/bus.c) ---- */
 struct evk_nng_pub;
 struct evk_nng_sub;
@@ -50,13 +53,16 @@ int evk_nats_pub_flush(struct evk_nats_pub *p);
 int evk_nats_pub_sync(struct evk_nats_pub *p);
 uint64_t evk_nats_pub_acked(const struct evk_nats_pub *p);
 uint64_t evk_nats_pub_last_seq(const struct evk_nats_pub *p);
+const char *evk_nats_pub_why(const struct evk_nats_pub *p);
 void evk_nats_pub_close(struct evk_nats_pub *p);
-int evk_nats_sub_open(struct evk_nats_sub **out, const char *url, int64_t since);
+int evk_nats_sub_open(struct evk_nats_sub **out, const char *url, int64_t since,
+		      const char *const *patterns, int n);
 int evk_nats_sub_next(struct evk_nats_sub *s, struct evk_event *ev, int timeout_ms);
 bool evk_nats_sub_buffered(const struct evk_nats_sub *s);
 void evk_nats_sub_gap(const struct evk_nats_sub *s, uint64_t *from, uint64_t *to);
 uint64_t evk_nats_sub_start_head(const struct evk_nats_sub *s);
 uint64_t evk_nats_sub_malformed(const struct evk_nats_sub *s);
+const char *evk_nats_sub_why(const struct evk_nats_sub *s);
 void evk_nats_sub_close(struct evk_nats_sub *s);
 int evk_nats_bus_status(const char *url, char **json);
 

@@ -10,9 +10,28 @@
 
 #include <cjson/cJSON.h>
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* evk_bus_why's sentence, per thread. */
+static _Thread_local char bus_why[1024];
+
+void
+evk_bus_set_why(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(bus_why, sizeof(bus_why), fmt, ap);
+	va_end(ap);
+}
+
+const char *
+evk_bus_why(void)
+{
+	return bus_why[0] ? bus_why : NULL;
+}
 
 static bool
 is_nats(const char *url)
@@ -63,6 +82,7 @@ int
 evk_pub_open(struct evk_pub **out, const char *url, evk_ack_fn on_ack, void *arg)
 {
 	struct evk_pub *p = calloc(1, sizeof(*p));
+	bus_why[0] = '\0';
 	if (p == NULL)
 		return EVK_ENOMEM;
 	int rv = is_nats(url) ? evk_nats_pub_open(&p->nats, url, on_ack, arg)
@@ -142,7 +162,7 @@ evk_pub_dropped(const struct evk_pub *p)
 const char *
 evk_pub_why(const struct evk_pub *p)
 {
-	return p->nats ? NULL : evk_nng_pub_why(p->nng);
+	return p->nats ? evk_nats_pub_why(p->nats) : evk_nng_pub_why(p->nng);
 }
 
 void
@@ -184,10 +204,18 @@ struct evk_sub {
 int
 evk_sub_open(struct evk_sub **out, const char *url, int64_t since)
 {
+	return evk_sub_open_match(out, url, since, NULL, 0);
+}
+
+int
+evk_sub_open_match(struct evk_sub **out, const char *url, int64_t since,
+		   const char *const *patterns, int n)
+{
 	struct evk_sub *s = calloc(1, sizeof(*s));
+	bus_why[0] = '\0';
 	if (s == NULL)
 		return EVK_ENOMEM;
-	int rv = is_nats(url) ? evk_nats_sub_open(&s->nats, url, since)
+	int rv = is_nats(url) ? evk_nats_sub_open(&s->nats, url, since, patterns, n)
 			      : evk_nng_sub_open(&s->nng, url, since);
 	if (rv != EVK_OK) {
 		free(s);
@@ -248,7 +276,7 @@ evk_sub_gap_text(struct evk_sub *s)
 const char *
 evk_sub_why(const struct evk_sub *s)
 {
-	return s->nats ? NULL : evk_nng_sub_why(s->nng);
+	return s->nats ? evk_nats_sub_why(s->nats) : evk_nng_sub_why(s->nng);
 }
 
 uint64_t
@@ -287,6 +315,7 @@ evk_sub_close(struct evk_sub *s)
 int
 evk_bus_status(const char *url, char **json)
 {
+	bus_why[0] = '\0';
 	return is_nats(url) ? evk_nats_bus_status(url, json)
 			    : evk_nng_bus_status(url, json);
 }

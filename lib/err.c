@@ -1,5 +1,7 @@
 #include "evkit/err.h"
 
+#include "evkit/bus.h"
+
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -184,5 +186,12 @@ evk_die_hub(const char *url, int err)
 	if (err == EVK_EPERM)
 		evk_die(EVK_EX_NOPERM, "cannot connect to the hub at '%s': permission denied",
 			url);
+	/* The bus told more (JetStream not enabled, no quorum, a stream that
+	 * cannot be used): its sentence names the address. */
+	if (evk_bus_why())
+		evk_die(err == EVK_EUNAVAIL || err == EVK_ECLOSED || err == EVK_ETIMEDOUT
+				? EVK_EX_UNAVAILABLE
+				: evk_err_exit(err),
+			"%s", evk_bus_why());
 	evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s': %s", url, evk_strerror(err));
 }

@@ -1,9 +1,9 @@
 #include "evkit/jobrun.h"
 
+#include "evkit/db.h"
 #include "evkit/err.h"
 #include "evkit/event.h"
 #include "evkit/limits.h"
-#include "evkit/store.h"
 #include "evkit/topic.h"
 
 #include <errno.h>
@@ -286,7 +286,7 @@ on_rescued(int64_t id, pid_t child, void *arg)
 }
 
 int
-evk_jobrun_claim(sqlite3 *db, const char *queue, const char *host,
+evk_jobrun_claim(struct evk_db *db, const char *queue, const char *host,
 		 const struct evk_jobrun_sink *sink, struct evk_jobrun **run)
 {
 	struct evk_jobrun *r = calloc(1, sizeof(*r));
@@ -307,7 +307,9 @@ evk_jobrun_claim(sqlite3 *db, const char *queue, const char *host,
 	}
 	if (rv != EVK_OK || r->q.nsteps <= 0) {
 		evk_jobrun_free(r);
-		return rv == EVK_ETIMEDOUT ? EVK_OK : rv; /* none due; the rescues stand */
+		/* None due (the rescues stand), or a rescuer still held the
+		 * job's lock (PostgreSQL: the claim was undone; next time). */
+		return rv == EVK_ETIMEDOUT || rv == EVK_EAGAIN ? EVK_OK : rv;
 	}
 	log_state(r, "started");
 	if (r->q.timeout_s > 0)

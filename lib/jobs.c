@@ -7,10 +7,10 @@
 #include "evkit/limits.h"
 #include "evkit/opts.h"
 #include "evkit/outbox.h"
-#include "evkit/store.h"
 #include "evkit/topic.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -18,34 +18,54 @@
 #include <string.h>
 #include <time.h>
 
-static const char *const migrations[] = {
-	"CREATE TABLE jobs (id INTEGER PRIMARY KEY,"
-	" queue TEXT NOT NULL, priority INTEGER NOT NULL, state TEXT NOT NULL"
-	"  CHECK (state IN ('available','scheduled','executing','retryable',"
-	"   'completed','discarded','cancelled')),"
-	" steps TEXT NOT NULL, workflow_id TEXT NOT NULL, resource_id TEXT,"
-	" attempt INTEGER NOT NULL DEFAULT 0, max_attempts INTEGER NOT NULL,"
-	" backoff INTEGER NOT NULL, timeout INTEGER, scheduled_at INTEGER NOT NULL,"
-	" unique_key TEXT, unique_until INTEGER,"
-	" worker_host TEXT, worker_pid INTEGER, child_pid INTEGER,"
-	" inserted_at TEXT NOT NULL, attempted_at TEXT, completed_at TEXT,"
-	" last_error TEXT, output TEXT);"
-	"CREATE INDEX jobs_fetch ON jobs (queue, state, priority, scheduled_at, id);"
-	"CREATE INDEX jobs_unique ON jobs (unique_key) WHERE unique_key IS NOT NULL;"
-	"CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, line TEXT NOT NULL);",
+static const struct evk_migration migrations[] = {
+	{ "CREATE TABLE jobs (id INTEGER PRIMARY KEY,"
+	  " queue TEXT NOT NULL, priority INTEGER NOT NULL, state TEXT NOT NULL"
+	  "  CHECK (state IN ('available','scheduled','executing','retryable',"
+	  "   'completed','discarded','cancelled')),"
+	  " steps TEXT NOT NULL, workflow_id TEXT NOT NULL, resource_id TEXT,"
+	  " attempt INTEGER NOT NULL DEFAULT 0, max_attempts INTEGER NOT NULL,"
+	  " backoff INTEGER NOT NULL, timeout INTEGER, scheduled_at INTEGER NOT NULL,"
+	  " unique_key TEXT, unique_until INTEGER,"
+	  " worker_host TEXT, worker_pid INTEGER, child_pid INTEGER,"
+	  " inserted_at TEXT NOT NULL, attempted_at TEXT, completed_at TEXT,"
+	  " last_error TEXT, output TEXT);"
+	  "CREATE INDEX jobs_fetch ON jobs (queue, state, priority, scheduled_at, id);"
+	  "CREATE INDEX jobs_unique ON jobs (unique_key) WHERE unique_key IS NOT NULL;"
+	  "CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, line TEXT NOT NULL);",
+	  /* PostgreSQL starts at the schema of the last migration: 64-bit
+	   * integers, the output tail and stdin as bytes. */
+	  "CREATE TABLE jobs (id BIGSERIAL PRIMARY KEY,"
+	  " queue TEXT NOT NULL, priority INTEGER NOT NULL, state TEXT NOT NULL"
+	  "  CHECK (state IN ('available','scheduled','executing','retryable',"
+	  "   'completed','discarded','cancelled')),"
+	  " steps TEXT NOT NULL, workflow_id TEXT NOT NULL, resource_id TEXT,"
+	  " attempt INTEGER NOT NULL DEFAULT 0, max_attempts INTEGER NOT NULL,"
+	  " backoff BIGINT NOT NULL, timeout BIGINT, scheduled_at BIGINT NOT NULL,"
+	  " unique_key TEXT, unique_until BIGINT,"
+	  " worker_host TEXT, worker_pid BIGINT, child_pid BIGINT,"
+	  " inserted_at TEXT NOT NULL, attempted_at TEXT, completed_at TEXT,"
+	  " last_error TEXT, output BYTEA, stdin BYTEA);"
+	  "CREATE INDEX jobs_fetch ON jobs (queue, state, priority, scheduled_at, id);"
+	  "CREATE INDEX jobs_unique ON jobs (unique_key) WHERE unique_key IS NOT NULL;"
+	  "CREATE TABLE cursors (name TEXT PRIMARY KEY, last_seq BIGINT NOT NULL);"
+	  EVK_OUTBOX_SCHEMA_PG },
 	/* 2: jobs fed an event on stdin by `evworker on`, and where each
 	 * `on` subscription stands. */
-	"ALTER TABLE jobs ADD COLUMN stdin TEXT;"
-	"CREATE TABLE cursors (name TEXT PRIMARY KEY, last_seq INTEGER NOT NULL);",
+	{ "ALTER TABLE jobs ADD COLUMN stdin TEXT;"
+	  "CREATE TABLE cursors (name TEXT PRIMARY KEY, last_seq INTEGER NOT NULL);",
+	  "" },
 	/* 3: the outbox of lib/outbox.c (table notes, one event line a row). */
-	EVK_OUTBOX_SCHEMA "INSERT INTO notes (id, count, lines, format)"
-	" SELECT id, 1, CAST(line || char(10) AS BLOB), 2 FROM outbox ORDER BY id;"
-	"DROP TABLE outbox;",
+	{ EVK_OUTBOX_SCHEMA "INSERT INTO notes (id, count, lines, format)"
+	  " SELECT id, 1, CAST(line || char(10) AS BLOB), 2 FROM outbox ORDER BY id;"
+	  "DROP TABLE outbox;",
+	  "" },
 	/* 4: the claim and the rescue read only the jobs they are after, in
 	 * order, instead of sorting every due job or scanning the history. */
-	"CREATE INDEX IF NOT EXISTS jobs_due ON jobs (queue, priority, scheduled_at, id)"
-	" WHERE state IN ('available','scheduled','retryable');"
-	"CREATE INDEX IF NOT EXISTS jobs_running ON jobs (worker_host) WHERE state = 'executing';",
+	{ "CREATE INDEX IF NOT EXISTS jobs_due ON jobs (queue, priority, scheduled_at, id)"
+	  " WHERE state IN ('available','scheduled','retryable');"
+	  "CREATE INDEX IF NOT EXISTS jobs_running ON jobs (worker_host) WHERE state = 'executing';",
+	  NULL },
 };
 
 const char evk_jobs_states[] =
@@ -56,13 +76,17 @@ const char evk_jobs_states[] =
 	" max_attempts, backoff, timeout, scheduled_at, worker_host, worker_pid,"       \
 	" inserted_at, attempted_at, completed_at, last_error, output"
 
-/* Steps a statement that returns no row, then resets it. */
+/* Steps a statement that returns no row (or reads none), then resets it. */
 static int
-done(sqlite3_stmt *st)
+done(struct evk_q *q)
 {
-	int rc = sqlite3_step(st);
-	sqlite3_reset(st);
-	return rc == SQLITE_DONE ? EVK_OK : EVK_EIO;
+	return evk_q_done(q) == EVK_OK ? EVK_OK : EVK_EIO;
+}
+
+static bool
+is_pg(const struct evk_db *db)
+{
+	return evk_db_dialect(db) == EVK_DB_POSTGRES;
 }
 
 int
@@ -106,25 +130,39 @@ unique_key(const struct evk_job_spec *s, struct evk_buf *key)
 
 /* The pending job a unique spec names, or 0. */
 static int64_t
-find_unique(sqlite3 *db, const char *key)
+find_unique(struct evk_db *db, const char *key)
 {
 	int64_t id = 0;
-	sqlite3_stmt *st = evk_store_stmt(db, "SELECT id FROM jobs WHERE unique_key = ?"
-					      " AND unique_until > ? AND state NOT IN"
-					      " ('cancelled','discarded') ORDER BY id LIMIT 1");
+	struct evk_q *st = evk_db_q(db, "SELECT id FROM jobs WHERE unique_key = ?"
+					" AND unique_until > ? AND state NOT IN"
+					" ('cancelled','discarded') ORDER BY id LIMIT 1");
 	if (st == NULL)
 		return -1;
-	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, evk_wall_ms());
-	int rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		id = sqlite3_column_int64(st, 0);
-	sqlite3_reset(st);
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? id : -1;
+	evk_q_bind_text(st, 1, key);
+	evk_q_bind_int64(st, 2, evk_wall_ms());
+	int rc = evk_q_step(st);
+	if (rc == EVK_ROW)
+		id = evk_q_int64(st, 0);
+	evk_q_reset(st);
+	return rc == EVK_ROW || rc == EVK_DONE ? id : -1;
+}
+
+/* PostgreSQL: enqueues of one unique key wait for each other until the
+ * first commits (SQLite's write lock does that for every enqueue). */
+static int
+lock_unique(struct evk_db *db, const char *key)
+{
+	if (!is_pg(db))
+		return EVK_OK;
+	struct evk_q *q = evk_db_q(db, "SELECT pg_advisory_xact_lock(2122, hashtext(?))");
+	if (q == NULL)
+		return EVK_EIO;
+	evk_q_bind_text(q, 1, key);
+	return done(q);
 }
 
 int
-evk_jobs_insert(sqlite3 *db, const struct evk_job_spec *s, int64_t *id)
+evk_jobs_insert(struct evk_db *db, const struct evk_job_spec *s, int64_t *id)
 {
 	char wf[37], ins[EVK_TS_LEN + 1];
 	struct evk_buf key = EVK_BUF_INIT(0);
@@ -136,43 +174,56 @@ evk_jobs_insert(sqlite3 *db, const struct evk_job_spec *s, int64_t *id)
 		return EVK_EIO;
 	evk_ts_now(ins);
 	/* Checked and inserted in one write transaction: two racing
-	 * enqueues are serialised by the database's write lock. */
+	 * enqueues are serialised by the database's write lock (SQLite) or
+	 * the key's lock (PostgreSQL). */
 	if (s->unique_for_s > 0 &&
-	    ((rv = unique_key(s, &key)) != EVK_OK || (*id = find_unique(db, key.p)) < 0)) {
+	    ((rv = unique_key(s, &key)) != EVK_OK || (rv = lock_unique(db, key.p)) != EVK_OK ||
+	     (*id = find_unique(db, key.p)) < 0)) {
 		rv = rv ? rv : EVK_EIO;
 		goto out;
 	}
 	if (*id > 0)
 		goto out;
-	sqlite3_stmt *st = evk_store_stmt(
-		db, "INSERT INTO jobs (queue, priority, state, steps, workflow_id, resource_id,"
-		    " max_attempts, backoff, timeout, scheduled_at, unique_key, unique_until,"
-		    " inserted_at, stdin) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+	struct evk_q *st = evk_db_q(
+		db, is_pg(db) ? "INSERT INTO jobs (queue, priority, state, steps, workflow_id,"
+				" resource_id, max_attempts, backoff, timeout, scheduled_at,"
+				" unique_key, unique_until, inserted_at, stdin)"
+				" VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id"
+			      : "INSERT INTO jobs (queue, priority, state, steps, workflow_id,"
+				" resource_id, max_attempts, backoff, timeout, scheduled_at,"
+				" unique_key, unique_until, inserted_at, stdin)"
+				" VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
 	if (st == NULL) {
 		rv = EVK_EIO;
 		goto out;
 	}
-	sqlite3_bind_text(st, 1, s->queue, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 2, s->priority);
-	sqlite3_bind_text(st, 3, s->due_ms > now ? "scheduled" : "available", -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, s->steps, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 5, s->workflow ? s->workflow : wf, -1, SQLITE_TRANSIENT);
+	evk_q_bind_text(st, 1, s->queue);
+	evk_q_bind_int64(st, 2, s->priority);
+	evk_q_bind_text(st, 3, s->due_ms > now ? "scheduled" : "available");
+	evk_q_bind_text(st, 4, s->steps);
+	evk_q_bind_text(st, 5, s->workflow ? s->workflow : wf);
 	if (s->resource)
-		sqlite3_bind_text(st, 6, s->resource, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 7, s->max_attempts);
-	sqlite3_bind_int64(st, 8, s->backoff_s);
+		evk_q_bind_text(st, 6, s->resource);
+	evk_q_bind_int64(st, 7, s->max_attempts);
+	evk_q_bind_int64(st, 8, s->backoff_s);
 	if (s->timeout_s > 0)
-		sqlite3_bind_int64(st, 9, s->timeout_s);
-	sqlite3_bind_int64(st, 10, s->due_ms);
+		evk_q_bind_int64(st, 9, s->timeout_s);
+	evk_q_bind_int64(st, 10, s->due_ms);
 	if (s->unique_for_s > 0) {
-		sqlite3_bind_text(st, 11, key.p, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 12, now + s->unique_for_s * 1000);
+		evk_q_bind_text(st, 11, key.p);
+		evk_q_bind_int64(st, 12, now + s->unique_for_s * 1000);
 	}
-	sqlite3_bind_text(st, 13, ins, -1, SQLITE_STATIC);
+	evk_q_bind_text(st, 13, ins);
 	if (s->input)
-		sqlite3_bind_text(st, 14, s->input, (int)s->input_len, SQLITE_STATIC);
-	if ((rv = done(st)) == EVK_OK)
-		*id = sqlite3_last_insert_rowid(db);
+		evk_q_bind_textn(st, 14, s->input, s->input_len);
+	int rc = evk_q_step(st);
+	if (rc == EVK_ROW)
+		*id = evk_q_int64(st, 0);
+	else if (rc == EVK_DONE)
+		*id = sqlite3_last_insert_rowid(db->sq);
+	else
+		rv = EVK_EIO;
+	evk_q_reset(st);
 out:
 	evk_buf_release(&key);
 	return rv;
@@ -180,65 +231,119 @@ out:
 
 /* Fills job from a row of the claim query. */
 static int
-job_from_claim(sqlite3_stmt *st, struct evk_job *j)
+job_from_claim(struct evk_q *st, struct evk_job *j)
 {
 	memset(j, 0, sizeof(*j));
-	j->id = sqlite3_column_int64(st, 0);
-	j->steps = cJSON_Parse((const char *)sqlite3_column_text(st, 1));
+	j->id = evk_q_int64(st, 0);
+	j->steps = cJSON_Parse(evk_q_text(st, 1));
 	j->nsteps = cJSON_GetArraySize(j->steps);
-	snprintf(j->workflow, sizeof(j->workflow), "%s", (const char *)sqlite3_column_text(st, 2));
-	if (sqlite3_column_type(st, 3) != SQLITE_NULL) {
-		snprintf(j->resource, sizeof(j->resource), "%s",
-			 (const char *)sqlite3_column_text(st, 3));
+	snprintf(j->workflow, sizeof(j->workflow), "%s", evk_q_text(st, 2));
+	if (!evk_q_is_null(st, 3)) {
+		snprintf(j->resource, sizeof(j->resource), "%s", evk_q_text(st, 3));
 		j->has_resource = true;
 	}
-	j->attempt = sqlite3_column_int(st, 4) + 1;
-	j->max_attempts = sqlite3_column_int(st, 5);
-	j->backoff_s = sqlite3_column_int64(st, 6);
-	j->timeout_s = sqlite3_column_int64(st, 7);
-	if (sqlite3_column_type(st, 8) != SQLITE_NULL) {
-		j->input_len = (size_t)sqlite3_column_bytes(st, 8);
+	j->attempt = evk_q_int(st, 4) + 1;
+	j->max_attempts = evk_q_int(st, 5);
+	j->backoff_s = evk_q_int64(st, 6);
+	j->timeout_s = evk_q_int64(st, 7);
+	if (!evk_q_is_null(st, 8)) {
+		const void *p = evk_q_blob(st, 8);
+		j->input_len = evk_q_bytes(st, 8);
 		if ((j->input = malloc(j->input_len + 1)) == NULL)
 			return EVK_ENOMEM;
-		memcpy(j->input, sqlite3_column_blob(st, 8), j->input_len);
+		if (j->input_len)
+			memcpy(j->input, p, j->input_len);
 	}
 	return EVK_OK;
 }
 
+/* PostgreSQL: one statement takes the next due job no other worker is
+ * taking (SKIP LOCKED), then this session's advisory lock on its id, held
+ * while the job runs (see evk_jobs_rescue). */
+static int
+claim_pg(struct evk_db *db, const char *queue, const char *host, pid_t pid,
+	 struct evk_job *job)
+{
+	char ts[EVK_TS_LEN + 1];
+	evk_ts_now(ts);
+	/* A savepoint, to undo the claim alone when the lock is taken (the
+	 * caller's transaction may hold other changes). */
+	if (evk_db_exec(db, "SAVEPOINT evk_claim") != EVK_OK)
+		return EVK_EIO;
+	struct evk_q *st = evk_db_q(
+		db, "UPDATE jobs SET state = 'executing', attempt = attempt + 1,"
+		    " worker_host = ?, worker_pid = ?, attempted_at = ?"
+		    " WHERE id = (SELECT id FROM jobs WHERE queue = ? AND state IN"
+		    " ('available','scheduled','retryable') AND scheduled_at <= ?"
+		    " ORDER BY priority, scheduled_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)"
+		    " RETURNING id, steps, workflow_id, resource_id, attempt - 1, max_attempts,"
+		    " backoff, timeout, stdin");
+	if (st == NULL)
+		return EVK_EIO;
+	evk_q_bind_text(st, 1, host);
+	evk_q_bind_int64(st, 2, pid);
+	evk_q_bind_text(st, 3, ts);
+	evk_q_bind_text(st, 4, queue);
+	evk_q_bind_int64(st, 5, evk_wall_ms());
+	int rc = evk_q_step(st);
+	int rv = rc == EVK_ROW ? job_from_claim(st, job) : rc == EVK_DONE ? EVK_ETIMEDOUT : EVK_EIO;
+	evk_q_reset(st);
+	if (rv == EVK_ETIMEDOUT && evk_db_exec(db, "RELEASE SAVEPOINT evk_claim") != EVK_OK)
+		rv = EVK_EIO;
+	if (rv != EVK_OK) {
+		if (rc == EVK_ROW)
+			evk_job_release(job);
+		return rv;
+	}
+	/* Free unless a rescuer is between its lock and its commit: then
+	 * this claim is undone and the job taken next time. */
+	bool got;
+	rv = evk_db_try_lock(db, job->id, &got);
+	if (rv == EVK_OK && !got)
+		rv = evk_db_exec(db, "ROLLBACK TO SAVEPOINT evk_claim") == EVK_OK ? EVK_EAGAIN
+										: EVK_EIO;
+	if (rv == EVK_OK && evk_db_exec(db, "RELEASE SAVEPOINT evk_claim") != EVK_OK)
+		rv = EVK_EIO;
+	if (rv != EVK_OK)
+		evk_job_release(job);
+	return rv;
+}
+
 int
-evk_jobs_claim(sqlite3 *db, const char *queue, const char *host, pid_t pid,
+evk_jobs_claim(struct evk_db *db, const char *queue, const char *host, pid_t pid,
 	       struct evk_job *job)
 {
-	sqlite3_stmt *st = evk_store_stmt(
+	if (is_pg(db))
+		return claim_pg(db, queue, host, pid, job);
+	struct evk_q *st = evk_db_q(
 		db, "SELECT id, steps, workflow_id, resource_id, attempt, max_attempts, backoff,"
 		    " timeout, stdin FROM jobs WHERE queue = ? AND state IN"
 		    " ('available','scheduled','retryable') AND scheduled_at <= ?"
 		    " ORDER BY priority, scheduled_at, id LIMIT 1");
 	if (st == NULL)
 		return EVK_EIO;
-	sqlite3_bind_text(st, 1, queue, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, evk_wall_ms());
-	int rc = sqlite3_step(st);
-	int rv = rc == SQLITE_ROW ? job_from_claim(st, job) : rc == SQLITE_DONE ? EVK_ETIMEDOUT
-										 : EVK_EIO;
-	sqlite3_reset(st);
+	evk_q_bind_text(st, 1, queue);
+	evk_q_bind_int64(st, 2, evk_wall_ms());
+	int rc = evk_q_step(st);
+	int rv = rc == EVK_ROW ? job_from_claim(st, job) : rc == EVK_DONE ? EVK_ETIMEDOUT : EVK_EIO;
+	evk_q_reset(st);
 	if (rv != EVK_OK) {
-		if (rc == SQLITE_ROW)
+		if (rc == EVK_ROW)
 			evk_job_release(job);
 		return rv;
 	}
 	char ts[EVK_TS_LEN + 1];
 	evk_ts_now(ts);
-	st = evk_store_stmt(db, "UPDATE jobs SET state = 'executing', attempt = attempt + 1,"
-				" worker_host = ?, worker_pid = ?, attempted_at = ? WHERE id = ?");
+	st = evk_db_q(db, "UPDATE jobs SET state = 'executing', attempt = attempt + 1,"
+			  " worker_host = ?, worker_pid = ?, attempted_at = ? WHERE id = ?");
 	if (st == NULL) {
 		evk_job_release(job);
 		return EVK_EIO;
 	}
-	sqlite3_bind_text(st, 1, host, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, pid);
-	sqlite3_bind_text(st, 3, ts, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 4, job->id);
+	evk_q_bind_text(st, 1, host);
+	evk_q_bind_int64(st, 2, pid);
+	evk_q_bind_text(st, 3, ts);
+	evk_q_bind_int64(st, 4, job->id);
 	if ((rv = done(st)) != EVK_OK)
 		evk_job_release(job);
 	return rv;
@@ -259,37 +364,94 @@ alive(pid_t pid)
 	return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
 }
 
+/* Makes job id available again if it is still executing: *changed. */
+static int
+make_available(struct evk_db *db, int64_t id, bool *changed)
+{
+	struct evk_q *st = evk_db_q(db, "UPDATE jobs SET state = 'available', scheduled_at = ?,"
+					" last_error = 'rescued: its worker died', child_pid = NULL"
+					" WHERE id = ? AND state = 'executing'");
+	if (st == NULL)
+		return EVK_EIO;
+	evk_q_bind_int64(st, 1, evk_wall_ms());
+	evk_q_bind_int64(st, 2, id);
+	int rv = done(st);
+	*changed = rv == EVK_OK && evk_q_changes(st) > 0;
+	return rv;
+}
+
+/* PostgreSQL: a running job's worker holds the advisory lock on its id
+ * for as long as its connection lives; a lock that can be taken is a
+ * dead worker's. The job's step is killed when its worker was on host. */
+static int
+rescue_pg(struct evk_db *db, const char *host,
+	  void (*rescued)(int64_t id, pid_t child, void *arg), void *arg)
+{
+	char held[256 * 21 + 3], *p = held;
+	int64_t ids[64];
+	pid_t kids[64];
+	int n = 0, rv = EVK_OK;
+	*p++ = '{';
+	for (int i = 0; i < db->nlocks; i++)
+		p += sprintf(p, "%s%" PRId64, i ? "," : "", db->locks[i]);
+	strcpy(p, "}");
+	struct evk_q *st = evk_db_q(db, "SELECT id, child_pid, worker_host FROM jobs"
+					" WHERE state = 'executing' AND NOT (id = ANY (?::bigint[]))"
+					" ORDER BY id LIMIT 64");
+	if (st == NULL)
+		return EVK_EIO;
+	evk_q_bind_text(st, 1, held);
+	int rc;
+	while (n < 64 && (rc = evk_q_step(st)) == EVK_ROW) {
+		const char *h = evk_q_text(st, 2);
+		kids[n] = h && strcmp(h, host) == 0 ? (pid_t)evk_q_int64(st, 1) : 0;
+		ids[n++] = evk_q_int64(st, 0);
+	}
+	evk_q_reset(st);
+	if (rc != EVK_ROW && rc != EVK_DONE)
+		return EVK_EIO;
+	for (int i = 0; rv == EVK_OK && i < n; i++) {
+		bool got, changed = false;
+		if ((rv = evk_db_try_lock(db, ids[i], &got)) != EVK_OK || !got)
+			continue;
+		rv = make_available(db, ids[i], &changed);
+		/* Released before the commit: a claim after it takes it anew. */
+		int un = evk_db_unlock(db, ids[i]);
+		if (rv == EVK_OK)
+			rv = un;
+		if (rv == EVK_OK && changed)
+			rescued(ids[i], kids[i], arg);
+	}
+	return rv;
+}
+
 /* Jobs left executing by a worker of this host that is gone run again:
  * decided by the worker's liveness, never by elapsed time. */
 int
-evk_jobs_rescue(sqlite3 *db, const char *host, pid_t self,
+evk_jobs_rescue(struct evk_db *db, const char *host, pid_t self,
 		void (*rescued)(int64_t id, pid_t child, void *arg), void *arg)
 {
-	sqlite3_stmt *st = evk_store_stmt(db, "SELECT id, worker_pid, child_pid FROM jobs"
-					      " WHERE state = 'executing' AND worker_host = ?");
+	if (is_pg(db))
+		return rescue_pg(db, host, rescued, arg);
+	struct evk_q *st = evk_db_q(db, "SELECT id, worker_pid, child_pid FROM jobs"
+					" WHERE state = 'executing' AND worker_host = ?");
 	if (st == NULL)
 		return EVK_EIO;
-	sqlite3_bind_text(st, 1, host, -1, SQLITE_STATIC);
+	evk_q_bind_text(st, 1, host);
 	int64_t ids[64];
 	pid_t kids[64];
 	int n = 0;
-	while (n < 64 && sqlite3_step(st) == SQLITE_ROW) {
-		pid_t w = (pid_t)sqlite3_column_int64(st, 1);
+	while (n < 64 && evk_q_step(st) == EVK_ROW) {
+		pid_t w = (pid_t)evk_q_int64(st, 1);
 		if (w != self && !alive(w)) {
-			kids[n] = (pid_t)sqlite3_column_int64(st, 2);
-			ids[n++] = sqlite3_column_int64(st, 0);
+			kids[n] = (pid_t)evk_q_int64(st, 2);
+			ids[n++] = evk_q_int64(st, 0);
 		}
 	}
-	sqlite3_reset(st);
+	evk_q_reset(st);
 	for (int i = 0; i < n; i++) {
-		st = evk_store_stmt(db, "UPDATE jobs SET state = 'available', scheduled_at = ?,"
-					" last_error = 'rescued: its worker died', child_pid = NULL"
-					" WHERE id = ? AND state = 'executing'");
-		if (st == NULL)
-			return EVK_EIO;
-		sqlite3_bind_int64(st, 1, evk_wall_ms());
-		sqlite3_bind_int64(st, 2, ids[i]);
-		if (done(st) != EVK_OK)
+		bool changed;
+		if (make_available(db, ids[i], &changed) != EVK_OK)
 			return EVK_EIO;
 		rescued(ids[i], kids[i], arg);
 	}
@@ -297,50 +459,55 @@ evk_jobs_rescue(sqlite3 *db, const char *host, pid_t self,
 }
 
 int
-evk_jobs_set_child(sqlite3 *db, int64_t id, pid_t child)
+evk_jobs_set_child(struct evk_db *db, int64_t id, pid_t child)
 {
-	sqlite3_stmt *st = evk_store_stmt(db, "UPDATE jobs SET child_pid = ? WHERE id = ?");
+	struct evk_q *st = evk_db_q(db, "UPDATE jobs SET child_pid = ? WHERE id = ?");
 	if (st == NULL)
 		return EVK_EIO;
-	sqlite3_bind_int64(st, 1, child);
-	sqlite3_bind_int64(st, 2, id);
+	evk_q_bind_int64(st, 1, child);
+	evk_q_bind_int64(st, 2, id);
 	return done(st);
 }
 
 int
-evk_jobs_end(sqlite3 *db, int64_t id, const struct evk_job_end *e)
+evk_jobs_end(struct evk_db *db, int64_t id, const struct evk_job_end *e)
 {
 	char now[EVK_TS_LEN + 1];
 	evk_ts_now(now);
-	sqlite3_stmt *st = evk_store_stmt(
+	struct evk_q *st = evk_db_q(
 		db, "UPDATE jobs SET state = ?, scheduled_at = ?, last_error = ?, output = ?,"
-		    " completed_at = CASE WHEN ? THEN ? END, child_pid = NULL,"
+		    " completed_at = CASE WHEN ? = 1 THEN ? END, child_pid = NULL,"
 		    " attempt = attempt - ? WHERE id = ? AND state = 'executing'");
 	if (st == NULL)
 		return EVK_EIO;
-	sqlite3_bind_text(st, 1, e->state, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, e->due_ms);
+	evk_q_bind_text(st, 1, e->state);
+	evk_q_bind_int64(st, 2, e->due_ms);
 	if (e->error)
-		sqlite3_bind_text(st, 3, e->error, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(st, 4, e->output, (int)e->output_len, SQLITE_STATIC);
-	sqlite3_bind_int(st, 5, e->finished);
-	sqlite3_bind_text(st, 6, now, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 7, e->uncount ? 1 : 0);
-	sqlite3_bind_int64(st, 8, id);
-	return done(st);
+		evk_q_bind_text(st, 3, e->error);
+	if (is_pg(db))
+		evk_q_bind_blob(st, 4, e->output, e->output_len);
+	else
+		evk_q_bind_textn(st, 4, e->output, e->output_len);
+	evk_q_bind_int64(st, 5, e->finished);
+	evk_q_bind_text(st, 6, now);
+	evk_q_bind_int64(st, 7, e->uncount ? 1 : 0);
+	evk_q_bind_int64(st, 8, id);
+	int rv = done(st);
+	return rv == EVK_OK ? evk_db_unlock_at_commit(db, id) : rv;
 }
 
 int
-evk_jobs_abandon(sqlite3 *db, int64_t id)
+evk_jobs_abandon(struct evk_db *db, int64_t id)
 {
-	sqlite3_stmt *st = evk_store_stmt(db, "UPDATE jobs SET state = 'retryable',"
-					      " scheduled_at = ?, last_error = 'worker stopped',"
-					      " child_pid = NULL WHERE id = ? AND state = 'executing'");
+	struct evk_q *st = evk_db_q(db, "UPDATE jobs SET state = 'retryable',"
+					" scheduled_at = ?, last_error = 'worker stopped',"
+					" child_pid = NULL WHERE id = ? AND state = 'executing'");
 	if (st == NULL)
 		return EVK_EIO;
-	sqlite3_bind_int64(st, 1, evk_wall_ms());
-	sqlite3_bind_int64(st, 2, id);
-	return done(st);
+	evk_q_bind_int64(st, 1, evk_wall_ms());
+	evk_q_bind_int64(st, 2, id);
+	int rv = done(st);
+	return rv == EVK_OK ? evk_db_unlock_at_commit(db, id) : rv;
 }
 
 static bool
@@ -351,72 +518,91 @@ is_final(const char *state)
 }
 
 int
-evk_jobs_cancel_retry(sqlite3 *db, int64_t id, bool cancel, const char *host, char state[16],
-		      pid_t *child)
+evk_jobs_cancel_retry(struct evk_db *db, int64_t id, bool cancel, const char *host,
+		      char state[16], pid_t *child)
 {
-	sqlite3_stmt *st = evk_store_stmt(
-		db, "SELECT state, child_pid, worker_host FROM jobs WHERE id = ?");
+	struct evk_q *st = evk_db_q(
+		db, is_pg(db) ? "SELECT state, child_pid, worker_host FROM jobs WHERE id = ? FOR UPDATE"
+			      : "SELECT state, child_pid, worker_host FROM jobs WHERE id = ?");
 	state[0] = '\0';
 	*child = 0;
 	if (st == NULL)
 		return EVK_EIO;
-	sqlite3_bind_int64(st, 1, id);
-	if (sqlite3_step(st) != SQLITE_ROW) {
-		sqlite3_reset(st);
-		return EVK_EINVAL;
+	evk_q_bind_int64(st, 1, id);
+	int rc = evk_q_step(st);
+	if (rc != EVK_ROW) {
+		evk_q_reset(st);
+		return rc == EVK_DONE ? EVK_EINVAL : EVK_EIO;
 	}
-	snprintf(state, 16, "%s", (const char *)sqlite3_column_text(st, 0));
-	pid_t kid = (pid_t)sqlite3_column_int64(st, 1);
-	bool here = sqlite3_column_type(st, 2) != SQLITE_NULL &&
-		    strcmp((const char *)sqlite3_column_text(st, 2), host) == 0;
-	sqlite3_reset(st);
+	snprintf(state, 16, "%s", evk_q_text(st, 0));
+	pid_t kid = (pid_t)evk_q_int64(st, 1);
+	const char *h = evk_q_text(st, 2);
+	bool here = h && strcmp(h, host) == 0;
+	evk_q_reset(st);
 	if (cancel ? is_final(state) : strcmp(state, "executing") == 0)
 		return EVK_EINVAL;
 	if (cancel) {
-		st = evk_store_stmt(db, "UPDATE jobs SET state = 'cancelled', child_pid = NULL,"
-					" last_error = 'cancelled' WHERE id = ?");
+		st = evk_db_q(db, "UPDATE jobs SET state = 'cancelled', child_pid = NULL,"
+				  " last_error = 'cancelled' WHERE id = ?");
 		if (st)
-			sqlite3_bind_int64(st, 1, id);
+			evk_q_bind_int64(st, 1, id);
 		if (strcmp(state, "executing") == 0 && here && kid > 0)
 			*child = kid;
 	} else {
-		st = evk_store_stmt(db, "UPDATE jobs SET state = 'available', scheduled_at = ?,"
-					" max_attempts = max(max_attempts, attempt + 1) WHERE id = ?");
+		st = evk_db_q(db, is_pg(db) ? "UPDATE jobs SET state = 'available', scheduled_at = ?,"
+					      " max_attempts = greatest(max_attempts, attempt + 1)"
+					      " WHERE id = ?"
+					    : "UPDATE jobs SET state = 'available', scheduled_at = ?,"
+					      " max_attempts = max(max_attempts, attempt + 1) WHERE id = ?");
 		if (st) {
-			sqlite3_bind_int64(st, 1, evk_wall_ms());
-			sqlite3_bind_int64(st, 2, id);
+			evk_q_bind_int64(st, 1, evk_wall_ms());
+			evk_q_bind_int64(st, 2, id);
 		}
 	}
 	return st ? done(st) : EVK_EIO;
 }
 
-/* A column's value as JSON: steps parsed, scheduled_at as RFC 3339. */
+/* A column's value as JSON: steps parsed, scheduled_at as RFC 3339, bytes
+ * (PostgreSQL's output) as a string. */
 static cJSON *
-column_json(sqlite3_stmt *st, int i, const char *name)
+column_json(struct evk_q *st, int i, const char *name)
 {
-	switch (sqlite3_column_type(st, i)) {
-	case SQLITE_NULL: return cJSON_CreateNull();
-	case SQLITE_INTEGER:
+	switch (evk_q_type(st, i)) {
+	case EVK_COL_NULL: return cJSON_CreateNull();
+	case EVK_COL_INT:
 		if (strcmp(name, "scheduled_at") == 0) {
 			char ts[28];
-			evk_jobs_ts(sqlite3_column_int64(st, i), ts);
+			evk_jobs_ts(evk_q_int64(st, i), ts);
 			return cJSON_CreateString(ts);
 		}
-		return cJSON_CreateNumber((double)sqlite3_column_int64(st, i));
+		return cJSON_CreateNumber((double)evk_q_int64(st, i));
+	case EVK_COL_BLOB: {
+		size_t n = evk_q_bytes(st, i);
+		const char *p = evk_q_blob(st, i);
+		char *t = malloc(n + 1);
+		if (t == NULL)
+			return NULL;
+		if (n)
+			memcpy(t, p, n);
+		t[n] = '\0';
+		cJSON *v = cJSON_CreateString(t);
+		free(t);
+		return v;
+	}
 	default:
 		if (strcmp(name, "steps") == 0)
-			return cJSON_Parse((const char *)sqlite3_column_text(st, i));
-		return cJSON_CreateString((const char *)sqlite3_column_text(st, i));
+			return cJSON_Parse(evk_q_text(st, i));
+		return cJSON_CreateString(evk_q_text(st, i));
 	}
 }
 
 static cJSON *
-job_from_row(sqlite3_stmt *st, bool with_output)
+job_from_row(struct evk_q *st, bool with_output)
 {
 	cJSON *j = cJSON_CreateObject();
-	int n = sqlite3_column_count(st);
+	int n = evk_q_ncols(st);
 	for (int i = 0; j && i < n; i++) {
-		const char *name = sqlite3_column_name(st, i);
+		const char *name = evk_q_name(st, i);
 		if (strcmp(name, "output") == 0 && !with_output)
 			continue;
 		cJSON *v = column_json(st, i, name);
@@ -430,80 +616,79 @@ job_from_row(sqlite3_stmt *st, bool with_output)
 }
 
 int
-evk_jobs_get(sqlite3 *db, int64_t id, bool with_output, cJSON **job)
+evk_jobs_get(struct evk_db *db, int64_t id, bool with_output, cJSON **job)
 {
-	sqlite3_stmt *st = evk_store_stmt(db, "SELECT " JOB_COLS " FROM jobs WHERE id = ?");
+	struct evk_q *st = evk_db_q(db, "SELECT " JOB_COLS " FROM jobs WHERE id = ?");
 	*job = NULL;
 	if (st == NULL)
 		return EVK_EIO;
-	sqlite3_bind_int64(st, 1, id);
-	int rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
+	evk_q_bind_int64(st, 1, id);
+	int rc = evk_q_step(st);
+	if (rc == EVK_ROW)
 		*job = job_from_row(st, with_output);
-	sqlite3_reset(st);
-	if (rc != SQLITE_ROW)
-		return rc == SQLITE_DONE ? EVK_EINVAL : EVK_EIO;
+	evk_q_reset(st);
+	if (rc != EVK_ROW)
+		return rc == EVK_DONE ? EVK_EINVAL : EVK_EIO;
 	return *job ? EVK_OK : EVK_ENOMEM;
 }
 
 int
-evk_jobs_list(sqlite3 *db, const char *state, const char *queue,
+evk_jobs_list(struct evk_db *db, const char *state, const char *queue,
 	      int (*each)(cJSON *job, void *arg), void *arg)
 {
-	sqlite3_stmt *st = evk_store_stmt(db, "SELECT " JOB_COLS " FROM jobs WHERE"
-					      " (?1 IS NULL OR state = ?1)"
-					      " AND (?2 IS NULL OR queue = ?2) ORDER BY id");
-	int rv = EVK_OK, rc;
+	struct evk_q *st = evk_db_q(db, "SELECT " JOB_COLS " FROM jobs WHERE"
+					" (CAST(?1 AS TEXT) IS NULL OR state = ?1)"
+					" AND (CAST(?2 AS TEXT) IS NULL OR queue = ?2) ORDER BY id");
+	int rv = EVK_OK, rc = EVK_DONE;
 	if (st == NULL)
 		return EVK_EIO;
-	if (state)
-		sqlite3_bind_text(st, 1, state, -1, SQLITE_STATIC);
-	if (queue)
-		sqlite3_bind_text(st, 2, queue, -1, SQLITE_STATIC);
-	while (rv == EVK_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+	evk_q_bind_text(st, 1, state);
+	evk_q_bind_text(st, 2, queue);
+	while (rv == EVK_OK && (rc = evk_q_step(st)) == EVK_ROW) {
 		cJSON *j = job_from_row(st, false);
 		rv = j ? each(j, arg) : EVK_ENOMEM;
 		cJSON_Delete(j);
 	}
-	if (rv == EVK_OK && rc != SQLITE_DONE)
+	if (rv == EVK_OK && rc != EVK_DONE)
 		rv = EVK_EIO;
-	sqlite3_reset(st);
+	evk_q_reset(st);
 	return rv;
 }
 
 int
-evk_jobs_prune(sqlite3 *db, const char *before_ts, int *n)
+evk_jobs_prune(struct evk_db *db, const char *before_ts, int *n)
 {
-	sqlite3_stmt *st = evk_store_stmt(
+	struct evk_q *st = evk_db_q(
 		db, "DELETE FROM jobs WHERE state IN ('completed','discarded','cancelled')"
 		    " AND coalesce(completed_at, inserted_at) < ?");
 	if (st == NULL)
 		return EVK_EIO;
-	sqlite3_bind_text(st, 1, before_ts, -1, SQLITE_STATIC);
+	evk_q_bind_text(st, 1, before_ts);
 	int rv = done(st);
-	*n = sqlite3_changes(db);
+	*n = (int)evk_q_changes(st);
 	return rv;
 }
 
 int
-evk_jobs_stats(sqlite3 *db, cJSON **stats)
+evk_jobs_stats(struct evk_db *db, cJSON **stats)
 {
-	sqlite3_stmt *st = evk_store_stmt(db, "SELECT queue, state, count(*) FROM jobs"
-					      " GROUP BY queue, state ORDER BY queue, state");
+	struct evk_q *st = evk_db_q(db, "SELECT queue, state, count(*) FROM jobs"
+					" GROUP BY queue, state ORDER BY queue, state");
 	cJSON *all = cJSON_CreateObject();
-	int rv = st && all ? EVK_OK : st ? EVK_ENOMEM : EVK_EIO;
-	while (rv == EVK_OK && sqlite3_step(st) == SQLITE_ROW) {
-		const char *q = (const char *)sqlite3_column_text(st, 0);
+	int rv = st && all ? EVK_OK : st ? EVK_ENOMEM : EVK_EIO, rc = EVK_DONE;
+	while (rv == EVK_OK && (rc = evk_q_step(st)) == EVK_ROW) {
+		const char *q = evk_q_text(st, 0);
 		cJSON *qo = cJSON_GetObjectItemCaseSensitive(all, q);
 		if (qo == NULL)
 			qo = cJSON_AddObjectToObject(all, q);
 		if (qo == NULL ||
-		    !cJSON_AddNumberToObject(qo, (const char *)sqlite3_column_text(st, 1),
-					     sqlite3_column_int(st, 2)))
+		    !cJSON_AddNumberToObject(qo, evk_q_text(st, 1), evk_q_int(st, 2)))
 			rv = EVK_ENOMEM;
 	}
+	if (rv == EVK_OK && rc != EVK_DONE)
+		rv = EVK_EIO;
 	if (st)
-		sqlite3_reset(st);
+		evk_q_reset(st);
 	if (rv != EVK_OK)
 		cJSON_Delete(all);
 	*stats = rv == EVK_OK ? all : NULL;
@@ -511,31 +696,32 @@ evk_jobs_stats(sqlite3 *db, cJSON **stats)
 }
 
 static int
-progress(sqlite3 *db, int64_t id, const char *workflow, int *total, int *pending,
-		  int *failed)
+progress(struct evk_db *db, int64_t id, const char *workflow, int *total, int *pending,
+	 int *failed)
 {
-	sqlite3_stmt *st = evk_store_stmt(
+	struct evk_q *st = evk_db_q(
 		db, "SELECT count(*),"
-		    " coalesce(sum(state NOT IN ('completed','discarded','cancelled')), 0),"
-		    " coalesce(sum(state IN ('discarded','cancelled')), 0)"
-		    " FROM jobs WHERE (?1 IS NULL OR workflow_id = ?1) AND (?2 = 0 OR id = ?2)");
+		    " coalesce(sum(CASE WHEN state NOT IN ('completed','discarded','cancelled')"
+		    "  THEN 1 ELSE 0 END), 0),"
+		    " coalesce(sum(CASE WHEN state IN ('discarded','cancelled') THEN 1 ELSE 0 END), 0)"
+		    " FROM jobs WHERE (CAST(?1 AS TEXT) IS NULL OR workflow_id = ?1)"
+		    " AND (?2 = 0 OR id = ?2)");
 	if (st == NULL)
 		return EVK_EIO;
-	if (workflow)
-		sqlite3_bind_text(st, 1, workflow, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, workflow ? 0 : id);
-	int rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		*total = sqlite3_column_int(st, 0);
-		*pending = sqlite3_column_int(st, 1);
-		*failed = sqlite3_column_int(st, 2);
+	evk_q_bind_text(st, 1, workflow);
+	evk_q_bind_int64(st, 2, workflow ? 0 : id);
+	int rc = evk_q_step(st);
+	if (rc == EVK_ROW) {
+		*total = evk_q_int(st, 0);
+		*pending = evk_q_int(st, 1);
+		*failed = evk_q_int(st, 2);
 	}
-	sqlite3_reset(st);
-	return rc == SQLITE_ROW ? EVK_OK : EVK_EIO;
+	evk_q_reset(st);
+	return rc == EVK_ROW ? EVK_OK : EVK_EIO;
 }
 
 int
-evk_jobs_wait(sqlite3 *db, int64_t id, const char *workflow, long long timeout_ms,
+evk_jobs_wait(struct evk_db *db, int64_t id, const char *workflow, long long timeout_ms,
 	      volatile sig_atomic_t *stop, int *total, int *pending, int *failed)
 {
 	long long deadline = timeout_ms >= 0 ? evk_mono_ms() + timeout_ms : -1, pause = 10;
@@ -618,29 +804,29 @@ evk_jobs_steps_argv(int argc, char *const argv[], char **text)
 }
 
 int
-evk_jobs_cursor(sqlite3 *db, const char *name, int64_t *seq)
+evk_jobs_cursor(struct evk_db *db, const char *name, int64_t *seq)
 {
-	sqlite3_stmt *st = evk_store_stmt(db, "SELECT last_seq FROM cursors WHERE name = ?");
+	struct evk_q *st = evk_db_q(db, "SELECT last_seq FROM cursors WHERE name = ?");
 	if (st == NULL)
 		return EVK_EIO;
-	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	int rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		*seq = sqlite3_column_int64(st, 0);
-	sqlite3_reset(st);
-	return rc == SQLITE_ROW ? EVK_OK : rc == SQLITE_DONE ? EVK_EINVAL : EVK_EIO;
+	evk_q_bind_text(st, 1, name);
+	int rc = evk_q_step(st);
+	if (rc == EVK_ROW)
+		*seq = evk_q_int64(st, 0);
+	evk_q_reset(st);
+	return rc == EVK_ROW ? EVK_OK : rc == EVK_DONE ? EVK_EINVAL : EVK_EIO;
 }
 
 int
-evk_jobs_cursor_set(sqlite3 *db, const char *name, uint64_t seq, bool create)
+evk_jobs_cursor_set(struct evk_db *db, const char *name, uint64_t seq, bool create)
 {
-	sqlite3_stmt *st = evk_store_stmt(
-		db, create ? "INSERT OR IGNORE INTO cursors (last_seq, name) VALUES (?, ?)"
+	struct evk_q *st = evk_db_q(
+		db, create ? "INSERT INTO cursors (last_seq, name) VALUES (?, ?) ON CONFLICT DO NOTHING"
 			   : "UPDATE cursors SET last_seq = ? WHERE name = ?");
 	if (st == NULL)
 		return EVK_EIO;
-	sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
-	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+	evk_q_bind_int64(st, 1, (int64_t)seq);
+	evk_q_bind_text(st, 2, name);
 	return done(st);
 }
 

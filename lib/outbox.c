@@ -3,9 +3,9 @@
 #include "evkit/outbox.h"
 
 #include "evkit/bus.h"
+#include "evkit/db.h"
 #include "evkit/err.h"
 #include "evkit/limits.h"
-#include "evkit/store.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -24,7 +24,7 @@ struct sender {
 	struct evk_pub *pub;
 	evk_outbox_expand_fn expand;
 	struct evk_buf notes, scratch[2];
-	sqlite3_int64 row;
+	long long row;
 	int format;
 	bool busy, stop;
 	int rv;
@@ -32,13 +32,13 @@ struct sender {
 };
 
 struct evk_outbox {
-	sqlite3 *db;
+	struct evk_db *db;
 	char url[EVK_URL_MAX];
 	evk_outbox_expand_fn expand;
 	struct evk_pub *pub;         /* flush's connection, kept while it works */
 	struct evk_buf scratch[2];   /* the caller's thread's */
 	struct sender *sender;       /* delivering as it goes, or NULL */
-	sqlite3_int64 sent_row;      /* the row handed to the sender, or 0 */
+	long long sent_row;      /* the row handed to the sender, or 0 */
 	char err[256];
 };
 
@@ -46,7 +46,7 @@ struct evk_outbox {
  * before (sent), lines given to the publisher now, and whether all of
  * the rest were. */
 struct round_row {
-	sqlite3_int64 id;
+	long long id;
 	long sent, added;
 	bool whole;
 };
@@ -54,7 +54,8 @@ struct round_row {
 static int
 fail(struct evk_outbox *ob, const char *what)
 {
-	snprintf(ob->err, sizeof(ob->err), "%s: %s", what, sqlite3_errmsg(ob->db));
+	evk_db_fail(ob->db, what);
+	snprintf(ob->err, sizeof(ob->err), "%s", evk_db_error(ob->db));
 	return EVK_EIO;
 }
 
@@ -69,7 +70,7 @@ evk_outbox_error(const struct evk_outbox *ob)
 /* The line callback of a row walk: lines before skip are counted, not
  * passed on; fn's own error is kept apart from damage. */
 struct walk {
-	sqlite3_int64 row;
+	long long row;
 	long index, skip;
 	evk_outbox_line_fn fn;
 	void *arg;
@@ -90,7 +91,7 @@ walk_line(void *arg, const char *line, size_t len)
  * first skip; returns fn's first error. A row whose notes cannot be read
  * is EVK_EPROTO with *damaged set. */
 static int
-each_line(evk_outbox_expand_fn expand, struct evk_buf scratch[2], sqlite3_int64 row,
+each_line(evk_outbox_expand_fn expand, struct evk_buf scratch[2], long long row,
 	  const char *blob, size_t len, int format, long skip, evk_outbox_line_fn fn,
 	  void *arg, bool *damaged)
 {
@@ -122,7 +123,7 @@ bad_row:
 /* ---- opening ---- */
 
 int
-evk_outbox_open(struct evk_outbox **out, sqlite3 *db, const char *url,
+evk_outbox_open(struct evk_outbox **out, struct evk_db *db, const char *url,
 		evk_outbox_expand_fn expand)
 {
 	struct evk_outbox *ob = calloc(1, sizeof(*ob));
@@ -157,50 +158,54 @@ evk_outbox_close(struct evk_outbox *ob)
 int
 evk_outbox_producer(struct evk_outbox *ob, char id[EVK_OUTBOX_PRODUCER_LEN + 1])
 {
-	sqlite3_stmt *st = evk_store_stmt(ob->db, "SELECT id FROM outbox_producer");
+	struct evk_q *q = evk_db_q(ob->db, "SELECT id FROM outbox_producer");
 	int rv = EVK_EIO;
-	if (st == NULL)
+	if (q == NULL)
 		return fail(ob, "cannot read the outbox's producer id");
-	if (sqlite3_step(st) == SQLITE_ROW &&
-	    sqlite3_column_bytes(st, 0) == EVK_OUTBOX_PRODUCER_LEN) {
-		memcpy(id, sqlite3_column_text(st, 0), EVK_OUTBOX_PRODUCER_LEN + 1);
+	if (evk_q_step(q) == EVK_ROW && evk_q_bytes(q, 0) == EVK_OUTBOX_PRODUCER_LEN) {
+		memcpy(id, evk_q_text(q, 0), EVK_OUTBOX_PRODUCER_LEN + 1);
 		rv = EVK_OK;
 	} else {
 		fail(ob, "cannot read the outbox's producer id");
 	}
-	sqlite3_reset(st);
+	evk_q_reset(q);
 	return rv;
 }
 
 int
 evk_outbox_record(struct evk_outbox *ob, int format, const char *notes, size_t len, long count,
-		  sqlite3_int64 *row)
+		  long long *row)
 {
-	sqlite3_stmt *st =
-		evk_store_stmt(ob->db, "INSERT INTO notes (count, lines, format) VALUES (?, ?, ?)");
-	if (st == NULL)
+	bool pg = evk_db_dialect(ob->db) == EVK_DB_POSTGRES;
+	/* PostgreSQL: ids are drawn under a lock held until the commit, so
+	 * that they grow in commit order: a flush never sees a row whose
+	 * smaller id would commit later (the hub drops a sequence not above
+	 * the last it stored). SQLite's write lock does that already. */
+	struct evk_q *q = evk_db_q(
+		ob->db, pg ? "WITH l AS (SELECT pg_advisory_xact_lock(2121, 1))"
+			     " INSERT INTO notes (count, lines, format) SELECT ?, ?, ? FROM l"
+			     " RETURNING id"
+			   : "INSERT INTO notes (count, lines, format) VALUES (?, ?, ?)");
+	if (q == NULL)
 		return fail(ob, "cannot write the outbox");
-	sqlite3_bind_int64(st, 1, count);
-	sqlite3_bind_int(st, 3, format);
-	int rv = sqlite3_bind_blob64(st, 2, notes, len, SQLITE_STATIC) == SQLITE_OK &&
-			 sqlite3_step(st) == SQLITE_DONE
-		 ? EVK_OK
-		 : fail(ob, "cannot write the outbox");
-	sqlite3_reset(st);
+	evk_q_bind_int64(q, 1, count);
+	evk_q_bind_int64(q, 3, format);
+	int rc = evk_q_bind_blob(q, 2, notes, len) == EVK_OK ? evk_q_step(q) : EVK_EIO;
+	int rv = rc == EVK_ROW || rc == EVK_DONE ? EVK_OK : fail(ob, "cannot write the outbox");
 	if (rv == EVK_OK && row)
-		*row = sqlite3_last_insert_rowid(ob->db);
+		*row = pg ? (rc == EVK_ROW ? evk_q_int64(q, 0) : 0)
+			  : sqlite3_last_insert_rowid(ob->db->sq);
+	evk_q_reset(q);
 	return rv;
 }
 
 /* ---- delivery ---- */
 
-/* Runs st (bound, no rows) and resets it. */
+/* Runs q (bound, no rows) and resets it. */
 static int
-run(struct evk_outbox *ob, sqlite3_stmt *st, const char *what)
+run(struct evk_outbox *ob, struct evk_q *q, const char *what)
 {
-	int rv = sqlite3_step(st) == SQLITE_DONE ? EVK_OK : fail(ob, what);
-	sqlite3_reset(st);
-	return rv;
+	return evk_q_done(q) == EVK_OK ? EVK_OK : fail(ob, what);
 }
 
 /* After a delivery round: the hub acknowledged the first `acked` lines
@@ -211,21 +216,21 @@ static int
 settle_round(struct evk_outbox *ob, const struct round_row *rows, long n, uint64_t acked)
 {
 	long i = 0;
-	sqlite3_stmt *st;
+	struct evk_q *st;
 	while (i < n && rows[i].whole && acked >= (uint64_t)rows[i].added)
 		acked -= (uint64_t)rows[i++].added;
 	if (i > 0) {
-		if ((st = evk_store_stmt(ob->db, "DELETE FROM notes WHERE id <= ?")) == NULL)
+		if ((st = evk_db_q(ob->db, "DELETE FROM notes WHERE id <= ?")) == NULL)
 			return fail(ob, "cannot clear the outbox");
-		sqlite3_bind_int64(st, 1, rows[i - 1].id);
+		evk_q_bind_int64(st, 1, rows[i - 1].id);
 		if (run(ob, st, "cannot clear the outbox") != EVK_OK)
 			return EVK_EIO;
 	}
 	if (i < n && acked > 0) {
-		if ((st = evk_store_stmt(ob->db, "UPDATE notes SET sent = ? WHERE id = ?")) == NULL)
+		if ((st = evk_db_q(ob->db, "UPDATE notes SET sent = ? WHERE id = ?")) == NULL)
 			return fail(ob, "cannot update the outbox");
-		sqlite3_bind_int64(st, 1, rows[i].sent + (sqlite3_int64)acked);
-		sqlite3_bind_int64(st, 2, rows[i].id);
+		evk_q_bind_int64(st, 1, rows[i].sent + (long long)acked);
+		evk_q_bind_int64(st, 2, rows[i].id);
 		return run(ob, st, "cannot update the outbox");
 	}
 	return EVK_OK;
@@ -272,18 +277,43 @@ count_line(void *arg, const char *line, size_t len, uint64_t seq)
  * rows handed to the publisher, then what the hub acknowledged settled.
  * *more: a full round went well; *damaged: the row that stopped it. */
 static int
-flush_round(struct evk_outbox *ob, struct round_row *rows, bool *more, sqlite3_int64 *damaged)
+flush_round(struct evk_outbox *ob, struct round_row *rows, bool *more, long long *damaged,
+	    bool *busy)
 {
-	sqlite3_stmt *st =
-		evk_store_stmt(ob->db, "SELECT id, lines, format, sent FROM notes ORDER BY id");
+	/* PostgreSQL: one flusher at a time (SQLite's write lock does it),
+	 * locked before the rows are read, and no more rows than a round
+	 * takes. */
+	bool pg = evk_db_dialect(ob->db) == EVK_DB_POSTGRES;
+	struct evk_q *st =
+		pg ? evk_db_q(ob->db, "SELECT CASE WHEN pg_try_advisory_xact_lock(2121, 2)"
+				      " THEN 1 ELSE 0 END")
+		   : NULL;
+	if (pg) {
+		if (st == NULL || evk_q_step(st) != EVK_ROW) {
+			evk_q_reset(st);
+			return fail(ob, "cannot lock the outbox");
+		}
+		bool mine = evk_q_int64(st, 0) == 1;
+		evk_q_reset(st);
+		if (!mine) {
+			/* Another process is delivering: its round sends these
+			 * rows too (a stopped one holds them back, never stalls
+			 * this one). */
+			*more = false;
+			*busy = true;
+			return EVK_OK;
+		}
+	}
+	st = evk_db_q(ob->db, pg ? "SELECT id, lines, format, sent FROM notes ORDER BY id LIMIT 4096"
+				 : "SELECT id, lines, format, sent FROM notes ORDER BY id");
 	uint64_t acked0 = ob->pub ? evk_pub_acked(ob->pub) : 0;
 	long n = 0;
-	int rc = SQLITE_DONE, rv = EVK_OK;
+	int rc = EVK_DONE, rv = EVK_OK;
 	bool ok = true;
 
 	if (st == NULL)
 		return fail(ob, "cannot read the outbox");
-	while (n < OUTBOX_CHUNK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while (n < OUTBOX_CHUNK && (rc = evk_q_step(st)) == EVK_ROW) {
 		if (ob->pub == NULL && open_pub(ob, &ob->pub) != EVK_OK) {
 			ok = false;
 			break;
@@ -291,10 +321,11 @@ flush_round(struct evk_outbox *ob, struct round_row *rows, bool *more, sqlite3_i
 		struct counting k = { ob->pub, 0 };
 		struct round_row *r = &rows[n++];
 		bool bad;
-		r->id = sqlite3_column_int64(st, 0);
-		r->sent = (long)sqlite3_column_int64(st, 3);
-		int sent = each_line(ob->expand, ob->scratch, r->id, sqlite3_column_blob(st, 1),
-				     (size_t)sqlite3_column_bytes(st, 1), sqlite3_column_int(st, 2),
+		r->id = evk_q_int64(st, 0);
+		r->sent = (long)evk_q_int64(st, 3);
+		const char *blob = evk_q_blob(st, 1);
+		size_t len = evk_q_bytes(st, 1);
+		int sent = each_line(ob->expand, ob->scratch, r->id, blob, len, evk_q_int(st, 2),
 				     r->sent, count_line, &k, &bad);
 		r->added = k.added;
 		r->whole = sent == EVK_OK;
@@ -310,9 +341,9 @@ flush_round(struct evk_outbox *ob, struct round_row *rows, bool *more, sqlite3_i
 		}
 	}
 	*more = ok && n == OUTBOX_CHUNK;
-	if (ok && n < OUTBOX_CHUNK && rc != SQLITE_DONE)
+	if (ok && n < OUTBOX_CHUNK && rc != EVK_DONE)
 		rv = fail(ob, "cannot read the outbox");
-	sqlite3_reset(st);
+	evk_q_reset(st);
 	if (rv != EVK_OK)
 		return rv;
 	if (n == 0 || ob->pub == NULL) {
@@ -334,13 +365,12 @@ flush_round(struct evk_outbox *ob, struct round_row *rows, bool *more, sqlite3_i
 static int
 pending(struct evk_outbox *ob, long *n)
 {
-	sqlite3_stmt *st =
-		evk_store_stmt(ob->db, "SELECT coalesce(sum(count - sent), 0) FROM notes");
+	struct evk_q *st = evk_db_q(ob->db, "SELECT coalesce(sum(count - sent), 0) FROM notes");
 	if (st == NULL)
 		return fail(ob, "cannot read the outbox");
-	int rv = sqlite3_step(st) == SQLITE_ROW ? EVK_OK : fail(ob, "cannot read the outbox");
-	*n = rv == EVK_OK ? (long)sqlite3_column_int64(st, 0) : 0;
-	sqlite3_reset(st);
+	int rv = evk_q_step(st) == EVK_ROW ? EVK_OK : fail(ob, "cannot read the outbox");
+	*n = rv == EVK_OK ? (long)evk_q_int64(st, 0) : 0;
+	evk_q_reset(st);
 	return rv;
 }
 
@@ -348,52 +378,53 @@ int
 evk_outbox_flush(struct evk_outbox *ob, struct evk_outbox_report *r)
 {
 	struct round_row *rows = malloc(OUTBOX_CHUNK * sizeof(*rows));
-	bool more = true;
+	bool more = true, busy = false;
 	int rv = EVK_OK;
 
 	*r = (struct evk_outbox_report){ 0 };
 	if (rows == NULL)
 		return EVK_ENOMEM;
 	while (more && rv == EVK_OK) {
-		if (evk_store_begin(ob->db) != EVK_OK) {
+		if (evk_db_begin(ob->db) != EVK_OK) {
 			rv = fail(ob, "cannot start a transaction");
 			break;
 		}
-		rv = flush_round(ob, rows, &more, &r->damaged);
+		rv = flush_round(ob, rows, &more, &r->damaged, &busy);
 		if (rv != EVK_OK)
-			evk_store_exec(ob->db, "ROLLBACK");
-		else if (evk_store_exec(ob->db, "COMMIT") != EVK_OK)
+			evk_db_rollback(ob->db);
+		else if (evk_db_commit(ob->db) != EVK_OK)
 			rv = fail(ob, "cannot commit the outbox");
 	}
 	free(rows);
-	if (rv == EVK_OK)
+	if (rv == EVK_OK && !busy)
 		rv = pending(ob, &r->pending);
 	r->unreachable = rv == EVK_OK && r->pending > 0 && r->damaged == 0;
+	r->busy = busy;
 	return rv;
 }
 
 int
-evk_outbox_each(struct evk_outbox *ob, evk_outbox_line_fn fn, void *arg, sqlite3_int64 *damaged)
+evk_outbox_each(struct evk_outbox *ob, evk_outbox_line_fn fn, void *arg, long long *damaged)
 {
-	sqlite3_stmt *st =
-		evk_store_stmt(ob->db, "SELECT id, lines, format, sent FROM notes ORDER BY id");
-	int rv = EVK_OK, rc = SQLITE_DONE;
+	struct evk_q *st =
+		evk_db_q(ob->db, "SELECT id, lines, format, sent FROM notes ORDER BY id");
+	int rv = EVK_OK, rc = EVK_DONE;
 	bool bad = false;
 
 	*damaged = 0;
 	if (st == NULL)
 		return fail(ob, "cannot read the outbox");
-	while (rv == EVK_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		rv = each_line(ob->expand, ob->scratch, sqlite3_column_int64(st, 0),
-			       sqlite3_column_blob(st, 1), (size_t)sqlite3_column_bytes(st, 1),
-			       sqlite3_column_int(st, 2), (long)sqlite3_column_int64(st, 3), fn,
-			       arg, &bad);
+	while (rv == EVK_OK && (rc = evk_q_step(st)) == EVK_ROW) {
+		const char *blob = evk_q_blob(st, 1);
+		size_t len = evk_q_bytes(st, 1);
+		rv = each_line(ob->expand, ob->scratch, evk_q_int64(st, 0), blob, len,
+			       evk_q_int(st, 2), (long)evk_q_int64(st, 3), fn, arg, &bad);
 		if (bad)
-			*damaged = sqlite3_column_int64(st, 0);
+			*damaged = evk_q_int64(st, 0);
 	}
-	if (rv == EVK_OK && rc != SQLITE_DONE)
+	if (rv == EVK_OK && rc != EVK_DONE)
 		rv = fail(ob, "cannot read the outbox"); /* not all of it was walked */
-	sqlite3_reset(st);
+	evk_q_reset(st);
 	return rv;
 }
 
@@ -512,20 +543,20 @@ evk_outbox_live_start(struct evk_outbox *ob)
 }
 
 int
-evk_outbox_live_send(struct evk_outbox *ob, sqlite3_int64 row, int format, struct evk_buf *notes)
+evk_outbox_live_send(struct evk_outbox *ob, long long row, int format, struct evk_buf *notes)
 {
 	struct sender *s = ob->sender;
 	if (s == NULL)
 		return EVK_OK;
-	sqlite3_stmt *st = evk_store_stmt(
-		ob->db, "SELECT count(*), min(id), max(sent) FROM notes WHERE id <= ?");
+	struct evk_q *st =
+		evk_db_q(ob->db, "SELECT count(*), min(id), max(sent) FROM notes WHERE id <= ?");
 	if (st == NULL)
 		return fail(ob, "cannot read the outbox");
-	sqlite3_bind_int64(st, 1, row);
+	evk_q_bind_int64(st, 1, row);
 	/* Untouched, too: a flush in between may have sent part of it. */
-	bool ours = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) == 1 &&
-		    sqlite3_column_int64(st, 1) == row && sqlite3_column_int64(st, 2) == 0;
-	sqlite3_reset(st);
+	bool ours = evk_q_step(st) == EVK_ROW && evk_q_int64(st, 0) == 1 &&
+		    evk_q_int64(st, 1) == row && evk_q_int64(st, 2) == 0;
+	evk_q_reset(st);
 	if (!ours) {
 		evk_outbox_live_stop(ob);
 		return EVK_OK;

@@ -400,12 +400,14 @@ evk_store_check(sqlite3 *db, const char *probe_sql, char *why, size_t n)
 }
 
 int
-evk_seqfile_read(const char *path, uint64_t *value)
+evk_seqfile_read(const char *path, uint64_t *value, char *tag, size_t tag_n)
 {
-	char text[32];
+	char text[128];
 	FILE *f = fopen(path, "re");
 
 	*value = 0;
+	if (tag && tag_n)
+		tag[0] = '\0';
 	if (f == NULL)
 		return errno == ENOENT ? EVK_OK : EVK_EIO;
 	size_t n = fread(text, 1, sizeof(text) - 1, f);
@@ -421,14 +423,30 @@ evk_seqfile_read(const char *path, uint64_t *value)
 	    (*end != '\0' && *end != '\n'))
 		return EVK_EINVAL;
 	*value = v;
+	if (*end == '\0' || *++end == '\0')
+		return EVK_OK; /* one line: no tag */
+	size_t len = 0;
+	while (end[len] >= '!' && end[len] <= '~')
+		len++;
+	if (len == 0 || len > 63 || end[len] != '\n' || end[len + 1] != '\0')
+		return EVK_EINVAL;
+	if (tag && tag_n) {
+		if (len >= tag_n)
+			return EVK_EINVAL;
+		memcpy(tag, end, len);
+		tag[len] = '\0';
+	}
 	return EVK_OK;
 }
 
 int
-evk_seqfile_write(const char *path, uint64_t value)
+evk_seqfile_write(const char *path, uint64_t value, const char *tag)
 {
-	char tmp[4096], text[32];
-	int len = snprintf(text, sizeof(text), "%llu\n", (unsigned long long)value);
+	char tmp[4096], text[128];
+	int len = snprintf(text, sizeof(text), "%llu\n%s%s", (unsigned long long)value,
+			   tag && tag[0] ? tag : "", tag && tag[0] ? "\n" : "");
+	if (len < 0 || (size_t)len >= sizeof(text))
+		return EVK_EINVAL;
 
 	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
 		return EVK_EINVAL;

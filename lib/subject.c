@@ -138,3 +138,91 @@ evk_subject_filter(char *out, size_t size, const char *pattern, bool *exact)
 	out[at] = '\0';
 	return EVK_OK;
 }
+
+/* The token of filter f starting at *at ('\0'-terminated filters): its
+ * start and length; *at moves past it and its dot. false at the end. */
+static bool
+next_token(const char *f, size_t *at, const char **tok, size_t *len)
+{
+	if (f[*at] == '\0')
+		return false;
+	*tok = f + *at;
+	*len = strcspn(*tok, ".");
+	*at += *len + (f[*at + *len] == '.');
+	return true;
+}
+
+/* Merges filter b into filter a (as evk_subject_filter_all). */
+static int
+merge_filters(char *a, size_t size, const char *b)
+{
+	char m[EVK_SUBJECT_MAX];
+	size_t ia = 0, ib = 0, at = 0, prev = 0;
+	const char *ta, *tb;
+	size_t la, lb;
+
+	for (;;) {
+		bool ha = next_token(a, &ia, &ta, &la);
+		bool hb = next_token(b, &ib, &tb, &lb);
+		if (!ha && !hb)
+			break;
+		if (!ha || !hb) {
+			/* One ends here: the token before becomes '>' (never
+			 * the first, "evk": every filter has two tokens). */
+			at = prev;
+			m[at++] = '>';
+			break;
+		}
+		if (at > 0)
+			m[at++] = '.';
+		prev = at;
+		if ((la == 1 && *ta == '>') || (lb == 1 && *tb == '>')) {
+			m[at++] = '>';
+			break;
+		}
+		if (la == lb && memcmp(ta, tb, la) == 0) {
+			if (at + la >= sizeof(m))
+				return EVK_ETOOLONG;
+			memcpy(m + at, ta, la);
+			at += la;
+		} else {
+			m[at++] = '*';
+		}
+	}
+	m[at] = '\0';
+	if (at + 1 > size)
+		return EVK_ETOOLONG;
+	memcpy(a, m, at + 1);
+	return EVK_OK;
+}
+
+int
+evk_subject_filter_all(char *out, size_t size, const char *const *patterns, int n,
+		       bool *exact)
+{
+	char f[EVK_SUBJECT_MAX];
+	bool one;
+	int rv;
+
+	if (n <= 0) {
+		if (size < sizeof(EVK_SUBJECT_PREFIX ">"))
+			return EVK_ETOOLONG;
+		strcpy(out, EVK_SUBJECT_PREFIX ">");
+		*exact = true;
+		return EVK_OK;
+	}
+	if ((rv = evk_subject_filter(out, size, patterns[0], exact)) != EVK_OK)
+		return rv;
+	for (int i = 1; i < n; i++) {
+		if ((rv = evk_subject_filter(f, sizeof(f), patterns[i], &one)) != EVK_OK)
+			return rv;
+		if (strcmp(f, out) == 0) {
+			*exact = *exact && one;
+			continue;
+		}
+		if ((rv = merge_filters(out, size, f)) != EVK_OK)
+			return rv;
+		*exact = false;
+	}
+	return EVK_OK;
+}

@@ -2,10 +2,14 @@
 # casectl: the case resource; each committed action is announced on the bus.
 load helpers
 
+# On PostgreSQL (make test-pg) one server serves the file, a database each test.
+setup_file() { store_setup_file; }
+teardown_file() { store_teardown_file; }
+
 setup() {
 	start_hub
 	export CASECTL_ACTOR=ann
-	DB=$BATS_TEST_TMPDIR/cases.db
+	DB=$(new_db cases)
 	casectl --db "$DB" init --admin ann >/dev/null
 	casectl --db "$DB" user add ed --role editor
 	casectl --db "$DB" user add vic --role viewer
@@ -74,7 +78,7 @@ $stored"
 		{"agency":"ea","case_reference":"O3","offender":{"name":"acme Widgets LTD","postcode":"L S1 4AP"}}
 	IN
 	wait "$LISTENER"
-	[ "$(sqlite3 "$DB" 'SELECT count(*) FROM offenders')" -eq 1 ]
+	[ "$(db_sql "$DB" 'SELECT count(*) FROM offenders')" -eq 1 ]
 	# Every case, stored and announced, carries the offender as first stored.
 	run -0 jq -r '.payload.data.offender | "\(.id) \(.name) \(.postcode)"' "$BATS_TEST_TMPDIR/events"
 	[ "$(sort -u <<<"$output")" = "1 Acme  Widgets, Ltd. ls1 4ap" ]
@@ -90,7 +94,7 @@ $stored"
 	[ "$stderr" = "casectl create: case D1 of hse exists (id $id)" ]
 	# Refused with an offender new to the database: nothing is written.
 	run -65 --separate-stderr cc create <<<'{"agency":"hse","case_reference":"D1","offender":{"name":"New Firm Ltd"}}'
-	[ "$(sqlite3 "$DB" 'SELECT count(*) FROM offenders')" -eq 0 ]
+	[ "$(db_sql "$DB" 'SELECT count(*) FROM offenders')" -eq 0 ]
 	# From stdin: the taken line is reported by number and skipped.
 	run -65 --separate-stderr cc create <<-'IN'
 		{"agency":"hse","case_reference":"D2","offender":{"name":"D2 Ltd"}}
@@ -164,7 +168,7 @@ $stored"
 	for r in F1 F2 F3; do
 		cc create "{\"agency\":\"ea\",\"case_reference\":\"$r\"}" >/dev/null 2>&1
 	done
-	sqlite3 "$DB" "UPDATE notes SET lines = CAST('not a note' AS BLOB) WHERE id = (SELECT min(id) + 1 FROM notes)"
+	db_sql "$DB" "UPDATE notes SET lines = $(as_blob "'not a note'") WHERE id = (SELECT min(id) + 1 FROM notes)"
 	start_hub
 	run -65 --separate-stderr cc outbox flush
 	[[ $stderr == *"outbox row "*" is damaged"*"the 4 notifications from it on stay"* ]]
@@ -179,7 +183,7 @@ $stored"
 @test "an outbox row of a format this casectl does not know is reported damaged, not sent" {
 	stop_hub
 	cc create '{"agency":"hse","case_reference":"U1"}' >/dev/null 2>&1
-	sqlite3 "$DB" "UPDATE notes SET format = 9"
+	db_sql "$DB" "UPDATE notes SET format = 9"
 	start_hub
 	run -65 --separate-stderr cc outbox flush
 	[[ $stderr == *"outbox row "*" is damaged"* ]]
@@ -190,12 +194,16 @@ $stored"
 	stop_hub
 	cases 3 1 | cc ingest 2>/dev/null
 	# One row of three notes; the first stays whole, the rest is damage.
-	sqlite3 "$DB" "UPDATE notes SET lines = CAST(substr(lines, 1, instr(lines, char(10))) || 'damage' AS BLOB)"
+	if on_pg; then
+		db_sql "$DB" "UPDATE notes SET lines = substring(lines from 1 for position('\\x0a'::bytea in lines)) || 'damage'::bytea"
+	else
+		db_sql "$DB" "UPDATE notes SET lines = CAST(substr(lines, 1, instr(lines, char(10))) || 'damage' AS BLOB)"
+	fi
 	start_hub
 	run -65 --separate-stderr cc outbox flush
 	[[ $stderr == *"the 4 notifications from it on stay"* ]]
 	[ "$(hub_status_field head_seq)" -eq 2 ]
-	[ "$(sqlite3 "$DB" 'SELECT sent FROM notes')" -eq 2 ]
+	[ "$(db_sql "$DB" 'SELECT sent FROM notes')" -eq 2 ]
 	# The next round starts after the two lines the hub has.
 	run -65 --separate-stderr cc outbox flush
 	[ "$(hub_status_field head_seq)" -eq 2 ]
@@ -317,7 +325,7 @@ ingest_ended() {
 	local n
 	ingest_ended
 	n=$(sed -n 's/^casectl: ingested \([0-9]*\):.*/\1/p' "$BATS_TEST_TMPDIR/err")
-	[ "$(sqlite3 "$DB" 'SELECT count(*) FROM cases')" -eq "$n" ]
+	[ "$(db_sql "$DB" 'SELECT count(*) FROM cases')" -eq "$n" ]
 	[ "$(hub_status_field head_seq)" -eq $((2 * n)) ]
 	[ "$(cc outbox list | wc -l)" -eq 0 ]
 	# Cut short, it says so; done before the signal landed, it is a success.
@@ -391,6 +399,7 @@ ingest_ended() {
 }
 
 @test "a database of casectl 0.1 is upgraded and its pending notifications still go out" {
+	sqlite_only "casectl 0.1 kept its cases in SQLite only"
 	local old=$BATS_TEST_TMPDIR/old.db
 	sqlite3 "$old" <<-'SQL'
 		CREATE TABLE agencies (id INTEGER PRIMARY KEY, code TEXT NOT NULL UNIQUE, name TEXT NOT NULL);
@@ -422,6 +431,7 @@ ingest_ended() {
 }
 
 @test "notifications an earlier casectl left as payload notes (format 3) still go out as they were" {
+	sqlite_only "payload notes (format 3) were written to SQLite only, before PostgreSQL"
 	stop_hub
 	# The database as casectl wrote it before schema 5, one note pending.
 	sqlite3 "$DB" <<-'SQL'
@@ -441,6 +451,7 @@ ingest_ended() {
 }
 
 @test "an earlier casectl's payload notes (format 3) become event lines once; a damaged row stays damaged" {
+	sqlite_only "payload notes (format 3) were written to SQLite only, before PostgreSQL"
 	stop_hub
 	sqlite3 "$DB" <<-'SQL'
 		DROP TABLE outbox_producer;
@@ -545,6 +556,7 @@ ingest_ended() {
 }
 
 @test "casectl creates cases.db, its WAL and SHM 0600 whatever the umask" {
+	sqlite_only "the server owns PostgreSQL's files"
 	local db=$BATS_TEST_TMPDIR/private/cases.db
 	(umask 022 && casectl --db "$db" init --admin ann >/dev/null)
 	# watch keeps the database open, so its -wal and -shm stay.
@@ -590,6 +602,7 @@ created_per_case() {
 
 @test "an outbox sent again after the hub stored it (ack lost, crash) is stored once (issue 16.3)" {
 	evbusd_only "publish-once (producer ids, Q frames) is evbusd's; on NATS the outbox delivers at least once (casectl(1))"
+	sqlite_only "a copy of the database file stands for the crash"
 	stop_hub
 	cases 50 | cc ingest 2>/dev/null
 	[ "$(cc outbox list | wc -l)" -eq 100 ]
@@ -624,7 +637,7 @@ created_per_case() {
 	# Resume: the same input again (known cases sync), and the outbox drains.
 	cc ingest --batch 500 <"$BATS_TEST_TMPDIR/all" 2>/dev/null
 	[ "$(cc outbox list | wc -l)" -eq 0 ]
-	[ "$(sqlite3 "$DB" 'SELECT count(*) FROM cases')" -eq 20000 ]
+	[ "$(db_sql "$DB" 'SELECT count(*) FROM cases')" -eq 20000 ]
 	evsub --since 0 -W 5 'case:created' >"$BATS_TEST_TMPDIR/log" || true
 	[ "$(created_per_case "$BATS_TEST_TMPDIR/log")" = "20000 20000 1" ]
 }
@@ -702,4 +715,106 @@ created_per_case() {
 	[ "$stderr" = "casectl get: no case 'nope'" ]
 	run -65 --separate-stderr cc ingest <<<'not json'
 	[[ $stderr == "casectl ingest: stdin:1: invalid JSON"* ]]
+}
+
+# firms N FIRST CASE — N input cases R<FIRST>..., their offenders written
+# in CASE (upper or lower) with the postcode's spacing changed, so that
+# only normalised names and postcodes match them to those of `cases`.
+firms() {
+	awk -v n="$1" -v first="$2" -v up="$3" 'BEGIN {
+		for (i = first; i < first + n; i++) {
+			name = sprintf("Firm  %d, Ltd.", i % 7); pc = sprintf("ls%d1aa", i % 3)
+			if (up == "upper") { name = toupper(name); pc = toupper(pc) }
+			printf "{\"agency\":\"hse\",\"case_reference\":\"R%d\",\"offender\":{\"name\":\"%s\",\"postcode\":\"%s\"},\"offence_fine\":%d}\n", i, name, pc, i
+		}
+	}'
+}
+
+@test "two ingests of overlapping files at once: the union of cases, one offender per match key, one notification per change" {
+	# R1..R1500 in order, and R1001..R2500 backwards with its offenders
+	# written differently: 500 cases and all 21 offenders in both, met in
+	# opposite orders.
+	cases 1500 1 >"$BATS_TEST_TMPDIR/a"
+	firms 1500 1001 upper | tac >"$BATS_TEST_TMPDIR/b"
+	local p pids=()
+	for p in a b; do
+		cc --actor ed ingest --batch 200 <"$BATS_TEST_TMPDIR/$p" 2>"$BATS_TEST_TMPDIR/$p.err" &
+		pids+=($!)
+	done
+	for p in "${pids[@]}"; do wait "$p"; done
+	# Every line counted once: 2500 cases created, the 500 met twice synced.
+	run awk '/^casectl: ingested/ { c += $4; s += $6 } END { print c, s }' "$BATS_TEST_TMPDIR/a.err" "$BATS_TEST_TMPDIR/b.err"
+	[ "$output" = "2500 500" ]
+	[ "$(db_sql "$DB" 'SELECT count(*) FROM cases')" -eq 2500 ]
+	[ "$(db_sql "$DB" 'SELECT count(*) FROM offenders')" -eq 21 ]
+	[ "$(db_sql "$DB" 'SELECT count(*) FROM agencies')" -eq 1 ]
+	[ "$(cc list --limit 10000 | jq -r .case_reference | sort -u | wc -l)" -eq 2500 ]
+	# On the bus: each case created once, each of the 500 synced once,
+	# after its creation, each notification on its two topics together.
+	run -0 cc outbox flush
+	[ "$(cc outbox list | wc -l)" -eq 0 ]
+	evsub --since 0 -n 6000 -W 20 -o tsv 'case:**' >"$BATS_TEST_TMPDIR/events"
+	run awk -F'\t' '{ match($5, /"data":\{"id":"[^"]*"/); id = substr($5, RSTART + 14, RLENGTH - 15)
+			if (NR % 2) { if ($3 != "case:created" && $3 != "case:synced") bad++; t = $3; next }
+			if ($3 != t ":" id) bad++
+			if (t == "case:created") { if (created[id]++ || (id in synced)) bad++ }
+			else if (!(id in created) || synced[id]++) bad++
+		}
+		END { for (i in created) nc++; for (i in synced) ns++; print NR, nc, ns, bad + 0 }' "$BATS_TEST_TMPDIR/events"
+	[ "$output" = "6000 2500 500 0" ]
+	[ "$(hub_status_field head_seq)" -eq 6000 ]
+}
+
+# outbox_empty — true once table notes of $DB holds no row.
+outbox_empty() { [ "$(db_sql "$DB" 'SELECT count(*) FROM notes')" -eq 0 ]; }
+
+@test "a lost database connection mid-ingest: a clear message, exit 69, and the unfinished batch not written" {
+	on_pg || skip "postgresql only: a SQLite file has no connection to lose"
+	ingest_from_fifo
+	cases 3 1 >&7
+	# The first batch is committed, announced and gone from the outbox.
+	wait_for head_at_least 6
+	wait_for outbox_empty
+	pg_end_sessions "$DB"
+	cases 2 4 >&7
+	exec 7>&-
+	ingest_ended
+	[ "$STATUS" -eq 69 ]
+	grep -q 'lost the connection to the database' "$BATS_TEST_TMPDIR/err"
+	[ "$(db_sql "$DB" 'SELECT count(*) FROM cases')" -eq 3 ]
+	[ "$(db_sql "$DB" "SELECT count(*) FROM cases WHERE case_reference IN ('R4', 'R5')")" -eq 0 ]
+	[ "$(db_sql "$DB" 'SELECT count(*) FROM offenders')" -eq 3 ]
+	[ "$(cc outbox list | wc -l)" -eq 0 ]
+	[ "$(hub_status_field head_seq)" -eq 6 ]
+	# The next run takes up where that one stopped.
+	run -0 --separate-stderr cc ingest < <(cases 5 1)
+	[ "$stderr" = "casectl: ingested 5: 2 created, 3 synced, 0 rejected" ]
+}
+
+@test "casectl on a database it cannot reach says so and exits 69" {
+	local gone
+	if on_pg; then
+		gone="postgresql:///nothere?host=$BATS_TEST_TMPDIR&user=evkit&connect_timeout=5"
+	else
+		gone=$BATS_TEST_TMPDIR/nodir/none.db
+	fi
+	run -69 --separate-stderr casectl --db "$gone" list
+	[[ $stderr == "casectl list: "* ]]
+	CASECTL_DB=$DB run -0 casectl list
+	CASECTL_DB=$gone run -0 casectl --db "$DB" list
+}
+
+@test "widgetd's keep_live list reads the cases from casectl's store, and connects again when the server cut it" {
+	echo '{"widgets":[{"id":"recent","type":"keep_live","limit":2,"refetch_window":100}]}' >"$BATS_TEST_TMPDIR/conf.json"
+	widgetd --state "$BATS_TEST_TMPDIR/widgets.db" --daemon --pidfile "$BATS_TEST_TMPDIR/w.pid" \
+		--config "$BATS_TEST_TMPDIR/conf.json" --cases-db "$DB" --throttle 50
+	BG_PIDS+=("$(cat "$BATS_TEST_TMPDIR/w.pid")")
+	cases 3 1 | cc ingest 2>/dev/null
+	wait_for bash -c "widgetd get recent | json_true '.items | map(.case_reference) == [\"R3\", \"R2\"]'"
+	[ "$(widgetd get recent | jq -c '.items[0] | [.agency, .offender, .offence_fine]')" = '["hse","Firm 3 Ltd",300]' ]
+	# A server that cut its sessions (a restart, a failover): widgetd
+	# connects again and the list follows as before.
+	! on_pg || pg_end_sessions "$DB"
+	cases 2 4 | cc ingest 2>/dev/null
+	wait_for bash -c "widgetd get recent | json_true '.items | map(.case_reference) == [\"R5\", \"R4\"]'"
 }

@@ -1,10 +1,13 @@
 #!/usr/bin/env bats
 # evworker: durable jobs and workflows whose every step is broadcast.
+# The queue is SQLite, or PostgreSQL with EVKIT_STORE=pg (`make test-pg`).
 load helpers
 
+setup_file() { store_setup_file; }
+teardown_file() { store_teardown_file; }
 setup() {
 	start_hub
-	DB=$BATS_TEST_TMPDIR/jobs.db
+	DB=$(new_db jobs)
 	T=$BATS_TEST_TMPDIR
 }
 teardown() { stop_all; }
@@ -92,6 +95,9 @@ workflow:wf1 workflow_completed "
 	wait_file "$T/once"
 	kill -9 "$w"
 	wait "$w" || true
+	# PostgreSQL: the dead worker's session (and its lock) ends once the
+	# server sees the connection close.
+	! on_pg || wait_for pg_no_sessions "$DB"
 	run -0 ew run --drain
 	[ "$(ew show 1 | jq -r .state)" = completed ]
 	[ "$(wc -l <"$T/once.log")" -eq 2 ]
@@ -310,6 +316,7 @@ workflow:wf1 workflow_completed "
 }
 
 @test "evworker creates jobs.db, its WAL and SHM 0600 whatever the umask" {
+	sqlite_only "files and their modes"
 	(umask 022 && exec evworker --db "$DB" on --ready-file "$T/ready" 'never:*' -- true >/dev/null 2>&1) &
 	BG_PIDS+=($!)
 	wait_file "$T/ready"
@@ -320,6 +327,7 @@ workflow:wf1 workflow_completed "
 }
 
 @test "events an earlier evworker left in its outbox go out once, in order, after the upgrade" {
+	sqlite_only "SQLite's schema before version 3"
 	ew enqueue -- true >/dev/null
 	# The queue as evworker wrote it before schema 3, two events pending.
 	sqlite3 "$DB" <<-'SQL'

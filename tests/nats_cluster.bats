@@ -6,13 +6,7 @@
 # (EVKIT_TEST_BACKEND=nats); the cluster is the test's own.
 load helpers
 
-setup() {
-	on_nats || skip "the cluster tests run with make test-nats (EVKIT_TEST_BACKEND=nats)"
-	command -v nats-server >/dev/null ||
-		skip "nats-server is not installed (make deps installs it)"
-	T=$BATS_TEST_TMPDIR
-	unset EVBUS_URL
-}
+setup() { nats_suite; }
 teardown() { stop_all; }
 
 # events N — N JSON-lines events with payload {"i":1..N}.
@@ -21,21 +15,6 @@ events() {
 		for (i = 1; i <= n; i++)
 			printf "{\"topic\":\"load:x\",\"event\":\"tick\",\"payload\":{\"i\":%d}}\n", i
 	}'
-}
-
-# free_port — a loopback port nothing listens on (probed with a connect).
-free_port() {
-	local p fd
-	while :; do
-		p=$((20000 + RANDOM % 40000))
-		[[ " ${TAKEN[*]:-} " == *" $p "* ]] && continue
-		if ! { exec {fd}<>"/dev/tcp/127.0.0.1/$p"; } 2>/dev/null; then
-			TAKEN+=("$p")
-			echo "$p"
-			return
-		fi
-		exec {fd}>&-
-	done
 }
 
 # url I... — a bus address listing nodes I... (in that order), with the
@@ -134,4 +113,29 @@ consecutive() {
 	run -0 widgetd --bus "$(url 2)" get result-wfc
 	[ "$(jq -r '.type + " " + .status' <<<"$output")" = "result completed" ]
 	run -1 widgetd --bus "$(url 2)" get progress-wfc
+}
+
+@test "no quorum: with two of three nodes gone, evpub and evsub exit 69 saying so and naming the address; --status shows no quorum" {
+	start_cluster
+	kill -9 "${NODE_PID[1]}" "${NODE_PID[2]}"
+	wait_for gone "${NODE_PID[1]}"
+	wait_for gone "${NODE_PID[2]}"
+	local u
+	u=$(url 0)
+	run -69 --separate-stderr evpub --bus "$u" q:x e
+	[[ $stderr == "evpub: "*"'$u'"*"no quorum"* ]] || fail "$stderr"
+	run -69 --separate-stderr evsub --bus "$u" -n 1 '**'
+	[[ $stderr == "evsub: "*"'$u'"*"no quorum"* ]] || fail "$stderr"
+	# The stream's status as the surviving node knows it: no quorum (or
+	# the same words when it cannot answer either).
+	no_quorum() {
+		local out rc=0
+		out=$(evbusd --status --bus "$u" 2>&1) || rc=$?
+		if ((rc == 0)); then
+			jq -e '.cluster.quorum == false' <<<"$out" >/dev/null
+		else
+			((rc == 69)) && [[ $out == *"no quorum"* ]]
+		fi
+	}
+	WAIT_SECS=60 wait_for no_quorum
 }

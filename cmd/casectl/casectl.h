@@ -1,6 +1,7 @@
-/* casectl — the enforcement `case` resource in SQLite; every committed
- * action is announced on the bus through an outbox written in the same
- * transaction (Ash resource + Ash.Notifier.PubSub). What the files of
+/* casectl — the enforcement `case` resource in SQLite or PostgreSQL
+ * (lib/db.c); every committed action is announced on the bus through an
+ * outbox written in the same transaction (Ash resource +
+ * Ash.Notifier.PubSub). What the files of
  * cmd/casectl/ share: main.c (the command table, options), store.c (the
  * database, roles, printing a case), write.c (input cases, agencies,
  * offenders), notes.c (notifications through lib/outbox.c), ingest.c
@@ -48,6 +49,7 @@
 #define PROGRESS_EVERY_MS 250         /* ... redrawn at most this often */
 #define BATCH_BYTES (8u << 20)        /* ingest commits past this much to announce */
 #define AGENCY_CACHE 64               /* agencies a process remembers */
+#define OFFENDER_CACHE 16384          /* offenders a process remembers */
 
 enum role { ROLE_NONE, ROLE_VIEWER, ROLE_EDITOR, ROLE_ADMIN };
 
@@ -76,21 +78,27 @@ struct ctx {
 	struct evk_buf out, key;
 	char created[EVK_TS_LEN + 1];
 	struct agency {
-		sqlite3_int64 id;
+		int64_t id;
 		char *code, *name;
 	} agencies[AGENCY_CACHE];
 	size_t n_agencies;
 	struct offender {
-		sqlite3_int64 id;
+		int64_t id;
 		struct evk_buf name, postcode; /* NUL-terminated */
 		bool has_postcode;
 	} off;
+	/* Offenders met, by match key (glibc's hsearch_r): never renamed or
+	 * deleted once stored, so a process looks each up once. Emptied
+	 * when full. */
+	struct hsearch_data *off_tab; /* NULL until the first */
+	struct known_offender **known;
+	size_t n_known;
 	/* a write transaction is open, with its notifications in batch */
 	bool in_txn;
 	struct evk_outbox *outbox;
 	struct evk_buf batch;
-	sqlite3_int64 batch_n;
-	sqlite3_int64 damaged_row; /* the outbox row that cannot be sent, or 0 */
+	long batch_n;
+	long long damaged_row; /* the outbox row that cannot be sent, or 0 */
 };
 
 /* ---- input cases ---- */
@@ -108,9 +116,13 @@ void now_ts(char out[EVK_TS_LEN + 1]);
 void new_uuid(char out[37]);
 void db_die(struct ctx *c, const char *what);
 void db_check(struct ctx *c, int rv);
-sqlite3_stmt *prepare(struct ctx *c, const char *sql);
-void done(sqlite3_stmt *st);
-void bind_text(struct ctx *c, sqlite3_stmt *st, int i, const char *s);
+struct evk_q *prepare(struct ctx *c, const char *sql);
+void done(struct evk_q *q);
+void bind_text(struct ctx *c, struct evk_q *q, int i, const char *s);
+void bind_int(struct ctx *c, struct evk_q *q, int i, int64_t v);
+void bind_double(struct ctx *c, struct evk_q *q, int i, double v);
+bool step_row(struct ctx *c, struct evk_q *q, const char *what);
+void step_done(struct ctx *c, struct evk_q *q, const char *what);
 void exec(struct ctx *c, const char *sql);
 void begin(struct ctx *c);
 void open_db(struct ctx *c, bool create);
@@ -133,6 +145,7 @@ void commit(struct ctx *c, bool more);
 bool announce(struct ctx *c, const char *id, const char *action, const char *past, bool keep);
 
 /* write.c */
+void offenders_forget(struct ctx *c);
 /* Whether JSON text holds the escape \u0000: cJSON would cut the string
  * there, storing "A" for "A\u0000B", so such input is refused. */
 bool nul_escape(const char *text, size_t len);
@@ -142,7 +155,7 @@ bool nul_escape(const char *text, size_t len);
 bool valid_date(const char *s, char *ts);
 bool parse_input(const cJSON *o, struct input *in, bool partial, char *why, size_t wl);
 const struct agency *agency_get(struct ctx *c, const char *code);
-void find_case(struct ctx *c, sqlite3_int64 agency, const char *ref, char id[37]);
+void find_case(struct ctx *c, int64_t agency, const char *ref, char id[37]);
 void apply_fields(struct ctx *c, const char *id, const struct input *in, bool sync);
 bool create_case(struct ctx *c, const struct agency *a, const struct input *in, char id[37], struct evk_case *v);
 

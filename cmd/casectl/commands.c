@@ -50,7 +50,7 @@ query(struct ctx *c, bool array)
 				     .since = c->since, .sort = c->sort, .limit = c->limit };
 	struct listing l = { .c = c, .array = array };
 	evk_buf_reset(&c->out);
-	int rv = evk_cases_list(c->db.sq, &f, list_case, &l);
+	int rv = evk_cases_list(&c->db, &f, list_case, &l);
 	if (rv == EVK_ENOMEM)
 		evk_die(EVK_EX_FAIL, "out of memory");
 	if (rv != EVK_OK)
@@ -122,11 +122,9 @@ cmd_destroy(struct ctx *c, int argc, char **argv)
 	begin(c);
 	if (!announce(c, argv[0], "destroy", "destroyed", true))
 		evk_die(EVK_EX_FAIL, "no case '%s'", argv[0]);
-	sqlite3_stmt *st = prepare(c, "DELETE FROM cases WHERE id = ?");
-	bind_text(c, st, 1, argv[0]);
-	if (sqlite3_step(st) != SQLITE_DONE)
-		db_die(c, "cannot delete the case");
-	done(st);
+	struct evk_q *q = prepare(c, "DELETE FROM cases WHERE id = ?");
+	bind_text(c, q, 1, argv[0]);
+	step_done(c, q, "cannot delete the case");
 	commit(c, false);
 	put_text(&c->out);
 	fflush(stdout);
@@ -140,7 +138,7 @@ cmd_outbox(struct ctx *c, int argc, char **argv)
 	casectl_args(argc, argv, 1, 1, "list or flush");
 	if (strcmp(argv[0], "list") == 0) {
 		require(c, ROLE_VIEWER, "read the outbox");
-		sqlite3_int64 damaged;
+		long long damaged;
 		int rv = evk_outbox_each(c->outbox, print_line, NULL, &damaged);
 		if (damaged)
 			evk_die(EVK_EX_DATAERR, "outbox row %lld is damaged (neither event lines"
@@ -161,18 +159,18 @@ cmd_user(struct ctx *c, int argc, char **argv)
 {
 	const char *role = c->new_role;
 	if (argc == 1 && strcmp(argv[0], "list") == 0) {
-		sqlite3_stmt *st = prepare(c, "SELECT name, role FROM users ORDER BY name");
-		while (sqlite3_step(st) == SQLITE_ROW) {
+		struct evk_q *q = prepare(c, "SELECT name, role FROM users ORDER BY name");
+		while (step_row(c, q, "cannot read the users")) {
 			evk_buf_reset(&c->out);
 			if (evk_buf_add(&c->out, "{\"name\":", 8) ||
-			    evk_case_add_text(&c->out, (const char *)sqlite3_column_text(st, 0)) ||
+			    evk_case_add_text(&c->out, evk_q_text(q, 0)) ||
 			    evk_buf_add(&c->out, ",\"role\":", 8) ||
-			    evk_case_add_text(&c->out, (const char *)sqlite3_column_text(st, 1)) ||
+			    evk_case_add_text(&c->out, evk_q_text(q, 1)) ||
 			    evk_buf_add(&c->out, "}\n", 2))
 				evk_die(EVK_EX_FAIL, "out of memory");
 			put_text(&c->out);
 		}
-		done(st);
+		done(q);
 		return 0;
 	}
 	if (argc == 0)
@@ -184,13 +182,11 @@ cmd_user(struct ctx *c, int argc, char **argv)
 		evk_usage_die("missing --role for '%s' (admin, editor or viewer)", argv[1]);
 	if (strcmp(role, "admin") && strcmp(role, "editor") && strcmp(role, "viewer"))
 		evk_die(EVK_EX_USAGE, "unknown role '%s' (admin, editor, viewer)", role);
-	sqlite3_stmt *st = prepare(c, "INSERT INTO users (name, role) VALUES (?, ?)"
-				      " ON CONFLICT (name) DO UPDATE SET role = excluded.role");
-	bind_text(c, st, 1, argv[1]);
-	bind_text(c, st, 2, role);
-	if (sqlite3_step(st) != SQLITE_DONE)
-		db_die(c, "cannot add the user");
-	done(st);
+	struct evk_q *q = prepare(c, "INSERT INTO users (name, role) VALUES (?, ?)"
+				     " ON CONFLICT (name) DO UPDATE SET role = excluded.role");
+	bind_text(c, q, 1, argv[1]);
+	bind_text(c, q, 2, role);
+	step_done(c, q, "cannot add the user");
 	return 0;
 }
 
@@ -203,16 +199,15 @@ cmd_init(struct ctx *c, int argc, char **argv)
 	(void)argv;
 	if (admin == NULL)
 		evk_die(EVK_EX_USAGE, "init needs --admin NAME");
-	sqlite3_stmt *st = prepare(c, "SELECT count(*) FROM users");
-	int users = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
-	done(st);
+	struct evk_q *q = prepare(c, "SELECT count(*) FROM users");
+	int users = step_row(c, q, "cannot read the users") ? evk_q_int(q, 0) : 0;
+	done(q);
 	if (users > 0)
 		require(c, ROLE_ADMIN, "add an admin to an existing database");
-	st = prepare(c, "INSERT OR IGNORE INTO users (name, role) VALUES (?, 'admin')");
-	bind_text(c, st, 1, admin);
-	if (sqlite3_step(st) != SQLITE_DONE)
-		db_die(c, "cannot add the admin");
-	done(st);
+	q = prepare(c, "INSERT INTO users (name, role) VALUES (?, 'admin')"
+		       " ON CONFLICT (name) DO NOTHING");
+	bind_text(c, q, 1, admin);
+	step_done(c, q, "cannot add the admin");
 	cJSON *o = cJSON_CreateObject();
 	if (o == NULL || !cJSON_AddStringToObject(o, "db", c->db.path) ||
 	    !cJSON_AddStringToObject(o, "admin", admin))

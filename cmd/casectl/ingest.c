@@ -405,10 +405,13 @@ static void
 ingest(struct ctx *c, enum upsert mode, long *created, long *synced, long *bad)
 {
 	const char *why;
-	struct evk_checkpointer *ck = evk_checkpointer_start(c->db.sq, c->db.path, &why);
-	/* Room for a whole batch in the page cache: pages spilled before the
-	 * commit would be written to the WAL twice. */
-	exec(c, "PRAGMA cache_size=-32768");
+	struct evk_checkpointer *ck = NULL;
+	if (evk_db_dialect(&c->db) == EVK_DB_SQLITE) {
+		ck = evk_checkpointer_start(c->db.sq, c->db.path, &why);
+		/* Room for a whole batch in the page cache: pages spilled
+		 * before the commit would be written to the WAL twice. */
+		exec(c, "PRAGMA cache_size=-32768");
+	}
 	evk_outbox_live_start(c->outbox);
 	read_cases(c, mode, created, synced, bad);
 	evk_outbox_live_stop(c->outbox);

@@ -82,7 +82,7 @@ usage_command(FILE *out, const struct command *k)
 void
 usage(FILE *out, int status)
 {
-	fprintf(out, "usage: casectl [--db FILE] [--bus URL] [--actor NAME] COMMAND [ARGS]\n"
+	fprintf(out, "usage: casectl [--db FILE|URI] [--bus URL] [--actor NAME] COMMAND [ARGS]\n"
 		     "\n"
 		     "The enforcement case resource; every change is announced on the bus\n"
 		     "(case:{created,synced,updated,destroyed} and ...:{id}).\n"
@@ -93,7 +93,8 @@ usage(FILE *out, int status)
 		"\n"
 		"filters: --agency CODE --offender TEXT --since TS --sort FIELD --limit N\n"
 		"\n"
-		"  --db FILE        the database (default $XDG_STATE_HOME/evkit/cases.db)\n"
+		"  --db FILE|URI    the database: a SQLite file (default $CASECTL_DB, else\n"
+		"                   $XDG_STATE_HOME/evkit/cases.db) or postgresql://...\n"
 		"  --bus URL        the hub (default $EVBUS_URL, else a private ipc path)\n"
 		EVK_TLS_USAGE
 		"  --actor NAME     act as NAME (default $CASECTL_ACTOR, else the login)\n"
@@ -273,6 +274,7 @@ ctx_release(struct ctx *c)
 	evk_outbox_close(c->outbox);
 	evk_buf_release(&c->off.name);
 	evk_buf_release(&c->off.postcode);
+	offenders_forget(c);
 	if (evk_db_close(&c->db) != EVK_OK)
 		evk_warn("%s", evk_db_error(&c->db));
 }
@@ -307,7 +309,7 @@ main(int argc, char **argv)
 	snprintf(progname, sizeof(progname), "casectl %s", k->name);
 	evk_set_progname(progname);
 	open_db(&c, k->run == cmd_init);
-	if (evk_outbox_open(&c.outbox, c.db.sq, c.url, expand_note) != EVK_OK)
+	if (evk_outbox_open(&c.outbox, &c.db, c.url, expand_note) != EVK_OK)
 		evk_die(EVK_EX_FAIL, "out of memory");
 	c.role = role_of(&c, c.actor);
 	if (k->need != ROLE_NONE)

@@ -166,12 +166,12 @@ outbox_flush(struct ctx *c, bool quiet)
 void
 commit(struct ctx *c, bool more)
 {
-	sqlite3_int64 row = 0;
+	long long row = 0;
 	if (c->batch_n > 0)
 		outbox_check(c, evk_outbox_record(c->outbox, NOTE_FORMAT, c->batch.p, c->batch.len,
 						  c->batch_n, &row));
 	outbox_check(c, evk_outbox_live_settle(c->outbox));
-	exec(c, "COMMIT");
+	db_check(c, evk_db_commit(&c->db));
 	c->in_txn = false;
 	if (evk_outbox_is_live(c->outbox) && row) {
 		begin(c);

@@ -31,31 +31,67 @@ db_check(struct ctx *c, int rv)
 		evk_die(EVK_EX_UNAVAILABLE, "%s", evk_db_error(&c->db));
 }
 
-sqlite3_stmt *
+struct evk_q *
 prepare(struct ctx *c, const char *sql)
 {
-	sqlite3_stmt *st = evk_db_stmt(&c->db, sql);
-	if (st == NULL)
+	struct evk_q *q = evk_db_q(&c->db, sql);
+	if (q == NULL)
 		db_check(c, EVK_EIO);
-	return st;
+	return q;
 }
 
 /* Done with a statement for now (it stays prepared). */
 void
-done(sqlite3_stmt *st)
+done(struct evk_q *q)
 {
-	sqlite3_reset(st);
+	evk_q_reset(q);
+}
+
+/* A bind failed: out of memory or a value too long. */
+static void
+bind_check(struct ctx *c, int rv)
+{
+	if (rv != EVK_OK)
+		db_die(c, "cannot bind a value");
 }
 
 /* Binds s without a copy: it must stay as it is until the statement's
- * last step (every caller binds, steps, then resets). */
+ * last step (every caller binds, steps, then resets). NULL binds NULL. */
 void
-bind_text(struct ctx *c, sqlite3_stmt *st, int i, const char *s)
+bind_text(struct ctx *c, struct evk_q *q, int i, const char *s)
 {
-	int rc = s ? sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC)
-		   : sqlite3_bind_null(st, i);
-	if (rc != SQLITE_OK)
-		db_die(c, "cannot bind a value");
+	bind_check(c, evk_q_bind_text(q, i, s));
+}
+
+void
+bind_int(struct ctx *c, struct evk_q *q, int i, int64_t v)
+{
+	bind_check(c, evk_q_bind_int64(q, i, v));
+}
+
+void
+bind_double(struct ctx *c, struct evk_q *q, int i, double v)
+{
+	bind_check(c, evk_q_bind_double(q, i, v));
+}
+
+/* Steps q: true with a row to read, false when done; a failure ends
+ * casectl, naming what it was doing. */
+bool
+step_row(struct ctx *c, struct evk_q *q, const char *what)
+{
+	int rc = evk_q_step(q);
+	if (rc != EVK_ROW && rc != EVK_DONE)
+		db_die(c, what);
+	return rc == EVK_ROW;
+}
+
+/* Steps q once (a write), then resets it. */
+void
+step_done(struct ctx *c, struct evk_q *q, const char *what)
+{
+	if (evk_q_done(q) != EVK_OK)
+		db_die(c, what);
 }
 
 void
@@ -64,20 +100,32 @@ exec(struct ctx *c, const char *sql)
 	db_check(c, evk_db_exec(&c->db, sql));
 }
 
-/* BEGIN IMMEDIATE, retried while another casectl holds the lock beyond the
- * busy timeout. */
+/* A write transaction. SQLite: BEGIN IMMEDIATE, retried while another
+ * casectl holds the lock beyond the busy timeout. PostgreSQL: BEGIN, then
+ * a transaction-level advisory lock, so that casectl's writers on one
+ * database take turns as they do on SQLite: a batch of an ingest never
+ * waits on another's rows half way (no deadlock between two ingests
+ * meeting the same offenders and cases in different orders), and the
+ * outbox's rows commit in the order of their ids. Readers never wait. */
 void
 begin(struct ctx *c)
 {
 	db_check(c, evk_db_begin(&c->db));
+	if (evk_db_dialect(&c->db) == EVK_DB_POSTGRES)
+		step_done(c, prepare(c, "SELECT pg_advisory_xact_lock(2122, 1)"),
+			  "cannot start a transaction");
 }
 
 /* ---- schema ---- */
 
+/* The database: --db, else $CASECTL_DB, else the default file. */
 void
 open_db(struct ctx *c, bool create)
 {
-	int rv = evk_db_open(&c->db, c->db_path, "cases.db", create, evk_cases_migrations,
+	const char *path = c->db_path;
+	if (path == NULL && (path = getenv("CASECTL_DB")) != NULL && *path == '\0')
+		path = NULL;
+	int rv = evk_db_open(&c->db, path, "cases.db", create, evk_cases_migrations,
 			     EVK_CASES_MIGRATIONS);
 	if (rv == EVK_EINVAL)
 		evk_die(EVK_EX_USAGE, "%s", evk_db_error(&c->db));
@@ -90,16 +138,16 @@ open_db(struct ctx *c, bool create)
 enum role
 role_of(struct ctx *c, const char *name)
 {
-	sqlite3_stmt *st = prepare(c, "SELECT role FROM users WHERE name = ?");
+	struct evk_q *q = prepare(c, "SELECT role FROM users WHERE name = ?");
 	enum role r = ROLE_NONE;
-	bind_text(c, st, 1, name);
-	if (sqlite3_step(st) == SQLITE_ROW) {
-		const char *s = (const char *)sqlite3_column_text(st, 0);
+	bind_text(c, q, 1, name);
+	if (step_row(c, q, "cannot read the users")) {
+		const char *s = evk_q_text(q, 0);
 		r = strcmp(s, "admin") == 0    ? ROLE_ADMIN
 		    : strcmp(s, "editor") == 0 ? ROLE_EDITOR
 					       : ROLE_VIEWER;
 	}
-	done(st);
+	done(q);
 	return r;
 }
 
@@ -144,7 +192,7 @@ case_with(struct ctx *c, const char *id, void (*fn)(struct ctx *, const struct e
 {
 	struct with w = { c, fn, arg };
 	bool found;
-	if (evk_case_with(c->db.sq, id, with_case, &w, &found) != EVK_OK)
+	if (evk_case_with(&c->db, id, with_case, &w, &found) != EVK_OK)
 		db_die(c, "cannot read a case");
 	return found;
 }

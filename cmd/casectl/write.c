@@ -1,6 +1,8 @@
 /* casectl: input cases, agencies and offenders written. */
 #include "casectl.h"
 
+#include <search.h>
+
 /* A text field of the input, the member v (or NULL when absent): *out is
  * its text, NULL when absent or null; *has (if given) whether it came. */
 static bool
@@ -171,27 +173,33 @@ agency_get(struct ctx *c, const char *code)
 		if (strcmp(c->agencies[i].code, code) == 0)
 			return &c->agencies[i];
 	struct agency a = { 0 };
-	sqlite3_stmt *st = prepare(c, "SELECT id, name FROM agencies WHERE code = ?");
-	bind_text(c, st, 1, code);
-	int rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		a.id = sqlite3_column_int64(st, 0);
-		a.name = strdup((const char *)sqlite3_column_text(st, 1));
-	} else if (rc != SQLITE_DONE) {
-		db_die(c, "cannot read an agency");
+	/* Another casectl may add it at the same moment: the unique code
+	 * keeps one, and a second look finds the one that was kept. */
+	for (int pass = 0; a.name == NULL && pass < 2; pass++) {
+		struct evk_q *q = prepare(c, "SELECT id, name FROM agencies WHERE code = ?");
+		bind_text(c, q, 1, code);
+		if (step_row(c, q, "cannot read an agency")) {
+			a.id = evk_q_int64(q, 0);
+			if ((a.name = strdup(evk_q_text(q, 1))) == NULL)
+				evk_die(EVK_EX_FAIL, "out of memory");
+		}
+		done(q);
+		if (a.name || pass)
+			break;
+		q = prepare(c, "INSERT INTO agencies (code, name) VALUES (?1, ?1)"
+			       " ON CONFLICT (code) DO NOTHING RETURNING id");
+		bind_text(c, q, 1, code);
+		if (step_row(c, q, "cannot add an agency")) {
+			a.id = evk_q_int64(q, 0);
+			if ((a.name = strdup(code)) == NULL)
+				evk_die(EVK_EX_FAIL, "out of memory");
+		}
+		done(q);
 	}
-	done(st);
-	if (rc == SQLITE_DONE) {
-		st = prepare(c, "INSERT INTO agencies (code, name) VALUES (?1, ?1)");
-		bind_text(c, st, 1, code);
-		if (sqlite3_step(st) != SQLITE_DONE)
-			db_die(c, "cannot add an agency");
-		done(st);
-		a.id = sqlite3_last_insert_rowid(c->db.sq);
-		a.name = strdup(code);
-	}
+	if (a.name == NULL)
+		db_die(c, "cannot add an agency");
 	a.code = strdup(code);
-	if (a.code == NULL || a.name == NULL)
+	if (a.code == NULL)
 		evk_die(EVK_EX_FAIL, "out of memory");
 	if (c->n_agencies == AGENCY_CACHE) {
 		/* Past the cache, the oldest entry makes room. */
@@ -204,62 +212,153 @@ agency_get(struct ctx *c, const char *code)
 	return &c->agencies[c->n_agencies++];
 }
 
+/* Looks the offender of match key c->key up; true (its id, stored name
+ * and postcode in c->off) when there is one. */
+static bool
+offender_find(struct ctx *c)
+{
+	struct offender *o = &c->off;
+	struct evk_q *q = prepare(c, "SELECT id, name, postcode FROM offenders WHERE match_key = ?");
+	bind_text(c, q, 1, c->key.p);
+	bool found = step_row(c, q, "cannot read an offender");
+	evk_buf_reset(&o->name);
+	evk_buf_reset(&o->postcode);
+	o->has_postcode = false;
+	if (found) {
+		o->id = evk_q_int64(q, 0);
+		const char *pc = evk_q_text(q, 2);
+		if (evk_buf_add(&o->name, evk_q_text(q, 1), evk_q_bytes(q, 1) + 1) ||
+		    (pc && evk_buf_add(&o->postcode, pc, strlen(pc) + 1)))
+			evk_die(EVK_EX_FAIL, "out of memory");
+		o->has_postcode = pc != NULL;
+	}
+	done(q);
+	return found;
+}
+
+/* An offender met: its id, stored name and postcode, and its match key. */
+struct known_offender {
+	int64_t id;
+	const char *name, *postcode; /* postcode NULL: none */
+	char key[];
+};
+
+void
+offenders_forget(struct ctx *c)
+{
+	if (c->off_tab) {
+		hdestroy_r(c->off_tab);
+		free(c->off_tab);
+		c->off_tab = NULL;
+	}
+	for (size_t i = 0; i < c->n_known; i++)
+		free(c->known[i]);
+	free(c->known);
+	c->known = NULL;
+	c->n_known = 0;
+}
+
+/* The offender of match key c->key when this process met it, into c->off. */
+static bool
+offender_known(struct ctx *c)
+{
+	ENTRY e = { .key = c->key.p }, *found;
+	struct offender *o = &c->off;
+	if (c->off_tab == NULL || hsearch_r(e, FIND, &found, c->off_tab) == 0)
+		return false;
+	const struct known_offender *k = found->data;
+	evk_buf_reset(&o->name);
+	evk_buf_reset(&o->postcode);
+	if (evk_buf_add(&o->name, k->name, strlen(k->name) + 1) ||
+	    (k->postcode && evk_buf_add(&o->postcode, k->postcode, strlen(k->postcode) + 1)))
+		evk_die(EVK_EX_FAIL, "out of memory");
+	o->has_postcode = k->postcode != NULL;
+	o->id = k->id;
+	return true;
+}
+
+/* Remembers the offender in c->off under match key c->key; past
+ * OFFENDER_CACHE offenders the process forgets them all and starts again. */
+static void
+offender_remember(struct ctx *c)
+{
+	const struct offender *o = &c->off;
+	size_t nk = strlen(c->key.p) + 1, nn = strlen(o->name.p) + 1,
+	       np = o->has_postcode ? strlen(o->postcode.p) + 1 : 0;
+	ENTRY *added;
+	if (c->n_known == OFFENDER_CACHE)
+		offenders_forget(c);
+	if (c->off_tab == NULL) {
+		/* calloc: hcreate_r wants the table zeroed */
+		if ((c->off_tab = calloc(1, sizeof(*c->off_tab))) == NULL ||
+		    hcreate_r(OFFENDER_CACHE * 4 / 3, c->off_tab) == 0 ||
+		    (c->known = calloc(OFFENDER_CACHE, sizeof(*c->known))) == NULL)
+			evk_die(EVK_EX_FAIL, "out of memory");
+	}
+	struct known_offender *k = malloc(sizeof(*k) + nk + nn + np);
+	if (k == NULL)
+		evk_die(EVK_EX_FAIL, "out of memory");
+	k->id = o->id;
+	memcpy(k->key, c->key.p, nk);
+	k->name = memcpy(k->key + nk, o->name.p, nn);
+	k->postcode = np ? memcpy(k->key + nk + nn, o->postcode.p, np) : NULL;
+	c->known[c->n_known++] = k;
+	if (hsearch_r((ENTRY){ .key = k->key, .data = k }, ENTER, &added, c->off_tab) == 0)
+		evk_die(EVK_EX_FAIL, "out of memory");
+}
+
 /* The offender of the input (matched by normalised name and postcode),
- * created when new; its stored name and postcode are left in c->off. */
-static sqlite3_int64
+ * created when new; its stored name and postcode are left in c->off.
+ * One row per match key whoever writes: the key is unique, and an
+ * offender another casectl added first is found and used. */
+static int64_t
 offender_get(struct ctx *c, const struct input *in)
 {
 	struct offender *o = &c->off;
 	match_key(in->off_name, in->off_postcode, &c->key);
 	if (c->key.p == NULL)
 		evk_die(EVK_EX_FAIL, "out of memory");
-	sqlite3_stmt *st =
-		prepare(c, "SELECT id, name, postcode FROM offenders WHERE match_key = ?");
-	bind_text(c, st, 1, c->key.p);
-	int rc = sqlite3_step(st);
-	evk_buf_reset(&o->name);
-	evk_buf_reset(&o->postcode);
-	o->has_postcode = false;
-	if (rc == SQLITE_ROW) {
-		o->id = sqlite3_column_int64(st, 0);
-		const char *pc = (const char *)sqlite3_column_text(st, 2);
-		if (evk_buf_add(&o->name, sqlite3_column_text(st, 1),
-				(size_t)sqlite3_column_bytes(st, 1) + 1) ||
-		    (pc && evk_buf_add(&o->postcode, pc, strlen(pc) + 1)))
-			evk_die(EVK_EX_FAIL, "out of memory");
-		o->has_postcode = pc != NULL;
-	} else if (rc != SQLITE_DONE) {
-		db_die(c, "cannot read an offender");
-	}
-	done(st);
-	if (rc == SQLITE_ROW)
+	if (offender_known(c))
 		return o->id;
-	st = prepare(c, "INSERT INTO offenders (name, postcode, match_key) VALUES (?, ?, ?)");
-	bind_text(c, st, 1, in->off_name);
-	bind_text(c, st, 2, in->off_postcode);
-	bind_text(c, st, 3, c->key.p);
-	if (sqlite3_step(st) != SQLITE_DONE)
-		db_die(c, "cannot add an offender");
-	done(st);
+	if (offender_find(c)) {
+		offender_remember(c);
+		return o->id;
+	}
+	struct evk_q *q = prepare(c, "INSERT INTO offenders (name, postcode, match_key)"
+				     " VALUES (?, ?, ?) ON CONFLICT (match_key) DO NOTHING RETURNING id");
+	bind_text(c, q, 1, in->off_name);
+	bind_text(c, q, 2, in->off_postcode);
+	bind_text(c, q, 3, c->key.p);
+	bool added = step_row(c, q, "cannot add an offender");
+	if (added)
+		o->id = evk_q_int64(q, 0);
+	done(q);
+	if (!added) {
+		if (!offender_find(c))
+			db_die(c, "cannot add an offender");
+		offender_remember(c);
+		return o->id;
+	}
 	if (evk_buf_add(&o->name, in->off_name, strlen(in->off_name) + 1) ||
 	    (in->off_postcode &&
 	     evk_buf_add(&o->postcode, in->off_postcode, strlen(in->off_postcode) + 1)))
 		evk_die(EVK_EX_FAIL, "out of memory");
 	o->has_postcode = in->off_postcode != NULL;
-	return o->id = sqlite3_last_insert_rowid(c->db.sq);
+	offender_remember(c);
+	return o->id;
 }
 
 /* The id of the case (agency, reference), or "" when there is none. */
 void
-find_case(struct ctx *c, sqlite3_int64 agency, const char *ref, char id[37])
+find_case(struct ctx *c, int64_t agency, const char *ref, char id[37])
 {
-	sqlite3_stmt *st = prepare(c, "SELECT id FROM cases WHERE agency_id = ? AND case_reference = ?");
-	sqlite3_bind_int64(st, 1, agency);
-	bind_text(c, st, 2, ref);
+	struct evk_q *q = prepare(c, "SELECT id FROM cases WHERE agency_id = ? AND case_reference = ?");
+	bind_int(c, q, 1, agency);
+	bind_text(c, q, 2, ref);
 	id[0] = '\0';
-	if (sqlite3_step(st) == SQLITE_ROW)
-		snprintf(id, 37, "%s", (const char *)sqlite3_column_text(st, 0));
-	done(st);
+	if (step_row(c, q, "cannot read a case"))
+		snprintf(id, 37, "%s", evk_q_text(q, 0));
+	done(q);
 }
 
 /* Sets the fields the input carries on case id; sync also stamps
@@ -269,33 +368,33 @@ apply_fields(struct ctx *c, const char *id, const struct input *in, bool sync)
 {
 	char now[EVK_TS_LEN + 1];
 	now_ts(now);
-	sqlite3_stmt *st = prepare(
+	/* The offender first: its statements run before this one is bound. */
+	int64_t off = in->has_offender ? offender_get(c, in) : 0;
+	struct evk_q *q = prepare(
 		c, "UPDATE cases SET"
-		   " offender_id = CASE WHEN ?1 THEN ?2 ELSE offender_id END,"
-		   " offence_action_date = CASE WHEN ?3 THEN ?4 ELSE offence_action_date END,"
-		   " offence_fine = CASE WHEN ?5 THEN ?6 ELSE offence_fine END,"
-		   " offence_costs = CASE WHEN ?7 THEN ?8 ELSE offence_costs END,"
-		   " offence_result = CASE WHEN ?9 THEN ?10 ELSE offence_result END,"
+		   " offender_id = CASE WHEN ?1 = 1 THEN ?2 ELSE offender_id END,"
+		   " offence_action_date = CASE WHEN ?3 = 1 THEN ?4 ELSE offence_action_date END,"
+		   " offence_fine = CASE WHEN ?5 = 1 THEN ?6 ELSE offence_fine END,"
+		   " offence_costs = CASE WHEN ?7 = 1 THEN ?8 ELSE offence_costs END,"
+		   " offence_result = CASE WHEN ?9 = 1 THEN ?10 ELSE offence_result END,"
 		   " updated_at = ?11,"
-		   " last_synced_at = CASE WHEN ?12 THEN ?11 ELSE last_synced_at END"
+		   " last_synced_at = CASE WHEN ?12 = 1 THEN ?11 ELSE last_synced_at END"
 		   " WHERE id = ?13");
-	sqlite3_bind_int(st, 1, in->has_offender);
+	bind_int(c, q, 1, in->has_offender);
 	if (in->has_offender)
-		sqlite3_bind_int64(st, 2, offender_get(c, in));
-	sqlite3_bind_int(st, 3, in->has_date);
-	bind_text(c, st, 4, in->date);
-	sqlite3_bind_int(st, 5, in->has_fine);
-	sqlite3_bind_double(st, 6, in->fine);
-	sqlite3_bind_int(st, 7, in->has_costs);
-	sqlite3_bind_double(st, 8, in->costs);
-	sqlite3_bind_int(st, 9, in->has_result);
-	bind_text(c, st, 10, in->result);
-	bind_text(c, st, 11, now);
-	sqlite3_bind_int(st, 12, sync);
-	bind_text(c, st, 13, id);
-	if (sqlite3_step(st) != SQLITE_DONE)
-		db_die(c, "cannot update a case");
-	done(st);
+		bind_int(c, q, 2, off);
+	bind_int(c, q, 3, in->has_date);
+	bind_text(c, q, 4, in->date);
+	bind_int(c, q, 5, in->has_fine);
+	bind_double(c, q, 6, in->fine);
+	bind_int(c, q, 7, in->has_costs);
+	bind_double(c, q, 8, in->costs);
+	bind_int(c, q, 9, in->has_result);
+	bind_text(c, q, 10, in->result);
+	bind_text(c, q, 11, now);
+	bind_int(c, q, 12, sync);
+	bind_text(c, q, 13, id);
+	step_done(c, q, "cannot update a case");
 }
 
 /* Inserts a new case of agency a and announces it; v describes it after,
@@ -309,28 +408,27 @@ create_case(struct ctx *c, const struct agency *a, const struct input *in, char 
 	char *now = c->created; /* outlives this call: v points at it */
 	now_ts(now);
 	new_uuid(id);
-	sqlite3_int64 off = in->has_offender ? offender_get(c, in) : 0;
-	sqlite3_stmt *st = prepare(
+	int64_t off = in->has_offender ? offender_get(c, in) : 0;
+	/* The unique (agency, reference) keeps one case whoever inserts. */
+	struct evk_q *q = prepare(
 		c, "INSERT INTO cases (id, agency_id, case_reference, offender_id,"
 		   " offence_action_date, offence_fine, offence_costs, offence_result,"
 		   " inserted_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?9)"
 		   " ON CONFLICT (agency_id, case_reference) DO NOTHING");
-	bind_text(c, st, 1, id);
-	sqlite3_bind_int64(st, 2, a->id);
-	bind_text(c, st, 3, in->reference);
+	bind_text(c, q, 1, id);
+	bind_int(c, q, 2, a->id);
+	bind_text(c, q, 3, in->reference);
 	if (off)
-		sqlite3_bind_int64(st, 4, off);
-	bind_text(c, st, 5, in->date);
+		bind_int(c, q, 4, off);
+	bind_text(c, q, 5, in->date);
 	if (in->has_fine)
-		sqlite3_bind_double(st, 6, in->fine);
+		bind_double(c, q, 6, in->fine);
 	if (in->has_costs)
-		sqlite3_bind_double(st, 7, in->costs);
-	bind_text(c, st, 8, in->result);
-	bind_text(c, st, 9, now);
-	if (sqlite3_step(st) != SQLITE_DONE)
-		db_die(c, "cannot insert a case");
-	done(st);
-	if (sqlite3_changes(c->db.sq) == 0) {
+		bind_double(c, q, 7, in->costs);
+	bind_text(c, q, 8, in->result);
+	bind_text(c, q, 9, now);
+	step_done(c, q, "cannot insert a case");
+	if (evk_q_changes(q) == 0) {
 		find_case(c, a->id, in->reference, id);
 		return false;
 	}

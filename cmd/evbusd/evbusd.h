@@ -23,8 +23,13 @@
 #define REPLAY_BYTES (1024 * 1024)    /* bytes per replay reply */
 
 /* Seqs reserved at a time in the store's seq file (FILE.seq): every seq
- * the hub assigns is below the number it holds, so a store that comes
- * back empty (truncated, deleted) goes on above it, never from 1. */
+ * the hub assigns is at most the number it holds, so a store that comes
+ * back empty (truncated, deleted), or that lost the tail it had not
+ * synced when the machine went down, goes on above it: no seq is given
+ * twice. The file also names the boot of the machine it was written in:
+ * after a crash of the hub alone the log lost nothing (the kernel held
+ * it), and numbering goes on from the log's head; a clean stop lowers the
+ * number to the head, once the log is synced. */
 #define SEQ_RESERVE 1000000
 
 #define REFUSED_MAX 256 /* connections remembered as refused (the oldest go) */
@@ -54,6 +59,8 @@ struct hub {
 	const char *store;
 	char seqfile[4096]; /* FILE.seq, "" with --memory */
 	uint64_t reserved;  /* the number seqfile holds */
+	char boot[64];      /* this boot of the machine, the tag seqfile holds */
+	bool boot_known;    /* false: boot says "unknown" (no boot id to read) */
 	char url[EVK_URL_MAX], fanout[EVK_URL_MAX];
 	time_t started;
 	/* figures for --status */

@@ -249,7 +249,7 @@ hub_reserve_seqs(struct hub *h)
 {
 	if (!h->seqfile[0] || h->head < h->reserved)
 		return 0;
-	if (evk_seqfile_write(h->seqfile, h->head + SEQ_RESERVE) != EVK_OK)
+	if (evk_seqfile_write(h->seqfile, h->head + SEQ_RESERVE, h->boot) != EVK_OK)
 		return errno ? errno : EIO;
 	h->reserved = h->head + SEQ_RESERVE;
 	return 0;

@@ -123,7 +123,7 @@ print_status(const char *url)
 {
 	char *json;
 	int rv = evk_bus_status(url, &json);
-	if (rv == EVK_EPERM)
+	if (rv == EVK_EPERM || (rv != EVK_OK && evk_bus_why()))
 		evk_die_hub(url, rv);
 	if (rv != EVK_OK)
 		evk_die(evk_err_exit(rv) == EVK_EX_DATAERR ? EVK_EX_UNAVAILABLE : evk_err_exit(rv),

@@ -16,13 +16,51 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* Sets h->boot to the machine's boot id (a new one at each boot). */
+static void
+hub_boot_id(struct hub *h)
+{
+	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+	size_t n = f ? fread(h->boot, 1, sizeof(h->boot) - 1, f) : 0;
+
+	if (f)
+		fclose(f);
+	while (n > 0 && (h->boot[n - 1] < '!' || h->boot[n - 1] > '~'))
+		n--;
+	h->boot[n] = '\0';
+	h->boot_known = n > 0 && strspn(h->boot, "0123456789abcdef-") == n;
+	if (!h->boot_known)
+		snprintf(h->boot, sizeof(h->boot), "unknown");
+}
+
+/* Sets the head to from, above the log's (which lacks from's events),
+ * in meta too, so that the next start goes on from there. */
+static void
+hub_raise_head(struct hub *h, const char *path, uint64_t from)
+{
+	sqlite3_stmt *st;
+
+	if (h->oldest > h->head) /* an empty log */
+		h->oldest = from + 1;
+	h->head = from;
+	if (sqlite3_prepare_v2(h->db, "UPDATE meta SET value = ? WHERE key = 'head'",
+			       -1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_bind_int64(st, 1, (sqlite3_int64)from) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_DONE)
+		evk_die(EVK_EX_IOERR, "cannot write store '%s': %s", path,
+			sqlite3_errmsg(h->db));
+	sqlite3_finalize(st);
+}
+
 /* Refuses a store that is read-only or damaged (74), and keeps seqs
- * from starting over when the store came back empty: its seq file says
- * how far numbering may have gone. */
+ * from being given twice: when the store came back empty, or the
+ * machine went down since seqs up to the seq file's number were handed
+ * out (the log may have lost those not yet synced), numbering goes on
+ * after that number. */
 static void
 hub_check_store(struct hub *h, const char *path)
 {
-	char why[512];
+	char why[512], tag[64];
 	uint64_t floor;
 	int rv;
 
@@ -38,31 +76,35 @@ hub_check_store(struct hub *h, const char *path)
 	if ((size_t)snprintf(h->seqfile, sizeof(h->seqfile), "%s.seq", path) >=
 	    sizeof(h->seqfile))
 		evk_die(EVK_EX_USAGE, "store path too long: '%s'", path);
-	if ((rv = evk_seqfile_read(h->seqfile, &floor)) != EVK_OK)
+	if ((rv = evk_seqfile_read(h->seqfile, &floor, tag, sizeof(tag))) != EVK_OK)
 		evk_die(EVK_EX_IOERR, "cannot read '%s' (how far seqs went): %s", h->seqfile,
 			rv == EVK_EINVAL ? "it holds no number" : strerror(errno));
+	hub_boot_id(h);
+	/* A file of one number (an older evbusd's) names no boot: the log is
+	 * trusted then, as that evbusd did. */
+	bool same_boot = tag[0] == '\0' || (h->boot_known && strcmp(tag, h->boot) == 0);
 	if (h->head == 0 && floor > 0) {
 		evk_warn("store '%s' is empty, but seqs up to %llu may have been used "
 			 "(says '%s'): numbering goes on after them (remove both files "
 			 "to start a new log from 1)",
 			 path, (unsigned long long)floor, h->seqfile);
-		h->head = floor;
-		h->oldest = floor + 1;
-		sqlite3_stmt *st;
-		if (sqlite3_prepare_v2(h->db, "UPDATE meta SET value = ? WHERE key = 'head'",
-				       -1, &st, NULL) != SQLITE_OK ||
-		    sqlite3_bind_int64(st, 1, (sqlite3_int64)floor) != SQLITE_OK ||
-		    sqlite3_step(st) != SQLITE_DONE)
-			evk_die(EVK_EX_IOERR, "cannot write store '%s': %s", path,
-				sqlite3_errmsg(h->db));
-		sqlite3_finalize(st);
+		hub_raise_head(h, path, floor);
+	} else if (floor > h->head && !same_boot) {
+		evk_warn("store '%s': the hub did not stop cleanly and the machine restarted "
+			 "since; events acknowledged after the log's last sync may be lost: "
+			 "numbering goes on after %llu, the highest seq that may have been "
+			 "given (the log ends at %llu; subscribers see the seqs between as a gap)",
+			 path, (unsigned long long)floor, (unsigned long long)h->head);
+		hub_raise_head(h, path, floor);
 	}
-	/* A log that never held an event has no seq file: it may be empty. */
+	/* A log that never held an event has no seq file: it may be empty.
+	 * Otherwise the file names this boot before any seq is given. */
 	h->reserved = floor;
-	if (h->head > 0 && h->reserved <= h->head) {
-		if (evk_seqfile_write(h->seqfile, h->head + SEQ_RESERVE) != EVK_OK)
+	if (h->head > 0 && (h->reserved <= h->head || !same_boot || tag[0] == '\0')) {
+		uint64_t ceiling = h->head + SEQ_RESERVE > floor ? h->head + SEQ_RESERVE : floor;
+		if (evk_seqfile_write(h->seqfile, ceiling, h->boot) != EVK_OK)
 			evk_die(EVK_EX_IOERR, "cannot write '%s': %s", h->seqfile, strerror(errno));
-		h->reserved = h->head + SEQ_RESERVE;
+		h->reserved = ceiling;
 	}
 }
 
@@ -243,6 +285,34 @@ store_failure(struct hub *h, char *text, size_t n)
 	return full || busy ? EVK_FAIL_TEMP : EVK_FAIL_IO;
 }
 
+/* True when the file at path (if any) reached the disk. */
+static bool
+synced(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT;
+	bool ok = fdatasync(fd) == 0;
+	return close(fd) == 0 && ok;
+}
+
+/* After a clean close: once the log and its WAL reached the disk, every
+ * seq given is in the log, and the seq file's number comes down to the
+ * head, so that a restart after a reboot makes no gap. */
+static void
+hub_lower_reservation(struct hub *h)
+{
+	char wal[4096 + 8];
+
+	if (!h->seqfile[0] || h->reserved <= h->head || h->head == 0)
+		return;
+	snprintf(wal, sizeof(wal), "%s-wal", h->store);
+	if (!synced(h->store) || !synced(wal) ||
+	    evk_seqfile_write(h->seqfile, h->head, h->boot) != EVK_OK)
+		evk_warn("cannot sync the store or write '%s': after a reboot, numbering will "
+			 "go on after %llu", h->seqfile, (unsigned long long)h->reserved);
+}
+
 /* Finalizes the statements, stops the checkpointer (saying what failed)
  * and closes the store. */
 void
@@ -261,6 +331,9 @@ hub_close_store(struct hub *h)
 		evk_warn("%llu checkpoints failed, the last: %s", (unsigned long long)failed, last);
 	if (evk_checkpointer_stop(h->ckpt) != EVK_OK)
 		evk_warn("closing the checkpoint connection failed");
-	if (sqlite3_close(h->db) != SQLITE_OK)
+	if (sqlite3_close(h->db) != SQLITE_OK) {
 		evk_warn("closing the store: %s", sqlite3_errmsg(h->db));
+		return;
+	}
+	hub_lower_reservation(h);
 }

@@ -45,7 +45,8 @@ struct daemon {
 	struct evk_widgetconf conf;
 	struct decl decls[EVK_WIDGETS_MAX];
 	cJSON *widgets;
-	sqlite3 *state_db, *cases_db;
+	sqlite3 *state_db;
+	struct evk_db *cases_db; /* --cases-db (SQLite or PostgreSQL), or NULL */
 	struct evk_gate *publish_gate;
 	struct evk_pub *pub; /* NULL while the hub is away */
 	/* Widgets announced since the hub last acknowledged everything (ids
@@ -165,15 +166,23 @@ static int
 refetch(void *arg, const char *line, size_t len)
 {
 	struct decl *d = arg;
-	sqlite3 *cases_db = d->daemon->cases_db;
+	struct evk_db *cases_db = d->daemon->cases_db;
 	(void)line;
 	(void)len;
 	cJSON *items = cJSON_CreateArray();
 	int rv = cases_db && items ? evk_cases_recent(cases_db, d->c->limit, items) : EVK_OK;
+	bool again = false;
+	if (rv == EVK_EIO && evk_cases_reconnect(cases_db, &again) == EVK_OK && again) {
+		/* The server went away and is back: asked again on a new
+		 * connection, the list as if nothing had happened. */
+		cJSON_Delete(items);
+		items = cJSON_CreateArray();
+		rv = items ? evk_cases_recent(cases_db, d->c->limit, items) : EVK_ENOMEM;
+	}
 	d->queries++;
 	folded(rv);
 	if (rv != EVK_OK)
-		evk_warn("keep_live '%s': %s", d->c->id, sqlite3_errmsg(cases_db));
+		evk_warn("keep_live '%s': %s", d->c->id, evk_db_error(cases_db));
 	folded(evk_fold_keep_live(d->daemon->widgets, d->c->id, items, (double)d->queries, changed,
 				  d->daemon));
 	return 0;
@@ -437,11 +446,6 @@ start_daemon(struct daemon *dm, const struct opts *o)
 		evk_usage_die("no --state given and no HOME or XDG_STATE_HOME");
 	load_config(dm, o->config);
 	int64_t since = load_state(dm, path);
-	if (o->cases_db) {
-		if (sqlite3_open_v2(o->cases_db, &dm->cases_db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
-			evk_die(EVK_EX_UNAVAILABLE, "cannot open cases database '%s'", o->cases_db);
-		sqlite3_busy_timeout(dm->cases_db, 5000);
-	}
 	if (!(dm->unacked = cJSON_CreateObject()) ||
 	    !(dm->publish_gate = evk_gate_new(EVK_GATE_THROTTLE, o->throttle_ms, EVK_GATE_MAX_KEYS,
 					      1 << 20)))
@@ -450,6 +454,17 @@ start_daemon(struct daemon *dm, const struct opts *o)
 		evk_die(EVK_EX_IOERR, "cannot open the log '%s': %s", o->log, strerror(errno));
 	if (o->daemon && evk_daemon_start() != EVK_OK)
 		evk_die(EVK_EX_FAIL, "cannot go to the background");
+	/* casectl's database, opened in the process that reads it: a
+	 * database connection does not survive a fork (SQLite's locks stay
+	 * with the parent: the child would read an old snapshot). Until
+	 * ready, a failure still reaches the caller's terminal. */
+	if (o->cases_db) {
+		if ((dm->cases_db = calloc(1, sizeof(*dm->cases_db))) == NULL)
+			evk_die(EVK_EX_FAIL, "out of memory");
+		if (evk_cases_open(dm->cases_db, o->cases_db) != EVK_OK)
+			evk_die(EVK_EX_UNAVAILABLE, "cannot open cases database: %s",
+				evk_db_error(dm->cases_db));
+	}
 	/* Subscribe, then load what the lists need: events newer than the
 	 * snapshot are replayed by the subscription, none falls between. */
 	struct evk_sub *sub;
@@ -503,8 +518,10 @@ stop_daemon(struct daemon *dm, struct evk_sub *sub, const struct opts *o)
 	cJSON_Delete(dm->unacked);
 	evk_store_stmt_release_all();
 	sqlite3_close(dm->state_db);
-	if (dm->cases_db)
-		sqlite3_close(dm->cases_db);
+	if (dm->cases_db) {
+		evk_db_close(dm->cases_db);
+		free(dm->cases_db);
+	}
 	if (o->pidfile)
 		unlink(o->pidfile);
 }

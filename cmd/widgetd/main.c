@@ -42,7 +42,7 @@ usage(FILE *out, int status)
 		"  --bus URL        the hub (default $EVBUS_URL, else a private ipc path)\n"
 		EVK_TLS_USAGE
 		"  --config FILE    widgets to keep (JSON; default: the seed's widgets)\n"
-		"  --cases-db FILE  casectl's database, for keep_live lists\n"
+		"  --cases-db DB    casectl's database for keep_live (file or postgresql://...)\n"
 		"  --state FILE     state and last applied seq (default\n"
 		"                   $XDG_STATE_HOME/evkit/widgets.db)\n"
 		"  --throttle MS    per widget publishing window (default 500)\n"

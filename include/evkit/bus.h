@@ -102,6 +102,15 @@ struct evk_sub;
  * events it numbers again below the last seq delivered are not seen. */
 int evk_sub_open(struct evk_sub **out, const char *url, int64_t since);
 
+/* Like evk_sub_open, for the events whose topic matches one of the n
+ * patterns (every event when n == 0). A hint to the bus, which may
+ * deliver more (evbusd sends every event; on NATS the server filters
+ * with one subject filter, which can be wider than the patterns) but
+ * never fewer: the caller still matches each event. Seqs, replay and
+ * gaps are those of evk_sub_open. */
+int evk_sub_open_match(struct evk_sub **out, const char *url, int64_t since,
+		       const char *const *patterns, int n);
+
 /* The next event in seq order, each once, refilled from the hub's log
  * where the fan-out dropped some. Waits up to timeout_ms (-1: forever).
  * Returns EVK_OK with *ev filled (valid until the next call),
@@ -144,6 +153,13 @@ uint64_t evk_sub_refilled(const struct evk_sub *s);
  * most 2 s for nng to close the sockets (see lib/bus.c: nng 1.5.2 can
  * hang there), then leaves them to the process's exit. */
 void evk_sub_close(struct evk_sub *s);
+
+/* Why the last evk_pub_open, evk_sub_open(_match), evk_publish or
+ * evk_bus_status of this thread failed, as one sentence naming the
+ * address, when the bus told more than that nothing answers there (on
+ * NATS: JetStream not enabled, no quorum, a stream evkit cannot use);
+ * NULL otherwise. */
+const char *evk_bus_why(void);
 
 /* Asks the hub for its figures (a JSON object, malloc'ed, caller frees). */
 int evk_bus_status(const char *url, char **json);

@@ -67,9 +67,11 @@ int evk_log_file(const char *path, int *fd);
 void evk_log_syslog(void);
 
 /* Print like evk_warn, then exit with status. */
-/* Reports that the hub at url cannot be reached (err from lib/bus.c) and
+/* Reports that the hub at url cannot be reached (err from evkit/bus.h) and
  * exits: "permission denied" with 77 for EVK_EPERM (a socket or directory
- * of another user, a refused certificate), else "no hub" with 69. */
+ * of another user, a refused certificate); the bus's own reason when it
+ * gave one (evk_bus_why: 69 for an unavailable bus, else the status of
+ * err: 65 for a stream evkit cannot use); else "no hub" with 69. */
 void evk_die_hub(const char *url, int err) __attribute__((noreturn));
 
 /* evk_warn of a text as it is (no format), for callbacks that pass one

@@ -3,7 +3,7 @@
  * Oban's retry, snooze and discard. The program gives the sinks: where
  * events go (evworker: its outbox) and where the log lines go. Nothing
  * here prints or exits. Errors: EVK_ENOMEM, EVK_EIO (the database: see
- * sqlite3_errmsg, or a step that cannot start: errno). */
+ * evk_db_error, or a step that cannot start: errno). */
 #ifndef EVKIT_JOBRUN_H
 #define EVKIT_JOBRUN_H
 
@@ -11,8 +11,9 @@
 #include "evkit/step.h"
 
 #include <cjson/cJSON.h>
-#include <sqlite3.h>
 #include <stdbool.h>
+
+struct evk_db;
 
 struct evk_jobrun_sink {
 	/* An event for topic; payload stays the caller's. 0 or an error. */
@@ -24,7 +25,7 @@ struct evk_jobrun_sink {
 
 struct evk_jobrun {
 	const struct evk_jobrun_sink *sink;
-	sqlite3 *db;
+	struct evk_db *db;
 	struct evk_job q;       /* as claimed */
 	int step;               /* the current step */
 	char process_id[37];
@@ -43,7 +44,7 @@ struct evk_jobrun {
  * Rescues the jobs of dead workers of host, claims the next due job of
  * queue, announces it (process_created) and starts its first step. *run
  * is NULL when no job is due. */
-int evk_jobrun_claim(sqlite3 *db, const char *queue, const char *host,
+int evk_jobrun_claim(struct evk_db *db, const char *queue, const char *host,
 		     const struct evk_jobrun_sink *sink, struct evk_jobrun **run);
 
 /* Reads what the step wrote (progress lines become events), kills it at

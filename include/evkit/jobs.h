@@ -2,13 +2,12 @@
  * scheduled, executing, retryable, completed, discarded, cancelled),
  * queues, priorities, unique jobs and backoff. Every function takes the
  * open database; none prints or exits. Functions that write expect the
- * caller to hold a write transaction (evk_store_begin) where they say so.
- * Errors: EVK_EIO (see sqlite3_errmsg), EVK_ENOMEM, EVK_EINVAL. */
+ * caller to hold a write transaction (evk_db_begin) where they say so.
+ * Errors: EVK_EIO (see evk_db_error), EVK_ENOMEM, EVK_EINVAL. */
 #ifndef EVKIT_JOBS_H
 #define EVKIT_JOBS_H
 
 #include <cjson/cJSON.h>
-#include <sqlite3.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -40,7 +39,7 @@ struct evk_job_spec {
 
 /* Inserts a job, or with unique_for_s finds the pending one of the same
  * queue, steps and workflow; the caller holds a write transaction. */
-int evk_jobs_insert(sqlite3 *db, const struct evk_job_spec *spec, int64_t *id);
+int evk_jobs_insert(struct evk_db *db, const struct evk_job_spec *spec, int64_t *id);
 
 /* A claimed job. */
 struct evk_job {
@@ -56,20 +55,27 @@ struct evk_job {
 };
 
 /* Claims the next due job of queue for worker (host, pid) into *job:
- * EVK_OK, or EVK_ETIMEDOUT when none is due. The caller holds a write
+ * EVK_OK, or EVK_ETIMEDOUT when none is due. PostgreSQL: the claim skips
+ * rows other workers are claiming, and this session holds the advisory
+ * lock on the job's id until evk_jobs_end or evk_jobs_abandon; EVK_EAGAIN
+ * when a rescuer still held it (roll back, claim again later). The caller holds a write
  * transaction and frees the job with evk_job_release. */
-int evk_jobs_claim(sqlite3 *db, const char *queue, const char *host, pid_t pid,
+int evk_jobs_claim(struct evk_db *db, const char *queue, const char *host, pid_t pid,
 		   struct evk_job *job);
 void evk_job_release(struct evk_job *job);
 
-/* Calls rescued(id, child, arg) for each job left executing on host by a
- * worker that is no longer alive, after making it available again; the
- * caller holds a write transaction. At most 64 per call. */
-int evk_jobs_rescue(sqlite3 *db, const char *host, pid_t self,
+/* Calls rescued(id, child, arg) for each job left executing by a worker
+ * that is no longer alive, after making it available again; the caller
+ * holds a write transaction. At most 64 per call. Never by elapsed time:
+ * SQLite: jobs of host whose worker process is gone (child is its step's
+ * process group). PostgreSQL: jobs of any host whose advisory lock can be
+ * taken, i.e. whose worker's connection has ended (child is 0 unless the
+ * worker was on host). */
+int evk_jobs_rescue(struct evk_db *db, const char *host, pid_t self,
 		    void (*rescued)(int64_t id, pid_t child, void *arg), void *arg);
 
 /* Notes the running step's child (its process group). */
-int evk_jobs_set_child(sqlite3 *db, int64_t id, pid_t child);
+int evk_jobs_set_child(struct evk_db *db, int64_t id, pid_t child);
 
 /* How a job's attempt ended. */
 struct evk_job_end {
@@ -81,32 +87,32 @@ struct evk_job_end {
 	bool finished;        /* completed_at is set */
 	bool uncount;         /* a snooze: the attempt does not count */
 };
-int evk_jobs_end(sqlite3 *db, int64_t id, const struct evk_job_end *end);
+int evk_jobs_end(struct evk_db *db, int64_t id, const struct evk_job_end *end);
 
 /* A stopped worker's job goes back to retryable. */
-int evk_jobs_abandon(sqlite3 *db, int64_t id);
+int evk_jobs_abandon(struct evk_db *db, int64_t id);
 
 /* Cancels (cancel) or makes available again (retry) job id. EVK_EINVAL
  * when no such job (*state empty) or its state forbids it (*state names
  * it); *child is the running step's process group for a cancel of a job
  * running on host, else 0. The caller holds a write transaction. */
-int evk_jobs_cancel_retry(sqlite3 *db, int64_t id, bool cancel, const char *host,
+int evk_jobs_cancel_retry(struct evk_db *db, int64_t id, bool cancel, const char *host,
 			  char state[16], pid_t *child);
 
 /* Job id as a JSON object (dates RFC 3339); the output tail when
  * with_output. EVK_EINVAL when there is no such job. */
-int evk_jobs_get(sqlite3 *db, int64_t id, bool with_output, cJSON **job);
+int evk_jobs_get(struct evk_db *db, int64_t id, bool with_output, cJSON **job);
 
 /* Calls each(job, arg) for the jobs in state (NULL: all) of queue (NULL:
  * all), by id; stops at the first non-zero return and returns it. */
-int evk_jobs_list(sqlite3 *db, const char *state, const char *queue,
+int evk_jobs_list(struct evk_db *db, const char *state, const char *queue,
 		  int (*each)(cJSON *job, void *arg), void *arg);
 
 /* Forgets jobs finished before before_ts (RFC 3339); *n forgotten. */
-int evk_jobs_prune(sqlite3 *db, const char *before_ts, int *n);
+int evk_jobs_prune(struct evk_db *db, const char *before_ts, int *n);
 
 /* {"queue": {"state": count, ...}, ...} */
-int evk_jobs_stats(sqlite3 *db, cJSON **stats);
+int evk_jobs_stats(struct evk_db *db, cJSON **stats);
 
 /* Waits until job id, or every job of workflow (when not NULL), has
  * ended, looking at the queue at growing intervals (at most 500 ms):
@@ -114,7 +120,7 @@ int evk_jobs_stats(sqlite3 *db, cJSON **stats);
  * EVK_ETIMEDOUT after timeout_ms (< 0: none) or EVK_EINTR once *stop is
  * set, *pending jobs not ended of *total; EVK_EINVAL when there is no such
  * job. A job that ended before the call returns at once. */
-int evk_jobs_wait(sqlite3 *db, int64_t id, const char *workflow, long long timeout_ms,
+int evk_jobs_wait(struct evk_db *db, int64_t id, const char *workflow, long long timeout_ms,
 		  volatile sig_atomic_t *stop, int *total, int *pending, int *failed);
 
 /* The steps in path ("-": stdin), [{"name": NAME, "run": [ARGV...]}, ...]
@@ -128,9 +134,9 @@ int evk_jobs_steps_argv(int argc, char *const argv[], char **text);
 
 /* Where the `evworker on` subscription name stands: EVK_OK with *seq, or
  * EVK_EINVAL when it has no position yet. */
-int evk_jobs_cursor(sqlite3 *db, const char *name, int64_t *seq);
+int evk_jobs_cursor(struct evk_db *db, const char *name, int64_t *seq);
 /* Sets it to seq (creating it with create; an existing one is kept). */
-int evk_jobs_cursor_set(sqlite3 *db, const char *name, uint64_t seq, bool create);
+int evk_jobs_cursor_set(struct evk_db *db, const char *name, uint64_t seq, bool create);
 
 /* Oban's backoff: base + 2^attempt seconds, plus jitter (0-999 tenths of
  * a percent); base 0 retries at once. */

@@ -22,7 +22,6 @@
 
 #include "evkit/buf.h"
 
-#include <sqlite3.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -34,6 +33,17 @@
 	"CREATE TABLE notes (id INTEGER PRIMARY KEY AUTOINCREMENT,"                \
 	" count INTEGER NOT NULL, lines BLOB NOT NULL, format INTEGER NOT NULL,"   \
 	" sent INTEGER NOT NULL DEFAULT 0);" EVK_OUTBOX_PRODUCER_SCHEMA
+/* The same on PostgreSQL (lines in BYTEA, ids from a sequence: they only
+ * grow; evk_outbox_record takes a lock that makes them grow in commit
+ * order, which the hub's per-producer sequence needs). */
+#define EVK_OUTBOX_SCHEMA_PG                                                       \
+	"CREATE TABLE notes (id BIGSERIAL PRIMARY KEY,"                            \
+	" count BIGINT NOT NULL, lines BYTEA NOT NULL, format INTEGER NOT NULL,"   \
+	" sent BIGINT NOT NULL DEFAULT 0);"                                        \
+	"CREATE TABLE IF NOT EXISTS outbox_producer (id TEXT NOT NULL);"            \
+	"INSERT INTO outbox_producer (id)"                                         \
+	" SELECT replace(gen_random_uuid()::text, '-', '')"                        \
+	" WHERE NOT EXISTS (SELECT 1 FROM outbox_producer);"
 #define EVK_OUTBOX_PRODUCER_SCHEMA                                                 \
 	"CREATE TABLE IF NOT EXISTS outbox_producer (id TEXT NOT NULL);"            \
 	"INSERT INTO outbox_producer (id) SELECT lower(hex(randomblob(16)))"       \
@@ -54,11 +64,12 @@ typedef int (*evk_outbox_expand_fn)(int format, const char *note, size_t len,
 				    int (*emit)(void *, const char *, size_t), void *emit_arg);
 
 struct evk_outbox;
+struct evk_db;
 
 /* An outbox on db (which holds EVK_OUTBOX_SCHEMA) delivering to the hub
  * at url (copied); expand may be NULL when every row is EVK_OUTBOX_LINES.
  * db stays the caller's and must outlive the outbox. */
-int evk_outbox_open(struct evk_outbox **out, sqlite3 *db, const char *url,
+int evk_outbox_open(struct evk_outbox **out, struct evk_db *db, const char *url,
 		    evk_outbox_expand_fn expand);
 /* Stops delivering as it goes (evk_outbox_live_stop), closes the hub
  * connection and frees ob. NULL is allowed. */
@@ -71,27 +82,31 @@ int evk_outbox_producer(struct evk_outbox *ob, char id[EVK_OUTBOX_PRODUCER_LEN +
  * (notes[0..len), each note ending in a newline, format as above). *row
  * (when given) is its id. */
 int evk_outbox_record(struct evk_outbox *ob, int format, const char *notes, size_t len,
-		      long count, sqlite3_int64 *row);
+		      long count, long long *row);
 
 /* What a delivery left behind. */
 struct evk_outbox_report {
 	long pending;          /* event lines still in the outbox */
-	sqlite3_int64 damaged; /* the row that cannot be sent, or 0 */
+	long long damaged; /* the row that cannot be sent, or 0 */
 	bool unreachable;      /* lines waited and the hub did not take them */
+	bool busy;             /* PostgreSQL: another process was delivering; lines
+				* committed after its round began wait for the next */
 };
 
 /* Delivers the outbox, oldest first, each line once: rows go (or their
  * acknowledged part is recorded) in the write transaction that published
- * them, so two processes never send one row. A line is sent again only
+ * them, so two processes never send one row. On PostgreSQL, when another
+ * process is delivering already, it returns at once with busy set and
+ * nothing pending: call it again a little later. A line is sent again only
  * when the hub stored it and could not say so. Runs its own
  * transactions: call it outside one. */
 int evk_outbox_flush(struct evk_outbox *ob, struct evk_outbox_report *r);
 
 /* Calls fn on each pending event line, oldest first (not those the hub
  * already acknowledged). EVK_EPROTO with *damaged set at a damaged row;
- * EVK_EIO (evk_outbox_error) when SQLite failed. */
+ * EVK_EIO (evk_outbox_error) when the database failed. */
 int evk_outbox_each(struct evk_outbox *ob, evk_outbox_line_fn fn, void *arg,
-		    sqlite3_int64 *damaged);
+		    long long *damaged);
 
 /* Delivering as it goes, for a long run of transactions (an ingest): a
  * thread of its own sends each committed row while the caller writes the
@@ -105,7 +120,7 @@ bool evk_outbox_live_start(struct evk_outbox *ob);
 /* Hands row (whose notes are *notes of format, the caller's batch) to the sender
  * when it is still the oldest and untouched; else stops delivering as it
  * goes. The buffers are swapped: the caller gets an empty one back. */
-int evk_outbox_live_send(struct evk_outbox *ob, sqlite3_int64 row, int format,
+int evk_outbox_live_send(struct evk_outbox *ob, long long row, int format,
 			 struct evk_buf *notes);
 /* Waits for the sender; the part of the row it sent that the hub
  * acknowledged leaves the outbox (or is recorded sent). When the hub

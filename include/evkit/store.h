@@ -43,11 +43,14 @@ uint64_t evk_checkpointer_failures(struct evk_checkpointer *c, char *last, size_
  * damaged (...)") in why[0..n) otherwise. */
 int evk_store_check(sqlite3 *db, const char *probe_sql, char *why, size_t n);
 
-/* A small file holding one number, replaced atomically and durably (a
+/* A small file holding one number and an optional tag (a second line,
+ * at most 63 printable characters), replaced atomically and durably (a
  * temporary file, fsync, rename, fsync of the directory), mode 0600.
- * Reading a missing file gives 0; EVK_EINVAL when it holds no number. */
-int evk_seqfile_read(const char *path, uint64_t *value);
-int evk_seqfile_write(const char *path, uint64_t value);
+ * Reading a missing file gives 0 and ""; a file of one line gives its
+ * tag as ""; EVK_EINVAL when it holds no number or a bad tag. tag may be
+ * NULL to write none or ignore it; tag_n is its buffer's size. */
+int evk_seqfile_read(const char *path, uint64_t *value, char *tag, size_t tag_n);
+int evk_seqfile_write(const char *path, uint64_t value, const char *tag);
 
 /* Runs sql (no parameters, no rows). */
 int evk_store_exec(sqlite3 *db, const char *sql);

@@ -32,4 +32,14 @@ int evk_subject_to_topic(char *out, size_t size, size_t *len, const char *s,
  * the receiver must then finish with evk_pattern_match. */
 int evk_subject_filter(char *out, size_t size, const char *pattern, bool *exact);
 
+/* One subject filter for n (valid) patterns: their filters (as
+ * evk_subject_filter) merged into the narrowest single filter that
+ * covers each, token by token: a token they share stays, tokens that
+ * differ become '*', and where their lengths differ or one has '>', '>'
+ * (one token earlier when a filter ends there: "evk.a" and "evk.a.b"
+ * give "evk.>"). n == 0 is every topic, "evk.>". *exact as for one
+ * pattern: false when the filter takes topics no pattern matches. */
+int evk_subject_filter_all(char *out, size_t size, const char *const *patterns,
+			   int n, bool *exact);
+
 #endif

@@ -56,21 +56,20 @@ static void
 test_lifecycle(void)
 {
 	struct evk_db jobs;
-	sqlite3 *db;
+	struct evk_db *db = &jobs;
 	int64_t a, b, c;
 	int total, pending, failed;
 	volatile sig_atomic_t stop = 0;
 
 	CHECK(evk_jobs_open(&jobs, ":memory:") == EVK_OK, "open");
-	db = jobs.sq;
 	struct evk_job_spec s = { .queue = "q", .steps = "[{\"name\":\"a\",\"run\":[\"true\"]}]",
 				  .workflow = "wf", .max_attempts = 1, .due_ms = evk_wall_ms() };
-	evk_store_begin(db);
+	evk_db_begin(db);
 	CHECK(evk_jobs_insert(db, &s, &a) == EVK_OK && a == 1, "insert");
 	s.unique_for_s = 60;
 	CHECK(evk_jobs_insert(db, &s, &b) == EVK_OK && b == 2, "unique: first");
 	CHECK(evk_jobs_insert(db, &s, &c) == EVK_OK && c == 2, "unique: the same job");
-	evk_store_exec(db, "COMMIT");
+	evk_db_commit(db);
 
 	CHECK(evk_jobs_wait(db, 0, "wf", 0, &stop, &total, &pending, &failed) == EVK_ETIMEDOUT &&
 		      total == 2 && pending == 2,
@@ -79,7 +78,7 @@ test_lifecycle(void)
 	      "wait: no such workflow");
 
 	struct evk_job j;
-	evk_store_begin(db);
+	evk_db_begin(db);
 	CHECK(evk_jobs_claim(db, "q", "h", getpid(), &j) == EVK_OK && j.id == 1 &&
 		      j.attempt == 1 && j.nsteps == 1 && strcmp(j.workflow, "wf") == 0,
 	      "claim the first");
@@ -88,14 +87,14 @@ test_lifecycle(void)
 	CHECK(evk_jobs_end(db, j.id, &e) == EVK_OK, "end");
 	evk_job_release(&j);
 	CHECK(evk_jobs_claim(db, "other", "h", getpid(), &j) == EVK_ETIMEDOUT, "none in 'other'");
-	evk_store_exec(db, "COMMIT");
+	evk_db_commit(db);
 	CHECK(evk_jobs_wait(db, 1, NULL, -1, &stop, &total, &pending, &failed) == EVK_OK &&
 		      failed == 0,
 	      "wait: an ended job returns at once");
 
 	char state[16];
 	pid_t child;
-	evk_store_begin(db);
+	evk_db_begin(db);
 	CHECK(evk_jobs_cancel_retry(db, 1, true, "h", state, &child) == EVK_EINVAL &&
 		      strcmp(state, "completed") == 0,
 	      "a completed job cannot be cancelled");
@@ -103,7 +102,7 @@ test_lifecycle(void)
 	      "cancel");
 	CHECK(evk_jobs_cancel_retry(db, 9, true, "h", state, &child) == EVK_EINVAL && !*state,
 	      "no job 9");
-	evk_store_exec(db, "COMMIT");
+	evk_db_commit(db);
 	CHECK(evk_jobs_wait(db, 0, "wf", -1, &stop, &total, &pending, &failed) == EVK_OK &&
 		      total == 2 && failed == 1,
 	      "wait: the workflow ended, one cancelled");

@@ -1,5 +1,6 @@
 /* The outbox: rows of lines or of the program's notes, each line with a
  * stable sequence number; damage found, never passed on. */
+#include "evkit/db.h"
 #include "evkit/err.h"
 #include "evkit/outbox.h"
 #include "evkit/store.h"
@@ -44,7 +45,7 @@ twice(int format, const char *note, size_t len, struct evk_buf scratch[2],
 }
 
 static void
-walk(struct evk_outbox *ob, sqlite3_int64 *damaged, int *rv)
+walk(struct evk_outbox *ob, long long *damaged, int *rv)
 {
 	seen[0] = '\0';
 	n_seen = 0;
@@ -57,13 +58,16 @@ main(void)
 	sqlite3 *db;
 	const char *why;
 	struct evk_outbox *ob;
-	sqlite3_int64 r1, r2, r3, damaged;
+	long long r1, r2, r3, damaged;
 	char id[EVK_OUTBOX_PRODUCER_LEN + 1], id2[EVK_OUTBOX_PRODUCER_LEN + 1];
 	int rv;
 
-	CHECK(evk_store_open(NULL, &db, &why) == EVK_OK, "open");
-	CHECK(evk_store_exec(db, EVK_OUTBOX_SCHEMA) == EVK_OK, "schema");
-	CHECK(evk_outbox_open(&ob, db, "ipc:///nonexistent/evkit-test", twice) == EVK_OK, "outbox");
+	struct evk_db store;
+	static const struct evk_migration schema[] = { { EVK_OUTBOX_SCHEMA, NULL } };
+	(void)why;
+	CHECK(evk_db_open(&store, ":memory:", "outbox.db", true, schema, 1) == EVK_OK, "open");
+	db = store.sq;
+	CHECK(evk_outbox_open(&ob, &store, "ipc:///nonexistent/evkit-test", twice) == EVK_OK, "outbox");
 
 	CHECK(evk_outbox_producer(ob, id) == EVK_OK && strlen(id) == 32 &&
 		      strspn(id, "0123456789abcdef") == 32, "producer id '%s'", id);
@@ -105,7 +109,6 @@ main(void)
 		      rep.damaged == 0, "flush without a hub: %ld", rep.pending);
 
 	evk_outbox_close(ob);
-	evk_store_stmt_release_all();
-	sqlite3_close(db);
+	evk_db_close(&store);
 	return check_done("outbox");
 }

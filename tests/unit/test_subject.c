@@ -37,6 +37,27 @@ static const struct {
 	{ "*:x:**", "evk.*.>", false },
 };
 
+/* Several patterns: one filter covering them all. */
+static const struct {
+	const char *patterns[3];
+	int n;
+	const char *filter;
+	bool exact;
+} merged[] = {
+	{ { NULL }, 0, "evk.>", true },
+	{ { "a:b" }, 1, "evk.a.b", true },
+	{ { "a:b", "a:b" }, 2, "evk.a.b", true },
+	{ { "a:b", "a:c" }, 2, "evk.a.*", false },
+	{ { "a:b:c", "a:d:c" }, 2, "evk.a.*.c", false },
+	{ { "a:b", "a:b:c" }, 2, "evk.a.>", false },
+	{ { "a", "a:b" }, 2, "evk.>", false },
+	{ { "a:b:c", "x:*", "a:b:d" }, 3, "evk.*.>", false },
+	{ { "a:b:x", "a:b:*" }, 2, "evk.a.b.*", false },
+	{ { "a:b:c:**", "a:b:d" }, 2, "evk.a.b.>", false },
+	{ { "a:*", "b:*" }, 2, "evk.*.*", false },
+	{ { "**", "a:b" }, 2, "evk.>", false },
+};
+
 /* Subjects that no topic maps to. */
 static const char *const foreign[] = {
 	"evk", "evk.", "other.x", "evk.a..b", "evk.a.>", "evk.*", "evk.%2", "evk.%zz",
@@ -99,6 +120,15 @@ main(void)
 			      exact == patterns[i].exact,
 		      "%s -> %s (%s), not %s", p, rv == EVK_OK ? out : "error",
 		      exact ? "exact" : "wider", patterns[i].filter);
+	}
+	for (size_t i = 0; i < sizeof(merged) / sizeof(merged[0]); i++) {
+		int rv = evk_subject_filter_all(out, sizeof(out), merged[i].patterns,
+						merged[i].n, &exact);
+		CHECK(rv == EVK_OK && strcmp(out, merged[i].filter) == 0 &&
+			      exact == merged[i].exact,
+		      "merged %d (%s...) -> %s (%s), not %s", merged[i].n,
+		      merged[i].n ? merged[i].patterns[0] : "", rv == EVK_OK ? out : "error",
+		      exact ? "exact" : "wider", merged[i].filter);
 	}
 	CHECK(evk_subject_filter(out, sizeof(out), "a:**:b", &exact) == EVK_EINVAL,
 	      "an invalid pattern is refused");
