@@ -91,19 +91,25 @@ static void
 link_failed(struct evk_pub *p, const char *url, int rv)
 {
 	uint64_t acked = p ? evk_pub_acked(p) : 0;
+	char why[256] = "";
+
+	if (p && evk_pub_why(p))
+		snprintf(why, sizeof(why), "%s", evk_pub_why(p));
+	/* Closed before the exit, which frees the frames still in flight. */
+	evk_pub_close(p);
 	if (rv == EVK_EPERM || (p == NULL && evk_bus_why()))
 		evk_die_hub(url, rv);
-	if (rv == EVK_EUNAVAIL && !(p && evk_pub_why(p)))
+	if (rv == EVK_EUNAVAIL && !*why)
 		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s'", url);
 	if (rv == EVK_ECLOSED || rv == EVK_ETIMEDOUT)
 		evk_die(EVK_EX_UNAVAILABLE,
 			"lost the hub at '%s' (%s): %llu events acknowledged, "
 			"later ones may not be stored",
 			url, evk_strerror(rv), (unsigned long long)acked);
-	if (p && evk_pub_why(p))
+	if (*why)
 		evk_die(evk_err_exit(rv), "the hub at '%s' %s: %s (%llu events acknowledged)",
-			url, rv == EVK_EINVAL ? "refused a frame" : "failed",
-			evk_pub_why(p), (unsigned long long)acked);
+			url, rv == EVK_EINVAL ? "refused a frame" : "failed", why,
+			(unsigned long long)acked);
 	evk_die(evk_err_exit(rv), "publishing to '%s': %s", url, evk_strerror(rv));
 }
 
