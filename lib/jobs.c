@@ -364,20 +364,30 @@ alive(pid_t pid)
 	return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
 }
 
-/* Makes job id available again if it is still executing: *changed. */
+/* Job id, if it is still executing, goes to state (due now) with why as
+ * its last error: *changed. */
 static int
-make_available(struct evk_db *db, int64_t id, bool *changed)
+leave_executing(struct evk_db *db, int64_t id, const char *state, const char *why,
+		bool *changed)
 {
-	struct evk_q *st = evk_db_q(db, "UPDATE jobs SET state = 'available', scheduled_at = ?,"
-					" last_error = 'rescued: its worker died', child_pid = NULL"
+	struct evk_q *st = evk_db_q(db, "UPDATE jobs SET state = ?, scheduled_at = ?,"
+					" last_error = ?, child_pid = NULL"
 					" WHERE id = ? AND state = 'executing'");
 	if (st == NULL)
 		return EVK_EIO;
-	evk_q_bind_int64(st, 1, evk_wall_ms());
-	evk_q_bind_int64(st, 2, id);
+	evk_q_bind_text(st, 1, state);
+	evk_q_bind_int64(st, 2, evk_wall_ms());
+	evk_q_bind_text(st, 3, why);
+	evk_q_bind_int64(st, 4, id);
 	int rv = done(st);
 	*changed = rv == EVK_OK && evk_q_changes(st) > 0;
 	return rv;
+}
+
+static int
+make_available(struct evk_db *db, int64_t id, bool *changed)
+{
+	return leave_executing(db, id, "available", "rescued: its worker died", changed);
 }
 
 /* PostgreSQL: a running job's worker holds the advisory lock on its id
@@ -499,14 +509,8 @@ evk_jobs_end(struct evk_db *db, int64_t id, const struct evk_job_end *e)
 int
 evk_jobs_abandon(struct evk_db *db, int64_t id)
 {
-	struct evk_q *st = evk_db_q(db, "UPDATE jobs SET state = 'retryable',"
-					" scheduled_at = ?, last_error = 'worker stopped',"
-					" child_pid = NULL WHERE id = ? AND state = 'executing'");
-	if (st == NULL)
-		return EVK_EIO;
-	evk_q_bind_int64(st, 1, evk_wall_ms());
-	evk_q_bind_int64(st, 2, id);
-	int rv = done(st);
+	bool changed;
+	int rv = leave_executing(db, id, "retryable", "worker stopped", &changed);
 	return rv == EVK_OK ? evk_db_unlock_at_commit(db, id) : rv;
 }
 

@@ -636,3 +636,16 @@ once_frame() {
 	run -0 evpub --echo t e '{"i":8}'
 	[ "$(jq .seq <<<"$output")" -eq $((reserved + 2)) ]
 }
+
+@test "a hub with --synchronous full marks its seq file synced: after any crash its log is trusted, no gap (issue 19)" {
+	evbusd_only "evbusd's SQLite store and seq file"
+	start_hub --synchronous full
+	events 5 | evpub
+	stop_hub KILL
+	[ "$(sed -n 2p "$HUB_STORE.seq")" = synced ]
+	start_hub
+	run -0 evpub --echo t e '{"i":6}'
+	[ "$(jq .seq <<<"$output")" -eq 6 ]
+	# Now without full: the file names the boot again.
+	[ "$(sed -n 2p "$HUB_STORE.seq")" = "$(cat /proc/sys/kernel/random/boot_id)" ]
+}

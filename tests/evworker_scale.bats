@@ -69,12 +69,15 @@ enqueue_marker() {
 }
 
 @test "the same unique job enqueued by four processes at once is inserted once" {
-	local k j
+	local k j pids
 	for ((k = 1; k <= 10; k++)); do
+		pids=()
 		for j in 1 2 3 4; do
 			ew enqueue --unique-for 600 -- echo "job $k" >"$T/out.$k.$j" &
+			pids+=("$!")
 		done
-		wait
+		# By pid: a bare wait would also wait for bats' own timer.
+		for j in "${pids[@]}"; do wait "$j"; done
 	done
 	[ "$(ew list | wc -l)" -eq 10 ]
 	for ((k = 1; k <= 10; k++)); do

@@ -59,7 +59,7 @@ struct hub {
 	const char *store;
 	char seqfile[4096]; /* FILE.seq, "" with --memory */
 	uint64_t reserved;  /* the number seqfile holds */
-	char boot[64];      /* this boot of the machine, the tag seqfile holds */
+	char boot[64];      /* the tag seqfile holds: this boot's id, or "synced" */
 	bool boot_known;    /* false: boot says "unknown" (no boot id to read) */
 	char url[EVK_URL_MAX], fanout[EVK_URL_MAX];
 	time_t started;

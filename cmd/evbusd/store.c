@@ -16,6 +16,26 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* True when the file at path (if any) reached the disk. */
+static bool
+synced(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT;
+	bool ok = fdatasync(fd) == 0;
+	return close(fd) == 0 && ok;
+}
+
+/* True when the log and its WAL reached the disk. */
+static bool
+store_synced(const char *store)
+{
+	char wal[4096 + 8];
+	snprintf(wal, sizeof(wal), "%s-wal", store);
+	return synced(store) && synced(wal);
+}
+
 /* Sets h->boot to the machine's boot id (a new one at each boot). */
 static void
 hub_boot_id(struct hub *h)
@@ -81,8 +101,13 @@ hub_check_store(struct hub *h, const char *path)
 			rv == EVK_EINVAL ? "it holds no number" : strerror(errno));
 	hub_boot_id(h);
 	/* A file of one number (an older evbusd's) names no boot: the log is
-	 * trusted then, as that evbusd did. */
-	bool same_boot = tag[0] == '\0' || (h->boot_known && strcmp(tag, h->boot) == 0);
+	 * trusted then, as that evbusd did. A hub with --synchronous full
+	 * synced each commit before handing its seqs out: it writes "synced"
+	 * instead of the boot, and its log is trusted after any crash. */
+	bool same_boot = tag[0] == '\0' || strcmp(tag, "synced") == 0 ||
+			 (h->boot_known && strcmp(tag, h->boot) == 0);
+	if (h->sync_full && store_synced(path)) /* what an earlier hub left unsynced */
+		snprintf(h->boot, sizeof(h->boot), "synced");
 	if (h->head == 0 && floor > 0) {
 		evk_warn("store '%s' is empty, but seqs up to %llu may have been used "
 			 "(says '%s'): numbering goes on after them (remove both files "
@@ -100,7 +125,7 @@ hub_check_store(struct hub *h, const char *path)
 	/* A log that never held an event has no seq file: it may be empty.
 	 * Otherwise the file names this boot before any seq is given. */
 	h->reserved = floor;
-	if (h->head > 0 && (h->reserved <= h->head || !same_boot || tag[0] == '\0')) {
+	if (h->head > 0 && (h->reserved <= h->head || strcmp(tag, h->boot) != 0)) {
 		uint64_t ceiling = h->head + SEQ_RESERVE > floor ? h->head + SEQ_RESERVE : floor;
 		if (evk_seqfile_write(h->seqfile, ceiling, h->boot) != EVK_OK)
 			evk_die(EVK_EX_IOERR, "cannot write '%s': %s", h->seqfile, strerror(errno));
@@ -285,30 +310,15 @@ store_failure(struct hub *h, char *text, size_t n)
 	return full || busy ? EVK_FAIL_TEMP : EVK_FAIL_IO;
 }
 
-/* True when the file at path (if any) reached the disk. */
-static bool
-synced(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT;
-	bool ok = fdatasync(fd) == 0;
-	return close(fd) == 0 && ok;
-}
-
 /* After a clean close: once the log and its WAL reached the disk, every
  * seq given is in the log, and the seq file's number comes down to the
  * head, so that a restart after a reboot makes no gap. */
 static void
 hub_lower_reservation(struct hub *h)
 {
-	char wal[4096 + 8];
-
 	if (!h->seqfile[0] || h->reserved <= h->head || h->head == 0)
 		return;
-	snprintf(wal, sizeof(wal), "%s-wal", h->store);
-	if (!synced(h->store) || !synced(wal) ||
-	    evk_seqfile_write(h->seqfile, h->head, h->boot) != EVK_OK)
+	if (!store_synced(h->store) || evk_seqfile_write(h->seqfile, h->head, h->boot) != EVK_OK)
 		evk_warn("cannot sync the store or write '%s': after a reboot, numbering will "
 			 "go on after %llu", h->seqfile, (unsigned long long)h->reserved);
 }
