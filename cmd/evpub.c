@@ -27,6 +27,8 @@ struct opts {
 	size_t max_line;
 	bool strict;
 	bool echo;
+	char **args; /* TOPIC EVENT [PAYLOAD_JSON] */
+	int nargs;
 };
 
 static void
@@ -89,19 +91,25 @@ static void
 link_failed(struct evk_pub *p, const char *url, int rv)
 {
 	uint64_t acked = p ? evk_pub_acked(p) : 0;
+	char why[256] = "";
+
+	if (p && evk_pub_why(p))
+		snprintf(why, sizeof(why), "%s", evk_pub_why(p));
+	/* Closed before the exit, which frees the frames still in flight. */
+	evk_pub_close(p);
 	if (rv == EVK_EPERM || (p == NULL && evk_bus_why()))
 		evk_die_hub(url, rv);
-	if (rv == EVK_EUNAVAIL && !(p && evk_pub_why(p)))
+	if (rv == EVK_EUNAVAIL && !*why)
 		evk_die(EVK_EX_UNAVAILABLE, "no hub at '%s'", url);
 	if (rv == EVK_ECLOSED || rv == EVK_ETIMEDOUT)
 		evk_die(EVK_EX_UNAVAILABLE,
 			"lost the hub at '%s' (%s): %llu events acknowledged, "
 			"later ones may not be stored",
 			url, evk_strerror(rv), (unsigned long long)acked);
-	if (p && evk_pub_why(p))
+	if (*why)
 		evk_die(evk_err_exit(rv), "the hub at '%s' %s: %s (%llu events acknowledged)",
-			url, rv == EVK_EINVAL ? "refused a frame" : "failed",
-			evk_pub_why(p), (unsigned long long)acked);
+			url, rv == EVK_EINVAL ? "refused a frame" : "failed", why,
+			(unsigned long long)acked);
 	evk_die(evk_err_exit(rv), "publishing to '%s': %s", url, evk_strerror(rv));
 }
 
@@ -162,8 +170,8 @@ publish_lines(struct evk_pub *pub, const struct opts *o, const char *url)
 	return bad;
 }
 
-int
-main(int argc, char **argv)
+static void
+parse_args(struct opts *o, int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		EVK_BUS_LONGOPTS,
@@ -178,75 +186,90 @@ main(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
 	};
-	struct opts o = { .max_line = EVK_MAX_LINE_DEFAULT };
-	struct evk_pub *pub = NULL;
-	char url[EVK_URL_MAX];
-	const char *why;
-	int c, rv, bad = 0;
+	int c;
 
-	evk_set_progname(argv[0]);
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "+:f:t:e:h", longopts, NULL)) != -1) {
 		switch (c) {
-		case 'b': o.bus = optarg; break;
+		case 'b': o->bus = optarg; break;
 		case EVK_OPT_TLS_CERT:
 		case EVK_OPT_TLS_KEY:
 		case EVK_OPT_TLS_CA: evk_tls_option(c, optarg); break;
-		case 'f': o.file = optarg; break;
-		case 't': o.topic = optarg; break;
-		case 'e': o.event = optarg; break;
-		case 's': o.strict = true; break;
-		case 'E': o.echo = true; break;
-		case 'r': o.raw = optarg; break;
-		case 'L': o.max_line = (size_t)evk_flag_int("--max-line", optarg, 1, 1LL << 30); break;
+		case 'f': o->file = optarg; break;
+		case 't': o->topic = optarg; break;
+		case 'e': o->event = optarg; break;
+		case 's': o->strict = true; break;
+		case 'E': o->echo = true; break;
+		case 'r': o->raw = optarg; break;
+		case 'L': o->max_line = (size_t)evk_flag_int("--max-line", optarg, 1, 1LL << 30); break;
 		case 'h': usage(stdout, 0); break;
-		case 'V': printf("evpub %s\n", EVK_VERSION); return 0;
+		case 'V': printf("evpub %s\n", EVK_VERSION); exit(0);
 		default: evk_flag_die(c, argv, longopts);
 		}
 	}
-	int nargs = argc - optind;
+	o->args = argv + optind;
+	o->nargs = argc - optind;
 	/* The payload slot may hold --raw TEXT: evpub demo:x tick --raw hello */
-	if (nargs == 4 && strcmp(argv[optind + 2], "--raw") == 0) {
-		o.raw = argv[optind + 3];
-		nargs = 2;
+	if (o->nargs == 4 && strcmp(o->args[2], "--raw") == 0) {
+		o->raw = o->args[3];
+		o->nargs = 2;
 	}
-	if (o.raw && nargs != 2)
+	if (o->raw && o->nargs != 2)
 		evk_die(EVK_EX_USAGE, "--raw TEXT is the payload of TOPIC EVENT%s",
-			nargs == 3 ? ", given a PAYLOAD_JSON too" : "");
-	if ((o.topic == NULL) != (o.event == NULL))
+			o->nargs == 3 ? ", given a PAYLOAD_JSON too" : "");
+	if ((o->topic == NULL) != (o->event == NULL))
 		evk_usage_die("-t and -e go together");
-	if (o.topic && !evk_topic_valid(o.topic, strlen(o.topic)))
-		evk_usage_die("invalid topic '%s'", o.topic);
-	if (o.event && !evk_event_name_valid(o.event, strlen(o.event)))
-		evk_usage_die("invalid event name '%s'", o.event);
-	if (nargs == 1)
-		evk_usage_die("missing EVENT after TOPIC '%s'", argv[optind]);
-	if (nargs > 3)
-		evk_usage_die("unexpected argument '%s'", argv[optind + 3]);
-	if (nargs > 0 && (o.topic || o.file))
+	if (o->topic && !evk_topic_valid(o->topic, strlen(o->topic)))
+		evk_usage_die("invalid topic '%s'", o->topic);
+	if (o->event && !evk_event_name_valid(o->event, strlen(o->event)))
+		evk_usage_die("invalid event name '%s'", o->event);
+	if (o->nargs == 1)
+		evk_usage_die("missing EVENT after TOPIC '%s'", o->args[0]);
+	if (o->nargs > 3)
+		evk_usage_die("unexpected argument '%s'", o->args[3]);
+	if (o->nargs > 0 && (o->topic || o->file))
 		evk_usage_die("TOPIC EVENT arguments and %s exclude each other",
-			      o.topic ? "-t/-e" : "-f");
+			      o->topic ? "-t/-e" : "-f");
+}
 
-	/* An event from the arguments is checked before connecting. */
+/* The event given as TOPIC EVENT [PAYLOAD_JSON | --raw TEXT], checked
+ * before connecting, into one. */
+static void
+event_from_args(struct evk_buf *one, const struct opts *o)
+{
+	char *raw = o->raw ? raw_payload(o->raw) : NULL;
+	const char *payload = raw ? raw : o->nargs == 3 ? o->args[2] : "{}";
+	char reason[256];
+
+	if (!evk_topic_valid(o->args[0], strlen(o->args[0])))
+		evk_usage_die("invalid topic '%s'", o->args[0]);
+	if (!evk_event_name_valid(o->args[1], strlen(o->args[1])))
+		evk_usage_die("invalid event name '%s'", o->args[1]);
+	if (evk_event_from_payload(one, o->args[0], o->args[1], payload, strlen(payload),
+				   reason, sizeof(reason)) != EVK_OK)
+		evk_die(EVK_EX_DATAERR, "payload: %s", reason);
+	free(raw);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct opts o = { .max_line = EVK_MAX_LINE_DEFAULT };
+	struct evk_pub *pub = NULL;
 	struct evk_buf one = EVK_BUF_INIT(0);
-	if (nargs > 0) {
-		char *raw = o.raw ? raw_payload(o.raw) : NULL;
-		const char *payload = raw ? raw : nargs == 3 ? argv[optind + 2] : "{}";
-		char reason[256];
-		if (!evk_topic_valid(argv[optind], strlen(argv[optind])))
-			evk_usage_die("invalid topic '%s'", argv[optind]);
-		if (!evk_event_name_valid(argv[optind + 1], strlen(argv[optind + 1])))
-			evk_usage_die("invalid event name '%s'", argv[optind + 1]);
-		if (evk_event_from_payload(&one, argv[optind], argv[optind + 1], payload,
-					   strlen(payload), reason, sizeof(reason)) != EVK_OK)
-			evk_die(EVK_EX_DATAERR, "payload: %s", reason);
-		free(raw);
-	}
+	char url[EVK_URL_MAX];
+	const char *why;
+	int rv, bad = 0;
+
+	evk_set_progname(argv[0]);
+	parse_args(&o, argc, argv);
+	if (o.nargs > 0)
+		event_from_args(&one, &o);
 	if (evk_bus_resolve(o.bus, url, sizeof(url), &why) != EVK_OK)
 		evk_usage_die("bad bus address: %s", why);
 	if ((rv = evk_pub_open(&pub, url, o.echo ? echo_acked : NULL, NULL)) != EVK_OK)
 		link_failed(NULL, url, rv);
-	if (nargs > 0) {
+	if (o.nargs > 0) {
 		if ((rv = evk_pub_add(pub, one.p, one.len)) != EVK_OK)
 			link_failed(pub, url, rv);
 	} else {

@@ -119,6 +119,62 @@ parse_u64(const char *s, const char *flag, bool allow_zero)
 	return (uint64_t)evk_flag_int(flag, s, allow_zero ? 0 : 1, INT64_MAX);
 }
 
+static const char *const format_names[] = {
+	[FMT_JSON] = "json", [FMT_PAYLOAD] = "payload", [FMT_TEXT] = "text", [FMT_TSV] = "tsv",
+	NULL,
+};
+static const char *const key_names[] = {
+	[KEY_TOPIC_EVENT] = "topic+event", [KEY_TOPIC] = "topic", [KEY_EVENT] = "event", NULL,
+};
+
+/* The index of v among names (NULL-terminated); a usage error listing
+ * them when v is none of them. */
+static int
+one_of(const char *v, const char *const *names, const char *what)
+{
+	char list[128] = "";
+	size_t len = 0;
+
+	for (int i = 0; names[i]; i++) {
+		if (strcmp(v, names[i]) == 0)
+			return i;
+		len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s", i ? ", " : "",
+					names[i]);
+	}
+	evk_usage_die("unknown %s '%s' (%s)", what, v, list);
+}
+
+/* The checks that need the whole command line: patterns, event names and
+ * the options that exclude or need each other. */
+static void
+check_args(struct opts *o)
+{
+	if (o->npatterns == 0)
+		evk_usage_die("missing PATTERN (use '**' for every topic)");
+	for (int i = 0; i < o->npatterns + o->nexcludes; i++) {
+		char msg[640];
+		const char *p = i < o->npatterns ? o->patterns[i] : o->excludes[i - o->npatterns];
+		if (evk_pattern_check(p, msg, sizeof(msg)) == EVK_PATTERN_BAD)
+			evk_usage_die("%s", msg);
+		else if (*msg)
+			evk_warn("%s", msg);
+	}
+	for (int i = 0; i < o->nevents; i++)
+		if (!evk_event_name_valid(o->events[i], strlen(o->events[i])))
+			evk_usage_die("invalid event name '%s'", o->events[i]);
+	if (o->until && !evk_event_name_valid(o->until, strlen(o->until)))
+		evk_usage_die("invalid event name '%s'", o->until);
+	if (o->throttle_ms && o->debounce_ms)
+		evk_usage_die("--throttle and --debounce exclude each other");
+	if ((o->batch_ms || o->batch_size) && o->format != FMT_JSON &&
+	    o->format != FMT_PAYLOAD)
+		evk_usage_die("--batch prints JSON arrays: use -o json or -o payload");
+	if (o->snapshot && !o->latest && o->since == EVK_SINCE_LIVE)
+		evk_usage_die("--snapshot replays: give --since SEQ or --latest");
+	if (o->latest && o->since == EVK_SINCE_LIVE)
+		o->since = 0;
+}
+
 static void
 parse_args(struct opts *o, int argc, char **argv)
 {
@@ -161,18 +217,7 @@ parse_args(struct opts *o, int argc, char **argv)
 		case 'W': o->timeout_s = evk_flag_seconds("--timeout", optarg, 1e9); break;
 		case 's': o->since = (int64_t)parse_u64(optarg, "--since", true); break;
 		case 'r': o->ready_file = optarg; break;
-		case 'o':
-			if (strcmp(optarg, "json") == 0)
-				o->format = FMT_JSON;
-			else if (strcmp(optarg, "payload") == 0)
-				o->format = FMT_PAYLOAD;
-			else if (strcmp(optarg, "text") == 0)
-				o->format = FMT_TEXT;
-			else if (strcmp(optarg, "tsv") == 0)
-				o->format = FMT_TSV;
-			else
-				evk_usage_die("unknown format '%s' (json, payload, text, tsv)", optarg);
-			break;
+		case 'o': o->format = (enum format)one_of(optarg, format_names, "format"); break;
 		case 'F':
 			o->template = optarg;
 			o->format = FMT_TEMPLATE;
@@ -181,17 +226,7 @@ parse_args(struct opts *o, int argc, char **argv)
 		case 'D': o->debounce_ms = (long long)parse_u64(optarg, "--debounce", false); break;
 		case 'B': o->batch_ms = (long long)parse_u64(optarg, "--batch", false); break;
 		case 'Z': o->batch_size = parse_u64(optarg, "--batch-size", false); break;
-		case 'K':
-			if (strcmp(optarg, "topic+event") == 0)
-				o->key = KEY_TOPIC_EVENT;
-			else if (strcmp(optarg, "topic") == 0)
-				o->key = KEY_TOPIC;
-			else if (strcmp(optarg, "event") == 0)
-				o->key = KEY_EVENT;
-			else
-				evk_usage_die("unknown --throttle-key '%s' (topic+event, topic, event)",
-					optarg);
-			break;
+		case 'K': o->key = (enum tkey)one_of(optarg, key_names, "--throttle-key"); break;
 		case 'L': o->latest = true; break;
 		case 'P': o->snapshot = true; break;
 		case 'S': o->stats = true; break;
@@ -202,30 +237,7 @@ parse_args(struct opts *o, int argc, char **argv)
 	}
 	for (int i = optind; i < argc; i++)
 		list_add(o->patterns, &o->npatterns, argv[i], "patterns");
-	if (o->npatterns == 0)
-		evk_usage_die("missing PATTERN (use '**' for every topic)");
-	for (int i = 0; i < o->npatterns + o->nexcludes; i++) {
-		char msg[640];
-		const char *p = i < o->npatterns ? o->patterns[i] : o->excludes[i - o->npatterns];
-		if (evk_pattern_check(p, msg, sizeof(msg)) == EVK_PATTERN_BAD)
-			evk_usage_die("%s", msg);
-		else if (*msg)
-			evk_warn("%s", msg);
-	}
-	for (int i = 0; i < o->nevents; i++)
-		if (!evk_event_name_valid(o->events[i], strlen(o->events[i])))
-			evk_usage_die("invalid event name '%s'", o->events[i]);
-	if (o->until && !evk_event_name_valid(o->until, strlen(o->until)))
-		evk_usage_die("invalid event name '%s'", o->until);
-	if (o->throttle_ms && o->debounce_ms)
-		evk_usage_die("--throttle and --debounce exclude each other");
-	if ((o->batch_ms || o->batch_size) && o->format != FMT_JSON &&
-	    o->format != FMT_PAYLOAD)
-		evk_usage_die("--batch prints JSON arrays: use -o json or -o payload");
-	if (o->snapshot && !o->latest && o->since == EVK_SINCE_LIVE)
-		evk_usage_die("--snapshot replays: give --since SEQ or --latest");
-	if (o->latest && o->since == EVK_SINCE_LIVE)
-		o->since = 0;
+	check_args(o);
 }
 
 static bool
@@ -442,15 +454,222 @@ reader_gone(void)
 	return poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLERR);
 }
 
+/* The subscription's state in the main loop: the output, where the replay
+ * ends (seq at subscription) and how the loop ends. */
+struct run {
+	struct out w;
+	struct evk_sub *sub;
+	const char *url;
+	uint64_t replay_end;
+	bool snapshot_done; /* --snapshot: seq replay_end went by */
+	int status;
+};
+
+/* Subscribes from o->since, exiting with the SPEC's status when no hub
+ * answers, then creates the ready file. */
+static struct evk_sub *
+subscribe(const struct opts *o, const char *url)
+{
+	struct evk_sub *sub;
+	int rv;
+
+	/* The bus filters by the patterns where it can (--latest and
+	 * --snapshot see every event, to notice the end of the replay). */
+	bool all = o->latest || o->snapshot;
+	if ((rv = evk_sub_open_match(&sub, url, o->since, all ? NULL : o->patterns,
+				     all ? 0 : o->npatterns)) == EVK_EPERM ||
+	    (rv != EVK_OK && evk_bus_why()))
+		evk_die_hub(url, rv);
+	if (rv != EVK_OK)
+		evk_die(rv == EVK_EUNAVAIL || rv == EVK_ECLOSED || rv == EVK_ETIMEDOUT
+				? EVK_EX_UNAVAILABLE
+				: evk_err_exit(rv),
+			"no hub at '%s': %s", url, evk_strerror(rv));
+	if (o->ready_file && evk_ready_file(o->ready_file) != EVK_OK)
+		evk_die(EVK_EX_IOERR, "cannot create ready file '%s': %s", o->ready_file,
+			strerror(errno));
+	return sub;
+}
+
+/* The template and the gates asked for; --latest holds the replay (seq up
+ * to the head at subscription) when there is one. */
+static void
+out_init(struct out *w, const struct opts *o, uint64_t replay_end)
+{
+	const char *fwhy;
+
+	if (o->template && (w->fmt = evk_fmt_new(o->template, &fwhy)) == NULL)
+		evk_usage_die("bad template '%s': %s", o->template, fwhy);
+	if ((o->throttle_ms &&
+	     !(w->gate = evk_gate_new(EVK_GATE_THROTTLE, o->throttle_ms, EVK_GATE_MAX_KEYS,
+				      EVK_GATE_MAX_BYTES))) ||
+	    (o->debounce_ms &&
+	     !(w->gate = evk_gate_new(EVK_GATE_DEBOUNCE, o->debounce_ms, EVK_GATE_MAX_KEYS,
+				      EVK_GATE_MAX_BYTES))))
+		evk_die(EVK_EX_FAIL, "out of memory");
+	if (o->latest && (uint64_t)o->since < replay_end &&
+	    !(w->latest = evk_gate_new(EVK_GATE_LATEST, 0, EVK_GATE_MAX_KEYS,
+				       EVK_GATE_MAX_BYTES)))
+		evk_die(EVK_EX_FAIL, "out of memory");
+}
+
+/* How long the loop may wait for the next event: at most 200 ms, to notice
+ * signals, and not past the -W deadline, the gate's next due key or the
+ * batch's end; a gate and a batch that are due go out first. Returns -1
+ * once the deadline (-1: none) has passed. */
+static long long
+next_wait(struct out *w, long long now, long long deadline)
+{
+	long long wait = 200;
+
+	if (deadline >= 0) {
+		if (deadline - now <= 0)
+			return -1;
+		if (deadline - now < wait)
+			wait = deadline - now;
+	}
+	if (w->gate) {
+		if (evk_gate_tick(w->gate, now, from_throttle, w) > 0)
+			evk_die(EVK_EX_FAIL, "out of memory");
+		long long due = evk_gate_next_due(w->gate);
+		if (due >= 0 && due - now < wait)
+			wait = due > now ? due - now : 0;
+	}
+	if (w->batch_n && w->o->batch_ms) {
+		if (w->batch_due <= now)
+			batch_flush(w);
+		else if (w->batch_due - now < wait)
+			wait = w->batch_due - now;
+	}
+	return wait;
+}
+
+/* Flushes stdout once nothing more is buffered to print. False when the
+ * loop must end: the reader has gone (a clean end) or the write failed. */
+static bool
+flush_when_idle(struct run *r)
+{
+	if (!r->w.dirty || evk_sub_buffered(r->sub))
+		return true;
+	r->w.dirty = false;
+	if (fflush(stdout) == 0)
+		return true;
+	if (errno != EPIPE) {
+		evk_warn("writing stdout: %s", strerror(errno));
+		r->status = EVK_EX_IOERR;
+	}
+	return false;
+}
+
+/* A gap in the hub's log: said on stderr, unless --snapshot is past it. */
+static void
+on_gap(struct run *r)
+{
+	uint64_t gap_from, gap_to;
+
+	r->w.gaps++;
+	evk_sub_gap(r->sub, &gap_from, &gap_to);
+	if (r->w.o->snapshot && gap_from > r->replay_end) {
+		r->snapshot_done = true; /* past the snapshot: not ours */
+		return;
+	}
+	evk_warn("%s", evk_sub_gap_text(r->sub));
+	if (r->w.o->snapshot && gap_to >= r->replay_end)
+		r->snapshot_done = true;
+}
+
+/* The subscription ended with rv: said on stderr, the exit status. */
+static int
+lost_hub(const struct run *r, int rv)
+{
+	if (evk_sub_why(r->sub)) {
+		evk_warn("the hub at '%s' failed: %s", r->url, evk_sub_why(r->sub));
+		return evk_err_exit(rv);
+	}
+	evk_warn("lost the hub at '%s': %s", r->url, evk_strerror(rv));
+	return EVK_EX_UNAVAILABLE;
+}
+
+/* --latest's replay is over: the newest of each topic, then live. */
+static void
+latest_end(struct out *w)
+{
+	evk_gate_flush(w->latest, from_latest, w);
+	evk_gate_free(w->latest);
+	w->latest = NULL;
+}
+
+/* One event from the hub: filtered, then held by --latest during the
+ * replay or passed on through the gates. */
+static void
+on_event(struct run *r, const struct evk_event *ev, long long now)
+{
+	struct out *w = &r->w;
+
+	if (w->o->snapshot && ev->seq > r->replay_end) {
+		r->snapshot_done = true; /* published after the start */
+		return;
+	}
+	if (w->latest && ev->seq > r->replay_end) {
+		latest_end(w); /* caught up */
+		if (w->done)
+			return;
+	}
+	if (!wanted(w->o, ev)) {
+		w->filtered++;
+	} else {
+		w->received++;
+		if (w->latest) {
+			if (evk_gate_offer(w->latest, ev->topic, ev->topic_len, ev->seq,
+					   ev->line, ev->line_len, now, from_latest, w) > 0)
+				evk_die(EVK_EX_FAIL, "out of memory");
+		} else {
+			gated(w, ev);
+		}
+	}
+	if (w->latest && ev->seq >= r->replay_end)
+		latest_end(w);
+	if (w->o->snapshot && ev->seq >= r->replay_end)
+		r->snapshot_done = true;
+}
+
+/* Stopped (signal or -W): what the gates hold is still delivered, as a
+ * throttle's last event always is; then the partial batch, the figures,
+ * stdout closed and the subscription. Returns the exit status. */
+static int
+finish(struct run *r)
+{
+	struct out *w = &r->w;
+
+	if (!w->done && (stopping || r->status == 0 || r->status == EVK_EX_TIMEOUT)) {
+		if (w->latest)
+			evk_gate_flush(w->latest, from_latest, w);
+		if (w->gate)
+			evk_gate_flush(w->gate, from_throttle, w);
+	}
+	batch_flush(w);
+	if (w->o->stats)
+		print_stats(w, r->sub);
+	evk_gate_free(w->latest);
+	evk_gate_free(w->gate);
+	evk_fmt_free(w->fmt);
+	evk_buf_release(&w->text);
+	evk_buf_release(&w->batch);
+	/* Output first: a reader waiting for it need not wait for the close. */
+	if (fclose(stdout) != 0 && errno != EPIPE && r->status == 0)
+		evk_die(EVK_EX_IOERR, "writing stdout: %s", strerror(errno));
+	evk_sub_close(r->sub);
+	return r->status;
+}
+
 int
 main(int argc, char **argv)
 {
 	struct opts o = { .since = EVK_SINCE_LIVE, .timeout_s = -1 };
-	struct evk_sub *sub;
 	struct evk_event ev;
 	char url[EVK_URL_MAX];
 	const char *why;
-	int rv, status = 0;
+	int rv;
 
 	evk_set_progname(argv[0]);
 	parse_args(&o, argc, argv);
@@ -460,170 +679,46 @@ main(int argc, char **argv)
 	evk_signals_init(&stopping, false);
 
 	long long deadline = o.timeout_s >= 0 ? evk_mono_ms() + (long long)(o.timeout_s * 1000) : -1;
-	/* The bus filters by the patterns where it can (--latest and
-	 * --snapshot see every event, to notice the end of the replay). */
-	bool all = o.latest || o.snapshot;
-	if ((rv = evk_sub_open_match(&sub, url, o.since, all ? NULL : o.patterns,
-				     all ? 0 : o.npatterns)) == EVK_EPERM ||
-	    (rv != EVK_OK && evk_bus_why()))
-		evk_die_hub(url, rv);
-	if (rv != EVK_OK)
-		evk_die(rv == EVK_EUNAVAIL || rv == EVK_ECLOSED || rv == EVK_ETIMEDOUT
-				? EVK_EX_UNAVAILABLE
-				: evk_err_exit(rv),
-			"no hub at '%s': %s", url, evk_strerror(rv));
-	if (o.ready_file && evk_ready_file(o.ready_file) != EVK_OK)
-		evk_die(EVK_EX_IOERR, "cannot create ready file '%s': %s", o.ready_file,
-			strerror(errno));
+	struct run r = { .w = { .o = &o, .text = EVK_BUF_INIT(0),
+				.batch = EVK_BUF_INIT(BATCH_BYTES_MAX + EVK_MAX_LINE_DEFAULT) },
+			 .url = url };
+	r.sub = subscribe(&o, url);
 
 	static char outbuf[64 * 1024];
 	if (setvbuf(stdout, outbuf, _IOFBF, sizeof(outbuf)) != 0)
 		evk_die(EVK_EX_FAIL, "cannot buffer stdout");
 
-	struct out w = { .o = &o, .text = EVK_BUF_INIT(0),
-			 .batch = EVK_BUF_INIT(BATCH_BYTES_MAX + EVK_MAX_LINE_DEFAULT) };
-	const char *fwhy;
-	if (o.template && (w.fmt = evk_fmt_new(o.template, &fwhy)) == NULL)
-		evk_usage_die("bad template '%s': %s", o.template, fwhy);
-	if ((o.throttle_ms &&
-	     !(w.gate = evk_gate_new(EVK_GATE_THROTTLE, o.throttle_ms, EVK_GATE_MAX_KEYS,
-				     EVK_GATE_MAX_BYTES))) ||
-	    (o.debounce_ms &&
-	     !(w.gate = evk_gate_new(EVK_GATE_DEBOUNCE, o.debounce_ms, EVK_GATE_MAX_KEYS,
-				     EVK_GATE_MAX_BYTES))))
-		evk_die(EVK_EX_FAIL, "out of memory");
-	/* --latest holds the replay (seq up to the head at subscription). */
-	uint64_t replay_end = evk_sub_start_head(sub);
-	if (o.latest && (uint64_t)o.since < replay_end &&
-	    !(w.latest = evk_gate_new(EVK_GATE_LATEST, 0, EVK_GATE_MAX_KEYS,
-				      EVK_GATE_MAX_BYTES)))
-		evk_die(EVK_EX_FAIL, "out of memory");
+	r.replay_end = evk_sub_start_head(r.sub);
+	out_init(&r.w, &o, r.replay_end);
 	evk_signal_catch(SIGUSR1, on_stats, 0);
-	/* --snapshot: done once seq replay_end went by (at once when the
-	 * replay is empty). */
-	bool snapshot_done = o.snapshot && (uint64_t)o.since >= replay_end;
+	/* --snapshot: done at once when the replay is empty. */
+	r.snapshot_done = o.snapshot && (uint64_t)o.since >= r.replay_end;
 
-	while (!stopping && !w.done && !snapshot_done) {
+	while (!stopping && !r.w.done && !r.snapshot_done) {
 		long long now = evk_mono_ms();
-		long long wait = 200; /* wake up now and then to notice signals */
-		if (deadline >= 0) {
-			if (deadline - now <= 0) {
-				status = o.count || o.until ? EVK_EX_TIMEOUT : 0;
-				break;
-			}
-			if (deadline - now < wait)
-				wait = deadline - now;
-		}
-		if (w.gate) {
-			if (evk_gate_tick(w.gate, now, from_throttle, &w) > 0)
-				evk_die(EVK_EX_FAIL, "out of memory");
-			long long due = evk_gate_next_due(w.gate);
-			if (due >= 0 && due - now < wait)
-				wait = due > now ? due - now : 0;
-		}
-		if (w.batch_n && o.batch_ms) {
-			if (w.batch_due <= now)
-				batch_flush(&w);
-			else if (w.batch_due - now < wait)
-				wait = w.batch_due - now;
+		long long wait = next_wait(&r.w, now, deadline);
+		if (wait < 0) {
+			r.status = o.count || o.until ? EVK_EX_TIMEOUT : 0;
+			break;
 		}
 		if (stats_wanted) {
 			stats_wanted = 0;
-			print_stats(&w, sub);
+			print_stats(&r.w, r.sub);
 		}
-		if (w.done)
+		if (r.w.done || !flush_when_idle(&r))
 			break;
-		if (w.dirty && !evk_sub_buffered(sub)) {
-			w.dirty = false;
-			if (fflush(stdout) != 0) {
-				if (errno == EPIPE)
-					break; /* the reader is gone: a clean end */
-				evk_warn("writing stdout: %s", strerror(errno));
-				status = EVK_EX_IOERR;
-				break;
-			}
-		}
-		rv = evk_sub_next(sub, &ev, (int)wait);
+		rv = evk_sub_next(r.sub, &ev, (int)wait);
 		if (rv == EVK_ETIMEDOUT) {
 			if (reader_gone())
 				break;
-			continue;
-		}
-		if (rv == EVK_EGAP) {
-			uint64_t gap_from, gap_to;
-			w.gaps++;
-			evk_sub_gap(sub, &gap_from, &gap_to);
-			if (o.snapshot && gap_from > replay_end) {
-				snapshot_done = true; /* past the snapshot: not ours */
-				continue;
-			}
-			evk_warn("%s", evk_sub_gap_text(sub));
-			if (o.snapshot && gap_to >= replay_end)
-				snapshot_done = true;
-			continue;
-		}
-		if (rv != EVK_OK && evk_sub_why(sub)) {
-			evk_warn("the hub at '%s' failed: %s", url, evk_sub_why(sub));
-			status = evk_err_exit(rv);
+		} else if (rv == EVK_EGAP) {
+			on_gap(&r);
+		} else if (rv != EVK_OK) {
+			r.status = lost_hub(&r, rv);
 			break;
-		}
-		if (rv != EVK_OK) {
-			evk_warn("lost the hub at '%s': %s", url, evk_strerror(rv));
-			status = EVK_EX_UNAVAILABLE;
-			break;
-		}
-		if (o.snapshot && ev.seq > replay_end) {
-			snapshot_done = true; /* published after the start */
-			continue;
-		}
-		if (w.latest && ev.seq > replay_end) {
-			/* Caught up: the newest of each topic, then live. */
-			evk_gate_flush(w.latest, from_latest, &w);
-			evk_gate_free(w.latest);
-			w.latest = NULL;
-			if (w.done)
-				break;
-		}
-		if (!wanted(&o, &ev)) {
-			w.filtered++;
 		} else {
-			w.received++;
-			if (w.latest) {
-				if (evk_gate_offer(w.latest, ev.topic, ev.topic_len, ev.seq,
-						   ev.line, ev.line_len, now, from_latest,
-						   &w) > 0)
-					evk_die(EVK_EX_FAIL, "out of memory");
-			} else {
-				gated(&w, &ev);
-			}
+			on_event(&r, &ev, now);
 		}
-		if (w.latest && ev.seq >= replay_end) {
-			evk_gate_flush(w.latest, from_latest, &w);
-			evk_gate_free(w.latest);
-			w.latest = NULL;
-		}
-		if (o.snapshot && ev.seq >= replay_end)
-			snapshot_done = true;
 	}
-	/* Stopped (signal or -W): what the gates hold is still delivered, as a
-	 * throttle's last event always is; then the partial batch. */
-	if (!w.done && (stopping || status == 0 || status == EVK_EX_TIMEOUT)) {
-		if (w.latest)
-			evk_gate_flush(w.latest, from_latest, &w);
-		if (w.gate)
-			evk_gate_flush(w.gate, from_throttle, &w);
-	}
-	batch_flush(&w);
-	if (o.stats)
-		print_stats(&w, sub);
-	evk_gate_free(w.latest);
-	evk_gate_free(w.gate);
-	evk_fmt_free(w.fmt);
-	evk_buf_release(&w.text);
-	evk_buf_release(&w.batch);
-	/* Output first: a reader waiting for it need not wait for the close. */
-	if (fclose(stdout) != 0 && errno != EPIPE && status == 0)
-		evk_die(EVK_EX_IOERR, "writing stdout: %s", strerror(errno));
-	evk_sub_close(sub);
-	return status;
+	return finish(&r);
 }

@@ -903,6 +903,92 @@ refill(struct evk_sub *s)
 	return EVK_OK;
 }
 
+/* frame_next's answer when the frame has no event to give: read to its
+ * end, or dropped to refill what a live frame skipped. */
+#define FRAME_DONE (-1)
+
+/* The next event of the current frame into *ev: EVK_OK, EVK_EGAP when a
+ * frame from the log starts past s->next (the log lacks the events
+ * between), or FRAME_DONE. */
+static int
+frame_next(struct evk_sub *s, struct evk_event *ev)
+{
+	while (s->cursor && s->cursor < s->frame_end) {
+		const char *line = s->cursor;
+		const char *nl = memchr(line, '\n', (size_t)(s->frame_end - line));
+		size_t len = nl ? (size_t)(nl - line) : (size_t)(s->frame_end - line);
+		/* A frame's lines are consecutive seqs from its header's
+		 * first: a line that does not scan, or names another seq,
+		 * still takes its place, so whatever a log holds never
+		 * moves this subscriber back or makes it invent a gap. */
+		uint64_t seq = s->frame_seq++;
+		s->cursor = line + len + 1;
+		if (seq < s->next)
+			continue; /* already delivered */
+		if (seq > s->next) {
+			s->cursor = line; /* deliver it after the gap */
+			s->frame_seq = seq;
+			if (s->frame_is_refill) {
+				/* The log itself lacks the stretch. */
+				s->gap_from = s->next;
+				s->gap_to = seq - 1;
+				s->next = seq;
+				return EVK_EGAP;
+			}
+			/* A live frame skips ahead: refill first. */
+			drop_frame(s);
+			if (s->known_head < seq)
+				s->known_head = seq;
+			return FRAME_DONE;
+		}
+		s->next++;
+		if (evk_event_scan(ev, line, len) != EVK_OK || ev->seq != seq) {
+			s->malformed++; /* skipped, in its place */
+			continue;
+		}
+		return EVK_OK;
+	}
+	return FRAME_DONE;
+}
+
+/* A frame from the fan-out: a heartbeat or an events frame raises the
+ * known head; an events frame that holds s->next becomes the current
+ * frame (one that starts past it is dropped: the log has them all). */
+static void
+live_frame(struct evk_sub *s, nng_msg *m)
+{
+	uint64_t head;
+	struct evk_events_hdr hdr;
+
+	if (evk_heartbeat_get(nng_msg_body(m), nng_msg_len(m), &head)) {
+		nng_msg_free(m);
+		/* Never backwards: a heartbeat may have waited in the
+		 * queue while this process was stopped, and carry a
+		 * head older than what the log already gave us. */
+		if (head > s->known_head)
+			s->known_head = head;
+		return;
+	}
+	if (!evk_events_hdr_get(nng_msg_body(m), nng_msg_len(m), &hdr)) {
+		nng_msg_free(m);
+		return;
+	}
+	uint64_t first = hdr.first;
+	uint32_t count = hdr.count;
+	uint64_t last = first + count - 1;
+	if (count == 0 || last < s->next) {
+		nng_msg_free(m);
+		return;
+	}
+	if (last > s->known_head)
+		s->known_head = last;
+	if (first > s->next) {
+		nng_msg_free(m); /* missed some: the log has them all */
+		return;
+	}
+	use_frame(s, m, first);
+}
+
 int
 evk_sub_next(struct evk_sub *s, struct evk_event *ev, int timeout_ms)
 {
@@ -910,43 +996,8 @@ evk_sub_next(struct evk_sub *s, struct evk_event *ev, int timeout_ms)
 	int rv;
 
 	for (;;) {
-		/* Lines left in the current frame. */
-		while (s->cursor && s->cursor < s->frame_end) {
-			const char *line = s->cursor;
-			const char *nl = memchr(line, '\n', (size_t)(s->frame_end - line));
-			size_t len = nl ? (size_t)(nl - line) : (size_t)(s->frame_end - line);
-			/* A frame's lines are consecutive seqs from its header's
-			 * first: a line that does not scan, or names another seq,
-			 * still takes its place, so whatever a log holds never
-			 * moves this subscriber back or makes it invent a gap. */
-			uint64_t seq = s->frame_seq++;
-			s->cursor = line + len + 1;
-			bool bad = evk_event_scan(ev, line, len) != EVK_OK || ev->seq != seq;
-			if (seq < s->next)
-				continue; /* already delivered */
-			if (seq > s->next) {
-				s->cursor = line; /* deliver it after the gap */
-				s->frame_seq = seq;
-				if (s->frame_is_refill) {
-					/* The log itself lacks the stretch. */
-					s->gap_from = s->next;
-					s->gap_to = seq - 1;
-					s->next = seq;
-					return EVK_EGAP;
-				}
-				/* A live frame skips ahead: refill first. */
-				drop_frame(s);
-				if (s->known_head < seq)
-					s->known_head = seq;
-				break;
-			}
-			s->next++;
-			if (bad) {
-				s->malformed++; /* skipped, in its place */
-				continue;
-			}
-			return EVK_OK;
-		}
+		if ((rv = frame_next(s, ev)) != FRAME_DONE)
+			return rv;
 		drop_frame(s);
 		if (s->known_head >= s->next) {
 			if ((rv = refill(s)) != EVK_OK)
@@ -972,35 +1023,7 @@ evk_sub_next(struct evk_sub *s, struct evk_event *ev, int timeout_ms)
 				return EVK_ETIMEDOUT;
 			return from_nng(rv);
 		}
-		uint64_t head;
-		struct evk_events_hdr hdr;
-		if (evk_heartbeat_get(nng_msg_body(m), nng_msg_len(m), &head)) {
-			nng_msg_free(m);
-			/* Never backwards: a heartbeat may have waited in the
-			 * queue while this process was stopped, and carry a
-			 * head older than what the log already gave us. */
-			if (head > s->known_head)
-				s->known_head = head;
-			continue;
-		}
-		if (!evk_events_hdr_get(nng_msg_body(m), nng_msg_len(m), &hdr)) {
-			nng_msg_free(m);
-			continue;
-		}
-		uint64_t first = hdr.first;
-		uint32_t count = hdr.count;
-		uint64_t last = first + count - 1;
-		if (count == 0 || last < s->next) {
-			nng_msg_free(m);
-			continue;
-		}
-		if (last > s->known_head)
-			s->known_head = last;
-		if (first > s->next) {
-			nng_msg_free(m); /* missed some: the log has them all */
-			continue;
-		}
-		use_frame(s, m, first);
+		live_frame(s, m);
 	}
 }
 

@@ -563,6 +563,72 @@ evk_json_lex_check(const char *p, size_t n, bool one_line, size_t *at,
 /* cJSON's nesting limit (CJSON_NESTING_LIMIT): deeper text it refuses. */
 #define JSON_DEPTH_MAX 1000
 
+/* What a step of json_value_check found: the value goes on; not one JSON
+ * value (the error names what stands at the place); or a fault that
+ * lex_string or lex_number described. */
+enum step { STEP_OK, STEP_BAD, STEP_FAIL };
+
+/* A string at p[*i] ('"'), *i past it. */
+static inline enum step
+string_step(const char *p, size_t n, size_t *i, const char **why, const char **hint)
+{
+	switch (lex_string(p, n, i, why, hint)) {
+	case LEX_OK:
+		return STEP_OK;
+	case LEX_BAD:
+		return STEP_FAIL;
+	case LEX_END:
+		break;
+	}
+	*why = "not one JSON value";
+	return STEP_BAD;
+}
+
+/* A value that is no array or object at p[*i]: a string, true, false,
+ * null or a number, *i past it. */
+static inline enum step
+scalar_step(const char *p, size_t n, size_t *i, const char **why, const char **hint)
+{
+	switch (p[*i]) {
+	case '"':
+		return string_step(p, n, i, why, hint);
+	case 't':
+	case 'f':
+	case 'n': {
+		const char *lit = p[*i] == 't' ? "true" : p[*i] == 'f' ? "false" : "null";
+		size_t l = strlen(lit);
+		if (n - *i < l || memcmp(p + *i, lit, l) != 0)
+			return STEP_BAD;
+		*i += l;
+		return STEP_OK;
+	}
+	default:
+		if (p[*i] != '-' && !is_digit(p[*i]))
+			return STEP_BAD;
+		return lex_number(p, n, i, why) ? STEP_OK : STEP_FAIL;
+	}
+}
+
+/* An object member's name and the ':' after it, white space before each,
+ * from p[*i]; *i past the ':'. */
+static inline enum step
+key_step(const char *p, size_t n, size_t *i, const char **why, const char **hint)
+{
+	while (*i < n && p[*i] == ' ')
+		(*i)++;
+	if (*i == n || p[*i] != '"')
+		return STEP_BAD;
+	enum step s = string_step(p, n, i, why, hint);
+	if (s != STEP_OK)
+		return s;
+	while (*i < n && p[*i] == ' ')
+		(*i)++;
+	if (*i == n || p[*i] != ':')
+		return STEP_BAD;
+	(*i)++;
+	return STEP_OK;
+}
+
 /* Checks that p[0..n) is one JSON value on one line, in a single pass
  * and without building it: exactly what evk_json_lex_check (one_line)
  * and cJSON_ParseWithLengthOpts, ending at n, accept together (the fuzz
@@ -575,6 +641,7 @@ json_value_check(const char *p, size_t n, size_t *at, const char **why, const ch
 	unsigned char objects[JSON_DEPTH_MAX / 8 + 1]; /* bit d: level d is an object */
 	size_t i = 0, depth = 0;
 	bool object = false; /* the innermost container is an object */
+	enum step s;
 
 	*hint = "";
 	*why = "not one JSON value";
@@ -585,9 +652,7 @@ value:
 		i++;
 	if (i == n)
 		goto bad;
-	switch (p[i]) {
-	case '{':
-	case '[':
+	if (p[i] == '{' || p[i] == '[') {
 		if (depth == JSON_DEPTH_MAX) {
 			*why = "nested too deep";
 			goto bad;
@@ -607,53 +672,13 @@ value:
 		if (object)
 			goto key;
 		goto value;
-	case '"':
-		switch (lex_string(p, n, &i, why, hint)) {
-		case LEX_OK:
-			goto after;
-		case LEX_END:
-			*why = "not one JSON value";
-			goto bad;
-		case LEX_BAD:
-			goto fail;
-		}
-		goto bad;
-	case 't':
-	case 'f':
-	case 'n': {
-		const char *lit = p[i] == 't' ? "true" : p[i] == 'f' ? "false" : "null";
-		size_t l = strlen(lit);
-		if (n - i < l || memcmp(p + i, lit, l) != 0)
-			goto bad;
-		i += l;
-		goto after;
 	}
-	default:
-		if (p[i] != '-' && !is_digit(p[i]))
-			goto bad;
-		if (!lex_number(p, n, &i, why))
-			goto fail;
-		goto after;
-	}
+	if ((s = scalar_step(p, n, &i, why, hint)) != STEP_OK)
+		goto stop;
+	goto after;
 key:
-	while (i < n && p[i] == ' ')
-		i++;
-	if (i == n || p[i] != '"')
-		goto bad;
-	switch (lex_string(p, n, &i, why, hint)) {
-	case LEX_OK:
-		break;
-	case LEX_BAD:
-		goto fail;
-	case LEX_END:
-		*why = "not one JSON value";
-		goto bad;
-	}
-	while (i < n && p[i] == ' ')
-		i++;
-	if (i == n || p[i] != ':')
-		goto bad;
-	i++;
+	if ((s = key_step(p, n, &i, why, hint)) != STEP_OK)
+		goto stop;
 	goto value;
 close:
 	depth--;
@@ -677,11 +702,12 @@ after:
 		goto close;
 	}
 bad:
-	if (i < n && (unsigned char)p[i] < 0x20) {
+	s = STEP_BAD;
+stop:
+	if (s == STEP_BAD && i < n && (unsigned char)p[i] < 0x20) {
 		*why = "raw control byte";
 		*hint = " outside a string";
 	}
-fail:
 	*at = i;
 	return EVK_EINVAL;
 }

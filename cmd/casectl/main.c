@@ -119,8 +119,7 @@ default_actor(struct ctx *c)
 
 static const struct option longopts[] = {
 	{ "db", required_argument, NULL, 'd' },
-	{ "bus", required_argument, NULL, 'b' },
-	EVK_TLS_LONGOPTS,
+	EVK_BUS_LONGOPTS,
 	{ "actor", required_argument, NULL, 'a' },
 	{ "admin", required_argument, NULL, 'A' },
 	{ "role", required_argument, NULL, 'r' },

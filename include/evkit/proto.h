@@ -59,36 +59,46 @@
 #define EVK_HEARTBEAT_LEN (1 + 8)
 #define EVK_FAILURE_HDR (1 + 1)
 
+/* Writes v big-endian into p[0..n). */
+static inline void
+evk_put_be(unsigned char *p, uint64_t v, int n)
+{
+	for (int i = n - 1; i >= 0; i--, v >>= 8)
+		p[i] = (unsigned char)v;
+}
+
+/* The big-endian integer in p[0..n). */
+static inline uint64_t
+evk_get_be(const unsigned char *p, int n)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < n; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
 static inline void
 evk_put_u64(unsigned char *p, uint64_t v)
 {
-	for (int i = 7; i >= 0; i--, v >>= 8)
-		p[i] = (unsigned char)v;
+	evk_put_be(p, v, 8);
 }
 
 static inline void
 evk_put_u32(unsigned char *p, uint32_t v)
 {
-	for (int i = 3; i >= 0; i--, v >>= 8)
-		p[i] = (unsigned char)v;
+	evk_put_be(p, v, 4);
 }
 
 static inline uint64_t
 evk_get_u64(const unsigned char *p)
 {
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
+	return evk_get_be(p, 8);
 }
 
 static inline uint32_t
 evk_get_u32(const unsigned char *p)
 {
-	uint32_t v = 0;
-	for (int i = 0; i < 4; i++)
-		v = v << 8 | p[i];
-	return v;
+	return (uint32_t)evk_get_be(p, 4);
 }
 
 /* The kind of a frame of n bytes, 0 when empty. */
@@ -221,14 +231,31 @@ evk_events_hdr_get(const void *b, size_t n, struct evk_events_hdr *h)
 	return true;
 }
 
+/* ---- 'A' and 'R': a seq and a count after the kind ---- */
+
+/* Writes kind, u64 seq, u32 count at p[0..13). */
+static inline void
+evk_seq_count_put(unsigned char *p, char kind, uint64_t seq, uint32_t count)
+{
+	p[0] = (unsigned char)kind;
+	evk_put_u64(p + 1, seq);
+	evk_put_u32(p + 9, count);
+}
+
+/* Reads what evk_seq_count_put wrote (the kind checked by the caller). */
+static inline void
+evk_seq_count_get(const unsigned char *p, uint64_t *seq, uint32_t *count)
+{
+	*seq = evk_get_u64(p + 1);
+	*count = evk_get_u32(p + 9);
+}
+
 /* ---- 'A': publish acknowledged ---- */
 
 static inline void
 evk_ack_put(unsigned char p[EVK_ACK_LEN], uint64_t first, uint32_t count)
 {
-	p[0] = EVK_MSG_ACK;
-	evk_put_u64(p + 1, first);
-	evk_put_u32(p + 9, count);
+	evk_seq_count_put(p, EVK_MSG_ACK, first, count);
 }
 
 static inline void
@@ -246,8 +273,7 @@ evk_ack_get(const void *b, size_t n, uint64_t *first, uint32_t *count, uint32_t 
 	const unsigned char *p = b;
 	if (n < EVK_ACK_LEN || p[0] != EVK_MSG_ACK)
 		return false;
-	*first = evk_get_u64(p + 1);
-	*count = evk_get_u32(p + 9);
+	evk_seq_count_get(p, first, count);
 	*dropped = n >= EVK_ACK_ONCE_LEN ? evk_get_u32(p + EVK_ACK_LEN) : 0;
 	return true;
 }
@@ -257,9 +283,7 @@ evk_ack_get(const void *b, size_t n, uint64_t *first, uint32_t *count, uint32_t 
 static inline void
 evk_replay_put(unsigned char p[EVK_REPLAY_LEN], uint64_t from, uint32_t max)
 {
-	p[0] = EVK_MSG_REPLAY;
-	evk_put_u64(p + 1, from);
-	evk_put_u32(p + 9, max);
+	evk_seq_count_put(p, EVK_MSG_REPLAY, from, max);
 }
 
 static inline bool
@@ -268,8 +292,7 @@ evk_replay_get(const void *b, size_t n, uint64_t *from, uint32_t *max)
 	const unsigned char *p = b;
 	if (n != EVK_REPLAY_LEN || p[0] != EVK_MSG_REPLAY)
 		return false;
-	*from = evk_get_u64(p + 1);
-	*max = evk_get_u32(p + 9);
+	evk_seq_count_get(p, from, max);
 	return true;
 }
 

@@ -2,7 +2,9 @@
  * workflows of named steps and broadcasts their progress on the bus
  * (Oban workers broadcasting through Phoenix.PubSub). The queue itself
  * is lib/jobs.c; this file holds the commands, the run loop and the
- * steps' children. */
+ * steps' children, args.c the command line. */
+#include "evworker.h"
+
 #include "evkit/buf.h"
 #include "evkit/db.h"
 #include "evkit/bus.h"
@@ -31,84 +33,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_CONCURRENCY 256
 #define OUTBOX_ROW_TARGET (256 * 1024) /* bytes of event lines per outbox row, about */
 #define OUTBOX_DEFER_MS 10 /* how long a delivery may wait for a turn that is due */
-
-/* Which options a command takes (the table of commands says). */
-enum {
-	F_QUEUE = 1 << 0, F_PRIORITY = 1 << 1, F_ATTEMPTS = 1 << 2, F_BACKOFF = 1 << 3,
-	F_TIMEOUT = 1 << 4, F_IN = 1 << 5, F_AT = 1 << 6, F_UNIQUE = 1 << 7,
-	F_WORKFLOW = 1 << 8, F_RESOURCE = 1 << 9, F_STEPS = 1 << 10, F_CONCURRENCY = 1 << 11,
-	F_DRAIN = 1 << 12, F_GRACE = 1 << 13, F_STATE = 1 << 14, F_OLDER = 1 << 15,
-	F_NAME = 1 << 16, F_READY = 1 << 17,
-	F_JOB = F_QUEUE | F_PRIORITY | F_ATTEMPTS | F_BACKOFF | F_TIMEOUT | F_IN | F_AT |
-		F_UNIQUE | F_WORKFLOW | F_RESOURCE | F_STEPS,
-};
-
-/* Every option: getopt's entry, the command options it belongs to (0:
- * every command), and its line of help. */
-static const struct flag {
-	struct option opt;
-	unsigned bit;
-	const char *arg, *help;
-} flags[] = {
-	{ { "db", required_argument, NULL, 'd' }, 0, "DB",
-	  "the queue: a SQLite file (default $EVWORKER_DB, else\n"
-	  "                       $XDG_STATE_HOME/evkit/jobs.db) or postgresql://..." },
-	{ { "bus", required_argument, NULL, 'b' }, 0, "URL",
-	  "the hub (default $EVBUS_URL, else a private ipc path)" },
-	{ { "tls-cert", required_argument, NULL, EVK_OPT_TLS_CERT }, 0, "FILE",
-	  "for tls+tcp:// (default $EVBUS_TLS_CERT)" },
-	{ { "tls-key", required_argument, NULL, EVK_OPT_TLS_KEY }, 0, "FILE",
-	  "for tls+tcp:// (default $EVBUS_TLS_KEY)" },
-	{ { "tls-ca", required_argument, NULL, EVK_OPT_TLS_CA }, 0, "FILE",
-	  "for tls+tcp:// (default $EVBUS_TLS_CA)" },
-	{ { "quiet", no_argument, NULL, 'q' }, 0, NULL, "-q: no notices or warnings; errors only" },
-	{ { "verbose", no_argument, NULL, 'v' }, 0, NULL, "-v: also say what run does" },
-	{ { "queue", required_argument, NULL, 'Q' }, F_QUEUE, "Q", "the queue (default 'default')" },
-	{ { "priority", required_argument, NULL, 'p' }, F_PRIORITY, "P", "0 (first) to 9" },
-	{ { "max-attempts", required_argument, NULL, 'm' }, F_ATTEMPTS, "N", "default 20" },
-	{ { "backoff", required_argument, NULL, 'B' }, F_BACKOFF, "SEC",
-	  "retry after SEC + 2^attempt s (default 15)" },
-	{ { "timeout", required_argument, NULL, 't' }, F_TIMEOUT, "SEC",
-	  "kill the step after SEC (wait: give up, 124)" },
-	{ { "in", required_argument, NULL, 'i' }, F_IN, "SEC", "due in SEC seconds" },
-	{ { "at", required_argument, NULL, 'a' }, F_AT, "TS", "due at an RFC 3339 UTC time" },
-	{ { "unique-for", required_argument, NULL, 'u' }, F_UNIQUE, "SEC",
-	  "the same job enqueued in the last SEC: that one" },
-	{ { "workflow", required_argument, NULL, 'w' }, F_WORKFLOW, "ID",
-	  "the workflow id (default a new UUID)" },
-	{ { "resource", required_argument, NULL, 'r' }, F_RESOURCE, "ID",
-	  "also broadcast on resource:ID" },
-	{ { "steps", required_argument, NULL, 's' }, F_STEPS, "FILE",
-	  "the workflow's steps ('-': stdin)" },
-	{ { "concurrency", required_argument, NULL, 'c' }, F_CONCURRENCY, "N",
-	  "jobs at once (default 1)" },
-	{ { "drain", no_argument, NULL, 'D' }, F_DRAIN, NULL,
-	  "exit once no job is due; 1 if one failed" },
-	{ { "grace", required_argument, NULL, 'g' }, F_GRACE, "SEC",
-	  "on SIGTERM, wait this long for running jobs" },
-	{ { "state", required_argument, NULL, 'S' }, F_STATE, "S", "only jobs in state S" },
-	{ { "older-than", required_argument, NULL, 'o' }, F_OLDER, "SEC",
-	  "finished longer ago than SEC" },
-	{ { "name", required_argument, NULL, 'N' }, F_NAME, "N",
-	  "the subscription's name, which keeps its place" },
-	{ { "ready-file", required_argument, NULL, 'R' }, F_READY, "F", "create F once subscribed" },
-	{ { "help", no_argument, NULL, 'h' }, 0, NULL, NULL },
-	{ { "version", no_argument, NULL, 'V' }, 0, NULL, NULL },
-	{ { "complete", no_argument, NULL, 'C' }, 0, NULL, NULL }, /* for completions */
-};
-#define NFLAGS (sizeof(flags) / sizeof(flags[0]))
-
-struct opts {
-	const char *db_path, *bus, *queue, *state, *steps_file, *workflow, *resource;
-	const char *timeout, *at, *name, *ready_file;
-	int priority, max_attempts, concurrency;
-	long long backoff, in_s, unique_for, grace, older_than;
-	bool drain, complete, quiet;
-	unsigned given; /* F_ bits of the options given */
-};
 
 /* The worker: everything a command and the run loop's callbacks share. */
 struct worker {
@@ -342,7 +268,7 @@ spec_of(const struct opts *o, const char *steps_text)
 	return s;
 }
 
-static int
+int
 cmd_enqueue(struct worker *w, int argc, char **argv)
 {
 	char *steps_text = steps_of(&w->o, argc, argv);
@@ -412,7 +338,7 @@ on_loop(struct worker *w, struct evk_sub *sub, int np, char **patterns, const ch
  * stdin. The job and the subscription's position are written in one
  * transaction, and a restart resumes after that position: no event is
  * enqueued twice or missed (while the hub retains it). */
-static int
+int
 cmd_on(struct worker *w, int argc, char **argv)
 {
 	int np = 0;
@@ -614,7 +540,7 @@ run_turn(struct worker *w, long long *grace_end, bool *over)
 	return failed;
 }
 
-static int
+int
 cmd_run(struct worker *w, int argc, char **argv)
 {
 	int failed = 0;
@@ -681,7 +607,7 @@ print_each(cJSON *job, void *arg)
 	return 0;
 }
 
-static int
+int
 cmd_list(struct worker *w, int argc, char **argv)
 {
 	no_args(argc, argv);
@@ -692,7 +618,7 @@ cmd_list(struct worker *w, int argc, char **argv)
 	return 0;
 }
 
-static int
+int
 cmd_show(struct worker *w, int argc, char **argv)
 {
 	print_job(w, one_id(argc, argv), true);
@@ -723,19 +649,19 @@ cancel_retry(struct worker *w, int argc, char **argv, bool cancel)
 	return 0;
 }
 
-static int
+int
 cmd_cancel(struct worker *w, int argc, char **argv)
 {
 	return cancel_retry(w, argc, argv, true);
 }
 
-static int
+int
 cmd_retry(struct worker *w, int argc, char **argv)
 {
 	return cancel_retry(w, argc, argv, false);
 }
 
-static int
+int
 cmd_prune(struct worker *w, int argc, char **argv)
 {
 	no_args(argc, argv);
@@ -749,7 +675,7 @@ cmd_prune(struct worker *w, int argc, char **argv)
 	return 0;
 }
 
-static int
+int
 cmd_stats(struct worker *w, int argc, char **argv)
 {
 	cJSON *all;
@@ -764,7 +690,7 @@ cmd_stats(struct worker *w, int argc, char **argv)
  * has ended; 0 all completed, 1 one discarded or cancelled, 124 at
  * --timeout. It reads the queue, so a job that ended before the wait
  * began is seen at once. */
-static int
+int
 cmd_wait(struct worker *w, int argc, char **argv)
 {
 	int64_t id = 0;
@@ -789,200 +715,6 @@ cmd_wait(struct worker *w, int argc, char **argv)
 	return failed ? EVK_EX_FAIL : 0;
 }
 
-/* ---- the commands, their options and help: one table ---- */
-
-enum need { NEED_DB = 1, NEED_BUS = 2 };
-
-static const struct command {
-	const char *name;
-	int (*run)(struct worker *w, int argc, char **argv);
-	unsigned flags; /* the options that apply */
-	unsigned needs;
-	const char *args, *help;
-} commands[] = {
-	{ "enqueue", cmd_enqueue, F_JOB, NEED_DB, "[opts] -- CMD [ARG...] | --steps FILE",
-	  "a command job (argv, no shell) or a workflow" },
-	{ "run", cmd_run, F_QUEUE | F_CONCURRENCY | F_DRAIN | F_GRACE, NEED_DB | NEED_BUS,
-	  "[--queue Q] [--concurrency N] [--drain] [--grace SEC]", "run due jobs" },
-	{ "list", cmd_list, F_STATE | F_QUEUE, NEED_DB, "[--state S] [--queue Q]",
-	  "jobs as JSON lines" },
-	{ "show", cmd_show, 0, NEED_DB, "ID", "one job, with its output tail" },
-	{ "wait", cmd_wait, F_WORKFLOW | F_TIMEOUT, NEED_DB, "ID | --workflow WF [--timeout SEC]",
-	  "until a job or workflow ends (0, 1 or 124)" },
-	{ "cancel", cmd_cancel, 0, NEED_DB, "ID", "stop (kill) a job" },
-	{ "retry", cmd_retry, 0, NEED_DB, "ID", "run a job again" },
-	{ "prune", cmd_prune, F_OLDER, NEED_DB, "--older-than SEC", "forget finished jobs" },
-	{ "stats", cmd_stats, 0, NEED_DB, "", "counts per queue and state" },
-	{ "on", cmd_on, F_JOB | F_NAME | F_READY, NEED_DB | NEED_BUS,
-	  "[opts] PATTERN... -- CMD [ARG...]", "a job per matching event (on stdin)" },
-};
-#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
-
-static const struct command *
-find_command(const char *name)
-{
-	for (size_t i = 0; i < NCOMMANDS; i++)
-		if (strcmp(commands[i].name, name) == 0)
-			return &commands[i];
-	return NULL;
-}
-
-/* Prints the options whose bits are in mask (0: the global ones). */
-static void
-print_flags(FILE *out, unsigned mask)
-{
-	for (size_t i = 0; i < NFLAGS; i++) {
-		const struct flag *f = &flags[i];
-		char left[40];
-		if (f->help == NULL || (mask ? !(f->bit & mask) : f->bit != 0))
-			continue;
-		snprintf(left, sizeof(left), "--%s%s%s", f->opt.name, f->arg ? " " : "",
-			 f->arg ? f->arg : "");
-		fprintf(out, "  %-20s %s\n", left, f->help);
-	}
-}
-
-static void __attribute__((noreturn))
-usage(FILE *out, const struct command *c)
-{
-	if (c) {
-		fprintf(out, "usage: evworker [options] %s%s%s\n\n%s\n\n", c->name,
-			*c->args ? " " : "", c->args, c->help);
-		if (c->flags)
-			print_flags(out, c->flags);
-		print_flags(out, 0);
-		exit(0);
-	}
-	fprintf(out, "usage: evworker [--db DB] [--bus URL] COMMAND [ARGS]\n\n"
-		     "A durable job queue: jobs are commands or workflows of named steps;\n"
-		     "workers run them and broadcast every step on the bus.\n\n");
-	for (size_t i = 0; i < NCOMMANDS; i++)
-		fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].help);
-	fprintf(out, "\n'evworker COMMAND --help' describes a command and its options.\n\n");
-	print_flags(out, 0);
-	fprintf(out,
-		"  -h, --help, --version\n\n"
-		"A step exits 0 for success, 75 to snooze (run again after the backoff,\n"
-		"no attempt counted), anything else fails. It reports progress on the\n"
-		"descriptor $EVWORKER_PROGRESS_FD: 'PERCENT [MESSAGE]', a JSON object\n"
-		"{\"event\":..,\"payload\":..}, or any other line as a progress update.\n\n"
-		"Exit: 0 ok, 1 job failed (run --drain, wait) or no such job, 2 usage,\n"
-		"65 bad steps, 69 database unavailable, 74 unreadable steps, 124 wait\n"
-		"timed out.\n");
-	exit(0);
-}
-
-/* For completions: the commands and every option, or a command's
- * options, one a line. */
-static void __attribute__((noreturn))
-complete(const struct command *c)
-{
-	for (size_t i = 0; !c && i < NCOMMANDS; i++)
-		printf("%s\n", commands[i].name);
-	/* Before a command: the options of every command; after it: its own. */
-	for (size_t i = 0; i < NFLAGS; i++)
-		if (flags[i].help && (c ? (flags[i].bit & c->flags) != 0 : flags[i].bit == 0))
-			printf("--%s\n", flags[i].opt.name);
-	if (!c)
-		printf("--help\n--version\n");
-	exit(0);
-}
-
-static bool
-id_valid(const char *s)
-{
-	return evk_topic_valid(s, strlen(s)) && !strchr(s, ':') && strlen(s) <= EVK_JOBS_ID_MAX;
-}
-
-/* One option into o; exits on a bad value. */
-static void
-set_option(struct opts *o, int ch, const char *arg)
-{
-	switch (ch) {
-	case 'd': o->db_path = arg; break;
-	case 'b': o->bus = arg; break;
-	case EVK_OPT_TLS_CERT:
-	case EVK_OPT_TLS_KEY:
-	case EVK_OPT_TLS_CA: evk_tls_option(ch, arg); break;
-	case 'Q': o->queue = arg; break;
-	case 'q': o->quiet = true; evk_log_level(EVK_LOG_QUIET); break;
-	case 'v': o->quiet = false; evk_log_level(EVK_LOG_VERBOSE); break;
-	case 'p': o->priority = (int)evk_flag_int("--priority", arg, 0, 9); break;
-	case 'm': o->max_attempts = (int)evk_flag_int("--max-attempts", arg, 1, 1000000); break;
-	case 'B': o->backoff = evk_flag_int("--backoff", arg, 0, 86400 * 365); break;
-	case 't': o->timeout = arg; break; /* a job's whole seconds, or wait's */
-	case 'i': o->in_s = evk_flag_int("--in", arg, 0, 86400 * 3650); break;
-	case 'a': o->at = arg; break;
-	case 'u': o->unique_for = evk_flag_int("--unique-for", arg, 1, 86400 * 3650); break;
-	case 'w':
-		if (!id_valid(arg))
-			evk_usage_die("bad workflow id '%s'", arg);
-		o->workflow = arg;
-		break;
-	case 'r':
-		if (!id_valid(arg))
-			evk_usage_die("bad resource id '%s'", arg);
-		o->resource = arg;
-		break;
-	case 's': o->steps_file = arg; break;
-	case 'c': o->concurrency = (int)evk_flag_int("--concurrency", arg, 1, MAX_CONCURRENCY); break;
-	case 'D': o->drain = true; break;
-	case 'g': o->grace = evk_flag_int("--grace", arg, 0, 86400); break;
-	case 'S': o->state = arg; break;
-	case 'o': o->older_than = evk_flag_int("--older-than", arg, 1, 86400LL * 36500); break;
-	case 'N': o->name = arg; break;
-	case 'R': o->ready_file = arg; break;
-	case 'C': o->complete = true; break;
-	}
-	for (size_t i = 0; i < NFLAGS; i++)
-		if (flags[i].opt.val == ch)
-			o->given |= flags[i].bit;
-}
-
-/* Options up to the command, the command, then its options up to its
- * first argument or "--"; returns the index of its first argument. */
-static int
-parse_args(struct worker *w, int argc, char **argv)
-{
-	struct option longopts[NFLAGS + 1] = { 0 };
-	const char *help_of = NULL;
-	int ch;
-	for (size_t i = 0; i < NFLAGS; i++)
-		longopts[i] = flags[i].opt;
-	opterr = 0;
-	for (int pass = 0; pass < 2; pass++) {
-		while ((ch = getopt_long(argc, argv, "+:hqv", longopts, NULL)) != -1) {
-			if (ch == '?' || ch == ':')
-				evk_flag_die(ch, argv, longopts);
-			if (ch == 'V') {
-				printf("evworker %s\n", EVK_VERSION);
-				exit(fclose(stdout) == 0 ? 0 : EVK_EX_IOERR);
-			}
-			if (ch == 'h')
-				help_of = pass ? w->cmd->name : "";
-			set_option(&w->o, ch, optarg);
-		}
-		if (help_of)
-			usage(stdout, pass ? w->cmd : NULL);
-		if (pass == 0 && optind >= argc && w->o.complete)
-			complete(NULL);
-		if (pass == 0 && optind >= argc)
-			evk_usage_die("missing COMMAND (%s)", "enqueue, run, list, show, wait, ...");
-		if (pass == 0 && !(w->cmd = find_command(argv[optind])))
-			evk_usage_die("unknown command '%s' (enqueue, run, list, show, wait, cancel,"
-				      " retry, prune, stats, on)", argv[optind]);
-		if (pass == 0)
-			evk_set_subcommand(argv[optind++]);
-	}
-	if (w->o.complete)
-		complete(w->cmd);
-	unsigned extra = w->o.given & ~w->cmd->flags;
-	for (size_t i = 0; extra && i < NFLAGS; i++)
-		if (flags[i].bit & extra)
-			evk_usage_die("--%s does not apply to %s", flags[i].opt.name, w->cmd->name);
-	return optind;
-}
-
 int
 main(int argc, char **argv)
 {
@@ -991,7 +723,7 @@ main(int argc, char **argv)
 	const char *why;
 
 	evk_set_progname(argv[0]);
-	int first = parse_args(&w, argc, argv);
+	int first = parse_args(&w.o, &w.cmd, argc, argv);
 	if ((w.cmd->needs & NEED_BUS) &&
 	    evk_bus_resolve(w.o.bus, w.url, sizeof(w.url), &why) != EVK_OK)
 		evk_usage_die("bad bus address: %s", why);
