@@ -393,18 +393,29 @@ make_available(struct evk_db *db, int64_t id, bool *changed)
 /* PostgreSQL: a running job's worker holds the advisory lock on its id
  * for as long as its connection lives; a lock that can be taken is a
  * dead worker's. The job's step is killed when its worker was on host. */
-static int
-rescue_pg(struct evk_db *db, const char *host,
-	  void (*rescued)(int64_t id, pid_t child, void *arg), void *arg)
+#define HELD_MAX (256 * 21 + 3)
+
+/* The advisory locks this connection holds, its running jobs' ids, as a
+ * PostgreSQL array literal (numbers only, bound as a parameter). */
+static void
+held_array(const struct evk_db *db, char held[HELD_MAX])
 {
-	char held[256 * 21 + 3], *p = held;
-	int64_t ids[64];
-	pid_t kids[64];
-	int n = 0, rv = EVK_OK;
+	char *p = held;
 	*p++ = '{';
 	for (int i = 0; i < db->nlocks; i++)
 		p += sprintf(p, "%s%" PRId64, i ? "," : "", db->locks[i]);
 	strcpy(p, "}");
+}
+
+static int
+rescue_pg(struct evk_db *db, const char *host,
+	  void (*rescued)(int64_t id, pid_t child, void *arg), void *arg)
+{
+	char held[HELD_MAX];
+	int64_t ids[64];
+	pid_t kids[64];
+	int n = 0, rv = EVK_OK;
+	held_array(db, held);
 	struct evk_q *st = evk_db_q(db, "SELECT id, child_pid, worker_host FROM jobs"
 					" WHERE state = 'executing' AND NOT (id = ANY (?::bigint[]))"
 					" ORDER BY id LIMIT 64");
@@ -433,6 +444,27 @@ rescue_pg(struct evk_db *db, const char *host,
 			rescued(ids[i], kids[i], arg);
 	}
 	return rv;
+}
+
+int
+evk_jobs_cancelled(struct evk_db *db, int64_t ids[], int max, int *n)
+{
+	*n = 0;
+	if (!is_pg(db) || db->nlocks == 0)
+		return EVK_OK;
+	char held[HELD_MAX];
+	held_array(db, held);
+	struct evk_q *st = evk_db_q(db, "SELECT id FROM jobs WHERE state = 'cancelled'"
+					" AND id = ANY (?::bigint[]) ORDER BY id");
+	if (st == NULL)
+		return EVK_EIO;
+	evk_q_bind_text(st, 1, held);
+	int rc;
+	while ((rc = evk_q_step(st)) == EVK_ROW)
+		if (*n < max)
+			ids[(*n)++] = evk_q_int64(st, 0);
+	evk_q_reset(st);
+	return rc == EVK_DONE ? EVK_OK : EVK_EIO;
 }
 
 /* Jobs left executing by a worker of this host that is gone run again:

@@ -99,6 +99,27 @@ enqueue_marker() {
 	grep -q "job 1 rescued" "$T/b.err"
 }
 
+@test "cancel of a job running under another worker (another host on PostgreSQL) kills its step there, once" {
+	ew enqueue --max-attempts 3 --backoff 0 -- sh -c 'echo run >>"$0.log"; echo $$ >"$0.pid"; touch "$0"; exec sleep 30.8181' "$T/job" >/dev/null
+	(host_b evworker --db "$DB" run) 2>"$T/b.err" &
+	local b=$!
+	BG_PIDS+=("$b")
+	wait_file "$T/job"
+	local step
+	step=$(cat "$T/job.pid")
+	run -0 ew cancel 1
+	[ "$(jq -r .state <<<"$output")" = cancelled ]
+	WAIT_SECS=20 wait_for gone "$step"
+	WAIT_SECS=20 wait_for grep -q "job 1 failed" "$T/b.err"
+	# The worker goes on (runs a later job) and records nothing over the
+	# cancel: with attempts left and no backoff, the job would run again.
+	enqueue_marker 0
+	WAIT_SECS=20 wait_for bash -c "[ \"\$(evworker --db '$DB' show 2 | jq -r .state)\" = completed ]"
+	[ "$(ew show 1 | jq -c '[.state, .last_error, .attempt]')" = '["cancelled","cancelled",1]' ]
+	[ "$(wc -l <"$T/job.log")" -eq 1 ]
+	! gone "$b"
+}
+
 @test "a worker stopped with SIGSTOP past its job's timeout is not robbed while it lives" {
 	ew enqueue --timeout 1 --max-attempts 1 -- sh -c 'echo run >>"$0.log"; echo $$ >"$0.pid"; touch "$0"; exec sleep 30.6161' "$T/slow" >/dev/null
 	bg evworker --db "$DB" run

@@ -428,6 +428,23 @@ start_due(struct worker *w)
 	}
 }
 
+/* PostgreSQL: a job of this worker cancelled from another host (evworker
+ * cancel kills the step itself only on its own host) has its step's
+ * process group killed here, as a local cancel does; the step's end then
+ * records nothing over the cancel (only an executing job is updated).
+ * The query is also the tick's ping. */
+static void
+kill_cancelled(struct worker *w)
+{
+	int64_t ids[MAX_CONCURRENCY];
+	int n;
+	check(w, evk_jobs_cancelled(&w->jobs, ids, MAX_CONCURRENCY, &n), "the queue");
+	for (int k = 0; k < n; k++)
+		for (int i = 0; i < w->nrunning; i++)
+			if (w->running[i]->q.id == ids[k] && w->running[i]->s.pid > 0)
+				kill(-w->running[i]->s.pid, SIGKILL);
+}
+
 /* Waits up to 100 ms for output, a child's end, a due job or a timeout. */
 static void
 wait_for_news(struct worker *w)
@@ -459,7 +476,11 @@ wait_for_news(struct worker *w)
 	if ((di >= 0 && pfd[di].revents) ||
 	    (dbfd >= 0 && w->nrunning > 0 && now - w->pinged >= 1000)) {
 		w->pinged = now;
-		if (evk_db_alive(&w->jobs, true) != EVK_OK)
+		if (evk_db_alive(&w->jobs, false) != EVK_OK)
+			db_die(w, "the queue");
+		if (w->nrunning > 0)
+			kill_cancelled(w);
+		else if (evk_db_alive(&w->jobs, true) != EVK_OK)
 			db_die(w, "the queue");
 	}
 }

@@ -92,6 +92,13 @@ int evk_jobs_end(struct evk_db *db, int64_t id, const struct evk_job_end *end);
 /* A stopped worker's job goes back to retryable. */
 int evk_jobs_abandon(struct evk_db *db, int64_t id);
 
+/* PostgreSQL: the jobs this connection runs (holds the advisory locks
+ * of) that were cancelled meanwhile, from a worker on any host: up to
+ * max ids into ids[], their number in *n. Their steps are the caller's
+ * to kill. Outside a transaction or inside one. On SQLite *n is 0 (a
+ * cancel kills the step itself: one host). */
+int evk_jobs_cancelled(struct evk_db *db, int64_t ids[], int max, int *n);
+
 /* Cancels (cancel) or makes available again (retry) job id. EVK_EINVAL
  * when no such job (*state empty) or its state forbids it (*state names
  * it); *child is the running step's process group for a cancel of a job
