@@ -83,6 +83,26 @@ done(struct evk_q *q)
 	return evk_q_done(q) == EVK_OK ? EVK_OK : EVK_EIO;
 }
 
+/* Steps a bound statement that returns at most one row, reads that row
+ * with read(q, out), then resets q: EVK_OK, none when there is no row,
+ * what read returns, or EVK_EIO. */
+static int
+one_row(struct evk_q *q, int none, int (*read)(struct evk_q *q, void *out), void *out)
+{
+	int rc = evk_q_step(q);
+	int rv = rc == EVK_ROW ? read(q, out) : rc == EVK_DONE ? none : EVK_EIO;
+	evk_q_reset(q);
+	return rv;
+}
+
+/* A one_row reader: the first column into an int64_t. */
+static int
+read_int64(struct evk_q *q, void *out)
+{
+	*(int64_t *)out = evk_q_int64(q, 0);
+	return EVK_OK;
+}
+
 static bool
 is_pg(const struct evk_db *db)
 {
@@ -140,11 +160,7 @@ find_unique(struct evk_db *db, const char *key)
 		return -1;
 	evk_q_bind_text(st, 1, key);
 	evk_q_bind_int64(st, 2, evk_wall_ms());
-	int rc = evk_q_step(st);
-	if (rc == EVK_ROW)
-		id = evk_q_int64(st, 0);
-	evk_q_reset(st);
-	return rc == EVK_ROW || rc == EVK_DONE ? id : -1;
+	return one_row(st, EVK_OK, read_int64, &id) == EVK_OK ? id : -1;
 }
 
 /* PostgreSQL: enqueues of one unique key wait for each other until the
@@ -229,10 +245,12 @@ out:
 	return rv;
 }
 
-/* Fills job from a row of the claim query. */
+/* A one_row reader: a job (struct evk_job) from a row of the claim query;
+ * on failure nothing is left to release. */
 static int
-job_from_claim(struct evk_q *st, struct evk_job *j)
+job_from_claim(struct evk_q *st, void *out)
 {
+	struct evk_job *j = out;
 	memset(j, 0, sizeof(*j));
 	j->id = evk_q_int64(st, 0);
 	j->steps = cJSON_Parse(evk_q_text(st, 1));
@@ -249,8 +267,10 @@ job_from_claim(struct evk_q *st, struct evk_job *j)
 	if (!evk_q_is_null(st, 8)) {
 		const void *p = evk_q_blob(st, 8);
 		j->input_len = evk_q_bytes(st, 8);
-		if ((j->input = malloc(j->input_len + 1)) == NULL)
+		if ((j->input = malloc(j->input_len + 1)) == NULL) {
+			evk_job_release(j);
 			return EVK_ENOMEM;
+		}
 		if (j->input_len)
 			memcpy(j->input, p, j->input_len);
 	}
@@ -285,16 +305,11 @@ claim_pg(struct evk_db *db, const char *queue, const char *host, pid_t pid,
 	evk_q_bind_text(st, 3, ts);
 	evk_q_bind_text(st, 4, queue);
 	evk_q_bind_int64(st, 5, evk_wall_ms());
-	int rc = evk_q_step(st);
-	int rv = rc == EVK_ROW ? job_from_claim(st, job) : rc == EVK_DONE ? EVK_ETIMEDOUT : EVK_EIO;
-	evk_q_reset(st);
+	int rv = one_row(st, EVK_ETIMEDOUT, job_from_claim, job);
 	if (rv == EVK_ETIMEDOUT && evk_db_exec(db, "RELEASE SAVEPOINT evk_claim") != EVK_OK)
 		rv = EVK_EIO;
-	if (rv != EVK_OK) {
-		if (rc == EVK_ROW)
-			evk_job_release(job);
+	if (rv != EVK_OK)
 		return rv;
-	}
 	/* Free unless a rescuer is between its lock and its commit: then
 	 * this claim is undone and the job taken next time. */
 	bool got;
@@ -324,14 +339,9 @@ evk_jobs_claim(struct evk_db *db, const char *queue, const char *host, pid_t pid
 		return EVK_EIO;
 	evk_q_bind_text(st, 1, queue);
 	evk_q_bind_int64(st, 2, evk_wall_ms());
-	int rc = evk_q_step(st);
-	int rv = rc == EVK_ROW ? job_from_claim(st, job) : rc == EVK_DONE ? EVK_ETIMEDOUT : EVK_EIO;
-	evk_q_reset(st);
-	if (rv != EVK_OK) {
-		if (rc == EVK_ROW)
-			evk_job_release(job);
+	int rv = one_row(st, EVK_ETIMEDOUT, job_from_claim, job);
+	if (rv != EVK_OK)
 		return rv;
-	}
 	char ts[EVK_TS_LEN + 1];
 	evk_ts_now(ts);
 	st = evk_db_q(db, "UPDATE jobs SET state = 'executing', attempt = attempt + 1,"
@@ -651,6 +661,20 @@ job_from_row(struct evk_q *st, bool with_output)
 	return j;
 }
 
+/* A one_row reader: the job of the row, output or not. */
+struct job_read {
+	bool with_output;
+	cJSON *job;
+};
+
+static int
+read_job(struct evk_q *st, void *out)
+{
+	struct job_read *r = out;
+	r->job = job_from_row(st, r->with_output);
+	return r->job ? EVK_OK : EVK_ENOMEM;
+}
+
 int
 evk_jobs_get(struct evk_db *db, int64_t id, bool with_output, cJSON **job)
 {
@@ -659,13 +683,10 @@ evk_jobs_get(struct evk_db *db, int64_t id, bool with_output, cJSON **job)
 	if (st == NULL)
 		return EVK_EIO;
 	evk_q_bind_int64(st, 1, id);
-	int rc = evk_q_step(st);
-	if (rc == EVK_ROW)
-		*job = job_from_row(st, with_output);
-	evk_q_reset(st);
-	if (rc != EVK_ROW)
-		return rc == EVK_DONE ? EVK_EINVAL : EVK_EIO;
-	return *job ? EVK_OK : EVK_ENOMEM;
+	struct job_read r = {.with_output = with_output};
+	int rv = one_row(st, EVK_EINVAL, read_job, &r);
+	*job = r.job;
+	return rv;
 }
 
 int
@@ -846,11 +867,7 @@ evk_jobs_cursor(struct evk_db *db, const char *name, int64_t *seq)
 	if (st == NULL)
 		return EVK_EIO;
 	evk_q_bind_text(st, 1, name);
-	int rc = evk_q_step(st);
-	if (rc == EVK_ROW)
-		*seq = evk_q_int64(st, 0);
-	evk_q_reset(st);
-	return rc == EVK_ROW ? EVK_OK : rc == EVK_DONE ? EVK_EINVAL : EVK_EIO;
+	return one_row(st, EVK_EINVAL, read_int64, seq);
 }
 
 int
