@@ -36,16 +36,22 @@ awk -v n="$N" 'BEGIN {
 
 now() { date +%s.%N; }
 
+# Makes database $1 and ingests the cases into it, timed: the wall clock
+# in t0 and t1, the CPU in $dir/$2.time, the hub's head after in notes.
+ingest() {
+	casectl --db "$1" init --admin bench >/dev/null
+	t0=$(now)
+	/usr/bin/time -o "$dir/$2.time" -f "%U %S" \
+		casectl --db "$1" ingest <"$dir/cases.jsonl" 2>"$dir/$2.err"
+	t1=$(now)
+	notes=$(evbusd --status | jq .head_seq)
+}
+
 for r in $(seq "$ROUNDS"); do
 	export EVBUS_URL="ipc://$dir/bus$r"
 	evbusd --store "$dir/bus$r.db" --daemon --pidfile "$dir/hub$r.pid"
 	hub=$(cat "$dir/hub$r.pid")
-	casectl --db "$dir/cases$r.db" init --admin bench >/dev/null
-	t0=$(now)
-	/usr/bin/time -o "$dir/ingest$r.time" -f "%U %S" \
-		casectl --db "$dir/cases$r.db" ingest <"$dir/cases.jsonl" 2>"$dir/ingest$r.err"
-	t1=$(now)
-	notes=$(evbusd --status | jq .head_seq)
+	ingest "$dir/cases$r.db" "ingest$r"
 	hub_cpu=$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$hub/stat")
 	kill "$hub"
 	hub=
@@ -98,12 +104,7 @@ for r in $(seq "$PG_ROUNDS"); do
 	hub=$(cat "$dir/pghub$r.pid")
 	psql -XAtq -d "host=$pgdir user=evkit dbname=postgres" -c "CREATE DATABASE c$r" -c "CREATE DATABASE f$r"
 	db="postgresql:///c$r?host=$pgdir&user=evkit"
-	casectl --db "$db" init --admin bench >/dev/null
-	t0=$(now)
-	/usr/bin/time -o "$dir/pgingest$r.time" -f "%U %S" \
-		casectl --db "$db" ingest <"$dir/cases.jsonl" 2>"$dir/pgingest$r.err"
-	t1=$(now)
-	notes=$(evbusd --status | jq .head_seq)
+	ingest "$db" "pgingest$r"
 	kill "$hub"
 	hub=
 	read -r user sys <"$dir/pgingest$r.time"
