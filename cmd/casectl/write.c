@@ -361,6 +361,21 @@ find_case(struct ctx *c, int64_t agency, const char *ref, char id[37])
 	done(q);
 }
 
+/* Binds the case fields (offender off, date, fine, costs, result) to
+ * ?at to ?at+4; one the input does not carry (off 0) is NULL. */
+static void
+bind_fields(struct ctx *c, struct evk_q *q, int at, const struct input *in, int64_t off)
+{
+	if (off)
+		bind_int(c, q, at, off);
+	bind_text(c, q, at + 1, in->date);
+	if (in->has_fine)
+		bind_double(c, q, at + 2, in->fine);
+	if (in->has_costs)
+		bind_double(c, q, at + 3, in->costs);
+	bind_text(c, q, at + 4, in->result);
+}
+
 /* Sets the fields the input carries on case id; sync also stamps
  * last_synced_at. */
 void
@@ -372,25 +387,20 @@ apply_fields(struct ctx *c, const char *id, const struct input *in, bool sync)
 	int64_t off = in->has_offender ? offender_get(c, in) : 0;
 	struct evk_q *q = prepare(
 		c, "UPDATE cases SET"
-		   " offender_id = CASE WHEN ?1 = 1 THEN ?2 ELSE offender_id END,"
-		   " offence_action_date = CASE WHEN ?3 = 1 THEN ?4 ELSE offence_action_date END,"
-		   " offence_fine = CASE WHEN ?5 = 1 THEN ?6 ELSE offence_fine END,"
-		   " offence_costs = CASE WHEN ?7 = 1 THEN ?8 ELSE offence_costs END,"
-		   " offence_result = CASE WHEN ?9 = 1 THEN ?10 ELSE offence_result END,"
+		   " offender_id = CASE WHEN ?6 = 1 THEN ?1 ELSE offender_id END,"
+		   " offence_action_date = CASE WHEN ?7 = 1 THEN ?2 ELSE offence_action_date END,"
+		   " offence_fine = CASE WHEN ?8 = 1 THEN ?3 ELSE offence_fine END,"
+		   " offence_costs = CASE WHEN ?9 = 1 THEN ?4 ELSE offence_costs END,"
+		   " offence_result = CASE WHEN ?10 = 1 THEN ?5 ELSE offence_result END,"
 		   " updated_at = ?11,"
 		   " last_synced_at = CASE WHEN ?12 = 1 THEN ?11 ELSE last_synced_at END"
 		   " WHERE id = ?13");
-	bind_int(c, q, 1, in->has_offender);
-	if (in->has_offender)
-		bind_int(c, q, 2, off);
-	bind_int(c, q, 3, in->has_date);
-	bind_text(c, q, 4, in->date);
-	bind_int(c, q, 5, in->has_fine);
-	bind_double(c, q, 6, in->fine);
-	bind_int(c, q, 7, in->has_costs);
-	bind_double(c, q, 8, in->costs);
-	bind_int(c, q, 9, in->has_result);
-	bind_text(c, q, 10, in->result);
+	bind_fields(c, q, 1, in, off);
+	bind_int(c, q, 6, in->has_offender);
+	bind_int(c, q, 7, in->has_date);
+	bind_int(c, q, 8, in->has_fine);
+	bind_int(c, q, 9, in->has_costs);
+	bind_int(c, q, 10, in->has_result);
 	bind_text(c, q, 11, now);
 	bind_int(c, q, 12, sync);
 	bind_text(c, q, 13, id);
@@ -418,14 +428,7 @@ create_case(struct ctx *c, const struct agency *a, const struct input *in, char 
 	bind_text(c, q, 1, id);
 	bind_int(c, q, 2, a->id);
 	bind_text(c, q, 3, in->reference);
-	if (off)
-		bind_int(c, q, 4, off);
-	bind_text(c, q, 5, in->date);
-	if (in->has_fine)
-		bind_double(c, q, 6, in->fine);
-	if (in->has_costs)
-		bind_double(c, q, 7, in->costs);
-	bind_text(c, q, 8, in->result);
+	bind_fields(c, q, 4, in, off);
 	bind_text(c, q, 9, now);
 	step_done(c, q, "cannot insert a case");
 	if (evk_q_changes(q) == 0) {
