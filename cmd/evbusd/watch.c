@@ -29,6 +29,11 @@ static void
 hub_wedged(void *arg, const char *url, int why)
 {
 	struct hub *h = arg;
+	/* A hub told to stop (its loop no longer answers, so a probe
+	 * straddling the stop times out) is not restarted: the new hub
+	 * would not know of the SIGTERM and serve on under the same pid. */
+	if (stopping)
+		return;
 	evk_warn("the hub stopped answering at '%s' (%s): restarting it", url,
 		 evk_strerror(why));
 	syslog(LOG_WARNING, "hub at '%s' stopped answering (%s): re-executing pid %ld",
@@ -38,6 +43,10 @@ hub_wedged(void *arg, const char *url, int why)
 	sigset_t none;
 	sigemptyset(&none);
 	pthread_sigmask(SIG_SETMASK, &none, NULL);
+	/* Looked at again last: a SIGTERM may have come meanwhile (also to
+	 * this thread, now that it takes signals). */
+	if (stopping)
+		return;
 	if (setenv(RESTARTED_ENV, "1", 1) == 0)
 		execv("/proc/self/exe", h->argv);
 	evk_warn("cannot restart: %s", strerror(errno));
