@@ -6,11 +6,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -51,67 +52,104 @@ child_stdin(const char *input, size_t len)
 	return fd;
 }
 
-/* In the child: only async-signal-safe calls up to exec. */
+/* What the child needs up to exec: it reads only these and its stack. */
+struct spawn {
+	char *const *argv;
+	char **envp;
+	int prog, out, in;
+	pid_t parent;	  /* the worker */
+	sigset_t mask;	  /* the worker's signal mask, for the step */
+};
+
+/* In the child (a vfork child: the worker's memory, the worker stopped
+ * until exec) only async-signal-safe calls up to exec, no malloc. The
+ * step dies with its worker: SIGKILL when the thread that spawned it
+ * ends, which is the worker's main thread (the run loop), so when the
+ * worker ends; and at once if the worker died before prctl. */
 static void __attribute__((noreturn))
-child_exec(char *const argv[], char **envp, int prog, int out, int in)
+child_exec(const struct spawn *a)
 {
 	static const char msg[] = "cannot run the step's command: ";
-	setpgid(0, 0);
-	signal(SIGPIPE, SIG_DFL);
-	signal(SIGTERM, SIG_DFL);
-	signal(SIGINT, SIG_DFL);
-	signal(SIGCHLD, SIG_DFL);
-	/* dup2 onto itself keeps close-on-exec: clear it then. */
-	if ((prog == EVK_STEP_PROGRESS_FD ? fcntl(prog, F_SETFD, 0)
-					  : dup2(prog, EVK_STEP_PROGRESS_FD)) < 0 ||
-	    dup2(out, STDOUT_FILENO) < 0 || dup2(out, STDERR_FILENO) < 0 ||
-	    dup2(in, STDIN_FILENO) < 0)
+	struct sigaction sa;
+
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != a->parent)
 		_exit(127);
-	execvpe(argv[0], argv, envp);
+	setpgid(0, 0);
+	/* No worker's handler may run in the child, nor survive in it:
+	 * handled signals back to their default (as posix_spawn does), and
+	 * SIGPIPE, which the worker ignores. */
+	memset(&sa, 0, sizeof(sa));
+	for (int sig = 1; sig < _NSIG; sig++) {
+		struct sigaction old;
+		if (sigaction(sig, NULL, &old) != 0)
+			continue;
+		if (sig == SIGPIPE || (old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN)) {
+			sa.sa_handler = SIG_DFL;
+			sigaction(sig, &sa, NULL);
+		}
+	}
+	/* dup2 onto itself keeps close-on-exec: clear it then. */
+	if ((a->prog == EVK_STEP_PROGRESS_FD ? fcntl(a->prog, F_SETFD, 0)
+					     : dup2(a->prog, EVK_STEP_PROGRESS_FD)) < 0 ||
+	    dup2(a->out, STDOUT_FILENO) < 0 || dup2(a->out, STDERR_FILENO) < 0 ||
+	    dup2(a->in, STDIN_FILENO) < 0 || sigprocmask(SIG_SETMASK, &a->mask, NULL) != 0)
+		_exit(127);
+	/* Not found, not executable, a script without #! (run by /bin/sh):
+	 * as a shell would, say why on the step's output and exit 127. */
+	execvpe(a->argv[0], a->argv, a->envp);
 	if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0 ||
-	    write(STDERR_FILENO, argv[0], strlen(argv[0])) < 0 || write(STDERR_FILENO, "\n", 1) < 0) {
+	    write(STDERR_FILENO, a->argv[0], strlen(a->argv[0])) < 0 ||
+	    write(STDERR_FILENO, "\n", 1) < 0) {
 		/* nothing more to say */
 	}
 	_exit(127);
 }
 
-/* The step's child by posix_spawn (vfork-like): the kernel neither
- * copies the worker's page tables nor makes it fault its pages back in,
- * as after fork, which with those faults took 40% of the worker's own
- * CPU per `true` job. The same setup as child_exec, in the same order;
- * dup2 of the progress descriptor onto itself clears its close-on-exec
- * (POSIX 2024, glibc since 2.29). */
+/* The step's child by vfork, as posix_spawn does (which cannot set
+ * PR_SET_PDEATHSIG): the kernel neither copies the worker's page tables
+ * nor makes it fault its pages back in, as after fork, which with those
+ * faults took 40% of the worker's own CPU per `true` job. All signals
+ * are blocked around vfork so that no handler runs in the child on the
+ * worker's stack. Under AddressSanitizer fork, so that its
+ * interceptors (sigaction, execvpe) never run in a child sharing the
+ * worker's memory; the child does the same. */
+#if defined(__SANITIZE_ADDRESS__)
+#define EVK_STEP_FORK 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define EVK_STEP_FORK 1
+#endif
+#endif
+/* The child's pid in the worker, or -1; the child never returns. */
+static pid_t __attribute__((noinline))
+start_child(const struct spawn *a)
+{
+#ifdef EVK_STEP_FORK
+	pid_t pid = fork();
+#else
+	pid_t pid = vfork();
+#endif
+	if (pid == 0)
+		child_exec(a);
+	return pid;
+}
+
 static int
 spawn_step(pid_t *pid, char *const argv[], char **envp, int prog, int out, int in)
 {
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t at;
-	sigset_t def;
-	int rc;
+	struct spawn a = { argv, envp, prog, out, in, getpid(), { { 0 } } };
+	sigset_t all;
+	int rc, e = 0;
 
-	sigemptyset(&def);
-	sigaddset(&def, SIGPIPE);
-	sigaddset(&def, SIGTERM);
-	sigaddset(&def, SIGINT);
-	sigaddset(&def, SIGCHLD);
-	if ((rc = posix_spawn_file_actions_init(&fa)) != 0)
+	sigfillset(&all);
+	if ((rc = pthread_sigmask(SIG_BLOCK, &all, &a.mask)) != 0)
 		return rc;
-	if ((rc = posix_spawnattr_init(&at)) != 0) {
-		posix_spawn_file_actions_destroy(&fa);
-		return rc;
-	}
-	if ((rc = posix_spawn_file_actions_adddup2(&fa, prog, EVK_STEP_PROGRESS_FD)) == 0 &&
-	    (rc = posix_spawn_file_actions_adddup2(&fa, out, STDOUT_FILENO)) == 0 &&
-	    (rc = posix_spawn_file_actions_adddup2(&fa, out, STDERR_FILENO)) == 0 &&
-	    (rc = posix_spawn_file_actions_adddup2(&fa, in, STDIN_FILENO)) == 0 &&
-	    (rc = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP |
-						    POSIX_SPAWN_SETSIGDEF)) == 0 &&
-	    (rc = posix_spawnattr_setpgroup(&at, 0)) == 0 &&
-	    (rc = posix_spawnattr_setsigdefault(&at, &def)) == 0)
-		rc = posix_spawnp(pid, argv[0], &fa, &at, argv, envp);
-	posix_spawnattr_destroy(&at);
-	posix_spawn_file_actions_destroy(&fa);
-	return rc;
+	if ((*pid = start_child(&a)) < 0)
+		e = errno;
+	else
+		setpgid(*pid, *pid); /* fork: before the worker may signal it */
+	pthread_sigmask(SIG_SETMASK, &a.mask, NULL);
+	return e;
 }
 
 int
@@ -130,15 +168,9 @@ evk_step_start(struct evk_step *s, char *const argv[], const char *drop, char *c
 	if (pipe2(prog, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 ||
 	    (in = child_stdin(input, input_len)) < 0)
 		goto out;
-	if (spawn_step(&s->pid, argv, envp, prog[1], out[1], in) != 0) {
-		/* Not found, not executable, a script without #! ...: a forked
-		 * child tries as execvpe does and says why on the step's
-		 * output, exiting 127, as a shell would. */
-		if ((s->pid = fork()) < 0)
-			goto out;
-		if (s->pid == 0)
-			child_exec(argv, envp, prog[1], out[1], in);
-		setpgid(s->pid, s->pid);
+	if ((e = spawn_step(&s->pid, argv, envp, prog[1], out[1], in)) != 0) {
+		errno = e;
+		goto out;
 	}
 	fcntl(prog[0], F_SETFL, O_NONBLOCK);
 	fcntl(out[0], F_SETFL, O_NONBLOCK);

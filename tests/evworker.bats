@@ -108,6 +108,24 @@ workflow:wf1 workflow_completed "
 	assert_failure
 }
 
+@test "a step dies with its worker: kill -9 the worker and the step's process is gone too" {
+	local s=30.$$$RANDOM
+	# The first run writes its pid and sleeps; the rescued run ends at once.
+	ew enqueue -- sh -c '[ -e "$0" ] && exit 0; echo $$ >"$0.tmp"; mv "$0.tmp" "$0"; exec sleep "$1"' \
+		"$T/pid" "$s" >/dev/null
+	evworker --db "$DB" run 2>/dev/null &
+	local w=$!
+	wait_file "$T/pid"
+	local step
+	step=$(cat "$T/pid")
+	kill -9 "$w"
+	wait "$w" || true
+	WAIT_SECS=20 wait_for gone "$step"
+	! on_pg || wait_for pg_no_sessions "$DB"
+	run -0 ew run --drain
+	[ "$(ew show 1 | jq -r .state)" = completed ]
+}
+
 @test "scheduled jobs wait, cancelled jobs never run, --unique-for returns the existing job" {
 	ew enqueue --in 3600 -- touch "$T/later" >/dev/null
 	ew enqueue -- touch "$T/cancelled" >/dev/null
