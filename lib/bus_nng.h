@@ -1,6 +1,6 @@
 /* lib/bus.c is the nng client of evbusd, one of the two implementations
  * behind include/evkit/bus.h: these names make its functions and types
- * evk_nng_*, and lib/bus_pick.c picks it or lib/bus_nats.c by the URL's
+ * evk_nng_*, and lib/bus_pick.c picks it or lib/nats_*.c by the URL's
  * scheme. Included by lib/bus.c only, before anything else. */
 #ifndef EVKIT_BUS_NNG_H
 #define EVKIT_BUS_NNG_H
