@@ -1,7 +1,7 @@
 /* The implementations behind include/evkit/bus.h, each with the same
  * contract as the function of bus.h it is named after: evk_nng_*
  * (lib/bus_conn.c, lib/bus_pub.c, lib/bus_sub.c: evbusd over nng) and
- * evk_nats_* (lib/bus_nats.c, NATS JetStream).
+ * evk_nats_* (lib/nats_*.c, NATS JetStream).
  * lib/bus_pick.c chooses by the URL's scheme. */
 #ifndef EVKIT_BUS_IMPL_H
 #define EVKIT_BUS_IMPL_H
@@ -41,7 +41,7 @@ const char *evk_nng_sub_why(const struct evk_nng_sub *s);
 void evk_nng_sub_close(struct evk_nng_sub *s);
 int evk_nng_bus_status(const char *url, char **json);
 
-/* ---- NATS JetStream (lib/bus_nats.c) ---- */
+/* ---- NATS JetStream (lib/nats_*.c) ---- */
 struct evk_nats_pub;
 struct evk_nats_sub;
 /* EVK_OK when url is a well-formed nats:// address (why says what is

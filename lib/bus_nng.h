@@ -1,7 +1,7 @@
 /* lib/bus_conn.c, lib/bus_pub.c and lib/bus_sub.c are the nng client of
  * evbusd, one of the two implementations behind include/evkit/bus.h: these
  * names make its functions and types evk_nng_*, and lib/bus_pick.c picks it
- * or lib/bus_nats.c by the URL's scheme. Included by those three files only,
+ * or lib/nats_*.c by the URL's scheme. Included by those three files only,
  * before anything else; it also declares what they share (below). */
 #ifndef EVKIT_BUS_NNG_H
 #define EVKIT_BUS_NNG_H
