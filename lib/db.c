@@ -70,6 +70,8 @@ pg_why(struct evk_db *db, const char *msg)
 		db->why[--n] = '\0';
 	if (db->pg && PQstatus(db->pg) == CONNECTION_BAD)
 		db->lost = true;
+	if (db->in_tx)
+		db->tx_failed = true;
 }
 
 int
@@ -198,14 +200,126 @@ no_notices(void *arg, const char *message)
 	(void)message; /* lib/ never prints */
 }
 
-/* Runs sql (no parameters); *res the result when rows are wanted. */
+/* ---- the pipeline (PostgreSQL) ----
+ * Statements whose answer can wait (evk_db_send, evk_q_send, BEGIN, the
+ * unlocks after a COMMIT) are sent in libpq's pipeline mode and answered
+ * together with the next statement that waits: one round trip for all. */
+
+/* Sends a statement without waiting for its answer: the kept statement
+ * name, or sql with n text parameters. */
+static int
+pg_send(struct evk_db *db, const char *name, const char *sql, int n, const char *const *vals,
+	const int *lens, const int *fmts)
+{
+	if (PQpipelineStatus(db->pg) == PQ_PIPELINE_OFF && !PQenterPipelineMode(db->pg)) {
+		pg_why(db, PQerrorMessage(db->pg));
+		return EVK_EIO;
+	}
+	int sent = name ? PQsendQueryPrepared(db->pg, name, n, vals, lens, fmts, 0)
+			: PQsendQueryParams(db->pg, sql, n, NULL, vals, lens, fmts, 0);
+	if (!sent) {
+		pg_why(db, PQerrorMessage(db->pg));
+		return EVK_EIO;
+	}
+	db->npiped++;
+	return EVK_OK;
+}
+
+/* Reads one statement's answer from the pipeline: *failed set, with
+ * the reason in db->why, at the first failure; *kept the answer when
+ * keep. False when the connection gave nothing. */
+static bool
+pg_read_one(struct evk_db *db, bool keep, PGresult **kept, bool *failed)
+{
+	PGresult *res;
+	bool any = false;
+	while ((res = PQgetResult(db->pg)) != NULL) {
+		ExecStatusType s = PQresultStatus(res);
+		bool ok = s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK;
+		any = true;
+		if (!ok && !*failed) {
+			pg_why(db, s == PGRES_PIPELINE_ABORTED
+					   ? "an earlier statement of the transaction failed"
+					   : PQresultErrorMessage(res));
+			*failed = true;
+		}
+		if (ok && keep && *kept == NULL)
+			*kept = res;
+		else
+			PQclear(res);
+	}
+	return any;
+}
+
+/* Ends the pipeline, if one is open: a sync, then the answers to the
+ * statements sent, in order; *wanted (when not NULL) the answer to
+ * statement want (0-based, of those sent), for the caller to clear.
+ * EVK_EIO, with db->why from the first failure, when any failed (then
+ * *wanted is NULL). */
+static int
+pg_sync(struct evk_db *db, int want, PGresult **wanted)
+{
+	int n = db->npiped;
+	bool failed = false;
+	PGresult *kept = NULL;
+	if (wanted)
+		*wanted = NULL;
+	db->npiped = 0;
+	if (PQpipelineStatus(db->pg) == PQ_PIPELINE_OFF)
+		return EVK_OK;
+	if (!PQpipelineSync(db->pg)) {
+		pg_why(db, PQerrorMessage(db->pg));
+		failed = true;
+		n = 0;
+	}
+	for (int i = 0; i < n; i++)
+		if (!pg_read_one(db, wanted && i == want, &kept, &failed)) {
+			if (!failed)
+				pg_why(db, PQerrorMessage(db->pg));
+			failed = true;
+			break;
+		}
+	PGresult *res = failed && PQstatus(db->pg) == CONNECTION_BAD ? NULL : PQgetResult(db->pg);
+	if (res == NULL || PQresultStatus(res) != PGRES_PIPELINE_SYNC) {
+		if (!failed)
+			pg_why(db, PQerrorMessage(db->pg));
+		failed = true;
+	}
+	PQclear(res);
+	if (!PQexitPipelineMode(db->pg) && !failed) {
+		pg_why(db, PQerrorMessage(db->pg));
+		failed = true;
+	}
+	/* A server that went says so in the first answer, before libpq
+	 * finds the connection closed. */
+	if (PQstatus(db->pg) == CONNECTION_BAD)
+		db->lost = true;
+	if (failed) {
+		PQclear(kept);
+		return EVK_EIO;
+	}
+	if (wanted)
+		*wanted = kept;
+	else
+		PQclear(kept);
+	return EVK_OK;
+}
+
+/* Runs sql (no parameters), after the statements sent before; *res the
+ * result when rows are wanted. */
 static int
 pg_exec(struct evk_db *db, const char *sql, PGresult **rows)
 {
+	int before = pg_sync(db, -1, NULL);
 	PGresult *res = PQexec(db->pg, sql);
 	ExecStatusType s = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
 	if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
-		pg_why(db, res ? PQresultErrorMessage(res) : PQerrorMessage(db->pg));
+		if (before == EVK_OK)
+			pg_why(db, res ? PQresultErrorMessage(res) : PQerrorMessage(db->pg));
+		PQclear(res);
+		return EVK_EIO;
+	}
+	if (before != EVK_OK) {
 		PQclear(res);
 		return EVK_EIO;
 	}
@@ -497,10 +611,14 @@ q_prepare(struct evk_db *db, struct evk_q *q, const char *sql)
 		return false;
 	}
 	snprintf(name, sizeof(name), "evk%d", db->nqs);
-	PGresult *res = PQprepare(db->pg, name, text, 0, NULL);
+	/* The statements sent before go first (a failure among them fails
+	 * this call). */
+	int before = pg_sync(db, -1, NULL);
+	PGresult *res = before == EVK_OK ? PQprepare(db->pg, name, text, 0, NULL) : NULL;
 	free(text);
 	if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
-		pg_why(db, res ? PQresultErrorMessage(res) : PQerrorMessage(db->pg));
+		if (before == EVK_OK)
+			pg_why(db, res ? PQresultErrorMessage(res) : PQerrorMessage(db->pg));
 		PQclear(res);
 		free(q->sql);
 		q->sql = NULL;
@@ -637,10 +755,22 @@ evk_q_step(struct evk_q *q)
 	if (q->res == NULL) {
 		char name[16];
 		snprintf(name, sizeof(name), "evk%d", (int)(q - db->qs));
-		q->res = PQexecPrepared(db->pg, name, q->nparams, q->vals, q->lens, q->fmts, 0);
-		ExecStatusType s = q->res ? PQresultStatus(q->res) : PGRES_FATAL_ERROR;
-		if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
-			pg_why(db, q->res ? PQresultErrorMessage(q->res) : PQerrorMessage(db->pg));
+		int rv = EVK_OK;
+		if (PQpipelineStatus(db->pg) != PQ_PIPELINE_OFF) {
+			/* After the statements sent before, in one round trip. */
+			int want = db->npiped;
+			rv = pg_send(db, name, NULL, q->nparams, q->vals, q->lens, q->fmts);
+			if (pg_sync(db, want, &q->res) != EVK_OK || q->res == NULL)
+				rv = EVK_EIO;
+		} else {
+			q->res = PQexecPrepared(db->pg, name, q->nparams, q->vals, q->lens, q->fmts, 0);
+			ExecStatusType s = q->res ? PQresultStatus(q->res) : PGRES_FATAL_ERROR;
+			if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
+				pg_why(db, q->res ? PQresultErrorMessage(q->res) : PQerrorMessage(db->pg));
+				rv = EVK_EIO;
+			}
+		}
+		if (rv != EVK_OK) {
 			PQclear(q->res);
 			q->res = NULL;
 			set_err(db, "%s%s", db->lost ? "lost the connection to the database: " : "",
@@ -654,6 +784,22 @@ evk_q_step(struct evk_q *q)
 	if (q->row < q->nrows)
 		q->row++;
 	return q->row < q->nrows ? EVK_ROW : EVK_DONE;
+}
+
+int
+evk_q_send(struct evk_q *q)
+{
+	struct evk_db *db = q->db;
+	if (q->st || !db->in_tx)
+		return evk_q_done(q);
+	char name[16];
+	snprintf(name, sizeof(name), "evk%d", (int)(q - db->qs));
+	int rv = pg_send(db, name, NULL, q->nparams, q->vals, q->lens, q->fmts);
+	evk_q_reset(q);
+	q->changes = 0;
+	if (rv != EVK_OK)
+		set_err(db, "%s%s", db->lost ? "lost the connection to the database: " : "", db->why);
+	return rv;
 }
 
 int
@@ -839,28 +985,40 @@ evk_db_exec(struct evk_db *db, const char *sql)
 }
 
 int
+evk_db_send(struct evk_db *db, const char *sql)
+{
+	if (db->dialect != EVK_DB_POSTGRES || !db->in_tx)
+		return evk_db_exec(db, sql);
+	return pg_send(db, NULL, sql, 0, NULL, NULL, NULL) == EVK_OK ? EVK_OK
+								    : evk_db_fail(db, sql);
+}
+
+int
 evk_db_begin(struct evk_db *db)
 {
 	if (db->dialect == EVK_DB_POSTGRES) {
-		if (pg_exec(db, "BEGIN", NULL) != EVK_OK)
-			return evk_db_fail(db, "cannot start a transaction");
+		/* Sent with the transaction's first statement. */
 		db->in_tx = true;
+		db->tx_failed = false;
+		if (pg_send(db, NULL, "BEGIN", 0, NULL, NULL, NULL) != EVK_OK) {
+			db->in_tx = false;
+			return evk_db_fail(db, "cannot start a transaction");
+		}
 		return EVK_OK;
 	}
 	return evk_store_begin(db->sq) == EVK_OK ? EVK_OK
 						  : evk_db_fail(db, "cannot start a transaction");
 }
 
-/* Releases the locks whose release waited for the commit. */
-static int
-pg_unlock_pending(struct evk_db *db)
+/* Forgets the advisory lock on key (db->locks). */
+static void
+forget_lock(struct evk_db *db, int64_t key)
 {
-	int rv = EVK_OK, n = db->nunlocks;
-	db->nunlocks = 0;
-	for (int i = 0; i < n; i++)
-		if (evk_db_unlock(db, db->unlocks[i]) != EVK_OK)
-			rv = EVK_EIO;
-	return rv;
+	for (int i = 0; i < db->nlocks; i++)
+		if (db->locks[i] == key) {
+			db->locks[i] = db->locks[--db->nlocks];
+			break;
+		}
 }
 
 int
@@ -876,27 +1034,48 @@ evk_db_unlock_at_commit(struct evk_db *db, int64_t key)
 	return EVK_OK;
 }
 
+/* PostgreSQL: COMMIT after the statements sent before and, unless a
+ * statement of the transaction failed, the unlocks that waited for it,
+ * in one round trip. A COMMIT the server turned into a ROLLBACK (the
+ * transaction had failed) is a failure, and one that never ran (the
+ * pipeline stopped at an earlier failure) is rolled back. */
+static int
+pg_commit(struct evk_db *db)
+{
+	char keys[256][24];
+	const char *val[1];
+	int want = db->npiped, n = db->tx_failed ? 0 : db->nunlocks;
+	int rv = pg_send(db, NULL, "COMMIT", 0, NULL, NULL, NULL);
+	for (int i = 0; rv == EVK_OK && i < n; i++) {
+		snprintf(keys[i], sizeof(keys[i]), "%" PRId64, db->unlocks[i]);
+		val[0] = keys[i];
+		rv = pg_send(db, NULL, "SELECT pg_advisory_unlock($1::bigint)", 1, val, NULL, NULL);
+	}
+	db->in_tx = false;
+	db->nunlocks = 0;
+	PGresult *res;
+	bool synced = pg_sync(db, want, &res) == EVK_OK;
+	bool committed = res && strcmp(PQcmdStatus(res), "COMMIT") == 0;
+	if (rv == EVK_OK && synced && !committed)
+		pg_why(db, res && *PQresultErrorMessage(res) ? PQresultErrorMessage(res)
+							      : "the transaction was rolled back");
+	PQclear(res);
+	if (rv == EVK_OK && synced && committed) {
+		for (int i = 0; i < n; i++)
+			forget_lock(db, db->unlocks[i]);
+		return EVK_OK;
+	}
+	if (PQtransactionStatus(db->pg) == PQTRANS_INERROR ||
+	    PQtransactionStatus(db->pg) == PQTRANS_INTRANS)
+		PQclear(PQexec(db->pg, "ROLLBACK"));
+	return evk_db_fail(db, "cannot commit a transaction");
+}
+
 int
 evk_db_commit(struct evk_db *db)
 {
-	if (db->dialect == EVK_DB_POSTGRES) {
-		db->in_tx = false;
-		/* A transaction that failed earlier ends in ROLLBACK, which
-		 * COMMIT reports as done: it must not pass for a commit. */
-		PGresult *res = PQexec(db->pg, "COMMIT");
-		bool ok = res && PQresultStatus(res) == PGRES_COMMAND_OK &&
-			  strcmp(PQcmdStatus(res), "COMMIT") == 0;
-		if (!ok)
-			pg_why(db, res ? (*PQresultErrorMessage(res) ? PQresultErrorMessage(res)
-								     : "the transaction was rolled back")
-				       : PQerrorMessage(db->pg));
-		PQclear(res);
-		if (!ok) {
-			db->nunlocks = 0;
-			return evk_db_fail(db, "cannot commit a transaction");
-		}
-		return pg_unlock_pending(db);
-	}
+	if (db->dialect == EVK_DB_POSTGRES)
+		return pg_commit(db);
 	return evk_store_exec(db->sq, "COMMIT") == EVK_OK
 		       ? EVK_OK
 		       : evk_db_fail(db, "cannot commit a transaction");
@@ -908,10 +1087,12 @@ evk_db_rollback(struct evk_db *db)
 	if (db->dialect == EVK_DB_POSTGRES) {
 		db->in_tx = false;
 		db->nunlocks = 0;
-		/* Keeps the reason of the failure that led here. */
+		/* Keeps the reason of the failure that led here; what was
+		 * sent before is read and dropped. */
 		char why[sizeof(db->why)], err[sizeof(db->err)];
 		memcpy(why, db->why, sizeof(why));
 		memcpy(err, db->err, sizeof(err));
+		pg_sync(db, -1, NULL);
 		int rv = pg_exec(db, "ROLLBACK", NULL);
 		memcpy(db->why, why, sizeof(why));
 		memcpy(db->err, err, sizeof(err));
@@ -969,6 +1150,17 @@ evk_db_try_lock(struct evk_db *db, int64_t key, bool *got)
 }
 
 int
+evk_db_lock_taken(struct evk_db *db, int64_t key)
+{
+	if (db->dialect != EVK_DB_POSTGRES)
+		return EVK_OK;
+	if (db->nlocks == (int)(sizeof(db->locks) / sizeof(db->locks[0])))
+		return EVK_ETOOLONG;
+	db->locks[db->nlocks++] = key;
+	return EVK_OK;
+}
+
+int
 evk_db_unlock(struct evk_db *db, int64_t key)
 {
 	if (db->dialect != EVK_DB_POSTGRES)
@@ -977,10 +1169,6 @@ evk_db_unlock(struct evk_db *db, int64_t key)
 	if (q == NULL)
 		return EVK_EIO;
 	evk_q_bind_int64(q, 1, key);
-	for (int i = 0; i < db->nlocks; i++)
-		if (db->locks[i] == key) {
-			db->locks[i] = db->locks[--db->nlocks];
-			break;
-		}
-	return evk_q_done(q) == EVK_OK ? EVK_OK : evk_db_fail(db, "cannot release a lock");
+	forget_lock(db, key);
+	return evk_q_send(q) == EVK_OK ? EVK_OK : evk_db_fail(db, "cannot release a lock");
 }

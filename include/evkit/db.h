@@ -64,6 +64,8 @@ struct evk_db {
 	struct evk_q *qs;            /* the kept statements */
 	int nqs;
 	bool in_tx;                  /* PostgreSQL: inside BEGIN ... COMMIT */
+	bool tx_failed;              /* PostgreSQL: a statement of the transaction failed */
+	int npiped;                  /* PostgreSQL: statements sent, not yet answered */
 	bool lost;                   /* PostgreSQL: the connection is gone */
 	int64_t locks[256];          /* PostgreSQL: advisory locks held (evk_db_try_lock) */
 	int nlocks;
@@ -152,9 +154,25 @@ sqlite3_stmt *evk_db_stmt(struct evk_db *db, const char *sql);
 /* Runs sql (no parameters, no rows; several statements allowed). */
 int evk_db_exec(struct evk_db *db, const char *sql);
 
+/* Statements whose answer the caller does not wait for, inside a
+ * transaction: PostgreSQL sends them (libpq's pipeline mode) with the
+ * next statement that waits for its answer, or with the COMMIT, in one
+ * round trip; a failure shows there (that statement, or the commit,
+ * fails with the first failure's reason) and every later statement of
+ * the transaction fails too. SQLite, and PostgreSQL outside a
+ * transaction, run them at once. evk_q_changes is not known after
+ * evk_q_send. evk_db_send takes one statement, no parameters, no rows;
+ * evk_q_send a bound kept statement (its values are copied when sent)
+ * whose rows, if any, are dropped; it resets q. */
+int evk_db_send(struct evk_db *db, const char *sql);
+int evk_q_send(struct evk_q *q);
+
 /* A write transaction: SQLite BEGIN IMMEDIATE (retried while another
  * process writes); PostgreSQL BEGIN (READ COMMITTED: rows are locked as
- * they are written, claims use FOR UPDATE SKIP LOCKED). COMMIT, ROLLBACK. */
+ * they are written, claims use FOR UPDATE SKIP LOCKED), sent with the
+ * transaction's first statement (evk_db_send), so a failure to begin
+ * shows there. COMMIT (PostgreSQL: in one round trip with the statements
+ * sent before and the unlocks waiting for it), ROLLBACK. */
 int evk_db_begin(struct evk_db *db);
 int evk_db_commit(struct evk_db *db);
 int evk_db_rollback(struct evk_db *db);
@@ -188,7 +206,13 @@ int evk_db_alive(struct evk_db *db, bool ping);
  * db->locks[0..nlocks) (at most 256: EVK_ETOOLONG past them). On SQLite
  * both are no-ops with *got true. */
 int evk_db_try_lock(struct evk_db *db, int64_t key, bool *got);
+/* Inside a transaction the unlock is sent with the next statement
+ * (evk_db_send). */
 int evk_db_unlock(struct evk_db *db, int64_t key);
+/* Records that a statement of the caller's took the lock on key (one
+ * that calls pg_try_advisory_lock itself, to save a round trip):
+ * EVK_ETOOLONG past 256 held. */
+int evk_db_lock_taken(struct evk_db *db, int64_t key);
 /* Releases the lock once the open transaction commits (at once outside
  * one): a change that ends what the lock guards is seen by others before
  * the lock is free. A rollback keeps the lock. */
