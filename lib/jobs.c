@@ -277,50 +277,74 @@ job_from_claim(struct evk_q *st, void *out)
 	return EVK_OK;
 }
 
+/* Binds the worker taking a job to parameters 1 to 3 of a claim: host,
+ * pid and now (written into ts, which must last until the step). */
+static void
+bind_claimant(struct evk_q *st, const char *host, pid_t pid, char ts[EVK_TS_LEN + 1])
+{
+	evk_ts_now(ts);
+	evk_q_bind_text(st, 1, host);
+	evk_q_bind_int64(st, 2, pid);
+	evk_q_bind_text(st, 3, ts);
+}
+
 /* PostgreSQL: one statement takes the next due job no other worker is
- * taking (SKIP LOCKED), then this session's advisory lock on its id, held
- * while the job runs (see evk_jobs_rescue). */
+ * taking (SKIP LOCKED) and tries this session's advisory lock on its id,
+ * held while the job runs (see evk_jobs_rescue). The savepoint and its
+ * release go with the statements around them (evk_db_send): one round
+ * trip a claim. */
 static int
 claim_pg(struct evk_db *db, const char *queue, const char *host, pid_t pid,
 	 struct evk_job *job)
 {
 	char ts[EVK_TS_LEN + 1];
-	evk_ts_now(ts);
 	/* A savepoint, to undo the claim alone when the lock is taken (the
 	 * caller's transaction may hold other changes). */
-	if (evk_db_exec(db, "SAVEPOINT evk_claim") != EVK_OK)
+	if (evk_db_send(db, "SAVEPOINT evk_claim") != EVK_OK)
 		return EVK_EIO;
 	struct evk_q *st = evk_db_q(
-		db, "UPDATE jobs SET state = 'executing', attempt = attempt + 1,"
+		db, "WITH c AS (UPDATE jobs SET state = 'executing', attempt = attempt + 1,"
 		    " worker_host = ?, worker_pid = ?, attempted_at = ?"
 		    " WHERE id = (SELECT id FROM jobs WHERE queue = ? AND state IN"
 		    " ('available','scheduled','retryable') AND scheduled_at <= ?"
 		    " ORDER BY priority, scheduled_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)"
-		    " RETURNING id, steps, workflow_id, resource_id, attempt - 1, max_attempts,"
-		    " backoff, timeout, stdin");
+		    " RETURNING id, steps, workflow_id, resource_id, attempt - 1 AS attempt,"
+		    " max_attempts, backoff, timeout, stdin)"
+		    " SELECT id, steps, workflow_id, resource_id, attempt, max_attempts, backoff,"
+		    " timeout, stdin, CASE WHEN pg_try_advisory_lock(id) THEN 1 ELSE 0 END FROM c");
 	if (st == NULL)
 		return EVK_EIO;
-	evk_q_bind_text(st, 1, host);
-	evk_q_bind_int64(st, 2, pid);
-	evk_q_bind_text(st, 3, ts);
+	bind_claimant(st, host, pid, ts);
 	evk_q_bind_text(st, 4, queue);
 	evk_q_bind_int64(st, 5, evk_wall_ms());
-	int rv = one_row(st, EVK_ETIMEDOUT, job_from_claim, job);
-	if (rv == EVK_ETIMEDOUT && evk_db_exec(db, "RELEASE SAVEPOINT evk_claim") != EVK_OK)
-		rv = EVK_EIO;
-	if (rv != EVK_OK)
+	bool got = false;
+	int rc = evk_q_step(st), rv = EVK_EIO;
+	if (rc == EVK_ROW) {
+		got = evk_q_int64(st, 9) == 1;
+		rv = got ? job_from_claim(st, job) : EVK_EAGAIN;
+	} else if (rc == EVK_DONE) {
+		rv = EVK_ETIMEDOUT;
+	}
+	evk_q_reset(st);
+	if (rv == EVK_EIO)
 		return rv;
+	if (got && evk_db_lock_taken(db, job->id) != EVK_OK) {
+		/* More jobs than locks kept: not taken (the lock goes with the
+		 * rest of the claim). */
+		evk_db_unlock(db, job->id);
+		evk_job_release(job);
+		rv = EVK_ETOOLONG;
+	}
 	/* Free unless a rescuer is between its lock and its commit: then
 	 * this claim is undone and the job taken next time. */
-	bool got;
-	rv = evk_db_try_lock(db, job->id, &got);
-	if (rv == EVK_OK && !got)
-		rv = evk_db_exec(db, "ROLLBACK TO SAVEPOINT evk_claim") == EVK_OK ? EVK_EAGAIN
-										: EVK_EIO;
-	if (rv == EVK_OK && evk_db_exec(db, "RELEASE SAVEPOINT evk_claim") != EVK_OK)
+	if (rv != EVK_OK && rv != EVK_ETIMEDOUT &&
+	    evk_db_send(db, "ROLLBACK TO SAVEPOINT evk_claim") != EVK_OK)
 		rv = EVK_EIO;
-	if (rv != EVK_OK)
-		evk_job_release(job);
+	if (evk_db_send(db, "RELEASE SAVEPOINT evk_claim") != EVK_OK && rv != EVK_EIO) {
+		if (rv == EVK_OK)
+			evk_job_release(job);
+		rv = EVK_EIO;
+	}
 	return rv;
 }
 
@@ -343,16 +367,13 @@ evk_jobs_claim(struct evk_db *db, const char *queue, const char *host, pid_t pid
 	if (rv != EVK_OK)
 		return rv;
 	char ts[EVK_TS_LEN + 1];
-	evk_ts_now(ts);
 	st = evk_db_q(db, "UPDATE jobs SET state = 'executing', attempt = attempt + 1,"
 			  " worker_host = ?, worker_pid = ?, attempted_at = ? WHERE id = ?");
 	if (st == NULL) {
 		evk_job_release(job);
 		return EVK_EIO;
 	}
-	evk_q_bind_text(st, 1, host);
-	evk_q_bind_int64(st, 2, pid);
-	evk_q_bind_text(st, 3, ts);
+	bind_claimant(st, host, pid, ts);
 	evk_q_bind_int64(st, 4, job->id);
 	if ((rv = done(st)) != EVK_OK)
 		evk_job_release(job);
@@ -518,7 +539,7 @@ evk_jobs_set_child(struct evk_db *db, int64_t id, pid_t child)
 		return EVK_EIO;
 	evk_q_bind_int64(st, 1, child);
 	evk_q_bind_int64(st, 2, id);
-	return done(st);
+	return evk_q_send(st) == EVK_OK ? EVK_OK : EVK_EIO;
 }
 
 int
@@ -544,7 +565,8 @@ evk_jobs_end(struct evk_db *db, int64_t id, const struct evk_job_end *e)
 	evk_q_bind_text(st, 6, now);
 	evk_q_bind_int64(st, 7, e->uncount ? 1 : 0);
 	evk_q_bind_int64(st, 8, id);
-	int rv = done(st);
+	/* Answered with the turn's next statement or its commit. */
+	int rv = evk_q_send(st) == EVK_OK ? EVK_OK : EVK_EIO;
 	return rv == EVK_OK ? evk_db_unlock_at_commit(db, id) : rv;
 }
 

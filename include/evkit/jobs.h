@@ -74,7 +74,9 @@ void evk_job_release(struct evk_job *job);
 int evk_jobs_rescue(struct evk_db *db, const char *host, pid_t self,
 		    void (*rescued)(int64_t id, pid_t child, void *arg), void *arg);
 
-/* Notes the running step's child (its process group). */
+/* Notes the running step's child (its process group). Inside a
+ * transaction on PostgreSQL, evk_jobs_set_child and evk_jobs_end are sent
+ * with the next statement or the commit (evk_q_send). */
 int evk_jobs_set_child(struct evk_db *db, int64_t id, pid_t child);
 
 /* How a job's attempt ended. */
