@@ -190,6 +190,13 @@ evk_outbox_record(struct evk_outbox *ob, int format, const char *notes, size_t l
 		return fail(ob, "cannot write the outbox");
 	evk_q_bind_int64(q, 1, count);
 	evk_q_bind_int64(q, 3, format);
+	if (row == NULL) {
+		/* Nothing to read back: sent with the next statement or the
+		 * commit (PostgreSQL). */
+		if (evk_q_bind_blob(q, 2, notes, len) != EVK_OK || evk_q_send(q) != EVK_OK)
+			return fail(ob, "cannot write the outbox");
+		return EVK_OK;
+	}
 	int rc = evk_q_bind_blob(q, 2, notes, len) == EVK_OK ? evk_q_step(q) : EVK_EIO;
 	int rv = rc == EVK_ROW || rc == EVK_DONE ? EVK_OK : fail(ob, "cannot write the outbox");
 	if (rv == EVK_OK && row)
@@ -223,8 +230,9 @@ settle_round(struct evk_outbox *ob, const struct round_row *rows, long n, uint64
 		if ((st = evk_db_q(ob->db, "DELETE FROM notes WHERE id <= ?")) == NULL)
 			return fail(ob, "cannot clear the outbox");
 		evk_q_bind_int64(st, 1, rows[i - 1].id);
-		if (run(ob, st, "cannot clear the outbox") != EVK_OK)
-			return EVK_EIO;
+		/* Sent with the commit (PostgreSQL). */
+		if (evk_q_send(st) != EVK_OK)
+			return fail(ob, "cannot clear the outbox");
 	}
 	if (i < n && acked > 0) {
 		if ((st = evk_db_q(ob->db, "UPDATE notes SET sent = ? WHERE id = ?")) == NULL)
@@ -273,13 +281,28 @@ count_line(void *arg, const char *line, size_t len, uint64_t seq)
 	return rv;
 }
 
+/* Whether the hub acknowledged every line of the round's rows (the
+ * first acked lines given to the publisher). */
+static bool
+all_acked(const struct round_row *rows, long n, uint64_t acked)
+{
+	for (long i = 0; i < n; i++) {
+		if (!rows[i].whole || acked < (uint64_t)rows[i].added)
+			return false;
+		acked -= (uint64_t)rows[i].added;
+	}
+	return true;
+}
+
 /* One delivery round inside the open transaction: up to OUTBOX_CHUNK
  * rows handed to the publisher, then what the hub acknowledged settled.
- * *more: a full round went well; *damaged: the row that stopped it. */
+ * *more: a full round went well; *damaged: the row that stopped it;
+ * *emptied: the round read the last row and every line went. */
 static int
 flush_round(struct evk_outbox *ob, struct round_row *rows, bool *more, long long *damaged,
-	    bool *busy)
+	    bool *busy, bool *emptied)
 {
+	*emptied = false;
 	/* PostgreSQL: one flusher at a time (SQLite's write lock does it),
 	 * locked before the rows are read, and no more rows than a round
 	 * takes. */
@@ -347,6 +370,7 @@ flush_round(struct evk_outbox *ob, struct round_row *rows, bool *more, long long
 	if (rv != EVK_OK)
 		return rv;
 	if (n == 0 || ob->pub == NULL) {
+		*emptied = ok && n == 0;
 		*more = false;
 		return EVK_OK;
 	}
@@ -359,7 +383,9 @@ flush_round(struct evk_outbox *ob, struct round_row *rows, bool *more, long long
 		ob->pub = NULL;
 		return rv;
 	}
-	return settle_round(ob, rows, n, evk_pub_acked(ob->pub) - acked0);
+	uint64_t acked = evk_pub_acked(ob->pub) - acked0;
+	*emptied = ok && !*more && all_acked(rows, n, acked);
+	return settle_round(ob, rows, n, acked);
 }
 
 static int
@@ -378,7 +404,7 @@ int
 evk_outbox_flush(struct evk_outbox *ob, struct evk_outbox_report *r)
 {
 	struct round_row *rows = malloc(OUTBOX_CHUNK * sizeof(*rows));
-	bool more = true, busy = false;
+	bool more = true, busy = false, emptied = false;
 	int rv = EVK_OK;
 
 	*r = (struct evk_outbox_report){ 0 };
@@ -389,14 +415,17 @@ evk_outbox_flush(struct evk_outbox *ob, struct evk_outbox_report *r)
 			rv = fail(ob, "cannot start a transaction");
 			break;
 		}
-		rv = flush_round(ob, rows, &more, &r->damaged, &busy);
+		rv = flush_round(ob, rows, &more, &r->damaged, &busy, &emptied);
 		if (rv != EVK_OK)
 			evk_db_rollback(ob->db);
 		else if (evk_db_commit(ob->db) != EVK_OK)
 			rv = fail(ob, "cannot commit the outbox");
 	}
 	free(rows);
-	if (rv == EVK_OK && !busy)
+	/* A round that sent the last row leaves none pending (SQLite's
+	 * write lock held; on PostgreSQL rows committed since are another
+	 * flush's): no query needed. */
+	if (rv == EVK_OK && !busy && !emptied)
 		rv = pending(ob, &r->pending);
 	r->unreachable = rv == EVK_OK && r->pending > 0 && r->damaged == 0;
 	r->busy = busy;
