@@ -289,61 +289,45 @@ bind_claimant(struct evk_q *st, const char *host, pid_t pid, char ts[EVK_TS_LEN 
 }
 
 /* PostgreSQL: one statement takes the next due job no other worker is
- * taking (SKIP LOCKED) and tries this session's advisory lock on its id,
- * held while the job runs (see evk_jobs_rescue). The savepoint and its
- * release go with the statements around them (evk_db_send): one round
- * trip a claim. */
+ * taking (SKIP LOCKED: the row stays locked until the commit), tries this
+ * session's advisory lock on its id, held while the job runs (see
+ * evk_jobs_rescue), and only when it got the lock claims the job: one
+ * round trip a claim. The lock is taken unless a rescuer is between its
+ * lock and its commit, or the job's last worker has yet to release it
+ * after its end: then nothing changes (EVK_EAGAIN) and the job is taken
+ * next time. */
 static int
 claim_pg(struct evk_db *db, const char *queue, const char *host, pid_t pid,
 	 struct evk_job *job)
 {
 	char ts[EVK_TS_LEN + 1];
-	/* A savepoint, to undo the claim alone when the lock is taken (the
-	 * caller's transaction may hold other changes). */
-	if (evk_db_send(db, "SAVEPOINT evk_claim") != EVK_OK)
-		return EVK_EIO;
 	struct evk_q *st = evk_db_q(
-		db, "WITH c AS (UPDATE jobs SET state = 'executing', attempt = attempt + 1,"
-		    " worker_host = ?, worker_pid = ?, attempted_at = ?"
-		    " WHERE id = (SELECT id FROM jobs WHERE queue = ? AND state IN"
-		    " ('available','scheduled','retryable') AND scheduled_at <= ?"
-		    " ORDER BY priority, scheduled_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)"
-		    " RETURNING id, steps, workflow_id, resource_id, attempt - 1 AS attempt,"
+		db, "WITH due AS MATERIALIZED (SELECT id FROM jobs WHERE queue = ?4 AND state IN"
+		    " ('available','scheduled','retryable') AND scheduled_at <= ?5"
+		    " ORDER BY priority, scheduled_at, id LIMIT 1 FOR UPDATE SKIP LOCKED),"
+		    " locked AS MATERIALIZED (SELECT id, pg_try_advisory_lock(id) AS got FROM due),"
+		    " claimed AS (UPDATE jobs SET state = 'executing', attempt = attempt + 1,"
+		    " worker_host = ?1, worker_pid = ?2, attempted_at = ?3"
+		    " FROM locked WHERE jobs.id = locked.id AND locked.got"
+		    " RETURNING jobs.id, steps, workflow_id, resource_id, attempt - 1 AS attempt,"
 		    " max_attempts, backoff, timeout, stdin)"
-		    " SELECT id, steps, workflow_id, resource_id, attempt, max_attempts, backoff,"
-		    " timeout, stdin, CASE WHEN pg_try_advisory_lock(id) THEN 1 ELSE 0 END FROM c");
+		    " SELECT c.id, c.steps, c.workflow_id, c.resource_id, c.attempt, c.max_attempts,"
+		    " c.backoff, c.timeout, c.stdin, CASE WHEN l.got THEN 1 ELSE 0 END"
+		    " FROM locked l LEFT JOIN claimed c ON c.id = l.id");
 	if (st == NULL)
 		return EVK_EIO;
 	bind_claimant(st, host, pid, ts);
 	evk_q_bind_text(st, 4, queue);
 	evk_q_bind_int64(st, 5, evk_wall_ms());
-	bool got = false;
-	int rc = evk_q_step(st), rv = EVK_EIO;
-	if (rc == EVK_ROW) {
-		got = evk_q_int64(st, 9) == 1;
-		rv = got ? job_from_claim(st, job) : EVK_EAGAIN;
-	} else if (rc == EVK_DONE) {
-		rv = EVK_ETIMEDOUT;
-	}
+	int rc = evk_q_step(st), rv;
+	if (rc == EVK_ROW && evk_q_int64(st, 9) == 1)
+		rv = evk_q_is_null(st, 0) ? EVK_EIO : job_from_claim(st, job);
+	else
+		rv = rc == EVK_ROW ? EVK_EAGAIN : rc == EVK_DONE ? EVK_ETIMEDOUT : EVK_EIO;
 	evk_q_reset(st);
-	if (rv == EVK_EIO)
-		return rv;
-	if (got && evk_db_lock_taken(db, job->id) != EVK_OK) {
-		/* More jobs than locks kept: not taken (the lock goes with the
-		 * rest of the claim). */
-		evk_db_unlock(db, job->id);
+	if (rv == EVK_OK && evk_db_lock_taken(db, job->id) != EVK_OK) {
 		evk_job_release(job);
 		rv = EVK_ETOOLONG;
-	}
-	/* Free unless a rescuer is between its lock and its commit: then
-	 * this claim is undone and the job taken next time. */
-	if (rv != EVK_OK && rv != EVK_ETIMEDOUT &&
-	    evk_db_send(db, "ROLLBACK TO SAVEPOINT evk_claim") != EVK_OK)
-		rv = EVK_EIO;
-	if (evk_db_send(db, "RELEASE SAVEPOINT evk_claim") != EVK_OK && rv != EVK_EIO) {
-		if (rv == EVK_OK)
-			evk_job_release(job);
-		rv = EVK_EIO;
 	}
 	return rv;
 }
