@@ -297,6 +297,12 @@ on_rescued(int64_t id, pid_t child, void *arg)
 }
 
 int
+evk_jobrun_rescue(struct evk_db *db, const char *host, const struct evk_jobrun_sink *sink)
+{
+	return evk_jobs_rescue(db, host, getpid(), on_rescued, (void *)sink);
+}
+
+int
 evk_jobrun_claim(struct evk_db *db, const char *queue, const char *host,
 		 const struct evk_jobrun_sink *sink, struct evk_jobrun **run)
 {
@@ -308,9 +314,7 @@ evk_jobrun_claim(struct evk_db *db, const char *queue, const char *host,
 	r->db = db;
 	r->s.progress_fd = r->s.output_fd = -1;
 	r->s.pid = -1;
-	int rv = evk_jobs_rescue(db, host, getpid(), on_rescued, (void *)sink);
-	if (rv == EVK_OK)
-		rv = evk_jobs_claim(db, queue, host, getpid(), &r->q);
+	int rv = evk_jobs_claim(db, queue, host, getpid(), &r->q);
 	if (rv == EVK_OK && evk_uuid7(r->process_id) != EVK_OK)
 		rv = EVK_EIO;
 	if (rv == EVK_OK) {

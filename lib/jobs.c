@@ -431,9 +431,13 @@ rescue_pg(struct evk_db *db, const char *host,
 	pid_t kids[64];
 	int n = 0, rv = EVK_OK;
 	held_array(db, held);
-	struct evk_q *st = evk_db_q(db, "SELECT id, child_pid, worker_host FROM jobs"
+	/* One statement finds the running jobs of others and tries their
+	 * locks (the LIMIT keeps the lock out of the inner scan): the rows
+	 * it returns are dead workers' jobs, now locked by this session. */
+	struct evk_q *st = evk_db_q(db, "SELECT id, child_pid, worker_host FROM"
+					" (SELECT id, child_pid, worker_host FROM jobs"
 					" WHERE state = 'executing' AND NOT (id = ANY (?::bigint[]))"
-					" ORDER BY id LIMIT 64");
+					" ORDER BY id LIMIT 64) running WHERE pg_try_advisory_lock(id)");
 	if (st == NULL)
 		return EVK_EIO;
 	evk_q_bind_text(st, 1, held);
@@ -446,11 +450,10 @@ rescue_pg(struct evk_db *db, const char *host,
 	evk_q_reset(st);
 	if (rc != EVK_ROW && rc != EVK_DONE)
 		return EVK_EIO;
-	for (int i = 0; rv == EVK_OK && i < n; i++) {
-		bool got, changed = false;
-		if ((rv = evk_db_try_lock(db, ids[i], &got)) != EVK_OK || !got)
-			continue;
-		rv = make_available(db, ids[i], &changed);
+	for (int i = 0; i < n; i++) {
+		bool changed = false;
+		if (rv == EVK_OK)
+			rv = make_available(db, ids[i], &changed);
 		/* Released before the commit: a claim after it takes it anew. */
 		int un = evk_db_unlock(db, ids[i]);
 		if (rv == EVK_OK)

@@ -415,10 +415,13 @@ remove_running(struct worker *w, int i)
 
 /* ---- run ---- */
 
-/* Starts due jobs up to --concurrency. */
+/* Starts due jobs up to --concurrency, after the rescue of dead
+ * workers' jobs (once a turn with a free slot, not once a claim). */
 static void
 start_due(struct worker *w)
 {
+	if (!stopping && w->nrunning < w->o.concurrency)
+		check(w, evk_jobrun_rescue(&w->jobs, w->host, &w->sink), "running a job");
 	while (!stopping && w->nrunning < w->o.concurrency) {
 		struct evk_jobrun *r;
 		check(w, evk_jobrun_claim(&w->jobs, w->o.queue, w->host, &w->sink, &r), "running a job");

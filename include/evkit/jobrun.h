@@ -39,9 +39,13 @@ struct evk_jobrun {
 /* Each call below runs inside the caller's write transaction, which
  * holds the job's changes and its events (the sink's) together.
  *
- * Rescues the jobs of dead workers of host, claims the next due job of
- * queue and announces it (process_created) and its first step
- * (step_started). *run is NULL when no job is due. */
+ * Rescues the jobs of dead workers (evk_jobs_rescue): their steps are
+ * killed, each logged "rescued". A run loop calls it once a turn, before
+ * its claims. */
+int evk_jobrun_rescue(struct evk_db *db, const char *host, const struct evk_jobrun_sink *sink);
+
+/* Claims the next due job of queue and announces it (process_created)
+ * and its first step (step_started). *run is NULL when no job is due. */
 int evk_jobrun_claim(struct evk_db *db, const char *queue, const char *host,
 		     const struct evk_jobrun_sink *sink, struct evk_jobrun **run);
 
