@@ -32,41 +32,53 @@ now() { date +%s.%N; }
 # CPU seconds (user + system) a process has used, from /proc/PID/stat.
 cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat"; }
 
+# run_between R DB — run R: xargs, the worker on queue DB, xargs again;
+# prints its row and adds its ratio (the worker's time over the mean of
+# the two floors around it) to ratios. Exit 1 unless every job completed
+# and broadcast its 4 events.
+run_between() {
+	local r=$1 db=$2 t0 t1 t2 t3 h0 h1 e0 events completed ratio
+	h0=$(cpu_of "$hub")
+	e0=$(evbusd --status | jq .head_seq)
+	t0=$(now)
+	xargs -P2 -n1 true <"$dir/cmds"
+	t1=$(now)
+	evworker --db "$db" run --drain --concurrency 2 2>/dev/null
+	t2=$(now)
+	h1=$(cpu_of "$hub")
+	events=$(($(evbusd --status | jq .head_seq) - e0))
+	xargs -P2 -n1 true <"$dir/cmds"
+	t3=$(now)
+	completed=$(evworker --db "$db" list --state completed | wc -l)
+	ratio=$(awk -v a="$t0" -v b="$t1" -v c="$t2" -v d="$t3" \
+		'BEGIN { printf "%.2f", (c - b) / (((b - a) + (d - c)) / 2) }')
+	ratios+=("$ratio")
+	awk -v r="$r" -v a="$t0" -v b="$t1" -v c="$t2" -v d="$t3" -v q="$ratio" -v k="$completed/$N" \
+		-v e="$events" -v h0="$h0" -v h1="$h1" 'BEGIN {
+		printf "%-4d %9.2f %9.2f %9.2f %7s %11s %9d %9.0f\n", r, b - a, c - b, d - c, q, k, e,
+			(h1 - h0) * 1000 }'
+	if [ "$completed" -ne "$N" ] || [ "$events" -ne $((4 * N)) ]; then
+		echo "evworker: run $r completed $completed of $N jobs, broadcast $events of $((4 * N)) events" >&2
+		exit 1
+	fi
+}
+header() {
+	printf '%-4s %9s %9s %9s %7s %11s %9s %9s\n' run xargs evworker xargs ratio completed events 'hub ms'
+	ratios=()
+}
+median_ratio() { printf '%s\n' "${ratios[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
 echo "evworker: $N 'true' jobs, concurrency 2, $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg)"
-printf '%-4s %9s %9s %9s %7s %11s %9s %9s\n' run xargs evworker xargs ratio completed events 'hub ms'
-ratios=()
+header
 for ((r = 1; r <= RUNS; r++)); do
 	rm -rf "$dir/run"
 	cp -r "$dir/queue" "$dir/run"
 	# A copy is a producer of its own: the hub would drop its events as
 	# the first run's, sent again.
 	sqlite3 "$dir/run/jobs.db" "UPDATE outbox_producer SET id = lower(hex(randomblob(16)))"
-	h0=$(cpu_of "$hub")
-	e0=$(evbusd --status | jq .head_seq)
-	t0=$(now)
-	xargs -P2 -n1 true <"$dir/cmds"
-	t1=$(now)
-	evworker --db "$dir/run/jobs.db" run --drain --concurrency 2 2>/dev/null
-	t2=$(now)
-	h1=$(cpu_of "$hub")
-	events=$(($(evbusd --status | jq .head_seq) - e0))
-	xargs -P2 -n1 true <"$dir/cmds"
-	t3=$(now)
-	done=$(evworker --db "$dir/run/jobs.db" list --state completed | wc -l)
-	ratio=$(awk -v a="$t0" -v b="$t1" -v c="$t2" -v d="$t3" \
-		'BEGIN { printf "%.2f", (c - b) / (((b - a) + (d - c)) / 2) }')
-	ratios+=("$ratio")
-	awk -v r="$r" -v a="$t0" -v b="$t1" -v c="$t2" -v d="$t3" -v q="$ratio" -v k="$done/$N" \
-		-v e="$events" -v h0="$h0" -v h1="$h1" 'BEGIN {
-		printf "%-4d %9.2f %9.2f %9.2f %7s %11s %9d %9.0f\n", r, b - a, c - b, d - c, q, k, e,
-			(h1 - h0) * 1000 }'
-	if [ "$done" -ne "$N" ] || [ "$events" -ne $((4 * N)) ]; then
-		echo "evworker: run $r completed $done of $N jobs, broadcast $events of $((4 * N)) events" >&2
-		exit 1
-	fi
+	run_between "$r" "$dir/run/jobs.db"
 done
-median=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
-echo "evworker/xargs time ratio, median of $RUNS: $median (goal <= 3)"
+echo "evworker/xargs time ratio, median of $RUNS: $(median_ratio) (goal <= 3)"
 
 # ---- PostgreSQL (issue 21): the same jobs on a queue in PostgreSQL 15 ----
 # A private server (as nobody when root), unix socket only, with
@@ -108,36 +120,15 @@ copies() {
 # xargs runs like SQLite's, so that the ratio compares like with like.
 echo
 echo "evworker on PostgreSQL 15 (synchronous_commit=off): the same $N 'true' jobs, load $(cut -d' ' -f1 /proc/loadavg)"
-printf '%-4s %9s %9s %9s %7s %11s %9s\n' run xargs evworker xargs ratio completed events
-pgratios=()
+header
 for ((r = 1; r <= RUNS; r++)); do
 	psql_ -d "host=$pgdir user=evkit dbname=postgres" -c "CREATE DATABASE q1_$r"
 	pq1="postgresql:///q1_$r?host=$pgdir&user=evkit"
 	evworker --db "$pq1" enqueue -- true >/dev/null
 	copies "$pq1" $((N - 1))
-	e0=$(evbusd --status | jq .head_seq)
-	t0=$(now)
-	xargs -P2 -n1 true <"$dir/cmds"
-	t1=$(now)
-	evworker --db "$pq1" run --drain --concurrency 2 2>/dev/null
-	t2=$(now)
-	events=$(($(evbusd --status | jq .head_seq) - e0))
-	xargs -P2 -n1 true <"$dir/cmds"
-	t3=$(now)
-	pgdone=$(evworker --db "$pq1" list --state completed | wc -l)
-	ratio=$(awk -v a="$t0" -v b="$t1" -v c="$t2" -v d="$t3" \
-		'BEGIN { printf "%.2f", (c - b) / (((b - a) + (d - c)) / 2) }')
-	pgratios+=("$ratio")
-	awk -v r="$r" -v a="$t0" -v b="$t1" -v c="$t2" -v d="$t3" -v q="$ratio" -v k="$pgdone/$N" \
-		-v e="$events" 'BEGIN {
-		printf "%-4d %9.2f %9.2f %9.2f %7s %11s %9d\n", r, b - a, c - b, d - c, q, k, e }'
-	if [ "$pgdone" -ne "$N" ] || [ "$events" -ne $((4 * N)) ]; then
-		echo "evworker: PostgreSQL run $r completed $pgdone of $N jobs, broadcast $events of $((4 * N)) events" >&2
-		exit 1
-	fi
+	run_between "$r" "$pq1"
 done
-pgmedian=$(printf '%s\n' "${pgratios[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
-echo "evworker(pg)/xargs time ratio, median of $RUNS: $pgmedian (goal <= 4)"
+echo "evworker(pg)/xargs time ratio, median of $RUNS: $(median_ratio) (goal <= 4)"
 
 evworker --db "$pq2" enqueue -- sleep 0.01 >/dev/null
 copies "$pq2" $((M - 1))
