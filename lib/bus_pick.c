@@ -142,22 +142,21 @@ evk_pub_last_seq(const struct evk_pub *p)
 int
 evk_pub_set_producer(struct evk_pub *p, const char *id)
 {
-	/* JetStream deduplicates by Nats-Msg-Id within its window; the nats
-	 * backend keeps at-least-once for now. */
-	return p->nats ? EVK_OK : evk_nng_pub_set_producer(p->nng, id);
+	return p->nats ? evk_nats_pub_set_producer(p->nats, id)
+		       : evk_nng_pub_set_producer(p->nng, id);
 }
 
 int
 evk_pub_add_seq(struct evk_pub *p, const char *line, size_t len, uint64_t pseq)
 {
-	return p->nats ? evk_nats_pub_add(p->nats, line, len)
+	return p->nats ? evk_nats_pub_add_seq(p->nats, line, len, pseq)
 		       : evk_nng_pub_add_seq(p->nng, line, len, pseq);
 }
 
 uint64_t
 evk_pub_dropped(const struct evk_pub *p)
 {
-	return p->nats ? 0 : evk_nng_pub_dropped(p->nng);
+	return p->nats ? evk_nats_pub_dropped(p->nats) : evk_nng_pub_dropped(p->nng);
 }
 
 const char *
