@@ -77,6 +77,8 @@ struct evk_pub {
 	struct evk_nats_pub *nats;
 	struct evk_buf scratch;
 	uint64_t last_seq; /* the one-shot evk_publish's */
+	bool producer;     /* evk_pub_set_producer was called */
+	uint64_t pseq_last; /* the last sequence evk_pub_add_seq queued */
 };
 
 int
@@ -142,15 +144,23 @@ evk_pub_last_seq(const struct evk_pub *p)
 int
 evk_pub_set_producer(struct evk_pub *p, const char *id)
 {
-	return p->nats ? evk_nats_pub_set_producer(p->nats, id)
-		       : evk_nng_pub_set_producer(p->nng, id);
+	int rv = p->nats ? evk_nats_pub_set_producer(p->nats, id)
+			 : evk_nng_pub_set_producer(p->nng, id);
+	if (rv == EVK_OK)
+		p->producer = true;
+	return rv;
 }
 
 int
 evk_pub_add_seq(struct evk_pub *p, const char *line, size_t len, uint64_t pseq)
 {
-	return p->nats ? evk_nats_pub_add_seq(p->nats, line, len, pseq)
-		       : evk_nng_pub_add_seq(p->nng, line, len, pseq);
+	if (!p->producer || pseq == 0 || pseq <= p->pseq_last)
+		return EVK_EINVAL;
+	int rv = p->nats ? evk_nats_pub_add_seq(p->nats, line, len, pseq)
+			 : evk_nng_pub_add_seq(p->nng, line, len, pseq);
+	if (rv == EVK_OK)
+		p->pseq_last = pseq;
+	return rv;
 }
 
 uint64_t

@@ -40,7 +40,6 @@ struct evk_nats_pub {
 	void *arg;
 	uint64_t acked, last_seq;
 	uint64_t dropped;       /* acknowledged as duplicates */
-	uint64_t pseq_last;     /* the last sequence added */
 	char producer[EVK_PRODUCER_MAX + 1]; /* "" or the Nats-Msg-Id prefix */
 	int failed;             /* sticky */
 	struct evk_buf scan;
@@ -486,12 +485,8 @@ evk_nats_pub_set_producer(struct evk_nats_pub *p, const char *id)
 int
 evk_nats_pub_add_seq(struct evk_nats_pub *p, const char *line, size_t len, uint64_t pseq)
 {
-	if (p->producer[0] == '\0' || pseq == 0 || pseq <= p->pseq_last)
-		return EVK_EINVAL;
-	int rv = add(p, line, len, pseq);
-	if (rv == EVK_OK)
-		p->pseq_last = pseq;
-	return rv;
+	/* (lib/bus_pick.c checks the order) */
+	return p->producer[0] == '\0' ? EVK_EINVAL : add(p, line, len, pseq);
 }
 
 uint64_t
