@@ -495,6 +495,9 @@ int
 evk_db_close(struct evk_db *db)
 {
 	int rv = EVK_OK;
+	/* The answers to what was sent without waiting (evk_db_commit_send). */
+	if (db->pg && pg_sync(db, -1, NULL) != EVK_OK)
+		rv = evk_db_fail(db, "closing the database");
 	for (int i = 0; i < db->nqs; i++) {
 		struct evk_q *q = &db->qs[i];
 		if (q->st)
@@ -1079,6 +1082,21 @@ evk_db_commit(struct evk_db *db)
 	return evk_store_exec(db->sq, "COMMIT") == EVK_OK
 		       ? EVK_OK
 		       : evk_db_fail(db, "cannot commit a transaction");
+}
+
+int
+evk_db_commit_send(struct evk_db *db)
+{
+	if (db->dialect != EVK_DB_POSTGRES || db->nunlocks > 0 || db->tx_failed)
+		return evk_db_commit(db);
+	db->in_tx = false;
+	if (pg_send(db, NULL, "COMMIT", 0, NULL, NULL, NULL) != EVK_OK)
+		return evk_db_fail(db, "cannot commit a transaction");
+	if (PQflush(db->pg) != 0) {
+		pg_why(db, PQerrorMessage(db->pg));
+		return evk_db_fail(db, "cannot commit a transaction");
+	}
+	return EVK_OK;
 }
 
 int

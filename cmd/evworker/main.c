@@ -516,7 +516,9 @@ child_ended(void)
 /* Starts the children of the steps the turn announced, once it has
  * committed, in a write transaction that records their pids: a worker
  * killed after a child started and before its pid is committed leaves
- * no more unrecorded than that UPDATE and COMMIT take. */
+ * no more unrecorded than that UPDATE and COMMIT take. On PostgreSQL the
+ * COMMIT goes without waiting for the answer (the server commits as it
+ * reads it); a failure shows at the next statement, and exits 69 there. */
 static void
 launch_steps(struct worker *w)
 {
@@ -528,7 +530,8 @@ launch_steps(struct worker *w)
 	begin(w);
 	for (int i = 0; i < w->nrunning; i++)
 		check(w, evk_jobrun_launch(w->running[i]), "starting a step");
-	commit(w);
+	if (evk_db_commit_send(&w->jobs) != EVK_OK)
+		db_die(w, "cannot commit");
 }
 
 /* One turn of the run loop in one write transaction: the steps that

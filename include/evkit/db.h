@@ -176,6 +176,13 @@ int evk_q_send(struct evk_q *q);
 int evk_db_begin(struct evk_db *db);
 int evk_db_commit(struct evk_db *db);
 int evk_db_rollback(struct evk_db *db);
+/* COMMIT without waiting for the answer, for a transaction whose outcome
+ * the caller need not know at once: PostgreSQL sends it with the
+ * statements before it to the server, which commits as it reads them;
+ * the answer is read, and a failure shows, with the next statement that
+ * waits (or at evk_db_close). SQLite, a transaction with unlocks waiting
+ * for its commit, or one where a statement failed: evk_db_commit. */
+int evk_db_commit_send(struct evk_db *db);
 
 /* Steps st once, expecting no row (an INSERT, UPDATE or DELETE), and
  * resets it (SQLite only; evk_q_done for both). */
