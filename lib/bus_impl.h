@@ -1,6 +1,7 @@
 /* The implementations behind include/evkit/bus.h, each with the same
- * contract as the function of bus.h it is named after: evk_nng_* (lib/bus.c,
- * evbusd over nng) and evk_nats_* (lib/bus_nats.c, NATS JetStream).
+ * contract as the function of bus.h it is named after: evk_nng_*
+ * (lib/bus_conn.c, lib/bus_pub.c, lib/bus_sub.c: evbusd over nng) and
+ * evk_nats_* (lib/nats_*.c, NATS JetStream).
  * lib/bus_pick.c chooses by the URL's scheme. */
 #ifndef EVKIT_BUS_IMPL_H
 #define EVKIT_BUS_IMPL_H
@@ -12,7 +13,7 @@
 /* Sets evk_bus_why's sentence (lib/bus_pick.c clears it on each open). */
 void evk_bus_set_why(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* ---- nng (lib/bus.c) ---- */
+/* ---- nng (lib/bus_conn.c, lib/bus_pub.c, lib/bus_sub.c) ---- */
 struct evk_nng_pub;
 struct evk_nng_sub;
 int evk_nng_bus_resolve(const char *opt, char *url, size_t n, const char **why);
@@ -40,7 +41,7 @@ const char *evk_nng_sub_why(const struct evk_nng_sub *s);
 void evk_nng_sub_close(struct evk_nng_sub *s);
 int evk_nng_bus_status(const char *url, char **json);
 
-/* ---- NATS JetStream (lib/bus_nats.c) ---- */
+/* ---- NATS JetStream (lib/nats_*.c) ---- */
 struct evk_nats_pub;
 struct evk_nats_sub;
 /* EVK_OK when url is a well-formed nats:// address (why says what is

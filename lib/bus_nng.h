@@ -1,7 +1,8 @@
-/* lib/bus.c is the nng client of evbusd, one of the two implementations
- * behind include/evkit/bus.h: these names make its functions and types
- * evk_nng_*, and lib/bus_pick.c picks it or lib/bus_nats.c by the URL's
- * scheme. Included by lib/bus.c only, before anything else. */
+/* lib/bus_conn.c, lib/bus_pub.c and lib/bus_sub.c are the nng client of
+ * evbusd, one of the two implementations behind include/evkit/bus.h: these
+ * names make its functions and types evk_nng_*, and lib/bus_pick.c picks it
+ * or lib/nats_*.c by the URL's scheme. Included by those three files only,
+ * before anything else; it also declares what they share (below). */
 #ifndef EVKIT_BUS_NNG_H
 #define EVKIT_BUS_NNG_H
 
@@ -36,5 +37,36 @@
 #include "evkit/bus.h"
 
 #include "bus_impl.h"
+
+#include <nng/nng.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+/* ---- shared by the nng client's files (defined in lib/bus_conn.c) ---- */
+
+/* Size of a refusal's text buffer (the why of struct evk_pub, struct
+ * evk_sub and evk_nng_refusal). */
+#define WHY_MAX 256
+
+/* Closes n (1 or 2) sockets, on a thread of its own, waiting at most
+ * CLOSE_WAIT_MS; false when they were still closing then (nng may still
+ * run their callbacks, so whatever those use must stay allocated). */
+bool evk_nng_close_sockets(const nng_socket *socks, int n);
+
+/* Maps an nng error (0 included) to an EVK_* code. */
+int evk_nng_err(int rv);
+
+/* An 'E' or 'F' reply's error code, its text copied to why[0..WHY_MAX);
+ * EVK_EPROTO (and an empty why) for anything else. */
+int evk_nng_refusal(const void *b, size_t n, char *why);
+
+/* Opens a REQ socket *s dialled to the hub at url (TLS as configured): no
+ * resend, large frames, EVK_ACK_TIMEOUT_MS send/receive timeouts. EVK_OK,
+ * or an EVK_* code with nothing left open. */
+int evk_nng_req_open(nng_socket *s, const char *url);
+
+/* Sends req (consumed either way) on s and waits for *reply (the caller's
+ * to free on EVK_OK). */
+int evk_nng_request(nng_socket s, nng_msg *req, nng_msg **reply);
 
 #endif

@@ -1,6 +1,7 @@
 /* include/evkit/bus.h: picks the implementation by the URL's scheme,
- * nats:// for NATS JetStream (lib/bus_nats.c), anything else for evbusd
- * (lib/bus.c). Programs never know which one they talk to. */
+ * nats:// for NATS JetStream (lib/nats_*.c), anything else for evbusd
+ * (lib/bus_conn.c, bus_pub.c, bus_sub.c). Programs never know which one
+ * they talk to. */
 #include "evkit/bus.h"
 
 #include "bus_impl.h"

@@ -150,7 +150,7 @@ uint64_t evk_sub_malformed(const struct evk_sub *s);
 uint64_t evk_sub_refilled(const struct evk_sub *s);
 
 /* Closes the subscription and frees s. Like evk_pub_close, it waits at
- * most 2 s for nng to close the sockets (see lib/bus.c: nng 1.5.2 can
+ * most 2 s for nng to close the sockets (see lib/bus_conn.c: nng 1.5.2 can
  * hang there), then leaves them to the process's exit. */
 void evk_sub_close(struct evk_sub *s);
 

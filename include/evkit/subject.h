@@ -1,5 +1,5 @@
 /* Topics and patterns as NATS subjects (the JetStream backend, see
- * lib/bus_nats.c and evkit(7)).
+ * lib/nats_*.c and evkit(7)).
  *
  * A topic becomes "evk." followed by its segments joined by '.', where a
  * segment's '.', '>' and '%' (characters NATS reserves, and the escape
