@@ -50,6 +50,10 @@ int evk_nats_url_check(const char *url, const char **why);
 int evk_nats_pub_open(struct evk_nats_pub **out, const char *url,
 		      evk_ack_fn on_ack, void *arg);
 int evk_nats_pub_add(struct evk_nats_pub *p, const char *line, size_t len);
+int evk_nats_pub_set_producer(struct evk_nats_pub *p, const char *id);
+int evk_nats_pub_add_seq(struct evk_nats_pub *p, const char *line, size_t len,
+			 uint64_t pseq);
+uint64_t evk_nats_pub_dropped(const struct evk_nats_pub *p);
 int evk_nats_pub_flush(struct evk_nats_pub *p);
 int evk_nats_pub_sync(struct evk_nats_pub *p);
 uint64_t evk_nats_pub_acked(const struct evk_nats_pub *p);

@@ -77,6 +77,8 @@ struct evk_pub {
 	struct evk_nats_pub *nats;
 	struct evk_buf scratch;
 	uint64_t last_seq; /* the one-shot evk_publish's */
+	bool producer;     /* evk_pub_set_producer was called */
+	uint64_t pseq_last; /* the last sequence evk_pub_add_seq queued */
 };
 
 int
@@ -142,22 +144,29 @@ evk_pub_last_seq(const struct evk_pub *p)
 int
 evk_pub_set_producer(struct evk_pub *p, const char *id)
 {
-	/* JetStream deduplicates by Nats-Msg-Id within its window; the nats
-	 * backend keeps at-least-once for now. */
-	return p->nats ? EVK_OK : evk_nng_pub_set_producer(p->nng, id);
+	int rv = p->nats ? evk_nats_pub_set_producer(p->nats, id)
+			 : evk_nng_pub_set_producer(p->nng, id);
+	if (rv == EVK_OK)
+		p->producer = true;
+	return rv;
 }
 
 int
 evk_pub_add_seq(struct evk_pub *p, const char *line, size_t len, uint64_t pseq)
 {
-	return p->nats ? evk_nats_pub_add(p->nats, line, len)
-		       : evk_nng_pub_add_seq(p->nng, line, len, pseq);
+	if (!p->producer || pseq == 0 || pseq <= p->pseq_last)
+		return EVK_EINVAL;
+	int rv = p->nats ? evk_nats_pub_add_seq(p->nats, line, len, pseq)
+			 : evk_nng_pub_add_seq(p->nng, line, len, pseq);
+	if (rv == EVK_OK)
+		p->pseq_last = pseq;
+	return rv;
 }
 
 uint64_t
 evk_pub_dropped(const struct evk_pub *p)
 {
-	return p->nats ? 0 : evk_nng_pub_dropped(p->nng);
+	return p->nats ? evk_nats_pub_dropped(p->nats) : evk_nng_pub_dropped(p->nng);
 }
 
 const char *

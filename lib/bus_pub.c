@@ -66,7 +66,6 @@ struct evk_pub {
 	char why[WHY_MAX]; /* the hub's reason for a refusal, or "" */
 	char producer[EVK_PRODUCER_MAX]; /* exactly once: 'Q' frames */
 	size_t producer_len;             /* 0: 'P' frames */
-	uint64_t pseq_last;              /* the last sequence added */
 	uint64_t dropped;                /* lines the hub had stored before */
 	struct evk_pub *next_left;
 };
@@ -383,12 +382,8 @@ evk_pub_set_producer(struct evk_pub *p, const char *id)
 int
 evk_pub_add_seq(struct evk_pub *p, const char *line, size_t len, uint64_t pseq)
 {
-	if (p->producer_len == 0 || (p->pseq_last != 0 && pseq <= p->pseq_last) || pseq == 0)
-		return EVK_EINVAL;
-	int rv = add_line(p, line, len, pseq);
-	if (rv == EVK_OK)
-		p->pseq_last = pseq;
-	return rv;
+	/* (lib/bus_pick.c checks the order) */
+	return p->producer_len == 0 ? EVK_EINVAL : add_line(p, line, len, pseq);
 }
 
 uint64_t

@@ -37,6 +37,7 @@
 #include "evkit/err.h"
 #include "evkit/event.h"
 #include "evkit/limits.h"
+#include "evkit/proto.h"
 #include "evkit/subject.h"
 
 #include <cjson/cJSON.h>

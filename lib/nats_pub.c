@@ -19,6 +19,7 @@ struct entry {
 	uint64_t seq;
 	int state;
 	bool no_stream; /* of an ENTRY_FAILED: no stream took it */
+	bool repeat;    /* of an ENTRY_ACKED: stored before (a duplicate) */
 	int jerr;       /* else JetStream's error code (0: an ack unread) */
 };
 
@@ -38,6 +39,8 @@ struct evk_nats_pub {
 	evk_ack_fn on_ack;
 	void *arg;
 	uint64_t acked, last_seq;
+	uint64_t dropped;       /* acknowledged as duplicates */
+	char producer[EVK_PRODUCER_MAX + 1]; /* "" or the Nats-Msg-Id prefix */
 	int failed;             /* sticky */
 	struct evk_buf scan;
 	char subject[EVK_SUBJECT_MAX];
@@ -52,11 +55,13 @@ struct evk_nats_pub {
  * *jerr JetStream's error code (-1 when it gave none). */
 static bool
 read_puback(const struct evk_nats_pub *p, const char *data, int len, uint64_t *seq,
-	    int *jerr)
+	    int *jerr, bool *repeat)
 {
 	static const char seq_key[] = "\"seq\":";
+	static const char dup_key[] = "\"duplicate\":true";
 
 	*jerr = -1;
+	*repeat = false;
 	if (data && len > (int)p->ack_head_len + 8 &&
 	    memcmp(data, p->ack_head, p->ack_head_len) == 0) {
 		const char *d = data + p->ack_head_len, *end = data + len;
@@ -70,6 +75,11 @@ read_puback(const struct evk_nats_pub *p, const char *data, int len, uint64_t *s
 		for (; d < end && *d >= '0' && *d <= '9' && v < UINT64_MAX / 10 - 9; d++)
 			v = v * 10 + (uint64_t)(*d - '0');
 		if (d < end && (*d == '}' || *d == ',') && v > 0) {
+			/* A message id seen within the stream's duplicate
+			 * window: the stored one's seq, and
+			 * "duplicate":true after it. */
+			*repeat = *d == ',' &&
+				  memmem(d, (size_t)(end - d), dup_key, sizeof(dup_key) - 1);
 			*seq = v;
 			return true;
 		}
@@ -78,8 +88,10 @@ read_puback(const struct evk_nats_pub *p, const char *data, int len, uint64_t *s
 	cJSON *err = cJSON_GetObjectItemCaseSensitive(o, "error");
 	cJSON *s = cJSON_GetObjectItemCaseSensitive(o, "seq");
 	bool ok = err == NULL && cJSON_IsNumber(s) && s->valuedouble >= 1;
-	if (ok)
+	if (ok) {
 		*seq = (uint64_t)s->valuedouble;
+		*repeat = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "duplicate"));
+	}
 	cJSON *code = cJSON_GetObjectItemCaseSensitive(err, "err_code");
 	if (cJSON_IsNumber(code))
 		*jerr = code->valueint;
@@ -109,7 +121,7 @@ take_ack(struct evk_nats_pub *p, natsMsg *m)
 		e->state = ENTRY_FAILED;
 		e->no_stream = true;
 	} else if (read_puback(p, natsMsg_GetData(m), natsMsg_GetDataLength(m), &e->seq,
-			       &e->jerr)) {
+			       &e->jerr, &e->repeat)) {
 		e->state = ENTRY_ACKED;
 	} else {
 		e->state = ENTRY_FAILED;
@@ -243,6 +255,7 @@ complete(struct evk_nats_pub *p, unsigned want, long long deadline_ms)
 			break;
 		}
 		p->acked++;
+		p->dropped += e->repeat;
 		p->last_seq = e->seq;
 		if (p->on_ack)
 			p->on_ack(p->arg, e->seq, e->line, e->len, 1);
@@ -354,8 +367,30 @@ line_topic(struct evk_nats_pub *p, const char *line, size_t len, const char **to
 	return EVK_OK;
 }
 
-int
-evk_nats_pub_add(struct evk_nats_pub *p, const char *line, size_t len)
+/* Sends one message with its reply subject; with a producer id, it
+ * carries the header Nats-Msg-Id: <producer>:<pseq>, by which JetStream
+ * stores it once within the stream's duplicate window. */
+static natsStatus
+send_one(struct evk_nats_pub *p, const char *reply, const char *line, size_t len,
+	 uint64_t pseq)
+{
+	if (p->producer[0] == '\0')
+		return natsConnection_PublishRequest(p->l.nc, p->subject, reply, line,
+						     (int)len);
+	char id[EVK_PRODUCER_MAX + 24];
+	natsMsg *m = NULL;
+	snprintf(id, sizeof(id), "%s:%llu", p->producer, (unsigned long long)pseq);
+	natsStatus s = natsMsg_Create(&m, p->subject, reply, line, (int)len);
+	if (s == NATS_OK)
+		s = natsMsgHeader_Set(m, "Nats-Msg-Id", id);
+	if (s == NATS_OK)
+		s = natsConnection_PublishMsg(p->l.nc, m);
+	natsMsg_Destroy(m);
+	return s;
+}
+
+static int
+add(struct evk_nats_pub *p, const char *line, size_t len, uint64_t pseq)
 {
 	natsStatus s;
 	int rv;
@@ -405,8 +440,7 @@ evk_nats_pub_add(struct evk_nats_pub *p, const char *line, size_t len)
 	}
 	char reply[96];
 	snprintf(reply, sizeof(reply), "%s%llu", p->inbox, (unsigned long long)p->n_next);
-	if ((s = natsConnection_PublishRequest(p->l.nc, p->subject, reply, line, (int)len)) !=
-	    NATS_OK) {
+	if ((s = send_one(p, reply, line, len, pseq)) != NATS_OK) {
 		/* Too large, or else the connection is gone (closed, or its
 		 * reconnect buffer full): what came before may be stored. */
 		if (s == NATS_MAX_PAYLOAD)
@@ -430,6 +464,35 @@ evk_nats_pub_add(struct evk_nats_pub *p, const char *line, size_t len)
 	if (p->on_ack || ++p->adds % 64 == 0)
 		return complete(p, 0, 0);
 	return EVK_OK;
+}
+
+int
+evk_nats_pub_add(struct evk_nats_pub *p, const char *line, size_t len)
+{
+	return p->producer[0] ? EVK_EINVAL : add(p, line, len, 0);
+}
+
+int
+evk_nats_pub_set_producer(struct evk_nats_pub *p, const char *id)
+{
+	size_t n = strlen(id);
+	if (!evk_producer_valid(id, n) || p->count > 0 || p->n_next > 1)
+		return EVK_EINVAL;
+	memcpy(p->producer, id, n + 1);
+	return EVK_OK;
+}
+
+int
+evk_nats_pub_add_seq(struct evk_nats_pub *p, const char *line, size_t len, uint64_t pseq)
+{
+	/* (lib/bus_pick.c checks the order) */
+	return p->producer[0] == '\0' ? EVK_EINVAL : add(p, line, len, pseq);
+}
+
+uint64_t
+evk_nats_pub_dropped(const struct evk_nats_pub *p)
+{
+	return p->dropped;
 }
 
 int

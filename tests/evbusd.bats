@@ -552,7 +552,7 @@ once_frame() {
 }
 
 @test "a producer's line sent again is stored once and still acknowledged, across hub restarts (issue 16.3)" {
-	evbusd_only "publish-once (producer ids, Q frames) is evbusd's; on NATS the outbox delivers at least once (casectl(1))"
+	evbusd_only "Q frames are evbusd's wire protocol; on NATS the outbox's publish-once is Nats-Msg-Id (casectl.bats tests it)"
 	start_hub
 	local f=$BATS_TEST_TMPDIR/q
 	once_frame "$f" prodA 1 2

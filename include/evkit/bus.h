@@ -49,7 +49,9 @@ int evk_pub_add(struct evk_pub *p, const char *line, size_t len);
  * transaction that stores the events, the highest sequence it stored, and
  * drops a line whose sequence is not above it while still acknowledging
  * it: a line sent again after a crash is stored once. On a nats:// bus
- * the lines go as with evk_pub_add. */
+ * each line carries the header Nats-Msg-Id: <id>:<sequence>, and
+ * JetStream stores a repeat within the stream's duplicate window (two
+ * minutes by default) once, acknowledging it as a duplicate. */
 int evk_pub_set_producer(struct evk_pub *p, const char *id);
 int evk_pub_add_seq(struct evk_pub *p, const char *line, size_t len, uint64_t pseq);
 /* Acknowledged lines the hub had stored before (dropped as repeats). */
