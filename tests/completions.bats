@@ -168,7 +168,7 @@ declared() {
 	casectl) casectl --complete-words options ;;
 	evworker)
 		evworker --complete
-		for c in $(evworker --complete | grep -v -- '^-'); do evworker "$c" --complete; done
+		for c in $(evworker --complete | grep -v -- '^-' | cut -f 1); do evworker "$c" --complete; done
 		;;
 	*) "$1" --help | grep -o -- '--[a-z][a-z-]*' ;;
 	esac | grep -- '^--' | sort -u
@@ -197,5 +197,5 @@ declared() {
 @test "fish offers the subcommands casectl's and evworker's tables declare" {
 	command -v fish >/dev/null || skip "fish is not installed (make deps)"
 	[ "$(fcomp 'casectl ' | sort)" = "$(casectl --complete-words commands | sort)" ]
-	[ "$(fcomp 'evworker ' | sort)" = "$(evworker --complete | grep -v -- '^-' | sort)" ]
+	[ "$(fcomp 'evworker ' | sort)" = "$(evworker --complete | grep -v -- '^-' | cut -f 1 | sort)" ]
 }

@@ -140,14 +140,19 @@ default_actor(struct ctx *c)
 
 
 /* --complete-words WHAT, for the shell completions (completions/): the
- * commands, the long options, the words after a command, or the values
- * of --sort or --role, one a line, from the tables above. */
+ * commands (commands-help: each with a tab and its help, for fish), the
+ * long options, the words after a command, or the values of --sort or
+ * --role, one a line, from the tables above. */
 static void
 complete_words(const char *what)
 {
 	if (strcmp(what, "commands") == 0) {
 		for (size_t i = 0; i < N_COMMANDS; i++)
 			puts(commands[i].name);
+	} else if (strcmp(what, "commands-help") == 0) {
+		for (size_t i = 0; i < N_COMMANDS; i++)
+			printf("%s\t%.*s\n", commands[i].name,
+			       (int)strcspn(commands[i].help, "\n"), commands[i].help);
 	} else if (strcmp(what, "options") == 0) {
 		evk_flags_print_words(flags, NFLAGS, 0);
 	} else if (strcmp(what, "--sort") == 0) {

@@ -125,13 +125,13 @@ usage(FILE *out, const struct command *c)
 	exit(0);
 }
 
-/* For completions: the commands and every option, or a command's
- * options, one a line. */
+/* For completions: the commands (each with a tab and its help, which
+ * fish shows) and every option, or a command's options, one a line. */
 static void __attribute__((noreturn))
 complete(const struct command *c)
 {
 	for (size_t i = 0; !c && i < NCOMMANDS; i++)
-		printf("%s\n", commands[i].name);
+		printf("%s\t%s\n", commands[i].name, commands[i].help);
 	/* Before a command: the options of every command; after it: its own. */
 	if (!c || c->flags)
 		evk_flags_print_words(flags, NFLAGS, c ? c->flags : 0);

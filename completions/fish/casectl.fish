@@ -1,17 +1,7 @@
-# fish completion for casectl(1): the subcommand, then only its options.
+# fish completion for casectl(1): the subcommand (from casectl's own command
+# table), then only its options.
 source (status dirname)/evkit-common.fish
-__evkit_subcommands casectl \
-    'init:create the database and its first admin' \
-    'user:add or list actors' \
-    'create:create a case' \
-    'get:print one case' \
-    'list:print cases' \
-    'update:change a case' \
-    'sync:mark a case synced' \
-    'destroy:delete a case' \
-    'ingest:upsert JSON lines' \
-    'outbox:undelivered notifications' \
-    'watch:print the list again after case events'
+__evkit_subcommands casectl --complete-words commands-help
 complete -c casectl -n '__evkit_before_subcommand casectl' -l db -r -F -d 'the database'
 complete -c casectl -n '__evkit_before_subcommand casectl' -l bus -x -a 'ipc:// tcp://127.0.0.1: tls+tcp:// nats://127.0.0.1:4222' -d 'the hub'
 complete -c casectl -n '__evkit_before_subcommand casectl' -l actor -x -d 'act as NAME'

@@ -1,16 +1,7 @@
-# fish completion for evworker(1): the subcommand, then only its options.
+# fish completion for evworker(1): the subcommand (from evworker's own command
+# table), then only its options.
 source (status dirname)/evkit-common.fish
-__evkit_subcommands evworker \
-    'enqueue:add a job' \
-    'run:work jobs' \
-    'list:jobs as JSON lines' \
-    'show:one job' \
-    'wait:until a job or workflow ends' \
-    'cancel:stop a job' \
-    'retry:run a job again' \
-    'prune:forget finished jobs' \
-    'stats:counts per queue and state' \
-    'on:a job per matching event'
+__evkit_subcommands evworker --complete
 complete -c evworker -n '__evkit_before_subcommand evworker' -l db -r -F -d 'the queue database'
 complete -c evworker -n '__evkit_before_subcommand evworker' -l bus -x -a 'ipc:// tcp://127.0.0.1: tls+tcp:// nats://127.0.0.1:4222' -d 'the hub'
 complete -c evworker -n '__evkit_before_subcommand evworker' -s h -l help -d 'print usage'
