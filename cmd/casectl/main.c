@@ -198,7 +198,7 @@ parse_opts(struct ctx *c, int argc, char **argv, const char *lead)
 {
 	struct evk_getopt g;
 	int ch;
-	evk_flags_getopt(&g, "casectl", usage, flags, NFLAGS, lead);
+	evk_flags_getopt(&g, "casectl " EVK_VERSION, usage, flags, NFLAGS, lead);
 	while ((ch = evk_flags_next(&g, argc, argv)) != -1) {
 		switch (ch) {
 		case 'd': c->db_path = optarg; break;

@@ -76,7 +76,7 @@ parse_args(struct hub *h, struct evbusd_opts *o, int argc, char **argv)
 	struct evk_getopt g;
 	int c;
 
-	evk_flags_getopt(&g, "evbusd", usage, flags, EVK_NFLAGS(flags), ":");
+	evk_flags_getopt(&g, "evbusd " EVK_VERSION, usage, flags, EVK_NFLAGS(flags), ":");
 	while ((c = evk_flags_next(&g, argc, argv)) != -1) {
 		switch (c) {
 		case 'b': o->bus = optarg; break;

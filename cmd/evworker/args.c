@@ -194,7 +194,7 @@ parse_args(struct opts *o, const struct command **cmd, int argc, char **argv)
 	struct evk_getopt g;
 	const char *help_of = NULL;
 	int ch;
-	evk_flags_getopt(&g, "evworker", NULL, flags, NFLAGS, "+:");
+	evk_flags_getopt(&g, "evworker " EVK_VERSION, NULL, flags, NFLAGS, "+:");
 	for (int pass = 0; pass < 2; pass++) {
 		while ((ch = evk_flags_next(&g, argc, argv)) != -1) {
 			if (ch == 'h')

@@ -206,7 +206,7 @@ parse_args(struct opts *o, int argc, char **argv)
 	struct evk_getopt g;
 	int c;
 
-	evk_flags_getopt(&g, "widgetd", usage, flags, NFLAGS, ":");
+	evk_flags_getopt(&g, "widgetd " EVK_VERSION, usage, flags, NFLAGS, ":");
 	while ((c = evk_flags_next(&g, argc, argv)) != -1) {
 		switch (c) {
 		case 'b': o->bus = optarg; break;

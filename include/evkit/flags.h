@@ -66,12 +66,12 @@ struct evk_flag {
 
 /* getopt_long's view of a table: longopts ends with a zero entry;
  * shortopts is the lead given ("+:", ":") and then each EVK_FLAG_SHORT
- * letter, followed by ':' when it takes an argument. The program's name
- * and usage function are evk_flags_next's, for --version and --help. */
+ * letter, followed by ':' when it takes an argument. The line --version
+ * prints and the program's usage function are evk_flags_next's. */
 struct evk_getopt {
 	struct option longopts[EVK_FLAGS_MAX + 1];
 	char shortopts[2 * EVK_FLAGS_MAX + 3];
-	const char *name;
+	const char *version;
 	void (*usage)(FILE *out, int status);
 };
 
@@ -118,16 +118,16 @@ evk_flags_print_words(const struct evk_flag *f, size_t n, unsigned scope)
 }
 
 /* For programs: evk_getopt_init, whose failure is the program's own bug,
- * with the program's name (for --version) and usage (for --help; NULL:
- * the program handles 'h' itself), and getopt's own messages off
+ * with what --version prints ("evpub 0.1.0") and the usage --help prints
+ * (NULL: the program handles 'h' itself), and getopt's own messages off
  * (evk_flags_next words them). */
 static inline void
-evk_flags_getopt(struct evk_getopt *g, const char *name, void (*usage)(FILE *, int),
+evk_flags_getopt(struct evk_getopt *g, const char *version, void (*usage)(FILE *, int),
 		 const struct evk_flag *f, size_t n, const char *lead)
 {
 	if (evk_getopt_init(g, f, n, lead) != EVK_OK)
 		evk_die(EVK_EX_FAIL, "%zu options are more than %d", n, EVK_FLAGS_MAX);
-	g->name = name;
+	g->version = version;
 	g->usage = usage;
 	opterr = 0;
 }
@@ -135,8 +135,9 @@ evk_flags_getopt(struct evk_getopt *g, const char *name, void (*usage)(FILE *, i
 /* For programs: getopt_long over g, with what every program does alike
  * done here: an unknown option or a missing argument is a usage error
  * (evk_flag_die), a TLS option's file is recorded (evk_tls_option),
- * --help prints the usage and --version the version, both on stdout,
- * and exit. Returns the next other option, as getopt_long does, or -1. */
+ * --help and --version ('h' and 'V', as EVK_FLAGS_HELP declares them)
+ * print the usage or the version on stdout and exit. Returns the next
+ * other option, as getopt_long does, or -1. */
 static inline int
 evk_flags_next(const struct evk_getopt *g, int argc, char **argv)
 {
@@ -149,13 +150,13 @@ evk_flags_next(const struct evk_getopt *g, int argc, char **argv)
 		case EVK_OPT_TLS_KEY:
 		case EVK_OPT_TLS_CA: evk_tls_option(ch, optarg); break;
 		case 'V':
-			printf("%s %s\n", g->name, EVK_VERSION);
+			printf("%s\n", g->version);
 			exit(fclose(stdout) == 0 ? 0 : EVK_EX_IOERR);
 		case 'h':
 			if (g->usage == NULL)
 				return ch;
 			g->usage(stdout, 0);
-			exit(0); /* usage exits; in case it did not */
+			exit(0); /* usage exits already */
 		default: return ch;
 		}
 	}
