@@ -8,6 +8,7 @@
 #include "evkit/bus.h"
 #include "evkit/err.h"
 #include "evkit/event.h"
+#include "evkit/fold.h"
 #include "evkit/jsonmem.h"
 #include "evkit/tls.h"
 
@@ -43,9 +44,9 @@ usage(FILE *out, int status)
 		EVK_TLS_USAGE
 		"  --config FILE    widgets to keep (JSON; default: the seed's widgets)\n"
 		"  --cases-db DB    casectl's database for keep_live (file or postgresql://...)\n"
-		"  --state FILE     state and last applied seq (default\n"
-		"                   $XDG_STATE_HOME/evkit/widgets.db)\n"
+		"  --state FILE     state and last seq (default $XDG_STATE_HOME/evkit/widgets.db)\n"
 		"  --throttle MS    per widget publishing window (default 500)\n"
+		"  --max-widgets N  progress and result widgets kept at most (default 1000)\n"
 		"  --daemon         go to the background once subscribed\n"
 		"  --pidfile FILE   write the daemon's pid to FILE\n"
 		"  --log FILE       append messages to FILE, timestamped (a daemon without\n"
@@ -194,6 +195,7 @@ parse_args(struct opts *o, int argc, char **argv)
 		{ "cases-db", required_argument, NULL, 'C' },
 		{ "state", required_argument, NULL, 's' },
 		{ "throttle", required_argument, NULL, 't' },
+		{ "max-widgets", required_argument, NULL, 'M' },
 		{ "daemon", no_argument, NULL, 'd' },
 		{ "pidfile", required_argument, NULL, 'p' },
 		{ "log", required_argument, NULL, 'L' },
@@ -219,6 +221,7 @@ parse_args(struct opts *o, int argc, char **argv)
 		case 'C': o->cases_db = optarg; break;
 		case 's': o->state = optarg; break;
 		case 't': o->throttle_ms = evk_flag_int("--throttle", optarg, 1, 86400000); break;
+		case 'M': o->max_widgets = evk_flag_int("--max-widgets", optarg, 1, EVK_FOLD_WIDGETS_LIMIT); break;
 		case 'W':
 			if ((o->answer_ms = (long long)(evk_flag_seconds("-W", optarg, 1e9) * 1000)) < 1)
 				evk_usage_die("-W wants seconds from 0.001, not '%s'", optarg);
