@@ -245,7 +245,7 @@ struct fold {
 	/* The members of the event's progress widget the clauses touch,
 	 * found in one walk (see scan_progress). */
 	cJSON *w_pid, *w_pct, *w_activities, *w_updates;
-	cJSON *made; /* a progress or result widget the clause added, or NULL */
+	cJSON *made; /* a widget the clause added for a new workflow, or NULL */
 	size_t max;
 	const char *why;
 };
@@ -587,18 +587,21 @@ workflow_completed(struct fold *f, cJSON **changed, evk_fold_note_fn note, void 
 		cJSON_Delete(r);
 		return EVK_ENOMEM;
 	}
-	if ((old = evk_fold_find(f->widgets, rid)) != NULL)
+	bool replaces = (old = evk_fold_find(f->widgets, rid)) != NULL;
+	if (old)
 		cJSON_Delete(cJSON_DetachItemViaPointer(f->widgets, old));
 	if (!cJSON_AddItemToArray(f->widgets, r)) {
 		cJSON_Delete(r);
 		return EVK_ENOMEM;
 	}
-	f->made = r;
 	tell(note, arg, rid, EVK_FOLD_UPDATED);
 	if ((old = evk_fold_find(f->widgets, widget_id(pid_id, "progress-", f->wf))) != NULL) {
 		cJSON_Delete(cJSON_DetachItemViaPointer(f->widgets, old));
 		tell(note, arg, pid_id, EVK_FOLD_REMOVED);
+		replaces = true;
 	}
+	if (!replaces)
+		f->made = r; /* one more workflow widget */
 	*changed = NULL;
 	return EVK_OK;
 }
@@ -726,7 +729,11 @@ static int
 trim_round(const cJSON *w)
 {
 	const char *t = str(w, "type");
-	return t == NULL ? 0 : strcmp(t, "result") == 0 ? 1 : strcmp(t, "progress") == 0 ? 2 : 0;
+	switch (t ? t[0] : 0) { /* the first byte tells them apart */
+	case 'r': return strcmp(t, "result") == 0;
+	case 'p': return strcmp(t, "progress") == 0 ? 2 : 0;
+	}
+	return 0;
 }
 
 size_t
