@@ -1,9 +1,9 @@
 /* evpub — publish events from arguments or JSON lines; exits 0 only when
  * the hub acknowledged (stored) every one. */
-#include "evkit/tls.h"
 #include "evkit/bus.h"
 #include "evkit/err.h"
 #include "evkit/event.h"
+#include "evkit/flags.h"
 #include "evkit/lines.h"
 #include "evkit/opts.h"
 #include "evkit/topic.h"
@@ -31,6 +31,21 @@ struct opts {
 	int nargs;
 };
 
+/* The options, in the order --help lists them. */
+static const struct evk_flag flags[] = {
+	EVK_FLAGS_BUS,
+	{ "file", 'f', EVK_FLAG_SHORT, "FILE",
+	  "read JSON lines from FILE instead of stdin ('-': stdin)", 0 },
+	{ "raw", 'r', 0, "TEXT", "the payload is TEXT, published as a JSON string", 0 },
+	{ "topic", 't', EVK_FLAG_SHORT, "TOPIC", "each input line is a payload for this topic", 0 },
+	{ "event", 'e', EVK_FLAG_SHORT, "NAME", "... and this event name", 0 },
+	{ "strict", 's', 0, NULL, "stop at the first bad line (earlier lines stay published)", 0 },
+	{ "echo", 'E', 0, NULL, "print each acknowledged event, with its seq", 0 },
+	{ "max-line", 'L', 0, "BYTES", "longest input line (default 1048576)", 0 },
+	EVK_FLAGS_HELP,
+};
+#define NFLAGS EVK_NFLAGS(flags)
+
 static void
 usage(FILE *out, int status)
 {
@@ -41,16 +56,9 @@ usage(FILE *out, int status)
 		"\n"
 		"Publishes events to the evkit hub; exits 0 once every event was\n"
 		"acknowledged, that is numbered and stored.\n"
-		"\n"
-		"  --bus URL         the hub (default $EVBUS_URL, else a private ipc path)\n"
-		EVK_TLS_USAGE
-		"  -f, --file FILE   read JSON lines from FILE instead of stdin ('-': stdin)\n"
-		"  --raw TEXT        the payload is TEXT, published as a JSON string\n"
-		"  -t, --topic TOPIC each input line is a payload for this topic\n"
-		"  -e, --event NAME  ... and this event name\n"
-		"  --strict          stop at the first bad line (earlier lines stay published)\n"
-		"  --echo            print each acknowledged event, with its seq\n"
-		"  --max-line BYTES  longest input line (default 1048576)\n"
+		"\n");
+	evk_flags_print(out, flags, NFLAGS, 0, 17);
+	fprintf(out,
 		"  -h, --help, --version\n"
 		"\n"
 		"Exit: 0 all published, 2 usage, 65 bad input lines (the good ones were\n"
@@ -173,28 +181,13 @@ publish_lines(struct evk_pub *pub, const struct opts *o, const char *url)
 static void
 parse_args(struct opts *o, int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		EVK_BUS_LONGOPTS,
-		{ "file", required_argument, NULL, 'f' },
-		{ "topic", required_argument, NULL, 't' },
-		{ "event", required_argument, NULL, 'e' },
-		{ "strict", no_argument, NULL, 's' },
-		{ "echo", no_argument, NULL, 'E' },
-		{ "max-line", required_argument, NULL, 'L' },
-		{ "raw", required_argument, NULL, 'r' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ 0 },
-	};
+	struct evk_getopt g;
 	int c;
 
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+:f:t:e:h", longopts, NULL)) != -1) {
+	evk_flags_getopt(&g, "evpub " EVK_VERSION, usage, flags, NFLAGS, "+:");
+	while ((c = evk_flags_next(&g, argc, argv)) != -1) {
 		switch (c) {
 		case 'b': o->bus = optarg; break;
-		case EVK_OPT_TLS_CERT:
-		case EVK_OPT_TLS_KEY:
-		case EVK_OPT_TLS_CA: evk_tls_option(c, optarg); break;
 		case 'f': o->file = optarg; break;
 		case 't': o->topic = optarg; break;
 		case 'e': o->event = optarg; break;
@@ -202,9 +195,6 @@ parse_args(struct opts *o, int argc, char **argv)
 		case 'E': o->echo = true; break;
 		case 'r': o->raw = optarg; break;
 		case 'L': o->max_line = (size_t)evk_flag_int("--max-line", optarg, 1, 1LL << 30); break;
-		case 'h': usage(stdout, 0); break;
-		case 'V': printf("evpub %s\n", EVK_VERSION); exit(0);
-		default: evk_flag_die(c, argv, longopts);
 		}
 	}
 	o->args = argv + optind;

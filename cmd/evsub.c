@@ -1,9 +1,9 @@
 /* evsub — subscribe by topic pattern and print matching events as JSON
  * lines, in seq order, none missed and none twice. */
-#include "evkit/tls.h"
 #include "evkit/bus.h"
 #include "evkit/err.h"
 #include "evkit/event.h"
+#include "evkit/flags.h"
 #include "evkit/fmt.h"
 #include "evkit/gate.h"
 #include "evkit/limits.h"
@@ -61,6 +61,44 @@ on_stats(int sig)
 	stats_wanted = 1;
 }
 
+/* The options, in the order --help lists them. */
+static const struct evk_flag flags[] = {
+	EVK_FLAGS_BUS,
+	{ "exclude", 'x', 0, "PATTERN", "drop events whose topic matches (repeatable)", 0 },
+	{ "event", 'E', 0, "NAME", "only events with this name (repeatable)", 0 },
+	{ "until", 'u', 0, "NAME", "print the first event with this name, then exit 0", 0 },
+	{ "count", 'n', EVK_FLAG_SHORT, "N", "exit 0 after printing N events", 0 },
+	{ "timeout", 'W', EVK_FLAG_SHORT, "SEC",
+	  "exit 124 after SEC if --count/--until was not met,\nelse exit 0 after SEC", 0 },
+	{ "since", 's', 0, "SEQ", "first replay retained events with seq > SEQ", 0 },
+	{ "ready-file", 'r', 0, "PATH", "create PATH once subscribed: no later event is missed",
+	  0 },
+	{ "format", 'o', EVK_FLAG_SHORT, "FMT",
+	  "json (default), payload (the payload JSON),\n"
+	  "text (topic event payload) or tsv (seq, ts,\n"
+	  "topic, event, payload)", 0 },
+	{ "template", 'F', EVK_FLAG_SHORT, "T",
+	  "print T per event: %s seq, %t topic, %e event,\n"
+	  "%p payload, %T ts, %{payload.a.b} one field, %%,\n"
+	  "\\t \\n", 0 },
+	{ "throttle", 'T', 0, "MS",
+	  "per key at most one event per MS window, the\n"
+	  "latest; a burst's last event comes at window end", 0 },
+	{ "throttle-key", 'K', 0, "K", "topic+event (default), topic or event", 0 },
+	{ "debounce", 'D', 0, "MS", "per key, the latest event after MS of quiet", 0 },
+	{ "batch", 'B', 0, "MS", "print one JSON array of the events of each MS", 0 },
+	{ "batch-size", 'Z', 0, "N", "... or of each N events (never an empty array)", 0 },
+	{ "latest", 'L', 0, NULL,
+	  "replay only the newest retained event per topic\n"
+	  "(from --since, default 0), then go on live", 0 },
+	{ "snapshot", 'P', 0, NULL,
+	  "with --since or --latest: replay up to the hub's\n"
+	  "head at the start, then exit 0 (not live)", 0 },
+	{ "stats", 'S', 0, NULL, "on exit or SIGUSR1, figures as JSON on stderr", 0 },
+	EVK_FLAGS_HELP,
+};
+#define NFLAGS EVK_NFLAGS(flags)
+
 static void
 usage(FILE *out, int status)
 {
@@ -70,34 +108,9 @@ usage(FILE *out, int status)
 		"Prints the events whose topic matches any PATTERN as JSON lines.\n"
 		"A pattern matches whole ':'-separated segments: '*' is one segment,\n"
 		"a final '**' any number (also none): case:*:7, workflow:**, **.\n"
-		"\n"
-		"  --bus URL           the hub (default $EVBUS_URL, else a private ipc path)\n"
-		EVK_TLS_USAGE
-		"  --exclude PATTERN   drop events whose topic matches (repeatable)\n"
-		"  --event NAME        only events with this name (repeatable)\n"
-		"  --until NAME        print the first event with this name, then exit 0\n"
-		"  -n, --count N       exit 0 after printing N events\n"
-		"  -W, --timeout SEC   exit 124 after SEC if --count/--until was not met,\n"
-		"                      else exit 0 after SEC\n"
-		"  --since SEQ         first replay retained events with seq > SEQ\n"
-		"  --ready-file PATH   create PATH once subscribed: no later event is missed\n"
-		"  -o, --format FMT    json (default), payload (the payload JSON),\n"
-		"                      text (topic event payload) or tsv (seq, ts,\n"
-		"                      topic, event, payload)\n"
-		"  -F, --template T    print T per event: %%s seq, %%t topic, %%e event,\n"
-		"                      %%p payload, %%T ts, %%{payload.a.b} one field, %%%%,\n"
-		"                      \\t \\n\n"
-		"  --throttle MS       per key at most one event per MS window, the\n"
-		"                      latest; a burst's last event comes at window end\n"
-		"  --throttle-key K    topic+event (default), topic or event\n"
-		"  --debounce MS       per key, the latest event after MS of quiet\n"
-		"  --batch MS          print one JSON array of the events of each MS\n"
-		"  --batch-size N      ... or of each N events (never an empty array)\n"
-		"  --latest            replay only the newest retained event per topic\n"
-		"                      (from --since, default 0), then go on live\n"
-		"  --snapshot          with --since or --latest: replay up to the hub's\n"
-		"                      head at the start, then exit 0 (not live)\n"
-		"  --stats             on exit or SIGUSR1, figures as JSON on stderr\n"
+		"\n");
+	evk_flags_print(out, flags, NFLAGS, 0, 19);
+	fprintf(out,
 		"  -h, --help, --version\n"
 		"\n"
 		"Exit: 0 done, 2 usage, 69 no hub, 77 permission denied, 124 timeout.\n");
@@ -178,38 +191,13 @@ check_args(struct opts *o)
 static void
 parse_args(struct opts *o, int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		EVK_BUS_LONGOPTS,
-		{ "exclude", required_argument, NULL, 'x' },
-		{ "event", required_argument, NULL, 'E' },
-		{ "until", required_argument, NULL, 'u' },
-		{ "count", required_argument, NULL, 'n' },
-		{ "timeout", required_argument, NULL, 'W' },
-		{ "since", required_argument, NULL, 's' },
-		{ "ready-file", required_argument, NULL, 'r' },
-		{ "format", required_argument, NULL, 'o' },
-		{ "template", required_argument, NULL, 'F' },
-		{ "throttle", required_argument, NULL, 'T' },
-		{ "throttle-key", required_argument, NULL, 'K' },
-		{ "debounce", required_argument, NULL, 'D' },
-		{ "batch", required_argument, NULL, 'B' },
-		{ "batch-size", required_argument, NULL, 'Z' },
-		{ "latest", no_argument, NULL, 'L' },
-		{ "snapshot", no_argument, NULL, 'P' },
-		{ "stats", no_argument, NULL, 'S' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ 0 },
-	};
+	struct evk_getopt g;
 	int c;
 
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":n:W:o:F:h", longopts, NULL)) != -1) {
+	evk_flags_getopt(&g, "evsub " EVK_VERSION, usage, flags, NFLAGS, ":");
+	while ((c = evk_flags_next(&g, argc, argv)) != -1) {
 		switch (c) {
 		case 'b': o->bus = optarg; break;
-		case EVK_OPT_TLS_CERT:
-		case EVK_OPT_TLS_KEY:
-		case EVK_OPT_TLS_CA: evk_tls_option(c, optarg); break;
 		case 'x': list_add(o->excludes, &o->nexcludes, optarg, "--exclude"); break;
 		case 'E': list_add(o->events, &o->nevents, optarg, "--event"); break;
 		case 'u': o->until = optarg; break;
@@ -230,9 +218,6 @@ parse_args(struct opts *o, int argc, char **argv)
 		case 'L': o->latest = true; break;
 		case 'P': o->snapshot = true; break;
 		case 'S': o->stats = true; break;
-		case 'h': usage(stdout, 0); break;
-		case 'V': printf("evsub %s\n", EVK_VERSION); exit(0);
-		default: evk_flag_die(c, argv, longopts);
 		}
 	}
 	for (int i = optind; i < argc; i++)

@@ -10,7 +10,7 @@ unset _evkit_dir
 _evworker() {
 	local cur prev words cword cmd cmds
 	_evkit_init
-	cmds=$(evworker --complete 2>/dev/null | grep -v -- '^-')
+	cmds=$(evworker --complete 2>/dev/null | grep -v -- '^-' | cut -f 1)
 	# shellcheck disable=SC2086
 	_evkit_subcommand $cmds
 	case $prev in

@@ -159,3 +159,43 @@ fcomp() {
 		done
 	done
 }
+
+# declared PROG — the long options PROG's own table declares, as PROG
+# tells them: its --help, and for casectl and evworker, which list only
+# some options in --help, the words their completion helpers answer.
+declared() {
+	case $1 in
+	casectl) casectl --complete-words options ;;
+	evworker)
+		evworker --complete
+		for c in $(evworker --complete | grep -v -- '^-' | cut -f 1); do evworker "$c" --complete; done
+		;;
+	*) "$1" --help | grep -o -- '--[a-z][a-z-]*' ;;
+	esac | grep -- '^--' | sort -u
+}
+
+@test "every option a completion offers is one its program declares" {
+	command -v zsh >/dev/null && command -v fish >/dev/null || skip "zsh or fish missing"
+	local p flag known offered
+	for p in evbusd evpub evsub evworker casectl widgetd; do
+		known=$(declared "$p")
+		[ -n "$known" ] || fail "$p declares no option"
+		offered=$({
+			grep -- '^ *complete ' "$COMP/fish/$p.fish" | grep -o -- ' -l [a-z][a-z-]*' |
+				sed 's/^ -l /--/'
+			awk -v f="_$p() {" '$0 == f { on = 1 } on { print } on && $0 == "}" { exit }' \
+				"$COMP/_evkit" | grep -o -- '--[a-z][a-z-]*'
+			bcomp "$p" --
+			for sub in $(bcomp "$p" ''); do bcomp "$p" "$sub" --; done
+		} | grep -- '^--' | sort -u)
+		for flag in $offered; do
+			grep -qx -- "$flag" <<<"$known" || fail "$p: a completion offers $flag, which $p does not declare"
+		done
+	done
+}
+
+@test "fish offers the subcommands casectl's and evworker's tables declare" {
+	command -v fish >/dev/null || skip "fish is not installed (make deps)"
+	[ "$(fcomp 'casectl ' | sort)" = "$(casectl --complete-words commands | sort)" ]
+	[ "$(fcomp 'evworker ' | sort)" = "$(evworker --complete | grep -v -- '^-' | cut -f 1 | sort)" ]
+}

@@ -55,6 +55,16 @@ teardown() { stop_all; }
 	assert_output $'enqueue\n--max-attempts\nuser\neditor\npayload\nview'
 }
 
+@test "the installed fish completions find their shared part where they are installed" {
+	command -v fish >/dev/null || skip "fish is not installed (make deps)"
+	local comp=$STAGE/usr/local/share/fish/vendor_completions.d
+	[ -f "$comp/evkit-common.fish" ]
+	run -0 fish --no-config -c "set fish_complete_path '$comp' \$fish_complete_path
+		complete -C 'evworker run --'; complete -C 'casectl us'"
+	[ "$(cut -f 1 <<<"$output")" = "$(printf '%s\n' --concurrency --drain --grace --queue user)" ] ||
+		fail "$output"
+}
+
 @test "make uninstall removes what make install put" {
 	make -s -C "$BATS_TEST_DIRNAME/.." uninstall PREFIX=/usr/local DESTDIR="$STAGE" >/dev/null
 	run find "$STAGE" -type f

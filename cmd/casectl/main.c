@@ -1,8 +1,8 @@
 /* casectl: the command table, options and main. */
 #include "casectl.h"
 
+#include "evkit/flags.h"
 #include "evkit/opts.h"
-#include "evkit/tls.h"
 
 volatile sig_atomic_t stopping;
 
@@ -50,6 +50,31 @@ static const struct command commands[] = {
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
+/* The options, before or after the command; --help lists those of every
+ * command, the synopses in commands[] the others. */
+static const struct evk_flag flags[] = {
+	{ "db", 'd', 0, "FILE|URI",
+	  "the database: a SQLite file (default $CASECTL_DB, else\n"
+	  "$XDG_STATE_HOME/evkit/cases.db) or postgresql://...", 0 },
+	EVK_FLAGS_BUS,
+	{ "actor", 'a', 0, "NAME", "act as NAME (default $CASECTL_ACTOR, else the login)", 0 },
+	{ "admin", 'A', 0, "NAME", NULL, 0 },
+	{ "role", 'r', 0, "ROLE", NULL, 0 },
+	{ "agency", 'g', 0, "CODE", NULL, 0 },
+	{ "offender", 'o', 0, "TEXT", NULL, 0 },
+	{ "since", 's', 0, "TS", NULL, 0 },
+	{ "sort", 'S', 0, "FIELD", NULL, 0 },
+	{ "limit", 'l', 0, "N", NULL, 0 },
+	{ "refetch-window", 'w', 0, "MS", NULL, 0 },
+	{ "count", 'n', EVK_FLAG_SHORT, "N", NULL, 0 },
+	{ "strict", 'T', 0, NULL, NULL, 0 },
+	{ "max-line", 'm', 0, "BYTES", "longest input line (default 4194304)", 0 },
+	{ "batch", 'B', 0, "N", NULL, 0 },
+	EVK_FLAGS_HELP,
+	{ "complete-words", 'W', EVK_FLAG_SCRIPT, "WHAT", NULL, 0 }, /* for completions/ */
+};
+#define NFLAGS EVK_NFLAGS(flags)
+
 #define HELP_COLUMN 30 /* where a command's help starts in usage() */
 
 /* One command's lines of usage(): each form of its synopsis, the help
@@ -92,13 +117,9 @@ usage(FILE *out, int status)
 	fprintf(out,
 		"\n"
 		"filters: --agency CODE --offender TEXT --since TS --sort FIELD --limit N\n"
-		"\n"
-		"  --db FILE|URI    the database: a SQLite file (default $CASECTL_DB, else\n"
-		"                   $XDG_STATE_HOME/evkit/cases.db) or postgresql://...\n"
-		"  --bus URL        the hub (default $EVBUS_URL, else a private ipc path)\n"
-		EVK_TLS_USAGE
-		"  --actor NAME     act as NAME (default $CASECTL_ACTOR, else the login)\n"
-		"  --max-line BYTES longest input line (default 4194304)\n"
+		"\n");
+	evk_flags_print(out, flags, NFLAGS, 0, 16);
+	fprintf(out,
 		"  -h, --help, --version\n"
 		"\n"
 		"Exit: 0 ok, 1 no such case, 2 usage, 65 bad input, 69 database\n"
@@ -117,41 +138,23 @@ default_actor(struct ctx *c)
 	snprintf(c->actor, sizeof(c->actor), "%s", a);
 }
 
-static const struct option longopts[] = {
-	{ "db", required_argument, NULL, 'd' },
-	EVK_BUS_LONGOPTS,
-	{ "actor", required_argument, NULL, 'a' },
-	{ "admin", required_argument, NULL, 'A' },
-	{ "role", required_argument, NULL, 'r' },
-	{ "agency", required_argument, NULL, 'g' },
-	{ "offender", required_argument, NULL, 'o' },
-	{ "since", required_argument, NULL, 's' },
-	{ "sort", required_argument, NULL, 'S' },
-	{ "limit", required_argument, NULL, 'l' },
-	{ "refetch-window", required_argument, NULL, 'w' },
-	{ "count", required_argument, NULL, 'n' },
-	{ "strict", no_argument, NULL, 'T' },
-	{ "max-line", required_argument, NULL, 'm' },
-	{ "batch", required_argument, NULL, 'B' },
-	{ "help", no_argument, NULL, 'h' },
-	{ "version", no_argument, NULL, 'V' },
-	{ "complete-words", required_argument, NULL, 'W' }, /* for completions/ */
-	{ 0 },
-};
 
 /* --complete-words WHAT, for the shell completions (completions/): the
- * commands, the long options, the words after a command, or the values
- * of --sort or --role, one a line, from the tables above. */
+ * commands (commands-help: each with a tab and its help, for fish), the
+ * long options, the words after a command, or the values of --sort or
+ * --role, one a line, from the tables above. */
 static void
 complete_words(const char *what)
 {
 	if (strcmp(what, "commands") == 0) {
 		for (size_t i = 0; i < N_COMMANDS; i++)
 			puts(commands[i].name);
+	} else if (strcmp(what, "commands-help") == 0) {
+		for (size_t i = 0; i < N_COMMANDS; i++)
+			printf("%s\t%.*s\n", commands[i].name,
+			       (int)strcspn(commands[i].help, "\n"), commands[i].help);
 	} else if (strcmp(what, "options") == 0) {
-		for (const struct option *o = longopts; o->name; o++)
-			if (o->val != 'W')
-				printf("--%s\n", o->name);
+		evk_flags_print_words(flags, NFLAGS, 0);
 	} else if (strcmp(what, "--sort") == 0) {
 		for (int i = 0; evk_case_sort_columns[i]; i++)
 			puts(evk_case_sort_columns[i]);
@@ -191,17 +194,15 @@ sort_names(void)
 
 /* Options go before or after the command: `casectl --db F list --agency hse`. */
 static void
-parse_opts(struct ctx *c, int argc, char **argv, const char *spec)
+parse_opts(struct ctx *c, int argc, char **argv, const char *lead)
 {
+	struct evk_getopt g;
 	int ch;
-	opterr = 0;
-	while ((ch = getopt_long(argc, argv, spec, longopts, NULL)) != -1) {
+	evk_flags_getopt(&g, "casectl " EVK_VERSION, usage, flags, NFLAGS, lead);
+	while ((ch = evk_flags_next(&g, argc, argv)) != -1) {
 		switch (ch) {
 		case 'd': c->db_path = optarg; break;
 		case 'b': c->bus = optarg; break;
-		case EVK_OPT_TLS_CERT:
-		case EVK_OPT_TLS_KEY:
-		case EVK_OPT_TLS_CA: evk_tls_option(ch, optarg); break;
 		case 'a': snprintf(c->actor, sizeof(c->actor), "%s", optarg); break;
 		case 'A':
 			if (*optarg == '\0')
@@ -228,10 +229,7 @@ parse_opts(struct ctx *c, int argc, char **argv, const char *spec)
 		case 'm': c->max_line = (size_t)positive(optarg, LLONG_MAX, "--max-line"); break;
 		case 'B': c->txn_cases = (long)positive(optarg, INGEST_TXN_MAX, "--batch"); break;
 		case 'T': c->strict = true; break;
-		case 'h': usage(stdout, 0); break;
-		case 'V': printf("casectl %s\n", EVK_VERSION); exit(0);
 		case 'W': complete_words(optarg); break;
-		default: evk_flag_die(ch, argv, longopts);
 		}
 	}
 }
@@ -288,7 +286,7 @@ main(int argc, char **argv)
 
 	evk_set_progname(argv[0]);
 	default_actor(&c);
-	parse_opts(&c, argc, argv, "+:n:h");
+	parse_opts(&c, argc, argv, "+:");
 	if (optind >= argc)
 		evk_usage_die("missing COMMAND (init, user, create, get, list, update, sync, destroy,"
 			      " ingest, outbox, watch)");
@@ -298,7 +296,7 @@ main(int argc, char **argv)
 	int sub_argc = argc - optind;
 	char **sub_argv = argv + optind;
 	optind = 0; /* glibc: start over, permuting again */
-	parse_opts(&c, sub_argc, sub_argv, ":n:h");
+	parse_opts(&c, sub_argc, sub_argv, ":");
 
 	if (evk_bus_resolve(c.bus, c.url, sizeof(c.url), &why) != EVK_OK)
 		evk_die(EVK_EX_USAGE, "bad bus address: %s", why);

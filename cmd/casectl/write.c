@@ -376,25 +376,35 @@ bind_fields(struct ctx *c, struct evk_q *q, int at, const struct input *in, int6
 	bind_text(c, q, at + 4, in->result);
 }
 
+/* What a write of a case's fields starts with: the time into now, the
+ * offender's id into *off (0: the input names none) and sql prepared.
+ * The offender comes first: its statements run before sql is bound. */
+static struct evk_q *
+fields_write(struct ctx *c, const struct input *in, char *now, int64_t *off, const char *sql)
+{
+	now_ts(now);
+	*off = in->has_offender ? offender_get(c, in) : 0;
+	return prepare(c, sql);
+}
+
 /* Sets the fields the input carries on case id; sync also stamps
  * last_synced_at. */
 void
 apply_fields(struct ctx *c, const char *id, const struct input *in, bool sync)
 {
 	char now[EVK_TS_LEN + 1];
-	now_ts(now);
-	/* The offender first: its statements run before this one is bound. */
-	int64_t off = in->has_offender ? offender_get(c, in) : 0;
-	struct evk_q *q = prepare(
-		c, "UPDATE cases SET"
-		   " offender_id = CASE WHEN ?6 = 1 THEN ?1 ELSE offender_id END,"
-		   " offence_action_date = CASE WHEN ?7 = 1 THEN ?2 ELSE offence_action_date END,"
-		   " offence_fine = CASE WHEN ?8 = 1 THEN ?3 ELSE offence_fine END,"
-		   " offence_costs = CASE WHEN ?9 = 1 THEN ?4 ELSE offence_costs END,"
-		   " offence_result = CASE WHEN ?10 = 1 THEN ?5 ELSE offence_result END,"
-		   " updated_at = ?11,"
-		   " last_synced_at = CASE WHEN ?12 = 1 THEN ?11 ELSE last_synced_at END"
-		   " WHERE id = ?13");
+	int64_t off;
+	struct evk_q *q = fields_write(
+		c, in, now, &off,
+		"UPDATE cases SET"
+		" offender_id = CASE WHEN ?6 = 1 THEN ?1 ELSE offender_id END,"
+		" offence_action_date = CASE WHEN ?7 = 1 THEN ?2 ELSE offence_action_date END,"
+		" offence_fine = CASE WHEN ?8 = 1 THEN ?3 ELSE offence_fine END,"
+		" offence_costs = CASE WHEN ?9 = 1 THEN ?4 ELSE offence_costs END,"
+		" offence_result = CASE WHEN ?10 = 1 THEN ?5 ELSE offence_result END,"
+		" updated_at = ?11,"
+		" last_synced_at = CASE WHEN ?12 = 1 THEN ?11 ELSE last_synced_at END"
+		" WHERE id = ?13");
 	bind_fields(c, q, 1, in, off);
 	bind_int(c, q, 6, in->has_offender);
 	bind_int(c, q, 7, in->has_date);
@@ -416,15 +426,15 @@ create_case(struct ctx *c, const struct agency *a, const struct input *in, char 
 	    struct evk_case *v)
 {
 	char *now = c->created; /* outlives this call: v points at it */
-	now_ts(now);
+	int64_t off;
 	new_uuid(id);
-	int64_t off = in->has_offender ? offender_get(c, in) : 0;
 	/* The unique (agency, reference) keeps one case whoever inserts. */
-	struct evk_q *q = prepare(
-		c, "INSERT INTO cases (id, agency_id, case_reference, offender_id,"
-		   " offence_action_date, offence_fine, offence_costs, offence_result,"
-		   " inserted_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?9)"
-		   " ON CONFLICT (agency_id, case_reference) DO NOTHING");
+	struct evk_q *q = fields_write(
+		c, in, now, &off,
+		"INSERT INTO cases (id, agency_id, case_reference, offender_id,"
+		" offence_action_date, offence_fine, offence_costs, offence_result,"
+		" inserted_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?9)"
+		" ON CONFLICT (agency_id, case_reference) DO NOTHING");
 	bind_text(c, q, 1, id);
 	bind_int(c, q, 2, a->id);
 	bind_text(c, q, 3, in->reference);

@@ -5,9 +5,9 @@
 
 #include "evkit/daemon.h"
 #include "evkit/err.h"
+#include "evkit/flags.h"
 #include "evkit/opts.h"
 #include "evkit/limits.h"
-#include "evkit/tls.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -23,6 +23,33 @@ struct evbusd_opts {
 	bool memory, daemonize, status;
 };
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+/* The options, in the order --help lists them. */
+static const struct evk_flag flags[] = {
+	{ "bus", 'b', 0, "URL", "listen here (default $EVBUS_URL, else a private ipc path)", 0 },
+	{ "store", 's', 0, "FILE", "the event log (default $XDG_STATE_HOME/evkit/bus.db)", 0 },
+	{ "memory", 'm', 0, NULL, "keep the log in memory only (lost when the hub stops)", 0 },
+	{ "retain", 'r', 0, "N", "events the log keeps (default " STR(EVK_RETAIN_DEFAULT) ")",
+	  0 },
+	{ "synchronous", 'Y', 0, "normal|full",
+	  "normal (default): an acknowledged event survives the\n"
+	  "hub's crash; full: also the machine's (fsync per commit)", 0 },
+	{ "daemon", 'd', 0, NULL, "go to the background once accepting connections", 0 },
+	{ "log", 'L', 0, "FILE",
+	  "append messages to FILE, timestamped (with --daemon and\n"
+	  "no --log, messages go to syslog)", 0 },
+	{ "quiet", 'q', EVK_FLAG_SHORT, NULL, "no warnings; errors only", 0 },
+	{ "verbose", 'v', EVK_FLAG_SHORT, NULL, "also say what the hub does (listening, stopping)",
+	  0 },
+	{ "pidfile", 'p', 0, "FILE", "write the hub's pid to FILE", 0 },
+	{ "status", 'S', 0, NULL, "print the running hub's figures as JSON", 0 },
+	{ "insecure", 'I', 0, NULL, "allow a plain tcp:// address beyond loopback", 0 },
+	EVK_FLAGS_TLS,
+	EVK_FLAGS_HELP,
+};
+
 static void
 usage(FILE *out, int status)
 {
@@ -35,25 +62,9 @@ usage(FILE *out, int status)
 		"\n"
 		"The evkit hub: numbers events, keeps them in a SQLite log, fans\n"
 		"them out to subscribers and refills what a slow one missed.\n"
-		"\n"
-		"  --bus URL       listen here (default $EVBUS_URL, else a private ipc path)\n"
-		"  --store FILE    the event log (default $XDG_STATE_HOME/evkit/bus.db)\n"
-		"  --memory        keep the log in memory only (lost when the hub stops)\n"
-		"  --retain N      events the log keeps (default %d)\n"
-		"  --synchronous normal|full\n"
-		"                  normal (default): an acknowledged event survives the\n"
-		"                  hub's crash; full: also the machine's (fsync per commit)\n"
-		"  --daemon        go to the background once accepting connections\n"
-		"  --log FILE      append messages to FILE, timestamped (with --daemon and\n"
-		"                  no --log, messages go to syslog)\n"
-		"  -q, --quiet     no warnings; errors only\n"
-		"  -v, --verbose   also say what the hub does (listening, stopping)\n"
-		"  --pidfile FILE  write the hub's pid to FILE\n"
-		"  --status        print the running hub's figures as JSON\n"
-		"  --insecure      allow a plain tcp:// address beyond loopback\n"
-		EVK_TLS_USAGE
-		"  --help, --version\n",
-		EVK_RETAIN_DEFAULT);
+		"\n");
+	evk_flags_print(out, flags, EVK_NFLAGS(flags), 0, 15);
+	fprintf(out, "  --help, --version\n");
 	exit(status);
 }
 
@@ -62,28 +73,11 @@ usage(FILE *out, int status)
 static void
 parse_args(struct hub *h, struct evbusd_opts *o, int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "bus", required_argument, NULL, 'b' },
-		{ "store", required_argument, NULL, 's' },
-		{ "memory", no_argument, NULL, 'm' },
-		{ "retain", required_argument, NULL, 'r' },
-		{ "synchronous", required_argument, NULL, 'Y' },
-		{ "daemon", no_argument, NULL, 'd' },
-		{ "pidfile", required_argument, NULL, 'p' },
-		{ "log", required_argument, NULL, 'L' },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "status", no_argument, NULL, 'S' },
-		{ "insecure", no_argument, NULL, 'I' },
-		EVK_TLS_LONGOPTS,
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ 0 },
-	};
+	struct evk_getopt g;
 	int c;
 
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":hqv", longopts, NULL)) != -1) {
+	evk_flags_getopt(&g, "evbusd " EVK_VERSION, usage, flags, EVK_NFLAGS(flags), ":");
+	while ((c = evk_flags_next(&g, argc, argv)) != -1) {
 		switch (c) {
 		case 'b': o->bus = optarg; break;
 		case 's': o->store = optarg; break;
@@ -101,12 +95,6 @@ parse_args(struct hub *h, struct evbusd_opts *o, int argc, char **argv)
 		case 'v': evk_log_level(EVK_LOG_VERBOSE); break;
 		case 'S': o->status = true; break;
 		case 'I': h->insecure = true; break;
-		case EVK_OPT_TLS_CERT:
-		case EVK_OPT_TLS_KEY:
-		case EVK_OPT_TLS_CA: evk_tls_option(c, optarg); break;
-		case 'h': usage(stdout, 0); break;
-		case 'V': printf("evbusd %s\n", EVK_VERSION); exit(0);
-		default: evk_flag_die(c, argv, longopts);
 		}
 	}
 	if (optind < argc)

@@ -4,9 +4,9 @@
 #include "evworker.h"
 
 #include "evkit/err.h"
+#include "evkit/flags.h"
 #include "evkit/jobs.h"
 #include "evkit/opts.h"
-#include "evkit/tls.h"
 #include "evkit/topic.h"
 
 #include <getopt.h>
@@ -14,60 +14,58 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Every option: getopt's entry, the command options it belongs to (0:
- * every command), and its line of help. */
-static const struct flag {
-	struct option opt;
-	unsigned bit;
-	const char *arg, *help;
-} flags[] = {
-	{ { "db", required_argument, NULL, 'd' }, 0, "DB",
+/* Every option, a row each: its name, getopt value, mode and argument,
+ * then its help and the commands it applies to (F_ bits; 0: every
+ * command). */
+static const struct evk_flag flags[] = {
+	{ "db", 'd', 0, "DB",
 	  "the queue: a SQLite file (default $EVWORKER_DB, else\n"
-	  "                       $XDG_STATE_HOME/evkit/jobs.db) or postgresql://..." },
-	{ { "bus", required_argument, NULL, 'b' }, 0, "URL",
-	  "the hub (default $EVBUS_URL, else a private ipc path)" },
-	{ { "tls-cert", required_argument, NULL, EVK_OPT_TLS_CERT }, 0, "FILE",
-	  "for tls+tcp:// (default $EVBUS_TLS_CERT)" },
-	{ { "tls-key", required_argument, NULL, EVK_OPT_TLS_KEY }, 0, "FILE",
-	  "for tls+tcp:// (default $EVBUS_TLS_KEY)" },
-	{ { "tls-ca", required_argument, NULL, EVK_OPT_TLS_CA }, 0, "FILE",
-	  "for tls+tcp:// (default $EVBUS_TLS_CA)" },
-	{ { "quiet", no_argument, NULL, 'q' }, 0, NULL, "-q: no notices or warnings; errors only" },
-	{ { "verbose", no_argument, NULL, 'v' }, 0, NULL, "-v: also say what run does" },
-	{ { "queue", required_argument, NULL, 'Q' }, F_QUEUE, "Q", "the queue (default 'default')" },
-	{ { "priority", required_argument, NULL, 'p' }, F_PRIORITY, "P", "0 (first) to 9" },
-	{ { "max-attempts", required_argument, NULL, 'm' }, F_ATTEMPTS, "N", "default 20" },
-	{ { "backoff", required_argument, NULL, 'B' }, F_BACKOFF, "SEC",
-	  "retry after SEC + 2^attempt s (default 15)" },
-	{ { "timeout", required_argument, NULL, 't' }, F_TIMEOUT, "SEC",
-	  "kill the step after SEC (wait: give up, 124)" },
-	{ { "in", required_argument, NULL, 'i' }, F_IN, "SEC", "due in SEC seconds" },
-	{ { "at", required_argument, NULL, 'a' }, F_AT, "TS", "due at an RFC 3339 UTC time" },
-	{ { "unique-for", required_argument, NULL, 'u' }, F_UNIQUE, "SEC",
-	  "the same job enqueued in the last SEC: that one" },
-	{ { "workflow", required_argument, NULL, 'w' }, F_WORKFLOW, "ID",
-	  "the workflow id (default a new UUID)" },
-	{ { "resource", required_argument, NULL, 'r' }, F_RESOURCE, "ID",
-	  "also broadcast on resource:ID" },
-	{ { "steps", required_argument, NULL, 's' }, F_STEPS, "FILE",
-	  "the workflow's steps ('-': stdin)" },
-	{ { "concurrency", required_argument, NULL, 'c' }, F_CONCURRENCY, "N",
-	  "jobs at once (default 1)" },
-	{ { "drain", no_argument, NULL, 'D' }, F_DRAIN, NULL,
-	  "exit once no job is due; 1 if one failed" },
-	{ { "grace", required_argument, NULL, 'g' }, F_GRACE, "SEC",
-	  "on SIGTERM, wait this long for running jobs" },
-	{ { "state", required_argument, NULL, 'S' }, F_STATE, "S", "only jobs in state S" },
-	{ { "older-than", required_argument, NULL, 'o' }, F_OLDER, "SEC",
-	  "finished longer ago than SEC" },
-	{ { "name", required_argument, NULL, 'N' }, F_NAME, "N",
-	  "the subscription's name, which keeps its place" },
-	{ { "ready-file", required_argument, NULL, 'R' }, F_READY, "F", "create F once subscribed" },
-	{ { "help", no_argument, NULL, 'h' }, 0, NULL, NULL },
-	{ { "version", no_argument, NULL, 'V' }, 0, NULL, NULL },
-	{ { "complete", no_argument, NULL, 'C' }, 0, NULL, NULL }, /* for completions */
+	  "$XDG_STATE_HOME/evkit/jobs.db) or postgresql://...", 0 },
+	EVK_FLAGS_BUS,
+	{ "quiet", 'q', EVK_FLAG_SHORT, NULL,
+	  "no notices or warnings; errors only", 0 },
+	{ "verbose", 'v', EVK_FLAG_SHORT, NULL,
+	  "also say what run does", 0 },
+	{ "queue", 'Q', 0, "Q",
+	  "the queue (default 'default')", F_QUEUE },
+	{ "priority", 'p', 0, "P",
+	  "0 (first) to 9", F_PRIORITY },
+	{ "max-attempts", 'm', 0, "N",
+	  "default 20", F_ATTEMPTS },
+	{ "backoff", 'B', 0, "SEC",
+	  "retry after SEC + 2^attempt s (default 15)", F_BACKOFF },
+	{ "timeout", 't', 0, "SEC",
+	  "kill the step after SEC (wait: give up, 124)", F_TIMEOUT },
+	{ "in", 'i', 0, "SEC",
+	  "due in SEC seconds", F_IN },
+	{ "at", 'a', 0, "TS",
+	  "due at an RFC 3339 UTC time", F_AT },
+	{ "unique-for", 'u', 0, "SEC",
+	  "the same job enqueued in the last SEC: that one", F_UNIQUE },
+	{ "workflow", 'w', 0, "ID",
+	  "the workflow id (default a new UUID)", F_WORKFLOW },
+	{ "resource", 'r', 0, "ID",
+	  "also broadcast on resource:ID", F_RESOURCE },
+	{ "steps", 's', 0, "FILE",
+	  "the workflow's steps ('-': stdin)", F_STEPS },
+	{ "concurrency", 'c', 0, "N",
+	  "jobs at once (default 1)", F_CONCURRENCY },
+	{ "drain", 'D', 0, NULL,
+	  "exit once no job is due; 1 if one failed", F_DRAIN },
+	{ "grace", 'g', 0, "SEC",
+	  "on SIGTERM, wait this long for running jobs", F_GRACE },
+	{ "state", 'S', 0, "S",
+	  "only jobs in state S", F_STATE },
+	{ "older-than", 'o', 0, "SEC",
+	  "finished longer ago than SEC", F_OLDER },
+	{ "name", 'N', 0, "N",
+	  "the subscription's name, which keeps its place", F_NAME },
+	{ "ready-file", 'R', 0, "F",
+	  "create F once subscribed", F_READY },
+	EVK_FLAGS_HELP,
+	{ "complete", 'C', EVK_FLAG_SCRIPT, NULL, NULL, 0 }, /* for completions */
 };
-#define NFLAGS (sizeof(flags) / sizeof(flags[0]))
+#define NFLAGS EVK_NFLAGS(flags)
 
 static const struct command commands[] = {
 	{ "enqueue", cmd_enqueue, F_JOB, NEED_DB, "[opts] -- CMD [ARG...] | --steps FILE",
@@ -97,21 +95,6 @@ find_command(const char *name)
 	return NULL;
 }
 
-/* Prints the options whose bits are in mask (0: the global ones). */
-static void
-print_flags(FILE *out, unsigned mask)
-{
-	for (size_t i = 0; i < NFLAGS; i++) {
-		const struct flag *f = &flags[i];
-		char left[40];
-		if (f->help == NULL || (mask ? !(f->bit & mask) : f->bit != 0))
-			continue;
-		snprintf(left, sizeof(left), "--%s%s%s", f->opt.name, f->arg ? " " : "",
-			 f->arg ? f->arg : "");
-		fprintf(out, "  %-20s %s\n", left, f->help);
-	}
-}
-
 static void __attribute__((noreturn))
 usage(FILE *out, const struct command *c)
 {
@@ -119,8 +102,8 @@ usage(FILE *out, const struct command *c)
 		fprintf(out, "usage: evworker [options] %s%s%s\n\n%s\n\n", c->name,
 			*c->args ? " " : "", c->args, c->help);
 		if (c->flags)
-			print_flags(out, c->flags);
-		print_flags(out, 0);
+			evk_flags_print(out, flags, NFLAGS, c->flags, 20);
+		evk_flags_print(out, flags, NFLAGS, 0, 20);
 		exit(0);
 	}
 	fprintf(out, "usage: evworker [--db DB] [--bus URL] COMMAND [ARGS]\n\n"
@@ -129,7 +112,7 @@ usage(FILE *out, const struct command *c)
 	for (size_t i = 0; i < NCOMMANDS; i++)
 		fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].help);
 	fprintf(out, "\n'evworker COMMAND --help' describes a command and its options.\n\n");
-	print_flags(out, 0);
+	evk_flags_print(out, flags, NFLAGS, 0, 20);
 	fprintf(out,
 		"  -h, --help, --version\n\n"
 		"A step exits 0 for success, 75 to snooze (run again after the backoff,\n"
@@ -142,19 +125,16 @@ usage(FILE *out, const struct command *c)
 	exit(0);
 }
 
-/* For completions: the commands and every option, or a command's
- * options, one a line. */
+/* For completions: the commands (each with a tab and its help, which
+ * fish shows) and every option, or a command's options, one a line. */
 static void __attribute__((noreturn))
 complete(const struct command *c)
 {
 	for (size_t i = 0; !c && i < NCOMMANDS; i++)
-		printf("%s\n", commands[i].name);
+		printf("%s\t%s\n", commands[i].name, commands[i].help);
 	/* Before a command: the options of every command; after it: its own. */
-	for (size_t i = 0; i < NFLAGS; i++)
-		if (flags[i].help && (c ? (flags[i].bit & c->flags) != 0 : flags[i].bit == 0))
-			printf("--%s\n", flags[i].opt.name);
-	if (!c)
-		printf("--help\n--version\n");
+	if (!c || c->flags)
+		evk_flags_print_words(flags, NFLAGS, c ? c->flags : 0);
 	exit(0);
 }
 
@@ -171,9 +151,6 @@ set_option(struct opts *o, int ch, const char *arg)
 	switch (ch) {
 	case 'd': o->db_path = arg; break;
 	case 'b': o->bus = arg; break;
-	case EVK_OPT_TLS_CERT:
-	case EVK_OPT_TLS_KEY:
-	case EVK_OPT_TLS_CA: evk_tls_option(ch, arg); break;
 	case 'Q': o->queue = arg; break;
 	case 'q': o->quiet = true; evk_log_level(EVK_LOG_QUIET); break;
 	case 'v': o->quiet = false; evk_log_level(EVK_LOG_VERBOSE); break;
@@ -205,8 +182,8 @@ set_option(struct opts *o, int ch, const char *arg)
 	case 'C': o->complete = true; break;
 	}
 	for (size_t i = 0; i < NFLAGS; i++)
-		if (flags[i].opt.val == ch)
-			o->given |= flags[i].bit;
+		if (flags[i].val == ch)
+			o->given |= flags[i].scope;
 }
 
 /* Options up to the command, the command, then its options up to its
@@ -214,20 +191,12 @@ set_option(struct opts *o, int ch, const char *arg)
 int
 parse_args(struct opts *o, const struct command **cmd, int argc, char **argv)
 {
-	struct option longopts[NFLAGS + 1] = { 0 };
+	struct evk_getopt g;
 	const char *help_of = NULL;
 	int ch;
-	for (size_t i = 0; i < NFLAGS; i++)
-		longopts[i] = flags[i].opt;
-	opterr = 0;
+	evk_flags_getopt(&g, "evworker " EVK_VERSION, NULL, flags, NFLAGS, "+:");
 	for (int pass = 0; pass < 2; pass++) {
-		while ((ch = getopt_long(argc, argv, "+:hqv", longopts, NULL)) != -1) {
-			if (ch == '?' || ch == ':')
-				evk_flag_die(ch, argv, longopts);
-			if (ch == 'V') {
-				printf("evworker %s\n", EVK_VERSION);
-				exit(fclose(stdout) == 0 ? 0 : EVK_EX_IOERR);
-			}
+		while ((ch = evk_flags_next(&g, argc, argv)) != -1) {
 			if (ch == 'h')
 				help_of = pass ? (*cmd)->name : "";
 			set_option(o, ch, optarg);
@@ -248,7 +217,7 @@ parse_args(struct opts *o, const struct command **cmd, int argc, char **argv)
 		complete((*cmd));
 	unsigned extra = o->given & ~(*cmd)->flags;
 	for (size_t i = 0; extra && i < NFLAGS; i++)
-		if (flags[i].bit & extra)
-			evk_usage_die("--%s does not apply to %s", flags[i].opt.name, (*cmd)->name);
+		if (flags[i].scope & extra)
+			evk_usage_die("--%s does not apply to %s", flags[i].name, (*cmd)->name);
 	return optind;
 }

@@ -8,9 +8,9 @@
 #include "evkit/bus.h"
 #include "evkit/err.h"
 #include "evkit/event.h"
+#include "evkit/flags.h"
 #include "evkit/fold.h"
 #include "evkit/jsonmem.h"
-#include "evkit/tls.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -23,6 +23,36 @@
 #include <string.h>
 
 volatile sig_atomic_t widgetd_stopping;
+
+/* The options, in the order --help lists them. */
+static const struct evk_flag flags[] = {
+	EVK_FLAGS_BUS,
+	{ "config", 'c', 0, "FILE", "widgets to keep (JSON; default: the seed's widgets)", 0 },
+	{ "cases-db", 'C', 0, "DB", "casectl's database for keep_live (file, postgresql://...)",
+	  0 },
+	{ "state", 's', 0, "FILE", "state, last seq (default $XDG_STATE_HOME/evkit/widgets.db)", 0 },
+	{ "throttle", 't', 0, "MS", "per widget publishing window (default 500)", 0 },
+	{ "max-widgets", 'M', 0, "N", "progress and result widgets kept at most (default 1000)", 0 },
+	{ "daemon", 'd', 0, NULL, "go to the background once subscribed", 0 },
+	{ "pidfile", 'p', 0, "FILE", "write the daemon's pid to FILE", 0 },
+	{ "log", 'L', 0, "FILE",
+	  "append messages to FILE, timestamped (a daemon without\n"
+	  "it logs to syslog)", 0 },
+	{ "quiet", 'q', EVK_FLAG_SHORT, NULL,
+	  "no warnings (skipped events and the like); errors only", 0 },
+	{ "verbose", 'v', EVK_FLAG_SHORT, NULL,
+	  "also say what the daemon does (subscribed, announced)", 0 },
+	{ "http", 'H', 0, "[HOST:]PORT",
+	  "serve the widgets to a browser (HTTPS with --tls-cert):\n"
+	  "the page at /, /widgets[/ID] as get prints them, /events\n"
+	  "live (loopback unless HOST; 0 picks a free port)", 0 },
+	{ "insecure", 'I', 0, NULL, "allow --http beyond loopback without --tls-cert/--tls-key",
+	  0 },
+	{ "wait", 'W', EVK_FLAG_SHORT, "SECS",
+	  "get, view: wait this long for the daemon (default 5)", 0 },
+	EVK_FLAGS_HELP,
+};
+#define NFLAGS EVK_NFLAGS(flags)
 
 static void
 usage(FILE *out, int status)
@@ -39,25 +69,9 @@ usage(FILE *out, int status)
 		"result-{wf}), keep_live lists re-queried from casectl's database, session\n"
 		"lists and counters. Publishes each change on widget:{id} (widget_updated,\n"
 		"at most once per --throttle window, the last state always sent).\n"
-		"\n"
-		"  --bus URL        the hub (default $EVBUS_URL, else a private ipc path)\n"
-		EVK_TLS_USAGE
-		"  --config FILE    widgets to keep (JSON; default: the seed's widgets)\n"
-		"  --cases-db DB    casectl's database for keep_live (file or postgresql://...)\n"
-		"  --state FILE     state and last seq (default $XDG_STATE_HOME/evkit/widgets.db)\n"
-		"  --throttle MS    per widget publishing window (default 500)\n"
-		"  --max-widgets N  progress and result widgets kept at most (default 1000)\n"
-		"  --daemon         go to the background once subscribed\n"
-		"  --pidfile FILE   write the daemon's pid to FILE\n"
-		"  --log FILE       append messages to FILE, timestamped (a daemon without\n"
-		"                   it logs to syslog)\n"
-		"  -q, --quiet      no warnings (skipped events and the like); errors only\n"
-		"  -v, --verbose    also say what the daemon does (subscribed, announced)\n"
-		"  --http [HOST:]PORT  serve the widgets to a browser (HTTPS with --tls-cert):\n"
-		"                   the page at /, /widgets[/ID] as get prints them, /events\n"
-		"                   live (loopback unless HOST; 0 picks a free port)\n"
-		"  --insecure       allow --http beyond loopback without --tls-cert/--tls-key\n"
-		"  -W, --wait SECS  get, view: wait this long for the daemon (default 5)\n"
+		"\n");
+	evk_flags_print(out, flags, NFLAGS, 0, 18);
+	fprintf(out,
 		"  -h, --help, --version\n"
 		"\n"
 		"get asks the running daemon for one widget (exit 1 if unknown) or all,\n"
@@ -189,34 +203,13 @@ cmd_session(const char *url, const char *what, const char *id)
 static void
 parse_args(struct opts *o, int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		EVK_BUS_LONGOPTS,
-		{ "config", required_argument, NULL, 'c' },
-		{ "cases-db", required_argument, NULL, 'C' },
-		{ "state", required_argument, NULL, 's' },
-		{ "throttle", required_argument, NULL, 't' },
-		{ "max-widgets", required_argument, NULL, 'M' },
-		{ "daemon", no_argument, NULL, 'd' },
-		{ "pidfile", required_argument, NULL, 'p' },
-		{ "log", required_argument, NULL, 'L' },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "http", required_argument, NULL, 'H' },
-		{ "insecure", no_argument, NULL, 'I' },
-		{ "wait", required_argument, NULL, 'W' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ 0 },
-	};
+	struct evk_getopt g;
 	int c;
 
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":hqvW:", longopts, NULL)) != -1) {
+	evk_flags_getopt(&g, "widgetd " EVK_VERSION, usage, flags, NFLAGS, ":");
+	while ((c = evk_flags_next(&g, argc, argv)) != -1) {
 		switch (c) {
 		case 'b': o->bus = optarg; break;
-		case EVK_OPT_TLS_CERT:
-		case EVK_OPT_TLS_KEY:
-		case EVK_OPT_TLS_CA: evk_tls_option(c, optarg); break;
 		case 'c': o->config = optarg; break;
 		case 'C': o->cases_db = optarg; break;
 		case 's': o->state = optarg; break;
@@ -233,9 +226,6 @@ parse_args(struct opts *o, int argc, char **argv)
 		case 'v': evk_log_level(EVK_LOG_VERBOSE); break;
 		case 'H': o->http = optarg; break;
 		case 'I': o->insecure = true; break;
-		case 'h': usage(stdout, 0); break;
-		case 'V': printf("widgetd %s\n", EVK_VERSION); exit(0);
-		default: evk_flag_die(c, argv, longopts);
 		}
 	}
 }

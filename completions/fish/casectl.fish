@@ -1,29 +1,13 @@
-# fish completion for casectl(1): the subcommand, then only its options.
-set -l subs \
-    'init:create the database and its first admin' \
-    'user:add or list actors' \
-    'create:create a case' \
-    'get:print one case' \
-    'list:print cases' \
-    'update:change a case' \
-    'sync:mark a case synced' \
-    'destroy:delete a case' \
-    'ingest:upsert JSON lines' \
-    'outbox:undelivered notifications' \
-    'watch:print the list again after case events'
-set -l cmds (string replace -r ':.*' '' -- $subs)
-complete -c casectl -f
-complete -c casectl -n "not __fish_seen_subcommand_from $cmds" -l db -r -F -d 'the database'
-complete -c casectl -n "not __fish_seen_subcommand_from $cmds" -l bus -x -a 'ipc:// tcp://127.0.0.1: tls+tcp:// nats://127.0.0.1:4222' -d 'the hub'
-complete -c casectl -n "not __fish_seen_subcommand_from $cmds" -l actor -x -d 'act as NAME'
-complete -c casectl -n "not __fish_seen_subcommand_from $cmds" -l max-line -x -d 'longest input line'
-complete -c casectl -n "not __fish_seen_subcommand_from $cmds" -s h -l help -d 'print usage'
-complete -c casectl -n "not __fish_seen_subcommand_from $cmds" -l version -d 'print the version'
-# the subcommands, each with what it does
-for s in $subs
-    set -l nd (string split -m 1 : -- $s)
-    complete -c casectl -n "not __fish_seen_subcommand_from $cmds" -a $nd[1] -d $nd[2]
-end
+# fish completion for casectl(1): the subcommand (from casectl's own command
+# table), then only its options.
+source (status dirname)/evkit-common.fish
+__evkit_subcommands casectl --complete-words commands-help
+complete -c casectl -n '__evkit_before_subcommand casectl' -l db -r -F -d 'the database'
+complete -c casectl -n '__evkit_before_subcommand casectl' -l bus -x -a 'ipc:// tcp://127.0.0.1: tls+tcp:// nats://127.0.0.1:4222' -d 'the hub'
+complete -c casectl -n '__evkit_before_subcommand casectl' -l actor -x -d 'act as NAME'
+complete -c casectl -n '__evkit_before_subcommand casectl' -l max-line -x -d 'longest input line'
+complete -c casectl -n '__evkit_before_subcommand casectl' -s h -l help -d 'print usage'
+complete -c casectl -n '__evkit_before_subcommand casectl' -l version -d 'print the version'
 complete -c casectl -n "__fish_seen_subcommand_from init" -l admin -x -d 'the first admin'
 complete -c casectl -n "__fish_seen_subcommand_from user; and not __fish_seen_subcommand_from add list" -a 'add list'
 complete -c casectl -n "__fish_seen_subcommand_from user" -l role -x -a 'admin editor viewer' -d 'the role'
@@ -40,6 +24,6 @@ complete -c casectl -n "__fish_seen_subcommand_from ingest" -l strict -d 'stop a
 complete -c casectl -n "__fish_seen_subcommand_from ingest" -l batch -x -d 'cases per transaction'
 complete -c casectl -n "__fish_seen_subcommand_from ingest create" -F
 complete -c casectl -n "__fish_seen_subcommand_from outbox; and not __fish_seen_subcommand_from list flush" -a 'list flush'
-complete -c casectl -n "not __fish_seen_subcommand_from $cmds" -l tls-cert -r -F -d 'certificate for tls+tcp:// addresses'
-complete -c casectl -n "not __fish_seen_subcommand_from $cmds" -l tls-key -r -F -d 'its key'
-complete -c casectl -n "not __fish_seen_subcommand_from $cmds" -l tls-ca -r -F -d 'the CA that signs the peer'
+complete -c casectl -n '__evkit_before_subcommand casectl' -l tls-cert -r -F -d 'certificate for tls+tcp:// addresses'
+complete -c casectl -n '__evkit_before_subcommand casectl' -l tls-key -r -F -d 'its key'
+complete -c casectl -n '__evkit_before_subcommand casectl' -l tls-ca -r -F -d 'the CA that signs the peer'

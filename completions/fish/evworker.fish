@@ -1,28 +1,13 @@
-# fish completion for evworker(1): the subcommand, then only its options.
-set -l subs \
-    'enqueue:add a job' \
-    'run:work jobs' \
-    'list:jobs as JSON lines' \
-    'show:one job' \
-    'wait:until a job or workflow ends' \
-    'cancel:stop a job' \
-    'retry:run a job again' \
-    'prune:forget finished jobs' \
-    'stats:counts per queue and state' \
-    'on:a job per matching event'
-set -l cmds (string replace -r ':.*' '' -- $subs)
-complete -c evworker -f
-complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -l db -r -F -d 'the queue database'
-complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -l bus -x -a 'ipc:// tcp://127.0.0.1: tls+tcp:// nats://127.0.0.1:4222' -d 'the hub'
-complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -s h -l help -d 'print usage'
-complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -s q -l quiet -d 'errors only'
-complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -s v -l verbose -d 'more messages'
-complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -l version -d 'print the version'
-# the subcommands, each with what it does
-for s in $subs
-    set -l nd (string split -m 1 : -- $s)
-    complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -a $nd[1] -d $nd[2]
-end
+# fish completion for evworker(1): the subcommand (from evworker's own command
+# table), then only its options.
+source (status dirname)/evkit-common.fish
+__evkit_subcommands evworker --complete
+complete -c evworker -n '__evkit_before_subcommand evworker' -l db -r -F -d 'the queue database'
+complete -c evworker -n '__evkit_before_subcommand evworker' -l bus -x -a 'ipc:// tcp://127.0.0.1: tls+tcp:// nats://127.0.0.1:4222' -d 'the hub'
+complete -c evworker -n '__evkit_before_subcommand evworker' -s h -l help -d 'print usage'
+complete -c evworker -n '__evkit_before_subcommand evworker' -s q -l quiet -d 'errors only'
+complete -c evworker -n '__evkit_before_subcommand evworker' -s v -l verbose -d 'more messages'
+complete -c evworker -n '__evkit_before_subcommand evworker' -l version -d 'print the version'
 # enqueue and on share the job options
 for sub in enqueue on
     complete -c evworker -n "__fish_seen_subcommand_from $sub" -l queue -x -d 'the queue'
@@ -47,8 +32,8 @@ complete -c evworker -n "__fish_seen_subcommand_from run" -l grace -x -d 'second
 complete -c evworker -n "__fish_seen_subcommand_from list" -l state -x -a 'available scheduled executing retryable completed discarded cancelled' -d 'only this state'
 complete -c evworker -n "__fish_seen_subcommand_from list" -l queue -x -d 'only this queue'
 complete -c evworker -n "__fish_seen_subcommand_from prune" -l older-than -x -d 'finished more than SEC ago'
-complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -l tls-cert -r -F -d 'certificate for tls+tcp:// addresses'
-complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -l tls-key -r -F -d 'its key'
-complete -c evworker -n "not __fish_seen_subcommand_from $cmds" -l tls-ca -r -F -d 'the CA that signs the peer'
+complete -c evworker -n '__evkit_before_subcommand evworker' -l tls-cert -r -F -d 'certificate for tls+tcp:// addresses'
+complete -c evworker -n '__evkit_before_subcommand evworker' -l tls-key -r -F -d 'its key'
+complete -c evworker -n '__evkit_before_subcommand evworker' -l tls-ca -r -F -d 'the CA that signs the peer'
 complete -c evworker -n "__fish_seen_subcommand_from wait" -l workflow -x -d 'the workflow id'
 complete -c evworker -n "__fish_seen_subcommand_from wait" -l timeout -x -d 'give up after SEC (124)'

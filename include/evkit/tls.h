@@ -4,26 +4,15 @@
 #ifndef EVKIT_TLS_H
 #define EVKIT_TLS_H
 
-#include <getopt.h>
 #include <nng/nng.h>
 #include <stdbool.h>
 
-/* The long options every program that takes --bus accepts; handle them
- * with `case EVK_OPT_TLS_CERT: case EVK_OPT_TLS_KEY: case EVK_OPT_TLS_CA:
- * evk_tls_option(c, optarg); break;`. */
+/* The getopt values of --tls-cert, --tls-key and --tls-ca (evkit/flags.h's
+ * EVK_FLAGS_TLS declares them, evk_flags_next hands them to
+ * evk_tls_option). */
 enum { EVK_OPT_TLS_CERT = 0x7c01, EVK_OPT_TLS_KEY, EVK_OPT_TLS_CA };
-#define EVK_TLS_LONGOPTS                                              \
-	{ "tls-cert", required_argument, NULL, EVK_OPT_TLS_CERT },    \
-	{ "tls-key", required_argument, NULL, EVK_OPT_TLS_KEY },      \
-	{ "tls-ca", required_argument, NULL, EVK_OPT_TLS_CA }
-/* --bus URL ('b') and the TLS options: what a client of the hub takes. */
-#define EVK_BUS_LONGOPTS { "bus", required_argument, NULL, 'b' }, EVK_TLS_LONGOPTS
-#define EVK_TLS_USAGE                                                           \
-	"  --tls-cert FILE --tls-key FILE --tls-ca FILE\n"                    \
-	"                  certificate, key and CA for tls+tcp:// addresses\n" \
-	"                  (default $EVBUS_TLS_CERT, $EVBUS_TLS_KEY, $EVBUS_TLS_CA)\n"
 
-/* Records one of the options above (the file is read when used). */
+/* Records one of those options (the file is read when used). */
 void evk_tls_option(int opt, const char *file);
 
 /* True when url is a tls+tcp:// address. */
