@@ -104,7 +104,7 @@ evk_bus_fanout_url(const char *url, char *out, size_t n)
 	return EVK_OK;
 }
 
-/* ---- closing without hanging ----
+/* ---- closing without hanging (evkit/nngclose.h) ----
  *
  * nng 1.5.2's nng_close can wait forever for a connection's teardown
  * (nanomsg/nng#1543, fixed in later nng); here it happened about once in

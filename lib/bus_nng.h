@@ -35,6 +35,7 @@
 #define evk_bus_status evk_nng_bus_status
 
 #include "evkit/bus.h"
+#include "evkit/nngclose.h" /* evk_nng_close_sockets */
 
 #include "bus_impl.h"
 
@@ -42,16 +43,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* Private to lib/: none of these is exported from libevkit.so. */
+#pragma GCC visibility push(hidden)
+
 /* ---- shared by the nng client's files (defined in lib/bus_conn.c) ---- */
 
 /* Size of a refusal's text buffer (the why of struct evk_pub, struct
  * evk_sub and evk_nng_refusal). */
 #define WHY_MAX 256
-
-/* Closes n (1 or 2) sockets, on a thread of its own, waiting at most
- * CLOSE_WAIT_MS; false when they were still closing then (nng may still
- * run their callbacks, so whatever those use must stay allocated). */
-bool evk_nng_close_sockets(const nng_socket *socks, int n);
 
 /* Maps an nng error (0 included) to an EVK_* code. */
 int evk_nng_err(int rv);
@@ -68,5 +67,7 @@ int evk_nng_req_open(nng_socket *s, const char *url);
 /* Sends req (consumed either way) on s and waits for *reply (the caller's
  * to free on EVK_OK). */
 int evk_nng_request(nng_socket s, nng_msg *req, nng_msg **reply);
+
+#pragma GCC visibility pop
 
 #endif

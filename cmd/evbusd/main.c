@@ -8,6 +8,7 @@
 #include "evkit/flags.h"
 #include "evkit/opts.h"
 #include "evkit/limits.h"
+#include "evkit/nngclose.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -171,30 +172,39 @@ hub_start(struct hub *h, const char *pidfile)
 		 h->fanout, h->store ? h->store : "in memory", (unsigned long long)h->retain);
 }
 
-/* Closes the sockets, then the store. */
+/* Closes the sockets, then the store. Closing is given 2 s: nng 1.5.2
+ * can hang in it (evkit/nngclose.h), and did here after a SIGTERM while a
+ * publisher streamed, leaving the hub running for good. Past the 2 s the
+ * hub stops anyway, keeping what the pipe callbacks use (h's locks and
+ * pipe lists; h is static in main); no callback touches the store. */
 static void
 hub_stop(struct hub *h)
 {
 	/* Every ack was sent after its commit; give the pipes a moment to
 	 * carry the last ones out before closing. */
 	nng_msleep(20);
-	nng_close(h->rep);
-	nng_close(h->pub);
-	nng_mtx_free(h->refused_mtx);
-	nng_mtx_free(h->clients.mtx);
-	nng_mtx_free(h->subscribers.mtx);
-	free(h->clients.ids);
-	free(h->subscribers.ids);
+	if (!evk_nng_close_sockets((nng_socket[]){ h->rep, h->pub }, 2)) {
+		evk_warn("the sockets were still closing after 2 s: stopping without them");
+	} else {
+		nng_mtx_free(h->refused_mtx);
+		nng_mtx_free(h->clients.mtx);
+		nng_mtx_free(h->subscribers.mtx);
+		free(h->clients.ids);
+		free(h->subscribers.ids);
+	}
 	hub_close_store(h);
 }
 
 int
 main(int argc, char **argv)
 {
-	struct hub h = { .retain = EVK_RETAIN_DEFAULT, .argv = argv };
+	/* Static: sockets still closing at the end (hub_stop) may call back
+	 * into h while the process exits. */
+	static struct hub h = { .retain = EVK_RETAIN_DEFAULT };
 	struct evbusd_opts o = { 0 };
 	const char *why;
 
+	h.argv = argv;
 	evk_set_progname(argv[0]);
 	evk_nng_workaround();
 	openlog("evbusd", LOG_PID, LOG_DAEMON);

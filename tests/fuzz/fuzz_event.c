@@ -1,4 +1,5 @@
-/* The event parser and the canonical writer (lib/event.c).
+/* The event parser and the canonical writer (lib/event.c,
+ * lib/event_make.c, lib/event_check.c).
  *
  * The input is one line as evpub reads it (evk_event_from_json) and, on
  * its own, a payload as evpub takes it as an argument
