@@ -6,7 +6,13 @@
  *                 cJSON's blocks cached as in widgetd (evkit/jsonmem.h)
  *   foldbench N malloc
  *                 the same with cJSON on plain malloc (or whatever
- *                 allocator LD_PRELOAD puts there: mimalloc, jemalloc) */
+ *                 allocator LD_PRELOAD puts there: mimalloc, jemalloc)
+ *   foldbench N workflows
+ *                 N events of ever new workflows, four each
+ *                 (process_created, step_started, step_completed,
+ *                 workflow_completed), each event's text made in the
+ *                 timed loop: a long run, or a publisher of new workflow
+ *                 ids, against the bound on workflow widgets */
 #include "evkit/err.h"
 #include "evkit/event.h"
 #include "evkit/fold.h"
@@ -25,11 +31,49 @@ ignore(void *arg, const char *id, enum evk_fold_change c)
 	(void)c;
 }
 
+/* foldbench N workflows: events/s of n events of n / 4 workflows. */
+static int
+workflows(long n)
+{
+	static const char *const kinds[4] = { "process_created", "step_started", "step_completed",
+					      "workflow_completed" };
+	char line[512];
+	struct evk_event ev;
+	cJSON *w = cJSON_CreateArray();
+	const char *why;
+	struct timespec a, b;
+	if (w == NULL)
+		return 1;
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	for (long i = 0; i < n; i++) {
+		snprintf(line, sizeof(line),
+			 "{\"seq\":%ld,\"ts\":\"2026-11-24T10:00:00.000000Z\",\"topic\":\"process:p%ld\","
+			 "\"event\":\"%s\",\"payload\":{\"process_id\":\"p%ld\",\"workflow_id\":\"wf%ld\","
+			 "\"step\":\"s\",\"result\":{}}}",
+			 i + 1, i / 4, kinds[i % 4], i / 4, i / 4);
+		if (evk_event_scan(&ev, line, strlen(line)) != EVK_OK ||
+		    evk_fold_apply(w, &ev, NULL, ignore, NULL, &why) != EVK_OK)
+			return 1;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	double s = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+	printf("{\"events\":%ld,\"seconds\":%.3f,\"events_per_s\":%.0f,\"widgets\":%d}\n", n, s,
+	       (double)n / s, cJSON_GetArraySize(w));
+	cJSON_Delete(w);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
 	long n = argc > 1 ? atol(argv[1]) : 1000000;
 	int cache = !(argc > 2 && strcmp(argv[2], "malloc") == 0);
+	if (argc > 2 && strcmp(argv[2], "workflows") == 0) {
+		evk_jsonmem_install();
+		int rv = workflows(n);
+		evk_jsonmem_release();
+		return rv;
+	}
 	if (cache)
 		evk_jsonmem_install(); /* as widgetd does */
 	static const char *const kinds[4][2] = {

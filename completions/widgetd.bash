@@ -13,12 +13,12 @@ _widgetd() {
 	--tls-cert | --tls-key | --tls-ca) _evkit_files; return ;;
 	--config | --cases-db | --state | --pidfile | --log) _evkit_files; return ;;
 	--bus) _evkit_reply 'ipc:// tcp://127.0.0.1: tls+tcp:// nats://127.0.0.1:4222'; return ;;
-	--throttle | -W | --wait | --http) return ;;
+	--throttle | --max-widgets | -W | --wait | --http) return ;;
 	esac
 	if [[ $cur == -* ]]; then
 		case $cmd in
 		'') _evkit_reply '--bus --tls-cert --tls-key --tls-ca --config --cases-db --state --throttle
-			--daemon --pidfile --log --quiet --verbose --http --insecure --wait --help --version' ;;
+			--max-widgets --daemon --pidfile --log --quiet --verbose --http --insecure --wait --help --version' ;;
 		esac
 	elif [[ -z $cmd ]]; then
 		_evkit_reply 'get view session'

@@ -8,6 +8,9 @@
 
 #include "evkit/bus.h"
 
+/* Private to lib/: none of these is exported from libevkit.so. */
+#pragma GCC visibility push(hidden)
+
 #define EVK_NATS_SCHEME "nats://"
 
 /* Sets evk_bus_why's sentence (lib/bus_pick.c clears it on each open). */
@@ -70,5 +73,7 @@ uint64_t evk_nats_sub_malformed(const struct evk_nats_sub *s);
 const char *evk_nats_sub_why(const struct evk_nats_sub *s);
 void evk_nats_sub_close(struct evk_nats_sub *s);
 int evk_nats_bus_status(const char *url, char **json);
+
+#pragma GCC visibility pop
 
 #endif

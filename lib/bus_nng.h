@@ -43,6 +43,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* Private to lib/: none of these is exported from libevkit.so. */
+#pragma GCC visibility push(hidden)
+
 /* ---- shared by the nng client's files (defined in lib/bus_conn.c) ---- */
 
 /* Size of a refusal's text buffer (the why of struct evk_pub, struct
@@ -64,5 +67,7 @@ int evk_nng_req_open(nng_socket *s, const char *url);
 /* Sends req (consumed either way) on s and waits for *reply (the caller's
  * to free on EVK_OK). */
 int evk_nng_request(nng_socket s, nng_msg *req, nng_msg **reply);
+
+#pragma GCC visibility pop
 
 #endif

@@ -245,6 +245,7 @@ struct fold {
 	/* The members of the event's progress widget the clauses touch,
 	 * found in one walk (see scan_progress). */
 	cJSON *w_pid, *w_pct, *w_activities, *w_updates;
+	cJSON *made; /* a widget the clause added for a new workflow, or NULL */
 	size_t max;
 	const char *why;
 };
@@ -324,21 +325,23 @@ progress_of(struct fold *f)
 	return own;
 }
 
+/* progress-{f->wf}, new, last in the widgets (f->made). */
 static cJSON *
-new_progress(cJSON *widgets, const char *wf)
+new_progress(struct fold *f)
 {
 	char id[EVK_FOLD_ID_MAX + 1];
+	const char *wf = f->wf;
 	cJSON *w = cJSON_CreateObject();
 	if (w == NULL || !add(w, "id", cJSON_CreateString(widget_id(id, "progress-", wf))) ||
 	    !add(w, "type", cJSON_CreateString("progress")) ||
 	    !add(w, "workflow_id", cJSON_CreateString(wf)) || !add(w, "is_live", cJSON_CreateTrue()) ||
 	    !add(w, "percentage", cJSON_CreateNumber(0)) ||
 	    !add(w, "activities", cJSON_CreateArray()) || !add(w, "updates", cJSON_CreateArray()) ||
-	    !cJSON_AddItemToArray(widgets, w)) {
+	    !cJSON_AddItemToArray(f->widgets, w)) {
 		cJSON_Delete(w);
 		return NULL;
 	}
-	return w;
+	return f->made = w;
 }
 
 /* Whether workflow f->wf can name widgets: progress-{wf} and result-{wf}
@@ -372,7 +375,7 @@ progress_or_new(struct fold *f, int *rv)
 		*rv = EVK_EINVAL;
 	} else if (!names_widgets(f)) {
 		*rv = EVK_EINVAL;
-	} else if ((w = new_progress(f->widgets, f->wf)) == NULL) {
+	} else if ((w = new_progress(f)) == NULL) {
 		*rv = EVK_ENOMEM;
 	} else {
 		scan_progress(f, w);
@@ -420,7 +423,7 @@ process_created(struct fold *f, cJSON **changed)
 	cJSON *w = evk_fold_find(f->widgets, widget_id(id, "progress-", f->wf));
 	if (w == NULL && !names_widgets(f))
 		return EVK_EINVAL;
-	if ((w == NULL && (w = new_progress(f->widgets, f->wf)) == NULL) ||
+	if ((w == NULL && (w = new_progress(f)) == NULL) ||
 	    !put_string(w, "process_id", f->pid))
 		return EVK_ENOMEM;
 	*changed = w;
@@ -584,7 +587,8 @@ workflow_completed(struct fold *f, cJSON **changed, evk_fold_note_fn note, void 
 		cJSON_Delete(r);
 		return EVK_ENOMEM;
 	}
-	if ((old = evk_fold_find(f->widgets, rid)) != NULL)
+	bool replaces = (old = evk_fold_find(f->widgets, rid)) != NULL;
+	if (old)
 		cJSON_Delete(cJSON_DetachItemViaPointer(f->widgets, old));
 	if (!cJSON_AddItemToArray(f->widgets, r)) {
 		cJSON_Delete(r);
@@ -594,7 +598,10 @@ workflow_completed(struct fold *f, cJSON **changed, evk_fold_note_fn note, void 
 	if ((old = evk_fold_find(f->widgets, widget_id(pid_id, "progress-", f->wf))) != NULL) {
 		cJSON_Delete(cJSON_DetachItemViaPointer(f->widgets, old));
 		tell(note, arg, pid_id, EVK_FOLD_REMOVED);
+		replaces = true;
 	}
+	if (!replaces)
+		f->made = r; /* one more workflow widget */
 	*changed = NULL;
 	return EVK_OK;
 }
@@ -705,10 +712,56 @@ evk_fold_apply(cJSON *widgets, const struct evk_event *ev, const struct evk_fold
 	rv = c->fold ? c->fold(&f, &changed) : workflow_completed(&f, &changed, note, arg);
 	if (rv == EVK_OK && changed)
 		tell(note, arg, str(changed, "id"), EVK_FOLD_UPDATED);
+	if (f.made) /* a new workflow widget: the oldest go past the bound */
+		evk_fold_trim(widgets, o && o->max_widgets ? o->max_widgets : EVK_FOLD_WIDGETS_DEFAULT,
+			      f.made, note, arg);
 	if (rv == EVK_EINVAL)
 		*why = f.why;
 	cJSON_Delete(f.payload);
 	return rv;
+}
+
+/* ---- the bound on workflow widgets ---- */
+
+/* What a widget is to the bound: 0 a declared one (never dropped), else
+ * the round it may go in: result widgets first, then progress ones. */
+static int
+trim_round(const cJSON *w)
+{
+	const char *t = str(w, "type");
+	switch (t ? t[0] : 0) { /* the first byte tells them apart */
+	case 'r': return strcmp(t, "result") == 0;
+	case 'p': return strcmp(t, "progress") == 0 ? 2 : 0;
+	}
+	return 0;
+}
+
+size_t
+evk_fold_trim(cJSON *widgets, size_t max, const cJSON *keep, evk_fold_note_fn note, void *arg)
+{
+	size_t n = 0, dropped = 0;
+	cJSON *w, *next;
+	cJSON_ArrayForEach(w, widgets)
+		n += trim_round(w) != 0;
+	if (max == 0)
+		max = 1;
+	/* the array holds the widgets in the order they were made in */
+	for (int round = 1; round <= 2 && n > max; round++) {
+		for (w = widgets->child; w && n > max; w = next) {
+			next = w->next;
+			if (w == keep || trim_round(w) != round)
+				continue;
+			/* detached first: a note that looks the id up finds it gone */
+			cJSON_DetachItemViaPointer(widgets, w);
+			const char *id = str(w, "id");
+			if (id)
+				tell(note, arg, id, EVK_FOLD_REMOVED);
+			cJSON_Delete(w);
+			n--;
+			dropped++;
+		}
+	}
+	return dropped;
 }
 
 /* ---- declared widgets: counter, session, keep_live ---- */

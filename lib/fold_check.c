@@ -7,6 +7,7 @@
 #include "evkit/topic.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* A member a widget of some type must (or may) have, and its type. */
@@ -66,7 +67,8 @@ all_objects(const cJSON *w, const char *name, const char *const *strings)
 	return true;
 }
 
-/* Why widget w is damaged (into buf, n bytes), or NULL when it is not. */
+/* Why widget w is damaged (into buf, n bytes), or NULL when it is not;
+ * a second widget of an id is told only when widgets is not NULL. */
 static const char *
 damage(const cJSON *widgets, const cJSON *w, char *buf, size_t n)
 {
@@ -81,7 +83,7 @@ damage(const cJSON *widgets, const cJSON *w, char *buf, size_t n)
 	snprintf(buf, n, "widget:%s", id);
 	if (!evk_topic_valid(buf, strlen(buf)))
 		return "an id that makes no topic";
-	if (evk_fold_find(widgets, id) != w)
+	if (widgets && evk_fold_find(widgets, id) != w)
 		return "a second widget of that id";
 	while (k < sizeof(shapes) / sizeof(shapes[0]) && !(type && strcmp(type, shapes[k].type) == 0))
 		k++;
@@ -103,8 +105,27 @@ damage(const cJSON *widgets, const cJSON *w, char *buf, size_t n)
 	return NULL;
 }
 
-int
-evk_fold_check(cJSON *widgets, evk_fold_drop_fn drop, void *arg)
+/* A widget of the saved array: where it is, its id, what is wrong. */
+struct entry {
+	cJSON *w;
+	const char *id;
+	int index;
+	bool damaged, second;
+};
+
+/* Entries by id, then by index. */
+static int
+by_id(const void *a, const void *b)
+{
+	const struct entry *x = *(const struct entry *const *)a, *y = *(const struct entry *const *)b;
+	int c = strcmp(x->id, y->id);
+	return c ? c : (x->index > y->index) - (x->index < y->index);
+}
+
+/* One walk that looks each id up: n * n, for when there is no memory for
+ * the sort. */
+static int
+check_slowly(cJSON *widgets, evk_fold_drop_fn drop, void *arg)
 {
 	cJSON *w = widgets ? widgets->child : NULL, *next;
 	int index = 0, dropped = 0;
@@ -119,5 +140,49 @@ evk_fold_check(cJSON *widgets, evk_fold_drop_fn drop, void *arg)
 		cJSON_Delete(cJSON_DetachItemViaPointer(widgets, w));
 		dropped++;
 	}
+	return dropped;
+}
+
+/* The second widgets of an id are found by sorting the good widgets by
+ * id, so that a state of many widgets (one saved before widgetd had a
+ * bound) is checked in n log n, not n * n; then the widgets are dropped
+ * in their order, each told why. */
+int
+evk_fold_check(cJSON *widgets, evk_fold_drop_fn drop, void *arg)
+{
+	int n = cJSON_GetArraySize(widgets), k = 0, dropped = 0;
+	char buf[EVK_TOPIC_MAX + 1];
+	if (n == 0)
+		return 0;
+	struct entry *all = malloc((size_t)n * sizeof(*all));
+	struct entry **good = malloc((size_t)n * sizeof(*good));
+	if (all == NULL || good == NULL) {
+		free(all);
+		free(good);
+		return check_slowly(widgets, drop, arg);
+	}
+	int i = 0;
+	for (cJSON *w = widgets->child; w && i < n; w = w->next, i++) {
+		all[i] = (struct entry){ .w = w, .id = str(w, "id"), .index = i };
+		all[i].damaged = damage(NULL, w, buf, sizeof(buf)) != NULL;
+		if (!all[i].damaged)
+			good[k++] = &all[i];
+	}
+	qsort(good, (size_t)k, sizeof(*good), by_id);
+	for (int j = 1; j < k; j++)
+		good[j]->second = strcmp(good[j]->id, good[j - 1]->id) == 0;
+	for (int j = 0; j < i; j++) {
+		const char *why = all[j].damaged ? damage(NULL, all[j].w, buf, sizeof(buf))
+				  : all[j].second ? "a second widget of that id"
+						  : NULL;
+		if (why == NULL)
+			continue;
+		if (drop)
+			drop(arg, all[j].index, all[j].id, why);
+		cJSON_Delete(cJSON_DetachItemViaPointer(widgets, all[j].w));
+		dropped++;
+	}
+	free(all);
+	free(good);
 	return dropped;
 }

@@ -48,6 +48,9 @@
 #include <string.h>
 #include <time.h>
 
+/* Private to lib/: none of these is exported from libevkit.so. */
+#pragma GCC visibility push(hidden)
+
 #define NATS_SERVERS_MAX 16
 #define NATS_STREAM_DEFAULT "EVKIT"
 #define NATS_STREAM_NAME_MAX 32
@@ -112,5 +115,7 @@ int nats_stream_info(struct link *l, jsStreamInfo **si, bool create);
 /* The stream for a publisher or subscriber: made when missing, refused
  * when unusable, with a leader. */
 int nats_stream_open(struct link *l, jsStreamInfo **si);
+
+#pragma GCC visibility pop
 
 #endif

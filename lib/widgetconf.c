@@ -107,7 +107,7 @@ evk_widgetconf_parse(struct evk_widgetconf *c, const char *text, size_t len, cha
 {
 	cJSON *doc = cJSON_ParseWithLength(text, len);
 	const cJSON *ws = cJSON_GetObjectItemCaseSensitive(doc, "widgets"), *w;
-	long long list_max;
+	long long list_max, max_widgets;
 	int rv = EVK_EINVAL;
 
 	c->n = 0;
@@ -118,6 +118,10 @@ evk_widgetconf_parse(struct evk_widgetconf *c, const char *text, size_t len, cha
 	if (!whole_number(doc, "list_max", 1, 10000, EVK_FOLD_LIST_MAX, &list_max, NULL, why, whylen))
 		goto out;
 	c->list_max = (size_t)list_max;
+	if (!whole_number(doc, "max_widgets", 1, EVK_FOLD_WIDGETS_LIMIT, EVK_FOLD_WIDGETS_DEFAULT,
+			  &max_widgets, NULL, why, whylen))
+		goto out;
+	c->max_widgets = (size_t)max_widgets;
 	cJSON_ArrayForEach(w, ws) {
 		if (c->n == EVK_WIDGETS_MAX) {
 			snprintf(why, whylen, "more than %d widgets", EVK_WIDGETS_MAX);

@@ -10,10 +10,24 @@ teardown() { stop_all; }
 # A connection the hub accepts only after its client closed it: the hub's
 # send of its SP header fails with EPIPE, which nng 1.5.2 took for the
 # listener's own closing (upstream nanomsg/nng#1518) and stopped accepting.
+# The connect waits until every thread of the hub is stopped: kill returns
+# before a thread busy on another core has stopped, and one that accepts
+# in time makes the order the winning one.
 closed_before_accept() {
 	kill -STOP "$1"
+	wait_for all_stopped "$1"
 	"$EVKIT_TOOLS/bareconn" "$EVBUS_URL" "${2:-1}"
 	kill -CONT "$1"
+}
+
+# all_stopped PID — true when each of PID's threads is stopped (state T).
+all_stopped() {
+	local stat t
+	for t in /proc/"$1"/task/*/stat; do
+		stat=$(cat "$t" 2>/dev/null) || continue
+		stat=${stat##*) }
+		[[ ${stat:0:1} == [Tt] ]] || return 1
+	done
 }
 
 # seqs — the seq of every retained event, one line.
@@ -39,6 +53,7 @@ seqs() { evsub --since 0 -n "$1" -W 20 '**' | jq -c -s 'map(.seq)'; }
 	start_hub
 	closed_before_accept "$HUB_PID"
 	kill -STOP "$HUB_PID"
+	wait_for all_stopped "$HUB_PID"
 	"$EVKIT_TOOLS/bareconn" "${EVBUS_URL}.pub" 3
 	kill -CONT "$HUB_PID"
 	bg_to "$BATS_TEST_TMPDIR/out" evsub -n 1 -W 20 --ready-file "$BATS_TEST_TMPDIR/ready" 't:**'

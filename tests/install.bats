@@ -150,6 +150,20 @@ run_clean() {
 	assert_output --partial '-lnng'
 }
 
+@test "libevkit.so exports only functions the installed headers declare" {
+	local so=$STAGE/usr/local/lib/libevkit.so.0.1.0 inc=$STAGE/usr/local/include/evkit
+	local declared
+	declared=$(cat "$inc"/*.h | grep -o '[A-Za-z_][A-Za-z0-9_]*' | sort -u)
+	run -0 nm -D --defined-only "$so"
+	local n=0 extra=() sym
+	for sym in $(awk '$2 == "T" { print $3 }' <<<"$output"); do
+		n=$((n + 1))
+		grep -qxF -- "$sym" <<<"$declared" || extra+=("$sym")
+	done
+	[ "$n" -gt 100 ] || fail "only $n functions exported"
+	[ "${#extra[@]}" -eq 0 ] || fail "exported, declared in no installed header: ${extra[*]}"
+}
+
 @test "a C program built with pkg-config against the staged install publishes and subscribes" {
 	# Under `make check-san` the installed library is the sanitized one, and
 	# a program linking it needs the same runtime first.

@@ -278,6 +278,146 @@ widget_updated"
 	[ "$stderr" = "widgetd: $T/dup.json: widgets 1 and 2 have the same id 's'" ]
 }
 
+# workflows FROM TO — JSON lines for evpub: workflows wfFROM..wfTO, each
+# run to completion as evworker broadcasts it (process_created, a step
+# started and completed, workflow_completed), one after the other.
+workflows() {
+	local i ids
+	for ((i = $1; i <= $2; i++)); do
+		ids="\"process_id\":\"p$i\",\"workflow_id\":\"wf$i\""
+		echo "{\"topic\":\"workflow:wf$i\",\"event\":\"process_created\",\"payload\":{$ids}}"
+		echo "{\"topic\":\"process:p$i\",\"event\":\"step_started\",\"payload\":{$ids,\"step\":\"s\"}}"
+		echo "{\"topic\":\"process:p$i\",\"event\":\"step_completed\",\"payload\":{$ids,\"step\":\"s\",\"result\":{}}}"
+		echo "{\"topic\":\"workflow:wf$i\",\"event\":\"workflow_completed\",\"payload\":{$ids,\"status\":\"completed\"}}"
+	done
+}
+
+# workflow_ids — the ids of the progress and result widgets widgetd get
+# lists, in its order, one a line.
+workflow_ids() { widgetd get | jq -r 'select(.type == "progress" or .type == "result") | .id'; }
+
+# announced_up_to FILE — the announcements saved in FILE (evsub 'widget:*')
+# include the counter's update for a case event published last: every
+# removal announced before it is in FILE (removals go out at once, in the
+# order of the events folded; an update after them).
+announced_up_to() { grep -q '"topic":"widget:case-events"' "$1"; }
+
+@test "--max-widgets 5: of 12 finished workflows the 5 newest results stay; each of the 7 dropped is announced removed once" {
+	start_widgetd --throttle 50 --max-widgets 5
+	bg_to "$T/wev" evsub --ready-file "$T/ready" 'widget:*'
+	wait_file "$T/ready"
+	workflows 1 12 | evpub
+	evpub case:mark mark '{}'
+	WAIT_SECS=20 wait_for announced_up_to "$T/wev"
+	run -0 workflow_ids
+	assert_output "$(printf 'result-wf%d\n' 8 9 10 11 12)"
+	# Removals, in order: each progress widget once (its result replaced
+	# it), and the results of wf1..wf7, oldest first, each once.
+	run -0 jq -r 'select(.event == "widget_removed") | .topic' "$T/wev"
+	[ "$(grep -c '^widget:progress-' <<<"$output")" -eq 12 ]
+	[ "$(grep '^widget:progress-' <<<"$output" | sort -u | wc -l)" -eq 12 ]
+	[ "$(grep '^widget:result-' <<<"$output")" = "$(printf 'widget:result-wf%d\n' 1 2 3 4 5 6 7)" ]
+	# Nothing about a dropped widget after its removal; every payload
+	# of a removal is the id alone.
+	jq -s -e '[.[] | select(.topic | startswith("widget:result-"))]
+		| group_by(.topic) | map(select(any(.event == "widget_removed"))) | length == 7
+		  and all(last | .event == "widget_removed")' "$T/wev"
+	jq -s -e 'map(select(.event == "widget_removed")) | all(.payload == {id: (.topic | ltrimstr("widget:"))})' "$T/wev"
+	# The newest five were never announced as removed; the state saved
+	# holds them and nothing else of the workflows.
+	kill "$WPID"
+	wait_for gone "$WPID"
+	[ "$(sqlite3 "$T/widgets.db" "SELECT group_concat(json_extract(value, '\$.id'), ' ') FROM state, json_each(state.widgets)
+		WHERE json_extract(value, '\$.type') IN ('progress', 'result')")" = "result-wf8 result-wf9 result-wf10 result-wf11 result-wf12" ]
+}
+
+@test "--max-widgets: a running workflow's progress widget stays while finished ones are dropped" {
+	start_widgetd --throttle 50 --max-widgets 5
+	evpub process:pr step_started '{"process_id":"pr","workflow_id":"running","step":"long"}'
+	workflows 1 12 | evpub
+	evpub process:pr step_progress '{"process_id":"pr","workflow_id":"running","percentage":40}'
+	run -0 workflow_ids
+	assert_output "$(printf '%s\n' progress-running result-wf9 result-wf10 result-wf11 result-wf12)"
+	# the same widget all along: its first activity is still there
+	widgetd get progress-running | json_true '.percentage == 40 and .activities[0].step == "long"'
+	# More running at once than the bound: the oldest started goes.
+	for wf in r1 r2 r3 r4 r5; do evpub "workflow:$wf" process_created "{\"process_id\":\"p$wf\",\"workflow_id\":\"$wf\"}"; done
+	run -0 workflow_ids
+	assert_output "$(printf 'progress-r%d\n' 1 2 3 4 5)"
+}
+
+@test "--max-widgets: a restart from the state keeps the bound; a smaller one trims the state with a message and announces the removals" {
+	start_widgetd --throttle 50 --max-widgets 5
+	workflows 1 12 | evpub
+	[ "$(workflow_ids | wc -l)" -eq 5 ]
+	kill "$WPID"
+	wait_for gone "$WPID"
+	widgetd --state "$T/widgets.db" --daemon --pidfile "$T/w.pid" --max-widgets 5 2>"$T/err1"
+	WPID=$(cat "$T/w.pid")
+	BG_PIDS+=("$WPID")
+	workflows 13 13 | evpub
+	run -0 workflow_ids
+	assert_output "$(printf 'result-wf%d\n' 9 10 11 12 13)"
+	run grep -c "past the bound" "$T/err1"
+	assert_output 0
+	kill "$WPID"
+	wait_for gone "$WPID"
+	# A config's max_widgets is the bound when no --max-widgets is given.
+	echo '{"max_widgets":3,"widgets":[{"id":"case-events","type":"counter","pattern":"case:*"}]}' >"$T/conf.json"
+	bg_to "$T/wev" evsub --ready-file "$T/ready" 'widget:*'
+	wait_file "$T/ready"
+	widgetd --state "$T/widgets.db" --daemon --pidfile "$T/w.pid" --config "$T/conf.json" 2>"$T/err2"
+	WPID=$(cat "$T/w.pid")
+	BG_PIDS+=("$WPID")
+	run -0 workflow_ids
+	assert_output "$(printf 'result-wf%d\n' 11 12 13)"
+	[ "$(cat "$T/err2")" = "widgetd: state '$T/widgets.db': 2 progress and result widgets past the bound of 3 (--max-widgets) dropped, the oldest first" ]
+	evpub case:mark mark '{}'
+	WAIT_SECS=20 wait_for announced_up_to "$T/wev"
+	run -0 jq -r 'select(.event == "widget_removed") | .topic' "$T/wev"
+	assert_output "widget:result-wf9
+widget:result-wf10"
+	# --max-widgets wins over the config's.
+	kill "$WPID"
+	wait_for gone "$WPID"
+	start_widgetd --config "$T/conf.json" --max-widgets 4
+	workflows 14 15 | evpub
+	run -0 workflow_ids
+	assert_output "$(printf 'result-wf%d\n' 12 13 14 15)"
+}
+
+@test "a saved state of 3000 workflow widgets (one from before the bound) is trimmed on load to the newest 1000, with a message" {
+	start_widgetd
+	kill "$WPID"
+	wait_for gone "$WPID"
+	jq -n -c '[range(3000) | {id: "result-w\(.)", type: "result", workflow_id: "w\(.)", status: "completed", percentage: 100}]
+		+ [{id: "result-w5", type: "result", workflow_id: "w5", status: "completed", percentage: 100}]' >"$T/big.json"
+	sqlite3 "$T/widgets.db" "UPDATE state SET widgets = CAST(readfile('$T/big.json') AS TEXT)"
+	widgetd --state "$T/widgets.db" --daemon --pidfile "$T/w.pid" 2>"$T/err"
+	WPID=$(cat "$T/w.pid")
+	BG_PIDS+=("$WPID")
+	run -0 workflow_ids
+	[ "${#lines[@]}" -eq 1000 ]
+	[ "${lines[0]}" = result-w2000 ] && [ "${lines[999]}" = result-w2999 ]
+	grep -q "widget 3001 ('result-w5') dropped: a second widget of that id" "$T/err"
+	grep -q "state '$T/widgets.db': 2000 progress and result widgets past the bound of 1000 (--max-widgets) dropped, the oldest first" "$T/err"
+	kill "$WPID"
+	wait_for gone "$WPID"
+	[ "$(sqlite3 "$T/widgets.db" "SELECT json_array_length(widgets) FROM state")" -le 1003 ]
+}
+
+@test "widgetd refuses a --max-widgets that is not a whole number from 1, with the usage status; a config's with 65" {
+	local bad
+	for bad in 0 -3 x 2.5 1000001 ''; do
+		run -2 --separate-stderr timeout 20 widgetd --state "$T/w.db" --max-widgets "$bad"
+		[ "${stderr_lines[0]}" = "widgetd: --max-widgets wants a whole number from 1 to 1000000, not '$bad'" ] ||
+			fail "$bad: $stderr"
+	done
+	echo '{"max_widgets":0,"widgets":[]}' >"$T/bad.json"
+	run -65 --separate-stderr timeout 20 widgetd --state "$T/w.db" --config "$T/bad.json"
+	[ "$stderr" = "widgetd: $T/bad.json: max_widgets is a whole number from 1 to 1000000" ]
+}
+
 # pane — the view's screen now, one line per row.
 pane() { tmux capture-pane -p -t "$TMUX_SESSION"; }
 # on_pane ERE — waits until a row of the view matches.

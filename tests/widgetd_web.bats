@@ -175,6 +175,37 @@ web_cert() {
 	grep -A1 '^event: widget_updated' "$T/feed" | grep 'data: ' | sed 's/^data: //' | jq -e -s 'map(.id) | index("result-wf1") != null'
 }
 
+# finish WF — workflow WF runs to completion (the events evworker sends),
+# and its result is on the page.
+finish() {
+	local ids="\"process_id\":\"p-$1\",\"workflow_id\":\"$1\""
+	evpub "workflow:$1" process_created "{$ids}"
+	evpub "workflow:$1" workflow_completed "{$ids,\"status\":\"completed\"}"
+	WAIT_SECS=20 wait_for curl -sf -o /dev/null "${URL}widgets/result-$1"
+}
+
+@test "--max-widgets: the feed announces each dropped result's removal once; the page's widgets no longer hold it" {
+	start_web --max-widgets 2
+	bg curl -s -N --max-time 120 -o "$T/feed" "${URL}events"
+	WAIT_SECS=20 wait_for feed_has "$T/feed" 'event: snapshot'
+	local wf
+	for wf in a b c d; do finish "$wf"; done
+	WAIT_SECS=20 wait_for feed_has "$T/feed" 'data: {"id":"progress-d"}'
+	run -0 bash -c "grep -A1 '^event: widget_removed' '$T/feed' | sed -n 's/^data: //p'"
+	# in order, each once: a progress widget as its result replaces it, a
+	# result as the next workflow starts past the bound
+	assert_output '{"id":"progress-a"}
+{"id":"progress-b"}
+{"id":"result-a"}
+{"id":"progress-c"}
+{"id":"result-b"}
+{"id":"progress-d"}'
+	run -0 bash -c "curl -sf '${URL}widgets' | jq -r 'select(.type == \"result\") | .id'"
+	assert_output 'result-c
+result-d'
+	[ "$(status /widgets/result-a)" = 404 ]
+}
+
 @test "200 open feeds at once: each gets the state and the updates, the daemon keeps folding" {
 	start_web
 	progress process_created

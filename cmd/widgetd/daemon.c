@@ -44,7 +44,11 @@ struct daemon {
 	const char *url;
 	struct evk_widgetconf conf;
 	struct decl decls[EVK_WIDGETS_MAX];
+	size_t max_widgets; /* progress and result widgets kept (evk_fold_trim) */
 	cJSON *widgets;
+	/* Ids of the saved widgets trimmed at load, announced as removed
+	 * once the hub is reached; then NULL. */
+	cJSON *trimmed;
 	sqlite3 *state_db;
 	struct evk_db *cases_db; /* --cases-db (SQLite or PostgreSQL), or NULL */
 	struct evk_gate *publish_gate;
@@ -374,7 +378,8 @@ apply_event(struct daemon *dm, const struct evk_event *ev)
 	} else if (topic_is(ev, GET_TOPIC)) {
 		answer(dm, ev);
 	} else if (!topic_has_prefix(ev, "widget:") && !topic_has_prefix(ev, "widgetd:")) {
-		struct evk_fold_opts fo = { .list_max = dm->conf.list_max };
+		struct evk_fold_opts fo = { .list_max = dm->conf.list_max,
+					    .max_widgets = dm->max_widgets };
 		int rv = evk_fold_apply(dm->widgets, ev, &fo, changed, dm, &why);
 		if (rv == EVK_EINVAL)
 			evk_warn("event %llu (%.*s): %s; skipped", (unsigned long long)ev->seq,
@@ -392,9 +397,24 @@ dropped(void *arg, int index, const char *id, const char *why)
 		 id ? " ('" : "", id ? id : "", id ? "')" : "", why);
 }
 
+/* A saved widget past the bound: its id kept to announce its removal. */
+static void
+trimmed(void *arg, const char *id, enum evk_fold_change c)
+{
+	struct daemon *dm = arg;
+	cJSON *s = cJSON_CreateString(id);
+	(void)c;
+	if (s == NULL || !cJSON_AddItemToArray(dm->trimmed, s)) {
+		cJSON_Delete(s);
+		evk_die(EVK_EX_FAIL, "out of memory");
+	}
+}
+
 /* Opens the state database and loads the saved state (its damaged
- * widgets dropped) and the seq it includes; returns where the
- * subscription starts. */
+ * widgets dropped, then its progress and result widgets past the bound,
+ * the oldest first: a state saved before widgetd had a bound, or with a
+ * larger one) and the seq it includes; returns where the subscription
+ * starts. */
 static int64_t
 load_state(struct daemon *dm, const char *path)
 {
@@ -429,10 +449,14 @@ load_state(struct daemon *dm, const char *path)
 	}
 	if (dm->widgets == NULL)
 		dm->widgets = cJSON_CreateArray();
-	else
-		evk_fold_check(dm->widgets, dropped, (void *)path);
-	if (dm->widgets == NULL)
+	if (dm->widgets == NULL || (dm->trimmed = cJSON_CreateArray()) == NULL)
 		evk_die(EVK_EX_FAIL, "out of memory");
+	evk_fold_check(dm->widgets, dropped, (void *)path);
+	size_t n = evk_fold_trim(dm->widgets, dm->max_widgets, NULL, trimmed, dm);
+	if (n)
+		evk_warn("state '%s': %zu progress and result widget%s past the bound of %zu"
+			 " (--max-widgets) dropped, the oldest first",
+			 path, n, n == 1 ? "" : "s", dm->max_widgets);
 	return since;
 }
 
@@ -445,6 +469,7 @@ start_daemon(struct daemon *dm, const struct opts *o)
 	if (path == NULL)
 		evk_usage_die("no --state given and no HOME or XDG_STATE_HOME");
 	load_config(dm, o->config);
+	dm->max_widgets = o->max_widgets ? (size_t)o->max_widgets : dm->conf.max_widgets;
 	int64_t since = load_state(dm, path);
 	if (!(dm->unacked = cJSON_CreateObject()) ||
 	    !(dm->publish_gate = evk_gate_new(EVK_GATE_THROTTLE, o->throttle_ms, EVK_GATE_MAX_KEYS,
@@ -473,6 +498,11 @@ start_daemon(struct daemon *dm, const struct opts *o)
 		evk_die_hub(dm->url, rv);
 	if ((rv = evk_pub_open(&dm->pub, dm->url, NULL, NULL)) != EVK_OK)
 		evk_die_hub(dm->url, rv);
+	/* The widgets trimmed at load go from the subscribers' view too. */
+	for (const cJSON *t = dm->trimmed->child; t; t = t->next)
+		changed(dm, t->valuestring, EVK_FOLD_REMOVED);
+	cJSON_Delete(dm->trimmed);
+	dm->trimmed = NULL;
 	char now_ts[EVK_TS_LEN + 1];
 	evk_ts_now(now_ts);
 	for (int i = 0; i < dm->conf.n; i++) {

@@ -9,6 +9,7 @@
 #include "evkit/err.h"
 #include "evkit/event.h"
 #include "evkit/flags.h"
+#include "evkit/fold.h"
 #include "evkit/jsonmem.h"
 
 #include <cjson/cJSON.h>
@@ -29,10 +30,9 @@ static const struct evk_flag flags[] = {
 	{ "config", 'c', 0, "FILE", "widgets to keep (JSON; default: the seed's widgets)", 0 },
 	{ "cases-db", 'C', 0, "DB", "casectl's database for keep_live (file, postgresql://...)",
 	  0 },
-	{ "state", 's', 0, "FILE",
-	  "state and last applied seq (default\n"
-	  "$XDG_STATE_HOME/evkit/widgets.db)", 0 },
+	{ "state", 's', 0, "FILE", "state, last seq (default $XDG_STATE_HOME/evkit/widgets.db)", 0 },
 	{ "throttle", 't', 0, "MS", "per widget publishing window (default 500)", 0 },
+	{ "max-widgets", 'M', 0, "N", "progress and result widgets kept at most (default 1000)", 0 },
 	{ "daemon", 'd', 0, NULL, "go to the background once subscribed", 0 },
 	{ "pidfile", 'p', 0, "FILE", "write the daemon's pid to FILE", 0 },
 	{ "log", 'L', 0, "FILE",
@@ -214,6 +214,7 @@ parse_args(struct opts *o, int argc, char **argv)
 		case 'C': o->cases_db = optarg; break;
 		case 's': o->state = optarg; break;
 		case 't': o->throttle_ms = evk_flag_int("--throttle", optarg, 1, 86400000); break;
+		case 'M': o->max_widgets = evk_flag_int("--max-widgets", optarg, 1, EVK_FOLD_WIDGETS_LIMIT); break;
 		case 'W':
 			if ((o->answer_ms = (long long)(evk_flag_seconds("-W", optarg, 1e9) * 1000)) < 1)
 				evk_usage_die("-W wants seconds from 0.001, not '%s'", optarg);

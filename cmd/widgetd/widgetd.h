@@ -18,6 +18,7 @@
 struct opts {
 	const char *bus, *config, *cases_db, *state, *pidfile, *log;
 	long long throttle_ms, answer_ms; /* answer_ms: -W, how long get and view wait */
+	long long max_widgets; /* --max-widgets; 0: the config's max_widgets */
 	bool daemon;
 	const char *http; /* --http ADDR: the page (lib/web.c) */
 	bool insecure;

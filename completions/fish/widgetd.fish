@@ -6,6 +6,7 @@ complete -c widgetd -n "not __fish_seen_subcommand_from $cmds" -l config -r -F -
 complete -c widgetd -n "not __fish_seen_subcommand_from $cmds" -l cases-db -r -F -d "casectl's database"
 complete -c widgetd -n "not __fish_seen_subcommand_from $cmds" -l state -r -F -d 'state and last applied seq'
 complete -c widgetd -n "not __fish_seen_subcommand_from $cmds" -l throttle -x -d 'per widget publishing window'
+complete -c widgetd -n "not __fish_seen_subcommand_from $cmds" -l max-widgets -x -d 'progress and result widgets kept'
 complete -c widgetd -n "not __fish_seen_subcommand_from $cmds" -l daemon -d 'go to the background once subscribed'
 complete -c widgetd -n "not __fish_seen_subcommand_from $cmds" -l pidfile -r -F -d 'write the pid to FILE'
 complete -c widgetd -n "not __fish_seen_subcommand_from $cmds" -s W -l wait -x -d 'wait this long for the daemon'

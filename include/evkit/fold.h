@@ -27,8 +27,15 @@
  * workflow id, cut to fit): "widget:" and the id make a topic. */
 #define EVK_FOLD_ID_MAX (EVK_TOPIC_MAX - 7)
 
+/* Progress and result widgets (the workflows' own) kept at once: by
+ * default, and the most widgetd --max-widgets or a config's max_widgets
+ * takes. */
+#define EVK_FOLD_WIDGETS_DEFAULT 1000
+#define EVK_FOLD_WIDGETS_LIMIT 1000000
+
 struct evk_fold_opts {
-	size_t list_max; /* 0: EVK_FOLD_LIST_MAX */
+	size_t list_max;    /* 0: EVK_FOLD_LIST_MAX */
+	size_t max_widgets; /* 0: EVK_FOLD_WIDGETS_DEFAULT; see evk_fold_trim */
 };
 
 /* What a fold did to which widget. */
@@ -41,10 +48,24 @@ typedef void (*evk_fold_note_fn)(void *arg, const char *widget_id,
  * widgets. The process and workflow are the payload's process_id and
  * workflow_id. EVK_OK
  * when applied (or not meant for widgets: then nothing changes);
- * EVK_EINVAL; EVK_ENOMEM. *why is "" unless EVK_EINVAL. */
+ * EVK_EINVAL; EVK_ENOMEM. *why is "" unless EVK_EINVAL. A new progress or
+ * result widget, made last, keeps the workflows' widgets within
+ * o->max_widgets: the oldest others go (evk_fold_trim), noted removed
+ * after the clause's own notes. */
 int evk_fold_apply(cJSON *widgets, const struct evk_event *ev,
 		   const struct evk_fold_opts *o, evk_fold_note_fn note, void *arg,
 		   const char **why);
+
+/* Keeps at most max (0 counts as 1) progress and result widgets in
+ * widgets: past it, the oldest result widgets go first, then the oldest
+ * progress widgets (oldest: first in the array, which holds the widgets in
+ * the order they were made in; result-{wf} is made when its workflow
+ * completes), never keep (NULL: none). Declared widgets (counter, session,
+ * keep_live) never go and do not count. Each widget that goes is taken
+ * out of the array, then noted EVK_FOLD_REMOVED (when it has an id), then
+ * freed. Returns how many went. One walk to count, one per kind to drop. */
+size_t evk_fold_trim(cJSON *widgets, size_t max, const cJSON *keep, evk_fold_note_fn note,
+		     void *arg);
 
 /* The widget with this id, or NULL. */
 cJSON *evk_fold_find(const cJSON *widgets, const char *id);

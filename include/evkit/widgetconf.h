@@ -1,9 +1,9 @@
 /* widgetd's config: the widgets it keeps besides the progress and result
  * widgets the fold makes by itself (see evkit/fold.h), as JSON
  *
- *   {"list_max": N, "widgets": [{"id": ID, "type": "keep_live" | "session"
- *    | "counter", "limit": N, "refetch_window": MS, "pattern": P,
- *    "event": E}, ...]}
+ *   {"list_max": N, "max_widgets": N, "widgets": [{"id": ID, "type":
+ *    "keep_live" | "session" | "counter", "limit": N, "refetch_window": MS,
+ *    "pattern": P, "event": E}, ...]}
  *
  * Parsed whole or refused: nothing is guessed from a bad value. */
 #ifndef EVKIT_WIDGETCONF_H
@@ -31,6 +31,7 @@ struct evk_widget_decl {
 
 struct evk_widgetconf {
 	size_t list_max; /* activities and updates kept per progress widget */
+	size_t max_widgets; /* progress and result widgets kept (evk_fold_trim) */
 	int n;
 	struct evk_widget_decl widgets[EVK_WIDGETS_MAX];
 };

@@ -390,6 +390,124 @@ test_check(void)
 	cJSON_Delete(w);
 }
 
+/* The first whole widget of an id stays, whatever came before it; a
+ * third of an id goes too. */
+static void
+test_check_ids(void)
+{
+	cJSON *w = cJSON_Parse("[{\"id\":\"c\",\"type\":\"counter\",\"counts\":{\"x\":\"1\"}},"
+			       "{\"id\":\"d\",\"type\":\"counter\"},"
+			       "{\"id\":\"c\",\"type\":\"counter\",\"counts\":{\"x\":2}},"
+			       "{\"id\":\"d\",\"type\":\"counter\"},"
+			       "{\"id\":\"c\",\"type\":\"counter\"},"
+			       "{\"id\":\"d\",\"type\":\"counter\"}]");
+	drops[0] = '\0';
+	CHECK(evk_fold_check(w, drop, NULL) == 4, "4 dropped: %s", drops);
+	CHECK(strcmp(drops, "0 c: a count is not a number; 3 d: a second widget of that id; "
+			    "4 c: a second widget of that id; 5 d: a second widget of that id") == 0,
+	      "in their order: %s", drops);
+	CHECK(strcmp(get(w, "c", "counts.x"), "2") == 0, "the whole c stays");
+	cJSON_Delete(w);
+}
+
+/* Folds one event of workflow wf (its own process p-wf) keeping at most
+ * max workflow widgets. */
+static int
+fold_bounded(cJSON *widgets, const char *name, const char *wf, size_t max)
+{
+	char line[2048], topic[64], payload[256];
+	struct evk_event ev;
+	struct evk_fold_opts o = { .max_widgets = max };
+	const char *why;
+	snprintf(topic, sizeof(topic), "workflow:%s", wf);
+	snprintf(payload, sizeof(payload),
+		 "{\"process_id\":\"p-%s\",\"workflow_id\":\"%s\",\"step\":\"s\"}", wf, wf);
+	if (event(&ev, line, topic, name, payload, 0) != EVK_OK)
+		return -1;
+	return evk_fold_apply(widgets, &ev, &o, note, NULL, &why);
+}
+
+/* The ids of the widgets, in their order, space-separated. */
+static const char *
+ids(const cJSON *widgets)
+{
+	static char out[1024];
+	const cJSON *w;
+	out[0] = '\0';
+	cJSON_ArrayForEach(w, widgets) {
+		size_t n = strlen(out);
+		snprintf(out + n, sizeof(out) - n, "%s%s", n ? " " : "",
+			 cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(w, "id")));
+	}
+	return out;
+}
+
+/* --max-widgets: a new workflow widget past the bound drops the oldest
+ * result widget, else the oldest progress widget; declared widgets stay
+ * and do not count. */
+static void
+test_bound(void)
+{
+	cJSON *w = cJSON_CreateArray();
+	char line[2048];
+	struct evk_event ev;
+	event(&ev, line, "case:created", "create", "{}", 0);
+	evk_fold_count(w, "counter", &ev, NULL, NULL);
+	evk_fold_session_init(w, "session", "2026-11-24T10:00:00.000000Z", NULL, NULL);
+
+	/* A workflow that keeps running, then five that end, with room for 3. */
+	CHECK(fold_bounded(w, "step_started", "run", 3) == EVK_OK, "run starts");
+	static const char *const wfs[] = { "a", "b", "c", "d", "e" };
+	for (int i = 0; i < 5; i++) {
+		CHECK(fold_bounded(w, "process_created", wfs[i], 3) == EVK_OK, "%s starts", wfs[i]);
+		CHECK(fold_bounded(w, "workflow_completed", wfs[i], 3) == EVK_OK, "%s ends", wfs[i]);
+	}
+	CHECK(strcmp(ids(w), "counter session progress-run result-d result-e") == 0,
+	      "the running one and the 2 newest results: %s", ids(w));
+	fold_bounded(w, "process_created", "f", 3);
+	CHECK(strcmp(notes, "+progress-f -result-d") == 0, "noted after the clause: %s", notes);
+	/* no result left but the new one: the oldest progress goes */
+	fold_bounded(w, "process_created", "g", 3);
+	CHECK(strcmp(notes, "+progress-g -result-e") == 0, "%s", notes);
+	fold_bounded(w, "process_created", "h", 3);
+	CHECK(strcmp(notes, "+progress-h -progress-run") == 0, "%s", notes);
+	CHECK(strcmp(ids(w), "counter session progress-f progress-g progress-h") == 0, "%s", ids(w));
+	/* a result made without its progress widget never drops itself */
+	fold_bounded(w, "workflow_completed", "x", 3);
+	CHECK(strcmp(notes, "+result-x -progress-f") == 0, "%s", notes);
+	/* a result replacing its progress widget drops nothing */
+	fold_bounded(w, "workflow_completed", "g", 3);
+	CHECK(strcmp(notes, "+result-g -progress-g") == 0, "%s", notes);
+	/* an event of a workflow already shown makes nothing new */
+	fold_bounded(w, "step_started", "h", 3);
+	CHECK(strcmp(notes, "+progress-h") == 0, "%s", notes);
+	CHECK(strcmp(ids(w), "counter session progress-h result-x result-g") == 0, "%s", ids(w));
+
+	/* evk_fold_trim on a state of many: results first, oldest first;
+	 * with room for 1, keep stays. */
+	notes[0] = '\0';
+	CHECK(evk_fold_trim(w, 2, NULL, note, NULL) == 1 && strcmp(notes, "-result-x") == 0, "%s",
+	      notes);
+	notes[0] = '\0';
+	CHECK(evk_fold_trim(w, 1, evk_fold_find(w, "progress-h"), note, NULL) == 1 &&
+		      strcmp(notes, "-result-g") == 0,
+	      "%s", notes);
+	CHECK(evk_fold_trim(w, 1, NULL, note, NULL) == 0, "within the bound: nothing goes");
+	CHECK(strcmp(ids(w), "counter session progress-h") == 0, "declared ones stay: %s", ids(w));
+	/* without opts, the default bound */
+	cJSON_Delete(w);
+	w = cJSON_CreateArray();
+	for (int i = 0; i < EVK_FOLD_WIDGETS_DEFAULT + 5; i++) {
+		char wf[16];
+		snprintf(wf, sizeof(wf), "w%d", i);
+		fold_bounded(w, "workflow_completed", wf, 0);
+	}
+	CHECK(cJSON_GetArraySize(w) == EVK_FOLD_WIDGETS_DEFAULT && evk_fold_find(w, "result-w5") &&
+		      !evk_fold_find(w, "result-w4"),
+	      "%d kept by default", cJSON_GetArraySize(w));
+	cJSON_Delete(w);
+}
+
 /* The seed's topics name the process and the workflow; the payload's
  * fields win when present. */
 static void
@@ -493,6 +611,8 @@ main(void)
 	test_session();
 	test_keep_live();
 	test_check();
+	test_check_ids();
+	test_bound();
 	test_topic_ids();
 	return check_done("test_fold");
 }

@@ -46,6 +46,11 @@ main(void)
 		{ "{\"widgets\":[{\"id\":\"c\",\"type\":\"counter\",\"event\":\"a b\"}]}",
 		  "widget 'c': invalid event 'a b'" },
 		{ "{\"list_max\":0,\"widgets\":[]}", "list_max is a whole number from 1 to 10000" },
+		{ "{\"max_widgets\":0,\"widgets\":[]}", "max_widgets is a whole number from 1 to 1000000" },
+		{ "{\"max_widgets\":-3,\"widgets\":[]}", "max_widgets is a whole number from 1 to 1000000" },
+		{ "{\"max_widgets\":2.5,\"widgets\":[]}", "max_widgets is a whole number from 1 to 1000000" },
+		{ "{\"max_widgets\":\"5\",\"widgets\":[]}", "max_widgets is a whole number from 1 to 1000000" },
+		{ "{\"max_widgets\":1000001,\"widgets\":[]}", "max_widgets is a whole number from 1 to 1000000" },
 		{ "[1]", "want {\"widgets\": [...]}" },
 		{ "{\"widgets\":", "want {\"widgets\": [...]}" },
 	};
@@ -62,8 +67,11 @@ main(void)
 		      conf.widgets[0].window_ms == 5000 && strcmp(conf.widgets[0].pattern, "case:*") == 0 &&
 		      conf.widgets[1].kind == EVK_WIDGET_SESSION && conf.widgets[1].limit == 50 &&
 		      conf.widgets[2].kind == EVK_WIDGET_COUNTER &&
-		      strcmp(conf.widgets[2].pattern, "case:*") == 0 && conf.list_max == 50,
+		      strcmp(conf.widgets[2].pattern, "case:*") == 0 && conf.list_max == 50 &&
+		      conf.max_widgets == 1000,
 	      "the built-in config: %s", why);
+	CHECK(parse("{\"max_widgets\":5,\"widgets\":[]}", why) == EVK_OK && conf.max_widgets == 5,
+	      "max_widgets 5: %s", why);
 	char many[8192] = "{\"widgets\":[";
 	for (int i = 0; i <= EVK_WIDGETS_MAX; i++)
 		snprintf(many + strlen(many), sizeof(many) - strlen(many), "%s{\"id\":\"w%d\",\"type\":\"counter\"}",
