@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -35,6 +36,26 @@ evk_store_make_parents(const char *path)
 		*p = '/';
 	}
 	return EVK_OK;
+}
+
+/* A setup statement of a database another process may be creating or
+ * recovering at the same moment: SQLite answers SQLITE_BUSY there without
+ * calling the busy handler (about 1 open in 130 when four processes
+ * create one file at once), so it is tried again, for up to the busy
+ * timeout. */
+static int
+setup_exec(sqlite3 *db, const char *sql)
+{
+	const struct timespec pause = { 0, 5 * 1000 * 1000 };
+
+	for (int i = 0; i < BUSY_TIMEOUT_MS / 5; i++) {
+		if (evk_store_exec(db, sql) == EVK_OK)
+			return EVK_OK;
+		if ((sqlite3_errcode(db) & 0xff) != SQLITE_BUSY)
+			break;
+		nanosleep(&pause, NULL);
+	}
+	return EVK_EIO;
 }
 
 int
@@ -67,8 +88,8 @@ evk_store_open(const char *path, sqlite3 **db, const char **why)
 	sqlite3_extended_result_codes(*db, 1);
 	/* 16 KiB pages (for a new database; WAL fixes the size from then on):
 	 * a quarter of the system calls per megabyte written. */
-	if ((!memory && evk_store_exec(*db, "PRAGMA page_size=16384") != EVK_OK) ||
-	    (!memory && evk_store_exec(*db, "PRAGMA journal_mode=WAL") != EVK_OK) ||
+	if ((!memory && setup_exec(*db, "PRAGMA page_size=16384") != EVK_OK) ||
+	    (!memory && setup_exec(*db, "PRAGMA journal_mode=WAL") != EVK_OK) ||
 	    evk_store_exec(*db, "PRAGMA synchronous=NORMAL") != EVK_OK ||
 	    /* Debian's SQLite zeroes every freed page (secure_delete=ON), so
 	     * each row an outbox or the hub's retention deletes is written
