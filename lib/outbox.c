@@ -294,6 +294,23 @@ all_acked(const struct round_row *rows, long n, uint64_t acked)
 	return true;
 }
 
+/* PostgreSQL: one flusher at a time (SQLite's write lock does it), locked
+ * in the round's transaction before its rows are read; *mine is false when
+ * another process holds it. */
+static int
+lock_flusher(struct evk_outbox *ob, bool *mine)
+{
+	struct evk_q *st = evk_db_q(ob->db, "SELECT CASE WHEN pg_try_advisory_xact_lock(2121, 2)"
+					    " THEN 1 ELSE 0 END");
+	if (st == NULL || evk_q_step(st) != EVK_ROW) {
+		evk_q_reset(st);
+		return EVK_EIO;
+	}
+	*mine = evk_q_int64(st, 0) == 1;
+	evk_q_reset(st);
+	return EVK_OK;
+}
+
 /* One delivery round inside the open transaction: up to OUTBOX_CHUNK
  * rows handed to the publisher, then what the hub acknowledged settled.
  * *more: a full round went well; *damaged: the row that stopped it;
@@ -303,21 +320,11 @@ flush_round(struct evk_outbox *ob, struct round_row *rows, bool *more, long long
 	    bool *busy, bool *emptied)
 {
 	*emptied = false;
-	/* PostgreSQL: one flusher at a time (SQLite's write lock does it),
-	 * locked before the rows are read, and no more rows than a round
-	 * takes. */
 	bool pg = evk_db_dialect(ob->db) == EVK_DB_POSTGRES;
-	struct evk_q *st =
-		pg ? evk_db_q(ob->db, "SELECT CASE WHEN pg_try_advisory_xact_lock(2121, 2)"
-				      " THEN 1 ELSE 0 END")
-		   : NULL;
 	if (pg) {
-		if (st == NULL || evk_q_step(st) != EVK_ROW) {
-			evk_q_reset(st);
+		bool mine;
+		if (lock_flusher(ob, &mine) != EVK_OK)
 			return fail(ob, "cannot lock the outbox");
-		}
-		bool mine = evk_q_int64(st, 0) == 1;
-		evk_q_reset(st);
 		if (!mine) {
 			/* Another process is delivering: its round sends these
 			 * rows too (a stopped one holds them back, never stalls
@@ -327,8 +334,10 @@ flush_round(struct evk_outbox *ob, struct round_row *rows, bool *more, long long
 			return EVK_OK;
 		}
 	}
-	st = evk_db_q(ob->db, pg ? "SELECT id, lines, format, sent FROM notes ORDER BY id LIMIT 4096"
-				 : "SELECT id, lines, format, sent FROM notes ORDER BY id");
+	/* (PostgreSQL reads no more rows than a round takes.) */
+	struct evk_q *st =
+		evk_db_q(ob->db, pg ? "SELECT id, lines, format, sent FROM notes ORDER BY id LIMIT 4096"
+				    : "SELECT id, lines, format, sent FROM notes ORDER BY id");
 	uint64_t acked0 = ob->pub ? evk_pub_acked(ob->pub) : 0;
 	long n = 0;
 	int rc = EVK_DONE, rv = EVK_OK;
