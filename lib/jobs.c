@@ -332,17 +332,21 @@ claim_pg(struct evk_db *db, const char *queue, const char *host, pid_t pid,
 	return rv;
 }
 
+/* SQLite: the next job due on queue ?1 at ?2 (ms), taken by the UPDATE
+ * that follows in the same write transaction. */
+static const char CLAIM_SQLITE[] =
+	"SELECT id, steps, workflow_id, resource_id, attempt, max_attempts, backoff,"
+	" timeout, stdin FROM jobs WHERE queue = ? AND state IN"
+	" ('available','scheduled','retryable') AND scheduled_at <= ?"
+	" ORDER BY priority, scheduled_at, id LIMIT 1";
+
 int
 evk_jobs_claim(struct evk_db *db, const char *queue, const char *host, pid_t pid,
 	       struct evk_job *job)
 {
 	if (is_pg(db))
 		return claim_pg(db, queue, host, pid, job);
-	struct evk_q *st = evk_db_q(
-		db, "SELECT id, steps, workflow_id, resource_id, attempt, max_attempts, backoff,"
-		    " timeout, stdin FROM jobs WHERE queue = ? AND state IN"
-		    " ('available','scheduled','retryable') AND scheduled_at <= ?"
-		    " ORDER BY priority, scheduled_at, id LIMIT 1");
+	struct evk_q *st = evk_db_q(db, CLAIM_SQLITE);
 	if (st == NULL)
 		return EVK_EIO;
 	evk_q_bind_text(st, 1, queue);
@@ -422,6 +426,16 @@ held_array(const struct evk_db *db, char held[HELD_MAX])
 	strcpy(p, "}");
 }
 
+/* One statement finds the running jobs of others (those of this session,
+ * ?1, left out) and tries their locks (the LIMIT keeps the lock out of the
+ * inner scan): the rows it returns are dead workers' jobs, now locked by
+ * this session. */
+static const char RESCUE_PG[] =
+	"SELECT id, child_pid, worker_host FROM"
+	" (SELECT id, child_pid, worker_host FROM jobs"
+	" WHERE state = 'executing' AND NOT (id = ANY (?::bigint[]))"
+	" ORDER BY id LIMIT 64) running WHERE pg_try_advisory_lock(id)";
+
 static int
 rescue_pg(struct evk_db *db, const char *host,
 	  void (*rescued)(int64_t id, pid_t child, void *arg), void *arg)
@@ -431,13 +445,7 @@ rescue_pg(struct evk_db *db, const char *host,
 	pid_t kids[64];
 	int n = 0, rv = EVK_OK;
 	held_array(db, held);
-	/* One statement finds the running jobs of others and tries their
-	 * locks (the LIMIT keeps the lock out of the inner scan): the rows
-	 * it returns are dead workers' jobs, now locked by this session. */
-	struct evk_q *st = evk_db_q(db, "SELECT id, child_pid, worker_host FROM"
-					" (SELECT id, child_pid, worker_host FROM jobs"
-					" WHERE state = 'executing' AND NOT (id = ANY (?::bigint[]))"
-					" ORDER BY id LIMIT 64) running WHERE pg_try_advisory_lock(id)");
+	struct evk_q *st = evk_db_q(db, RESCUE_PG);
 	if (st == NULL)
 		return EVK_EIO;
 	evk_q_bind_text(st, 1, held);
