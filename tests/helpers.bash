@@ -247,7 +247,7 @@ new_db() {
 # db_sql DB SQL — runs SQL (trusted test text) on the store DB names (a
 # new_db value) and prints the rows, columns separated by '|', as sqlite3
 # and psql -At both do. On PostgreSQL the programs' own schemas (casectl's
-# "cases", evworker's "jobs": lib/db.c) are searched first.
+# "cases", evworker's "jobs": lib/db_pg.c) are searched first.
 db_sql() {
 	if [[ $1 == postgresql://* ]]; then
 		PGOPTIONS='-c search_path=cases,jobs,public' psql -XAtq -v ON_ERROR_STOP=1 -d "$1" -c "$2"

@@ -1,5 +1,5 @@
 /* casectl — the enforcement `case` resource in SQLite or PostgreSQL
- * (lib/db.c); every committed action is announced on the bus through an
+ * (lib/db*.c); every committed action is announced on the bus through an
  * outbox written in the same transaction (Ash resource +
  * Ash.Notifier.PubSub). What the files of
  * cmd/casectl/ share: main.c (the command table, options), store.c (the
