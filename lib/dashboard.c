@@ -53,7 +53,13 @@ evk_dash_put(cJSON *list, const char *id, cJSON *w)
 			at++;
 		}
 	}
-	return cJSON_AddItemToArray(list, w) || (cJSON_Delete(w), false);
+	if (!cJSON_AddItemToArray(list, w)) {
+		cJSON_Delete(w);
+		return false;
+	}
+	if (cJSON_GetArraySize(list) > EVK_DASH_LIST_MAX)
+		cJSON_DeleteItemFromArray(list, 0);
+	return true;
 }
 
 int

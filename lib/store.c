@@ -228,6 +228,19 @@ evk_store_stmt_release_all(void)
 		sqlite3_finalize(cache[--ncache].st);
 }
 
+void
+evk_store_stmt_release(sqlite3 *db)
+{
+	int kept = 0;
+	for (int i = 0; i < ncache; i++) {
+		if (cache[i].db == db)
+			sqlite3_finalize(cache[i].st);
+		else
+			cache[kept++] = cache[i];
+	}
+	ncache = kept;
+}
+
 int
 evk_store_begin(sqlite3 *db)
 {

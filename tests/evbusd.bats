@@ -584,6 +584,10 @@ once_frame() {
 	once_frame "$f" 'bad id' 9
 	run -0 "$EVKIT_TOOLS/rawreq" "$EVBUS_URL" "$f"
 	assert_output 'E malformed frame: bad producer id'
+	# A new producer's sequence 0 is refused, not dropped as stored.
+	once_frame "$f" prodC 0 1
+	run -0 "$EVKIT_TOOLS/rawreq" "$EVBUS_URL" "$f"
+	assert_output 'E malformed frame: producer sequence 0'
 	[ "$(hub_status_field head_seq)" -eq 4 ]
 }
 

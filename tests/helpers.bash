@@ -20,6 +20,23 @@ wait_for() {
 	done
 }
 
+# test_cert NAME CA [DIR] — makes DIR/NAME.key and DIR/NAME.crt (DIR:
+# the test's directory), signed by DIR/CA.{crt,key}, or self-signed when
+# CA is "self"; valid two days, for 127.0.0.1 and localhost.
+test_cert() {
+	local d=${3:-$BATS_TEST_TMPDIR}
+	if [[ $2 == self ]]; then
+		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+			-keyout "$d/$1.key" -out "$d/$1.crt" -days 2 -subj "/CN=$1" 2>/dev/null
+		return
+	fi
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+		-keyout "$d/$1.key" -out "$d/$1.csr" -subj "/CN=$1" 2>/dev/null
+	printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$d/$1.ext"
+	openssl x509 -req -in "$d/$1.csr" -CA "$d/$2.crt" -CAkey "$d/$2.key" \
+		-CAcreateserial -out "$d/$1.crt" -days 2 -extfile "$d/$1.ext" 2>/dev/null
+}
+
 # wait_file PATH — waits until PATH exists.
 wait_file() { wait_for test -e "$1"; }
 

@@ -6,28 +6,12 @@ load helpers
 
 teardown() { stop_all; }
 
-# cert NAME CA — a key and certificate NAME.{key,crt} signed by CA (or
-# self-signed when CA is "self"), valid for 127.0.0.1 and localhost.
-cert() {
-	local d=$BATS_TEST_TMPDIR
-	if [[ $2 == self ]]; then
-		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-			-keyout "$d/$1.key" -out "$d/$1.crt" -days 2 -subj "/CN=$1" 2>/dev/null
-		return
-	fi
-	openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-		-keyout "$d/$1.key" -out "$d/$1.csr" -subj "/CN=$1" 2>/dev/null
-	printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$d/$1.ext"
-	openssl x509 -req -in "$d/$1.csr" -CA "$d/$2.crt" -CAkey "$d/$2.key" \
-		-CAcreateserial -out "$d/$1.crt" -days 2 -extfile "$d/$1.ext" 2>/dev/null
-}
-
 setup() {
 	evbusd_only "evbusd's tls+tcp listener"
-	cert ca self
-	cert hub ca
-	cert alice ca
-	cert mallory self # a certificate the hub's CA never signed
+	test_cert ca self
+	test_cert hub ca
+	test_cert alice ca
+	test_cert mallory self # a certificate the hub's CA never signed
 }
 
 # start_tls_hub — a hub on tls+tcp://127.0.0.1:PORT (a free port); sets

@@ -100,13 +100,8 @@ feed_has() { grep -qF -- "$2" "$1"; }
 # web_cert — a CA (ca.crt) and the page's key and certificate signed by it
 # (web.key, web.crt, valid for 127.0.0.1 and localhost), made by openssl.
 web_cert() {
-	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-		-keyout "$T/ca.key" -out "$T/ca.crt" -days 2 -subj "/CN=ca" 2>/dev/null
-	openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-		-keyout "$T/web.key" -out "$T/web.csr" -subj "/CN=web" 2>/dev/null
-	printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$T/web.ext"
-	openssl x509 -req -in "$T/web.csr" -CA "$T/ca.crt" -CAkey "$T/ca.key" \
-		-CAcreateserial -out "$T/web.crt" -days 2 -extfile "$T/web.ext" 2>/dev/null
+	test_cert ca self "$T"
+	test_cert web ca "$T"
 }
 
 @test "--http with --tls-cert/--tls-key: HTTPS, beyond loopback without --insecure; plain HTTP refused" {

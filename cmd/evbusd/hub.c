@@ -43,7 +43,7 @@ frame_valid(const char *b, size_t n, uint32_t *count, char *why, size_t whylen)
 }
 
 /* For a 'Q' frame of count lines: checks its producer id and sequences
- * (strictly increasing), and sets *skip to the lines stored before (those
+ * (from 1, strictly increasing), and sets *skip to the lines stored before (those
  * at most the highest sequence stored for the producer: a prefix). */
 static int
 producer_skip(struct hub *h, const struct evk_publish_once *q, uint32_t count,
@@ -56,6 +56,11 @@ producer_skip(struct hub *h, const struct evk_publish_once *q, uint32_t count,
 	if (q->count != count) {
 		snprintf(why, whylen, "malformed frame: %u sequences for %u lines",
 			 (unsigned)q->count, (unsigned)count);
+		return EVK_EINVAL;
+	}
+	if (count > 0 && evk_get_u64(q->pseqs) == 0) {
+		/* (Sequences start at 1: a 0 would be taken as stored.) */
+		snprintf(why, whylen, "malformed frame: producer sequence 0");
 		return EVK_EINVAL;
 	}
 	for (uint32_t i = 1; i < count; i++)

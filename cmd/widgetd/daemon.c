@@ -546,7 +546,7 @@ stop_daemon(struct daemon *dm, struct evk_sub *sub, const struct opts *o)
 		evk_gate_free(dm->decls[i].refetch);
 	cJSON_Delete(dm->widgets);
 	cJSON_Delete(dm->unacked);
-	evk_store_stmt_release_all();
+	evk_store_stmt_release(dm->state_db);
 	sqlite3_close(dm->state_db);
 	if (dm->cases_db) {
 		evk_db_close(dm->cases_db);

@@ -24,8 +24,10 @@ enum evk_dash_style {
 /* Puts widget w (taken) into the dashboard's list (a cJSON array): in
  * place of the widget of its id, else, for result-{wf}, in place of
  * progress-{wf}'s row (which goes), else last. Rows thus never move on an
- * update. w NULL removes the widget id. false when out of memory (w is
- * freed). */
+ * update. A list that would pass EVK_DASH_LIST_MAX rows loses its first
+ * (oldest) row: announcements of ever new ids never grow it without end.
+ * w NULL removes the widget id. false when out of memory (w is freed). */
+#define EVK_DASH_LIST_MAX 10000
 bool evk_dash_put(cJSON *list, const char *id, cJSON *w);
 
 /* The width of the id column for these widgets on width columns. */

@@ -7,7 +7,7 @@
  *   'Q' u8 idlen, id, u32 count, u64 pseq[count], lines...
  *                                publish exactly once: id names the
  *                                producer, pseq[i] is line i's sequence
- *                                (strictly increasing); lines whose pseq
+ *                                (from 1, strictly increasing); lines whose pseq
  *                                is at most the highest the hub stored
  *                                for id are dropped, still acknowledged
  *   'R' u64 from, u32 max        replay events with seq >= from

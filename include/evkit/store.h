@@ -64,9 +64,13 @@ int evk_store_migrate(sqlite3 *db, const char *const *migrations, int n);
 int evk_store_default_path(const char *name, char *out, size_t n);
 
 /* A prepared statement for sql on db, reset and unbound, kept (and
- * found again by its text) until evk_store_stmt_release_all; NULL when it
- * cannot be prepared (see sqlite3_errmsg) or 64 are kept already. */
+ * found again by its text) until evk_store_stmt_release(db) or
+ * evk_store_stmt_release_all; NULL when it cannot be prepared (see
+ * sqlite3_errmsg) or 64 are kept already. */
 sqlite3_stmt *evk_store_stmt(sqlite3 *db, const char *sql);
+/* Finalizes the statements kept for db, leaving other databases' kept;
+ * call before closing db. */
+void evk_store_stmt_release(sqlite3 *db);
 /* Finalizes every kept statement; call before closing the databases. */
 void evk_store_stmt_release_all(void);
 

@@ -92,10 +92,28 @@ test_order(void)
 	cJSON_Delete(list);
 }
 
+/* Ever new ids: the list keeps the newest EVK_DASH_LIST_MAX rows. */
+static void
+test_bound(void)
+{
+	cJSON *list = cJSON_CreateArray();
+	char id[32], json[64];
+	for (int i = 0; i < EVK_DASH_LIST_MAX + 5; i++) {
+		snprintf(id, sizeof(id), "w%d", i);
+		snprintf(json, sizeof(json), "{\"id\":\"%s\",\"type\":\"counter\"}", id);
+		CHECK(evk_dash_put(list, id, cJSON_Parse(json)), "put %d", i);
+	}
+	CHECK(cJSON_GetArraySize(list) == EVK_DASH_LIST_MAX, "size %d", cJSON_GetArraySize(list));
+	const cJSON *first = cJSON_GetArrayItem(list, 0);
+	CHECK(strcmp(cJSON_GetObjectItem(first, "id")->valuestring, "w5") == 0, "oldest kept");
+	cJSON_Delete(list);
+}
+
 int
 main(void)
 {
 	test_rows();
 	test_order();
+	test_bound();
 	return check_done("test_dashboard");
 }
