@@ -196,7 +196,7 @@ evk_db_close(struct evk_db *db)
 	}
 	if (db->sq == NULL)
 		return rv;
-	evk_store_stmt_release_all();
+	evk_store_stmt_release(db->sq);
 	if (sqlite3_close(db->sq) != SQLITE_OK)
 		return evk_db_fail(db, "closing the database");
 	db->sq = NULL;
