@@ -5,16 +5,6 @@ load helpers
 setup() { start_hub; }
 teardown() { stop_all; }
 
-# sub OUT ARGS... — starts evsub in the background writing to OUT and waits
-# until it is subscribed.
-sub() {
-	local out=$1; shift
-	rm -f "$BATS_TEST_TMPDIR/ready"
-	bg_to "$out" evsub --ready-file "$BATS_TEST_TMPDIR/ready" "$@"
-	SUB_PID=${BG_PIDS[-1]}
-	wait_file "$BATS_TEST_TMPDIR/ready"
-}
-
 # lines_at_least FILE N — true once FILE has N lines or more.
 lines_at_least() { (($(wc -l <"$1") >= $2)); }
 
@@ -25,7 +15,7 @@ publish() {
 }
 
 @test "evsub prints the events whose topic matches any pattern, per SPEC's pattern table" {
-	sub "$BATS_TEST_TMPDIR/out" -n 5 -W 20 'case:created:*' 'case:*:7' 'wf:**'
+	sub_bg "$BATS_TEST_TMPDIR/out" -n 5 -W 20 'case:created:*' 'case:*:7' 'wf:**'
 	publish case:created case:created:7 case:created:7:x case:synced:7 case:synced:8 \
 		wf cases:x wf:1:2 case:created:9
 	wait "$SUB_PID"
@@ -42,28 +32,28 @@ publish() {
 }
 
 @test "evsub --exclude drops matching topics" {
-	sub "$BATS_TEST_TMPDIR/out" -n 2 -W 20 --exclude 'a:secret:*' 'a:**'
+	sub_bg "$BATS_TEST_TMPDIR/out" -n 2 -W 20 --exclude 'a:secret:*' 'a:**'
 	publish a:1 a:secret:1 a:2
 	wait "$SUB_PID"
 	assert_equal "$(jq -r .topic "$BATS_TEST_TMPDIR/out" | tr '\n' ' ')" "a:1 a:2 "
 }
 
 @test "evsub --event keeps only the named events (repeatable)" {
-	sub "$BATS_TEST_TMPDIR/out" -n 2 -W 20 --event create --event sync '**'
+	sub_bg "$BATS_TEST_TMPDIR/out" -n 2 -W 20 --event create --event sync '**'
 	printf '{"topic":"c","event":"%s"}\n' create update sync destroy | evpub
 	wait "$SUB_PID"
 	assert_equal "$(jq -r .event "$BATS_TEST_TMPDIR/out" | tr '\n' ' ')" "create sync "
 }
 
 @test "evsub --until prints the first such event and exits 0" {
-	sub "$BATS_TEST_TMPDIR/out" --until workflow_completed -W 20 'workflow:*'
+	sub_bg "$BATS_TEST_TMPDIR/out" --until workflow_completed -W 20 'workflow:*'
 	printf '{"topic":"workflow:1","event":"%s"}\n' step workflow_completed after | evpub
 	wait "$SUB_PID"
 	assert_equal "$(jq -r .event "$BATS_TEST_TMPDIR/out" | tr '\n' ' ')" "step workflow_completed "
 }
 
 @test "evsub -n exits 0 after N events" {
-	sub "$BATS_TEST_TMPDIR/out" -n 2 '**'
+	sub_bg "$BATS_TEST_TMPDIR/out" -n 2 '**'
 	publish a b c
 	wait "$SUB_PID"
 	[ "$(wc -l <"$BATS_TEST_TMPDIR/out")" = 2 ]
@@ -78,7 +68,7 @@ publish() {
 
 @test "evsub --since replays retained events then continues live, no gap and no duplicate at the seam" {
 	for i in $(seq 50); do echo "{\"topic\":\"s\",\"event\":\"e\",\"payload\":$i}"; done | evpub
-	sub "$BATS_TEST_TMPDIR/out" --since 20 -n 60 -W 30 '**'
+	sub_bg "$BATS_TEST_TMPDIR/out" --since 20 -n 60 -W 30 '**'
 	for i in $(seq 51 80); do echo "{\"topic\":\"s\",\"event\":\"e\",\"payload\":$i}"; done | evpub
 	wait "$SUB_PID"
 	run jq -s -c 'map(.payload) == [range(21;81)]' "$BATS_TEST_TMPDIR/out"
@@ -87,7 +77,7 @@ publish() {
 
 @test "evsub --ready-file is created once subscribed: an event published right after is received" {
 	for i in 1 2 3 4 5; do
-		sub "$BATS_TEST_TMPDIR/out$i" -n 1 -W 10 "r:$i"
+		sub_bg "$BATS_TEST_TMPDIR/out$i" -n 1 -W 10 "r:$i"
 		publish "r:$i"
 		wait "$SUB_PID"
 		assert_equal "$(jq -r .topic "$BATS_TEST_TMPDIR/out$i")" "r:$i"
@@ -111,7 +101,7 @@ publish() {
 @test "a subscriber stopped during a 200,000-event burst receives all of them in order, once each" {
 	seq 200000 | awk '{printf "{\"topic\":\"burst:%d\",\"event\":\"e\",\"payload\":{\"i\":%d,\"pad\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}}\n", $1 % 97, $1}' \
 		>"$BATS_TEST_TMPDIR/burst"
-	sub "$BATS_TEST_TMPDIR/out" -n 200000 -W 120 -o payload '**'
+	sub_bg "$BATS_TEST_TMPDIR/out" -n 200000 -W 120 -o payload '**'
 	kill -STOP "$SUB_PID"
 	evpub -f "$BATS_TEST_TMPDIR/burst"
 	kill -CONT "$SUB_PID"
@@ -133,7 +123,7 @@ publish() {
 		>"$BATS_TEST_TMPDIR/burst"
 	local round i
 	for round in 1 2; do
-		sub "$BATS_TEST_TMPDIR/out" -n 60013 -W 120 -o payload '**'
+		sub_bg "$BATS_TEST_TMPDIR/out" -n 60013 -W 120 -o payload '**'
 		kill -STOP "$SUB_PID"
 		evpub -f "$BATS_TEST_TMPDIR/burst"
 		for i in $(seq 60001 60012); do

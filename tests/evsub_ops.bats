@@ -5,17 +5,6 @@ load helpers
 setup() { start_hub; }
 teardown() { stop_all; }
 
-# sub OUT ARGS... — starts evsub with ARGS writing to OUT (stderr to
-# OUT.err), returns once it is subscribed; SUB_PID is its pid.
-sub() {
-	local out=$1; shift
-	rm -f "$BATS_TEST_TMPDIR/ready"
-	evsub --ready-file "$BATS_TEST_TMPDIR/ready" "$@" >"$out" 2>"$out.err" &
-	SUB_PID=$!
-	BG_PIDS+=("$SUB_PID")
-	wait_file "$BATS_TEST_TMPDIR/ready"
-}
-
 # burst TOPIC N — N events {"i":1..N} on TOPIC in one evpub (one frame).
 burst() {
 	seq 1 "$2" | awk '{ print "{\"i\":" $1 "}" }' | evpub -t "$1" -e tick
@@ -26,7 +15,7 @@ has_line() { jq -e -s "any(.[]; $2)" "$1" >/dev/null 2>&1; }
 
 @test "evsub --throttle 500 prints 1 to 10 events of a 200-event burst, the last one last; keys are independent" {
 	local out=$BATS_TEST_TMPDIR/out
-	sub "$out" --throttle 500 'k:**'
+	sub_bg "$out" --throttle 500 'k:**'
 	{ seq 1 200 | awk '{ print "{\"topic\":\"k:a\",\"event\":\"tick\",\"payload\":{\"i\":" $1 "}}";
 	                     print "{\"topic\":\"k:b\",\"event\":\"tick\",\"payload\":{\"i\":" $1 "}}" }'; } | evpub
 	wait_for has_line "$out" '.topic == "k:a" and .payload.i == 200'
@@ -42,7 +31,7 @@ has_line() { jq -e -s "any(.[]; $2)" "$1" >/dev/null 2>&1; }
 
 @test "evsub --throttle-key topic throttles all events of a topic together" {
 	local out=$BATS_TEST_TMPDIR/out
-	sub "$out" --throttle 400 --throttle-key topic 'k:**'
+	sub_bg "$out" --throttle 400 --throttle-key topic 'k:**'
 	{ seq 1 100 | awk '{ print "{\"topic\":\"k:a\",\"event\":\"e" ($1 % 5) "\",\"payload\":{\"i\":" $1 "}}" }'; } | evpub
 	wait_for has_line "$out" '.payload.i == 100'
 	n=$(wc -l <"$out")
@@ -52,7 +41,7 @@ has_line() { jq -e -s "any(.[]; $2)" "$1" >/dev/null 2>&1; }
 
 @test "evsub --debounce 300 prints exactly one event per key of a burst, the last" {
 	local out=$BATS_TEST_TMPDIR/out
-	sub "$out" --debounce 300 'k:**'
+	sub_bg "$out" --debounce 300 'k:**'
 	burst k:a 50
 	burst k:b 70
 	wait_for has_line "$out" '.topic == "k:a"'
@@ -65,7 +54,7 @@ has_line() { jq -e -s "any(.[]; $2)" "$1" >/dev/null 2>&1; }
 
 @test "evsub --batch 200 prints JSON arrays holding the 500 events in order, each once" {
 	local out=$BATS_TEST_TMPDIR/out
-	sub "$out" --batch 200 -n 500 -W 30 'b:**'
+	sub_bg "$out" --batch 200 -n 500 -W 30 'b:**'
 	burst b:x 500
 	wait "$SUB_PID"
 	run jq -e -c 'type == "array" and length > 0' "$out"
@@ -117,7 +106,7 @@ has_line() { jq -e -s "any(.[]; $2)" "$1" >/dev/null 2>&1; }
 		evpub "t:$i" e "{\"v\":$((i * 10))}"
 	done
 	local out=$BATS_TEST_TMPDIR/out
-	sub "$out" --latest --since 0 -n 4 -W 30 't:**'
+	sub_bg "$out" --latest --since 0 -n 4 -W 30 't:**'
 	evpub t:1 e '{"v":100}'
 	wait "$SUB_PID"
 	run jq -c '[.topic, .payload.v]' "$out"
@@ -126,7 +115,7 @@ has_line() { jq -e -s "any(.[]; $2)" "$1" >/dev/null 2>&1; }
 
 @test "evsub --stats counts add up: received = printed + throttled" {
 	local out=$BATS_TEST_TMPDIR/out
-	sub "$out" --throttle 300 --stats 's:**'
+	sub_bg "$out" --throttle 300 --stats 's:**'
 	burst s:a 300
 	evpub other:x e
 	wait_for has_line "$out" '.payload.i == 300'

@@ -5,11 +5,7 @@ load helpers
 
 setup_file() { store_setup_file; }
 teardown_file() { store_teardown_file; }
-setup() {
-	start_hub
-	DB=$(new_db jobs)
-	T=$BATS_TEST_TMPDIR
-}
+setup() { jobs_setup; }
 teardown() { stop_all; }
 
 ew() { evworker --db "$DB" "$@"; }

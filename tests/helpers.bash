@@ -154,6 +154,26 @@ bg_to() {
 	BG_PIDS+=("$!")
 }
 
+# sub_bg OUT ARGS... — starts evsub ARGS in the background, its output in
+# OUT and its errors in OUT.err, and returns once it is subscribed (its
+# ready file exists); SUB_PID is its pid.
+sub_bg() {
+	local out=$1; shift
+	rm -f "$BATS_TEST_TMPDIR/ready"
+	evsub --ready-file "$BATS_TEST_TMPDIR/ready" "$@" >"$out" 2>"$out.err" &
+	SUB_PID=$!
+	BG_PIDS+=("$SUB_PID")
+	wait_file "$BATS_TEST_TMPDIR/ready"
+}
+
+# jobs_setup — an evworker suite's setup: a hub, a fresh queue DB (jobs)
+# in the suite's store, T the test's directory.
+jobs_setup() {
+	start_hub
+	DB=$(new_db jobs)
+	T=$BATS_TEST_TMPDIR
+}
+
 # stop_all — stops every process started with bg and the hub; one that
 # outlives SIGTERM by 5 s is killed, so a broken program fails its test
 # instead of hanging the suite.
