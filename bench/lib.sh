@@ -19,6 +19,15 @@ bench_exit() {
 		kill "$p" 2>/dev/null || true
 	done
 	for p in ${hub:+"$hub"} "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	# A daemon (not a child: wait returns at once) writes its last files
+	# on its way out: up to 5 s for each to be gone.
+	local i
+	for p in ${hub:+"$hub"} "${pids[@]}"; do
+		for ((i = 0; i < 250; i++)); do
+			kill -0 "$p" 2>/dev/null || break
+			sleep 0.02
+		done
+	done
 	rm -rf "$dir"
 }
 trap bench_exit EXIT
