@@ -18,6 +18,14 @@ start_widgetd() {
 	BG_PIDS+=("$WPID")
 }
 
+# fg_widgetd ERR — the daemon in the foreground (a child, its status
+# waitable), stderr in ERR, throttle 50 ms; WPID.
+fg_widgetd() {
+	widgetd --state "$T/widgets.db" --throttle 50 2>"$1" &
+	WPID=$!
+	BG_PIDS+=("$WPID")
+}
+
 # progress EVENT PAYLOAD-FIELDS — one workflow event of process p1 of wf1.
 progress() {
 	evpub "process:p1" "$1" "{\"process_id\":\"p1\",\"workflow_id\":\"wf1\"${2:+,$2}}"
@@ -169,9 +177,7 @@ widget_updated"
 }
 
 @test "malformed workflow events are skipped with a message; the daemon goes on" {
-	widgetd --state "$T/widgets.db" --throttle 50 2>"$T/err" &
-	WPID=$!
-	BG_PIDS+=("$WPID")
+	fg_widgetd "$T/err"
 	wait_for bash -c "evbusd --status | json_true '.subscribers >= 1'"
 	evpub process:x step_started '"not an object"'
 	evpub process:x step_progress '{"workflow_id":"wfz","percentage":"lots"}'
@@ -209,9 +215,7 @@ widget_updated"
 }
 
 @test "widgetd announces every folded change once the hub is back after a hub restart" {
-	widgetd --state "$T/widgets.db" --throttle 50 2>"$T/err" &
-	WPID=$!
-	BG_PIDS+=("$WPID")
+	fg_widgetd "$T/err"
 	wait_for bash -c "widgetd get session-cases | json_true '.active'"
 	stop_hub
 	start_hub
@@ -243,9 +247,7 @@ widget_updated"
 		7]')"
 	local i
 	for i in 1 2; do
-		widgetd --state "$T/widgets.db" --throttle 50 2>"$T/err$i" &
-		WPID=$!
-		BG_PIDS+=("$WPID")
+		fg_widgetd "$T/err$i"
 		wait_for bash -c "widgetd get case-events | json_true '.counts.create == 1'"
 		evpub process:p1 step_progress '{"process_id":"p1","percentage":5}'
 		evpub process:p1 step_started '{"process_id":"p1","step":"a"}'
