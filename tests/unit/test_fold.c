@@ -464,24 +464,30 @@ test_bound(void)
 	}
 	CHECK(strcmp(ids(w), "counter session progress-run result-d result-e") == 0,
 	      "the running one and the 2 newest results: %s", ids(w));
-	fold_bounded(w, "process_created", "f", 3);
-	CHECK(strcmp(notes, "+progress-f -result-d") == 0, "noted after the clause: %s", notes);
-	/* no result left but the new one: the oldest progress goes */
-	fold_bounded(w, "process_created", "g", 3);
-	CHECK(strcmp(notes, "+progress-g -result-e") == 0, "%s", notes);
-	fold_bounded(w, "process_created", "h", 3);
-	CHECK(strcmp(notes, "+progress-h -progress-run") == 0, "%s", notes);
-	CHECK(strcmp(ids(w), "counter session progress-f progress-g progress-h") == 0, "%s", ids(w));
-	/* a result made without its progress widget never drops itself */
-	fold_bounded(w, "workflow_completed", "x", 3);
-	CHECK(strcmp(notes, "+result-x -progress-f") == 0, "%s", notes);
-	/* a result replacing its progress widget drops nothing */
-	fold_bounded(w, "workflow_completed", "g", 3);
-	CHECK(strcmp(notes, "+result-g -progress-g") == 0, "%s", notes);
-	/* an event of a workflow already shown makes nothing new */
-	fold_bounded(w, "step_started", "h", 3);
-	CHECK(strcmp(notes, "+progress-h") == 0, "%s", notes);
-	CHECK(strcmp(ids(w), "counter session progress-h result-x result-g") == 0, "%s", ids(w));
+	/* Each event, the changes noted after its clause, and the widgets
+	 * then (NULL: not checked). */
+	static const struct {
+		const char *event, *wf, *notes, *ids;
+	} steps[] = {
+		{ "process_created", "f", "+progress-f -result-d", NULL },
+		/* no result left but the new one: the oldest progress goes */
+		{ "process_created", "g", "+progress-g -result-e", NULL },
+		{ "process_created", "h", "+progress-h -progress-run",
+		  "counter session progress-f progress-g progress-h" },
+		/* a result made without its progress widget never drops itself */
+		{ "workflow_completed", "x", "+result-x -progress-f", NULL },
+		/* a result replacing its progress widget drops nothing */
+		{ "workflow_completed", "g", "+result-g -progress-g", NULL },
+		/* an event of a workflow already shown makes nothing new */
+		{ "step_started", "h", "+progress-h", "counter session progress-h result-x result-g" },
+	};
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		fold_bounded(w, steps[i].event, steps[i].wf, 3);
+		CHECK(strcmp(notes, steps[i].notes) == 0, "%s %s: noted %s", steps[i].event,
+		      steps[i].wf, notes);
+		CHECK(steps[i].ids == NULL || strcmp(ids(w), steps[i].ids) == 0, "%s %s: %s",
+		      steps[i].event, steps[i].wf, ids(w));
+	}
 
 	/* evk_fold_trim on a state of many: results first, oldest first;
 	 * with room for 1, keep stays. */
