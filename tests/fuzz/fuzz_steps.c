@@ -13,6 +13,24 @@
 #include <cjson/cJSON.h>
 #include <string.h>
 
+/* True when data holds the escape \u0000 (a NUL in a JSON string): a
+ * backslash that is not itself escaped (an odd run of backslashes), then
+ * u0000. "\\u0000" is a backslash and the text u0000, not a NUL. */
+static bool
+has_nul_escape(const uint8_t *data, size_t size)
+{
+	for (size_t i = 0; i + 6 <= size; i++) {
+		if (data[i] != '\\' || memcmp(data + i + 1, "u0000", 5) != 0)
+			continue;
+		size_t run = 1;
+		while (run <= i && data[i - run] == '\\')
+			run++;
+		if (run % 2 == 1)
+			return true;
+	}
+	return false;
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -47,7 +65,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	while (end < (const char *)data + size && strchr(" \t\r\n", *end) && *end)
 		end++;
 	FUZZ_CHECK(end == (const char *)data + size, "accepted trailing data after the steps");
-	FUZZ_CHECK(memmem(data, size, "\\u0000", 6) == NULL, "accepted a \\u0000 in the steps");
+	FUZZ_CHECK(!has_nul_escape(data, size), "accepted a \\u0000 in the steps");
 	cJSON_Delete(again);
 	cJSON_Delete(steps);
 	cJSON_free(text);
