@@ -186,6 +186,7 @@ evk_db_close(struct evk_db *db)
 			sqlite3_finalize(q->st);
 		db_q_clear(q);
 		free(q->sql);
+		free(q->params);
 	}
 	free(db->qs);
 	db->qs = NULL;

@@ -17,18 +17,20 @@
 #pragma GCC visibility push(hidden)
 
 #define MAX_QS 96     /* kept statements per database */
-#define MAX_PARAMS 32 /* parameters of one PostgreSQL statement */
+#define MAX_PARAMS 4096 /* parameters of one PostgreSQL statement */
 
 struct evk_q {
 	struct evk_db *db;
 	uintptr_t asked;      /* the sql pointer it was first asked for with */
 	char *sql;            /* PostgreSQL: the text asked for (owned) */
 	sqlite3_stmt *st;     /* SQLite */
-	/* PostgreSQL: a statement prepared on the connection as "evkN" */
+	/* PostgreSQL: a statement prepared on the connection as "evkN", and
+	 * its parameters (arrays of nparams, in one allocation: params) */
 	int nparams;
-	const char *vals[MAX_PARAMS];
-	int lens[MAX_PARAMS], fmts[MAX_PARAMS];
-	char num[MAX_PARAMS][32]; /* numbers bound, as text */
+	void *params;
+	const char **vals;
+	int *lens, *fmts;
+	char (*num)[32]; /* numbers bound, as text */
 	PGresult *res;        /* the result of the last step's execution */
 	int row, nrows;       /* the current row (-1 before the first) */
 	unsigned char *blob;  /* a bytea value unescaped, and where from */

@@ -35,7 +35,9 @@ static char *
 pg_sql(const char *sql, int *np)
 {
 	size_t n = strlen(sql);
-	char *out = malloc(n * 3 + 1), *o = out;
+	/* A lone '?' becomes at most "$4096" (MAX_PARAMS): five bytes. */
+	_Static_assert(MAX_PARAMS <= 9999, "a parameter's number in four digits");
+	char *out = malloc(n * 5 + 1), *o = out;
 	char quote = 0;
 	int max = 0;
 	if (out == NULL)
@@ -100,6 +102,24 @@ q_text(const struct evk_q *q)
 	return q->st ? sqlite3_sql(q->st) : q->sql;
 }
 
+/* The parameter arrays of q (nparams of each) in one zeroed allocation,
+ * owned by q->params; false when out of memory. */
+static bool
+q_params(struct evk_q *q)
+{
+	size_t n = (size_t)q->nparams;
+	/* Pointers, then the ints, then the number texts: each part aligned. */
+	char *p = calloc(1, n * (sizeof(*q->vals) + 2 * sizeof(int) + sizeof(*q->num)) + 1);
+	if (p == NULL)
+		return false;
+	q->params = p;
+	q->vals = (const char **)(void *)p;
+	q->lens = (int *)(void *)(p + n * sizeof(*q->vals));
+	q->fmts = q->lens + n;
+	q->num = (char(*)[32])(void *)(q->fmts + n);
+	return true;
+}
+
 static bool
 q_prepare(struct evk_db *db, struct evk_q *q, const char *sql)
 {
@@ -119,6 +139,14 @@ q_prepare(struct evk_db *db, struct evk_q *q, const char *sql)
 		evk_db_fail(db, "cannot prepare a query");
 		return false;
 	}
+	if (!q_params(q)) {
+		free(text);
+		free(q->sql);
+		q->sql = NULL;
+		snprintf(db->why, sizeof(db->why), "out of memory");
+		evk_db_fail(db, "cannot prepare a query");
+		return false;
+	}
 	snprintf(name, sizeof(name), "evk%d", db->nqs);
 	/* The statements sent before go first (a failure among them fails
 	 * this call). */
@@ -131,6 +159,8 @@ q_prepare(struct evk_db *db, struct evk_q *q, const char *sql)
 		PQclear(res);
 		free(q->sql);
 		q->sql = NULL;
+		free(q->params);
+		q->params = NULL;
 		evk_db_fail(db, "cannot prepare a query");
 		return false;
 	}

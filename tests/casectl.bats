@@ -125,6 +125,43 @@ $stored"
 	[ "$(cc list --limit 1000 | jq -r .offender.id | sort -u | wc -l)" -le 21 ]
 }
 
+@test "an ingest meeting references again, in one insert run and across runs: created once, then synced, in input order, announced as stored" {
+	# 151 lines: R1..R100 new, then R40..R88 again (the second and third
+	# runs of 64); R7 and R70 also come back inside their first run, R7
+	# with another offender and no fine.
+	{
+		cases 10
+		echo '{"agency":"hse","case_reference":"R7","offender":{"name":"Other Ltd"},"offence_result":"Appeal"}'
+		cases 60 11
+		echo '{"agency":"hse","case_reference":"R70","offence_fine":5}'
+		cases 30 71
+		cases 49 40
+	} >"$BATS_TEST_TMPDIR/in"
+	[ "$(wc -l <"$BATS_TEST_TMPDIR/in")" -eq 151 ]
+	listen 302
+	run -0 --separate-stderr cc ingest <"$BATS_TEST_TMPDIR/in"
+	[ "$stderr" = "casectl: ingested 151: 100 created, 51 synced, 0 rejected" ]
+	wait "$LISTENER"
+	# Each line's event, in input order: created for a reference's first
+	# line, synced after; each followed by its own topic of the case id.
+	run -0 jq -r '.case_reference' "$BATS_TEST_TMPDIR/in"
+	local expected
+	expected=$(awk '{ print (seen[$0]++ ? "synced " : "created ") $0 }' <<<"$output")
+	run -0 jq -r 'select(.topic | split(":") | length == 2) | "\(.topic | split(":")[1]) \(.payload.data.case_reference)"' "$BATS_TEST_TMPDIR/events"
+	[ "$output" = "$expected" ]
+	run -0 jq -r '[.topic, (.payload.data.id)] | "\(.[0]) \(.[1])"' "$BATS_TEST_TMPDIR/events"
+	[ "$(awk 'NR % 2 == 0 { split(prev, a, " "); if ($1 != a[1] ":" a[2]) bad++ } { prev = $0 } END { print bad + 0 }' <<<"$output")" -eq 0 ]
+	[ "$(cc list --limit 1000 | wc -l)" -eq 100 ]
+	# What was announced of a new case is what is stored (a case not met
+	# again); a case met again ends with the last line's values.
+	local id
+	id=$(cc list --limit 1000 | jq -r 'select(.case_reference == "R30") | .id')
+	[ "$(jq -c "select(.topic == \"case:created:$id\") | .payload.data" "$BATS_TEST_TMPDIR/events")" = "$(cc get "$id" | jq -c .)" ]
+	[ "$(cc list --limit 1000 | jq -c 'select(.case_reference == "R7") | [.offender.name, .offence_fine, .offence_result]')" = '["Other Ltd",700,"Appeal"]' ]
+	[ "$(cc list --limit 1000 | jq -c 'select(.case_reference == "R70") | [.offender.name, .offence_fine]')" = '["Firm 0 Ltd",7000]' ]
+	[ "$(cc list --limit 1000 | jq -c 'select(.case_reference == "R45") | .last_synced_at != null')" = true ]
+}
+
 @test "a viewer's create exits 77, writes nothing and publishes nothing; an unknown actor cannot list" {
 	run -77 --separate-stderr cc --actor vic create '{"agency":"hse","case_reference":"X1"}'
 	[[ $stderr == *"vic"* ]]

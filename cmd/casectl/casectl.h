@@ -50,6 +50,8 @@
 #define BATCH_BYTES (8u << 20)        /* ingest commits past this much to announce */
 #define AGENCY_CACHE 64               /* agencies a process remembers */
 #define OFFENDER_CACHE 16384          /* offenders a process remembers */
+#define INSERT_RUN 64                 /* new cases an ingest inserts in one statement */
+#define INSERT_SHAPES 7               /* ... as pieces of 64, 32, ..., 1 rows */
 
 enum role { ROLE_NONE, ROLE_VIEWER, ROLE_EDITOR, ROLE_ADMIN };
 
@@ -93,6 +95,8 @@ struct ctx {
 	struct hsearch_data *off_tab; /* NULL until the first */
 	struct known_offender **known;
 	size_t n_known;
+	/* the statements inserting 64, 32, ..., 1 cases (NULL until made) */
+	char *insert_sql[INSERT_SHAPES];
 	/* a write transaction is open, with its notifications in batch */
 	bool in_txn;
 	struct evk_outbox *outbox;
@@ -110,6 +114,33 @@ struct input {
 	bool has_offender, has_date, has_result;
 };
 
+
+/* Texts kept in an arena (an evk_buf that may move): each by its offset,
+ * NO_TEXT for none (NULL). keep_text dies when out of memory. */
+#define NO_TEXT ((size_t)-1)
+size_t keep_text(struct evk_buf *arena, const char *s);
+static inline const char *
+kept_text(const struct evk_buf *arena, size_t at)
+{
+	return at == NO_TEXT ? NULL : arena->p + at;
+}
+
+/* The cases of an ingest waiting to be inserted together (write.c's
+ * run_add, run_flush): what the insert binds and what their notifications
+ * say. Their agency and offender texts are kept in the run's arena; the
+ * input's own texts must stay until the flush. */
+struct run {
+	struct run_case {
+		struct input in;
+		int64_t agency_id, off;
+		size_t agency_code, agency_name, off_name, off_postcode;
+		char id[37];
+		char now[EVK_TS_LEN + 1];
+		bool created;
+	} c[INSERT_RUN];
+	size_t n;
+	struct evk_buf arena;
+};
 
 /* store.c */
 void now_ts(char out[EVK_TS_LEN + 1]);
@@ -158,6 +189,9 @@ const struct agency *agency_get(struct ctx *c, const char *code);
 void find_case(struct ctx *c, int64_t agency, const char *ref, char id[37]);
 void apply_fields(struct ctx *c, const char *id, const struct input *in, bool sync);
 bool create_case(struct ctx *c, const struct agency *a, const struct input *in, char id[37], struct evk_case *v);
+void run_add(struct ctx *c, struct run *r, const struct input *in);
+void run_flush(struct ctx *c, struct run *r, long *created, long *synced);
+void insert_sql_free(struct ctx *c);
 
 /* ingest.c */
 int cmd_create(struct ctx *c, int argc, char **argv);

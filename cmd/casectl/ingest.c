@@ -41,7 +41,6 @@ progress_draw(struct progress *pg, unsigned long lines, long created, long synce
  * filled while the other is written. */
 #define CHUNK_LINES 512
 #define CHUNK_BYTES (256u << 10)
-#define NO_TEXT ((size_t)-1)
 
 #define INPUT_TEXTS 6
 
@@ -82,17 +81,6 @@ struct reader {
 	atomic_int cancel; /* stop reading now (r.cancel) */
 	struct chunk chunk[2];
 };
-
-static size_t
-keep_text(struct chunk *k, const char *s)
-{
-	if (s == NULL)
-		return NO_TEXT;
-	size_t at = k->arena.len;
-	if (evk_buf_add(&k->arena, s, strlen(s) + 1) != EVK_OK)
-		evk_die(EVK_EX_FAIL, "out of memory");
-	return at;
-}
 
 /* Fills k with the next lines; hands it over early rather than wait for
  * input with some lines in it. Stopped (reader_halt), it ends at once. */
@@ -136,12 +124,12 @@ fill_chunk(struct reader *rd, struct chunk *k)
 			const char **tx[INPUT_TEXTS];
 			input_texts(&in, tx);
 			for (int t = 0; t < INPUT_TEXTS; t++) {
-				e->text[t] = keep_text(k, *tx[t]);
+				e->text[t] = keep_text(&k->arena, *tx[t]);
 				*tx[t] = NULL; /* they point into o */
 			}
 			e->in = in;
 		} else {
-			e->why = keep_text(k, why);
+			e->why = keep_text(&k->arena, why);
 		}
 		cJSON_Delete(o);
 	}
@@ -271,12 +259,6 @@ reader_free(struct reader *rd)
 	free(rd);
 }
 
-static const char *
-arena_text(const struct chunk *k, size_t at)
-{
-	return at == NO_TEXT ? NULL : k->arena.p + at;
-}
-
 /* What read_cases keeps across chunks. */
 struct intake {
 	enum upsert mode;
@@ -285,10 +267,28 @@ struct intake {
 	unsigned long lineno; /* of the line last taken */
 	bool stop;            /* --strict met a bad line */
 	struct progress pg;
+	struct run run;       /* ingest: new cases waiting for their insert */
 };
 
-/* Writes the cases of chunk k; returns how its input ended (0: more to
- * come). */
+/* create: writes case in and prints it, or says in why that its
+ * reference is taken. */
+static void
+create_one(struct ctx *c, struct intake *t, const struct input *in, char *why, size_t wl)
+{
+	const struct agency *ag = agency_get(c, in->agency);
+	char id[37];
+	struct evk_case v;
+	find_case(c, ag->id, in->reference, id);
+	if (id[0] == '\0' && create_case(c, ag, in, id, &v)) {
+		(*t->created)++;
+		print_case(c, &v, NULL);
+	} else {
+		snprintf(why, wl, "case %s of %s exists (id %s)", in->reference, in->agency, id);
+	}
+}
+
+/* Writes the cases of chunk k (those of an ingest's last run too, as its
+ * texts are the chunk's); returns how its input ended (0: more to come). */
 static int
 take_chunk(struct ctx *c, struct intake *t, struct chunk *k)
 {
@@ -300,40 +300,30 @@ take_chunk(struct ctx *c, struct intake *t, struct chunk *k)
 			progress_draw(&t->pg, t->lineno, *t->created, *t->synced, *t->bad);
 		why[0] = '\0';
 		if (e->why != NO_TEXT) {
-			snprintf(why, sizeof(why), "%s", arena_text(k, e->why));
+			snprintf(why, sizeof(why), "%s", kept_text(&k->arena, e->why));
 		} else {
 			struct input in = e->in;
 			const char **tx[INPUT_TEXTS];
 			input_texts(&in, tx);
 			for (int n = 0; n < INPUT_TEXTS; n++)
-				*tx[n] = arena_text(k, e->text[n]);
+				*tx[n] = kept_text(&k->arena, e->text[n]);
 			if (!c->in_txn) {
 				begin(c);
 				c->in_txn = true;
 			}
 			t->n_txn++;
-			const struct agency *ag = agency_get(c, in.agency);
-			char id[37] = "";
-			struct evk_case v;
-			/* create refuses a taken reference before it writes
-			 * anything (an offender included); ingest finds out
-			 * on insert, the common case being a new one. */
-			if (t->mode == UP_CREATE_ONLY)
-				find_case(c, ag->id, in.reference, id);
-			if (id[0] == '\0' && create_case(c, ag, &in, id, &v)) {
-				(*t->created)++;
-				if (t->mode == UP_CREATE_ONLY)
-					print_case(c, &v, NULL);
-			} else if (t->mode == UP_CREATE_ONLY) {
-				snprintf(why, sizeof(why), "case %s of %s exists (id %s)",
-					 in.reference, in.agency, id);
-			} else {
-				apply_fields(c, id, &in, true);
-				if (!announce(c, id, "sync", "synced", false))
-					db_die(c, "cannot read the case back");
-				(*t->synced)++;
-			}
+			/* ingest finds out on insert, a run at a time, whether
+			 * a case is new (the common case) or synced; create
+			 * refuses a taken reference before it writes anything
+			 * (an offender included). */
+			if (t->mode == UP_INGEST)
+				run_add(c, &t->run, &in);
+			else
+				create_one(c, t, &in, why, sizeof(why));
 		}
+		bool full = t->n_txn >= c->txn_cases || c->batch.len >= BATCH_BYTES;
+		if (t->run.n == INSERT_RUN || full)
+			run_flush(c, &t->run, t->created, t->synced);
 		if (why[0]) {
 			progress_clear(&t->pg);
 			evk_warn("%s:%lu: %s", c->input_name, t->lineno, why);
@@ -345,6 +335,7 @@ take_chunk(struct ctx *c, struct intake *t, struct chunk *k)
 			t->n_txn = 0;
 		}
 	}
+	run_flush(c, &t->run, t->created, t->synced);
 	return t->stop ? 0 : k->end;
 }
 
@@ -356,6 +347,7 @@ read_cases(struct ctx *c, enum upsert mode, long *created, long *synced, long *b
 		.pg = { .tty = mode == UP_INGEST && isatty(STDERR_FILENO) == 1,
 			.start = evk_mono_ms() },
 	};
+	t.run.arena = (struct evk_buf)EVK_BUF_INIT(0);
 	struct reader *rd = reader_start(c->input_fd, c->max_line);
 	int end = 0, err = 0, j = 0;
 
@@ -387,6 +379,7 @@ read_cases(struct ctx *c, enum upsert mode, long *created, long *synced, long *b
 		err = rd->chunk[j].err;
 	}
 	reader_free(rd);
+	evk_buf_release(&t.run.arena);
 	progress_clear(&t.pg);
 	if (stopping && end != EVK_LINE_EOF && !t.stop)
 		c->interrupted = stopping;

@@ -16,6 +16,17 @@ new_uuid(char out[37])
 		evk_die(EVK_EX_FAIL, "no random bytes: %s", strerror(errno));
 }
 
+size_t
+keep_text(struct evk_buf *arena, const char *s)
+{
+	if (s == NULL)
+		return NO_TEXT;
+	size_t at = arena->len;
+	if (evk_buf_add(arena, s, strlen(s) + 1) != EVK_OK)
+		evk_die(EVK_EX_FAIL, "out of memory");
+	return at;
+}
+
 void
 db_die(struct ctx *c, const char *what)
 {
