@@ -160,6 +160,12 @@ $stored"
 	[ "$(cc list --limit 1000 | jq -c 'select(.case_reference == "R7") | [.offender.name, .offence_fine, .offence_result]')" = '["Other Ltd",700,"Appeal"]' ]
 	[ "$(cc list --limit 1000 | jq -c 'select(.case_reference == "R70") | [.offender.name, .offence_fine]')" = '["Firm 0 Ltd",7000]' ]
 	[ "$(cc list --limit 1000 | jq -c 'select(.case_reference == "R45") | .last_synced_at != null')" = true ]
+	# Each write is stamped after the one before: sorted by updated_at,
+	# the cases come in the order of their last lines (keep_live shows
+	# the newest first by it).
+	run -0 jq -r '.case_reference' "$BATS_TEST_TMPDIR/in"
+	expected=$(awk '{ last[$0] = NR } END { for (r in last) print last[r], r }' <<<"$output" | sort -n | cut -d' ' -f2)
+	[ "$(cc list --limit 1000 --sort updated_at | jq -r .case_reference)" = "$expected" ]
 }
 
 @test "a viewer's create exits 77, writes nothing and publishes nothing; an unknown actor cannot list" {

@@ -95,8 +95,9 @@ struct ctx {
 	struct hsearch_data *off_tab; /* NULL until the first */
 	struct known_offender **known;
 	size_t n_known;
-	/* the statements inserting 64, 32, ..., 1 cases (NULL until made) */
-	char *insert_sql[INSERT_SHAPES];
+	/* the statements of an ingest's runs (run.c), each of 64, 32, ..., 1
+	 * rows (NULL until made) */
+	char *run_sql[3][INSERT_SHAPES];
 	/* a write transaction is open, with its notifications in batch */
 	bool in_txn;
 	struct evk_outbox *outbox;
@@ -132,8 +133,8 @@ kept_text(const struct evk_buf *arena, size_t at)
 struct run {
 	struct run_case {
 		struct input in;
-		int64_t agency_id, off;
-		size_t agency_code, agency_name, off_name, off_postcode;
+		int64_t agency_id, off; /* off: 0 until run_flush finds it */
+		size_t agency_code, agency_name, off_key, off_name, off_postcode;
 		char id[37];
 		char now[EVK_TS_LEN + 1];
 		bool created;
@@ -187,11 +188,24 @@ bool valid_date(const char *s, char *ts);
 bool parse_input(const cJSON *o, struct input *in, bool partial, char *why, size_t wl);
 const struct agency *agency_get(struct ctx *c, const char *code);
 void find_case(struct ctx *c, int64_t agency, const char *ref, char id[37]);
-void apply_fields(struct ctx *c, const char *id, const struct input *in, bool sync);
+void apply_fields(struct ctx *c, const char *id, const struct input *in, bool sync, const char *at);
 bool create_case(struct ctx *c, const struct agency *a, const struct input *in, char id[37], struct evk_case *v);
+/* Offenders: match_key makes the key of a name and postcode into out;
+ * offender_known and offender_remember look c->key up in, and add c->off
+ * to, the offenders this process met; offender_from_row reads a row (id,
+ * name, postcode) into c->off; offender_get finds or makes the offender
+ * of an input. bind_fields binds a case's fields from ?at on. */
+void match_key(const char *name, const char *postcode, struct evk_buf *out);
+bool offender_known(struct ctx *c);
+void offender_remember(struct ctx *c);
+void offender_from_row(struct ctx *c, struct evk_q *q);
+int64_t offender_get(struct ctx *c, const struct input *in);
+void bind_fields(struct ctx *c, struct evk_q *q, int at, const struct input *in, int64_t off);
+
+/* run.c */
 void run_add(struct ctx *c, struct run *r, const struct input *in);
 void run_flush(struct ctx *c, struct run *r, long *created, long *synced);
-void insert_sql_free(struct ctx *c);
+void run_sql_free(struct ctx *c);
 
 /* ingest.c */
 int cmd_create(struct ctx *c, int argc, char **argv);

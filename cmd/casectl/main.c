@@ -272,7 +272,7 @@ ctx_release(struct ctx *c)
 	evk_buf_release(&c->off.name);
 	evk_buf_release(&c->off.postcode);
 	offenders_forget(c);
-	insert_sql_free(c);
+	run_sql_free(c);
 	if (evk_db_close(&c->db) != EVK_OK)
 		evk_warn("%s", evk_db_error(&c->db));
 }

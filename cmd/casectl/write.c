@@ -142,7 +142,7 @@ parse_input(const cJSON *o, struct input *in, bool partial, char *why, size_t wl
 
 /* Offenders are one row per normalised name + postcode: case, spacing
  * and punctuation of the name, and spacing of the postcode, do not count. */
-static void
+void
 match_key(const char *name, const char *postcode, struct evk_buf *out)
 {
 	bool space = false;
@@ -217,23 +217,28 @@ agency_get(struct ctx *c, const char *code)
 static bool
 offender_find(struct ctx *c)
 {
-	struct offender *o = &c->off;
 	struct evk_q *q = prepare(c, "SELECT id, name, postcode FROM offenders WHERE match_key = ?");
 	bind_text(c, q, 1, c->key.p);
 	bool found = step_row(c, q, "cannot read an offender");
-	evk_buf_reset(&o->name);
-	evk_buf_reset(&o->postcode);
-	o->has_postcode = false;
-	if (found) {
-		o->id = evk_q_int64(q, 0);
-		const char *pc = evk_q_text(q, 2);
-		if (evk_buf_add(&o->name, evk_q_text(q, 1), evk_q_bytes(q, 1) + 1) ||
-		    (pc && evk_buf_add(&o->postcode, pc, strlen(pc) + 1)))
-			evk_die(EVK_EX_FAIL, "out of memory");
-		o->has_postcode = pc != NULL;
-	}
+	if (found)
+		offender_from_row(c, q);
 	done(q);
 	return found;
+}
+
+/* The offender of q's current row (id, name, postcode) into c->off. */
+void
+offender_from_row(struct ctx *c, struct evk_q *q)
+{
+	struct offender *o = &c->off;
+	const char *pc = evk_q_text(q, 2);
+	evk_buf_reset(&o->name);
+	evk_buf_reset(&o->postcode);
+	o->id = evk_q_int64(q, 0);
+	if (evk_buf_add(&o->name, evk_q_text(q, 1), evk_q_bytes(q, 1) + 1) ||
+	    (pc && evk_buf_add(&o->postcode, pc, strlen(pc) + 1)))
+		evk_die(EVK_EX_FAIL, "out of memory");
+	o->has_postcode = pc != NULL;
 }
 
 /* An offender met: its id, stored name and postcode, and its match key. */
@@ -259,7 +264,7 @@ offenders_forget(struct ctx *c)
 }
 
 /* The offender of match key c->key when this process met it, into c->off. */
-static bool
+bool
 offender_known(struct ctx *c)
 {
 	ENTRY e = { .key = c->key.p }, *found;
@@ -279,7 +284,7 @@ offender_known(struct ctx *c)
 
 /* Remembers the offender in c->off under match key c->key; past
  * OFFENDER_CACHE offenders the process forgets them all and starts again. */
-static void
+void
 offender_remember(struct ctx *c)
 {
 	const struct offender *o = &c->off;
@@ -311,7 +316,7 @@ offender_remember(struct ctx *c)
  * created when new; its stored name and postcode are left in c->off.
  * One row per match key whoever writes: the key is unique, and an
  * offender another casectl added first is found and used. */
-static int64_t
+int64_t
 offender_get(struct ctx *c, const struct input *in)
 {
 	struct offender *o = &c->off;
@@ -363,7 +368,7 @@ find_case(struct ctx *c, int64_t agency, const char *ref, char id[37])
 
 /* Binds the case fields (offender off, date, fine, costs, result) to
  * ?at to ?at+4; one the input does not carry (off 0) is NULL. */
-static void
+void
 bind_fields(struct ctx *c, struct evk_q *q, int at, const struct input *in, int64_t off)
 {
 	if (off)
@@ -376,23 +381,27 @@ bind_fields(struct ctx *c, struct evk_q *q, int at, const struct input *in, int6
 	bind_text(c, q, at + 4, in->result);
 }
 
-/* What a write of a case's fields starts with: the time into now, the
- * offender's id into *off (0: the input names none) and sql prepared.
- * The offender comes first: its statements run before sql is bound. */
+/* What a write of a case's fields starts with: the time into now (unless
+ * it holds one), the offender's id into *off (0: the input names none)
+ * and sql prepared. The offender comes first: its statements run before
+ * sql is bound. */
 static struct evk_q *
 fields_write(struct ctx *c, const struct input *in, char *now, int64_t *off, const char *sql)
 {
-	now_ts(now);
+	if (now[0] == '\0')
+		now_ts(now);
 	*off = in->has_offender ? offender_get(c, in) : 0;
 	return prepare(c, sql);
 }
 
-/* Sets the fields the input carries on case id; sync also stamps
- * last_synced_at. */
+/* Sets the fields the input carries on case id, stamped at (NULL: now);
+ * sync also stamps last_synced_at. */
 void
-apply_fields(struct ctx *c, const char *id, const struct input *in, bool sync)
+apply_fields(struct ctx *c, const char *id, const struct input *in, bool sync, const char *at)
 {
-	char now[EVK_TS_LEN + 1];
+	char now[EVK_TS_LEN + 1] = "";
+	if (at)
+		memcpy(now, at, sizeof(now));
 	int64_t off;
 	struct evk_q *q = fields_write(
 		c, in, now, &off,
@@ -426,6 +435,7 @@ create_case(struct ctx *c, const struct agency *a, const struct input *in, char 
 	    struct evk_case *v)
 {
 	char *now = c->created; /* outlives this call: v points at it */
+	now[0] = '\0';
 	int64_t off;
 	new_uuid(id);
 	/* The unique (agency, reference) keeps one case whoever inserts. */
@@ -456,129 +466,4 @@ create_case(struct ctx *c, const struct agency *a, const struct input *in, char 
 	};
 	notify(c, "create", "created", v);
 	return true;
-}
-
-
-/* ---- an ingest's cases, inserted a run at a time ----
- *
- * One INSERT of many rows costs the server about a third of as many
- * one-row INSERTs, and one round trip instead of one each (PostgreSQL:
- * 30 against 113 us a case, measured with pgbench). A run is inserted in
- * pieces of INSERT_RUN, INSERT_RUN/2, ..., 1 rows, so a database keeps at
- * most INSERT_SHAPES of these statements. */
-
-/* Adds the input case in to run r (not full): its agency and offender
- * are found or made now, as create_case does before its insert. */
-void
-run_add(struct ctx *c, struct run *r, const struct input *in)
-{
-	struct run_case *k = &r->c[r->n++];
-	const struct agency *a = agency_get(c, in->agency);
-	k->in = *in;
-	k->agency_id = a->id;
-	k->agency_code = keep_text(&r->arena, a->code);
-	k->agency_name = keep_text(&r->arena, a->name);
-	k->off = in->has_offender ? offender_get(c, in) : 0;
-	k->off_name = k->off ? keep_text(&r->arena, c->off.name.p) : NO_TEXT;
-	k->off_postcode = k->off && c->off.has_postcode ? keep_text(&r->arena, c->off.postcode.p)
-							 : NO_TEXT;
-	k->created = false;
-	new_uuid(k->id);
-	now_ts(k->now);
-}
-
-void
-insert_sql_free(struct ctx *c)
-{
-	for (int i = 0; i < INSERT_SHAPES; i++) {
-		free(c->insert_sql[i]);
-		c->insert_sql[i] = NULL;
-	}
-}
-
-/* The statement inserting `rows` cases (INSERT_RUN >> shape), made once. */
-static const char *
-insert_sql(struct ctx *c, int shape, size_t rows)
-{
-	static const char head[] =
-		"INSERT INTO cases (id, agency_id, case_reference, offender_id,"
-		" offence_action_date, offence_fine, offence_costs, offence_result,"
-		" inserted_at, updated_at) VALUES ",
-			  row[] = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-			  tail[] = " ON CONFLICT (agency_id, case_reference) DO NOTHING RETURNING id";
-	if (c->insert_sql[shape])
-		return c->insert_sql[shape];
-	struct evk_buf b = EVK_BUF_INIT(0);
-	int rv = evk_buf_addstr(&b, head);
-	for (size_t i = 0; i < rows && rv == EVK_OK; i++)
-		if (i == 0 || (rv = evk_buf_addch(&b, ',')) == EVK_OK)
-			rv = evk_buf_addstr(&b, row);
-	if (rv != EVK_OK || evk_buf_addstr(&b, tail) || evk_buf_addch(&b, '\0'))
-		evk_die(EVK_EX_FAIL, "out of memory");
-	return c->insert_sql[shape] = b.p;
-}
-
-/* Inserts cases r->c[from, from + rows) in one statement; those inserted
- * (not already there) are marked created. */
-static void
-insert_piece(struct ctx *c, struct run *r, int shape, size_t from, size_t rows)
-{
-	struct evk_q *q = prepare(c, insert_sql(c, shape, rows));
-	for (size_t i = 0; i < rows; i++) {
-		const struct run_case *k = &r->c[from + i];
-		int at = (int)i * 10;
-		bind_text(c, q, at + 1, k->id);
-		bind_int(c, q, at + 2, k->agency_id);
-		bind_text(c, q, at + 3, k->in.reference);
-		bind_fields(c, q, at + 4, &k->in, k->off);
-		bind_text(c, q, at + 9, k->now);
-		bind_text(c, q, at + 10, k->now);
-	}
-	while (step_row(c, q, "cannot insert a case")) {
-		const char *id = evk_q_text(q, 0);
-		for (size_t i = from; i < from + rows; i++)
-			if (id && strcmp(r->c[i].id, id) == 0)
-				r->c[i].created = true;
-	}
-	done(q);
-}
-
-/* Writes run r, then announces each of its cases in input order: a new
- * one as created (from what was written), one whose agency had that
- * reference already (also an earlier case of the run) updated and
- * announced as synced. Empties r. */
-void
-run_flush(struct ctx *c, struct run *r, long *created, long *synced)
-{
-	for (size_t from = 0, rows = INSERT_RUN, shape = 0; from < r->n; rows >>= 1, shape++)
-		for (; r->n - from >= rows; from += rows)
-			insert_piece(c, r, (int)shape, from, rows);
-	for (size_t i = 0; i < r->n; i++) {
-		const struct run_case *k = &r->c[i];
-		if (k->created) {
-			struct evk_case v = {
-				.id = k->id, .reference = k->in.reference,
-				.agency_code = kept_text(&r->arena, k->agency_code),
-				.agency_name = kept_text(&r->arena, k->agency_name), .agency_id = k->agency_id,
-				.offender_id = k->off, .off_name = kept_text(&r->arena, k->off_name),
-				.off_postcode = kept_text(&r->arena, k->off_postcode), .date = k->in.date,
-				.result = k->in.result, .has_fine = k->in.has_fine,
-				.has_costs = k->in.has_costs, .fine = k->in.fine,
-				.costs = k->in.costs, .inserted = k->now, .updated = k->now,
-			};
-			notify(c, "create", "created", &v);
-			(*created)++;
-			continue;
-		}
-		char id[37];
-		find_case(c, k->agency_id, k->in.reference, id);
-		if (id[0] == '\0')
-			db_die(c, "cannot find a case that was there");
-		apply_fields(c, id, &k->in, true);
-		if (!announce(c, id, "sync", "synced", false))
-			db_die(c, "cannot read the case back");
-		(*synced)++;
-	}
-	r->n = 0;
-	evk_buf_reset(&r->arena);
 }
