@@ -281,21 +281,12 @@ evk_case_sort_column(const char *name)
 	return NULL;
 }
 
-int
-evk_case_with(struct evk_db *db, const char *id, evk_case_fn fn, void *arg, bool *found)
+/* Calls fn on the row q (bound) finds, if any; resets q. */
+static int
+case_from_q(struct evk_q *q, evk_case_fn fn, void *arg, bool *found)
 {
-	struct evk_q *q = evk_db_q(db, EVK_CASE_SELECT " WHERE c.id = ?");
 	struct evk_case v;
-	int rv = EVK_OK;
-
-	*found = false;
-	if (q == NULL)
-		return EVK_EIO;
-	if (evk_q_bind_text(q, 1, id) != EVK_OK) {
-		evk_q_reset(q);
-		return EVK_EIO;
-	}
-	int rc = evk_q_step(q);
+	int rv = EVK_OK, rc = evk_q_step(q);
 	if (rc == EVK_ROW) {
 		*found = true;
 		evk_case_from_row(q, &v);
@@ -305,6 +296,36 @@ evk_case_with(struct evk_db *db, const char *id, evk_case_fn fn, void *arg, bool
 	}
 	evk_q_reset(q);
 	return rv;
+}
+
+int
+evk_case_with(struct evk_db *db, const char *id, evk_case_fn fn, void *arg, bool *found)
+{
+	struct evk_q *q = evk_db_q(db, EVK_CASE_SELECT " WHERE c.id = ?");
+	*found = false;
+	if (q == NULL)
+		return EVK_EIO;
+	if (evk_q_bind_text(q, 1, id) != EVK_OK) {
+		evk_q_reset(q);
+		return EVK_EIO;
+	}
+	return case_from_q(q, fn, arg, found);
+}
+
+int
+evk_case_with_ref(struct evk_db *db, int64_t agency_id, const char *ref, evk_case_fn fn,
+		  void *arg, bool *found)
+{
+	struct evk_q *q =
+		evk_db_q(db, EVK_CASE_SELECT " WHERE c.agency_id = ? AND c.case_reference = ?");
+	*found = false;
+	if (q == NULL)
+		return EVK_EIO;
+	if (evk_q_bind_int64(q, 1, agency_id) != EVK_OK || evk_q_bind_text(q, 2, ref) != EVK_OK) {
+		evk_q_reset(q);
+		return EVK_EIO;
+	}
+	return case_from_q(q, fn, arg, found);
 }
 
 /* The offender filter as a LIKE pattern: %, _ and \ stand for themselves. */

@@ -162,6 +162,7 @@ enum role role_of(struct ctx *c, const char *name);
 const char *role_name(enum role r);
 void require(struct ctx *c, enum role need, const char *action);
 bool case_with(struct ctx *c, const char *id, void (*fn)(struct ctx *, const struct evk_case *, void *), void *arg);
+bool case_with_ref(struct ctx *c, int64_t agency, const char *ref, void (*fn)(struct ctx *, const struct evk_case *, void *), void *arg);
 void put_text(const struct evk_buf *b);
 void print_case_to(struct ctx *c, const struct evk_case *v);
 void print_case(struct ctx *c, const struct evk_case *v, void *arg);
@@ -175,6 +176,7 @@ void outbox_check(struct ctx *c, int rv);
 long outbox_flush(struct ctx *c, bool quiet);
 void commit(struct ctx *c, bool more);
 bool announce(struct ctx *c, const char *id, const char *action, const char *past, bool keep);
+bool announce_synced(struct ctx *c, int64_t agency, const char *ref);
 
 /* write.c */
 void offenders_forget(struct ctx *c);
@@ -188,7 +190,8 @@ bool valid_date(const char *s, char *ts);
 bool parse_input(const cJSON *o, struct input *in, bool partial, char *why, size_t wl);
 const struct agency *agency_get(struct ctx *c, const char *code);
 void find_case(struct ctx *c, int64_t agency, const char *ref, char id[37]);
-void apply_fields(struct ctx *c, const char *id, const struct input *in, bool sync, const char *at);
+void apply_fields(struct ctx *c, const char *id, const struct input *in, bool sync);
+void sync_fields(struct ctx *c, int64_t agency, const struct input *in, int64_t off, const char *at);
 bool create_case(struct ctx *c, const struct agency *a, const struct input *in, char id[37], struct evk_case *v);
 /* Offenders: match_key makes the key of a name and postcode into out;
  * offender_known and offender_remember look c->key up in, and add c->off

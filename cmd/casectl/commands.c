@@ -103,7 +103,7 @@ update(struct ctx *c, int argc, char **argv, bool sync)
 	if (!parse_input(o, &in, true, why, sizeof(why)))
 		evk_die(EVK_EX_DATAERR, "%s", why);
 	begin(c);
-	apply_fields(c, argv[0], &in, sync, NULL);
+	apply_fields(c, argv[0], &in, sync);
 	/* No row, no change: exiting leaves the transaction uncommitted. */
 	if (!announce(c, argv[0], sync ? "sync" : "update", sync ? "synced" : "updated", true))
 		evk_die(EVK_EX_FAIL, "no case '%s'", argv[0]);

@@ -193,3 +193,12 @@ announce(struct ctx *c, const char *id, const char *action, const char *past, bo
 	return case_with(c, id, notify_row, &a);
 }
 
+/* Announces the sync of the case (agency, ref) from its stored row;
+ * false when there is no such case. */
+bool
+announce_synced(struct ctx *c, int64_t agency, const char *ref)
+{
+	struct announcement a = { "sync", "synced", false };
+	return case_with_ref(c, agency, ref, notify_row, &a);
+}
+

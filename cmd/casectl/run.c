@@ -215,13 +215,10 @@ run_flush(struct ctx *c, struct run *r, long *created, long *synced)
 			(*created)++;
 			continue;
 		}
-		char id[37];
-		find_case(c, k->agency_id, k->in.reference, id);
-		if (id[0] == '\0')
-			db_die(c, "cannot find a case that was there");
-		/* Stamped when its line was taken, as a created case is. */
-		apply_fields(c, id, &k->in, true, k->now);
-		if (!announce(c, id, "sync", "synced", false))
+		/* By its reference: one round trip for the change and the
+		 * read back on PostgreSQL. */
+		sync_fields(c, k->agency_id, &k->in, k->off, k->now);
+		if (!announce_synced(c, k->agency_id, k->in.reference))
 			db_die(c, "cannot read the case back");
 		(*synced)++;
 	}

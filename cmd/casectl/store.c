@@ -216,6 +216,19 @@ case_with(struct ctx *c, const char *id, void (*fn)(struct ctx *, const struct e
 	return found;
 }
 
+/* Runs fn on the case of reference ref of agency agency; false when
+ * there is none. */
+bool
+case_with_ref(struct ctx *c, int64_t agency, const char *ref,
+	      void (*fn)(struct ctx *, const struct evk_case *, void *), void *arg)
+{
+	struct with w = { c, fn, arg };
+	bool found;
+	if (evk_case_with_ref(&c->db, agency, ref, with_case, &w, &found) != EVK_OK)
+		db_die(c, "cannot read a case");
+	return found;
+}
+
 void
 put_text(const struct evk_buf *b)
 {

@@ -381,39 +381,34 @@ bind_fields(struct ctx *c, struct evk_q *q, int at, const struct input *in, int6
 	bind_text(c, q, at + 4, in->result);
 }
 
-/* What a write of a case's fields starts with: the time into now (unless
- * it holds one), the offender's id into *off (0: the input names none)
- * and sql prepared. The offender comes first: its statements run before
- * sql is bound. */
+/* What a write of a case's fields starts with: the time into now, the
+ * offender's id into *off (0: the input names none) and sql prepared.
+ * The offender comes first: its statements run before sql is bound. */
 static struct evk_q *
 fields_write(struct ctx *c, const struct input *in, char *now, int64_t *off, const char *sql)
 {
-	if (now[0] == '\0')
-		now_ts(now);
+	now_ts(now);
 	*off = in->has_offender ? offender_get(c, in) : 0;
 	return prepare(c, sql);
 }
 
-/* Sets the fields the input carries on case id, stamped at (NULL: now);
- * sync also stamps last_synced_at. */
-void
-apply_fields(struct ctx *c, const char *id, const struct input *in, bool sync, const char *at)
+/* The change of a case's fields, ?1 to ?12 bound by bind_update. */
+#define UPDATE_SET                                                                       \
+	"UPDATE cases SET"                                                               \
+	" offender_id = CASE WHEN ?6 = 1 THEN ?1 ELSE offender_id END,"                  \
+	" offence_action_date = CASE WHEN ?7 = 1 THEN ?2 ELSE offence_action_date END,"  \
+	" offence_fine = CASE WHEN ?8 = 1 THEN ?3 ELSE offence_fine END,"                \
+	" offence_costs = CASE WHEN ?9 = 1 THEN ?4 ELSE offence_costs END,"              \
+	" offence_result = CASE WHEN ?10 = 1 THEN ?5 ELSE offence_result END,"           \
+	" updated_at = ?11,"                                                             \
+	" last_synced_at = CASE WHEN ?12 = 1 THEN ?11 ELSE last_synced_at END"
+
+/* Binds the fields the input carries (offender off), stamped now; sync
+ * also stamps last_synced_at. */
+static void
+bind_update(struct ctx *c, struct evk_q *q, const struct input *in, int64_t off,
+	    const char *now, bool sync)
 {
-	char now[EVK_TS_LEN + 1] = "";
-	if (at)
-		memcpy(now, at, sizeof(now));
-	int64_t off;
-	struct evk_q *q = fields_write(
-		c, in, now, &off,
-		"UPDATE cases SET"
-		" offender_id = CASE WHEN ?6 = 1 THEN ?1 ELSE offender_id END,"
-		" offence_action_date = CASE WHEN ?7 = 1 THEN ?2 ELSE offence_action_date END,"
-		" offence_fine = CASE WHEN ?8 = 1 THEN ?3 ELSE offence_fine END,"
-		" offence_costs = CASE WHEN ?9 = 1 THEN ?4 ELSE offence_costs END,"
-		" offence_result = CASE WHEN ?10 = 1 THEN ?5 ELSE offence_result END,"
-		" updated_at = ?11,"
-		" last_synced_at = CASE WHEN ?12 = 1 THEN ?11 ELSE last_synced_at END"
-		" WHERE id = ?13");
 	bind_fields(c, q, 1, in, off);
 	bind_int(c, q, 6, in->has_offender);
 	bind_int(c, q, 7, in->has_date);
@@ -422,8 +417,35 @@ apply_fields(struct ctx *c, const char *id, const struct input *in, bool sync, c
 	bind_int(c, q, 10, in->has_result);
 	bind_text(c, q, 11, now);
 	bind_int(c, q, 12, sync);
+}
+
+/* Sets the fields the input carries on case id; sync also stamps
+ * last_synced_at. */
+void
+apply_fields(struct ctx *c, const char *id, const struct input *in, bool sync)
+{
+	char now[EVK_TS_LEN + 1];
+	int64_t off;
+	struct evk_q *q = fields_write(c, in, now, &off, UPDATE_SET " WHERE id = ?13");
+	bind_update(c, q, in, off, now, sync);
 	bind_text(c, q, 13, id);
 	step_done(c, q, "cannot update a case");
+}
+
+/* Syncs the case (agency, in->reference), which is there, with the
+ * fields the input carries (offender off), stamped at; sent without
+ * waiting for the answer (evk_q_send: on PostgreSQL it goes with the
+ * next statement that waits). */
+void
+sync_fields(struct ctx *c, int64_t agency, const struct input *in, int64_t off, const char *at)
+{
+	struct evk_q *q =
+		prepare(c, UPDATE_SET " WHERE agency_id = ?13 AND case_reference = ?14");
+	bind_update(c, q, in, off, at, true);
+	bind_int(c, q, 13, agency);
+	bind_text(c, q, 14, in->reference);
+	if (evk_q_send(q) != EVK_OK)
+		db_die(c, "cannot update a case");
 }
 
 /* Inserts a new case of agency a and announces it; v describes it after,
@@ -435,7 +457,6 @@ create_case(struct ctx *c, const struct agency *a, const struct input *in, char 
 	    struct evk_case *v)
 {
 	char *now = c->created; /* outlives this call: v points at it */
-	now[0] = '\0';
 	int64_t off;
 	new_uuid(id);
 	/* The unique (agency, reference) keeps one case whoever inserts. */

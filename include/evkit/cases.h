@@ -64,8 +64,11 @@ int evk_case_write(struct evk_buf *b, const struct evk_case *v);
  * and is returned. v lives until the callback returns. */
 typedef int (*evk_case_fn)(void *arg, const struct evk_case *v);
 
-/* Calls fn on the case id; *found says whether there is one. */
+/* Calls fn on the case id (evk_case_with_ref: of reference ref of agency
+ * agency_id); *found says whether there is one. */
 int evk_case_with(struct evk_db *db, const char *id, evk_case_fn fn, void *arg, bool *found);
+int evk_case_with_ref(struct evk_db *db, int64_t agency_id, const char *ref, evk_case_fn fn,
+		      void *arg, bool *found);
 
 /* The list: cases of an agency code, whose offender's name holds a text,
  * changed since a timestamp (each NULL: any), newest change first or
