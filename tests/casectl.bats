@@ -168,6 +168,23 @@ $stored"
 	[ "$(cc list --limit 1000 --sort updated_at | jq -r .case_reference)" = "$expected" ]
 }
 
+@test "past the offenders a process remembers (16,384) it forgets them and finds them again: one offender per match key" {
+	# 16,450 cases: 16,400 offenders, then 50 cases naming the first 50
+	# again (written differently) after the process forgot them.
+	awk 'BEGIN {
+		for (i = 1; i <= 16400; i++)
+			printf "{\"agency\":\"hse\",\"case_reference\":\"M%d\",\"offender\":{\"name\":\"Firm %d Ltd\",\"postcode\":\"LS1 1AA\"}}\n", i, i
+		for (i = 1; i <= 50; i++)
+			printf "{\"agency\":\"hse\",\"case_reference\":\"M%d\",\"offender\":{\"name\":\"FIRM %d LTD\",\"postcode\":\"ls11aa\"}}\n", 16400 + i, i
+	}' >"$BATS_TEST_TMPDIR/in"
+	run -0 --separate-stderr cc ingest "$BATS_TEST_TMPDIR/in"
+	[ "$stderr" = "casectl: ingested 16450: 16450 created, 0 synced, 0 rejected" ]
+	[ "$(db_sql "$DB" 'SELECT count(*) FROM offenders')" -eq 16400 ]
+	run -0 cc list --limit 100000
+	[ "$(jq -r 'select(.case_reference == "M16401" or .case_reference == "M1") | "\(.offender.id) \(.offender.name)"' <<<"$output" | sort -u)" = "1 Firm 1 Ltd" ]
+	[ "$(jq -r 'select(.case_reference == "M16450") | .offender.name' <<<"$output")" = "Firm 50 Ltd" ]
+}
+
 @test "a viewer's create exits 77, writes nothing and publishes nothing; an unknown actor cannot list" {
 	run -77 --separate-stderr cc --actor vic create '{"agency":"hse","case_reference":"X1"}'
 	[[ $stderr == *"vic"* ]]

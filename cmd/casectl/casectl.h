@@ -50,6 +50,7 @@
 #define BATCH_BYTES (8u << 20)        /* ingest commits past this much to announce */
 #define AGENCY_CACHE 64               /* agencies a process remembers */
 #define OFFENDER_CACHE 16384          /* offenders a process remembers */
+#define OFFENDER_CACHE_BYTES (64u << 20) /* ... and at most this many bytes of them */
 #define INSERT_RUN 64                 /* new cases an ingest inserts in one statement */
 #define INSERT_SHAPES 7               /* ... as pieces of 64, 32, ..., 1 rows */
 
@@ -94,7 +95,7 @@ struct ctx {
 	 * when full. */
 	struct hsearch_data *off_tab; /* NULL until the first */
 	struct known_offender **known;
-	size_t n_known;
+	size_t n_known, known_bytes;
 	/* the statements of an ingest's runs (run.c), each of 64, 32, ..., 1
 	 * rows (NULL until made) */
 	char *run_sql[3][INSERT_SHAPES];

@@ -261,6 +261,7 @@ offenders_forget(struct ctx *c)
 	free(c->known);
 	c->known = NULL;
 	c->n_known = 0;
+	c->known_bytes = 0;
 }
 
 /* The offender of match key c->key when this process met it, into c->off. */
@@ -283,7 +284,9 @@ offender_known(struct ctx *c)
 }
 
 /* Remembers the offender in c->off under match key c->key; past
- * OFFENDER_CACHE offenders the process forgets them all and starts again. */
+ * OFFENDER_CACHE offenders, or OFFENDER_CACHE_BYTES of their names,
+ * postcodes and keys (each up to a field's megabyte), the process forgets
+ * them all and starts again. */
 void
 offender_remember(struct ctx *c)
 {
@@ -291,7 +294,7 @@ offender_remember(struct ctx *c)
 	size_t nk = strlen(c->key.p) + 1, nn = strlen(o->name.p) + 1,
 	       np = o->has_postcode ? strlen(o->postcode.p) + 1 : 0;
 	ENTRY *added;
-	if (c->n_known == OFFENDER_CACHE)
+	if (c->n_known == OFFENDER_CACHE || c->known_bytes + nk + nn + np > OFFENDER_CACHE_BYTES)
 		offenders_forget(c);
 	if (c->off_tab == NULL) {
 		/* calloc: hcreate_r wants the table zeroed */
@@ -308,6 +311,7 @@ offender_remember(struct ctx *c)
 	k->name = memcpy(k->key + nk, o->name.p, nn);
 	k->postcode = np ? memcpy(k->key + nk + nn, o->postcode.p, np) : NULL;
 	c->known[c->n_known++] = k;
+	c->known_bytes += nk + nn + np;
 	if (hsearch_r((ENTRY){ .key = k->key, .data = k }, ENTER, &added, c->off_tab) == 0)
 		evk_die(EVK_EX_FAIL, "out of memory");
 }
