@@ -86,6 +86,17 @@ $stored"
 	[ "$(cc list | jq -r 'select(.case_reference == "O4") | .offender.name')" = "Acme  Widgets, Ltd." ]
 }
 
+@test "casectl create - of cases each naming a new offender prints and announces each its own, as stored" {
+	listen 6
+	run -0 --separate-stderr cc create - < <(cases 3 1)
+	[ "$(jq -r '"\(.offender.name)/\(.offender.postcode)"' <<<"$output" | paste -sd,)" = "Firm 1 Ltd/LS1 1AA,Firm 2 Ltd/LS2 1AA,Firm 3 Ltd/LS0 1AA" ]
+	local printed
+	printed=$(jq -c . <<<"$output")
+	[ "$(jq -r .id <<<"$output" | while read -r id; do cc get "$id" | jq -c .; done)" = "$printed" ]
+	wait "$LISTENER"
+	[ "$(jq -c 'select(.topic == "case:created") | .payload.data' "$BATS_TEST_TMPDIR/events")" = "$printed" ]
+}
+
 @test "casectl create refuses a reference its agency has, alone or among new ones, and announces only what it made" {
 	run -0 cc create '{"agency":"hse","case_reference":"D1","offence_fine":1}'
 	local id

@@ -138,7 +138,7 @@ struct run {
 		size_t agency_code, agency_name, off_key, off_name, off_postcode;
 		char id[37];
 		char now[EVK_TS_LEN + 1];
-		bool created;
+		bool created, off_found; /* inserted; its offender found stored */
 	} c[INSERT_RUN];
 	size_t n;
 	struct evk_buf arena;

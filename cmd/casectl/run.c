@@ -47,11 +47,9 @@ run_add(struct ctx *c, struct run *r, const struct input *in)
 	k->off_key = k->off_name = k->off_postcode = NO_TEXT;
 	if (in->has_offender) {
 		match_key(in->off_name, in->off_postcode, &c->key);
-		if (c->key.p == NULL)
-			evk_die(EVK_EX_FAIL, "out of memory");
 		k->off_key = keep_text(&r->arena, c->key.p);
 	}
-	k->created = false;
+	k->created = k->off_found = false;
 	new_uuid(k->id);
 	now_ts(k->now);
 }
@@ -117,7 +115,8 @@ bind_piece(struct ctx *c, struct evk_q *q, const struct run *r, enum run_stmt s,
 }
 
 /* Runs statement s over the cases r->c[idx[0..rows)]: the cases it
- * inserted are marked created; the offenders it returns are remembered. */
+ * inserted are marked created; the offenders it returns are remembered,
+ * and the cases naming them marked off_found. */
 static void
 run_piece(struct ctx *c, struct run *r, enum run_stmt s, int shape, const size_t *idx, size_t rows)
 {
@@ -128,6 +127,9 @@ run_piece(struct ctx *c, struct run *r, enum run_stmt s, int shape, const size_t
 			offender_from_row(c, q);
 			set_key(c, evk_q_text(q, 3));
 			offender_remember(c);
+			for (size_t i = 0; i < rows; i++)
+				if (strcmp(kept_text(&r->arena, r->c[idx[i]].off_key), c->key.p) == 0)
+					r->c[idx[i]].off_found = true;
 			continue;
 		}
 		const char *id = evk_q_text(q, 0);
@@ -166,11 +168,10 @@ run_offenders(struct ctx *c, struct run *r)
 			want[n++] = i;
 	}
 	run_pieces(c, r, RUN_FIND, want, n);
-	for (size_t j = 0; j < n; j++) {
-		set_key(c, kept_text(&r->arena, r->c[want[j]].off_key));
-		if (!offender_known(c))
+	/* Not by the cache: it may have been emptied as the rows came. */
+	for (size_t j = 0; j < n; j++)
+		if (!r->c[want[j]].off_found)
 			want[m++] = want[j];
-	}
 	run_pieces(c, r, RUN_OFFENDERS, want, m);
 	for (size_t i = 0; i < r->n; i++) {
 		struct run_case *k = &r->c[i];

@@ -141,27 +141,30 @@ parse_input(const cJSON *o, struct input *in, bool partial, char *why, size_t wl
 }
 
 /* Offenders are one row per normalised name + postcode: case, spacing
- * and punctuation of the name, and spacing of the postcode, do not count. */
+ * and punctuation of the name, and spacing of the postcode, do not count.
+ * Out of memory ends casectl (a key cut short could match another). */
 void
 match_key(const char *name, const char *postcode, struct evk_buf *out)
 {
 	bool space = false;
+	int rv = EVK_OK;
 	evk_buf_reset(out);
 	for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
 		if (isalnum(*p) || *p >= 0x80) {
 			if (space && out->len)
-				evk_buf_addch(out, ' ');
+				rv |= evk_buf_addch(out, ' ');
 			space = false;
-			evk_buf_addch(out, (char)tolower(*p));
+			rv |= evk_buf_addch(out, (char)tolower(*p));
 		} else if (isspace(*p)) {
 			space = true;
 		}
 	}
-	evk_buf_addch(out, '|');
+	rv |= evk_buf_addch(out, '|');
 	for (const unsigned char *p = (const unsigned char *)(postcode ? postcode : ""); *p; p++)
 		if (!isspace(*p))
-			evk_buf_addch(out, (char)toupper(*p));
-	evk_buf_addch(out, '\0');
+			rv |= evk_buf_addch(out, (char)toupper(*p));
+	if ((rv | evk_buf_addch(out, '\0')) != EVK_OK)
+		evk_die(EVK_EX_FAIL, "out of memory");
 }
 
 /* The agency with this code, created when new. Agencies are few and never
@@ -220,8 +223,14 @@ offender_find(struct ctx *c)
 	struct evk_q *q = prepare(c, "SELECT id, name, postcode FROM offenders WHERE match_key = ?");
 	bind_text(c, q, 1, c->key.p);
 	bool found = step_row(c, q, "cannot read an offender");
-	if (found)
+	if (found) {
 		offender_from_row(c, q);
+	} else {
+		/* offender_get fills in the one it adds */
+		evk_buf_reset(&c->off.name);
+		evk_buf_reset(&c->off.postcode);
+		c->off.has_postcode = false;
+	}
 	done(q);
 	return found;
 }
@@ -325,8 +334,6 @@ offender_get(struct ctx *c, const struct input *in)
 {
 	struct offender *o = &c->off;
 	match_key(in->off_name, in->off_postcode, &c->key);
-	if (c->key.p == NULL)
-		evk_die(EVK_EX_FAIL, "out of memory");
 	if (offender_known(c))
 		return o->id;
 	if (offender_find(c)) {
