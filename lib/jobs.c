@@ -9,6 +9,8 @@
 #include "evkit/outbox.h"
 #include "evkit/topic.h"
 
+#include "proc_id.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -65,6 +67,12 @@ static const struct evk_migration migrations[] = {
 	{ "CREATE INDEX IF NOT EXISTS jobs_due ON jobs (queue, priority, scheduled_at, id)"
 	  " WHERE state IN ('available','scheduled','retryable');"
 	  "CREATE INDEX IF NOT EXISTS jobs_running ON jobs (worker_host) WHERE state = 'executing';",
+	  NULL },
+	/* 5: which processes the worker and its step were (lib/proc_id.h),
+	 * so that a pid used again, by this boot or after a reboot, is not
+	 * taken for them. */
+	{ "ALTER TABLE jobs ADD COLUMN worker_start TEXT;"
+	  "ALTER TABLE jobs ADD COLUMN child_start TEXT;",
 	  NULL },
 };
 
@@ -277,15 +285,18 @@ job_from_claim(struct evk_q *st, void *out)
 	return EVK_OK;
 }
 
-/* Binds the worker taking a job to parameters 1 to 3 of a claim: host,
- * pid and now (written into ts, which must last until the step). */
+/* Binds the worker taking a job to parameters 1 to 3 and 6 of a claim:
+ * host, pid, now and which process pid is (written into ts and id, which
+ * must last until the step; NULL when it cannot be read). */
 static void
-bind_claimant(struct evk_q *st, const char *host, pid_t pid, char ts[EVK_TS_LEN + 1])
+bind_claimant(struct evk_q *st, const char *host, pid_t pid, char ts[EVK_TS_LEN + 1],
+	      char id[EVK_PROC_ID_LEN])
 {
 	evk_ts_now(ts);
 	evk_q_bind_text(st, 1, host);
 	evk_q_bind_int64(st, 2, pid);
 	evk_q_bind_text(st, 3, ts);
+	evk_q_bind_text(st, 6, evk_proc_id(pid, id) ? id : NULL);
 }
 
 /* PostgreSQL: one statement takes the next due job no other worker is
@@ -300,14 +311,14 @@ static int
 claim_pg(struct evk_db *db, const char *queue, const char *host, pid_t pid,
 	 struct evk_job *job)
 {
-	char ts[EVK_TS_LEN + 1];
+	char ts[EVK_TS_LEN + 1], id[EVK_PROC_ID_LEN];
 	struct evk_q *st = evk_db_q(
 		db, "WITH due AS MATERIALIZED (SELECT id FROM jobs WHERE queue = ?4 AND state IN"
 		    " ('available','scheduled','retryable') AND scheduled_at <= ?5"
 		    " ORDER BY priority, scheduled_at, id LIMIT 1 FOR UPDATE SKIP LOCKED),"
 		    " locked AS MATERIALIZED (SELECT id, pg_try_advisory_lock(id) AS got FROM due),"
 		    " claimed AS (UPDATE jobs SET state = 'executing', attempt = attempt + 1,"
-		    " worker_host = ?1, worker_pid = ?2, attempted_at = ?3"
+		    " worker_host = ?1, worker_pid = ?2, attempted_at = ?3, worker_start = ?6"
 		    " FROM locked WHERE jobs.id = locked.id AND locked.got"
 		    " RETURNING jobs.id, steps, workflow_id, resource_id, attempt - 1 AS attempt,"
 		    " max_attempts, backoff, timeout, stdin)"
@@ -316,7 +327,7 @@ claim_pg(struct evk_db *db, const char *queue, const char *host, pid_t pid,
 		    " FROM locked l LEFT JOIN claimed c ON c.id = l.id");
 	if (st == NULL)
 		return EVK_EIO;
-	bind_claimant(st, host, pid, ts);
+	bind_claimant(st, host, pid, ts, id);
 	evk_q_bind_text(st, 4, queue);
 	evk_q_bind_int64(st, 5, evk_wall_ms());
 	int rc = evk_q_step(st), rv;
@@ -354,14 +365,15 @@ evk_jobs_claim(struct evk_db *db, const char *queue, const char *host, pid_t pid
 	int rv = one_row(st, EVK_ETIMEDOUT, job_from_claim, job);
 	if (rv != EVK_OK)
 		return rv;
-	char ts[EVK_TS_LEN + 1];
+	char ts[EVK_TS_LEN + 1], id[EVK_PROC_ID_LEN];
 	st = evk_db_q(db, "UPDATE jobs SET state = 'executing', attempt = attempt + 1,"
-			  " worker_host = ?, worker_pid = ?, attempted_at = ? WHERE id = ?");
+			  " worker_host = ?1, worker_pid = ?2, attempted_at = ?3,"
+			  " worker_start = ?6 WHERE id = ?4");
 	if (st == NULL) {
 		evk_job_release(job);
 		return EVK_EIO;
 	}
-	bind_claimant(st, host, pid, ts);
+	bind_claimant(st, host, pid, ts, id);
 	evk_q_bind_int64(st, 4, job->id);
 	if ((rv = done(st)) != EVK_OK)
 		evk_job_release(job);
@@ -431,8 +443,8 @@ held_array(const struct evk_db *db, char held[HELD_MAX])
  * inner scan): the rows it returns are dead workers' jobs, now locked by
  * this session. */
 static const char RESCUE_PG[] =
-	"SELECT id, child_pid, worker_host FROM"
-	" (SELECT id, child_pid, worker_host FROM jobs"
+	"SELECT id, child_pid, worker_host, child_start FROM"
+	" (SELECT id, child_pid, worker_host, child_start FROM jobs"
 	" WHERE state = 'executing' AND NOT (id = ANY (?::bigint[]))"
 	" ORDER BY id LIMIT 64) running WHERE pg_try_advisory_lock(id)";
 
@@ -452,7 +464,10 @@ rescue_pg(struct evk_db *db, const char *host,
 	int rc;
 	while (n < 64 && (rc = evk_q_step(st)) == EVK_ROW) {
 		const char *h = evk_q_text(st, 2);
-		kids[n] = h && strcmp(h, host) == 0 ? (pid_t)evk_q_int64(st, 1) : 0;
+		pid_t kid = (pid_t)evk_q_int64(st, 1);
+		kids[n] = h && strcmp(h, host) == 0 && evk_proc_group_ours(kid, evk_q_text(st, 3))
+				  ? kid
+				  : 0;
 		ids[n++] = evk_q_int64(st, 0);
 	}
 	evk_q_reset(st);
@@ -494,15 +509,19 @@ evk_jobs_cancelled(struct evk_db *db, int64_t ids[], int max, int *n)
 }
 
 /* Jobs left executing by a worker of this host that is gone run again:
- * decided by the worker's liveness, never by elapsed time. */
+ * decided by the worker's liveness, never by elapsed time. A live process
+ * with the worker's pid is the worker only if it started when the worker
+ * did, in this boot (a pid is used again, and from the start after a
+ * reboot); the step's process group is killed only while it can still be
+ * the step's (evk_proc_group_ours). */
 int
 evk_jobs_rescue(struct evk_db *db, const char *host, pid_t self,
 		void (*rescued)(int64_t id, pid_t child, void *arg), void *arg)
 {
 	if (is_pg(db))
 		return rescue_pg(db, host, rescued, arg);
-	struct evk_q *st = evk_db_q(db, "SELECT id, worker_pid, child_pid FROM jobs"
-					" WHERE state = 'executing' AND worker_host = ?");
+	struct evk_q *st = evk_db_q(db, "SELECT id, worker_pid, child_pid, worker_start, child_start"
+					" FROM jobs WHERE state = 'executing' AND worker_host = ?");
 	if (st == NULL)
 		return EVK_EIO;
 	evk_q_bind_text(st, 1, host);
@@ -510,9 +529,9 @@ evk_jobs_rescue(struct evk_db *db, const char *host, pid_t self,
 	pid_t kids[64];
 	int n = 0;
 	while (n < 64 && evk_q_step(st) == EVK_ROW) {
-		pid_t w = (pid_t)evk_q_int64(st, 1);
-		if (w != self && !alive(w)) {
-			kids[n] = (pid_t)evk_q_int64(st, 2);
+		pid_t w = (pid_t)evk_q_int64(st, 1), kid = (pid_t)evk_q_int64(st, 2);
+		if (w != self && (!alive(w) || !evk_proc_same(w, evk_q_text(st, 3)))) {
+			kids[n] = evk_proc_group_ours(kid, evk_q_text(st, 4)) ? kid : 0;
 			ids[n++] = evk_q_int64(st, 0);
 		}
 	}
@@ -529,11 +548,15 @@ evk_jobs_rescue(struct evk_db *db, const char *host, pid_t self,
 int
 evk_jobs_set_child(struct evk_db *db, int64_t id, pid_t child)
 {
-	struct evk_q *st = evk_db_q(db, "UPDATE jobs SET child_pid = ? WHERE id = ?");
+	char which[EVK_PROC_ID_LEN];
+	struct evk_q *st =
+		evk_db_q(db, "UPDATE jobs SET child_pid = ?, child_start = ? WHERE id = ?");
 	if (st == NULL)
 		return EVK_EIO;
 	evk_q_bind_int64(st, 1, child);
-	evk_q_bind_int64(st, 2, id);
+	evk_q_bind_text(st, 2, evk_proc_id(child, which) ? which : NULL);
+	evk_q_bind_int64(st, 3, id);
+	/* evk_q_send copies the values as it sends. */
 	return evk_q_send(st) == EVK_OK ? EVK_OK : EVK_EIO;
 }
 
@@ -585,8 +608,9 @@ evk_jobs_cancel_retry(struct evk_db *db, int64_t id, bool cancel, const char *ho
 		      char state[16], pid_t *child)
 {
 	struct evk_q *st = evk_db_q(
-		db, is_pg(db) ? "SELECT state, child_pid, worker_host FROM jobs WHERE id = ? FOR UPDATE"
-			      : "SELECT state, child_pid, worker_host FROM jobs WHERE id = ?");
+		db, is_pg(db) ? "SELECT state, child_pid, worker_host, child_start FROM jobs"
+				" WHERE id = ? FOR UPDATE"
+			      : "SELECT state, child_pid, worker_host, child_start FROM jobs WHERE id = ?");
 	state[0] = '\0';
 	*child = 0;
 	if (st == NULL)
@@ -600,7 +624,7 @@ evk_jobs_cancel_retry(struct evk_db *db, int64_t id, bool cancel, const char *ho
 	snprintf(state, 16, "%s", evk_q_text(st, 0));
 	pid_t kid = (pid_t)evk_q_int64(st, 1);
 	const char *h = evk_q_text(st, 2);
-	bool here = h && strcmp(h, host) == 0;
+	bool here = h && strcmp(h, host) == 0 && evk_proc_group_ours(kid, evk_q_text(st, 3));
 	evk_q_reset(st);
 	if (cancel ? is_final(state) : strcmp(state, "executing") == 0)
 		return EVK_EINVAL;

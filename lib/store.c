@@ -150,11 +150,11 @@ evk_store_migrate(sqlite3 *db, const char *const *migrations, int n)
 			return EVK_OK;
 		}
 		snprintf(bump, sizeof(bump), "PRAGMA user_version=%d", version + 1);
+		/* A failure leaves its transaction open: a ROLLBACK here would
+		 * replace the reason sqlite3_errmsg gives with "not an error". */
 		if (evk_store_exec(db, migrations[version]) != EVK_OK ||
-		    evk_store_exec(db, bump) != EVK_OK) {
-			evk_store_exec(db, "ROLLBACK");
+		    evk_store_exec(db, bump) != EVK_OK)
 			return EVK_EIO;
-		}
 		if (evk_store_exec(db, "COMMIT") != EVK_OK)
 			return EVK_EIO;
 	}

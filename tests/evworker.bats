@@ -86,22 +86,50 @@ workflow:wf1 workflow_completed "
 	[ "$(ew list --state completed | wc -l)" -eq 200 ]
 }
 
-@test "a job whose worker was killed -9 is rescued and completes on the next run, never twice at once" {
-	local s=30.$$$RANDOM
-	ew enqueue -- sh -c 'echo run >>"$0.log"; [ -e "$0" ] && exit 0; touch "$0"; sleep "$1"' "$T/once" "$s" >/dev/null
+# worker_killed_mid_job SECONDS [exec] — job 1 appends "run" to
+# $T/once.log each time it runs; its first run sleeps SECONDS (a child of
+# the step's shell, left in its process group when the shell dies with the
+# worker; with exec, the step itself), and its worker is killed -9 then.
+# PostgreSQL: waits until the dead worker's session (and its lock) ended,
+# once the server saw the connection close.
+worker_killed_mid_job() {
+	ew enqueue -- sh -c 'echo run >>"$0.log"; [ -e "$0" ] && exit 0; touch "$0"; $2 sleep "$1"' \
+		"$T/once" "$1" "${2:-}" >/dev/null
 	evworker --db "$DB" run 2>/dev/null &
 	local w=$!
 	wait_file "$T/once"
 	kill -9 "$w"
 	wait "$w" || true
-	# PostgreSQL: the dead worker's session (and its lock) ends once the
-	# server sees the connection close.
 	! on_pg || wait_for pg_no_sessions "$DB"
+}
+
+@test "a job whose worker was killed -9 is rescued and completes on the next run, never twice at once" {
+	local s=30.$$$RANDOM
+	worker_killed_mid_job "$s"
 	run -0 ew run --drain
 	[ "$(ew show 1 | jq -r .state)" = completed ]
 	[ "$(wc -l <"$T/once.log")" -eq 2 ]
 	run pgrep -f "sleep $s"
 	assert_failure
+}
+
+# leads_group PID — PID runs and leads its own process group.
+leads_group() { [ "$(ps -o pgid= -p "$1" | tr -d ' ')" = "$1" ]; }
+
+@test "pids used again (a later process, a reboot): the dead worker's job is rescued though a process has its pid, and the group that now has its step's pid is not killed" {
+	worker_killed_mid_job 1000 exec
+	# A stranger leading its own process group has the pids the dead
+	# worker and its step had (the rescue on PostgreSQL goes by the
+	# worker's lock, not its pid; the step's group counts on both).
+	setsid sleep 1000 &
+	local stranger=$!
+	BG_PIDS+=("$stranger")
+	wait_for leads_group "$stranger"
+	db_sql "$DB" "UPDATE jobs SET worker_pid = $stranger, child_pid = $stranger WHERE id = 1"
+	run -0 ew run --drain
+	[ "$(ew show 1 | jq -r .state)" = completed ]
+	[ "$(wc -l <"$T/once.log")" -eq 2 ]
+	! gone "$stranger"
 }
 
 @test "a step dies with its worker: kill -9 the worker and the step's process is gone too" {
@@ -343,6 +371,17 @@ workflow:wf1 workflow_completed "
 	[ "$(stat -c %a "$DB-shm")" = 600 ]
 }
 
+@test "a schema change that fails says why, and leaves the queue as it was" {
+	sqlite_only "SQLite's user_version"
+	ew enqueue -- true >/dev/null
+	# The columns of schema 5 are there already: its change cannot apply.
+	sqlite3 "$DB" 'PRAGMA user_version = 4'
+	run -69 --separate-stderr ew list
+	[[ $stderr == *"cannot set up the database: duplicate column name: worker_start"* ]]
+	[ "$(sqlite3 "$DB" 'PRAGMA user_version')" -eq 4 ]
+	[ "$(sqlite3 "$DB" 'SELECT count(*) FROM jobs')" -eq 1 ]
+}
+
 @test "events an earlier evworker left in its outbox go out once, in order, after the upgrade" {
 	sqlite_only "SQLite's schema before version 3"
 	ew enqueue -- true >/dev/null
@@ -355,10 +394,12 @@ workflow:wf1 workflow_completed "
 		  ('{"ts":"2026-01-02T03:04:05.000006Z","topic":"old:one","event":"e","payload":{"n":1}}'),
 		  ('{"ts":"2026-01-02T03:04:06.000006Z","topic":"old:two","event":"e","payload":{"n":2}}');
 		DELETE FROM jobs;
+		ALTER TABLE jobs DROP COLUMN worker_start;
+		ALTER TABLE jobs DROP COLUMN child_start;
 		PRAGMA user_version = 2;
 	SQL
 	run -0 ew run --drain
-	[ "$(sqlite3 "$DB" 'PRAGMA user_version')" -eq 4 ]
+	[ "$(sqlite3 "$DB" 'PRAGMA user_version')" -eq 5 ]
 	[ "$(sqlite3 "$DB" 'SELECT count(*) FROM notes')" -eq 0 ]
 	[ "$(hub_status_field head_seq)" -eq 2 ]
 	run -0 evsub --since 0 -n 2 -W 10 'old:*'

@@ -67,8 +67,10 @@ void evk_job_release(struct evk_job *job);
 /* Calls rescued(id, child, arg) for each job left executing by a worker
  * that is no longer alive, after making it available again; the caller
  * holds a write transaction. At most 64 per call. Never by elapsed time:
- * SQLite: jobs of host whose worker process is gone (child is its step's
- * process group). PostgreSQL: jobs of any host whose advisory lock can be
+ * SQLite: jobs of host whose worker process is gone: no process has its
+ * pid, or the one that has started at another time or in another boot
+ * (child is its step's process group, 0 when that group can no longer be
+ * the step's). PostgreSQL: jobs of any host whose advisory lock can be
  * taken, i.e. whose worker's connection has ended (child is 0 unless the
  * worker was on host). */
 int evk_jobs_rescue(struct evk_db *db, const char *host, pid_t self,

@@ -56,7 +56,9 @@ int evk_seqfile_write(const char *path, uint64_t value, const char *tag);
 int evk_store_exec(sqlite3 *db, const char *sql);
 
 /* Applies migrations: migrations[i] brings the schema from version i to
- * i+1 (PRAGMA user_version), each in its own transaction. */
+ * i+1 (PRAGMA user_version), each in its own transaction. When one fails,
+ * its transaction is left open, so that sqlite3_errmsg says why: the
+ * caller closes the database (which rolls it back) or rolls it back. */
 int evk_store_migrate(sqlite3 *db, const char *const *migrations, int n);
 
 /* The default database path $XDG_STATE_HOME/evkit/name, else
