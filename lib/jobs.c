@@ -296,7 +296,13 @@ bind_claimant(struct evk_q *st, const char *host, pid_t pid, char ts[EVK_TS_LEN 
 	evk_q_bind_text(st, 1, host);
 	evk_q_bind_int64(st, 2, pid);
 	evk_q_bind_text(st, 3, ts);
-	evk_q_bind_text(st, 6, evk_proc_id(pid, id) ? id : NULL);
+	/* A worker claims as itself: read once. */
+	static _Thread_local pid_t known;
+	static _Thread_local char known_id[EVK_PROC_ID_LEN];
+	if (pid != known && evk_proc_id(pid, known_id))
+		known = pid;
+	memcpy(id, known_id, EVK_PROC_ID_LEN);
+	evk_q_bind_text(st, 6, pid == known ? id : NULL);
 }
 
 /* PostgreSQL: one statement takes the next due job no other worker is
