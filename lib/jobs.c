@@ -70,7 +70,10 @@ static const struct evk_migration migrations[] = {
 	  NULL },
 	/* 5: which processes the worker and its step were (lib/proc_id.h),
 	 * so that a pid used again, by this boot or after a reboot, is not
-	 * taken for them. */
+	 * taken for them. Set by the claim and the step's launch, emptied
+	 * whenever a job stops executing: an evworker that does not know
+	 * them (an older one on the same queue) leaves them empty, and its
+	 * jobs are judged by pid alone, never by another run's record. */
 	{ "ALTER TABLE jobs ADD COLUMN worker_start TEXT;"
 	  "ALTER TABLE jobs ADD COLUMN child_start TEXT;",
 	  NULL },
@@ -324,7 +327,8 @@ claim_pg(struct evk_db *db, const char *queue, const char *host, pid_t pid,
 		    " ORDER BY priority, scheduled_at, id LIMIT 1 FOR UPDATE SKIP LOCKED),"
 		    " locked AS MATERIALIZED (SELECT id, pg_try_advisory_lock(id) AS got FROM due),"
 		    " claimed AS (UPDATE jobs SET state = 'executing', attempt = attempt + 1,"
-		    " worker_host = ?1, worker_pid = ?2, attempted_at = ?3, worker_start = ?6"
+		    " worker_host = ?1, worker_pid = ?2, attempted_at = ?3, worker_start = ?6,"
+		    " child_start = NULL"
 		    " FROM locked WHERE jobs.id = locked.id AND locked.got"
 		    " RETURNING jobs.id, steps, workflow_id, resource_id, attempt - 1 AS attempt,"
 		    " max_attempts, backoff, timeout, stdin)"
@@ -374,7 +378,7 @@ evk_jobs_claim(struct evk_db *db, const char *queue, const char *host, pid_t pid
 	char ts[EVK_TS_LEN + 1], id[EVK_PROC_ID_LEN];
 	st = evk_db_q(db, "UPDATE jobs SET state = 'executing', attempt = attempt + 1,"
 			  " worker_host = ?1, worker_pid = ?2, attempted_at = ?3,"
-			  " worker_start = ?6 WHERE id = ?4");
+			  " worker_start = ?6, child_start = NULL WHERE id = ?4");
 	if (st == NULL) {
 		evk_job_release(job);
 		return EVK_EIO;
@@ -408,7 +412,8 @@ leave_executing(struct evk_db *db, int64_t id, const char *state, const char *wh
 		bool *changed)
 {
 	struct evk_q *st = evk_db_q(db, "UPDATE jobs SET state = ?, scheduled_at = ?,"
-					" last_error = ?, child_pid = NULL"
+					" last_error = ?, child_pid = NULL, worker_start = NULL,"
+					" child_start = NULL"
 					" WHERE id = ? AND state = 'executing'");
 	if (st == NULL)
 		return EVK_EIO;
@@ -574,6 +579,7 @@ evk_jobs_end(struct evk_db *db, int64_t id, const struct evk_job_end *e)
 	struct evk_q *st = evk_db_q(
 		db, "UPDATE jobs SET state = ?, scheduled_at = ?, last_error = ?, output = ?,"
 		    " completed_at = CASE WHEN ? = 1 THEN ? END, child_pid = NULL,"
+		    " worker_start = NULL, child_start = NULL,"
 		    " attempt = attempt - ? WHERE id = ? AND state = 'executing'");
 	if (st == NULL)
 		return EVK_EIO;
@@ -636,6 +642,7 @@ evk_jobs_cancel_retry(struct evk_db *db, int64_t id, bool cancel, const char *ho
 		return EVK_EINVAL;
 	if (cancel) {
 		st = evk_db_q(db, "UPDATE jobs SET state = 'cancelled', child_pid = NULL,"
+				  " worker_start = NULL, child_start = NULL,"
 				  " last_error = 'cancelled' WHERE id = ?");
 		if (st)
 			evk_q_bind_int64(st, 1, id);

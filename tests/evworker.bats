@@ -98,10 +98,16 @@ worker_killed_mid_job() {
 	evworker --db "$DB" run 2>/dev/null &
 	local w=$!
 	wait_file "$T/once"
+	# The step's pid is committed just after its start (on PostgreSQL
+	# without waiting for the answer): the kill comes after it.
+	wait_for job_has_child 1
 	kill -9 "$w"
 	wait "$w" || true
 	! on_pg || wait_for pg_no_sessions "$DB"
 }
+
+# job_has_child ID — the queue holds job ID's step pid.
+job_has_child() { [ "$(db_sql "$DB" "SELECT count(*) FROM jobs WHERE id = $1 AND child_pid IS NOT NULL")" = 1 ]; }
 
 @test "a job whose worker was killed -9 is rescued and completes on the next run, never twice at once" {
 	local s=30.$$$RANDOM
@@ -116,8 +122,18 @@ worker_killed_mid_job() {
 # leads_group PID — PID runs and leads its own process group.
 leads_group() { [ "$(ps -o pgid= -p "$1" | tr -d ' ')" = "$1" ]; }
 
+# past_tick TICKS — the clock is past TICKS, clock ticks after boot (the
+# unit of a process's start time, /proc/PID/stat field 22).
+past_tick() { awk -v t="$1" -v hz="$(getconf CLK_TCK)" '{ exit !($1 * hz > t + 1) }' /proc/uptime; }
+
 @test "pids used again (a later process, a reboot): the dead worker's job is rescued though a process has its pid, and the group that now has its step's pid is not killed" {
 	worker_killed_mid_job 1000 exec
+	# Processes started in one clock tick look alike (see lib/proc_id.h):
+	# the stranger below starts in a later tick than the step and worker.
+	local started
+	started=$(db_sql "$DB" "SELECT child_start FROM jobs WHERE id = 1")
+	[[ $started == */* ]]
+	wait_for past_tick "${started#*/}"
 	# A stranger leading its own process group has the pids the dead
 	# worker and its step had (the rescue on PostgreSQL goes by the
 	# worker's lock, not its pid; the step's group counts on both).
@@ -130,6 +146,22 @@ leads_group() { [ "$(ps -o pgid= -p "$1" | tr -d ' ')" = "$1" ]; }
 	[ "$(ew show 1 | jq -r .state)" = completed ]
 	[ "$(wc -l <"$T/once.log")" -eq 2 ]
 	! gone "$stranger"
+}
+
+@test "a job an older evworker claims after this one ran it is judged by pid alone: never rescued from its live worker" {
+	sqlite_only "the rescue by pid (PostgreSQL goes by the worker's lock)"
+	ew enqueue -- sh -c '[ -e "$0" ] && exit 0; touch "$0"; exit 1' "$T/first" >/dev/null
+	run -1 ew run --drain # its job failed
+	[ "$(ew show 1 | jq -r .state)" = retryable ]
+	# An older evworker, which does not record which process it is, claims
+	# the job: only its state, worker and attempt change.
+	sleep 1000 &
+	local old=$!
+	BG_PIDS+=("$old")
+	db_sql "$DB" "UPDATE jobs SET state = 'executing', worker_pid = $old, attempt = attempt + 1 WHERE id = 1"
+	run -0 --separate-stderr ew run --drain
+	[ "$(ew show 1 | jq -r .state)" = executing ]
+	[[ $stderr != *rescued* ]]
 }
 
 @test "a step dies with its worker: kill -9 the worker and the step's process is gone too" {
