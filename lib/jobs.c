@@ -289,23 +289,22 @@ job_from_claim(struct evk_q *st, void *out)
 }
 
 /* Binds the worker taking a job to parameters 1 to 3 and 6 of a claim:
- * host, pid, now and which process pid is (written into ts and id, which
- * must last until the step; NULL when it cannot be read). */
+ * host, pid, now (written into ts, which must last until the step) and
+ * which process pid is (NULL when it cannot be read). */
 static void
-bind_claimant(struct evk_q *st, const char *host, pid_t pid, char ts[EVK_TS_LEN + 1],
-	      char id[EVK_PROC_ID_LEN])
+bind_claimant(struct evk_q *st, const char *host, pid_t pid, char ts[EVK_TS_LEN + 1])
 {
-	evk_ts_now(ts);
-	evk_q_bind_text(st, 1, host);
-	evk_q_bind_int64(st, 2, pid);
-	evk_q_bind_text(st, 3, ts);
-	/* A worker claims as itself: read once. */
+	/* A worker claims as itself: its identity is read once, and kept
+	 * here until the next claim's step. */
 	static _Thread_local pid_t known;
 	static _Thread_local char known_id[EVK_PROC_ID_LEN];
 	if (pid != known && evk_proc_id(pid, known_id))
 		known = pid;
-	memcpy(id, known_id, EVK_PROC_ID_LEN);
-	evk_q_bind_text(st, 6, pid == known ? id : NULL);
+	evk_ts_now(ts);
+	evk_q_bind_text(st, 1, host);
+	evk_q_bind_int64(st, 2, pid);
+	evk_q_bind_text(st, 3, ts);
+	evk_q_bind_text(st, 6, pid == known ? known_id : NULL);
 }
 
 /* PostgreSQL: one statement takes the next due job no other worker is
@@ -320,7 +319,7 @@ static int
 claim_pg(struct evk_db *db, const char *queue, const char *host, pid_t pid,
 	 struct evk_job *job)
 {
-	char ts[EVK_TS_LEN + 1], id[EVK_PROC_ID_LEN];
+	char ts[EVK_TS_LEN + 1];
 	struct evk_q *st = evk_db_q(
 		db, "WITH due AS MATERIALIZED (SELECT id FROM jobs WHERE queue = ?4 AND state IN"
 		    " ('available','scheduled','retryable') AND scheduled_at <= ?5"
@@ -337,7 +336,7 @@ claim_pg(struct evk_db *db, const char *queue, const char *host, pid_t pid,
 		    " FROM locked l LEFT JOIN claimed c ON c.id = l.id");
 	if (st == NULL)
 		return EVK_EIO;
-	bind_claimant(st, host, pid, ts, id);
+	bind_claimant(st, host, pid, ts);
 	evk_q_bind_text(st, 4, queue);
 	evk_q_bind_int64(st, 5, evk_wall_ms());
 	int rc = evk_q_step(st), rv;
@@ -375,7 +374,7 @@ evk_jobs_claim(struct evk_db *db, const char *queue, const char *host, pid_t pid
 	int rv = one_row(st, EVK_ETIMEDOUT, job_from_claim, job);
 	if (rv != EVK_OK)
 		return rv;
-	char ts[EVK_TS_LEN + 1], id[EVK_PROC_ID_LEN];
+	char ts[EVK_TS_LEN + 1];
 	st = evk_db_q(db, "UPDATE jobs SET state = 'executing', attempt = attempt + 1,"
 			  " worker_host = ?1, worker_pid = ?2, attempted_at = ?3,"
 			  " worker_start = ?6, child_start = NULL WHERE id = ?4");
@@ -383,7 +382,7 @@ evk_jobs_claim(struct evk_db *db, const char *queue, const char *host, pid_t pid
 		evk_job_release(job);
 		return EVK_EIO;
 	}
-	bind_claimant(st, host, pid, ts, id);
+	bind_claimant(st, host, pid, ts);
 	evk_q_bind_int64(st, 4, job->id);
 	if ((rv = done(st)) != EVK_OK)
 		evk_job_release(job);

@@ -3,32 +3,15 @@
  * 22nd field of /proc/PID/stat. */
 #include "proc_id.h"
 
+#include "evkit/err.h"
+#include "evkit/opts.h"
+
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-/* Reads up to n - 1 bytes of file path into buf, NUL-terminated; its
- * length, or -1. */
-static ssize_t
-read_small(const char *path, char *buf, size_t n)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	ssize_t got;
-	do
-		got = read(fd, buf, n - 1);
-	while (got < 0 && errno == EINTR);
-	close(fd);
-	if (got < 0)
-		return -1;
-	buf[got] = '\0';
-	return got;
-}
 
 /* This boot's id (36 characters), read once. */
 static const char *
@@ -36,11 +19,15 @@ boot_id(void)
 {
 	static _Thread_local char id[40];
 	if (id[0] == '\0') {
-		char buf[64];
-		if (read_small("/proc/sys/kernel/random/boot_id", buf, sizeof(buf)) < 36)
+		char *text;
+		size_t len;
+		if (evk_file_read("/proc/sys/kernel/random/boot_id", 64, &text, &len) != EVK_OK)
 			return NULL;
-		memcpy(id, buf, 36);
-		id[36] = '\0';
+		if (len >= 36)
+			memcpy(id, text, 36);
+		free(text);
+		if (len < 36)
+			return NULL;
 	}
 	return id;
 }
@@ -50,26 +37,23 @@ evk_proc_id(pid_t pid, char out[EVK_PROC_ID_LEN])
 {
 	/* The command name (field 2, in parentheses) may hold anything: the
 	 * fields are counted after its last ')'. A stat line is short. */
-	char path[40], stat[1024];
+	char path[40], *stat, *end;
+	size_t len;
 	const char *boot = boot_id();
 	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
-	if (boot == NULL || pid <= 0 || read_small(path, stat, sizeof(stat)) <= 0)
+	if (boot == NULL || pid <= 0 || evk_file_read(path, 4096, &stat, &len) != EVK_OK)
 		return false;
 	const char *p = strrchr(stat, ')');
-	if (p == NULL)
-		return false;
 	/* After ')': field 3 (state) ... field 22 (starttime). */
 	for (int field = 2; field < 22 && p; field++)
 		p = strchr(p + 1, ' ');
-	if (p == NULL)
-		return false;
-	char *end;
 	errno = 0;
-	unsigned long long start = strtoull(p + 1, &end, 10);
-	if (errno || end == p + 1)
-		return false;
-	snprintf(out, EVK_PROC_ID_LEN, "%s/%llu", boot, start);
-	return true;
+	unsigned long long start = p ? strtoull(p + 1, &end, 10) : 0;
+	bool ok = p && errno == 0 && end != p + 1;
+	free(stat);
+	if (ok)
+		snprintf(out, EVK_PROC_ID_LEN, "%s/%llu", boot, start);
+	return ok;
 }
 
 bool

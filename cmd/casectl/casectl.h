@@ -127,7 +127,7 @@ kept_text(const struct evk_buf *arena, size_t at)
 	return at == NO_TEXT ? NULL : arena->p + at;
 }
 
-/* The cases of an ingest waiting to be inserted together (write.c's
+/* The cases of an ingest waiting to be inserted together (run.c's
  * run_add, run_flush): what the insert binds and what their notifications
  * say. Their agency and offender texts are kept in the run's arena; the
  * input's own texts must stay until the flush. */
@@ -194,6 +194,7 @@ void find_case(struct ctx *c, int64_t agency, const char *ref, char id[37]);
 void apply_fields(struct ctx *c, const char *id, const struct input *in, bool sync);
 void sync_fields(struct ctx *c, int64_t agency, const struct input *in, int64_t off, const char *at);
 bool create_case(struct ctx *c, const struct agency *a, const struct input *in, char id[37], struct evk_case *v);
+void case_from_input(struct evk_case *v, const struct input *in, const char *now);
 /* Offenders: match_key makes the key of a name and postcode into out;
  * offender_known and offender_remember look c->key up in, and add c->off
  * to, the offenders this process met; offender_from_row reads a row (id,

@@ -122,7 +122,12 @@ run_piece(struct ctx *c, struct run *r, enum run_stmt s, int shape, const size_t
 {
 	struct evk_q *q = prepare(c, run_sql(c, s, shape, rows));
 	bind_piece(c, q, r, s, idx, rows);
-	while (step_row(c, q, s == RUN_CASES ? "cannot insert a case" : "cannot add an offender")) {
+	static const char *const what[3] = {
+		[RUN_CASES] = "cannot insert a case",
+		[RUN_FIND] = "cannot read an offender",
+		[RUN_OFFENDERS] = "cannot add an offender",
+	};
+	while (step_row(c, q, what[s])) {
 		if (s != RUN_CASES) {
 			offender_from_row(c, q);
 			set_key(c, evk_q_text(q, 3));
@@ -163,8 +168,10 @@ run_offenders(struct ctx *c, struct run *r)
 			continue;
 		while (j < n && strcmp(kept_text(&r->arena, r->c[want[j]].off_key), key) != 0)
 			j++;
+		if (j < n)
+			continue; /* an earlier case of the run looks it up */
 		set_key(c, key);
-		if (j == n && !offender_known(c))
+		if (!offender_known(c))
 			want[n++] = i;
 	}
 	run_pieces(c, r, RUN_FIND, want, n);
@@ -201,17 +208,13 @@ run_flush(struct ctx *c, struct run *r, long *created, long *synced)
 		const struct run_case *k = &r->c[i];
 		if (k->created) {
 			struct evk_case v = {
-				.id = k->id, .reference = k->in.reference,
-				.agency_code = kept_text(&r->arena, k->agency_code),
+				.id = k->id, .agency_code = kept_text(&r->arena, k->agency_code),
 				.agency_name = kept_text(&r->arena, k->agency_name),
 				.agency_id = k->agency_id, .offender_id = k->off,
 				.off_name = kept_text(&r->arena, k->off_name),
 				.off_postcode = kept_text(&r->arena, k->off_postcode),
-				.date = k->in.date, .result = k->in.result,
-				.has_fine = k->in.has_fine, .has_costs = k->in.has_costs,
-				.fine = k->in.fine, .costs = k->in.costs, .inserted = k->now,
-				.updated = k->now,
 			};
+			case_from_input(&v, &k->in, k->now);
 			notify(c, "create", "created", &v);
 			(*created)++;
 			continue;

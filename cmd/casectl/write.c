@@ -459,6 +459,23 @@ sync_fields(struct ctx *c, int64_t agency, const struct input *in, int64_t off, 
 		db_die(c, "cannot update a case");
 }
 
+/* The fields of v that a case inserted from input in at now holds as
+ * written (nothing read back): its reference, the case fields the input
+ * carries, and both stamps now; no last sync. */
+void
+case_from_input(struct evk_case *v, const struct input *in, const char *now)
+{
+	v->reference = in->reference;
+	v->date = in->date;
+	v->result = in->result;
+	v->has_fine = in->has_fine;
+	v->has_costs = in->has_costs;
+	v->fine = in->fine;
+	v->costs = in->costs;
+	v->inserted = v->updated = now;
+	v->synced = NULL;
+}
+
 /* Inserts a new case of agency a and announces it; v describes it after,
  * built from what was written rather than read back. false: the agency
  * has a case of that reference already, whose id is left in id; nothing
@@ -488,14 +505,11 @@ create_case(struct ctx *c, const struct agency *a, const struct input *in, char 
 		return false;
 	}
 	*v = (struct evk_case){
-		.id = id, .reference = in->reference, .agency_code = a->code,
-		.agency_name = a->name, .agency_id = a->id, .offender_id = off,
-		.off_name = off ? c->off.name.p : NULL,
+		.id = id, .agency_code = a->code, .agency_name = a->name, .agency_id = a->id,
+		.offender_id = off, .off_name = off ? c->off.name.p : NULL,
 		.off_postcode = off && c->off.has_postcode ? c->off.postcode.p : NULL,
-		.date = in->date, .result = in->result, .has_fine = in->has_fine,
-		.has_costs = in->has_costs, .fine = in->fine, .costs = in->costs,
-		.inserted = now, .updated = now, .synced = NULL,
 	};
+	case_from_input(v, in, now);
 	notify(c, "create", "created", v);
 	return true;
 }
